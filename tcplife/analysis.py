@@ -1,0 +1,113 @@
+"""The one place that wires the stages together for capture files.
+
+capture source -> Segments -> Tracker -> events -> Collector -> DataFrames (`Result`).
+Owns: `analyze()` and `Result`. Nothing downstream calls back upstream.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, Any, Union
+
+import pandas as pd
+
+from tcplife.capture import ReadStats, read_segments
+from tcplife.events import Event
+from tcplife.frames import ANOMALY_COLUMNS, Collector, empty_frame
+from tcplife.frames import state_at as _state_at
+from tcplife.options import Options
+from tcplife.segment import Segment
+from tcplife.tracker import Tracker
+
+Source = Union[str, "os.PathLike[str]", IO[bytes]]
+
+
+@dataclass
+class Result:
+    """What `analyze` returns: the tables of the contract, plus what the reader saw."""
+
+    connections: pd.DataFrame
+    transitions: pd.DataFrame
+    anomalies: pd.DataFrame
+    oddities: pd.DataFrame
+    stats: ReadStats
+    options: Options
+    sources: list[str] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.stats.warnings
+
+    def state_at(self, when: float | int | str | datetime | pd.Timestamp) -> pd.DataFrame:
+        """Like ``ss -tan`` at ``when`` (epoch seconds, ISO string or datetime): one row per
+        side of each connection that is not CLOSED at that instant."""
+        return _state_at(self.connections, self.transitions, when)
+
+
+def _source_name(source: Source) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    return getattr(source, "name", "<stream>") if isinstance(getattr(source, "name", None),
+                                                             str) else "<stream>"
+
+
+def iter_segments(sources: Iterable[Source], stats: ReadStats) -> Iterator[Segment]:
+    """Segments of several captures read one after the other as one capture; frame
+    numbers continue across files (frame N of the second file is reported as
+    ``frames_in_first_file + N``)."""
+    offset = 0
+    for source in sources:
+        file_stats = ReadStats()
+        if offset == 0:
+            yield from read_segments(source, file_stats)
+        else:
+            for seg in read_segments(source, file_stats):
+                yield seg._replace(frame=seg.frame + offset)
+        offset += file_stats.frames
+        stats.merge(file_stats)
+
+
+def analyze(source: Source | list[Source], *, options: Options | None = None,
+            on_event: Callable[[Event], None] | None = None,
+            **timeouts: float) -> Result:
+    """Analyse one capture (a path, ``"-"`` for stdin, or a binary file object) or a list
+    of captures read in order as one. Timeouts (seconds) override Linux's defaults:
+    ``time_wait``, ``fin_wait_2``, ``syn_sent``, ``syn_received``, ``close_wait_linger``,
+    ``idle``, ``closed_linger``.
+
+    Raises `tcplife.CaptureError` only when the input cannot be read at all; a truncated or
+    partly corrupt capture is analysed up to the damage, with a warning in ``warnings``.
+    """
+    if options is None:
+        options = Options(**timeouts)
+    elif timeouts:
+        raise TypeError("give either options= or timeout keywords, not both")
+    sources: list[Source] = list(source) if isinstance(source, (list, tuple)) else [source]
+    stats = ReadStats()
+    tracker = Tracker(options)
+    collector = Collector()
+    for event_batch in _batches(tracker, iter_segments(sources, stats)):
+        if on_event is not None:
+            for ev in event_batch:
+                on_event(ev)
+        collector.add(event_batch)
+    return Result(
+        connections=collector.connections(),
+        transitions=collector.transitions(),
+        anomalies=empty_frame(ANOMALY_COLUMNS),
+        oddities=collector.oddities_frame(),
+        stats=stats,
+        options=options,
+        sources=[_source_name(s) for s in sources],
+    )
+
+
+def _batches(tracker: Tracker, segments: Iterable[Segment]) -> Iterator[list[Any]]:
+    for seg in segments:
+        events = tracker.feed(seg)
+        if events:
+            yield events
+    yield tracker.finish()

@@ -1,0 +1,112 @@
+"""What the tracker tells the world: events, and the final record of a connection.
+
+Owns: the event types and `ConnectionRecord`. Plain data; no behaviour beyond small
+helpers. Consumers (anomaly detectors, DataFrame builders, the live screen) read these
+and never call back into the tracker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tcplife.states import State
+
+
+@dataclass(slots=True)
+class ConnectionStarted:
+    """A new connection instance was seen (its first packet)."""
+
+    conn_id: int
+    ts_ns: int
+    frame: int
+    client_addr: str
+    client_port: int
+    server_addr: str
+    server_port: int
+    role_inferred: bool
+    mid_stream: bool
+
+
+@dataclass(slots=True)
+class Transition:
+    """One side changed state. ``tid`` identifies it for a later `Retraction`."""
+
+    tid: int
+    conn_id: int
+    ts_ns: int
+    side: str
+    addr: str
+    port: int
+    from_state: State
+    to_state: State
+    event: str
+    frame: int | None
+    inferred: bool
+
+
+@dataclass(slots=True)
+class Retraction:
+    """A transition deduced earlier turned out wrong: later packets contradicted it.
+
+    Example: the capture saw the client's final ACK, so the server was deduced CLOSED; then
+    the server retransmitted its FIN, so the ACK was lost after the capture point and the
+    server is still in LAST_ACK. Consumers drop the transition ``tid``.
+    """
+
+    tid: int
+    conn_id: int
+    side: str
+    ts_ns: int
+    frame: int | None
+    reason: str
+
+
+@dataclass(slots=True)
+class Oddity:
+    """Something surprising the tracker noted and went past (Zeek calls these weirds)."""
+
+    conn_id: int
+    ts_ns: int
+    frame: int | None
+    side: str
+    name: str
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class ConnectionRecord:
+    """The final summary of one connection instance: one row of ``connections``."""
+
+    conn_id: int
+    ip_version: int
+    client_addr: str
+    client_port: int
+    server_addr: str
+    server_port: int
+    first_ts_ns: int
+    last_ts_ns: int
+    first_frame: int
+    last_frame: int
+    packets: int
+    client_packets: int
+    server_packets: int
+    client_bytes: int
+    server_bytes: int
+    client_state: State
+    server_state: State
+    client_initial_state: State
+    server_initial_state: State
+    close_kind: str
+    role_inferred: bool
+    mid_stream: bool
+    anomalies: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ConnectionEnded:
+    """A connection instance is finished (closed and quiet, superseded, or input ended)."""
+
+    record: ConnectionRecord
+
+
+Event = ConnectionStarted | Transition | Retraction | Oddity | ConnectionEnded

@@ -1,0 +1,50 @@
+"""Timeouts and thresholds that a capture cannot show, with Linux's defaults.
+
+Owns: the `Options` record and its validation. Every field is a keyword argument of
+`tcplife.analyze` and an option of the CLI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Options:
+    """Timeouts in seconds (floats).
+
+    time_wait: TIME_WAIT length; Linux hard-codes TCP_TIMEWAIT_LEN = 60 s.
+    fin_wait_2: lifetime of an orphaned FIN_WAIT_2 socket (net.ipv4.tcp_fin_timeout, 60 s).
+    syn_sent: how long connect() keeps retrying SYNs: tcp_syn_retries=6 gives
+        1+2+4+...+64 = 127 s.
+    syn_received: how long a request socket retransmits its SYN-ACK: tcp_synack_retries=5
+        gives 1+2+4+8+16+32 = 63 s.
+    close_wait_linger: how long CLOSE_WAIT may last before it counts as an anomaly.
+    idle: when a silent flow is given up (live mode) and its state no longer trusted.
+    closed_linger: how long a fully closed connection is kept to absorb late packets
+        (retransmissions, RSTs) before it is emitted and forgotten.
+    """
+
+    time_wait: float = 60.0
+    fin_wait_2: float = 60.0
+    syn_sent: float = 127.0
+    syn_received: float = 63.0
+    close_wait_linger: float = 10.0
+    idle: float = 300.0
+    closed_linger: float = 120.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"option {f.name} must be a non-negative number of seconds")
+
+    def ns(self, name: str) -> int:
+        """An option converted to integer nanoseconds."""
+        return int(round(getattr(self, name) * NS))
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))

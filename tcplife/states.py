@@ -1,0 +1,57 @@
+"""The vocabulary of the public contract: per-side TCP states, sides, close kinds.
+
+Owns: names only. Every other module imports them from here; nothing here knows how
+states change (that is `machine.py`).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class State(str, Enum):
+    """One side's TCP state, as RFC 9293 names it (and `ss` shows it)."""
+
+    UNKNOWN = "UNKNOWN"  #: the capture has not yet shown enough to tell
+    CLOSED = "CLOSED"  #: no socket (ss no longer lists it)
+    LISTEN = "LISTEN"  #: presumed passive open, before the server answered
+    SYN_SENT = "SYN_SENT"  #: sent SYN, waiting for SYN-ACK
+    SYN_RECEIVED = "SYN_RECEIVED"  #: received SYN and answered SYN-ACK
+    ESTABLISHED = "ESTABLISHED"  #: handshake complete, data may flow both ways
+    FIN_WAIT_1 = "FIN_WAIT_1"  #: sent FIN, not yet acknowledged
+    FIN_WAIT_2 = "FIN_WAIT_2"  #: own FIN acknowledged, waiting for the peer's FIN
+    CLOSE_WAIT = "CLOSE_WAIT"  #: received FIN, the application has not closed yet
+    CLOSING = "CLOSING"  #: sent FIN and received the peer's FIN before its ACK of ours
+    LAST_ACK = "LAST_ACK"  #: received FIN, then sent FIN; waiting for its ACK
+    TIME_WAIT = "TIME_WAIT"  #: both FINs done; waiting 2*MSL before forgetting the 4-tuple
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: Order used for categorical dtypes and for tables.
+STATE_ORDER: tuple[str, ...] = tuple(s.value for s in State)
+
+#: `ss -tan` state names mapped to ours.
+SS_STATE_NAMES: dict[str, State] = {
+    "LISTEN": State.LISTEN,
+    "SYN-SENT": State.SYN_SENT,
+    "SYN-RECV": State.SYN_RECEIVED,
+    "ESTAB": State.ESTABLISHED,
+    "FIN-WAIT-1": State.FIN_WAIT_1,
+    "FIN-WAIT-2": State.FIN_WAIT_2,
+    "CLOSE-WAIT": State.CLOSE_WAIT,
+    "CLOSING": State.CLOSING,
+    "LAST-ACK": State.LAST_ACK,
+    "TIME-WAIT": State.TIME_WAIT,
+    "UNCONN": State.CLOSED,
+    "CLOSED": State.CLOSED,
+}
+
+CLIENT = "client"
+SERVER = "server"
+SIDES: tuple[str, str] = (CLIENT, SERVER)
+
+#: Values of the connections table's ``close_kind`` column.
+CLOSE_KINDS: tuple[str, ...] = ("fin", "rst", "refused", "unanswered", "incomplete", "open",
+                                "timeout")

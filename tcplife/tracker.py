@@ -1,0 +1,633 @@
+"""The connection tracker: decoded segments in, lifecycle events out. Sans-IO.
+
+Owns: the flow table (one instance per incarnation of a 4-tuple), role assignment, the
+classification of each segment into per-side state-machine events (`machine.Ev`), the
+observer's reasoning about what each side has received, timers, and the end of a
+connection. Time comes only from the segments (or from `advance(now)` in live mode).
+Knows nothing of files, dpkt, pandas, click or rich.
+
+Vantage point. A segment is seen when it passes the capture point. Its sender's change
+(``send FIN``) is observed; the receiver's change (``recv FIN``) is deduced, marked
+``inferred``, and dated when the segment passed the capture. A deduction can be wrong when
+the segment is lost after the capture point; the receiver's own later segments then show
+it, and the deduction is retracted (a `Retraction` event):
+
+- a side whose ACK field does not cover a FIN it was believed to have received had not
+  received it when it sent that segment (FINs crossing, or a lost FIN);
+- a side that retransmits its FIN or SYN-ACK never got the ACK it was believed to have got;
+- a side believed closed by a timeout that still sends (other than RST) was not closed.
+
+After a side has shown once that ACKs to it are lost (final-ACK or handshake-ACK loss),
+further such ACKs are held: applied only if the side then stays quiet for twice its last
+retransmission interval (at least 1 s) within the capture.
+
+RST acceptance (what the receiver's kernel would honour, RFC 5961 / Linux
+tcp_validate_incoming): in SYN_SENT only an RST whose ACK acknowledges the SYN; in other
+states an RST whose sequence number lies between the receiver's expected next sequence
+number minus one (after a FIN) and the highest sequence number the sender was seen to
+use or the receiver acknowledged. An RST outside that is noted (``rst_ignored``) and does
+not change the receiver's state.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator
+
+from tcplife.endpoint import Endpoint, HistoryEntry
+from tcplife.events import (
+    ConnectionEnded,
+    ConnectionRecord,
+    ConnectionStarted,
+    Event,
+    Oddity,
+    Retraction,
+    Transition,
+)
+from tcplife.machine import ALIVE, SYNCHRONIZED, Ev, Stay, step
+from tcplife.options import NS, Options
+from tcplife.segment import ACK, FIN, RST, SYN, Segment
+from tcplife.seq import seq_add, seq_diff, seq_max
+from tcplife.states import CLIENT, SERVER, State
+
+#: Ports that are almost always the server side when no SYN tells the roles.
+WELL_KNOWN_SERVER_PORTS = frozenset({
+    1080, 1433, 1521, 1883, 2049, 2181, 2379, 3000, 3128, 3306, 3389, 4222, 5000, 5432,
+    5672, 5900, 5984, 6379, 6443, 6667, 8000, 8008, 8080, 8081, 8443, 8888, 9000, 9042,
+    9090, 9092, 9200, 9300, 11211, 15672, 27017,
+})
+
+_HELD_MIN_NS = 1 * NS
+
+
+class Connection:
+    """One incarnation of a 4-tuple, with both endpoints."""
+
+    __slots__ = ("conn_id", "ip_version", "client", "server", "first_ts", "last_ts",
+                 "first_frame", "last_frame", "packets", "role_inferred", "mid_stream",
+                 "refused", "rst_closed", "timed_out", "evict_gen", "finished")
+
+    def __init__(self, conn_id: int, ip_version: int, client: Endpoint, server: Endpoint,
+                 seg: Segment, role_inferred: bool, mid_stream: bool) -> None:
+        self.conn_id = conn_id
+        self.ip_version = ip_version
+        self.client = client
+        self.server = server
+        self.first_ts = seg.ts_ns
+        self.last_ts = seg.ts_ns
+        self.first_frame = seg.frame
+        self.last_frame = seg.frame
+        self.packets = 0
+        self.role_inferred = role_inferred
+        self.mid_stream = mid_stream
+        self.refused = False
+        self.rst_closed = False
+        self.timed_out = False
+        self.evict_gen = 0
+        self.finished = False
+
+    def peer(self, ep: Endpoint) -> Endpoint:
+        return self.server if ep is self.client else self.client
+
+
+class Tracker:
+    """Feed segments in capture order; collect the events each call returns."""
+
+    def __init__(self, options: Options | None = None) -> None:
+        self.options = options or Options()
+        self._flows: dict[tuple[str, int, str, int], Connection] = {}
+        self._live: dict[int, Connection] = {}
+        self._timers: list[tuple[int, int, str, int, str, int]] = []
+        self._timer_seq = 0
+        self._next_conn_id = 0
+        self._next_tid = 0
+        self.now_ns: int | None = None
+        self._out: list[Event] = []
+
+    # ------------------------------------------------------------------ public API
+    def feed(self, seg: Segment) -> list[Event]:
+        """Process one segment (timers due before it fire first); return the events."""
+        out = self._out = []
+        self._advance(seg.ts_ns)
+        if self.now_ns is None or seg.ts_ns > self.now_ns:
+            self.now_ns = seg.ts_ns
+        conn = self._flows.get((seg.src, seg.sport, seg.dst, seg.dport))
+        if conn is None:
+            conn = self._new_connection(seg)
+        elif seg.flags & (SYN | ACK | RST) == SYN and self._is_new_incarnation(conn, seg):
+            self._supersede(conn, seg)
+            conn = self._new_connection(seg)
+        self._process(conn, seg)
+        return out
+
+    def feed_all(self, segments: Iterable[Segment]) -> Iterator[Event]:
+        """Feed many segments, then finish; yield every event."""
+        for seg in segments:
+            yield from self.feed(seg)
+        yield from self.finish()
+
+    def advance(self, now_ns: int) -> list[Event]:
+        """Let time pass without a packet (live mode): fire the timers due by ``now_ns``."""
+        out = self._out = []
+        self._advance(now_ns)
+        if self.now_ns is None or now_ns > self.now_ns:
+            self.now_ns = now_ns
+        return out
+
+    def next_deadline(self) -> int | None:
+        """When the next timer is due (ns), or None: the caller may sleep until then."""
+        return self._timers[0][0] if self._timers else None
+
+    def finish(self, end_ns: int | None = None) -> list[Event]:
+        """End of input: fire timers due by the end of the capture, then end every
+        connection still open (its sides keep their states)."""
+        out = self._out = []
+        end = end_ns if end_ns is not None else self.now_ns
+        if end is not None:
+            self._advance(end)
+        for conn in sorted(self._live.values(), key=lambda c: c.conn_id):
+            self._end(conn)
+        self._timers.clear()
+        return out
+
+    # ------------------------------------------------------------------ instances
+    def _new_connection(self, seg: Segment) -> Connection:
+        flags = seg.flags
+        syn_only = flags & (SYN | ACK | RST) == SYN
+        synack = flags & (SYN | ACK | RST) == SYN | ACK
+        src_is_client = True
+        role_inferred = not syn_only
+        mid_stream = not (syn_only or synack)
+        if synack:
+            src_is_client = False
+        elif not syn_only:
+            src_is_client = not _looks_like_server(seg.sport, seg.dport)
+        if src_is_client:
+            caddr, cport, saddr, sport = seg.src, seg.sport, seg.dst, seg.dport
+        else:
+            caddr, cport, saddr, sport = seg.dst, seg.dport, seg.src, seg.sport
+        if syn_only:
+            cstate, sstate = State.CLOSED, State.LISTEN
+        elif synack:
+            cstate, sstate = State.SYN_SENT, State.LISTEN
+        else:
+            cstate = sstate = State.UNKNOWN
+        client = Endpoint(CLIENT, caddr, cport, cstate, cstate, since_ns=seg.ts_ns)
+        server = Endpoint(SERVER, saddr, sport, sstate, sstate, since_ns=seg.ts_ns)
+        if synack:
+            client.isn = seq_add(seg.ack, -1)
+            client.snd_nxt = seg.ack
+        conn = Connection(self._next_conn_id, seg.ip_version, client, server, seg,
+                          role_inferred, mid_stream)
+        self._next_conn_id += 1
+        self._flows[(caddr, cport, saddr, sport)] = conn
+        self._flows[(saddr, sport, caddr, cport)] = conn
+        self._live[conn.conn_id] = conn
+        self._out.append(ConnectionStarted(conn.conn_id, seg.ts_ns, seg.frame, caddr, cport,
+                                           saddr, sport, role_inferred, mid_stream))
+        if synack:
+            self._arm_state_timer(conn, client)
+        return conn
+
+    def _is_new_incarnation(self, conn: Connection, seg: Segment) -> bool:
+        """A SYN without ACK on a known 4-tuple: a retransmission, the peer's SYN of a
+        simultaneous open, or a new connection reusing the 4-tuple?"""
+        sender = conn.client if seg.src == conn.client.addr and seg.sport == conn.client.port \
+            else conn.server
+        if sender.isn is not None:
+            return sender.isn != seg.seq
+        peer = conn.peer(sender)
+        # The other side's SYN while ours is unanswered: simultaneous open.
+        return not (peer.state == State.SYN_SENT and sender.packets == 0)
+
+    def _supersede(self, conn: Connection, seg: Segment) -> None:
+        """A new SYN reuses the 4-tuple: the sender's old socket is gone, and a peer in
+        TIME_WAIT accepts the SYN and drops its old socket (RFC 9293 3.10.7.4 note;
+        Linux tcp_timewait_state_process returns TCP_TW_SYN)."""
+        sender = conn.client if seg.src == conn.client.addr and seg.sport == conn.client.port \
+            else conn.server
+        receiver = conn.peer(sender)
+        live = [ep.side for ep in (sender, receiver) if ep.state in ALIVE]
+        self._out.append(Oddity(conn.conn_id, seg.ts_ns, seg.frame, sender.side, "port_reuse",
+                                f"new SYN (ISN {seg.seq}) reuses the 4-tuple"
+                                + (f" while {', '.join(live)} still open" if live else "")))
+        if sender.state not in (State.CLOSED, State.LISTEN):
+            self._transition(conn, sender, State.CLOSED, "new SYN on the 4-tuple", seg.frame,
+                             seg.ts_ns, inferred=True, kind="")
+        if receiver.state == State.TIME_WAIT:
+            self._transition(conn, receiver, State.CLOSED, "recv SYN (new incarnation)",
+                             seg.frame, seg.ts_ns, inferred=True, kind="")
+        self._end(conn)
+
+    def _end(self, conn: Connection) -> None:
+        if conn.finished:
+            return
+        conn.finished = True
+        self._live.pop(conn.conn_id, None)
+        c, s = conn.client, conn.server
+        for key in ((c.addr, c.port, s.addr, s.port), (s.addr, s.port, c.addr, c.port)):
+            if self._flows.get(key) is conn:
+                del self._flows[key]
+        self._out.append(ConnectionEnded(_record(conn)))
+
+    # ------------------------------------------------------------------ segments
+    def _process(self, conn: Connection, seg: Segment) -> None:
+        flags = seg.flags
+        if seg.src == conn.client.addr and seg.sport == conn.client.port:
+            a, b = conn.client, conn.server
+        else:
+            a, b = conn.server, conn.client
+        ts, frame = seg.ts_ns, seg.frame
+        conn.packets += 1
+        conn.last_ts = max(conn.last_ts, ts)
+        conn.last_frame = frame
+        a.packets += 1
+        syn, fin, rst, ackf = flags & SYN, flags & FIN, flags & RST, flags & ACK
+
+        # 1. What this segment says about what its sender has received.
+        if not rst:
+            self._check_evidence(conn, a, b, seg)
+
+        # 2. The sender's own change.
+        if rst:
+            self._send_rst(conn, a, b, seg)
+        elif syn:
+            is_rtx = a.isn is not None and a.isn == seg.seq
+            if ackf:
+                a.synack_tx_ns.append(ts)
+            elif a.first_syn_ns is None:
+                a.first_syn_ns = ts
+            if a.isn is None:
+                a.isn = seg.seq
+            if not is_rtx or a.state in (State.CLOSED, State.LISTEN, State.UNKNOWN):
+                self._apply(conn, a, Ev.SEND_SYNACK if ackf else Ev.SEND_SYN, seg,
+                            inferred=False)
+        elif fin:
+            fin_seq = seq_add(seg.seq, seg.payload_len)
+            a.fin_tx_ns.append(ts)
+            if a.fin_seq is None:
+                a.fin_seq = fin_seq
+                self._apply(conn, a, Ev.SEND_FIN, seg, inferred=a.state == State.UNKNOWN)
+                if b.max_ack is not None and a.covers(b.max_ack, a.fin_end):
+                    # The capture reordered them: the peer's ACK of this FIN came first.
+                    self._deduce_ack(conn, a, seg, Ev.RECV_ACK_FIN, "ack_fin")
+            elif fin_seq != a.fin_seq:
+                self._odd(conn, a, seg, "fin_moved",
+                          f"FIN at sequence {fin_seq} after an earlier FIN at {a.fin_seq}")
+        else:
+            if a.state == State.UNKNOWN:
+                self._apply(conn, a, Ev.SEND_ACK, seg, inferred=True)
+            elif a.state == State.SYN_SENT and ackf or a.state == State.CLOSED:
+                self._apply(conn, a, Ev.SEND_ACK, seg, inferred=False)
+        if ackf and not rst and not fin and a.state in (State.FIN_WAIT_1, State.FIN_WAIT_2) \
+                and a.max_ack is not None and not a.not_orphan:
+            self._check_half_close(a, b, seg)
+        self._track_sequence(a, seg)
+
+        # 3. What the receiver is deduced to have received.
+        if rst:
+            self._recv_rst(conn, a, b, seg)
+        else:
+            self._recv(conn, a, b, seg)
+        if conn.client.state == State.CLOSED and conn.server.state in (State.CLOSED,
+                                                                        State.LISTEN):
+            self._arm_eviction(conn)
+
+    @staticmethod
+    def _check_half_close(a: Endpoint, b: Endpoint, seg: Segment) -> None:
+        """A side that acknowledges new data after its own FIN has only shut down
+        writing: a socket closed by close() answers such data with RST (Linux
+        tcp_rcv_state_process, RCV_SHUTDOWN in FIN_WAIT_1/2). So it is not orphaned and the
+        FIN_WAIT_2 timeout does not apply."""
+        assert a.max_ack is not None
+        acked = seg.ack
+        if b.fin_seq is not None and seq_diff(acked, b.fin_seq) > 0:
+            acked = b.fin_seq
+        if seq_diff(acked, a.max_ack) > 0:
+            a.not_orphan = True
+            a.timer_gen += 1
+
+    def _track_sequence(self, a: Endpoint, seg: Segment) -> None:
+        flags = seg.flags
+        if flags & RST:
+            return
+        syn = 1 if flags & SYN else 0
+        end = seq_add(seg.seq, seg.payload_len + syn + (1 if flags & FIN else 0))
+        a.snd_nxt = seq_max(a.snd_nxt, end)
+        if seg.payload_len:
+            start = seq_add(seg.seq, syn)
+            data_end = seq_add(start, seg.payload_len)
+            if a.data_hi is None:
+                a.bytes += seg.payload_len
+                a.data_hi = data_end
+            elif seq_diff(data_end, a.data_hi) > 0:
+                a.bytes += min(seg.payload_len, seq_diff(data_end, a.data_hi))
+                a.data_hi = data_end
+        if flags & ACK:
+            a.max_ack = seq_max(a.max_ack, seg.ack)
+        a.window = seg.window
+        if syn and seg.wscale >= 0:
+            a.wscale = seg.wscale
+
+    def _check_evidence(self, conn: Connection, a: Endpoint, b: Endpoint,
+                        seg: Segment) -> None:
+        """Confront what we deduced about ``a`` with the segment ``a`` just sent."""
+        flags = seg.flags
+        syn, fin, ackf = flags & SYN, flags & FIN, flags & ACK
+        if syn and a.isn is not None and seg.seq == a.isn:
+            if ackf:  # SYN-ACK again: the handshake's last ACK never reached it
+                self._contradict(conn, a, "ack_syn", seg, "SYN-ACK retransmitted")
+                self._cancel_held(a, "ack_syn")
+            else:  # SYN again: it never got the SYN-ACK
+                self._contradict(conn, a, "synack", seg, "SYN retransmitted")
+        if fin and a.fin_seq is not None and seq_add(seg.seq, seg.payload_len) == a.fin_seq:
+            self._contradict(conn, a, "ack_fin", seg, "FIN retransmitted")
+            self._cancel_held(a, "ack_fin")
+        if a.state == State.CLOSED and any(h.kind == "timeout" for h in a.history):
+            self._contradict(conn, a, "timeout", seg, "still sending after the timeout")
+        if not syn and a.held is not None and a.held[2] == "ack_syn":
+            self._release_held(conn, a)  # it sends as an established socket: ACK arrived
+        if not ackf or syn:
+            return
+        fin_end = b.fin_end
+        if fin_end is None:
+            return
+        if a.covers(seg.ack, fin_end):
+            if not a.got_fin:
+                # Its own ACK shows it has the peer's FIN, which we had not credited.
+                a.got_fin = True
+                self._apply(conn, a, Ev.RECV_FIN, seg, inferred=False, kind="")
+        elif a.got_fin:
+            self._contradict(conn, a, "fin", seg,
+                             "its ACK does not cover the peer's FIN: not received yet")
+
+    def _send_rst(self, conn: Connection, a: Endpoint, b: Endpoint, seg: Segment) -> None:
+        if a.side == SERVER and a.state == State.LISTEN and not a.history \
+                and b.state == State.SYN_SENT:
+            # Answering the SYN with RST: nothing was listening. The server side was
+            # never in LISTEN for this 4-tuple (seed 000 case 1).
+            a.state = a.initial_state = State.CLOSED
+            conn.refused = True
+            return
+        if a.state == State.CLOSED:
+            return
+        self._apply(conn, a, Ev.SEND_RST, seg, inferred=False)
+        if a.state == State.CLOSED:
+            conn.rst_closed = True
+
+    def _recv_rst(self, conn: Connection, a: Endpoint, b: Endpoint, seg: Segment) -> None:
+        if b.state in (State.CLOSED, State.LISTEN):
+            return
+        if not _rst_acceptable(a, b, seg):
+            self._odd(conn, b, seg, "rst_ignored",
+                      f"RST seq {seg.seq} outside what {b.side} would accept")
+            return
+        self._apply(conn, b, Ev.RECV_RST, seg, inferred=True)
+        if b.state == State.CLOSED:
+            conn.rst_closed = True
+
+    def _recv(self, conn: Connection, a: Endpoint, b: Endpoint, seg: Segment) -> None:
+        flags = seg.flags
+        syn, fin, ackf = flags & SYN, flags & FIN, flags & ACK
+        ts = seg.ts_ns
+        if syn:
+            if ackf:
+                if b.isn is not None and seg.ack == seq_add(b.isn, 1):
+                    self._apply(conn, b, Ev.RECV_SYNACK, seg, inferred=True, kind="synack")
+                elif b.state == State.SYN_SENT:
+                    self._odd(conn, b, seg, "bad_synack",
+                              f"SYN-ACK acknowledges {seg.ack}, not the SYN")
+            else:
+                self._apply(conn, b, Ev.RECV_SYN, seg, inferred=True)
+            return
+        # Segments from ``a`` reach ``b`` in the order sent: anything ``a`` sent after its
+        # FIN implies the FIN arrived first (unless lost, which b's ACKs will show).
+        if a.fin_seq is not None and not b.got_fin and not fin \
+                and seq_diff(seg.seq, a.fin_seq) > 0:
+            b.got_fin = True
+            self._apply(conn, b, Ev.RECV_FIN, seg, inferred=True, kind="fin")
+        if ackf:
+            if b.isn is not None and b.state in (State.SYN_RECEIVED, State.SYN_SENT) \
+                    and b.covers(seg.ack, seq_add(b.isn, 1)):
+                self._deduce_ack(conn, b, seg, Ev.RECV_ACK_SYN, "ack_syn")
+            fin_end = b.fin_end
+            if fin_end is not None and b.covers(seg.ack, fin_end) and not b.fin_acked:
+                self._deduce_ack(conn, b, seg, Ev.RECV_ACK_FIN, "ack_fin")
+        if fin:
+            fin_seq = seq_add(seg.seq, seg.payload_len)
+            if fin_seq != a.fin_seq:
+                return
+            if not b.got_fin:
+                b.got_fin = True
+                self._apply(conn, b, Ev.RECV_FIN, seg, inferred=True, kind="fin")
+            elif b.state == State.TIME_WAIT:
+                # A retransmitted FIN restarts TIME_WAIT (Linux inet_twsk_reschedule).
+                b.since_ns = ts
+                b.timer_gen += 1
+                self._arm_state_timer(conn, b)
+
+    def _deduce_ack(self, conn: Connection, b: Endpoint, seg: Segment, ev: Ev,
+                    kind: str) -> None:
+        if kind in b.distrust:
+            # Its earlier ACKs got lost after the capture point: hold this one.
+            interval = (b.fin_rtx_interval_ns() if kind == "ack_fin"
+                        else b.synack_rtx_interval_ns())
+            b.held = (seg.ts_ns, seg.frame, kind)
+            b.held_gen += 1
+            self._push_timer(seg.ts_ns + max(_HELD_MIN_NS, 2 * interval), conn, b.side,
+                             b.held_gen, "held")
+            return
+        if kind == "ack_fin":
+            b.fin_acked = True
+        self._apply(conn, b, ev, seg, inferred=True, kind=kind)
+
+    def _release_held(self, conn: Connection, b: Endpoint) -> None:
+        if b.held is None:
+            return
+        ts, frame, kind = b.held
+        b.held = None
+        b.held_gen += 1
+        if kind == "ack_fin":
+            b.fin_acked = True
+        ev = Ev.RECV_ACK_FIN if kind == "ack_fin" else Ev.RECV_ACK_SYN
+        result = step(b.state, ev)
+        if isinstance(result, State):
+            self._transition(conn, b, result, str(ev), frame, ts, inferred=True, kind=kind)
+
+    def _cancel_held(self, b: Endpoint, kind: str) -> None:
+        if b.held is not None and b.held[2] == kind:
+            b.held = None
+            b.held_gen += 1
+
+    # ------------------------------------------------------------------ transitions
+    def _apply(self, conn: Connection, ep: Endpoint, ev: Ev, seg: Segment, *,
+               inferred: bool, kind: str = "") -> None:
+        result = step(ep.state, ev)
+        if isinstance(result, Stay):
+            if result.note:
+                self._odd(conn, ep, seg, result.note, f"{ev} in {ep.state}")
+            return
+        self._transition(conn, ep, result, str(ev), seg.frame, seg.ts_ns,
+                         inferred=inferred or ep.state == State.UNKNOWN, kind=kind)
+
+    def _transition(self, conn: Connection, ep: Endpoint, to: State, event: str,
+                    frame: int | None, ts: int, *, inferred: bool, kind: str) -> None:
+        tid = self._next_tid
+        self._next_tid += 1
+        ep.history.append(HistoryEntry(tid, ep.state, ep.since_ns, kind))
+        frm = ep.state
+        ep.state = to
+        ep.since_ns = ts
+        ep.timer_gen += 1
+        self._out.append(Transition(tid, conn.conn_id, ts, ep.side, ep.addr, ep.port, frm, to,
+                                    event, frame, inferred))
+        self._arm_state_timer(conn, ep)
+
+    def _contradict(self, conn: Connection, ep: Endpoint, kind: str, seg: Segment,
+                    reason: str) -> None:
+        """Undo the latest deduction of ``kind`` about ``ep`` and everything after it."""
+        for index in range(len(ep.history) - 1, -1, -1):
+            if ep.history[index].kind == kind:
+                break
+        else:
+            return
+        undone = ep.history[index:]
+        del ep.history[index:]
+        for entry in reversed(undone):
+            self._out.append(Retraction(entry.tid, conn.conn_id, ep.side, seg.ts_ns,
+                                        seg.frame, reason))
+        first = undone[0]
+        ep.state = first.from_state
+        ep.since_ns = first.from_since_ns
+        ep.timer_gen += 1
+        if kind in ("ack_fin", "ack_syn"):
+            ep.distrust.add(kind)
+            if kind == "ack_fin":
+                ep.fin_acked = False
+        if any(e.kind == "fin" for e in undone):
+            ep.got_fin = False
+        if kind == "timeout":
+            conn.timed_out = any(h.kind == "timeout" for h in conn.client.history
+                                 + conn.server.history)
+        self._odd(conn, ep, seg, "retracted", f"{reason}: undid {len(undone)} transition(s)")
+        self._arm_state_timer(conn, ep)
+
+    # ------------------------------------------------------------------ timers
+    def _push_timer(self, deadline: int, conn: Connection, side: str, gen: int,
+                    kind: str) -> None:
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (deadline, self._timer_seq, side, conn.conn_id, kind, gen))
+
+    def _arm_state_timer(self, conn: Connection, ep: Endpoint) -> None:
+        o = self.options
+        state = ep.state
+        if state == State.TIME_WAIT:
+            deadline = ep.since_ns + o.ns("time_wait")
+        elif state == State.FIN_WAIT_2 and not ep.not_orphan:
+            deadline = ep.since_ns + o.ns("fin_wait_2")
+        elif state == State.SYN_SENT:
+            deadline = (ep.first_syn_ns if ep.first_syn_ns is not None else ep.since_ns) \
+                + o.ns("syn_sent")
+        elif state == State.SYN_RECEIVED:
+            first = ep.synack_tx_ns[0] if ep.synack_tx_ns else ep.since_ns
+            deadline = first + o.ns("syn_received")
+        else:
+            return
+        self._push_timer(deadline, conn, ep.side, ep.timer_gen, "state")
+
+    def _arm_eviction(self, conn: Connection) -> None:
+        conn.evict_gen += 1
+        self._push_timer(conn.last_ts + self.options.ns("closed_linger"), conn, "",
+                         conn.evict_gen, "evict")
+
+    def _advance(self, now: int) -> None:
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            deadline, _, side, conn_id, kind, gen = heapq.heappop(timers)
+            conn = self._live.get(conn_id)
+            if conn is None:
+                continue
+            if kind == "evict":
+                if gen == conn.evict_gen and conn.last_ts + self.options.ns(
+                        "closed_linger") <= deadline:
+                    self._end(conn)
+                continue
+            ep = conn.client if side == CLIENT else conn.server
+            if kind == "held":
+                if gen == ep.held_gen:
+                    self._release_held(conn, ep)
+                    self._maybe_evict(conn)
+                continue
+            if gen != ep.timer_gen:
+                continue
+            conn.timed_out = True
+            self._transition(conn, ep, State.CLOSED, "timeout", None, deadline,
+                             inferred=True, kind="timeout")
+            self._maybe_evict(conn)
+
+    def _maybe_evict(self, conn: Connection) -> None:
+        if conn.client.state == State.CLOSED and conn.server.state in (State.CLOSED,
+                                                                        State.LISTEN):
+            self._arm_eviction(conn)
+
+    # ------------------------------------------------------------------ helpers
+    def _odd(self, conn: Connection, ep: Endpoint, seg: Segment, name: str,
+             detail: str) -> None:
+        self._out.append(Oddity(conn.conn_id, seg.ts_ns, seg.frame, ep.side, name, detail))
+
+
+def _looks_like_server(sport: int, dport: int) -> bool:
+    """Guess whether the sender (``sport``) is the server when no SYN shows the roles."""
+    s_known, d_known = sport < 1024 or sport in WELL_KNOWN_SERVER_PORTS, \
+        dport < 1024 or dport in WELL_KNOWN_SERVER_PORTS
+    if s_known != d_known:
+        return s_known
+    return sport < dport
+
+
+def _rst_acceptable(a: Endpoint, b: Endpoint, seg: Segment) -> bool:
+    """Would ``b``'s kernel honour this RST from ``a``? (see the module docstring)"""
+    if b.state == State.SYN_SENT:
+        return bool(seg.flags & ACK) and b.isn is not None and seg.ack == seq_add(b.isn, 1)
+    expected = [x for x in (a.snd_nxt, b.max_ack) if x is not None]
+    if not expected:
+        return True
+    lo = min(expected, key=lambda x: seq_diff(x, expected[0]))
+    hi = max(expected, key=lambda x: seq_diff(x, expected[0]))
+    return seq_diff(seg.seq, seq_add(lo, -1)) >= 0 and seq_diff(seg.seq, hi) <= 0
+
+
+def _close_kind(conn: Connection) -> str:
+    c, s = conn.client, conn.server
+    if conn.refused:
+        return "refused"
+    if c.first_syn_ns is not None and s.packets == 0:
+        return "unanswered"
+    ever_established = any(h.from_state in SYNCHRONIZED for h in c.history + s.history) \
+        or c.state in SYNCHRONIZED or s.state in SYNCHRONIZED
+    if conn.rst_closed:
+        return "rst"
+    if not ever_established and not conn.mid_stream:
+        return "incomplete"
+    done = (State.CLOSED, State.TIME_WAIT, State.LISTEN)
+    if c.state in done and s.state in done:
+        if c.fin_seq is not None and s.fin_seq is not None and not conn.timed_out:
+            return "fin"
+        if conn.timed_out:
+            return "timeout"
+        return "fin" if (c.fin_seq is not None or s.fin_seq is not None) else "open"
+    return "open"
+
+
+def _record(conn: Connection) -> ConnectionRecord:
+    c, s = conn.client, conn.server
+    return ConnectionRecord(
+        conn_id=conn.conn_id, ip_version=conn.ip_version,
+        client_addr=c.addr, client_port=c.port, server_addr=s.addr, server_port=s.port,
+        first_ts_ns=conn.first_ts, last_ts_ns=conn.last_ts, first_frame=conn.first_frame,
+        last_frame=conn.last_frame, packets=conn.packets, client_packets=c.packets,
+        server_packets=s.packets, client_bytes=c.bytes, server_bytes=s.bytes,
+        client_state=c.state, server_state=s.state, client_initial_state=c.initial_state,
+        server_initial_state=s.initial_state, close_kind=_close_kind(conn),
+        role_inferred=conn.role_inferred, mid_stream=conn.mid_stream,
+    )

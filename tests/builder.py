@@ -1,0 +1,121 @@
+"""A small script builder for TCP conversations, with correct seq/ack, for table-level tests.
+
+Each side keeps what it has sent (snd_nxt) and what it has received (rcv_nxt); a segment
+can be lost after the capture point (captured, never delivered) or before it (delivered
+nowhere, never captured), so tests can express what a vantage point sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from tcplife.frames import Collector, state_at
+from tcplife.options import Options
+from tcplife.segment import ACK, FIN, RST, SYN, Segment
+from tcplife.tracker import Tracker
+
+MASK = 0xFFFFFFFF
+
+
+@dataclass
+class Host:
+    addr: str
+    port: int
+    isn: int
+    snd_nxt: int = 0
+    rcv_nxt: int | None = None
+
+    def __post_init__(self) -> None:
+        self.snd_nxt = self.isn
+
+
+@dataclass
+class Conv:
+    client: Host = field(default_factory=lambda: Host("10.0.0.1", 40000, 1000))
+    server: Host = field(default_factory=lambda: Host("10.0.0.2", 80, 900_000))
+    t: float = 1_700_000_000.0
+    frame: int = 0
+    segments: list[Segment] = field(default_factory=list)
+
+    def send(self, who: str, flags: int, data: int = 0, *, dt: float = 0.01,
+             lost: str | None = None, seq: int | None = None, ack: int | None = None,
+             wscale: int = -1) -> Segment:
+        """``who`` ('c' or 's') sends a segment. ``lost``: None (delivered and captured),
+        'after' (captured, not delivered), 'before' (not captured, not delivered)."""
+        src, dst = (self.client, self.server) if who == "c" else (self.server, self.client)
+        self.t += dt
+        s = src.snd_nxt if seq is None else seq
+        if ack is None:
+            ack = src.rcv_nxt if src.rcv_nxt is not None else 0
+        if ack and not flags & RST:
+            flags |= ACK
+        seg_len = data + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
+        if seq is None and not flags & RST:
+            src.snd_nxt = (s + seg_len) & MASK
+        if lost is None or lost == "after":
+            self.frame += 1
+            seg = Segment(self.frame, int(round(self.t * 1e9)), 4, src.addr, src.port,
+                          dst.addr, dst.port, s, ack & MASK, flags, data, 65535, wscale)
+            self.segments.append(seg)
+        else:
+            seg = None
+        if lost is None and not flags & RST:
+            end = (s + seg_len) & MASK
+            if flags & SYN:
+                dst.rcv_nxt = end
+            elif (dst.rcv_nxt is not None and ((end - dst.rcv_nxt) & MASK) < (1 << 31)
+                  and ((dst.rcv_nxt - s) & MASK) < (1 << 31)):
+                dst.rcv_nxt = end  # in order (or overlapping): delivered up to ``end``
+        return seg  # type: ignore[return-value]
+
+    def c(self, flags: int = 0, data: int = 0, **kw: object) -> Segment:
+        return self.send("c", flags, data, **kw)  # type: ignore[arg-type]
+
+    def s(self, flags: int = 0, data: int = 0, **kw: object) -> Segment:
+        return self.send("s", flags, data, **kw)  # type: ignore[arg-type]
+
+    def wait(self, seconds: float) -> None:
+        self.t += seconds
+
+    def handshake(self) -> None:
+        self.c(SYN, ack=0)
+        self.s(SYN | ACK)
+        self.c(ACK)
+
+    def now(self) -> float:
+        return self.t
+
+
+@dataclass
+class Run:
+    connections: pd.DataFrame
+    transitions: pd.DataFrame
+    oddities: pd.DataFrame
+
+    def path(self, side: str, conn_id: int = 0) -> list[str]:
+        """The states a side went through, starting from its initial state."""
+        conn = self.connections.set_index("conn_id").loc[conn_id]
+        t = self.transitions
+        rows = t[(t.conn_id == conn_id) & (t.side == side)]
+        return [str(conn[f"{side}_initial_state"])] + [str(s) for s in rows.to_state]
+
+    def final(self, side: str, conn_id: int = 0) -> str:
+        return str(self.connections.set_index("conn_id").loc[conn_id][f"{side}_state"])
+
+    def at(self, ts: float) -> dict[tuple[int, str], str]:
+        snap = state_at(self.connections, self.transitions, ts)
+        return {(int(r.conn_id), str(r.side)): str(r.state) for r in snap.itertuples()}
+
+
+def run(segments: list[Segment], end: float | None = None, **opts: float) -> Run:
+    tracker = Tracker(Options(**opts))
+    col = Collector()
+    for seg in segments:
+        col.add(tracker.feed(seg))
+    col.add(tracker.finish(None if end is None else int(end * 1e9)))
+    return Run(col.connections(), col.transitions(), col.oddities_frame())
+
+
+__all__ = ["ACK", "Conv", "FIN", "RST", "Run", "SYN", "run"]

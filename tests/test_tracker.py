@@ -1,0 +1,365 @@
+"""Table-level tests of the tracker: scripted conversations, no captures.
+
+Each case says what a vantage point captured (segments lost before or after the capture
+point) and asserts each side's path through the states, as Linux would take it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tcplife.machine import TABLE, Ev, Stay
+from tcplife.states import State
+
+from builder import ACK, FIN, RST, SYN, Conv, run
+
+
+def test_table_is_exhaustive() -> None:
+    for state in State:
+        for ev in Ev:
+            cell = TABLE[(state, ev)]
+            assert isinstance(cell, (State, Stay)), (state, ev)
+
+
+def test_normal_close_client_first() -> None:
+    cv = Conv()
+    cv.handshake()
+    cv.c(0, 100)
+    cv.s(0, 500)
+    cv.c(ACK)
+    cv.c(FIN)
+    cv.s(ACK)
+    t_half = cv.now() + 0.5
+    cv.wait(1.0)
+    cv.s(FIN)
+    cv.c(ACK)
+    r = run(cv.segments)
+    assert r.path("client") == ["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2",
+                                "TIME_WAIT"]
+    assert r.path("server") == ["LISTEN", "SYN_RECEIVED", "ESTABLISHED", "CLOSE_WAIT",
+                                "LAST_ACK", "CLOSED"]
+    assert r.at(t_half) == {(0, "client"): "FIN_WAIT_2", (0, "server"): "CLOSE_WAIT"}
+    conn = r.connections.iloc[0]
+    assert conn.close_kind == "fin"
+    assert (conn.client_bytes, conn.server_bytes) == (100, 500)
+    assert not conn.role_inferred and not conn.mid_stream
+
+
+def test_server_closes_first() -> None:
+    cv = Conv()
+    cv.handshake()
+    cv.s(FIN)
+    cv.c(ACK)
+    cv.c(FIN)
+    cv.s(ACK)
+    r = run(cv.segments)
+    assert r.path("server")[-3:] == ["FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT"]
+    assert r.path("client")[-3:] == ["CLOSE_WAIT", "LAST_ACK", "CLOSED"]
+
+
+def test_inferred_flags_follow_the_vantage() -> None:
+    cv = Conv()
+    cv.handshake()
+    cv.c(FIN)
+    r = run(cv.segments)
+    t = r.transitions
+    fw1 = t[(t.side == "client") & (t.to_state == "FIN_WAIT_1")].iloc[0]
+    cw = t[(t.side == "server") & (t.to_state == "CLOSE_WAIT")].iloc[0]
+    assert not fw1.inferred and cw.inferred
+    assert fw1.event == "send FIN" and cw.event == "recv FIN"
+    assert fw1.frame == cw.frame == 4
+
+
+def test_fin_ack_is_needed_to_leave_fin_wait_1() -> None:
+    cv = Conv()
+    cv.handshake()
+    cv.c(FIN)
+    cv.s(ACK, ack=cv.client.snd_nxt - 1)  # acknowledges data before the FIN only
+    r = run(cv.segments)
+    assert r.final("client") == "FIN_WAIT_1"
+
+
+def test_refused() -> None:
+    cv = Conv()
+    cv.c(SYN)
+    cv.s(RST | ACK, seq=0, ack=cv.client.isn + 1)
+    r = run(cv.segments)
+    assert r.path("client") == ["CLOSED", "SYN_SENT", "CLOSED"]
+    assert r.path("server") == ["CLOSED"]
+    assert r.connections.iloc[0].close_kind == "refused"
+
+
+def test_rst_that_does_not_ack_the_syn_is_ignored_in_syn_sent() -> None:
+    cv = Conv()
+    cv.c(SYN)
+    cv.s(RST | ACK, seq=0, ack=12345)
+    r = run(cv.segments)
+    assert r.final("client") == "SYN_SENT"
+    assert "rst_ignored" in set(r.oddities.name)
+
+
+def test_syn_unanswered_times_out_only_when_time_has_passed() -> None:
+    cv = Conv()
+    cv.c(SYN)
+    cv.c(SYN, seq=cv.client.isn, dt=1.0)
+    cv.c(SYN, seq=cv.client.isn, dt=2.0)
+    r = run(cv.segments)
+    assert r.path("client") == ["CLOSED", "SYN_SENT"]
+    assert r.connections.iloc[0].close_kind == "unanswered"
+    start = cv.segments[0].ts_ns / 1e9
+    r = run(cv.segments, end=start + 200)
+    assert r.path("client") == ["CLOSED", "SYN_SENT", "CLOSED"]
+    t = r.transitions
+    timeout = t[t.event == "timeout"].iloc[0]
+    assert timeout.ts == pytest.approx(start + 127)
+    assert timeout.inferred and timeout.frame is pd_na()
+
+
+def pd_na() -> object:
+    import pandas as pd
+
+    return pd.NA
+
+
+def test_retransmitted_syn_and_fin_cause_one_transition() -> None:
+    cv = Conv()
+    cv.c(SYN)
+    cv.c(SYN, seq=cv.client.isn, dt=1)
+    cv.s(SYN | ACK)
+    cv.s(SYN | ACK, seq=cv.server.isn)
+    cv.c(ACK)
+    cv.c(FIN, lost="before")
+    cv.client.snd_nxt -= 1
+    cv.c(FIN)
+    cv.c(FIN, seq=cv.client.snd_nxt - 1)
+    r = run(cv.segments)
+    assert r.path("client") == ["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT_1"]
+    assert r.path("server") == ["LISTEN", "SYN_RECEIVED", "ESTABLISHED", "CLOSE_WAIT"]
+
+
+@pytest.mark.parametrize("vantage", ["client", "server"])
+def test_final_ack_lost(vantage: str) -> None:
+    """The client's last ACK is dropped between the hosts: the server stays in LAST_ACK
+    retransmitting its FIN; the client sits in TIME_WAIT re-acknowledging each one."""
+    lost = "after" if vantage == "client" else "before"
+    cv = Conv()
+    cv.handshake()
+    cv.c(FIN)
+    cv.s(ACK)
+    cv.s(FIN)
+    cv.c(ACK, lost=lost)
+    interval = 0.2
+    for _ in range(4):
+        cv.s(FIN, seq=cv.server.snd_nxt - 1, dt=interval)
+        cv.c(ACK, lost=lost, dt=0.0001)
+        interval *= 2
+    checkpoint = cv.now() + 0.5
+    r = run(cv.segments, end=checkpoint + 1)
+    assert r.at(checkpoint) == {(0, "client"): "TIME_WAIT", (0, "server"): "LAST_ACK"}
+    assert r.final("server") == "LAST_ACK"
+
+
+def test_final_ack_lost_once_then_delivered() -> None:
+    cv = Conv()
+    cv.handshake()
+    cv.c(FIN)
+    cv.s(ACK)
+    cv.s(FIN)
+    cv.c(ACK, lost="after")
+    cv.s(FIN, seq=cv.server.snd_nxt - 1, dt=0.2)
+    cv.c(ACK)
+    end = cv.now() + 5
+    r = run(cv.segments, end=end)
+    assert r.final("server") == "CLOSED"
+    t = r.transitions
+    closed = t[(t.side == "server") & (t.to_state == "CLOSED")]
+    assert len(closed) == 1 and closed.iloc[0].frame == len(cv.segments)
+
+
+@pytest.mark.parametrize("vantage", ["client", "server"])
+def test_handshake_ack_lost(vantage: str) -> None:
+    lost = "after" if vantage == "client" else "before"
+    cv = Conv()
+    cv.c(SYN)
+    cv.s(SYN | ACK)
+    cv.c(ACK, lost=lost)
+    cv.s(SYN | ACK, seq=cv.server.isn, dt=1.0)
+    cv.c(ACK, lost=lost, dt=0.0001)
+    cv.s(SYN | ACK, seq=cv.server.isn, dt=2.0)
+    cv.c(ACK, lost=lost, dt=0.0001)
+    checkpoint = cv.now() + 0.5
+    r = run(cv.segments, end=checkpoint)
+    assert r.at(checkpoint) == {(0, "client"): "ESTABLISHED", (0, "server"): "SYN_RECEIVED"}
+
+
+@pytest.mark.parametrize("vantage", ["client", "server", "middle"])
+def test_simultaneous_close_fins_cross(vantage: str) -> None:
+    """Both FINs in flight at once: each side goes FIN_WAIT_1 -> CLOSING -> TIME_WAIT."""
+    cv = Conv()
+    cv.handshake()
+    c_fin_end = cv.client.snd_nxt + 1
+    s_fin_end = cv.server.snd_nxt + 1
+    c_ack = cv.client.rcv_nxt
+    s_ack = cv.server.rcv_nxt
+    # Order of capture depends on where the capture point is.
+    c_fin = dict(seq=c_fin_end - 1, ack=c_ack)
+    s_fin = dict(seq=s_fin_end - 1, ack=s_ack)
+    order = {"client": ["cF", "sF", "cA", "sA"], "server": ["sF", "cF", "sA", "cA"],
+             "middle": ["cF", "sF", "sA", "cA"]}[vantage]
+    for step in order:
+        if step == "cF":
+            cv.c(FIN, **c_fin)
+        elif step == "sF":
+            cv.s(FIN, **s_fin)
+        elif step == "cA":
+            cv.c(ACK, seq=c_fin_end, ack=s_fin_end)
+        else:
+            cv.s(ACK, seq=s_fin_end, ack=c_fin_end)
+    r = run(cv.segments)
+    for side in ("client", "server"):
+        assert r.path(side)[-4:] == ["ESTABLISHED", "FIN_WAIT_1", "CLOSING", "TIME_WAIT"], side
+
+
+def test_fin_lost_after_capture_is_retracted_by_the_receivers_ack() -> None:
+    cv = Conv()
+    cv.handshake()
+    cv.c(FIN, lost="after")
+    cv.s(0, 10)  # server still sending: its ACK field does not cover the FIN
+    mid = cv.now() + 0.05
+    cv.c(FIN, seq=cv.client.snd_nxt - 1, dt=0.2)
+    cv.s(ACK)
+    r = run(cv.segments)
+    assert r.at(mid)[(0, "server")] == "ESTABLISHED"
+    assert r.final("server") == "CLOSE_WAIT"
+    assert r.path("server") == ["LISTEN", "SYN_RECEIVED", "ESTABLISHED", "CLOSE_WAIT"]
+
+
+def test_ack_of_fin_captured_before_the_fin() -> None:
+    cv = Conv()
+    cv.handshake()
+    fin_seq = cv.client.snd_nxt
+    cv.s(ACK, ack=fin_seq + 1)
+    cv.c(FIN, seq=fin_seq)
+    r = run(cv.segments)
+    assert r.final("client") == "FIN_WAIT_2"
+    assert r.final("server") == "CLOSE_WAIT"
+
+
+def test_mid_stream_start() -> None:
+    cv = Conv(client=Conv().client, server=Conv().server)
+    cv.client.rcv_nxt = cv.server.isn + 1
+    cv.server.rcv_nxt = cv.client.isn + 1
+    cv.client.snd_nxt += 1
+    cv.server.snd_nxt += 1
+    cv.s(0, 100)
+    cv.c(ACK)
+    r = run(cv.segments)
+    conn = r.connections.iloc[0]
+    assert conn.mid_stream and conn.role_inferred
+    assert (conn.server_port, conn.client_port) == (80, 40000)
+    assert r.path("client") == ["UNKNOWN", "ESTABLISHED"]
+    assert r.path("server") == ["UNKNOWN", "ESTABLISHED"]
+    assert r.transitions.inferred.all()
+
+
+def test_port_reuse_in_time_wait_starts_a_new_instance() -> None:
+    cv = Conv()
+    cv.handshake()
+    cv.c(FIN)
+    cv.s(FIN)
+    cv.c(ACK)
+    cv.wait(5)
+    cv.client.isn = cv.client.snd_nxt + 100_000
+    cv.client.snd_nxt = cv.client.isn
+    cv.server.isn = 77
+    cv.server.snd_nxt = 77
+    cv.handshake()
+    r = run(cv.segments)
+    assert list(r.connections.conn_id) == [0, 1]
+    assert r.final("client", 0) == "CLOSED"  # its TIME_WAIT was taken over
+    assert r.path("client", 1) == ["CLOSED", "SYN_SENT", "ESTABLISHED"]
+    assert "port_reuse" in set(r.oddities.name)
+
+
+def test_time_wait_expires_after_option() -> None:
+    cv = Conv()
+    cv.handshake()
+    cv.c(FIN)
+    cv.s(FIN)
+    cv.c(ACK)
+    tw_start = cv.now()
+    r = run(cv.segments, end=tw_start + 10, time_wait=5)
+    assert r.path("client")[-2:] == ["TIME_WAIT", "CLOSED"]
+    t = r.transitions
+    assert t[t.event == "timeout"].iloc[0].ts == pytest.approx(tw_start + 5)
+
+
+def test_orphaned_fin_wait_2_times_out_but_half_close_does_not() -> None:
+    cv = Conv()
+    cv.handshake()
+    cv.c(FIN)
+    cv.s(ACK)
+    r = run(cv.segments, end=cv.now() + 10, fin_wait_2=3)
+    assert r.path("client")[-2:] == ["FIN_WAIT_2", "CLOSED"]
+    # shutdown(SHUT_WR): the client acknowledges data sent after its FIN.
+    cv.s(0, 100)
+    cv.c(ACK)
+    r = run(cv.segments, end=cv.now() + 10, fin_wait_2=3)
+    assert r.final("client") == "FIN_WAIT_2"
+
+
+def test_rst_out_of_window_is_ignored_and_exact_rst_honoured() -> None:
+    cv = Conv()
+    cv.handshake()
+    cv.c(RST, seq=cv.client.snd_nxt + 10_000_000)
+    r = run(cv.segments)
+    assert r.final("server") == "ESTABLISHED"
+    assert r.final("client") == "CLOSED"
+    cv2 = Conv()
+    cv2.handshake()
+    cv2.c(0, 50)
+    cv2.c(RST | ACK, ack=cv2.client.rcv_nxt)
+    r = run(cv2.segments)
+    assert r.final("server") == "CLOSED"
+    assert r.connections.iloc[0].close_kind == "rst"
+
+
+def test_sequence_wraparound() -> None:
+    cv = Conv()
+    cv.client.isn = cv.client.snd_nxt = 0xFFFFFFF0
+    cv.handshake()
+    cv.c(0, 100)  # crosses 2**32
+    cv.s(ACK)
+    cv.c(FIN)
+    cv.s(FIN)
+    cv.c(ACK)
+    r = run(cv.segments)
+    assert r.path("client")[-3:] == ["FIN_WAIT_1", "CLOSING", "TIME_WAIT"] or \
+        r.path("client")[-2:] == ["FIN_WAIT_2", "TIME_WAIT"] or \
+        r.final("client") == "TIME_WAIT"
+    assert r.final("server") == "CLOSED"
+    assert r.connections.iloc[0].client_bytes == 100
+
+
+def test_duplicated_segments_are_harmless() -> None:
+    cv = Conv()
+    cv.handshake()
+    cv.c(FIN)
+    segs = []
+    for seg in cv.segments:
+        segs += [seg, seg]
+    r = run(segs)
+    assert r.path("client") == ["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT_1"]
+    assert r.path("server") == ["LISTEN", "SYN_RECEIVED", "ESTABLISHED", "CLOSE_WAIT"]
+
+
+def test_simultaneous_open() -> None:
+    cv = Conv()
+    cv.c(SYN)
+    cv.s(SYN, ack=0)
+    cv.c(SYN | ACK, seq=cv.client.isn, ack=cv.server.isn + 1)
+    cv.s(SYN | ACK, seq=cv.server.isn, ack=cv.client.isn + 1)
+    r = run(cv.segments)
+    assert len(r.connections) == 1
+    assert r.final("client") == "ESTABLISHED" and r.final("server") == "ESTABLISHED"
+    assert "SYN_RECEIVED" in r.path("client")
