@@ -265,7 +265,11 @@ class Tracker:
         elif fin:
             fin_seq = seq_add(seg.seq, seg.payload_len)
             a.fin_tx_ns.append(ts)
-            if a.fin_seq is None:
+            cell = step(a.state, Ev.SEND_FIN)
+            if a.fin_seq is None and isinstance(cell, Stay) and cell.note:
+                # e.g. a FIN before the handshake: noted, not taken as this side's FIN.
+                self._odd(conn, a, seg, cell.note, f"{Ev.SEND_FIN} in {a.state}")
+            elif a.fin_seq is None:
                 a.fin_seq = fin_seq
                 self._apply(conn, a, Ev.SEND_FIN, seg, inferred=a.state == State.UNKNOWN)
                 if b.max_ack is not None and a.covers(b.max_ack, a.fin_end):
@@ -507,8 +511,8 @@ class Tracker:
         if any(e.kind == "fin" for e in undone):
             ep.got_fin = False
         if kind == "timeout":
-            conn.timed_out = any(h.kind == "timeout" for h in conn.client.history
-                                 + conn.server.history)
+            conn.timed_out = any(h.kind == "timeout" and h.from_state != State.TIME_WAIT
+                                 for h in conn.client.history + conn.server.history)
         self._odd(conn, ep, seg, "retracted", f"{reason}: undid {len(undone)} transition(s)")
         self._arm_state_timer(conn, ep)
 
@@ -560,7 +564,8 @@ class Tracker:
                 continue
             if gen != ep.timer_gen:
                 continue
-            conn.timed_out = True
+            if ep.state != State.TIME_WAIT:  # TIME_WAIT ending is the normal close
+                conn.timed_out = True
             self._transition(conn, ep, State.CLOSED, "timeout", None, deadline,
                              inferred=True, kind="timeout")
             self._maybe_evict(conn)
@@ -601,7 +606,8 @@ def _close_kind(conn: Connection) -> str:
     c, s = conn.client, conn.server
     if conn.refused:
         return "refused"
-    if c.first_syn_ns is not None and s.packets == 0:
+    c_synced = c.state in SYNCHRONIZED or any(h.from_state in SYNCHRONIZED for h in c.history)
+    if c.first_syn_ns is not None and s.packets == 0 and not c_synced:
         return "unanswered"
     ever_established = any(h.from_state in SYNCHRONIZED for h in c.history + s.history) \
         or c.state in SYNCHRONIZED or s.state in SYNCHRONIZED
