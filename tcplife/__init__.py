@@ -1,5 +1,19 @@
-"""tcplife: reconstruct the life of every TCP connection in a packet capture."""
+"""tcplife: reconstruct the life of every TCP connection in a packet capture.
+
+The public surface: `analyze` (captures -> `Result` with DataFrames), the sans-IO
+`Tracker` (segments -> events) for embedding and live capture, and the vocabulary.
+"""
 
 from __future__ import annotations
 
+from tcplife.analysis import Result, analyze
+from tcplife.capture import CaptureError, ReadStats, read_segments
+from tcplife.options import Options
+from tcplife.segment import Segment
+from tcplife.states import State
+from tcplife.tracker import Tracker
+
 __version__ = "0.1.0"
+
+__all__ = ["CaptureError", "Options", "ReadStats", "Result", "Segment", "State", "Tracker",
+           "__version__", "analyze", "read_segments"]
