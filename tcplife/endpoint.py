@@ -18,6 +18,7 @@ class HistoryEntry:
     """A transition emitted for this side that a later contradiction may undo."""
 
     tid: int
+    ts_ns: int  #: when the transition happened
     from_state: State
     from_since_ns: int
     kind: str  #: what evidence would contradict it: fin, ack_fin, ack_syn, synack, timeout, ""
@@ -40,35 +41,29 @@ class Endpoint:
     wscale: int = -1
     bytes: int = 0  #: payload bytes, retransmissions counted once
     packets: int = 0
-    fin_tx_ns: list[int] = field(default_factory=list)  #: times this side sent its FIN
-    synack_tx_ns: list[int] = field(default_factory=list)  #: times this side sent SYN-ACK
-    first_syn_ns: int | None = None
+    first_syn_ns: int | None = None  #: when this side first sent SYN
+    last_syn_ns: int | None = None
+    first_synack_ns: int | None = None  #: when this side first sent SYN-ACK
     # What the observer believes this side has received from its peer.
     got_fin: bool = False  #: the peer's FIN
     fin_acked: bool = False  #: an ACK of this side's FIN
-    # A deduction of this kind was contradicted once: the peer's ACKs for it get lost
-    # after the capture point, so further ones are held until this side goes quiet.
-    distrust: set[str] = field(default_factory=set)
-    held: tuple[int, int, str] | None = None  #: (ts_ns, frame, kind) of a held deduction
+    #: (ts_ns, frame) of the latest peer segment whose ACK covered this side's SYN / FIN
+    last_syn_cover: tuple[int, int] | None = None
+    last_fin_cover: tuple[int, int] | None = None
+    #: capture point -> this side -> capture point round trip, from the handshake
+    rtt_ns: int | None = None
     not_orphan: bool = False  #: proved alive after its FIN (ACKs new data): half close
     history: list[HistoryEntry] = field(default_factory=list)
     timer_gen: int = 0  #: bumped on every state change; stale timers compare unequal
-    held_gen: int = 0
 
     @property
     def fin_end(self) -> int | None:
         return None if self.fin_seq is None else seq_add(self.fin_seq, 1)
 
-    def fin_rtx_interval_ns(self) -> int:
-        """Gap between this side's last two FIN transmissions (0 if fewer than two)."""
-        if len(self.fin_tx_ns) < 2:
-            return 0
-        return self.fin_tx_ns[-1] - self.fin_tx_ns[-2]
-
-    def synack_rtx_interval_ns(self) -> int:
-        if len(self.synack_tx_ns) < 2:
-            return 0
-        return self.synack_tx_ns[-1] - self.synack_tx_ns[-2]
+    def crossing_window_ns(self) -> int:
+        """How long after the capture saw a segment towards this side a segment from this
+        side may still have been sent before that one arrived (they crossed)."""
+        return (3 * self.rtt_ns) // 2 + 1_000_000 if self.rtt_ns is not None else 1_000_000
 
     def covers(self, ack: int, end: int | None) -> bool:
         """Does acknowledgment ``ack`` cover sequence space up to ``end``?"""

@@ -17,9 +17,10 @@ it, and the deduction is retracted (a `Retraction` event):
 - a side that retransmits its FIN or SYN-ACK never got the ACK it was believed to have got;
 - a side believed closed by a timeout that still sends (other than RST) was not closed.
 
-After a side has shown once that ACKs to it are lost (final-ACK or handshake-ACK loss),
-further such ACKs are held: applied only if the side then stays quiet for twice its last
-retransmission interval (at least 1 s) within the capture.
+A side's retransmission contradicts only the ACKs that the capture saw long enough before
+it to have arrived first: a segment towards the side and one from it, captured within the
+round trip between the capture point and that side (measured on the handshake), may have
+crossed, and then the ACK is taken as delivered after all.
 
 RST acceptance (what the receiver's kernel would honour, RFC 5961 / Linux
 tcp_validate_incoming): in SYN_SENT only an RST whose ACK acknowledges the SYN; in other
@@ -57,7 +58,8 @@ WELL_KNOWN_SERVER_PORTS = frozenset({
     9090, 9092, 9200, 9300, 11211, 15672, 27017,
 })
 
-_HELD_MIN_NS = 1 * NS
+
+_FOREVER = 1 << 62
 
 
 class Connection:
@@ -138,13 +140,13 @@ class Tracker:
         """When the next timer is due (ns), or None: the caller may sleep until then."""
         return self._timers[0][0] if self._timers else None
 
-    def finish(self, end_ns: int | None = None) -> list[Event]:
-        """End of input: fire timers due by the end of the capture, then end every
-        connection still open (its sides keep their states)."""
+    def finish(self) -> list[Event]:
+        """End of input. Timeouts still pending fire now, at their own deadlines (which may
+        lie after the last packet: a TIME_WAIT left at the end of the capture is reported
+        closing 60 s after it began, as Linux will close it); then every connection ends,
+        each side in its final state."""
         out = self._out = []
-        end = end_ns if end_ns is not None else self.now_ns
-        if end is not None:
-            self._advance(end)
+        self._advance(_FOREVER)
         for conn in sorted(self._live.values(), key=lambda c: c.conn_id):
             self._end(conn)
         self._timers.clear()
@@ -254,9 +256,14 @@ class Tracker:
         elif syn:
             is_rtx = a.isn is not None and a.isn == seg.seq
             if ackf:
-                a.synack_tx_ns.append(ts)
-            elif a.first_syn_ns is None:
-                a.first_syn_ns = ts
+                if a.first_synack_ns is None:
+                    a.first_synack_ns = ts
+                    if b.last_syn_ns is not None and a.rtt_ns is None:
+                        a.rtt_ns = ts - b.last_syn_ns
+            else:
+                if a.first_syn_ns is None:
+                    a.first_syn_ns = ts
+                a.last_syn_ns = ts
             if a.isn is None:
                 a.isn = seg.seq
             if not is_rtx or a.state in (State.CLOSED, State.LISTEN, State.UNKNOWN):
@@ -264,7 +271,6 @@ class Tracker:
                             inferred=False)
         elif fin:
             fin_seq = seq_add(seg.seq, seg.payload_len)
-            a.fin_tx_ns.append(ts)
             cell = step(a.state, Ev.SEND_FIN)
             if a.fin_seq is None and isinstance(cell, Stay) and cell.note:
                 # e.g. a FIN before the handshake: noted, not taken as this side's FIN.
@@ -279,6 +285,8 @@ class Tracker:
                 self._odd(conn, a, seg, "fin_moved",
                           f"FIN at sequence {fin_seq} after an earlier FIN at {a.fin_seq}")
         else:
+            if a.rtt_ns is None and b.first_synack_ns is not None and ackf:
+                a.rtt_ns = ts - b.first_synack_ns  # the ACK answering the SYN-ACK
             if a.state == State.UNKNOWN:
                 self._apply(conn, a, Ev.SEND_ACK, seg, inferred=True)
             elif a.state == State.SYN_SENT and ackf or a.state == State.CLOSED:
@@ -340,17 +348,13 @@ class Tracker:
         syn, fin, ackf = flags & SYN, flags & FIN, flags & ACK
         if syn and a.isn is not None and seg.seq == a.isn:
             if ackf:  # SYN-ACK again: the handshake's last ACK never reached it
-                self._contradict(conn, a, "ack_syn", seg, "SYN-ACK retransmitted")
-                self._cancel_held(a, "ack_syn")
+                self._rtx_contradicts_ack(conn, a, seg, "ack_syn", "SYN-ACK retransmitted")
             else:  # SYN again: it never got the SYN-ACK
                 self._contradict(conn, a, "synack", seg, "SYN retransmitted")
         if fin and a.fin_seq is not None and seq_add(seg.seq, seg.payload_len) == a.fin_seq:
-            self._contradict(conn, a, "ack_fin", seg, "FIN retransmitted")
-            self._cancel_held(a, "ack_fin")
+            self._rtx_contradicts_ack(conn, a, seg, "ack_fin", "FIN retransmitted")
         if a.state == State.CLOSED and any(h.kind == "timeout" for h in a.history):
             self._contradict(conn, a, "timeout", seg, "still sending after the timeout")
-        if not syn and a.held is not None and a.held[2] == "ack_syn":
-            self._release_held(conn, a)  # it sends as an established socket: ACK arrived
         if not ackf or syn:
             return
         fin_end = b.fin_end
@@ -415,7 +419,7 @@ class Tracker:
                     and b.covers(seg.ack, seq_add(b.isn, 1)):
                 self._deduce_ack(conn, b, seg, Ev.RECV_ACK_SYN, "ack_syn")
             fin_end = b.fin_end
-            if fin_end is not None and b.covers(seg.ack, fin_end) and not b.fin_acked:
+            if fin_end is not None and b.covers(seg.ack, fin_end):
                 self._deduce_ack(conn, b, seg, Ev.RECV_ACK_FIN, "ack_fin")
         if fin:
             fin_seq = seq_add(seg.seq, seg.payload_len)
@@ -432,36 +436,35 @@ class Tracker:
 
     def _deduce_ack(self, conn: Connection, b: Endpoint, seg: Segment, ev: Ev,
                     kind: str) -> None:
-        if kind in b.distrust:
-            # Its earlier ACKs got lost after the capture point: hold this one.
-            interval = (b.fin_rtx_interval_ns() if kind == "ack_fin"
-                        else b.synack_rtx_interval_ns())
-            b.held = (seg.ts_ns, seg.frame, kind)
-            b.held_gen += 1
-            self._push_timer(seg.ts_ns + max(_HELD_MIN_NS, 2 * interval), conn, b.side,
-                             b.held_gen, "held")
-            return
         if kind == "ack_fin":
+            b.last_fin_cover = (seg.ts_ns, seg.frame)
+            if b.fin_acked:
+                return
             b.fin_acked = True
+        else:
+            b.last_syn_cover = (seg.ts_ns, seg.frame)
         self._apply(conn, b, ev, seg, inferred=True, kind=kind)
 
-    def _release_held(self, conn: Connection, b: Endpoint) -> None:
-        if b.held is None:
+    def _rtx_contradicts_ack(self, conn: Connection, a: Endpoint, seg: Segment, kind: str,
+                             reason: str) -> None:
+        """``a`` retransmits its FIN (SYN-ACK): the ACKs of it that the capture saw before
+        did not reach it, unless they were captured so shortly before that they crossed
+        this retransmission on the way."""
+        window = a.crossing_window_ns()
+        entry = next((h for h in reversed(a.history) if h.kind == kind), None)
+        if entry is None or seg.ts_ns - entry.ts_ns <= window:
             return
-        ts, frame, kind = b.held
-        b.held = None
-        b.held_gen += 1
-        if kind == "ack_fin":
-            b.fin_acked = True
-        ev = Ev.RECV_ACK_FIN if kind == "ack_fin" else Ev.RECV_ACK_SYN
-        result = step(b.state, ev)
-        if isinstance(result, State):
-            self._transition(conn, b, result, str(ev), frame, ts, inferred=True, kind=kind)
-
-    def _cancel_held(self, b: Endpoint, kind: str) -> None:
-        if b.held is not None and b.held[2] == kind:
-            b.held = None
-            b.held_gen += 1
+        self._contradict(conn, a, kind, seg, reason)
+        cover = a.last_fin_cover if kind == "ack_fin" else a.last_syn_cover
+        if cover is not None and seg.ts_ns - cover[0] <= window:
+            # A later ACK, captured just before this retransmission: it crossed it.
+            if kind == "ack_fin":
+                a.fin_acked = True
+            ev = Ev.RECV_ACK_FIN if kind == "ack_fin" else Ev.RECV_ACK_SYN
+            cell = step(a.state, ev)
+            if isinstance(cell, State):
+                self._transition(conn, a, cell, str(ev), cover[1], cover[0], inferred=True,
+                                 kind=kind)
 
     # ------------------------------------------------------------------ transitions
     def _apply(self, conn: Connection, ep: Endpoint, ev: Ev, seg: Segment, *,
@@ -478,7 +481,7 @@ class Tracker:
                     frame: int | None, ts: int, *, inferred: bool, kind: str) -> None:
         tid = self._next_tid
         self._next_tid += 1
-        ep.history.append(HistoryEntry(tid, ep.state, ep.since_ns, kind))
+        ep.history.append(HistoryEntry(tid, ts, ep.state, ep.since_ns, kind))
         frm = ep.state
         ep.state = to
         ep.since_ns = ts
@@ -504,10 +507,8 @@ class Tracker:
         ep.state = first.from_state
         ep.since_ns = first.from_since_ns
         ep.timer_gen += 1
-        if kind in ("ack_fin", "ack_syn"):
-            ep.distrust.add(kind)
-            if kind == "ack_fin":
-                ep.fin_acked = False
+        if kind == "ack_fin":
+            ep.fin_acked = False
         if any(e.kind == "fin" for e in undone):
             ep.got_fin = False
         if kind == "timeout":
@@ -533,7 +534,7 @@ class Tracker:
             deadline = (ep.first_syn_ns if ep.first_syn_ns is not None else ep.since_ns) \
                 + o.ns("syn_sent")
         elif state == State.SYN_RECEIVED:
-            first = ep.synack_tx_ns[0] if ep.synack_tx_ns else ep.since_ns
+            first = ep.first_synack_ns if ep.first_synack_ns is not None else ep.since_ns
             deadline = first + o.ns("syn_received")
         else:
             return
@@ -557,11 +558,6 @@ class Tracker:
                     self._end(conn)
                 continue
             ep = conn.client if side == CLIENT else conn.server
-            if kind == "held":
-                if gen == ep.held_gen:
-                    self._release_held(conn, ep)
-                    self._maybe_evict(conn)
-                continue
             if gen != ep.timer_gen:
                 continue
             if ep.state != State.TIME_WAIT:  # TIME_WAIT ending is the normal close

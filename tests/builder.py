@@ -109,12 +109,12 @@ class Run:
         return {(int(r.conn_id), str(r.side)): str(r.state) for r in snap.itertuples()}
 
 
-def run(segments: list[Segment], end: float | None = None, **opts: float) -> Run:
+def run(segments: list[Segment], **opts: float) -> Run:
     tracker = Tracker(Options(**opts))
     col = Collector()
     for seg in segments:
         col.add(tracker.feed(seg))
-    col.add(tracker.finish(None if end is None else int(end * 1e9)))
+    col.add(tracker.finish())
     return Run(col.connections(), col.transitions(), col.oddities_frame())
 
 

@@ -1,0 +1,6 @@
+"""``python -m tcplife``: the same command line as the ``tcplife`` script (`tcplife.cli`)."""
+
+from tcplife.cli import main
+
+if __name__ == "__main__":
+    main(prog_name="tcplife")

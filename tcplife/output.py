@@ -1,0 +1,500 @@
+"""Writing tcplife's tables: rich tables for people; JSON, JSONL, CSV and Parquet for programs.
+
+Owns: the output formats and how a DataFrame of the public schemas (`tcplife.frames`)
+becomes rows in each of them -- the DataFrame's column names unchanged, float seconds kept,
+datetime columns as ISO 8601 strings ending in ``Z``, NA as null, categoricals as strings,
+lists as arrays -- and the terminal views: consistent state colours, compact columns, UTC
+clock times with the date once in the title, the ``analyze`` summary.
+
+Knows nothing of click, of captures or of how the tables were computed: DataFrames (and
+`ReadStats`) in, text or a file out. Machine formats are written row by row as they are
+converted, never collected into one big string.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import math
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+from rich import box
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, JustifyMethod, RenderableType, RenderResult
+from rich.table import Table
+from rich.text import Text
+
+from tcplife.capture import ReadStats
+from tcplife.frames import to_ns
+
+FORMATS: tuple[str, ...] = ("table", "json", "jsonl", "csv", "parquet")
+
+#: ``-o FILE`` without ``--format``: the format follows the file's extension (else jsonl).
+EXTENSION_FORMATS: dict[str, str] = {
+    ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv",
+    ".parquet": "parquet", ".pq": "parquet", ".txt": "table",
+}
+
+#: One colour per state, the same in every view: the opening path cyan, established
+#: green, the active closer's path yellow, the passive closer's magenta, TIME_WAIT blue.
+STATE_STYLES: dict[str, str] = {
+    "UNKNOWN": "dim italic", "CLOSED": "dim", "LISTEN": "blue",
+    "SYN_SENT": "cyan", "SYN_RECEIVED": "cyan", "ESTABLISHED": "green",
+    "FIN_WAIT_1": "yellow", "FIN_WAIT_2": "yellow", "CLOSING": "yellow",
+    "CLOSE_WAIT": "bold magenta", "LAST_ACK": "magenta", "TIME_WAIT": "blue",
+}
+CLOSE_STYLES: dict[str, str] = {
+    "fin": "green", "rst": "red", "refused": "red", "unanswered": "yellow",
+    "incomplete": "yellow", "open": "cyan", "timeout": "yellow",
+}
+#: Anomaly kinds that are information rather than trouble.
+INFO_KINDS = frozenset({"keepalive", "mid_stream"})
+
+TableBuilder = Callable[[], list[RenderableType]]
+
+
+class OutputError(Exception):
+    """The output cannot be produced as asked (e.g. Parquet to a terminal)."""
+
+
+def choose_format(fmt: str | None, path: str | None, stdout_is_terminal: bool) -> str:
+    """The explicit ``--format``; else from ``-o FILE``'s extension (jsonl if unknown);
+    else ``table`` on a terminal and ``jsonl`` into a pipe or file."""
+    if fmt:
+        return fmt
+    if path and path != "-":
+        return EXTENSION_FORMATS.get(Path(path).suffix.lower(), "jsonl")
+    return "table" if stdout_is_terminal else "jsonl"
+
+
+def write(frame: pd.DataFrame, fmt: str, path: str | None, stdout: IO[str],
+          table: TableBuilder) -> None:
+    """Write ``frame`` as ``fmt`` to ``path`` (``None`` or ``-``: ``stdout``). For the
+    ``table`` format, ``table()`` builds the renderables (called only then)."""
+    to_stdout = path is None or path == "-"
+    if fmt == "parquet":
+        if to_stdout:
+            raise OutputError("parquet output needs a file: use -o FILE")
+        write_parquet(frame, str(path))
+        return
+    if to_stdout:
+        _write_text(frame, fmt, stdout, table)
+        return
+    with open(str(path), "w", encoding="utf-8", newline="") as stream:
+        _write_text(frame, fmt, stream, table)
+
+
+def _write_text(frame: pd.DataFrame, fmt: str, stream: IO[str], table: TableBuilder) -> None:
+    if fmt == "table":
+        console = table_console(stream)
+        for renderable in table():
+            console.print(renderable)
+    elif fmt == "json":
+        write_json(frame, stream)
+    elif fmt == "jsonl":
+        write_jsonl(frame, stream)
+    elif fmt == "csv":
+        write_csv(frame, stream)
+    else:
+        raise OutputError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+
+
+def table_console(stream: IO[str]) -> Console:
+    """A console for tables: colour as the terminal and NO_COLOR say; 120 columns wide
+    when writing to a pipe or file (unless COLUMNS says otherwise)."""
+    console = Console(file=stream, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(file=stream, highlight=False, width=120)
+    return console
+
+
+# --- machine formats ------------------------------------------------------------------
+
+
+def _iso(series: pd.Series) -> list[str | None]:
+    """tz-aware datetimes -> ISO 8601 UTC with ``Z``: microseconds, or nanoseconds when
+    any value has them."""
+    utc = series.dt.tz_convert("UTC")
+    sub_us = (utc.dt.nanosecond != 0).any()
+    frac = utc.dt.microsecond * 1000 + utc.dt.nanosecond
+    digits = frac.astype("Int64").astype(str).str.zfill(9)
+    if not sub_us:
+        digits = digits.str[:6]
+    text = utc.dt.strftime("%Y-%m-%dT%H:%M:%S") + "." + digits + "Z"
+    return [None if pd.isna(v) else v for v in text.astype(object).tolist()]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is pd.NA or value is pd.NaT:
+        return None
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalar
+        return value.item()
+    return value
+
+
+def column_values(series: pd.Series) -> list[Any]:
+    """One column as JSON-ready Python values: ISO strings for datetimes, str for
+    categoricals, None for NA/NaN, lists as lists."""
+    if isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(
+            series.dtype):
+        if not isinstance(series.dtype, pd.DatetimeTZDtype):
+            series = series.dt.tz_localize("UTC")
+        return _iso(series)
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        series = series.astype(object)
+    if pd.api.types.is_float_dtype(series.dtype) and series.dtype != object:
+        return [None if math.isnan(v) else v for v in series.tolist()]
+    return [_plain(v) for v in series.astype(object).tolist()]
+
+
+def iter_records(frame: pd.DataFrame, chunk: int = 10_000) -> Iterator[dict[str, Any]]:
+    """The rows of ``frame`` as dicts keyed by its column names, converted a chunk of
+    rows at a time."""
+    names = [str(c) for c in frame.columns]
+    for start in range(0, len(frame), chunk):
+        part = frame.iloc[start:start + chunk]
+        columns = [column_values(part[name]) for name in frame.columns]
+        for values in zip(*columns, strict=True):
+            yield dict(zip(names, values, strict=True))
+
+
+def _dumps(record: dict[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, allow_nan=False)
+
+
+def write_jsonl(frame: pd.DataFrame, stream: IO[str]) -> None:
+    """One JSON object per line; nothing at all for an empty table."""
+    for record in iter_records(frame):
+        stream.write(_dumps(record) + "\n")
+
+
+def write_json(frame: pd.DataFrame, stream: IO[str]) -> None:
+    """One JSON array of objects (``[]`` for an empty table)."""
+    stream.write("[")
+    for i, record in enumerate(iter_records(frame)):
+        stream.write(("," if i else "") + "\n  " + _dumps(record))
+    stream.write("\n]\n" if len(frame) else "]\n")
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ";".join(str(v) for v in value)
+    return value
+
+
+def write_csv(frame: pd.DataFrame, stream: IO[str]) -> None:
+    """A header, then one line per row: lists joined with ``;``, NA empty."""
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow([str(c) for c in frame.columns])
+    for record in iter_records(frame):
+        writer.writerow([_csv_cell(v) for v in record.values()])
+
+
+def write_parquet(frame: pd.DataFrame, path: str) -> None:
+    """Parquet via pyarrow, dtypes kept (categoricals as dictionaries, UTC timestamps);
+    list columns are typed ``list<string>`` even when every list is empty."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as exc:  # pragma: no cover - pyarrow is an optional dependency
+        raise OutputError("parquet output needs pyarrow: pip install 'tcplife[parquet]'") \
+            from exc
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    for i, field in enumerate(table.schema):
+        column = frame[field.name]
+        if column.dtype == object and all(isinstance(v, list) for v in column):
+            values = pa.array([[str(x) for x in v] for v in column], pa.list_(pa.string()))
+            table = table.set_column(i, pa.field(field.name, values.type), values)
+    pq.write_table(table, path)
+
+
+# --- terminal views -------------------------------------------------------------------
+
+
+def clock(ns: int, with_date: bool = False) -> str:
+    """Integer ns since the epoch -> ``HH:MM:SS.ffffff`` UTC (date first if asked)."""
+    seconds, rest = divmod(int(ns), 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    text = stamp.strftime("%H:%M:%S") + f".{rest // 1000:06d}"
+    return stamp.strftime("%Y-%m-%d ") + text if with_date else text
+
+
+def date_span(ns_values: Iterable[int]) -> tuple[str, bool]:
+    """The UTC date(s) for a title, and whether rows must carry their date (the times
+    span more than one day)."""
+    days = sorted({datetime.fromtimestamp(int(ns) // 1_000_000_000, tz=timezone.utc).date()
+                   for ns in ns_values})
+    if not days:
+        return "", False
+    if len(days) == 1:
+        return f"{days[0].isoformat()} UTC", False
+    return f"{days[0].isoformat()} – {days[-1].isoformat()} UTC", True
+
+
+def duration(seconds: float | None) -> str:
+    """Seconds -> a short human duration: ``211.6ms``, ``12.345s``, ``3m02.5s``, ``2h05m``."""
+    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
+        return ""
+    if seconds < 1:
+        return f"{seconds * 1000:.1f}ms"
+    if seconds < 60:
+        return f"{seconds:.3f}s"
+    if seconds < 3600:
+        minutes, rest = divmod(seconds, 60)
+        return f"{int(minutes)}m{rest:04.1f}s"
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours}h{rest // 60:02d}m"
+
+
+def endpoint(addr: Any, port: Any) -> str:
+    """``addr:port``, with IPv6 addresses in brackets as ``ss`` prints them."""
+    if addr is None or addr is pd.NA:
+        return ""
+    host = f"[{addr}]" if ":" in str(addr) else str(addr)
+    return f"{host}:{port}"
+
+
+def state_text(state: Any, prefix: str = "") -> Text:
+    name = "" if state is None or state is pd.NA else str(state)
+    return Text(prefix + name, style=STATE_STYLES.get(name, ""))
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of a terminal view; only ``wrap`` columns may be narrowed by wrapping."""
+
+    header: str
+    justify: JustifyMethod = "left"
+    wrap: bool = False
+
+
+class FittedTable:
+    """A table that drops its ``optional`` columns, in that order, until it fits the width
+    it is rendered at, instead of truncating every cell to ``…``."""
+
+    def __init__(self, title: str, columns: list[Column], rows: list[list[RenderableType]],
+                 optional: tuple[str, ...] = (), caption: str | None = None,
+                 gap: int = 2) -> None:
+        self.title, self.columns, self.rows = title, columns, rows
+        self.optional, self.caption, self.gap = optional, caption, gap
+
+    def table(self, dropped: frozenset[str] = frozenset()) -> Table:
+        keep = [i for i, c in enumerate(self.columns) if c.header not in dropped]
+        table = Table(title=self.title, caption=self.caption, box=box.SIMPLE_HEAD,
+                      padding=(0, self.gap - 1), collapse_padding=True, pad_edge=False,
+                      show_edge=False,
+                      header_style="bold", title_style="bold", caption_justify="left")
+        for i in keep:
+            column = self.columns[i]
+            table.add_column(column.header, justify=column.justify, no_wrap=not column.wrap,
+                             overflow="fold" if column.wrap else "ellipsis",
+                             min_width=self._widths[i] if column.wrap else None)
+        for row in self.rows:
+            table.add_row(*(row[i] for i in keep))
+        return table
+
+    @functools.cached_property
+    def _widths(self) -> list[int]:
+        """Cells each column needs: its widest cell, or for a wrapping column its header
+        or longest word (at most 12)."""
+        widths = []
+        for i, column in enumerate(self.columns):
+            header = max(cell_len(line) for line in column.header.split("\n"))
+            cells = [_cell_text(row[i]) for row in self.rows]
+            if column.wrap:
+                words = [cell_len(word) for text in cells for word in text.split()]
+                widths.append(max([header, min(max(words, default=0), 12)]))
+            else:
+                widths.append(max([header] + [cell_len(text) for text in cells]))
+        return widths
+
+    def width(self, dropped: frozenset[str]) -> int:
+        """The width needed without truncating a cell, once ``dropped`` are left out."""
+        kept = [w for w, c in zip(self._widths, self.columns, strict=True)
+                if c.header not in dropped]
+        return sum(kept) + self.gap * (len(kept) - 1)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        dropped: frozenset[str] = frozenset()
+        for header in self.optional:
+            if self.width(dropped) <= options.max_width:
+                break
+            dropped |= {header}
+        yield self.table(dropped)
+
+
+def _cell_text(cell: RenderableType) -> str:
+    return cell.plain if isinstance(cell, Text) else cell if isinstance(cell, str) else ""
+
+
+def _int(value: Any) -> str:
+    return "" if value is None or value is pd.NA else str(int(value))
+
+
+def _title(what: str, sources: list[str], day: str) -> str:
+    names = ", ".join(os.path.basename(s) or s for s in sources)
+    return " — ".join(part for part in (what, names, day) if part)
+
+
+def flags_text(kinds: Iterable[str], mid_stream: bool, role_inferred: bool) -> Text:
+    """The ``flags`` cell: anomaly kinds (trouble in red, information dim), ``mid_stream``
+    and ``roles?`` when client and server were guessed."""
+    text = Text()
+    names = list(kinds)
+    if mid_stream and "mid_stream" not in names:
+        names.append("mid_stream")
+    if role_inferred:
+        names.append("roles?")
+    for i, name in enumerate(names):
+        if i:
+            text.append(", ")
+        text.append(name, style="dim" if name in INFO_KINDS or name == "roles?" else "red")
+    return text
+
+
+CONNECTION_VIEW = [
+    Column("id", "right"), Column("client"), Column("server"), Column("start"),
+    Column("duration", "right"), Column("pkts", "right"), Column("bytes\nc→s", "right"),
+    Column("bytes\ns→c", "right"), Column("client\nstate"), Column("server\nstate"),
+    Column("close"), Column("flags", wrap=True),
+]
+
+
+def connections_view(connections: pd.DataFrame, stats: ReadStats,
+                     sources: list[str]) -> list[RenderableType]:
+    """``analyze``: a compact connections table, then the summary."""
+    day, with_date = date_span(connections["first_ts_ns"])
+    rows: list[list[RenderableType]] = [[
+        str(row.conn_id), endpoint(row.client_addr, row.client_port),
+        endpoint(row.server_addr, row.server_port), clock(row.first_ts_ns, with_date),
+        duration(row.duration), str(row.packets), str(row.client_bytes),
+        str(row.server_bytes), state_text(row.client_state), state_text(row.server_state),
+        Text(str(row.close_kind), style=CLOSE_STYLES.get(str(row.close_kind), "")),
+        flags_text(row.anomalies or [], bool(row.mid_stream), bool(row.role_inferred)),
+    ] for row in connections.itertuples(index=False)]
+    caption = None if rows else "no TCP connections"
+    if connections["role_inferred"].any():
+        caption = "roles?: no SYN seen, client and server guessed"
+    table = FittedTable(_title("connections", sources, day), CONNECTION_VIEW, rows,
+                        optional=("pkts", "duration", "bytes\nc→s", "bytes\ns→c", "start"),
+                        caption=caption, gap=1)
+    return [table, summary_view(connections, stats)]
+
+
+def _counts(values: Iterable[Any], styles: dict[str, str] | None = None) -> Text:
+    counts = Counter(str(v) for v in values if v is not None and v is not pd.NA)
+    text = Text()
+    for i, (name, n) in enumerate(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))):
+        if i:
+            text.append("  ")
+        text.append(name, style=(styles or {}).get(name, ""))
+        text.append(f" {n}")
+    return text if counts else Text("none", style="dim")
+
+
+def summary_view(connections: pd.DataFrame, stats: ReadStats) -> Table:
+    """Connections by final state per side, by close kind, anomalies by kind, and what
+    the capture reader counted."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("connections", str(len(connections)))
+    grid.add_row("client ends in", _counts(connections["client_state"], STATE_STYLES))
+    grid.add_row("server ends in", _counts(connections["server_state"], STATE_STYLES))
+    grid.add_row("closed by", _counts(connections["close_kind"], CLOSE_STYLES))
+    kinds = [k for kinds in connections["anomalies"] for k in (kinds or [])]
+    grid.add_row("anomalies", _counts(kinds, {k: "red" for k in kinds if k not in INFO_KINDS}))
+    grid.add_row("capture", (
+        f"{stats.frames} frames, {stats.tcp_segments} TCP segments, {stats.non_tcp} non-TCP, "
+        f"{stats.bad_checksums} bad checksums, {stats.truncated} truncated"))
+    if stats.warnings:
+        grid.add_row("warnings", Text(f"{len(stats.warnings)} (on stderr)", style="yellow"))
+    return grid
+
+
+TIMELINE_VIEW = [
+    Column("time"), Column("conn", "right"), Column("side"), Column("address"),
+    Column("from"), Column(""), Column("to"), Column("event", wrap=True), Column("frame", "right"),
+    Column("held", "right"),
+]
+
+
+def timeline_view(transitions: pd.DataFrame, connections: pd.DataFrame,
+                  sources: list[str]) -> list[RenderableType]:
+    """``timeline``: one line per state change of one side, like bcc's tcpstates; ``held``
+    is how long the side had been in the old state."""
+    day, with_date = date_span(transitions["ts_ns"])
+    first_ns = dict(zip(connections["conn_id"], connections["first_ts_ns"], strict=True))
+    previous: dict[tuple[int, str], int] = {}
+    rows: list[list[RenderableType]] = []
+    for row in transitions.itertuples(index=False):
+        key = (int(row.conn_id), str(row.side))
+        since = previous.get(key, first_ns.get(key[0]))
+        previous[key] = int(row.ts_ns)
+        held = None if since is None else (int(row.ts_ns) - int(since)) / 1e9
+        rows.append([clock(row.ts_ns, with_date), str(row.conn_id), str(row.side),
+                     endpoint(row.addr, row.port), state_text(row.from_state), "→",
+                     state_text(row.to_state, "~" if row.inferred else ""), str(row.event),
+                     _int(row.frame), duration(held)])
+    caption = ("~ inferred: deduced from the peer's packets or a timeout, not seen on this "
+               "side" if rows else "no state changes")
+    return [FittedTable(_title("transitions", sources, day), TIMELINE_VIEW, rows,
+                        optional=("held", "frame"), caption=caption)]
+
+
+ANOMALY_VIEW = [
+    Column("time"), Column("conn", "right"), Column("side"), Column("kind"),
+    Column("frame", "right"), Column("detail", wrap=True),
+]
+
+
+def anomalies_view(anomalies: pd.DataFrame, sources: list[str]) -> list[RenderableType]:
+    """``anomalies``: what went wrong, where, the evidence frame, and what to do."""
+    day, with_date = date_span(anomalies["ts_ns"])
+    rows: list[list[RenderableType]] = [[
+        clock(row.ts_ns, with_date), str(row.conn_id), str(row.side),
+        Text(str(row.kind), style="dim" if str(row.kind) in INFO_KINDS else "red"),
+        _int(row.frame), str(row.detail),
+    ] for row in anomalies.itertuples(index=False)]
+    return [FittedTable(_title("anomalies", sources, day), ANOMALY_VIEW, rows,
+                        caption=None if rows else "no anomalies found")]
+
+
+STATE_AT_VIEW = [
+    Column("State"), Column("Local Address:Port"), Column("Peer Address:Port"),
+    Column("conn", "right"), Column("side"), Column("since"), Column("for", "right"),
+]
+
+
+def state_at_view(snapshot: pd.DataFrame, at_ns: int,
+                  sources: list[str]) -> list[RenderableType]:
+    """``at``: the sockets each side held at one instant, like ``ss -tan``; ``since`` is
+    when the side entered its state and ``for`` how long it had been in it."""
+    day, _ = date_span([at_ns])
+    rows: list[list[RenderableType]] = []
+    for row in snapshot.itertuples(index=False):
+        since_ns = to_ns(float(row.since))
+        other_day = since_ns // 86_400_000_000_000 != at_ns // 86_400_000_000_000
+        rows.append([state_text(row.state), endpoint(row.local_addr, row.local_port),
+                     endpoint(row.remote_addr, row.remote_port), str(row.conn_id),
+                     str(row.side), clock(since_ns, other_day),
+                     duration((at_ns - since_ns) / 1e9)])
+    return [FittedTable(_title(f"sockets at {clock(at_ns)}", sources, day), STATE_AT_VIEW,
+                        rows, optional=("for", "since"),
+                        caption=None if rows else "no connection open at that instant")]
