@@ -46,7 +46,7 @@ from tcplife.events import (
     Transition,
 )
 from tcplife.machine import ALIVE, SYNCHRONIZED, Ev, Stay, step
-from tcplife.options import NS, Options
+from tcplife.options import Options
 from tcplife.segment import ACK, FIN, RST, SYN, Segment
 from tcplife.seq import seq_add, seq_diff, seq_max
 from tcplife.states import CLIENT, SERVER, State
