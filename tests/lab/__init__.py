@@ -1,0 +1,5 @@
+"""Kernel lab: real sockets in network namespaces produce captures plus `ss` ground truth.
+
+Owns nothing by itself; see `netlab` (namespaces, drops, captures, ss), `agent` (socket
+process), `scenarios` (the scenarios and their runner) and `regenerate` (command line).
+"""

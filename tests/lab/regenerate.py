@@ -1,0 +1,153 @@
+"""Regenerate the kernel-lab captures and expected states.
+
+Owns: the command line ``python -m tests.lab.regenerate [NAMES...] --out sample_pcaps/``
+and `regenerate`, which runs scenarios (several at once: each has its own namespaces) and
+writes their files. Needs root, ip, nft, tcpdump, ss, tshark (dumpcap for pcapng).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from types import FrameType
+
+from .netlab import ABORT, missing_tools
+from .scenarios import SCENARIOS, Outcome, run_scenario
+
+#: Scenarios whose runs take longest start first, so that parallel runs finish together.
+_LONG_FIRST = ("handshake_ack_dropped", "server_never_closes", "syn_dropped",
+               "simultaneous_close", "final_ack_dropped", "many_short")
+
+
+def regenerate(names: list[str] | None, out: Path, jobs: int = 4, attempts: int = 3,
+               log: bool = True) -> dict[str, Outcome]:
+    """Run the named scenarios (all if None) into ``out``; return their outcomes."""
+    todo = list(names or SCENARIOS)
+    unknown = [n for n in todo if n not in SCENARIOS]
+    if unknown:
+        raise SystemExit(f"unknown scenario(s): {', '.join(unknown)}; "
+                         f"known: {', '.join(SCENARIOS)}")
+    todo.sort(key=lambda n: (n not in _LONG_FIRST, _LONG_FIRST.index(n)
+                             if n in _LONG_FIRST else 0))
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Outcome] = {}
+
+    def one(name: str) -> Outcome:
+        outcome = run_scenario(name, out, attempts=attempts)
+        if log:
+            status = "ok" if not outcome.problems else "FAILED"
+            print(f"{name}: {status} in {outcome.seconds:.1f}s (attempt {outcome.attempts})",
+                  file=sys.stderr, flush=True)
+            for line in outcome.problems + [f"note: {n}" for n in outcome.notes]:
+                print(f"  {line}", file=sys.stderr, flush=True)
+        return outcome
+
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    futures = [pool.submit(one, name) for name in todo]
+    try:
+        for fut in as_completed(futures):
+            outcome = fut.result()
+            results[outcome.name] = outcome
+    except BaseException:
+        ABORT.set()  # each running scenario raises at its next wait and cleans its lab up
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return {name: results[name] for name in todo}
+
+
+README_HEAD = """\
+# sample_pcaps: kernel-lab captures with the kernel's own states
+
+Every file here is written by `python -m tests.lab.regenerate --out sample_pcaps/` (root;
+ip, nft, tcpdump, dumpcap, tshark, ss; ethtool optional). Each scenario runs real sockets
+in three fresh network namespaces, client (10.231.1.2, fd00:231:1::2) - router
+(forwarding, nftables drops) - server (10.231.2.2, fd00:231:2::2), port 8080, veth
+offloads off. The truth is `ss -tanH` run in both namespaces at named checkpoints, never
+tcplife. `tests/test_golden.py` compares tcplife against these files (rules in
+`tests/golden.py`); `tests/test_lab.py` regenerates them afresh and does the same.
+
+Files per scenario NAME:
+
+- `NAME.client.pcap`: tcpdump on the client's veth (client vantage); `NAME.server.pcap`:
+  tcpdump on the server's veth (server vantage). Both from the same run, snaplen 256.
+- `NAME.any.pcap` (some): `tcpdump -i any -y LINUX_SLL2` in the server namespace.
+- `NAME.client.pcapng` (some): dumpcap on the client's `eth0` and `lo` (two interfaces).
+- `NAME.expected.json`: `scenario`, `description`, `kernel`, `options` (tcplife.analyze
+  keyword arguments matching the sysctls set, seconds), `sysctls`, `hosts`, `captures`
+  (vantage -> `file`, `visible_flows` = 4-tuples client addr/port, server addr/port seen
+  in that file by tshark, `namespace`, `link_type`), `checkpoints` (`name`, `ts` =
+  `time.time()` just before `ss`, `ss` = every socket line of each namespace), and
+  `lab_notes`. A checkpoint may carry `blind` (vantage -> the side whose state that
+  capture cannot show at that moment because the router dropped a segment between the
+  vantage points) with `blind_why`; the golden comparison skips that side there.
+
+Every checkpoint was taken with no TCP segment within 50 ms (checked against all
+captures; a run that fails this, or whose ss states differ from what the scenario
+expects, is retried). Nanosecond pcap: the server capture of normal_close_client_first,
+the client capture of server_never_closes, both ipv6 captures.
+
+| scenario | what happens | captures | states at the checkpoints |
+| --- | --- | --- | --- |
+"""
+
+
+def write_readme(out: Path) -> Path:
+    """`out/README.md` listing every scenario whose expected file is in ``out``."""
+    lines = [README_HEAD]
+    for name, spec in SCENARIOS.items():
+        path = out / f"{name}.expected.json"
+        if not path.exists():
+            continue
+        data = json.loads(path.read_text())
+        caps = ", ".join(f"`{c['file']}`" for c in data["captures"].values())
+        opts = f" Options: {data['options']}." if data["options"] else ""
+        lines.append(f"| `{name}` | {spec.description}{opts} | {caps} | "
+                     f"{spec.expected_summary} |\n")
+    dest = out / "README.md"
+    dest.write_text("".join(lines))
+    return dest
+
+
+def _on_term(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.lab.regenerate", description=__doc__)
+    ap.add_argument("names", nargs="*", help=f"scenarios (default all): {', '.join(SCENARIOS)}")
+    ap.add_argument("--out", type=Path, default=Path("sample_pcaps"))
+    ap.add_argument("--jobs", "-j", type=int, default=4)
+    ap.add_argument("--attempts", type=int, default=3)
+    ap.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    args = ap.parse_args(argv)
+    if args.list:
+        for name, spec in SCENARIOS.items():
+            print(f"{name}: {spec.description}")
+        return 0
+    missing = missing_tools()
+    if missing:
+        print(f"cannot run the lab, missing: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _on_term)
+    t0 = time.time()
+    try:
+        results = regenerate(args.names or None, args.out, jobs=args.jobs,
+                             attempts=args.attempts)
+    except KeyboardInterrupt:
+        print("interrupted: every lab was cleaned up", file=sys.stderr)
+        return 130
+    failed = [n for n, o in results.items() if o.problems]
+    write_readme(args.out)
+    print(f"{len(results) - len(failed)} scenarios written, {len(failed)} failed "
+          f"in {time.time() - t0:.1f}s", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

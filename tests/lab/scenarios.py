@@ -1,0 +1,844 @@
+"""Kernel-lab scenarios: real sockets driven through TCP corner cases, with `ss` as truth.
+
+Owns: the scenario functions, their registry (`SCENARIOS`), and `run_scenario`, which
+builds a `netlab.Lab`, captures at the client and server vantage points (plus an ``any``
+SLL2 capture and a two-interface pcapng for some), runs one scenario, checks that every
+checkpoint was taken in a quiet moment (no segment within `QUIET` seconds) and that the
+kernel did what the scenario expects, and writes ``NAME.*.pcap*`` and
+``NAME.expected.json`` (format in `sample_pcaps/README.md`).
+
+A scenario is a function of a `Run`, the small DSL: ``r.c(op, ...)`` / ``r.s(op, ...)`` send
+an agent command to the client / server, ``r.settle()`` sleeps, ``r.checkpoint(name,
+expect)`` records ``ss -tanH`` in both namespaces (and checks the states against
+``expect``), ``r.lab.drop(match)`` / ``r.lab.undrop(handle)`` add or remove router drops.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .netlab import (
+    ABORT,
+    CLIENT4,
+    CLIENT6,
+    SERVER4,
+    SERVER6,
+    Agent,
+    Capture,
+    Lab,
+    LabError,
+    Packet,
+    link_type,
+    parse_ss,
+    pause,
+    read_packets,
+)
+
+PORT = 8080
+#: A checkpoint must have no TCP segment (in any capture) this close to it, in seconds.
+QUIET = 0.05
+SETTLE = 0.5
+#: Longest one-way transit through the lab's router (it is microseconds in practice).
+TRANSIT = 0.02
+
+
+class ScenarioError(LabError):
+    """The run did not go as the scenario needs (retryable: timing under load)."""
+
+
+# --------------------------------------------------------------------------- DSL
+
+
+@dataclass
+class Checkpoint:
+    name: str
+    ts: float
+    ts_end: float
+    raw: dict[str, str]
+    ss: dict[str, list[dict[str, Any]]]
+
+
+@dataclass
+class Run:
+    """One execution of a scenario: the lab, the two agents, the checkpoints."""
+
+    spec: Scenario
+    lab: Lab
+    workdir: Path
+    client: Agent
+    server: Agent
+    captures: dict[str, Capture] = field(default_factory=dict)
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    marks: dict[str, float] = field(default_factory=dict)
+    started: bool = False
+
+    # addresses of the scenario's family
+    @property
+    def caddr(self) -> str:
+        return CLIENT6 if self.spec.family == 6 else CLIENT4
+
+    @property
+    def saddr(self) -> str:
+        return SERVER6 if self.spec.family == 6 else SERVER4
+
+    def c(self, op: str, **kw: Any) -> dict[str, Any]:
+        return self.client.call(op, **kw)
+
+    def s(self, op: str, **kw: Any) -> dict[str, Any]:
+        return self.server.call(op, **kw)
+
+    def mark(self, name: str) -> float:
+        """Remember the wall-clock time of a step (for timer-relative waits)."""
+        self.marks[name] = time.time()
+        return self.marks[name]
+
+    def settle(self, seconds: float = SETTLE) -> None:
+        pause(seconds)
+
+    def sleep_until(self, mark: str, offset: float) -> None:
+        """Sleep until ``marks[mark] + offset`` (no-op if already past, noted)."""
+        left = self.marks[mark] + offset - time.time()
+        if left < 0:
+            self.notes.append(f"late by {-left:.3f}s for {mark}+{offset}")
+        else:
+            pause(left)
+
+    def start_captures(self) -> None:
+        if self.started:
+            return
+        for cap in self.captures.values():
+            cap.start()
+        self.started = True
+
+    # common steps
+    def listen(self, backlog: int = 8) -> None:
+        addr = "::" if self.spec.family == 6 else "0.0.0.0"
+        self.s("listen", name="L", addr=addr, port=PORT, backlog=backlog)
+
+    def connect(self, name: str = "C", **kw: Any) -> dict[str, Any]:
+        return self.c("connect", name=name, addr=self.saddr, port=PORT, **kw)
+
+    def accept(self, name: str = "A") -> dict[str, Any]:
+        return self.s("accept", name="L", **{"as": name})
+
+    def open_connection(self) -> None:
+        """listen, connect, accept, one request/response; settle."""
+        self.listen()
+        self.connect()
+        self.accept()
+        self.exchange()
+        self.settle()
+
+    def exchange(self, req: int = 120, resp: int = 2400, cname: str = "C",
+                 sname: str = "A") -> None:
+        self.c("send", name=cname, n=req)
+        got = self.s("recv", name=sname, n=req, timeout=2.0)["received"]
+        self.s("send", name=sname, n=resp)
+        got2 = self.c("recv", name=cname, n=resp, timeout=2.0)["received"]
+        if (got, got2) != (req, resp):
+            raise ScenarioError(f"exchange short: {got}/{req}, {got2}/{resp}")
+
+    def checkpoint(self, name: str, expect: str | None = None) -> Checkpoint:
+        """Record ss in both namespaces. ``expect``: ``"client: ESTAB; server: LISTEN ESTAB"``
+        (every socket's state, any order; ``-`` for none)."""
+        ts = time.time()
+        raw = self.lab.ss_all()
+        ts_end = time.time()
+        pause(2 * QUIET)  # the next action must not fall inside the quiet window
+        cp = Checkpoint(name, ts, ts_end, raw, {k: parse_ss(v) for k, v in raw.items()})
+        self.checkpoints.append(cp)
+        if expect is not None:
+            for part in expect.split(";"):
+                role, _, states = part.partition(":")
+                want = sorted(x for x in states.split() if x != "-")
+                got = sorted(d["state"] for d in cp.ss[role.strip()])
+                if want != got:
+                    self.problems.append(f"checkpoint {name}: {role.strip()} ss states {got}, "
+                                         f"scenario expected {want}")
+        return cp
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass
+class Scenario:
+    name: str
+    fn: Callable[[Run], None]
+    description: str
+    expected_summary: str
+    options: dict[str, float] = field(default_factory=dict)
+    sysctls: list[tuple[str, str, object]] = field(default_factory=list)
+    family: int = 4
+    any_capture: bool = False
+    pcapng: bool = False
+    nano: tuple[str, ...] = ()
+    late_capture: bool = False
+    verify: Callable[[Run, dict[str, list[Packet]]], None] | None = None
+
+
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(description: str, expected_summary: str, **kw: Any
+             ) -> Callable[[Callable[[Run], None]], Callable[[Run], None]]:
+    def deco(fn: Callable[[Run], None]) -> Callable[[Run], None]:
+        SCENARIOS[fn.__name__] = Scenario(fn.__name__, fn, description, expected_summary, **kw)
+        return fn
+    return deco
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+@scenario("The server socket is bound but not listening: the client's SYN is answered by "
+          "RST and connect() fails with ECONNREFUSED.",
+          "no socket on either side after the RST (the bound-only socket is not listed)")
+def refused(r: Run) -> None:
+    r.s("bind_only", name="B", addr=r.saddr, port=PORT)
+    r.settle(0.3)
+    reply = r.client.call("connect", name="C", addr=r.saddr, port=PORT, check=False)
+    if reply.get("error") != "ECONNREFUSED":
+        raise ScenarioError(f"connect: {reply}")
+    r.settle()
+    r.checkpoint("after_refused", "client: -; server: -")
+
+
+@scenario("The server listens (backlog 1) but never accepts: two connections complete "
+          "into the accept queue, a third is ignored (queue full: its SYNs are dropped) "
+          "until the server accepts one, then its retransmitted SYN succeeds.",
+          "ESTAB on both sides for queued connections; the third client SYN-SENT while the "
+          "queue is full, ESTAB after the accept",
+          any_capture=True)
+def listen_no_accept(r: Run) -> None:
+    r.listen(backlog=1)
+    r.connect("C1")
+    r.settle()
+    r.checkpoint("one_queued", "client: ESTAB; server: LISTEN ESTAB")
+    r.connect("C2")
+    r.settle(0.3)
+    r.mark("syn")
+    r.c("connect", name="C3", addr=r.saddr, port=PORT, blocking=False)
+    r.sleep_until("syn", 0.5)
+    r.checkpoint("queue_full", "client: ESTAB ESTAB SYN-SENT; server: LISTEN ESTAB ESTAB")
+    r.accept("A1")
+    r.sleep_until("syn", 1.6)
+    r.c("wait_connect", name="C3", timeout=3.0)
+    r.settle()
+    r.checkpoint("after_one_accept", "client: ESTAB ESTAB ESTAB; server: LISTEN ESTAB ESTAB "
+                 "ESTAB")
+
+
+@scenario("Request/response, the client closes first, the server closes about a second "
+          "later: the textbook four-way close.",
+          "ESTAB/ESTAB; client FIN-WAIT-2 and server CLOSE-WAIT after the client's close; "
+          "client TIME-WAIT and the server socket gone after the server's close",
+          any_capture=True, pcapng=True, nano=("server",))
+def normal_close_client_first(r: Run) -> None:
+    r.open_connection()
+    r.checkpoint("established", "client: ESTAB; server: LISTEN ESTAB")
+    r.c("close", name="C")
+    r.settle()
+    r.checkpoint("after_client_close", "client: FIN-WAIT-2; server: LISTEN CLOSE-WAIT")
+    r.settle(1.0)
+    r.s("close", name="A")
+    r.settle()
+    r.checkpoint("after_server_close", "client: TIME-WAIT; server: LISTEN")
+
+
+@scenario("The client closes, the server never does; the client namespace has "
+          "net.ipv4.tcp_fin_timeout=3, so the orphaned FIN-WAIT-2 socket vanishes after 3 s "
+          "while the server stays in CLOSE-WAIT. When the server finally closes, its FIN "
+          "is answered by RST.",
+          "client FIN-WAIT-2 / server CLOSE-WAIT; after 3 s client gone, server still "
+          "CLOSE-WAIT; after the server's late close both gone (RST)",
+          options={"fin_wait_2": 3.0},
+          sysctls=[("client", "net.ipv4.tcp_fin_timeout", 3)], nano=("client",))
+def server_never_closes(r: Run) -> None:
+    r.open_connection()
+    r.checkpoint("established", "client: ESTAB; server: LISTEN ESTAB")
+    r.mark("close")
+    r.c("close", name="C")
+    r.settle()
+    r.checkpoint("fin_wait_2", "client: FIN-WAIT-2; server: LISTEN CLOSE-WAIT")
+    r.sleep_until("close", 4.5)
+    r.checkpoint("after_fin_timeout", "client: -; server: LISTEN CLOSE-WAIT")
+    r.s("close", name="A")
+    r.settle()
+    r.checkpoint("after_late_server_close", "client: -; server: LISTEN")
+
+
+@scenario("The server process exits with its sockets open: the kernel closes them and "
+          "sends a FIN exactly as close() would; then the client closes.",
+          "client CLOSE-WAIT / server FIN-WAIT-2 (orphan) after the exit; then server "
+          "TIME-WAIT, client gone")
+def server_killed(r: Run) -> None:
+    r.open_connection()
+    r.checkpoint("established", "client: ESTAB; server: LISTEN ESTAB")
+    r.server.exit()
+    r.settle()
+    r.checkpoint("after_server_exit", "client: CLOSE-WAIT; server: FIN-WAIT-2")
+    r.c("close", name="C")
+    r.settle()
+    r.checkpoint("after_client_close", "client: -; server: TIME-WAIT")
+
+
+def _no_packets_between(r: Run, pkts: dict[str, list[Packet]], a: str, b: str) -> None:
+    t0, t1 = r.marks[a], r.marks[b]
+    for vantage, ps in pkts.items():
+        inside = [p for p in ps if t0 <= p.ts <= t1]
+        if inside:
+            r.problems.append(f"{vantage}: {len(inside)} segment(s) between {a} and {b}")
+
+
+@scenario("The client calls shutdown(SHUT_RD): nothing is sent. The server then sends "
+          "data, which the client's kernel still acknowledges; the client closes with that "
+          "data unread, which resets the connection.",
+          "ESTAB/ESTAB before and after SHUT_RD and after the server's data; both gone "
+          "after the client's close (RST)",
+          verify=lambda r, p: _no_packets_between(r, p, "shut_rd", "server_sends"))
+def shutdown_rd(r: Run) -> None:
+    r.open_connection()
+    r.mark("shut_rd")
+    r.c("shutdown", name="C", how="RD")
+    early = r.c("recv", name="C", timeout=0.2)
+    r.notes.append(f"recv() right after SHUT_RD: {early['received']} bytes, eof={early['eof']}")
+    r.settle()
+    r.checkpoint("after_shut_rd", "client: ESTAB; server: LISTEN ESTAB")
+    r.mark("server_sends")
+    r.s("send", name="A", n=500)
+    r.settle()
+    r.checkpoint("after_server_sends", "client: ESTAB; server: LISTEN ESTAB")
+    r.c("close", name="C")
+    r.settle()
+    r.checkpoint("after_client_close", "client: -; server: LISTEN")
+
+
+@scenario("The client calls shutdown(SHUT_WR) (FIN) and keeps reading; the server goes on "
+          "sending data for a while (the half-closed client acknowledges it), then closes.",
+          "client FIN-WAIT-2 / server CLOSE-WAIT while the server sends (no FIN-WAIT-2 "
+          "timeout: the socket is not orphaned); client TIME-WAIT after the server's close")
+def shutdown_wr_peer_sends(r: Run) -> None:
+    r.open_connection()
+    r.c("shutdown", name="C", how="WR")
+    r.settle()
+    r.checkpoint("half_closed", "client: FIN-WAIT-2; server: LISTEN CLOSE-WAIT")
+    for _ in range(3):
+        r.s("send", name="A", n=1000)
+        r.c("recv", name="C", n=1000, timeout=2.0)
+        r.settle(0.3)
+    r.settle(0.2)
+    r.checkpoint("server_still_sending", "client: FIN-WAIT-2; server: LISTEN CLOSE-WAIT")
+    r.s("close", name="A")
+    r.settle()
+    r.checkpoint("after_server_close", "client: TIME-WAIT; server: LISTEN")
+
+
+@scenario("The server sends data the client never reads; the client's close() then "
+          "sends RST instead of FIN.",
+          "ESTAB/ESTAB with unread data; both gone after the client's close (RST)")
+def close_unread_data(r: Run) -> None:
+    r.open_connection()
+    r.s("send", name="A", n=700)
+    r.settle()
+    r.checkpoint("unread_data", "client: ESTAB; server: LISTEN ESTAB")
+    r.c("close", name="C")
+    r.settle()
+    r.checkpoint("after_client_close", "client: -; server: LISTEN")
+
+
+@scenario("The client sets SO_LINGER {on, 0} and closes: an RST, no FIN and no TIME-WAIT.",
+          "ESTAB/ESTAB; both gone after the close")
+def linger0(r: Run) -> None:
+    r.open_connection()
+    r.c("linger0", name="C")
+    r.checkpoint("established", "client: ESTAB; server: LISTEN ESTAB")
+    r.c("close", name="C")
+    r.settle()
+    r.checkpoint("after_close", "client: -; server: LISTEN")
+
+
+def _verify_crossing(r: Run, pkts: dict[str, list[Packet]]) -> None:
+    """Each side sent its FIN before it received the peer's FIN (the FINs crossed)."""
+    for vantage, me in (("client", r.caddr), ("server", r.saddr)):
+        ps = pkts.get(vantage, [])
+        sent = [p.ts for p in ps if p.fin and p.src == me]
+        rcvd = [p.ts for p in ps if p.fin and p.dst == me]
+        if not sent or not rcvd or not min(sent) < min(rcvd):
+            r.problems.append(f"{vantage}: FINs did not cross (sent {sent[:1]}, "
+                              f"received {rcvd[:1]})")
+        else:
+            r.notes.append(f"{vantage}: own FIN {min(rcvd) - min(sent):.3f}s before the "
+                           "peer's FIN arrived")
+
+
+@scenario("Simultaneous close: both sides close() while the router drops every FIN, so "
+          "both sit in FIN-WAIT-1 retransmitting; then FINs pass but pure ACKs are dropped, "
+          "so each side receives the peer's FIN before any ACK of its own (CLOSING); the "
+          "next FIN retransmissions, which carry the ACK of the peer's FIN, take both sides "
+          "to TIME-WAIT.",
+          "ESTAB/ESTAB; FIN-WAIT-1 on both sides; CLOSING on both sides; TIME-WAIT on both "
+          "sides",
+          any_capture=True, verify=_verify_crossing)
+def simultaneous_close(r: Run) -> None:
+    r.open_connection()
+    r.checkpoint("established", "client: ESTAB; server: LISTEN ESTAB")
+    fin_drop = r.lab.drop("tcp flags & fin == fin")
+    r.mark("close")
+    r.c("close", name="C")
+    r.s("close", name="A")
+    # FIN retransmissions at about +0.2 (tail loss probe), +0.4, +0.84, +1.67, +3.3 s.
+    r.sleep_until("close", 1.2)
+    r.checkpoint("fins_dropped", "client: FIN-WAIT-1; server: LISTEN FIN-WAIT-1")
+    ack_drop = r.lab.swap_drop(fin_drop, "tcp flags == ack")
+    r.sleep_until("close", 2.2)
+    r.checkpoint("closing", "client: CLOSING; server: LISTEN CLOSING")
+    r.lab.undrop(ack_drop)
+    r.sleep_until("close", 3.8)
+    r.checkpoint("after_acks", "client: TIME-WAIT; server: LISTEN TIME-WAIT")
+
+
+@scenario("The client closes first; the router then drops the client's pure ACKs, so the "
+          "ACK of the server's FIN is lost: the client is in TIME-WAIT while the server "
+          "stays in LAST-ACK retransmitting its FIN until the drop is lifted.",
+          "client FIN-WAIT-2 / server CLOSE-WAIT; client TIME-WAIT / server LAST-ACK while "
+          "the ACKs are dropped; client TIME-WAIT, server gone once an ACK passes")
+def final_ack_dropped(r: Run) -> None:
+    r.open_connection()
+    r.c("close", name="C")
+    r.settle()
+    r.checkpoint("fin_wait_2", "client: FIN-WAIT-2; server: LISTEN CLOSE-WAIT")
+    h = r.lab.drop(f"ip saddr {r.caddr} tcp flags == ack")
+    r.mark("server_close")
+    r.s("close", name="A")
+    # Server FIN retransmissions at about +0.2 (tail loss probe), +0.4, +0.84, +1.67, +3.3 s.
+    r.sleep_until("server_close", 2.0)
+    r.checkpoint("last_ack_retransmitting", "client: TIME-WAIT; server: LISTEN LAST-ACK")
+    r.lab.undrop(h)
+    r.sleep_until("server_close", 3.8)
+    r.checkpoint("after_ack_passes", "client: TIME-WAIT; server: LISTEN")
+
+
+@scenario("Every SYN is dropped by the router; the client namespace has "
+          "net.ipv4.tcp_syn_retries=2. The client stays in SYN-SENT retransmitting (six SYNs "
+          "one second apart: net.ipv4.tcp_syn_linear_timeouts=4), then connect() fails with "
+          "ETIMEDOUT 7 s (2^(2+1)-1) after the first SYN.",
+          "client SYN-SENT (server only LISTEN, never sees a SYN); client gone after the "
+          "connect timeout",
+          options={"syn_sent": 7.0},
+          sysctls=[("client", "net.ipv4.tcp_syn_retries", 2)])
+def syn_dropped(r: Run) -> None:
+    r.listen()
+    r.lab.drop("tcp flags & (syn | ack) == syn")
+    r.settle(0.3)
+    r.mark("connect")
+    r.c("connect", name="C", addr=r.saddr, port=PORT, blocking=False)
+    r.sleep_until("connect", 1.5)
+    r.checkpoint("syn_sent", "client: SYN-SENT; server: LISTEN")
+    reply = r.client.call("wait_connect", name="C", timeout=20.0, check=False)
+    failed = time.time()
+    r.notes.append(f"connect failed {failed - r.marks['connect']:.2f}s after start: "
+                   f"{reply.get('error')}")
+    r.settle(1.0)
+    r.checkpoint("after_connect_timeout", "client: -; server: LISTEN")
+
+
+@scenario("The router drops the client's pure ACKs, so the handshake-completing ACK is "
+          "lost: the client is ESTABLISHED, the server's request socket stays SYN-RECV "
+          "retransmitting its SYN-ACK (server net.ipv4.tcp_synack_retries=2) and is dropped "
+          "after the last retry. The client's first data then meets an RST.",
+          "client ESTAB / server SYN-RECV; client ESTAB and nothing on the server after "
+          "the SYN-ACK retries; both gone after the client's data is reset",
+          options={"syn_received": 7.0},
+          sysctls=[("server", "net.ipv4.tcp_synack_retries", 2)])
+def handshake_ack_dropped(r: Run) -> None:
+    r.listen()
+    h = r.lab.drop(f"ip saddr {r.caddr} tcp flags == ack")
+    r.settle(0.3)
+    r.mark("connect")
+    r.connect()
+    # SYN-ACK retransmissions at about +1, +3 s; request dropped at about +7 s.
+    r.sleep_until("connect", 2.0)
+    r.checkpoint("syn_recv", "client: ESTAB; server: LISTEN SYN-RECV")
+    r.sleep_until("connect", 8.5)
+    r.checkpoint("server_gave_up", "client: ESTAB; server: LISTEN")
+    r.lab.undrop(h)
+    r.c("send", name="C", n=100)
+    r.settle()
+    r.checkpoint("after_client_data", "client: -; server: LISTEN")
+
+
+@scenario("The server closes first (FIN); the client, in CLOSE-WAIT, writes anyway: the "
+          "server's orphaned FIN-WAIT-2 socket answers with RST; the next write fails with "
+          "EPIPE.",
+          "client CLOSE-WAIT / server FIN-WAIT-2; both gone after the client's write")
+def write_after_peer_closed(r: Run) -> None:
+    r.open_connection()
+    r.s("close", name="A")
+    r.settle()
+    r.checkpoint("peer_closed", "client: CLOSE-WAIT; server: LISTEN FIN-WAIT-2")
+    r.c("send", name="C", n=100)
+    r.settle()
+    r.checkpoint("after_write", "client: -; server: LISTEN")
+    reply = r.client.call("send", name="C", n=100, check=False)
+    r.notes.append(f"second write: {reply.get('error') or 'ok'}")
+
+
+@scenario("The client dup()s its socket and closes one descriptor: nothing is sent. "
+          "Closing the second descriptor sends the FIN; the server then closes.",
+          "ESTAB/ESTAB after the first close; FIN-WAIT-2 / CLOSE-WAIT after the second; "
+          "client TIME-WAIT after the server's close",
+          verify=lambda r, p: _no_packets_between(r, p, "first_close", "second_close"))
+def dup_fd_close_once(r: Run) -> None:
+    r.open_connection()
+    r.c("dup", name="C", **{"as": "D"})
+    r.mark("first_close")
+    r.c("close", name="C")
+    r.settle()
+    r.checkpoint("one_fd_closed", "client: ESTAB; server: LISTEN ESTAB")
+    r.mark("second_close")
+    r.c("close", name="D")
+    r.settle()
+    r.checkpoint("all_fds_closed", "client: FIN-WAIT-2; server: LISTEN CLOSE-WAIT")
+    r.s("close", name="A")
+    r.settle()
+    r.checkpoint("after_server_close", "client: TIME-WAIT; server: LISTEN")
+
+
+@scenario("A normal exchange and close (client first) over IPv6.",
+          "ESTAB/ESTAB; FIN-WAIT-2 / CLOSE-WAIT; client TIME-WAIT, server gone",
+          family=6, any_capture=True, nano=("client", "server"))
+def ipv6(r: Run) -> None:
+    r.open_connection()
+    r.checkpoint("established", "client: ESTAB; server: LISTEN ESTAB")
+    r.c("close", name="C")
+    r.settle()
+    r.checkpoint("after_client_close", "client: FIN-WAIT-2; server: LISTEN CLOSE-WAIT")
+    r.s("close", name="A")
+    r.settle()
+    r.checkpoint("after_server_close", "client: TIME-WAIT; server: LISTEN")
+
+
+@scenario("The captures start after the connection is established (no handshake in them); "
+          "data flows both ways, then the client and the server close.",
+          "ESTAB/ESTAB mid-stream; FIN-WAIT-2 / CLOSE-WAIT; client TIME-WAIT",
+          late_capture=True)
+def mid_stream(r: Run) -> None:
+    r.open_connection()
+    r.start_captures()
+    r.exchange(req=300, resp=3000)
+    r.settle()
+    r.checkpoint("established", "client: ESTAB; server: LISTEN ESTAB")
+    r.c("close", name="C")
+    r.settle()
+    r.checkpoint("after_client_close", "client: FIN-WAIT-2; server: LISTEN CLOSE-WAIT")
+    r.s("close", name="A")
+    r.settle()
+    r.checkpoint("after_server_close", "client: TIME-WAIT; server: LISTEN")
+
+
+@scenario("The server closes first and ends in TIME-WAIT; the client then connects again "
+          "from the same port, so its SYN hits the server's TIME-WAIT socket, which accepts "
+          "it: a second connection on the same 4-tuple, closed by the client.",
+          "server TIME-WAIT / client gone after the first connection; ESTAB/ESTAB on the "
+          "same 4-tuple after the new SYN; client TIME-WAIT at the end")
+def port_reuse_after_time_wait(r: Run) -> None:
+    r.open_connection()
+    r.s("close", name="A")
+    r.settle()
+    r.checkpoint("server_closed_first", "client: CLOSE-WAIT; server: LISTEN FIN-WAIT-2")
+    port = r.c("info", name="C")["local"][1]
+    r.c("close", name="C")
+    r.settle()
+    r.checkpoint("server_time_wait", "client: -; server: LISTEN TIME-WAIT")
+    r.connect("C2", bind_addr=r.caddr, bind_port=port)
+    r.accept("A2")
+    r.exchange(cname="C2", sname="A2")
+    r.settle()
+    r.checkpoint("reconnected", "client: ESTAB; server: LISTEN ESTAB")
+    r.c("close", name="C2")
+    r.settle()
+    r.s("close", name="A2")
+    r.settle()
+    r.checkpoint("second_closed", "client: TIME-WAIT; server: LISTEN")
+
+
+MANY = 24
+
+
+@scenario(f"{MANY} short request/response connections in a row, each closed by the client "
+          "first: TIME-WAIT sockets pile up on the client.",
+          f"{MANY} client TIME-WAIT sockets, server only LISTEN",
+          pcapng=True)
+def many_short(r: Run) -> None:
+    r.listen(backlog=64)
+    for i in range(MANY):
+        r.connect(f"C{i}")
+        r.accept(f"A{i}")
+        r.exchange(req=40, resp=100, cname=f"C{i}", sname=f"A{i}")
+        r.c("close", name=f"C{i}")
+        r.s("recv", name=f"A{i}", timeout=1.0)
+        r.s("close", name=f"A{i}")
+    r.settle()
+    r.checkpoint("pile_up", "client: " + " ".join(["TIME-WAIT"] * MANY) + "; server: LISTEN")
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _norm(addr: str) -> str:
+    return str(ipaddress.ip_address(addr))
+
+
+HOSTS = {"client": [CLIENT4, CLIENT6], "server": [SERVER4, SERVER6]}
+
+
+def visible_flows(pkts: list[Packet]) -> list[list[Any]]:
+    """Distinct 4-tuples (client addr, client port, server addr, server port) in a capture."""
+    clients = {_norm(a) for a in HOSTS["client"]}
+    flows: set[tuple[str, int, str, int]] = set()
+    for p in pkts:
+        src, dst = _norm(p.src), _norm(p.dst)
+        if src in clients:
+            flows.add((src, p.sport, dst, p.dport))
+        elif dst in clients:
+            flows.add((dst, p.dport, src, p.sport))
+    return [list(f) for f in sorted(flows)]
+
+
+def _capture_plan(spec: Scenario, lab: Lab, workdir: Path) -> dict[str, Capture]:
+    name = spec.name
+    caps = {
+        "client": lab.capture("client", ["eth0"], workdir / f"{name}.client.pcap",
+                              nano="client" in spec.nano),
+        "server": lab.capture("server", ["eth0"], workdir / f"{name}.server.pcap",
+                              nano="server" in spec.nano),
+    }
+    if spec.any_capture:
+        caps["any"] = lab.capture("server", ["any"], workdir / f"{name}.any.pcap",
+                                  linktype="LINUX_SLL2")
+    if spec.pcapng:
+        caps["client_pcapng"] = lab.capture("client", ["eth0", "lo"],
+                                            workdir / f"{name}.client.pcapng", tool="dumpcap")
+    return caps
+
+
+CAPTURE_NOTES = {
+    "client": "tcpdump on the client namespace's veth (client vantage)",
+    "server": "tcpdump on the server namespace's veth (server vantage)",
+    "any": "tcpdump -i any -y LINUX_SLL2 in the server namespace (server vantage, SLL2)",
+    "client_pcapng": "dumpcap on eth0 and lo in the client namespace (pcapng, 2 interfaces)",
+}
+
+
+#: The namespace each capture is taken in (its vantage side).
+CAPTURE_SIDE = {"client": "client", "server": "server", "any": "server",
+                "client_pcapng": "client"}
+_CTL = 0x07  # FIN | SYN | RST
+
+
+def _key(p: Packet) -> tuple[Any, ...]:
+    return (_norm(p.src), p.sport, _norm(p.dst), p.dport, p.seq, p.ack, p.flags, p.length)
+
+
+def blindness(run: Run, pkts: dict[str, list[Packet]]
+              ) -> dict[str, dict[str, list[str]]]:
+    """Per checkpoint name: vantage -> reasons why the *peer's* state cannot be known there.
+
+    The router drops segments between the two vantage points. From vantage V on side X the
+    peer P's state is unobservable at ``ts`` when (a) a SYN/FIN/RST that P sent before
+    ``ts`` has not reached X by ``ts`` (not even as a retransmission), or (b) the last
+    segment X sent to P before ``ts`` was dropped (X's capture shows it, P's does not), so
+    V cannot tell whether P's state moved. Compared with `tests/golden.py`'s rules, P's
+    sockets are then left out for V at that checkpoint.
+    """
+    side_pkts = {"client": pkts.get("client", []), "server": pkts.get("server", [])}
+    addrs = {"client": {_norm(CLIENT4), _norm(CLIENT6)},
+             "server": {_norm(SERVER4), _norm(SERVER6)}}
+    out: dict[str, dict[str, list[str]]] = {}
+    for cp in run.checkpoints:
+        per_side: dict[str, list[str]] = {}
+        for x, peer in (("client", "server"), ("server", "client")):
+            mine = [q for q in side_pkts[x] if q.ts < cp.ts]
+            theirs = [q for q in side_pkts[peer] if q.ts < cp.ts + QUIET]
+            reasons: list[str] = []
+            # (a) control segments the peer sent that never reached this side
+            arrived = {_key(q) for q in mine if _norm(q.src) in addrs[peer]}
+            sent_ctl = {}
+            for q in theirs:
+                if _norm(q.src) in addrs[peer] and q.flags & _CTL and q.ts < cp.ts:
+                    sent_ctl.setdefault((_key(q)[:4], q.seq, q.flags & _CTL), q)
+            for (_f, _seq, _fl), q in sent_ctl.items():
+                if not any(k[:4] == _key(q)[:4] and k[4] == q.seq and k[6] & _CTL == _fl
+                           for k in arrived):
+                    reasons.append(f"{peer}'s [{q.flag_text()}] at {q.ts:.6f} never reached "
+                                   f"the {x} by the checkpoint")
+            # (b) the last segment this side sent to the peer (per flow) was dropped
+            last: dict[tuple[Any, ...], Packet] = {}
+            for q in mine:
+                if _norm(q.src) in addrs[x]:
+                    last[_key(q)[:4]] = q
+            for q in last.values():
+                k = _key(q)
+                # same segment seen by the peer within TRANSIT of being sent = delivered
+                if not any(_key(t) == k and abs(t.ts - q.ts) < TRANSIT for t in theirs):
+                    reasons.append(f"the {x}'s last segment to the {peer} [{q.flag_text()}] "
+                                   f"at {q.ts:.6f} was dropped")
+            if reasons:
+                per_side[x] = reasons
+        vantages = {}
+        for vantage in run.captures:
+            side = CAPTURE_SIDE[vantage]
+            if side in per_side:
+                vantages[vantage] = per_side[side]
+        if vantages:
+            out[cp.name] = vantages
+    return out
+
+
+def _quiet_problems(run: Run, pkts: dict[str, list[Packet]]) -> list[str]:
+    out = []
+    for cp in run.checkpoints:
+        for vantage, ps in pkts.items():
+            near = [p for p in ps if cp.ts - QUIET <= p.ts <= cp.ts_end + QUIET]
+            if near:
+                p = near[0]
+                out.append(f"checkpoint {cp.name}: {vantage} has a segment at "
+                           f"{p.ts - cp.ts:+.3f}s ({p.src}:{p.sport} > {p.dst}:{p.dport} "
+                           f"[{p.flag_text()}] len {p.length})")
+    return out
+
+
+@dataclass
+class Outcome:
+    name: str
+    expected: dict[str, Any]
+    files: list[Path]
+    notes: list[str]
+    problems: list[str]
+    attempts: int
+    seconds: float
+
+
+def run_once(spec: Scenario, out: Path) -> Outcome:
+    """Run one scenario once in a fresh lab; write its files into ``out`` (if no problem)."""
+    t0 = time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=f".lab-{spec.name}-", dir=out))
+    try:
+        with Lab(spec.name) as lab:
+            for role, key, value in spec.sysctls:
+                lab.sysctl(role, key, value)
+            run = Run(spec, lab, workdir, lab.agent("client"), lab.agent("server"))
+            run.notes.extend(lab.notes)
+            run.captures = _capture_plan(spec, lab, workdir)
+            if not spec.late_capture:
+                run.start_captures()
+            spec.fn(run)
+            run.settle(0.5)
+            for cap in run.captures.values():
+                cap.stop()
+        pkts = {v: read_packets(c.path) for v, c in run.captures.items()}
+        if spec.verify is not None:
+            spec.verify(run, pkts)
+        run.problems.extend(_quiet_problems(run, pkts))
+        expected = _expected(spec, run, pkts)
+        files = []
+        if not run.problems:
+            for stale in out.glob(f"{spec.name}.*"):
+                stale.unlink()
+            for cap in run.captures.values():
+                dest = out / cap.path.name
+                shutil.move(str(cap.path), dest)
+                dest.chmod(0o644)
+                files.append(dest)
+            dest = out / f"{spec.name}.expected.json"
+            dest.write_text(dump_json(expected) + "\n")
+            files.append(dest)
+        return Outcome(spec.name, expected, files, run.notes, run.problems, 1, time.time() - t0)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _checkpoint_json(cp: Checkpoint, blind: dict[str, list[str]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": cp.name, "ts": round(cp.ts, 6), "ss": cp.ss}
+    if blind:
+        peer = {"client": "server", "server": "client"}
+        out["blind"] = {v: [peer[CAPTURE_SIDE[v]]] for v in blind}
+        out["blind_why"] = blind
+    return out
+
+
+def _expected(spec: Scenario, run: Run, pkts: dict[str, list[Packet]]) -> dict[str, Any]:
+    blind = blindness(run, pkts)
+    captures: dict[str, Any] = {}
+    for vantage, cap in run.captures.items():
+        captures[vantage] = {
+            "file": cap.path.name,
+            "visible_flows": visible_flows(pkts[vantage]),
+            "namespace": CAPTURE_SIDE[vantage],
+            "link_type": link_type(cap.path) if pkts[vantage] else None,
+            "how": CAPTURE_NOTES[vantage],
+        }
+    return {
+        "scenario": spec.name,
+        "description": spec.description,
+        "kernel": platform.release(),
+        "options": dict(spec.options),
+        "sysctls": {f"{role}:{key}": value for role, key, value in spec.sysctls},
+        "hosts": HOSTS,
+        "captures": captures,
+        "checkpoints": [_checkpoint_json(cp, blind.get(cp.name, {}))
+                        for cp in run.checkpoints],
+        "lab_notes": run.notes,
+    }
+
+
+def dump_json(obj: Any, indent: int = 0, width: int = 100) -> str:
+    """JSON with small objects and lists kept on one line (readable diffs, small files)."""
+    flat = json.dumps(obj)
+    if len(flat) + indent <= width or not isinstance(obj, (dict, list)) or not obj:
+        return flat
+    pad = " " * (indent + 1)
+    if isinstance(obj, dict):
+        items = [f"{pad}{json.dumps(k)}: {dump_json(v, indent + 1, width)}"
+                 for k, v in obj.items()]
+        return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
+    items = [pad + dump_json(v, indent + 1, width) for v in obj]
+    return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
+
+
+def run_scenario(name: str, out: Path, attempts: int = 3) -> Outcome:
+    """Run a scenario until a run has no problem (at most ``attempts`` runs)."""
+    spec = SCENARIOS[name]
+    problems: list[str] = []
+    for attempt in range(1, attempts + 1):
+        if ABORT.is_set():
+            break
+        try:
+            outcome = run_once(spec, out)
+        except ScenarioError as exc:
+            problems.append(f"attempt {attempt}: {exc}")
+            continue
+        outcome.attempts = attempt
+        if not outcome.problems:
+            outcome.notes[:0] = [f"retried after: {p}" for p in problems]
+            return outcome
+        problems += [f"attempt {attempt}: {p}" for p in outcome.problems]
+    return Outcome(name, {}, [], [], problems, attempts, 0.0)
+
+
+def kernel_release() -> str:
+    return os.uname().release

@@ -1,0 +1,141 @@
+"""Golden tests: tcplife against the kernel's `ss`, on the committed lab captures.
+
+Owns: one test per ``sample_pcaps/*.expected.json`` x vantage capture (runs without root
+from the committed files), a guard that the sample set is not empty, and self-tests of
+the comparison in `golden.py` with fake results (so they pass whatever tcplife does).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+import golden
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_pcaps"
+EXPECTED = sorted(SAMPLES.glob("*.expected.json"))
+CASES = [(path, vantage) for path in EXPECTED
+         for vantage in golden.vantages(golden.load_expected(path))]
+
+
+def test_sample_set_is_not_empty() -> None:
+    assert len(EXPECTED) >= 10, f"expected files missing from {SAMPLES}"
+    for path, vantage in CASES:
+        capture = SAMPLES / golden.load_expected(path)["captures"][vantage]["file"]
+        assert capture.is_file(), f"{path.name}: capture {capture.name} is missing"
+        assert capture.stat().st_size > 24
+
+
+@pytest.mark.parametrize(("path", "vantage"), CASES,
+                         ids=[f"{p.name.removesuffix('.expected.json')}-{v}" for p, v in CASES])
+def test_golden(path: Path, vantage: str) -> None:
+    problems = golden.compare(path, vantage)
+    assert problems == [], "\n".join(problems)
+
+
+# --------------------------------------------------------------------------- self-tests
+
+
+class FakeResult:
+    """Answers `state_at` from a table of rows per checkpoint timestamp."""
+
+    def __init__(self, rows_at: dict[float, list[dict[str, Any]]]) -> None:
+        self.rows_at = rows_at
+
+    def state_at(self, ts: float) -> pd.DataFrame:
+        cols = ["conn_id", "side", "local_addr", "local_port", "remote_addr", "remote_port",
+                "state"]
+        return pd.DataFrame(self.rows_at.get(ts, []), columns=cols)
+
+
+def _perfect(expected: dict[str, Any], vantage: str) -> dict[float, list[dict[str, Any]]]:
+    """What an ideal tcplife would say: ss's sockets on visible flows, renamed."""
+    visible = {tuple(f) for f in expected["captures"][vantage]["visible_flows"]}
+    out: dict[float, list[dict[str, Any]]] = {}
+    for cp in expected["checkpoints"]:
+        rows = []
+        blind = set(golden.UNKNOWABLE.get((expected["scenario"], vantage, cp["name"]), {}))
+        for role, socks in cp["ss"].items():
+            for s in socks:
+                if s["state"] == "LISTEN" or role in blind:
+                    continue
+                flow = (*s["local"], *s["remote"]) if role == "client" else (
+                    *s["remote"], *s["local"])
+                if flow in visible:
+                    rows.append({"conn_id": 0, "side": role, "local_addr": s["local"][0],
+                                 "local_port": s["local"][1], "remote_addr": s["remote"][0],
+                                 "remote_port": s["remote"][1],
+                                 "state": golden.SS_TO_TCPLIFE[s["state"]]})
+        out[cp["ts"]] = rows
+    return out
+
+
+def _sample(name: str) -> dict[str, Any]:
+    path = SAMPLES / f"{name}.expected.json"
+    if not path.exists():
+        pytest.skip(f"{path.name} not generated")
+    return golden.load_expected(path)
+
+
+@pytest.mark.parametrize("path", EXPECTED, ids=[p.name for p in EXPECTED])
+def test_compare_accepts_a_perfect_result(path: Path) -> None:
+    expected = golden.load_expected(path)
+    for vantage in golden.vantages(expected):
+        fake = FakeResult(_perfect(expected, vantage))
+        assert golden.compare(expected, vantage, SAMPLES, result=fake) == []
+
+
+def test_compare_reports_wrong_missing_and_extra_rows() -> None:
+    expected = _sample("normal_close_client_first")
+    rows = _perfect(expected, "client")
+    cp = next(c for c in expected["checkpoints"] if c["name"] == "after_client_close")
+    ts = cp["ts"]
+    assert {r["state"] for r in rows[ts]} == {"FIN_WAIT_2", "CLOSE_WAIT"}
+    wrong = {t: [dict(r) for r in rs] for t, rs in rows.items()}
+    for r in wrong[ts]:
+        if r["state"] == "CLOSE_WAIT":
+            r["state"] = "LAST_ACK"
+    problems = golden.compare(expected, "client", SAMPLES, result=FakeResult(wrong))
+    assert len(problems) == 1 and "kernel CLOSE_WAIT" in problems[0], problems
+    assert "after_client_close" in problems[0]
+
+    missing = {t: [r for r in rs if r["state"] != "FIN_WAIT_2"] for t, rs in rows.items()}
+    problems = golden.compare(expected, "client", SAMPLES, result=FakeResult(missing))
+    assert len(problems) == 1 and "no row" in problems[0], problems
+
+    # After the server's close the server socket is gone: a row for it is "alive" too long.
+    last = expected["checkpoints"][-1]["ts"]
+    extra = {t: [dict(r) for r in rs] for t, rs in rows.items()}
+    client_row = extra[last][0]
+    extra[last].append({**client_row, "side": "server", "state": "LAST_ACK",
+                        "local_addr": client_row["remote_addr"],
+                        "local_port": client_row["remote_port"],
+                        "remote_addr": client_row["local_addr"],
+                        "remote_port": client_row["local_port"]})
+    problems = golden.compare(expected, "client", SAMPLES, result=FakeResult(extra))
+    assert len(problems) == 1 and "CLOSED (not listed by ss)" in problems[0], problems
+
+
+def test_compare_listen_rows_need_a_listening_server() -> None:
+    expected = _sample("refused")
+    rows = _perfect(expected, "server")
+    ts = expected["checkpoints"][0]["ts"]
+    flow = expected["captures"]["server"]["visible_flows"][0]
+    rows[ts] = [{"conn_id": 0, "side": "server", "local_addr": flow[2], "local_port": flow[3],
+                 "remote_addr": "0.0.0.0", "remote_port": 0, "state": "LISTEN"}]
+    problems = golden.compare(expected, "server", SAMPLES, result=FakeResult(rows))
+    assert len(problems) == 1 and "no LISTEN socket" in problems[0], problems
+
+
+def test_compare_normalises_ipv6_addresses() -> None:
+    expected = _sample("ipv6")
+    rows = _perfect(expected, "client")
+    expanded = {t: [{**r, "local_addr": ipaddress.ip_address(r["local_addr"]).exploded,
+                     "remote_addr": str(r["remote_addr"]).upper()} for r in rs]
+                for t, rs in rows.items()}
+    assert any(rs for rs in expanded.values())
+    assert golden.compare(expected, "client", SAMPLES, result=FakeResult(expanded)) == []
