@@ -17,8 +17,10 @@ class Options:
 
     time_wait: TIME_WAIT length; Linux hard-codes TCP_TIMEWAIT_LEN = 60 s.
     fin_wait_2: lifetime of an orphaned FIN_WAIT_2 socket (net.ipv4.tcp_fin_timeout, 60 s).
-    syn_sent: how long connect() keeps retrying SYNs: tcp_syn_retries=6 gives
-        1+2+4+...+64 = 127 s.
+    syn_sent: how long connect() keeps retrying SYNs: 2**(tcp_syn_retries+1) - 1 seconds
+        after the first SYN, 127 s for the default 6 (kernels with
+        tcp_syn_linear_timeouts=4 send the first retries 1 s apart, but give up at the
+        same time: measured in the kernel lab with tcp_syn_retries=2, 7 s).
     syn_received: how long a request socket retransmits its SYN-ACK: tcp_synack_retries=5
         gives 1+2+4+8+16+32 = 63 s.
     close_wait_linger: how long CLOSE_WAIT may last before it counts as an anomaly.
