@@ -67,7 +67,7 @@ class Connection:
 
     __slots__ = ("conn_id", "ip_version", "client", "server", "first_ts", "last_ts",
                  "first_frame", "last_frame", "packets", "role_inferred", "mid_stream",
-                 "refused", "rst_closed", "timed_out", "evict_gen", "finished")
+                 "refused", "rst_closed", "timed_out", "evict_gen", "finished", "predecessor")
 
     def __init__(self, conn_id: int, ip_version: int, client: Endpoint, server: Endpoint,
                  seg: Segment, role_inferred: bool, mid_stream: bool) -> None:
@@ -87,6 +87,8 @@ class Connection:
         self.timed_out = False
         self.evict_gen = 0
         self.finished = False
+        #: the previous instance of a reused 4-tuple, while its old socket still lives
+        self.predecessor: Connection | None = None
 
     def peer(self, ep: Endpoint) -> Endpoint:
         return self.server if ep is self.client else self.client
@@ -117,8 +119,13 @@ class Tracker:
         if conn is None:
             conn = self._new_connection(seg)
         elif seg.flags & (SYN | ACK | RST) == SYN and self._is_new_incarnation(conn, seg):
-            self._supersede(conn, seg)
+            old = conn
+            self._supersede(old, seg)
             conn = self._new_connection(seg)
+            if not old.finished:
+                conn.predecessor = old
+        elif conn.predecessor is not None and self._belongs_to_predecessor(conn, seg):
+            conn = conn.predecessor
         self._process(conn, seg)
         return out
 
@@ -219,7 +226,37 @@ class Tracker:
         if receiver.state == State.TIME_WAIT:
             self._transition(conn, receiver, State.CLOSED, "recv SYN (new incarnation)",
                              seg.frame, seg.ts_ns, inferred=True, kind="")
-        self._end(conn)
+        c, s = conn.client, conn.server
+        for key in ((c.addr, c.port, s.addr, s.port), (s.addr, s.port, c.addr, c.port)):
+            if self._flows.get(key) is conn:
+                del self._flows[key]
+        if receiver.state not in ALIVE:
+            self._end(conn)
+        # Otherwise the old socket lives on beside the new attempt: a synchronized socket
+        # answers the SYN with a challenge ACK (RFC 5961 4), the new client answers that
+        # with RST, which kills the old socket. Those segments go to the old instance.
+
+    @staticmethod
+    def _belongs_to_predecessor(conn: Connection, seg: Segment) -> bool:
+        """Is this segment, on a reused 4-tuple, part of the old instance's ending?"""
+        old = conn.predecessor
+        assert old is not None
+        if old.finished:
+            conn.predecessor = None
+            return False
+        if seg.flags & SYN:
+            return False
+        if seg.src == old.client.addr and seg.sport == old.client.port:
+            sender, receiver = old.client, old.server
+        else:
+            sender, receiver = old.server, old.client
+        if receiver.state not in ALIVE and sender.state not in ALIVE:
+            return False
+        if seg.flags & RST:
+            # The new client's RST answering the old socket's challenge ACK carries that
+            # ACK's acknowledgment number: what the old socket expects next.
+            return receiver.state in ALIVE and seg.seq in (receiver.max_ack, sender.snd_nxt)
+        return sender.state in ALIVE and seg.seq == sender.snd_nxt
 
     def _end(self, conn: Connection) -> None:
         if conn.finished:

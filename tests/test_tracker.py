@@ -390,3 +390,32 @@ def test_simultaneous_open() -> None:
     assert len(r.connections) == 1
     assert r.final("client") == "ESTABLISHED" and r.final("server") == "ESTABLISHED"
     assert "SYN_RECEIVED" in r.path("client")
+
+
+def test_port_reuse_while_the_old_server_socket_is_in_close_wait() -> None:
+    """The CLOSE_WAIT leak meets port reuse (kernel lab: port_reuse_close_wait): the old
+    socket answers the new SYN with a challenge ACK, the new client resets it, and the
+    retransmitted SYN then opens the new connection."""
+    cv = Conv()
+    cv.handshake()
+    cv.c(FIN)
+    cv.s(ACK)
+    cv.wait(5)  # the client's orphaned FIN_WAIT_2 expires (fin_wait_2=2 below)
+    old_client_next, old_server_next = cv.client.snd_nxt, cv.server.snd_nxt
+    new_isn = 7_000_000
+    cv.c(SYN, seq=new_isn, ack=0)
+    cv.s(ACK, seq=old_server_next, ack=old_client_next)  # challenge ACK from the old socket
+    cv.c(RST, seq=old_client_next)
+    cv.c(SYN, seq=new_isn, ack=0, dt=1.0)
+    cv.server.rcv_nxt = new_isn + 1
+    cv.s(SYN | ACK, seq=50_000, ack=new_isn + 1)
+    cv.c(ACK, seq=new_isn + 1, ack=50_001)
+    r = run(cv.segments, fin_wait_2=2)
+    assert list(r.connections.conn_id) == [0, 1]
+    assert r.path("server", 0)[-2:] == ["CLOSE_WAIT", "CLOSED"]
+    t = r.transitions
+    reset = t[(t.conn_id == 0) & (t.side == "server")].iloc[-1]
+    assert (reset.event, reset.frame) == ("recv RST", 8)
+    assert r.path("client", 1) == ["CLOSED", "SYN_SENT", "ESTABLISHED"]
+    assert r.path("server", 1) == ["LISTEN", "SYN_RECEIVED", "ESTABLISHED"]
+    assert r.connections.set_index("conn_id").loc[1].packets == 4  # SYN, SYN, SYN-ACK, ACK
