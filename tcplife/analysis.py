@@ -15,8 +15,9 @@ from typing import IO, Any, Union
 import pandas as pd
 
 from tcplife.capture import ReadStats, read_segments
+from tcplife.detect import DetectorSet
 from tcplife.events import Event
-from tcplife.frames import ANOMALY_COLUMNS, Collector, empty_frame
+from tcplife.frames import Collector
 from tcplife.frames import state_at as _state_at
 from tcplife.options import Options
 from tcplife.segment import Segment
@@ -88,16 +89,28 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
     sources: list[Source] = list(source) if isinstance(source, (list, tuple)) else [source]
     stats = ReadStats()
     tracker = Tracker(options)
+    detectors = DetectorSet(options)
     collector = Collector()
-    for event_batch in _batches(tracker, iter_segments(sources, stats)):
+
+    def consume(events: list[Any]) -> None:
+        events = events + detectors.feed(events)
         if on_event is not None:
-            for ev in event_batch:
+            for ev in events:
                 on_event(ev)
-        collector.add(event_batch)
+        collector.add(events)
+
+    for seg in iter_segments(sources, stats):
+        events = tracker.feed(seg)
+        if events:
+            consume(events)
+    if stats.last_ts_ns is not None:  # the capture ends with its last frame, of any kind
+        detectors.capture_end_ns = max(detectors.capture_end_ns, stats.last_ts_ns)
+    consume(tracker.finish())
+    consume(list(detectors.finish()))
     return Result(
         connections=collector.connections(),
         transitions=collector.transitions(),
-        anomalies=empty_frame(ANOMALY_COLUMNS),
+        anomalies=collector.anomalies_frame(),
         oddities=collector.oddities_frame(),
         stats=stats,
         options=options,
@@ -105,9 +118,3 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
     )
 
 
-def _batches(tracker: Tracker, segments: Iterable[Segment]) -> Iterator[list[Any]]:
-    for seg in segments:
-        events = tracker.feed(seg)
-        if events:
-            yield events
-    yield tracker.finish()

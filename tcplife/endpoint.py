@@ -52,6 +52,9 @@ class Endpoint:
     last_fin_cover: tuple[int, int] | None = None
     #: capture point -> this side -> capture point round trip, from the handshake
     rtt_ns: int | None = None
+    last_ns: int | None = None  #: when this side last sent anything
+    last_data_ns: int | None = None  #: when this side last sent payload or its FIN
+    unanswered_rtx: int = 0  #: data retransmissions since the peer last sent anything
     not_orphan: bool = False  #: proved alive after its FIN (ACKs new data): half close
     history: list[HistoryEntry] = field(default_factory=list)
     timer_gen: int = 0  #: bumped on every state change; stale timers compare unequal

@@ -71,6 +71,19 @@ class Oddity:
     side: str
     name: str
     detail: str = ""
+    facts: dict[str, object] | None = None
+
+
+@dataclass(slots=True)
+class Anomaly:
+    """A lifecycle anomaly, with its evidence and a sentence a person can act on."""
+
+    conn_id: int
+    ts_ns: int
+    side: str
+    kind: str
+    frame: int | None
+    detail: str
 
 
 @dataclass(slots=True)
@@ -99,6 +112,8 @@ class ConnectionRecord:
     close_kind: str
     role_inferred: bool
     mid_stream: bool
+    client_last_ts_ns: int | None = None
+    server_last_ts_ns: int | None = None
     anomalies: list[str] = field(default_factory=list)
 
 
@@ -109,4 +124,4 @@ class ConnectionEnded:
     record: ConnectionRecord
 
 
-Event = ConnectionStarted | Transition | Retraction | Oddity | ConnectionEnded
+Event = ConnectionStarted | Transition | Retraction | Oddity | ConnectionEnded | Anomaly

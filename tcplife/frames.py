@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from tcplife.events import (
+    Anomaly,
     ConnectionEnded,
     ConnectionRecord,
     Event,
@@ -95,6 +96,7 @@ class Collector:
         self._retracted: set[int] = set()
         self.records: list[ConnectionRecord] = []
         self.oddities: list[Oddity] = []
+        self.anomalies: list[Anomaly] = []
 
     def add(self, events: Iterable[Event]) -> None:
         t = self._trans
@@ -117,9 +119,14 @@ class Collector:
                 self.records.append(ev.record)
             elif isinstance(ev, Oddity):
                 self.oddities.append(ev)
+            elif isinstance(ev, Anomaly):
+                self.anomalies.append(ev)
 
     def connections(self) -> pd.DataFrame:
         recs = sorted(self.records, key=lambda r: r.conn_id)
+        kinds: dict[int, set[str]] = {}
+        for a in self.anomalies:
+            kinds.setdefault(a.conn_id, set()).add(a.kind)
         cols: dict[str, list[Any]] = {name: [] for name in CONNECTION_COLUMNS}
         for r in recs:
             cols["conn_id"].append(r.conn_id)
@@ -137,7 +144,7 @@ class Collector:
             cols["client_state"].append(r.client_state.value)
             cols["server_state"].append(r.server_state.value)
             cols["close_kind"].append(r.close_kind)
-            cols["anomalies"].append(list(r.anomalies))
+            cols["anomalies"].append(sorted(kinds.get(r.conn_id, ())))
             cols["role_inferred"].append(r.role_inferred)
             cols["mid_stream"].append(r.mid_stream)
             cols["first_time"].append(r.first_ts_ns)
@@ -160,6 +167,19 @@ class Collector:
         cols["ts"] = [ns / 1e9 for ns in cols["ts_ns"]]
         cols["time"] = cols["ts_ns"]
         return _frame(cols, TRANSITION_COLUMNS)
+
+    def anomalies_frame(self) -> pd.DataFrame:
+        cols: dict[str, list[Any]] = {name: [] for name in ANOMALY_COLUMNS}
+        for a in sorted(self.anomalies, key=lambda a: (a.ts_ns, a.conn_id)):
+            cols["conn_id"].append(a.conn_id)
+            cols["ts"].append(a.ts_ns / 1e9)
+            cols["side"].append(a.side)
+            cols["kind"].append(a.kind)
+            cols["frame"].append(a.frame)
+            cols["detail"].append(a.detail)
+            cols["time"].append(a.ts_ns)
+            cols["ts_ns"].append(a.ts_ns)
+        return _frame(cols, ANOMALY_COLUMNS)
 
     def oddities_frame(self) -> pd.DataFrame:
         cols: dict[str, list[Any]] = {name: [] for name in ODDITY_COLUMNS}

@@ -27,6 +27,8 @@ class Options:
     idle: when a silent flow is given up (live mode) and its state no longer trusted.
     closed_linger: how long a fully closed connection is kept to absorb late packets
         (retransmissions, RSTs) before it is emitted and forgotten.
+    time_wait_threshold: how many sockets of one host in TIME_WAIT at once count as an
+        accumulation (a count, not seconds).
     """
 
     time_wait: float = 60.0
@@ -36,6 +38,7 @@ class Options:
     close_wait_linger: float = 10.0
     idle: float = 300.0
     closed_linger: float = 120.0
+    time_wait_threshold: float = 1000
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -107,6 +107,7 @@ class Tracker:
         self._next_tid = 0
         self.now_ns: int | None = None
         self._out: list[Event] = []
+        self._reuse_note: str | None = None
 
     # ------------------------------------------------------------------ public API
     def feed(self, seg: Segment) -> list[Event]:
@@ -124,6 +125,9 @@ class Tracker:
             conn = self._new_connection(seg)
             if not old.finished:
                 conn.predecessor = old
+            if self._reuse_note is not None:
+                self._out.append(Oddity(conn.conn_id, seg.ts_ns, seg.frame, CLIENT,
+                                        "port_reuse", self._reuse_note))
         elif conn.predecessor is not None and self._belongs_to_predecessor(conn, seg):
             conn = conn.predecessor
         self._process(conn, seg)
@@ -216,10 +220,9 @@ class Tracker:
         sender = conn.client if seg.src == conn.client.addr and seg.sport == conn.client.port \
             else conn.server
         receiver = conn.peer(sender)
-        live = [ep.side for ep in (sender, receiver) if ep.state in ALIVE]
-        self._out.append(Oddity(conn.conn_id, seg.ts_ns, seg.frame, sender.side, "port_reuse",
-                                f"new SYN (ISN {seg.seq}) reuses the 4-tuple"
-                                + (f" while {', '.join(live)} still open" if live else "")))
+        live = [f"{ep.side} {ep.state}" for ep in (sender, receiver) if ep.state in ALIVE]
+        self._reuse_note = (f"new SYN reuses the 4-tuple of connection {conn.conn_id}, whose "
+                            f"{' and '.join(live)} socket was still there") if live else None
         if sender.state not in (State.CLOSED, State.LISTEN):
             self._transition(conn, sender, State.CLOSED, "new SYN on the 4-tuple", seg.frame,
                              seg.ts_ns, inferred=True, kind="")
@@ -281,7 +284,11 @@ class Tracker:
         conn.last_ts = max(conn.last_ts, ts)
         conn.last_frame = frame
         a.packets += 1
+        a.last_ns = ts
+        b.unanswered_rtx = 0  # a spoke: b is not sending into silence
         syn, fin, rst, ackf = flags & SYN, flags & FIN, flags & RST, flags & ACK
+        if not (syn or rst):
+            self._note_data_facts(conn, a, seg)
 
         # 1. What this segment says about what its sender has received.
         if not rst:
@@ -292,6 +299,9 @@ class Tracker:
             self._send_rst(conn, a, b, seg)
         elif syn:
             is_rtx = a.isn is not None and a.isn == seg.seq
+            if is_rtx:
+                self._odd(conn, a, seg, "synack_rtx" if ackf else "syn_rtx",
+                          "SYN-ACK retransmitted" if ackf else "SYN retransmitted")
             if ackf:
                 if a.first_synack_ns is None:
                     a.first_synack_ns = ts
@@ -314,11 +324,16 @@ class Tracker:
                 self._odd(conn, a, seg, cell.note, f"{Ev.SEND_FIN} in {a.state}")
             elif a.fin_seq is None:
                 a.fin_seq = fin_seq
+                a.last_data_ns = ts
                 self._apply(conn, a, Ev.SEND_FIN, seg, inferred=a.state == State.UNKNOWN)
                 if b.max_ack is not None and a.covers(b.max_ack, a.fin_end):
                     # The capture reordered them: the peer's ACK of this FIN came first.
                     self._deduce_ack(conn, a, seg, Ev.RECV_ACK_FIN, "ack_fin")
-            elif fin_seq != a.fin_seq:
+            elif fin_seq == a.fin_seq:
+                self._out.append(Oddity(conn.conn_id, ts, frame, a.side, "fin_rtx",
+                                        f"FIN retransmitted in {a.state}",
+                                        {"state": a.state.value}))
+            else:
                 self._odd(conn, a, seg, "fin_moved",
                           f"FIN at sequence {fin_seq} after an earlier FIN at {a.fin_seq}")
         else:
@@ -330,7 +345,7 @@ class Tracker:
                 self._apply(conn, a, Ev.SEND_ACK, seg, inferred=False)
         if ackf and not rst and not fin and a.state in (State.FIN_WAIT_1, State.FIN_WAIT_2) \
                 and a.max_ack is not None and not a.not_orphan:
-            self._check_half_close(a, b, seg)
+            self._check_half_close(conn, a, b, seg)
         self._track_sequence(a, seg)
 
         # 3. What the receiver is deduced to have received.
@@ -342,8 +357,27 @@ class Tracker:
                                                                         State.LISTEN):
             self._arm_eviction(conn)
 
-    @staticmethod
-    def _check_half_close(a: Endpoint, b: Endpoint, seg: Segment) -> None:
+    def _note_data_facts(self, conn: Connection, a: Endpoint, seg: Segment) -> None:
+        """Keep-alive probes, payload timing and retransmissions into silence."""
+        if a.snd_nxt is None:
+            return
+        behind = seq_diff(a.snd_nxt, seg.seq)
+        if seg.payload_len <= 1 and behind == 1 and not seg.flags & FIN \
+                and a.state in (State.ESTABLISHED, State.CLOSE_WAIT):
+            # seq = SND.NXT - 1 with at most one byte: a keep-alive probe (RFC 9293 3.8.4)
+            self._odd(conn, a, seg, "keepalive_probe", "keep-alive probe")
+            return
+        if seg.payload_len:
+            a.last_data_ns = seg.ts_ns
+            if a.data_hi is not None and seq_diff(seq_add(seg.seq, seg.payload_len),
+                                                  a.data_hi) <= 0:
+                a.unanswered_rtx += 1
+                if a.unanswered_rtx == 2:  # the third transmission of data, unanswered
+                    self._odd(conn, a, seg, "silence_rtx",
+                              "data retransmitted with no answer from the peer")
+
+    def _check_half_close(self, conn: Connection, a: Endpoint, b: Endpoint,
+                          seg: Segment) -> None:
         """A side that acknowledges new data after its own FIN has only shut down
         writing: a socket closed by close() answers such data with RST (Linux
         tcp_rcv_state_process, RCV_SHUTDOWN in FIN_WAIT_1/2). So it is not orphaned and the
@@ -355,6 +389,8 @@ class Tracker:
         if seq_diff(acked, a.max_ack) > 0:
             a.not_orphan = True
             a.timer_gen += 1
+            self._odd(conn, a, seg, "half_close",
+                      "acknowledged data from the peer after its own FIN")
 
     def _track_sequence(self, a: Endpoint, seg: Segment) -> None:
         flags = seg.flags
@@ -414,6 +450,12 @@ class Tracker:
             a.state = a.initial_state = State.CLOSED
             conn.refused = True
             return
+        unread = b.last_data_ns is not None and (a.last_data_ns is None
+                                                 or b.last_data_ns > a.last_data_ns)
+        self._out.append(Oddity(conn.conn_id, seg.ts_ns, seg.frame, a.side, "rst_sent",
+                                f"RST sent in {a.state}",
+                                {"state": a.state.value, "unread": unread,
+                                 "ack": bool(seg.flags & ACK)}))
         if a.state == State.CLOSED:
             return
         self._apply(conn, a, Ev.SEND_RST, seg, inferred=False)
@@ -492,6 +534,7 @@ class Tracker:
         if entry is None or seg.ts_ns - entry.ts_ns <= window:
             return
         self._contradict(conn, a, kind, seg, reason)
+        self._odd(conn, a, seg, "ack_lost", f"{reason} after the peer's ACK of it")
         cover = a.last_fin_cover if kind == "ack_fin" else a.last_syn_cover
         if cover is not None and seg.ts_ns - cover[0] <= window:
             # A later ACK, captured just before this retransmission: it crossed it.
@@ -669,4 +712,5 @@ def _record(conn: Connection) -> ConnectionRecord:
         client_state=c.state, server_state=s.state, client_initial_state=c.initial_state,
         server_initial_state=s.initial_state, close_kind=_close_kind(conn),
         role_inferred=conn.role_inferred, mid_stream=conn.mid_stream,
+        client_last_ts_ns=c.last_ns, server_last_ts_ns=s.last_ns,
     )

@@ -1,0 +1,392 @@
+"""Anomaly detectors: small plug-ins fed by the tracker's events.
+
+Owns: the `Detector` protocol, `DetectorSet` (which feeds them), every detector of the
+contract's anomaly kinds and the sentence each one writes. A detector sees one finished
+connection at a time (`ConnView`: its record, its final transitions with retractions
+applied, and the tracker's notes), like Zeek's end-of-connection verdict, and may keep
+state across connections (TIME_WAIT accumulation). Knows nothing of captures, pandas or
+the terminal; never calls back into the tracker.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Protocol
+
+from tcplife.events import (
+    Anomaly,
+    ConnectionEnded,
+    ConnectionRecord,
+    Event,
+    Oddity,
+    Retraction,
+    Transition,
+)
+from tcplife.options import NS, Options
+from tcplife.states import CLIENT, SERVER, State
+
+
+def clock(ts_ns: int) -> str:
+    """``12:00:03.120`` (UTC time of day, milliseconds) for sentences."""
+    dt = datetime.fromtimestamp(ts_ns // NS, tz=timezone.utc)
+    return f"{dt:%H:%M:%S}.{(ts_ns % NS) // 1_000_000:03d}"
+
+
+def secs(ns: int) -> str:
+    s = ns / NS
+    return f"{s:.0f} s" if s >= 10 else f"{s:.1f} s" if s >= 1 else f"{s * 1000:.0f} ms"
+
+
+@dataclass
+class ConnView:
+    """One finished connection as the detectors see it."""
+
+    record: ConnectionRecord
+    transitions: list[Transition]
+    notes: list[Oddity]
+    capture_end_ns: int
+    options: Options
+
+    def who(self, side: str) -> str:
+        r = self.record
+        addr, port = (r.client_addr, r.client_port) if side == CLIENT else (r.server_addr,
+                                                                              r.server_port)
+        return f"{side} {addr}:{port}" if ":" not in addr else f"{side} [{addr}]:{port}"
+
+    def side_transitions(self, side: str) -> list[Transition]:
+        return [t for t in self.transitions if t.side == side]
+
+    def named(self, name: str, side: str | None = None) -> list[Oddity]:
+        return [n for n in self.notes if n.name == name and (side is None or n.side == side)]
+
+    def state_at(self, side: str, ts_ns: int) -> State:
+        state = getattr(self.record, f"{side}_initial_state")
+        for t in self.side_transitions(side):
+            if t.ts_ns > ts_ns:
+                break
+            state = t.to_state
+        return state
+
+    def anomaly(self, ts_ns: int, side: str, kind: str, frame: int | None,
+                detail: str) -> Anomaly:
+        return Anomaly(self.record.conn_id, ts_ns, side, kind, frame, detail)
+
+
+class Detector(Protocol):
+    def on_connection(self, view: ConnView) -> Iterable[Anomaly]: ...
+
+    def finish(self, capture_end_ns: int) -> Iterable[Anomaly]: ...
+
+
+class PerConnection:
+    """A detector that judges each connection on its own."""
+
+    def on_connection(self, view: ConnView) -> Iterable[Anomaly]:
+        raise NotImplementedError
+
+    def finish(self, capture_end_ns: int) -> Iterable[Anomaly]:
+        return ()
+
+
+def _other(side: str) -> str:
+    return SERVER if side == CLIENT else CLIENT
+
+
+class Refused(PerConnection):
+    def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
+        if v.record.close_kind != "refused":
+            return
+        rst = next((n for n in v.named("rst_sent", SERVER)), None)
+        ts, frame = (rst.ts_ns, rst.frame) if rst else (v.record.last_ts_ns, v.record.last_frame)
+        yield v.anomaly(ts, SERVER, "refused", frame,
+                        f"{v.who(SERVER)} answered the SYN from {v.who(CLIENT)} with RST at "
+                        f"{clock(ts)}: nothing listens on port {v.record.server_port} "
+                        "(connection refused)")
+
+
+class SynUnanswered(PerConnection):
+    def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
+        r = v.record
+        if r.close_kind != "unanswered" or r.client_initial_state != State.CLOSED:
+            return
+        n = 1 + len(v.named("syn_rtx", CLIENT))
+        last = r.client_last_ts_ns or r.last_ts_ns
+        yield v.anomaly(r.first_ts_ns, CLIENT, "syn_unanswered", r.first_frame,
+                        f"{v.who(CLIENT)} sent {n} SYN{'s' if n > 1 else ''} to "
+                        f"{v.who(SERVER)} between {clock(r.first_ts_ns)} and {clock(last)} "
+                        "and got no answer: a firewall drops them or the host is down")
+
+
+class HandshakeIncomplete(PerConnection):
+    def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
+        server = v.side_transitions(SERVER)
+        synrcvd = next((t for t in server if t.to_state == State.SYN_RECEIVED), None)
+        if synrcvd is None or any(t.to_state == State.ESTABLISHED for t in server):
+            return
+        n = 1 + len(v.named("synack_rtx", SERVER))
+        end = next((t for t in server if t.ts_ns > synrcvd.ts_ns), None)
+        how = (f"gave up at {clock(end.ts_ns)} ({end.event})" if end is not None
+               and end.ts_ns <= v.capture_end_ns else "still waits at the end of the capture")
+        yield v.anomaly(synrcvd.ts_ns, SERVER, "handshake_incomplete", synrcvd.frame,
+                        f"{v.who(SERVER)} sent SYN-ACK at {clock(synrcvd.ts_ns)} ({n} time"
+                        f"{'s' if n > 1 else ''}) and never got the handshake's final ACK from "
+                        f"{v.who(CLIENT)}; it sat in SYN_RECEIVED and {how} (ACKs dropped "
+                        "on the way, or a SYN flood)")
+
+
+_OPEN = {State.ESTABLISHED, State.CLOSE_WAIT, State.SYN_RECEIVED, State.UNKNOWN}
+_AFTER_CLOSE = {State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSING, State.LAST_ACK,
+                State.TIME_WAIT, State.CLOSED}
+
+
+class Resets(PerConnection):
+    """rst_on_close_unread_data, abortive_close and write_after_close.
+
+    The rule: a side that ends with RST instead of FIN had unread data if its peer sent
+    payload after this side's own last payload or FIN (the application never answered what
+    arrived, so it most likely never read it): the kernel resets on close() with data in
+    the receive buffer. Limits: data read but not answered looks the same; SO_LINGER 0 with
+    unread data is reported as unread data. An RST from a side that had already sent FIN
+    (or was gone) answering the peer's data is write_after_close, seen from the closed side.
+    An RST without the ACK flag is the kernel's answer for a connection it does not have
+    (tcp_v4_send_reset), never an application's close: it counts only as write_after_close.
+    """
+
+    def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
+        seen: set[tuple[str, str]] = set()
+        for note in v.named("rst_sent"):
+            facts = note.facts or {}
+            state, unread = State(str(facts.get("state"))), bool(facts.get("unread"))
+            peer = _other(note.side)
+            if state in _OPEN and facts.get("ack", True):
+                kind = "rst_on_close_unread_data" if unread else "abortive_close"
+                why = (f"data from {v.who(peer)} was still unread, so the kernel reset the "
+                       "connection instead of closing it with FIN: read all input before "
+                       "close()" if unread else
+                       "no unread data: an abortive close (SO_LINGER 0, an abort or a "
+                       "crash); the peer sees 'connection reset by peer'")
+                text = f"{v.who(note.side)} ended the connection with RST at " \
+                       f"{clock(note.ts_ns)} in {state.value}: {why}"
+            elif state in _AFTER_CLOSE and unread:
+                kind = "write_after_close"
+                text = (f"{v.who(peer)} sent data after {v.who(note.side)} had closed "
+                        f"({state.value}); {note.side} answered with RST at "
+                        f"{clock(note.ts_ns)}: the peer wrote to a closed connection "
+                        "(it did not notice the FIN, or ignored it)")
+            else:
+                continue
+            if (note.side, kind) not in seen:
+                seen.add((note.side, kind))
+                yield v.anomaly(note.ts_ns, note.side, kind, note.frame, text)
+
+
+class LingeringCloseWait(PerConnection):
+    def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
+        linger = v.options.ns("close_wait_linger")
+        for side in (CLIENT, SERVER):
+            trans = v.side_transitions(side)
+            for i, t in enumerate(trans):
+                if t.to_state != State.CLOSE_WAIT:
+                    continue
+                nxt = trans[i + 1] if i + 1 < len(trans) else None
+                open_to_end = nxt is None or nxt.ts_ns > v.capture_end_ns
+                end = v.capture_end_ns if open_to_end else nxt.ts_ns  # type: ignore[union-attr]
+                if end - t.ts_ns < linger:
+                    continue
+                peer_state = v.state_at(_other(side), end)
+                until = ("to the end of the capture; the application is not calling close()"
+                         if open_to_end else f"until it closed at {clock(end)}; the "
+                         "application was slow to call close()")
+                yield v.anomaly(t.ts_ns, side, "lingering_close_wait", t.frame,
+                                f"{v.who(side)} received FIN at {clock(t.ts_ns)} and did "
+                                f"not close: CLOSE_WAIT for {secs(end - t.ts_ns)} {until} "
+                                f"(the peer is in {peer_state.value})")
+
+
+class FinWait2Timeout(PerConnection):
+    def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
+        for side in (CLIENT, SERVER):
+            trans = v.side_transitions(side)
+            for i, t in enumerate(trans):
+                if not (t.from_state == State.FIN_WAIT_2 and t.event == "timeout"
+                        and t.ts_ns <= v.capture_end_ns):
+                    continue
+                entered = trans[i - 1] if i else t
+                peer = _other(side)
+                later = [n for n in v.named("rst_sent", side) if n.ts_ns >= t.ts_ns]
+                tail = (f"; data from {v.who(peer)} then met RST at {clock(later[0].ts_ns)}"
+                        if later else "")
+                yield v.anomaly(t.ts_ns, side, "fin_wait_2_timeout", entered.frame,
+                                f"{v.who(side)} closed and waited in FIN_WAIT_2 for the "
+                                f"peer's FIN; it expired at {clock(t.ts_ns)} after "
+                                f"{secs(t.ts_ns - entered.ts_ns)} (tcp_fin_timeout) while "
+                                f"{v.who(peer)} was in {v.state_at(peer, t.ts_ns).value}"
+                                f"{tail}")
+
+
+class MissingFinalAck(PerConnection):
+    _WAITING = {State.LAST_ACK, State.CLOSING, State.FIN_WAIT_1}
+
+    def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
+        for side in (CLIENT, SERVER):
+            rtx = v.named("fin_rtx", side)
+            if not rtx:
+                continue
+            lost = v.named("ack_lost", side)
+            waiting = [n for n in rtx if (n.facts or {}).get("state") in ("LAST_ACK",
+                                                                          "CLOSING")]
+            at_end = v.state_at(side, v.capture_end_ns)
+            if not (lost or waiting or at_end in self._WAITING):
+                continue
+            first = (lost or waiting or rtx)[0]
+            peer = _other(side)
+            if at_end in self._WAITING:
+                fate = f"it is left in {at_end.value} at the end of the capture"
+            else:
+                fate = f"it ended in {at_end.value}"
+            cause = (f"the ACKs {v.who(peer)} sent were lost on the way" if lost
+                     else f"no ACK from {v.who(peer)} arrived")
+            yield v.anomaly(first.ts_ns, side, "missing_final_ack", first.frame,
+                            f"{v.who(side)} retransmitted its FIN {len(rtx)} time"
+                            f"{'s' if len(rtx) > 1 else ''} from {clock(rtx[0].ts_ns)}: "
+                            f"{cause}; {fate}")
+
+
+class SimultaneousClose(PerConnection):
+    def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
+        for t in v.transitions:
+            if t.to_state == State.CLOSING:
+                yield v.anomaly(t.ts_ns, t.side, "simultaneous_close", t.frame,
+                                f"{v.who(t.side)} received the peer's FIN at "
+                                f"{clock(t.ts_ns)} before the ACK of its own: both sides "
+                                "closed at once (FINs crossed) and pass through CLOSING; "
+                                "harmless, but both end in TIME_WAIT")
+
+
+class SimultaneousOpen(PerConnection):
+    def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
+        t = next((t for t in v.transitions if t.from_state == State.SYN_SENT
+                  and t.to_state == State.SYN_RECEIVED), None)
+        if t is not None:
+            yield v.anomaly(t.ts_ns, CLIENT, "simultaneous_open", t.frame,
+                            f"{v.who(CLIENT)} and {v.who(SERVER)} both sent SYN "
+                            f"(at {clock(t.ts_ns)}): a simultaneous open; both connect()ed "
+                            "to each other")
+
+
+class Notes(PerConnection):
+    """Kinds the tracker notes directly: half_close, half_open, port_reuse, keepalive."""
+
+    def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
+        for side in (CLIENT, SERVER):
+            peer = _other(side)
+            for note in v.named("half_close", side)[:1]:
+                yield v.anomaly(note.ts_ns, side, "half_close", note.frame,
+                                f"{v.who(side)} shut down writing (sent FIN) and "
+                                f"{v.who(peer)} went on sending data, which {side} "
+                                f"acknowledged at {clock(note.ts_ns)}: a half-close "
+                                "(shutdown(SHUT_WR)); fine if intended")
+            for note in v.named("silence_rtx", side)[:1]:
+                yield v.anomaly(note.ts_ns, side, "half_open", note.frame,
+                                f"{v.who(side)} retransmitted data from {clock(note.ts_ns)} "
+                                f"and {v.who(peer)} never answered: the peer is gone or "
+                                "unreachable (half-open); only a timeout or keep-alive "
+                                "will tell the application")
+            probes = v.named("keepalive_probe", side)
+            if probes:
+                yield v.anomaly(probes[0].ts_ns, side, "keepalive", probes[0].frame,
+                                f"{v.who(side)} sent {len(probes)} keep-alive probe"
+                                f"{'s' if len(probes) > 1 else ''} on the idle connection "
+                                f"from {clock(probes[0].ts_ns)} (SO_KEEPALIVE); information")
+        for note in v.named("port_reuse")[:1]:
+            yield v.anomaly(note.ts_ns, CLIENT, "port_reuse", note.frame,
+                            f"{v.who(CLIENT)} at {clock(note.ts_ns)}: {note.detail}")
+        r = v.record
+        if r.mid_stream:
+            yield v.anomaly(r.first_ts_ns, CLIENT, "mid_stream", r.first_frame,
+                            "the capture began after this connection's handshake "
+                            f"(first packet at {clock(r.first_ts_ns)}): early states are "
+                            "inferred and the roles guessed from the ports")
+
+
+@dataclass
+class TimeWaitAccumulation:
+    """Per host, the most sockets in TIME_WAIT at once; reported over the threshold."""
+
+    threshold: int
+    intervals: dict[str, list[tuple[int, int, int, str, int | None]]] = field(
+        default_factory=lambda: defaultdict(list))
+
+    def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
+        for side in (CLIENT, SERVER):
+            trans = v.side_transitions(side)
+            for i, t in enumerate(trans):
+                if t.to_state == State.TIME_WAIT:
+                    end = trans[i + 1].ts_ns if i + 1 < len(trans) else 1 << 62
+                    addr = getattr(v.record, f"{side}_addr")
+                    self.intervals[addr].append((t.ts_ns, end, v.record.conn_id, side,
+                                                 t.frame))
+        return ()
+
+    def finish(self, capture_end_ns: int) -> Iterable[Anomaly]:
+        for host, spans in sorted(self.intervals.items()):
+            edges = sorted([(s, 1, span) for span in spans for s in (span[0],)]
+                           + [(span[1], -1, span) for span in spans])
+            count = peak = 0
+            at: tuple[int, int, int, str, int | None] | None = None
+            for _ts, delta, span in edges:
+                count += delta
+                if delta > 0 and count > peak:
+                    peak, at = count, span
+            if at is not None and peak >= self.threshold:
+                yield Anomaly(at[2], at[0], at[3], "time_wait_accumulation", at[4],
+                              f"host {host} had {peak} sockets in TIME_WAIT at once at "
+                              f"{clock(at[0])} (threshold {self.threshold}): it closes "
+                              "many short connections first; each holds its 4-tuple for "
+                              "60 s, and ephemeral ports can run out: reuse connections "
+                              "(keep-alive) or let the peer close first")
+
+
+def default_detectors(options: Options) -> list[Detector]:
+    return [Refused(), SynUnanswered(), HandshakeIncomplete(), Resets(), LingeringCloseWait(),
+            FinWait2Timeout(), MissingFinalAck(), SimultaneousClose(), SimultaneousOpen(),
+            Notes(), TimeWaitAccumulation(int(options.time_wait_threshold))]
+
+
+class DetectorSet:
+    """Feeds the detectors: keeps each live connection's transitions (retractions
+    applied) and notes until it ends, then hands the detectors a `ConnView`."""
+
+    def __init__(self, options: Options, detectors: list[Detector] | None = None) -> None:
+        self.options = options
+        self.detectors = detectors if detectors is not None else default_detectors(options)
+        self._trans: dict[int, dict[int, Transition]] = defaultdict(dict)
+        self._notes: dict[int, list[Oddity]] = defaultdict(list)
+        self.capture_end_ns = 0
+
+    def feed(self, events: Iterable[Event]) -> list[Anomaly]:
+        out: list[Anomaly] = []
+        for ev in events:
+            if isinstance(ev, Transition):
+                self._trans[ev.conn_id][ev.tid] = ev
+                if ev.frame is not None and ev.ts_ns > self.capture_end_ns:
+                    self.capture_end_ns = ev.ts_ns
+            elif isinstance(ev, Retraction):
+                self._trans[ev.conn_id].pop(ev.tid, None)
+            elif isinstance(ev, Oddity):
+                self._notes[ev.conn_id].append(ev)
+            elif isinstance(ev, ConnectionEnded):
+                rec = ev.record
+                self.capture_end_ns = max(self.capture_end_ns, rec.last_ts_ns)
+                trans = sorted(self._trans.pop(rec.conn_id, {}).values(),
+                               key=lambda t: (t.ts_ns, t.tid))
+                view = ConnView(rec, trans, self._notes.pop(rec.conn_id, []),
+                                self.capture_end_ns, self.options)
+                out += [a for d in self.detectors for a in d.on_connection(view)]
+        return out
+
+    def finish(self) -> list[Anomaly]:
+        return [a for d in self.detectors for a in d.finish(self.capture_end_ns)]

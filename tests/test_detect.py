@@ -1,0 +1,197 @@
+"""Table-level tests of the anomaly detectors: scripted conversations, exact expectations.
+
+Each case states which anomalies (connection, side, kind) the script really contains and
+asserts that exactly those are reported: the expected kinds, and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from builder import ACK, FIN, RST, SYN, Conv
+from tcplife.detect import DetectorSet
+from tcplife.events import Anomaly
+from tcplife.options import Options
+from tcplife.segment import Segment
+from tcplife.tracker import Tracker
+
+
+def detect(segments: list[Segment], **opts: float) -> list[Anomaly]:
+    options = Options(**opts)
+    tracker, detectors = Tracker(options), DetectorSet(options)
+    found: list[Anomaly] = []
+    for seg in segments:
+        found += detectors.feed(tracker.feed(seg))
+    detectors.capture_end_ns = segments[-1].ts_ns
+    found += detectors.feed(tracker.finish())
+    found += detectors.finish()
+    return found
+
+
+def kinds(found: list[Anomaly]) -> set[tuple[int, str, str]]:
+    return {(a.conn_id, a.side, a.kind) for a in found}
+
+
+def clean_close(cv: Conv) -> None:
+    cv.handshake()
+    cv.c(0, 100)
+    cv.s(0, 300)
+    cv.c(ACK)
+    cv.c(FIN)
+    cv.s(FIN)
+    cv.c(ACK)
+
+
+def refused(cv: Conv) -> None:
+    cv.c(SYN)
+    cv.s(RST | ACK, seq=0, ack=cv.client.isn + 1)
+
+
+def syn_unanswered(cv: Conv) -> None:
+    cv.c(SYN)
+    cv.c(SYN, seq=cv.client.isn, dt=1)
+    cv.c(SYN, seq=cv.client.isn, dt=2)
+
+
+def handshake_incomplete(cv: Conv) -> None:
+    cv.c(SYN)
+    cv.s(SYN | ACK)
+    cv.s(SYN | ACK, seq=cv.server.isn, dt=1)
+
+
+def unread_rst(cv: Conv) -> None:
+    cv.handshake()
+    cv.c(0, 100)
+    cv.s(0, 5000)
+    cv.c(RST | ACK, ack=cv.client.rcv_nxt)
+
+
+def abortive(cv: Conv) -> None:
+    cv.handshake()
+    cv.c(0, 100)
+    cv.s(0, 300)
+    cv.s(RST | ACK, ack=cv.server.rcv_nxt)  # it had answered everything it received
+
+
+def close_wait_forever(cv: Conv) -> None:
+    cv.handshake()
+    cv.c(FIN)
+    cv.s(ACK)
+    cv.s(0, 10, dt=20)  # still talking 20 s later, never closing: half-close traffic
+    cv.c(ACK)
+
+
+def fin_wait_2_expiry_then_write(cv: Conv) -> None:
+    cv.handshake()
+    cv.c(FIN)
+    cv.s(ACK)
+    cv.s(0, 10, dt=5)  # after the client's 3 s FIN_WAIT_2 ran out
+    cv.c(RST, seq=cv.client.snd_nxt)
+
+
+def final_ack_lost(cv: Conv) -> None:
+    cv.handshake()
+    cv.c(FIN)
+    cv.s(ACK)
+    cv.s(FIN)
+    cv.c(ACK, lost="after")
+    cv.s(FIN, seq=cv.server.snd_nxt - 1, dt=0.3)
+    cv.c(ACK, lost="after", dt=0.0001)
+    cv.s(FIN, seq=cv.server.snd_nxt - 1, dt=0.6)
+
+
+def crossing_fins(cv: Conv) -> None:
+    cv.handshake()
+    c_fin, s_fin = cv.client.snd_nxt, cv.server.snd_nxt
+    cv.c(FIN, seq=c_fin, ack=s_fin)
+    cv.s(FIN, seq=s_fin, ack=c_fin)
+    cv.c(ACK, seq=c_fin + 1, ack=s_fin + 1)
+    cv.s(ACK, seq=s_fin + 1, ack=c_fin + 1)
+
+
+def keepalive(cv: Conv) -> None:
+    cv.handshake()
+    for _ in range(3):
+        cv.c(ACK, seq=cv.client.snd_nxt - 1, dt=1)
+        cv.s(ACK)
+
+
+def half_open(cv: Conv) -> None:
+    cv.handshake()
+    cv.c(0, 100, lost="after")
+    for gap in (0.2, 0.4, 0.8):
+        cv.c(0, 100, seq=cv.client.snd_nxt - 100, dt=gap, lost="after")
+
+
+def mid_stream(cv: Conv) -> None:
+    cv.client.snd_nxt += 1
+    cv.server.snd_nxt += 1
+    cv.client.rcv_nxt = cv.server.snd_nxt
+    cv.server.rcv_nxt = cv.client.snd_nxt
+    cv.s(0, 100)
+    cv.c(ACK)
+
+
+CASES: dict[str, tuple[Callable[[Conv], None], set[tuple[int, str, str]]]] = {
+    "clean_close": (clean_close, set()),
+    "refused": (refused, {(0, "server", "refused")}),
+    "syn_unanswered": (syn_unanswered, {(0, "client", "syn_unanswered")}),
+    "handshake_incomplete": (handshake_incomplete, {(0, "server", "handshake_incomplete")}),
+    "unread_rst": (unread_rst, {(0, "client", "rst_on_close_unread_data")}),
+    "abortive": (abortive, {(0, "server", "abortive_close")}),
+    "close_wait": (close_wait_forever, {(0, "server", "lingering_close_wait"),
+                                        (0, "client", "half_close")}),
+    "fin_wait_2": (fin_wait_2_expiry_then_write, {(0, "client", "fin_wait_2_timeout"),
+                                                  (0, "client", "write_after_close"),
+                                                  (0, "server", "lingering_close_wait")}),
+    "final_ack_lost": (final_ack_lost, {(0, "server", "missing_final_ack")}),
+    "crossing_fins": (crossing_fins, {(0, "client", "simultaneous_close"),
+                                      (0, "server", "simultaneous_close")}),
+    "keepalive": (keepalive, {(0, "client", "keepalive")}),
+    "half_open": (half_open, {(0, "client", "half_open")}),
+    "mid_stream": (mid_stream, {(0, "client", "mid_stream")}),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_exact_anomalies(name: str) -> None:
+    script, expected = CASES[name]
+    cv = Conv()
+    script(cv)
+    found = detect(cv.segments, fin_wait_2=3, close_wait_linger=2)
+    assert kinds(found) == expected
+    for a in found:
+        assert a.detail and a.ts_ns > 0
+        assert a.frame is None or 1 <= a.frame <= len(cv.segments)
+
+
+def test_lingering_close_wait_sentence_names_side_time_and_duration() -> None:
+    cv = Conv()
+    close_wait_forever(cv)
+    [a] = [a for a in detect(cv.segments, close_wait_linger=2)
+           if a.kind == "lingering_close_wait"]
+    assert a.detail.startswith("server 10.0.0.2:80 received FIN at ")
+    assert "to the end of the capture" in a.detail and "not calling close()" in a.detail
+    assert a.frame == 4  # the client's FIN
+
+
+def test_port_reuse_and_time_wait_accumulation() -> None:
+    segments = []
+    base = Conv()
+    for i in range(5):
+        cv = Conv(t=base.t + i)
+        cv.client.port = 40000 + i
+        clean_close(cv)
+        segments += cv.segments
+    reuse = Conv(t=base.t + 10)  # port 40000 again while its TIME_WAIT lasts
+    reuse.client.isn = reuse.client.snd_nxt = 5_000_000
+    reuse.handshake()
+    segments += reuse.segments
+    segments = [s._replace(frame=i + 1) for i, s in enumerate(segments)]
+    found = detect(segments, time_wait_threshold=5)
+    assert kinds(found) == {(5, "client", "port_reuse"),
+                            (4, "client", "time_wait_accumulation")}
+    [acc] = [a for a in found if a.kind == "time_wait_accumulation"]
+    assert "host 10.0.0.1 had 5 sockets in TIME_WAIT at once" in acc.detail
