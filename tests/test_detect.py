@@ -10,12 +10,13 @@ from collections.abc import Callable
 
 import pytest
 
-from builder import ACK, FIN, RST, SYN, Conv
 from tcplife.detect import DetectorSet
 from tcplife.events import Anomaly
 from tcplife.options import Options
 from tcplife.segment import Segment
 from tcplife.tracker import Tracker
+
+from builder import ACK, FIN, RST, SYN, Conv
 
 
 def detect(segments: list[Segment], **opts: float) -> list[Anomaly]:
