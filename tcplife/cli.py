@@ -39,6 +39,7 @@ TIMEOUTS: dict[str, str] = {
     "syn_sent": "How long connect() retries its SYN (tcp_syn_retries=6).",
     "syn_received": "How long a SYN-ACK is retransmitted (tcp_synack_retries=5).",
     "close_wait_linger": "CLOSE_WAIT lasting longer than this is an anomaly.",
+    "time_wait_threshold": "Sockets of one host in TIME_WAIT at once that make an anomaly.",
 }
 
 
@@ -150,8 +151,8 @@ def timeout_options(command: F) -> F:
     for name, text in reversed(TIMEOUTS.items()):
         wrapper = click.option(
             "--" + name.replace("_", "-"), name, type=click.FloatRange(min=0),
-            default=getattr(Options, name), show_default=True, metavar="SECONDS",
-            help=text)(wrapper)
+            default=getattr(Options, name), show_default=True,
+            metavar="COUNT" if name.endswith("threshold") else "SECONDS", help=text)(wrapper)
     return wrapper  # type: ignore[return-value]
 
 
