@@ -191,6 +191,9 @@ class LingeringCloseWait(PerConnection):
             for i, t in enumerate(trans):
                 if t.to_state != State.CLOSE_WAIT:
                     continue
+                last_sent = getattr(v.record, f"{side}_last_ts_ns")
+                if last_sent is None or last_sent < t.ts_ns:
+                    continue  # never seen acknowledging the FIN (one direction captured)
                 nxt = trans[i + 1] if i + 1 < len(trans) else None
                 open_to_end = nxt is None or nxt.ts_ns > v.capture_end_ns
                 end = v.capture_end_ns if open_to_end else nxt.ts_ns  # type: ignore[union-attr]

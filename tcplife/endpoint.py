@@ -54,6 +54,7 @@ class Endpoint:
     rtt_ns: int | None = None
     last_ns: int | None = None  #: when this side last sent anything
     last_data_ns: int | None = None  #: when this side last sent payload or its FIN
+    last_fin_ns: int | None = None  #: when this side last sent its FIN
     unanswered_rtx: int = 0  #: data retransmissions since the peer last sent anything
     not_orphan: bool = False  #: proved alive after its FIN (ACKs new data): half close
     history: list[HistoryEntry] = field(default_factory=list)

@@ -74,7 +74,7 @@ UNKNOWN      | SSENT        SRCVD   FW1         CLOSED       ESTAB
 CLOSED       | SSENT        SRCVD   !fin_no_syn -            !from_closed
 LISTEN       | SSENT        SRCVD   !fin_no_syn CLOSED       !from_closed
 SYN_SENT     | -            SRCVD   !fin_no_syn !rst_bad_ack ESTAB
-SYN_RECEIVED | !syn_in_sync -       FW1         CLOSED       -
+SYN_RECEIVED | !syn_in_sync -       FW1         CLOSED       ESTAB
 ESTABLISHED  | !syn_in_sync -       FW1         CLOSED       -
 FIN_WAIT_1   | !syn_in_sync -       -           CLOSED       -
 FIN_WAIT_2   | !syn_in_sync -       -           CLOSED       -
@@ -103,7 +103,10 @@ TIME_WAIT    | -            -       -           -       -           CLOSED      
 #   segments show it synchronized; a FIN seen first implies it was ESTABLISHED.
 # - SYN_SENT + recv SYN -> SYN_RECEIVED: simultaneous open (RFC 9293 3.10.7.3; Linux sets
 #   TCP_SYN_RECV on receipt and answers SYN-ACK).
-# - SYN_SENT + send ACK -> ESTABLISHED covers a SYN-ACK the capture missed.
+# - SYN_SENT + send ACK -> ESTABLISHED covers a SYN-ACK the capture missed, and
+#   SYN_RECEIVED + send ACK -> ESTABLISHED an ACK it missed: a Linux request socket sends
+#   nothing but SYN-ACKs, so a plain segment from that side shows it established (this
+#   matters in captures of one direction only).
 # - TIME_WAIT + recv RST -> CLOSED: Linux kills TIME_WAIT on an RST unless
 #   net.ipv4.tcp_rfc1337=1 (tcp_timewait_state_process).
 # - TIME_WAIT + send RST -> CLOSED: a TIME_WAIT socket answering an unacceptable segment

@@ -60,6 +60,7 @@ WELL_KNOWN_SERVER_PORTS = frozenset({
 
 
 _FOREVER = 1 << 62
+_MIN_RTO_NS = 200_000_000  #: Linux TCP_RTO_MIN
 
 
 class Connection:
@@ -329,7 +330,7 @@ class Tracker:
                 if b.max_ack is not None and a.covers(b.max_ack, a.fin_end):
                     # The capture reordered them: the peer's ACK of this FIN came first.
                     self._deduce_ack(conn, a, seg, Ev.RECV_ACK_FIN, "ack_fin")
-            elif fin_seq == a.fin_seq:
+            elif fin_seq == a.fin_seq and not self._piggybacked_ack(a, seg):
                 self._out.append(Oddity(conn.conn_id, ts, frame, a.side, "fin_rtx",
                                         f"FIN retransmitted in {a.state}",
                                         {"state": a.state.value}))
@@ -341,11 +342,14 @@ class Tracker:
                 a.rtt_ns = ts - b.first_synack_ns  # the ACK answering the SYN-ACK
             if a.state == State.UNKNOWN:
                 self._apply(conn, a, Ev.SEND_ACK, seg, inferred=True)
-            elif a.state == State.SYN_SENT and ackf or a.state == State.CLOSED:
+            elif a.state in (State.SYN_SENT, State.SYN_RECEIVED) and ackf \
+                    or a.state == State.CLOSED:
                 self._apply(conn, a, Ev.SEND_ACK, seg, inferred=False)
         if ackf and not rst and not fin and a.state in (State.FIN_WAIT_1, State.FIN_WAIT_2) \
                 and a.max_ack is not None and not a.not_orphan:
             self._check_half_close(conn, a, b, seg)
+        if fin and not rst:
+            a.last_fin_ns = ts
         self._track_sequence(a, seg)
 
         # 3. What the receiver is deduced to have received.
@@ -356,6 +360,14 @@ class Tracker:
         if conn.client.state == State.CLOSED and conn.server.state in (State.CLOSED,
                                                                         State.LISTEN):
             self._arm_eviction(conn)
+
+    @staticmethod
+    def _piggybacked_ack(a: Endpoint, seg: Segment) -> bool:
+        """A FIN sent again soon (under Linux's 200 ms minimum RTO) with a new ACK is the
+        ACK of the peer's FIN riding on the unacknowledged FIN (some stacks do this), not
+        a retransmission for loss."""
+        return (a.last_fin_ns is not None and seg.ts_ns - a.last_fin_ns < _MIN_RTO_NS
+                and a.max_ack is not None and seq_diff(seg.ack, a.max_ack) > 0)
 
     def _note_data_facts(self, conn: Connection, a: Endpoint, seg: Segment) -> None:
         """Keep-alive probes, payload timing and retransmissions into silence."""
@@ -386,7 +398,8 @@ class Tracker:
         acked = seg.ack
         if b.fin_seq is not None and seq_diff(acked, b.fin_seq) > 0:
             acked = b.fin_seq
-        if seq_diff(acked, a.max_ack) > 0:
+        # With the peer's FIN unseen (one direction captured), one more may be that FIN.
+        if seq_diff(acked, a.max_ack) > (0 if b.fin_seq is not None else 1):
             a.not_orphan = True
             a.timer_gen += 1
             self._odd(conn, a, seg, "half_close",
