@@ -124,7 +124,16 @@ class HandshakeIncomplete(PerConnection):
     def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
         server = v.side_transitions(SERVER)
         synrcvd = next((t for t in server if t.to_state == State.SYN_RECEIVED), None)
-        if synrcvd is None or any(t.to_state == State.ESTABLISHED for t in server):
+        if synrcvd is None:
+            return
+        # Established in the end, unless the ACKs were seen lost and the server never sent
+        # anything but SYN-ACKs (and perhaps an RST): then the last ACK seen proves nothing.
+        acks_lost = any((n.facts or {}).get("kind") == "ack_syn"
+                        for n in v.named("ack_lost", SERVER))
+        only_synacks = v.record.server_packets == (1 + len(v.named("synack_rtx", SERVER))
+                                                   + len(v.named("rst_sent", SERVER)))
+        if any(t.to_state == State.ESTABLISHED for t in server) and not (acks_lost
+                                                                        and only_synacks):
             return
         n = 1 + len(v.named("synack_rtx", SERVER))
         end = next((t for t in server if t.ts_ns > synrcvd.ts_ns), None)
@@ -170,7 +179,7 @@ class Resets(PerConnection):
                        "crash); the peer sees 'connection reset by peer'")
                 text = f"{v.who(note.side)} ended the connection with RST at " \
                        f"{clock(note.ts_ns)} in {state.value}: {why}"
-            elif state in _AFTER_CLOSE and unread:
+            elif state in _AFTER_CLOSE and unread and facts.get("fin_sent"):
                 kind = "write_after_close"
                 text = (f"{v.who(peer)} sent data after {v.who(note.side)} had closed "
                         f"({state.value}); {note.side} answered with RST at "
@@ -238,7 +247,8 @@ class MissingFinalAck(PerConnection):
             rtx = v.named("fin_rtx", side)
             if not rtx:
                 continue
-            lost = v.named("ack_lost", side)
+            lost = [n for n in v.named("ack_lost", side)
+                    if (n.facts or {}).get("kind") == "ack_fin"]
             waiting = [n for n in rtx if (n.facts or {}).get("state") in ("LAST_ACK",
                                                                           "CLOSING")]
             at_end = v.state_at(side, v.capture_end_ns)
@@ -274,7 +284,11 @@ class SimultaneousOpen(PerConnection):
         t = next((t for t in v.transitions if t.from_state == State.SYN_SENT
                   and t.to_state == State.SYN_RECEIVED), None)
         if t is not None:
-            yield v.anomaly(t.ts_ns, CLIENT, "simultaneous_open", t.frame,
+            # Both sides are clients: the row names the one with the lower address.
+            r = v.record
+            side = CLIENT if (r.client_addr, r.client_port) < (r.server_addr, r.server_port) \
+                else SERVER
+            yield v.anomaly(t.ts_ns, side, "simultaneous_open", t.frame,
                             f"{v.who(CLIENT)} and {v.who(SERVER)} both sent SYN "
                             f"(at {clock(t.ts_ns)}): a simultaneous open; both connect()ed "
                             "to each other")

@@ -55,7 +55,10 @@ class Endpoint:
     last_ns: int | None = None  #: when this side last sent anything
     last_data_ns: int | None = None  #: when this side last sent payload or its FIN
     last_fin_ns: int | None = None  #: when this side last sent its FIN
-    unanswered_rtx: int = 0  #: data retransmissions since the peer last sent anything
+    last_payload_ns: int | None = None  #: when this side last sent payload
+    rtx_run: int = 0  #: retransmissions of old data since this side last sent new data
+    rtx_run_start_ns: int | None = None
+    silence_noted: bool = False
     not_orphan: bool = False  #: proved alive after its FIN (ACKs new data): half close
     history: list[HistoryEntry] = field(default_factory=list)
     timer_gen: int = 0  #: bumped on every state change; stale timers compare unequal

@@ -46,7 +46,7 @@ from tcplife.events import (
     Transition,
 )
 from tcplife.machine import ALIVE, SYNCHRONIZED, Ev, Stay, step
-from tcplife.options import Options
+from tcplife.options import NS, Options
 from tcplife.segment import ACK, FIN, RST, SYN, Segment
 from tcplife.seq import seq_add, seq_diff, seq_max
 from tcplife.states import CLIENT, SERVER, State
@@ -180,8 +180,8 @@ class Tracker:
             caddr, cport, saddr, sport = seg.src, seg.sport, seg.dst, seg.dport
         else:
             caddr, cport, saddr, sport = seg.dst, seg.dport, seg.src, seg.sport
-        if syn_only:
-            cstate, sstate = State.CLOSED, State.LISTEN
+        if syn_only:  # the server's state shows when it answers (see _decide_server)
+            cstate, sstate = State.CLOSED, State.UNKNOWN
         elif synack:
             cstate, sstate = State.SYN_SENT, State.LISTEN
         else:
@@ -286,11 +286,13 @@ class Tracker:
         conn.last_frame = frame
         a.packets += 1
         a.last_ns = ts
-        b.unanswered_rtx = 0  # a spoke: b is not sending into silence
         syn, fin, rst, ackf = flags & SYN, flags & FIN, flags & RST, flags & ACK
         if not (syn or rst):
             self._note_data_facts(conn, a, seg)
 
+        if a.state == State.UNKNOWN and not a.history and not conn.mid_stream \
+                and a is conn.server:
+            self._decide_server(a, seg)
         # 1. What this segment says about what its sender has received.
         if not rst:
             self._check_evidence(conn, a, b, seg)
@@ -374,19 +376,28 @@ class Tracker:
         if a.snd_nxt is None:
             return
         behind = seq_diff(a.snd_nxt, seg.seq)
+        peer = conn.peer(a)
         if seg.payload_len <= 1 and behind == 1 and not seg.flags & FIN \
-                and a.state in (State.ESTABLISHED, State.CLOSE_WAIT):
-            # seq = SND.NXT - 1 with at most one byte: a keep-alive probe (RFC 9293 3.8.4)
+                and a.state in (State.ESTABLISHED, State.CLOSE_WAIT) and peer.window:
+            # seq = SND.NXT - 1 with at most one byte: a keep-alive probe (RFC 9293 3.8.4);
+            # against a zero window the same shape is a window probe.
             self._odd(conn, a, seg, "keepalive_probe", "keep-alive probe")
             return
-        if seg.payload_len:
-            a.last_data_ns = seg.ts_ns
-            if a.data_hi is not None and seq_diff(seq_add(seg.seq, seg.payload_len),
-                                                  a.data_hi) <= 0:
-                a.unanswered_rtx += 1
-                if a.unanswered_rtx == 2:  # the third transmission of data, unanswered
-                    self._odd(conn, a, seg, "silence_rtx",
-                              "data retransmitted with no answer from the peer")
+        if not seg.payload_len:
+            return
+        a.last_data_ns = a.last_payload_ns = seg.ts_ns
+        if a.data_hi is None or seq_diff(seq_add(seg.seq, seg.payload_len), a.data_hi) > 0:
+            a.rtx_run, a.rtx_run_start_ns = 0, None  # new data: the peer's ACKs get through
+            return
+        # The same data again, whether or not the peer answered: its answers do not arrive.
+        a.rtx_run += 1
+        if a.rtx_run_start_ns is None:
+            a.rtx_run_start_ns = seg.ts_ns
+        if a.rtx_run >= 3 and seg.ts_ns - a.rtx_run_start_ns >= NS and not a.silence_noted:
+            a.silence_noted = True
+            self._odd(conn, a, seg, "silence_rtx",
+                      f"data retransmitted {a.rtx_run} times over "
+                      f"{(seg.ts_ns - a.rtx_run_start_ns) / NS:.1f} s without progress")
 
     def _check_half_close(self, conn: Connection, a: Endpoint, b: Endpoint,
                           seg: Segment) -> None:
@@ -455,20 +466,30 @@ class Tracker:
             self._contradict(conn, a, "fin", seg,
                              "its ACK does not cover the peer's FIN: not received yet")
 
-    def _send_rst(self, conn: Connection, a: Endpoint, b: Endpoint, seg: Segment) -> None:
-        if a.side == SERVER and a.state == State.LISTEN and not a.history \
-                and b.state == State.SYN_SENT:
-            # Answering the SYN with RST: nothing was listening. The server side was
-            # never in LISTEN for this 4-tuple (seed 000 case 1).
+    @staticmethod
+    def _decide_server(a: Endpoint, seg: Segment) -> None:
+        """The server's first answer tells what it was before the client's SYN: a SYN-ACK
+        comes from a listener, an RST from a closed port (seed 000 case 1), a SYN of its
+        own from a socket connecting to the client (simultaneous open). Until it answers,
+        its state is UNKNOWN; afterwards the initial state holds from the start."""
+        flags = seg.flags & (SYN | ACK | RST)
+        if flags == SYN | ACK:
+            a.state = a.initial_state = State.LISTEN
+        elif flags & RST or flags == SYN:
             a.state = a.initial_state = State.CLOSED
-            conn.refused = True
-            return
-        unread = b.last_data_ns is not None and (a.last_data_ns is None
-                                                 or b.last_data_ns > a.last_data_ns)
+
+    def _send_rst(self, conn: Connection, a: Endpoint, b: Endpoint, seg: Segment) -> None:
+        if a.side == SERVER and a.state == State.CLOSED and not a.history \
+                and b.state == State.SYN_SENT and a.initial_state == State.CLOSED \
+                and not conn.refused and a.packets == 1:
+            conn.refused = True  # answering the SYN with RST: nothing was listening
+        unread = b.last_payload_ns is not None and (a.last_data_ns is None
+                                                    or b.last_payload_ns > a.last_data_ns)
         self._out.append(Oddity(conn.conn_id, seg.ts_ns, seg.frame, a.side, "rst_sent",
                                 f"RST sent in {a.state}",
                                 {"state": a.state.value, "unread": unread,
-                                 "ack": bool(seg.flags & ACK)}))
+                                 "ack": bool(seg.flags & ACK),
+                                 "fin_sent": a.fin_seq is not None}))
         if a.state == State.CLOSED:
             return
         self._apply(conn, a, Ev.SEND_RST, seg, inferred=False)
@@ -547,7 +568,8 @@ class Tracker:
         if entry is None or seg.ts_ns - entry.ts_ns <= window:
             return
         self._contradict(conn, a, kind, seg, reason)
-        self._odd(conn, a, seg, "ack_lost", f"{reason} after the peer's ACK of it")
+        self._out.append(Oddity(conn.conn_id, seg.ts_ns, seg.frame, a.side, "ack_lost",
+                                f"{reason} after the peer's ACK of it", {"kind": kind}))
         cover = a.last_fin_cover if kind == "ack_fin" else a.last_syn_cover
         if cover is not None and seg.ts_ns - cover[0] <= window:
             # A later ACK, captured just before this retransmission: it crossed it.

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from lab.anomalies import KINDS as ANOMALY_KINDS
 
 import golden
 
@@ -28,6 +29,26 @@ def test_sample_set_is_not_empty() -> None:
         capture = SAMPLES / golden.load_expected(path)["captures"][vantage]["file"]
         assert capture.is_file(), f"{path.name}: capture {capture.name} is missing"
         assert capture.stat().st_size > 24
+
+
+@pytest.mark.parametrize("path", EXPECTED, ids=[p.name for p in EXPECTED])
+def test_expected_has_anomaly_ground_truth(path: Path) -> None:
+    """Every expected file lists its anomalies per capture (format in the README)."""
+    expected = golden.load_expected(path)
+    opts = expected["anomaly_options"]
+    assert opts["close_wait_linger"] >= 0 and opts["time_wait_threshold"] >= 1
+    anomalies = expected["anomalies"]
+    assert set(anomalies) == set(expected["captures"]), path.name
+    for vantage, rows in anomalies.items():
+        visible = [list(f) for f in expected["captures"][vantage]["visible_flows"]]
+        for row in rows:
+            assert set(row) == {"flow", "instance", "side", "kind"}, row
+            assert row["kind"] in ANOMALY_KINDS, row
+            assert row["side"] in ("client", "server"), row
+            assert isinstance(row["instance"], int) and row["instance"] >= 0, row
+            assert row["flow"] in visible, (vantage, row)
+        keys = [(tuple(r["flow"]), r["instance"], r["side"], r["kind"]) for r in rows]
+        assert len(keys) == len(set(keys)), f"{path.name}/{vantage}: duplicate rows"
 
 
 @pytest.mark.parametrize(("path", "vantage"), CASES,

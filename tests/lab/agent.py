@@ -18,6 +18,18 @@ Commands (``op`` plus arguments):
 - ``recv`` name, n (int or "all"), timeout: read what is there (up to n)
 - ``close`` name; ``shutdown`` name, how (RD|WR|RDWR); ``linger0`` name; ``dup`` name, as
 - ``info`` name: local and remote address
+- ``keepalive`` name, idle, intvl, cnt: SO_KEEPALIVE with TCP_KEEPIDLE/KEEPINTVL/KEEPCNT
+- ``pin`` cpu: pin this agent process to one CPU (timers armed here fire on that CPU)
+- ``serve`` name (listener), resp: answer requests on every accepted connection in
+  background threads (protocol below); ``serve_stats``: what the server threads saw
+- ``traffic`` addr, port, plan, workers, req: run the client side of ``plan`` (a list of
+  ``[requests, "C"|"S"]``: how many requests on one connection, and who closes first)
+  with ``workers`` threads; answers the local ports used
+
+Request/response protocol of ``serve``/``traffic``: a request is ``req`` bytes ending in
+a newline whose first byte is ``K`` (more requests follow), ``C`` (last request: the
+client closes after the response) or ``S`` (last request: the server closes right after
+its response, the client closes on end of file). The response is ``resp`` bytes.
 - ``exit``: answer, then ``os._exit`` with every socket still open (the kernel closes them)
 
 Only the standard library is used: this file runs with the system Python in a namespace.
@@ -31,6 +43,7 @@ import os
 import select
 import socket
 import sys
+import threading
 import time
 from typing import Any
 
@@ -199,6 +212,138 @@ def op_dup(c: dict[str, Any]) -> dict[str, Any]:
 
 def op_info(c: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, **_info(_SOCKS[c["name"]])}
+
+
+def op_keepalive(c: dict[str, Any]) -> dict[str, Any]:
+    s = _SOCKS[c["name"]]
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, int(c.get("idle", 1)))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, int(c.get("intvl", 1)))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, int(c.get("cnt", 9)))
+    return {"ok": True}
+
+
+def op_pin(c: dict[str, Any]) -> dict[str, Any]:
+    os.sched_setaffinity(0, {int(c.get("cpu", 0))})
+    return {"ok": True, "cpus": sorted(os.sched_getaffinity(0))}
+
+
+_SERVE: dict[str, Any] = {"conns": 0, "requests": 0, "server_closed": 0, "errors": []}
+_SERVE_LOCK = threading.Lock()
+
+
+def _read_line(s: socket.socket, buf: bytearray) -> bytes | None:
+    """One newline-terminated request from ``s`` (None on end of file)."""
+    while b"\n" not in buf:
+        chunk = s.recv(4096)
+        if not chunk:
+            return None
+        buf += chunk
+    line, _, rest = bytes(buf).partition(b"\n")
+    buf[:] = rest
+    return line
+
+
+def _serve_conn(s: socket.socket, resp: int) -> None:
+    buf = bytearray()
+    body = bytes([0x41 + i % 26 for i in range(resp)])
+    try:
+        while True:
+            line = _read_line(s, buf)
+            if line is None:
+                break
+            with _SERVE_LOCK:
+                _SERVE["requests"] += 1
+            s.sendall(body)
+            if line[:1] == b"S":
+                with _SERVE_LOCK:
+                    _SERVE["server_closed"] += 1
+                break
+    except OSError as exc:
+        with _SERVE_LOCK:
+            _SERVE["errors"].append(str(exc))
+    finally:
+        s.close()
+
+
+def op_serve(c: dict[str, Any]) -> dict[str, Any]:
+    ls = _SOCKS[c["name"]]
+    resp = int(c.get("resp", 80))
+
+    def loop() -> None:
+        while True:
+            try:
+                s, _peer = ls.accept()
+            except OSError:
+                return
+            with _SERVE_LOCK:
+                _SERVE["conns"] += 1
+            threading.Thread(target=_serve_conn, args=(s, resp), daemon=True).start()
+
+    threading.Thread(target=loop, daemon=True).start()
+    return {"ok": True}
+
+
+def op_serve_stats(_: dict[str, Any]) -> dict[str, Any]:
+    with _SERVE_LOCK:
+        return {"ok": True, **{k: (list(v) if isinstance(v, list) else v)
+                               for k, v in _SERVE.items()}}
+
+
+def _client_conn(addr: str, port: int, requests: int, closer: str, req: int,
+                 resp: int) -> int:
+    s = socket.socket(_family(addr), socket.SOCK_STREAM)
+    s.settimeout(10.0)
+    try:
+        s.connect((addr, port))
+        local = s.getsockname()[1]
+        for i in range(requests):
+            last = i == requests - 1
+            kind = (b"S" if closer == "S" else b"C") if last else b"K"
+            s.sendall(kind + b"q" * (req - 2) + b"\n")
+            got = 0
+            while got < resp:
+                chunk = s.recv(resp - got)
+                if not chunk:
+                    raise OSError(f"short response {got}/{resp}")
+                got += len(chunk)
+        if closer == "S" and s.recv(1) != b"":
+            raise OSError("data after the response")
+        return int(local)
+    finally:
+        s.close()
+
+
+def op_traffic(c: dict[str, Any]) -> dict[str, Any]:
+    plan = [(int(n), str(who)) for n, who in c["plan"]]
+    workers = int(c.get("workers", 1))
+    req, resp = int(c.get("req", 40)), int(c.get("resp", 80))
+    ports: list[int | None] = [None] * len(plan)
+    errors: list[str] = []
+    nxt = iter(range(len(plan)))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                i = next(nxt, None)
+            if i is None:
+                return
+            try:
+                ports[i] = _client_conn(c["addr"], int(c["port"]), *plan[i], req, resp)
+            except OSError as exc:
+                with lock:
+                    errors.append(f"{i}: {exc}")
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        return {"ok": False, "error": "TRAFFIC", "detail": "; ".join(errors[:5]),
+                "ports": ports}
+    return {"ok": True, "ports": ports}
 
 
 def op_exit(_: dict[str, Any]) -> dict[str, Any]:

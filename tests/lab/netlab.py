@@ -355,7 +355,10 @@ class Lab:
             run(["ip", "netns", "add", self.ns[role]])
             self._created.append(self.ns[role])
             self.ip(role, "link", "set", "lo", "up")
-            for key in ("net.ipv6.conf.all.accept_ra", "net.ipv6.conf.default.accept_ra"):
+            # No router advertisements, no duplicate address detection (not even for the
+            # link-local addresses): DAD delays neighbour discovery by about a second.
+            for key in ("net.ipv6.conf.all.accept_ra", "net.ipv6.conf.default.accept_ra",
+                        "net.ipv6.conf.all.accept_dad", "net.ipv6.conf.default.accept_dad"):
                 self.sysctl(role, key, 0)
         c, r, s = (self.ns[x] for x in ROLES)
         run(["ip", "link", "add", "eth0", "netns", c, "type", "veth", "peer", "name", "ethc",
@@ -379,6 +382,35 @@ class Lab:
         self.nft(f"add table {NFT_TABLE}\n"
                  f"add chain {NFT_TABLE} labfwd {{ type filter hook forward priority 0; "
                  f"policy accept; }}\n")
+        self.warm_up()
+
+    def warm_up(self, timeout: float = 5.0) -> None:
+        """Resolve every neighbour on the client-server path (ARP and IPv6 ND, both ways)
+        before any capture starts: a UDP datagram from the client to the server's discard
+        port until the server's ICMP port-unreachable comes back, per family. (Without this
+        an IPv6 SYN could wait about a second in the router's neighbour queue and arrive
+        together with its retransmission.)"""
+        script = (
+            "import socket, sys, time\n"
+            "for addr in sys.argv[1:]:\n"
+            "    fam = socket.AF_INET6 if ':' in addr else socket.AF_INET\n"
+            f"    deadline = time.monotonic() + {timeout}\n"
+            "    while True:\n"
+            "        s = socket.socket(fam, socket.SOCK_DGRAM)\n"
+            "        s.settimeout(0.2)\n"
+            "        s.connect((addr, 9))\n"
+            "        try:\n"
+            "            s.send(b'x')\n"
+            "            s.recv(1)\n"
+            "        except ConnectionRefusedError:\n"
+            "            break\n"
+            "        except OSError:\n"
+            "            if time.monotonic() > deadline:\n"
+            "                sys.exit(f'no answer from {addr}')\n"
+            "        finally:\n"
+            "            s.close()\n")
+        self.nsexec("client", sys.executable, "-c", script, SERVER4, SERVER6,
+                    timeout=timeout * 2 + 5)
 
     def _disable_offloads(self, devs: list[tuple[str, str]]) -> None:
         if shutil.which("ethtool") is None:

@@ -15,13 +15,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from .netlab import ABORT, missing_tools
 from .scenarios import SCENARIOS, Outcome, run_scenario
 
 #: Scenarios whose runs take longest start first, so that parallel runs finish together.
 _LONG_FIRST = ("handshake_ack_dropped", "server_never_closes", "syn_dropped",
-               "simultaneous_close", "final_ack_dropped", "many_short")
+               "clean_traffic", "simultaneous_close", "final_ack_dropped", "many_short")
 
 
 def regenerate(names: list[str] | None, out: Path, jobs: int = 4, attempts: int = 3,
@@ -68,14 +69,16 @@ Every file here is written by `python -m tests.lab.regenerate --out sample_pcaps
 ip, nft, tcpdump, dumpcap, tshark, ss; ethtool optional). Each scenario runs real sockets
 in three fresh network namespaces, client (10.231.1.2, fd00:231:1::2) - router
 (forwarding, nftables drops) - server (10.231.2.2, fd00:231:2::2), port 8080, veth
-offloads off. The truth is `ss -tanH` run in both namespaces at named checkpoints, never
-tcplife. `tests/test_golden.py` compares tcplife against these files (rules in
-`tests/golden.py`); `tests/test_lab.py` regenerates them afresh and does the same.
+offloads off, IPv6 DAD off, neighbours (ARP, ND) resolved before the captures start. The
+truth is `ss -tanH` run in both namespaces at named checkpoints, never tcplife.
+`tests/test_golden.py` compares tcplife against these files (rules in `tests/golden.py`);
+`tests/test_lab.py` regenerates them afresh and does the same.
 
 Files per scenario NAME:
 
 - `NAME.client.pcap`: tcpdump on the client's veth (client vantage); `NAME.server.pcap`:
-  tcpdump on the server's veth (server vantage). Both from the same run, snaplen 256.
+  tcpdump on the server's veth (server vantage). Both from the same run, snaplen 256
+  (128 for clean_traffic).
 - `NAME.any.pcap` (some): `tcpdump -i any -y LINUX_SLL2` in the server namespace.
 - `NAME.client.pcapng` (some): dumpcap on the client's `eth0` and `lo` (two interfaces).
 - `NAME.expected.json`: `scenario`, `description`, `kernel`, `options` (tcplife.analyze
@@ -86,15 +89,60 @@ Files per scenario NAME:
   `lab_notes`. A checkpoint may carry `blind` (vantage -> the side whose state that
   capture cannot show at that moment because the router dropped a segment between the
   vantage points) with `blind_why`; the golden comparison skips that side there.
+- `anomalies` (capture name -> rows `{"flow": [client addr, client port, server addr,
+  server port], "instance": n, "side": "client"|"server", "kind": KIND}`) and
+  `anomaly_options` (`close_wait_linger` seconds, `time_wait_threshold` sockets): what
+  really happened in that run, decided from the scenario's design and checked in its
+  captures with tshark (never tcplife) by `tests/lab/anomalies.py`, which also audits that
+  every RST, retransmission, keep-alive probe, long CLOSE-WAIT and TIME-WAIT pile-up in
+  the captures is either listed or explained. `instance` counts connections on one 4-tuple
+  (0 = first). A row is left out of a capture that cannot show it (`lab_notes` says why).
+  `python -m tests.lab.anomalies sample_pcaps/` recomputes these keys from the committed
+  captures without re-running the lab.
+
+Anomaly kinds (side = the side the anomaly belongs to): `refused` (server: SYN answered by
+RST); `syn_unanswered` (client: SYNs with no answer); `handshake_incomplete` (server:
+SYN-ACK sent, handshake never completed); `rst_on_close_unread_data` (RST sender: closed
+with received data unread); `abortive_close` (RST sender: RST without unread data, e.g.
+SO_LINGER 0); `lingering_close_wait` (side in CLOSE-WAIT longer than `close_wait_linger`);
+`fin_wait_2_timeout` (side whose orphaned FIN-WAIT-2 expired); `missing_final_ack` (side
+that retransmitted its FIN in LAST-ACK/CLOSING/FIN-WAIT-1 although the peer had ACKed it:
+ACK lost); `simultaneous_close` (each side that went through CLOSING);
+`simultaneous_open` (client = lower (addr, port): both sent a bare SYN); `half_close`
+(first FIN sender that then still received and ACKed data); `write_after_close` (side that
+had closed and answered the peer's data with RST); `half_open` (side retransmitting data
+3+ times into silence); `port_reuse` (client, new instance: SYN on a 4-tuple whose
+previous instance still had a socket); `time_wait_accumulation` (side in TIME-WAIT, one row
+per host, on the connection at the peak, when at least `time_wait_threshold` sockets of
+that host are in TIME-WAIT at once); `keepalive` (prober); `mid_stream` (client: capture
+began after the handshake).
 
 Every checkpoint was taken with no TCP segment within 50 ms (checked against all
 captures; a run that fails this, or whose ss states differ from what the scenario
 expects, is retried). Nanosecond pcap: the server capture of normal_close_client_first,
 the client capture of server_never_closes, both ipv6 captures.
 
-| scenario | what happens | captures | states at the checkpoints |
-| --- | --- | --- | --- |
+| scenario | what happens | captures | states at the checkpoints | anomalies |
+| --- | --- | --- | --- | --- |
 """
+
+
+def anomaly_summary(data: dict[str, Any]) -> str:
+    """The README's anomalies cell: each row once, with the captures that leave it out."""
+    seen: dict[tuple[str, str, int], set[str]] = {}
+    for vantage, rows in data.get("anomalies", {}).items():
+        for row in rows:
+            seen.setdefault((row["kind"], row["side"], row["instance"]), set()).add(vantage)
+    if not seen:
+        return "none"
+    out = []
+    for (kind, side, instance), where in seen.items():
+        text = f"`{kind}` ({side}" + (f", instance {instance}" if instance else "") + ")"
+        missing = [v for v in data["captures"] if v not in where]
+        if missing:
+            text += f" (not in: {', '.join(missing)})"
+        out.append(text)
+    return "; ".join(out)
 
 
 def write_readme(out: Path) -> Path:
@@ -108,7 +156,7 @@ def write_readme(out: Path) -> Path:
         caps = ", ".join(f"`{c['file']}`" for c in data["captures"].values())
         opts = f" Options: {data['options']}." if data["options"] else ""
         lines.append(f"| `{name}` | {spec.description}{opts} | {caps} | "
-                     f"{spec.expected_summary} |\n")
+                     f"{spec.expected_summary} | {anomaly_summary(data)} |\n")
     dest = out / "README.md"
     dest.write_text("".join(lines))
     return dest

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .anomalies import annotate, ground_truth
 from .netlab import (
     ABORT,
     CLIENT4,
@@ -187,6 +188,7 @@ class Scenario:
     nano: tuple[str, ...] = ()
     late_capture: bool = False
     verify: Callable[[Run, dict[str, list[Packet]]], None] | None = None
+    snaplen: int = 256
 
 
 SCENARIOS: dict[str, Scenario] = {}
@@ -359,10 +361,18 @@ def close_unread_data(r: Run) -> None:
     r.checkpoint("after_client_close", "client: -; server: LISTEN")
 
 
-@scenario("The client sets SO_LINGER {on, 0} and closes: an RST, no FIN and no TIME-WAIT.",
+@scenario("After a request/response the client sends a last 50-byte message, which the "
+          "server reads (so nothing is left unread on either side); the client then sets "
+          "SO_LINGER {on, 0} and closes: an RST, no FIN and no TIME-WAIT.",
           "ESTAB/ESTAB; both gone after the close")
 def linger0(r: Run) -> None:
     r.open_connection()
+    # The client's payload is the last in the capture: the RST cannot be mistaken for a
+    # close with unread data.
+    r.c("send", name="C", n=50)
+    if r.s("recv", name="A", n=50, timeout=2.0)["received"] != 50:
+        raise ScenarioError("server did not read the last message")
+    r.settle()
     r.c("linger0", name="C")
     r.checkpoint("established", "client: ESTAB; server: LISTEN ESTAB")
     r.c("close", name="C")
@@ -595,6 +605,342 @@ def many_short(r: Run) -> None:
     r.checkpoint("pile_up", "client: " + " ".join(["TIME-WAIT"] * MANY) + "; server: LISTEN")
 
 
+def _from(ps: list[Packet], addr: str) -> list[Packet]:
+    return [p for p in ps if _norm(p.src) == _norm(addr)]
+
+
+def _verify_challenge(r: Run, pkts: dict[str, list[Packet]]) -> None:
+    """After the reuse, each capture shows: new SYN -> challenge ACK (a bare ACK for the old
+    connection) -> RST from the client -> the same SYN again -> SYN-ACK."""
+    t0 = r.marks["reconnect"]
+    for vantage in ("client", "server"):
+        after = [p for p in pkts[vantage] if p.ts >= t0 - TRANSIT]
+        seq = [("S" if p.syn and not p.ackf else "SA" if p.syn else "R" if p.rst
+                else "A" if p.ackf and not p.length and not p.fin else "D")
+               + (">" if _norm(p.src) == _norm(r.caddr) else "<") for p in after[:5]]
+        want = ["S>", "A<", "R>", "S>", "SA<"]
+        syns = [p for p in after[:5] if p.syn and not p.ackf]
+        ok = seq == want and len(syns) == 2 and syns[0].seq == syns[1].seq
+        if ok:
+            challenge, rst = after[1], after[2]
+            ok = rst.seq == challenge.ack and challenge.ack != syns[0].seq + 1
+        if not ok:
+            r.problems.append(f"{vantage}: no challenge-ACK sequence after the reuse: {seq}")
+        else:
+            gap = after[3].ts - after[0].ts
+            r.notes.append(f"{vantage}: new SYN, challenge ACK (ack={after[1].ack}, the old "
+                           f"connection's next client seq), client RST seq={after[2].seq}, "
+                           f"SYN retransmitted {gap:.3f}s after the first, then SYN-ACK")
+
+
+@scenario("The classic CLOSE-WAIT leak meets port reuse: the server accepts and never "
+          "closes; the client closes and its orphaned FIN-WAIT-2 socket expires after 2 s "
+          "(client net.ipv4.tcp_fin_timeout=2) while the server stays in CLOSE-WAIT. The "
+          "client then binds the same local port (SO_REUSEADDR) and connects again: the "
+          "server's CLOSE-WAIT socket answers the new SYN with a challenge ACK, the SYN-SENT "
+          "client answers that with RST, which kills the old server socket, and the "
+          "client's SYN retransmission opens a new connection on the same 4-tuple "
+          "(closed normally, client first).",
+          "ESTAB/ESTAB; client FIN-WAIT-2 / server CLOSE-WAIT; client gone, server still "
+          "CLOSE-WAIT before the reuse; ESTAB/ESTAB on the same 4-tuple (the old server "
+          "socket gone) after it; client TIME-WAIT at the end",
+          options={"fin_wait_2": 2.0},
+          sysctls=[("client", "net.ipv4.tcp_fin_timeout", 2)],
+          verify=_verify_challenge)
+def port_reuse_close_wait(r: Run) -> None:
+    r.open_connection()
+    r.checkpoint("established", "client: ESTAB; server: LISTEN ESTAB")
+    port = r.c("info", name="C")["local"][1]
+    r.mark("close")
+    r.c("close", name="C")
+    r.settle()
+    r.checkpoint("fin_wait_2", "client: FIN-WAIT-2; server: LISTEN CLOSE-WAIT")
+    r.sleep_until("close", 3.2)
+    r.checkpoint("before_reuse", "client: -; server: LISTEN CLOSE-WAIT")
+    r.mark("reconnect")
+    reply = r.c("connect", name="C2", addr=r.saddr, port=PORT, bind_addr=r.caddr,
+                bind_port=port, timeout=5.0)
+    r.notes.append(f"second connect() returned after {time.time() - r.marks['reconnect']:.3f}s"
+                   f" from local port {reply['local'][1]} (first: {port})")
+    r.accept("A2")
+    r.exchange(cname="C2", sname="A2")
+    r.settle()
+    r.checkpoint("reconnected", "client: ESTAB; server: LISTEN ESTAB")
+    r.c("close", name="C2")
+    r.settle(0.3)
+    r.s("close", name="A2")
+    r.settle()
+    r.checkpoint("second_closed", "client: TIME-WAIT; server: LISTEN")
+
+
+def _verify_keepalive(r: Run, pkts: dict[str, list[Packet]]) -> None:
+    """Idle period: only keep-alive probes (seq = snd_nxt - 1, no payload) and their ACKs."""
+    t0, t1 = r.marks["idle"], r.marks["idle_end"]
+    for vantage in ("client", "server"):
+        idle = [p for p in pkts[vantage] if t0 <= p.ts <= t1]
+        probes = [p for p in idle if _norm(p.src) == _norm(r.caddr)]
+        acks = [p for p in idle if _norm(p.src) == _norm(r.saddr)]
+        before = [p for p in pkts[vantage] if p.ts < t0 and _norm(p.src) == _norm(r.caddr)]
+        nxt = max(p.seq + p.length + p.fin + p.syn for p in before)
+        good = (len(probes) >= 3 and len(acks) == len(probes)
+                and all(p.seq == nxt - 1 and p.length == 0 and not p.flags & 0x07
+                        for p in probes)
+                and all(a.ack == nxt and a.length == 0 for a in acks))
+        if not good:
+            r.problems.append(f"{vantage}: idle period is not {len(probes)} probes + ACKs: "
+                              f"{[(p.flag_text(), p.seq - nxt, p.length) for p in idle]}")
+        else:
+            gaps = [round(b.ts - a.ts, 3) for a, b in zip(probes, probes[1:], strict=False)]
+            r.notes.append(f"{vantage}: {len(probes)} keep-alive probes (seq = snd_nxt-1, "
+                           f"len 0) {probes[0].ts - t0:.3f}s after the last data, then every "
+                           f"{gaps} s, each ACKed")
+
+
+@scenario("The client enables SO_KEEPALIVE with TCP_KEEPIDLE=1 and TCP_KEEPINTVL=1 (s), "
+          "exchanges a request/response and then stays idle for about 4.5 s: its kernel "
+          "sends keep-alive probes (seq = snd_nxt - 1, no payload) about once a second, each "
+          "acknowledged by the server. Then a normal close, client first.",
+          "ESTAB/ESTAB while probing; client TIME-WAIT, server gone after the close",
+          verify=_verify_keepalive)
+def keepalive(r: Run) -> None:
+    r.listen()
+    r.connect()
+    r.c("keepalive", name="C", idle=1, intvl=1, cnt=9)
+    r.accept()
+    r.exchange()
+    r.mark("idle")
+    r.sleep_until("idle", 2.5)
+    r.checkpoint("probing", "client: ESTAB; server: LISTEN ESTAB")
+    r.sleep_until("idle", 4.5)
+    r.mark("idle_end")
+    r.c("close", name="C")
+    r.settle(0.3)
+    r.s("close", name="A")
+    r.settle()
+    r.checkpoint("closed", "client: TIME-WAIT; server: LISTEN")
+
+
+def _verify_half_open(r: Run, pkts: dict[str, list[Packet]]) -> None:
+    """While the drop is on: the client transmits the same 200 bytes at least 3 times and
+    receives nothing; the server receives them and its ACKs never arrive."""
+    t0, t1 = r.marks["send"], r.marks["lift"]
+    cl = [p for p in pkts["client"] if t0 <= p.ts <= t1]
+    data = [p for p in cl if _norm(p.src) == _norm(r.caddr) and p.length]
+    heard = [p for p in cl if _norm(p.src) == _norm(r.saddr)]
+    if len({(p.seq, p.length) for p in data}) != 1 or len(data) < 3 or heard:
+        r.problems.append(f"client: not 3+ transmissions of one segment into silence: "
+                          f"{[(p.seq, p.length) for p in data]}, {len(heard)} heard")
+    else:
+        r.notes.append(f"client: the same {data[0].length} bytes sent {len(data)} times at "
+                       f"+{[round(p.ts - data[0].ts, 3) for p in data]} s, nothing received "
+                       "until the drop was lifted")
+    sv = [p for p in pkts["server"] if t0 <= p.ts <= t1]
+    acks = [p for p in sv if _norm(p.src) == _norm(r.saddr)]
+    got = [p for p in sv if _norm(p.src) == _norm(r.caddr) and p.length]
+    r.notes.append(f"server: received the data {len(got)} times and sent {len(acks)} ACKs "
+                   "(all dropped by the router)")
+    after = [p for p in pkts["client"] if p.ts > t1 and _norm(p.src) == _norm(r.saddr)]
+    if not data or not after or after[0].ack != data[0].seq + data[0].length:
+        r.problems.append("client: no ACK of the data after the drop was lifted")
+
+
+@scenario("Half-open path: after a request/response the router drops everything the server "
+          "sends to the client. The client sends 200 bytes; the server receives them and "
+          "acknowledges, but nothing reaches the client, which retransmits into silence "
+          "(TLP, then RTO backoff) while both sides stay ESTABLISHED. About 2.2 s later the "
+          "drop is lifted, the next retransmission is acknowledged, and the connection "
+          "closes normally, client first.",
+          "ESTAB/ESTAB while the client retransmits; ESTAB/ESTAB after the drop is lifted; "
+          "client TIME-WAIT at the end",
+          verify=_verify_half_open)
+def half_open(r: Run) -> None:
+    r.open_connection()
+    r.checkpoint("established", "client: ESTAB; server: LISTEN ESTAB")
+    h = r.lab.drop(f"ip saddr {r.saddr}")
+    r.mark("send")
+    r.c("send", name="C", n=200)
+    r.s("recv", name="A", n=200, timeout=1.0)
+    # Retransmissions at about +0.21 (TLP), +0.42, +0.84, +1.67, +3.34 s.
+    r.sleep_until("send", 1.25)
+    r.checkpoint("retransmitting", "client: ESTAB; server: LISTEN ESTAB")
+    r.sleep_until("send", 2.3)
+    r.mark("lift")
+    r.lab.undrop(h)
+    r.sleep_until("send", 4.0)
+    r.checkpoint("recovered", "client: ESTAB; server: LISTEN ESTAB")
+    r.c("close", name="C")
+    r.settle(0.3)
+    r.s("close", name="A")
+    r.settle()
+    r.checkpoint("closed", "client: TIME-WAIT; server: LISTEN")
+
+
+@scenario("The client closes (its socket is orphaned); the server's kernel acknowledges "
+          "the FIN but the server does not close. The client namespace has "
+          "net.ipv4.tcp_fin_timeout=2, so the client's FIN-WAIT-2 socket vanishes after "
+          "2 s. The server then writes 100 bytes: the client's kernel has no socket for "
+          "them and answers RST, which kills the server's CLOSE-WAIT socket.",
+          "client FIN-WAIT-2 / server CLOSE-WAIT; client gone, server still CLOSE-WAIT "
+          "after the timeout; both gone after the server's write (RST)",
+          options={"fin_wait_2": 2.0},
+          sysctls=[("client", "net.ipv4.tcp_fin_timeout", 2)])
+def fin_wait_2_timeout_then_data(r: Run) -> None:
+    r.open_connection()
+    r.checkpoint("established", "client: ESTAB; server: LISTEN ESTAB")
+    r.mark("close")
+    r.c("close", name="C")
+    r.settle()
+    r.checkpoint("fin_wait_2", "client: FIN-WAIT-2; server: LISTEN CLOSE-WAIT")
+    r.sleep_until("close", 3.2)
+    r.checkpoint("after_fin_timeout", "client: -; server: LISTEN CLOSE-WAIT")
+    r.s("send", name="A", n=100)
+    r.settle()
+    r.checkpoint("after_server_data", "client: -; server: LISTEN")
+
+
+CLEAN_CONNS = 240
+
+
+def clean_plan(n: int = CLEAN_CONNS) -> list[tuple[int, str]]:
+    """(requests, who closes first) per connection: every 6th keeps alive for 3-6
+    requests (client closes), every 20th (offset 7) is closed by the server first, the rest
+    are one request each, closed by the client first."""
+    plan = []
+    for i in range(n):
+        if i % 6 == 0:
+            plan.append((3 + (i // 6) % 4, "C"))
+        elif i % 20 == 7:
+            plan.append((1, "S"))
+        else:
+            plan.append((1, "C"))
+    return plan
+
+
+def _verify_clean(r: Run, pkts: dict[str, list[Packet]]) -> None:
+    """No RST, no retransmission, no repeated 4-tuple, every connection opened and closed."""
+    for vantage in ("client", "server"):
+        ps = pkts[vantage]
+        rst = [p for p in ps if p.rst]
+        seen: dict[tuple[Any, ...], int] = {}
+        for p in ps:
+            if p.length or p.syn or p.fin:
+                seen[_key(p)[:5]] = seen.get(_key(p)[:5], 0) + 1
+        rtx = sum(1 for n in seen.values() if n > 1)
+        syns = {(p.sport) for p in ps if p.syn and not p.ackf}
+        nsyn = sum(1 for p in ps if p.syn and not p.ackf)
+        fins = sum(1 for p in ps if p.fin)
+        if rst or rtx or nsyn != len(syns) or len(syns) != CLEAN_CONNS or fins != 2 * CLEAN_CONNS:
+            r.problems.append(f"{vantage}: not clean: {len(rst)} RST, {rtx} retransmitted "
+                              f"segments, {nsyn} SYNs on {len(syns)} ports, {fins} FINs")
+        else:
+            r.notes.append(f"{vantage}: {len(ps)} segments, {len(syns)} connections on "
+                           f"distinct ports, no RST, no retransmission, {fins} FINs")
+
+
+@scenario(f"No-false-alarm traffic: {CLEAN_CONNS} ordinary request/response connections "
+          "(40-byte requests, 80-byte responses) from 4 client threads. Every 6th connection "
+          "is keep-alive (3-6 requests, then the client closes), every 20th (offset 7) is "
+          "closed by the server right after its response, the rest carry one request and are "
+          "closed by the client first. Nothing is dropped; the only thing worth noticing is "
+          "the client's pile of TIME-WAIT sockets. Captures with snaplen 128.",
+          "at the end: a TIME-WAIT socket on the client for each client-first close, on "
+          "the server for each server-first close",
+          snaplen=128,
+          verify=_verify_clean)
+def clean_traffic(r: Run) -> None:
+    r.listen(backlog=128)
+    r.s("serve", name="L", resp=80)
+    plan = clean_plan()
+    r.mark("traffic")
+    reply = r.client.call("traffic", addr=r.saddr, port=PORT, plan=plan, workers=4, req=40,
+                          resp=80, wait=120.0)
+    r.notes.append(f"{len(plan)} connections ({sum(n for n, _ in plan)} requests) in "
+                   f"{time.time() - r.marks['traffic']:.2f}s")
+    r.settle(1.0)
+    stats = r.s("serve_stats")
+    if stats["errors"] or stats["conns"] != len(plan):
+        raise ScenarioError(f"server: {stats}")
+    n_client = sum(1 for _, who in plan if who == "C")
+    n_server = len(plan) - n_client
+    ports = reply["ports"]
+    if len(set(ports)) != len(ports):
+        raise ScenarioError("a client port was used twice")
+    r.checkpoint("end", "client: " + " ".join(["TIME-WAIT"] * n_client) + "; server: LISTEN "
+                 + " ".join(["TIME-WAIT"] * n_server))
+
+
+SIM_PORT = 42424
+
+
+def _verify_simultaneous_open(r: Run, pkts: dict[str, list[Packet]]) -> None:
+    """At each side's own capture: its bare SYN (retransmission) left before the peer's bare
+    SYN arrived, and the peer's bare SYN did arrive (the SYNs crossed)."""
+    for vantage, me, peer in (("client", r.caddr, r.saddr), ("server", r.saddr, r.caddr)):
+        ps = pkts[vantage]
+        mine = [p.ts for p in ps if p.syn and not p.ackf and _norm(p.src) == _norm(me)]
+        theirs = [p.ts for p in ps if p.syn and not p.ackf and _norm(p.src) == _norm(peer)]
+        synacks = [p for p in ps if p.syn and p.ackf]
+        if not theirs or not any(t < theirs[0] for t in mine):
+            r.problems.append(f"{vantage}: SYNs did not cross (own {mine}, peer's {theirs})")
+            continue
+        last_own = max(t for t in mine if t < theirs[0])
+        dirs = sorted({"out" if _norm(p.src) == _norm(me) else "in" for p in synacks})
+        r.notes.append(f"{vantage}: {len(mine)} own SYN(s), the last "
+                       f"{1e6 * (theirs[0] - last_own):.0f} us before the peer's SYN "
+                       f"arrived; {len(synacks)} SYN-ACKs ({', '.join(dirs)})")
+
+
+@scenario("Simultaneous open: no listener; the client socket is bound to port "
+          f"{SIM_PORT}, the server socket to {PORT}, and each connect()s to the other at the "
+          "same moment (both agents pinned to one CPU) while the router drops every bare SYN. "
+          "Both sit in SYN-SENT; the drop is lifted before their first retransmissions, which "
+          "fire in the same timer tick and cross: each side receives a bare SYN in SYN-SENT "
+          "(SYN-RECV), answers SYN-ACK, and each SYN-ACK establishes. Then a request/response "
+          "and a normal close, client first.",
+          "SYN-SENT on both sides while the SYNs are dropped; ESTAB/ESTAB after the "
+          "crossing; client TIME-WAIT at the end",
+          verify=_verify_simultaneous_open)
+def simultaneous_open(r: Run) -> None:
+    import threading
+
+    for agent in (r.client, r.server):
+        agent.call("pin", cpu=0)
+    h = r.lab.drop("tcp flags & (syn | ack) == syn")
+    r.settle(0.3)
+    replies: dict[str, dict[str, Any]] = {}
+
+    def go(side: str, agent: Agent, **kw: Any) -> None:
+        replies[side] = agent.call("connect", blocking=False, **kw)
+
+    threads = [
+        threading.Thread(target=go, args=("client", r.client), kwargs=dict(
+            name="C", addr=r.saddr, port=PORT, bind_addr=r.caddr, bind_port=SIM_PORT)),
+        threading.Thread(target=go, args=("server", r.server), kwargs=dict(
+            name="A", addr=r.caddr, port=SIM_PORT, bind_addr=r.saddr, bind_port=PORT)),
+    ]
+    r.mark("connect")
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if set(replies) != {"client", "server"}:
+        raise ScenarioError(f"connect: {replies}")
+    r.sleep_until("connect", 0.5)
+    r.checkpoint("both_syn_sent", "client: SYN-SENT; server: SYN-SENT")
+    r.lab.undrop(h)
+    r.c("wait_connect", name="C", timeout=3.0)
+    r.s("wait_connect", name="A", timeout=3.0)
+    r.sleep_until("connect", 1.8)
+    r.checkpoint("established", "client: ESTAB; server: ESTAB")
+    r.exchange(cname="C", sname="A")
+    r.settle()
+    r.c("close", name="C")
+    r.settle(0.3)
+    r.s("close", name="A")
+    r.settle()
+    r.checkpoint("closed", "client: TIME-WAIT; server: -")
+
+
 # --------------------------------------------------------------------------- running
 
 
@@ -622,9 +968,9 @@ def _capture_plan(spec: Scenario, lab: Lab, workdir: Path) -> dict[str, Capture]
     name = spec.name
     caps = {
         "client": lab.capture("client", ["eth0"], workdir / f"{name}.client.pcap",
-                              nano="client" in spec.nano),
+                              nano="client" in spec.nano, snaplen=spec.snaplen),
         "server": lab.capture("server", ["eth0"], workdir / f"{name}.server.pcap",
-                              nano="server" in spec.nano),
+                              nano="server" in spec.nano, snaplen=spec.snaplen),
     }
     if spec.any_capture:
         caps["any"] = lab.capture("server", ["any"], workdir / f"{name}.any.pcap",
@@ -755,6 +1101,9 @@ def run_once(spec: Scenario, out: Path) -> Outcome:
             spec.verify(run, pkts)
         run.problems.extend(_quiet_problems(run, pkts))
         expected = _expected(spec, run, pkts)
+        truth = ground_truth(spec.name, expected, pkts)
+        run.problems.extend(f"anomaly ground truth: {p}" for p in truth.problems)
+        expected = annotate(expected, truth)
         files = []
         if not run.problems:
             for stale in out.glob(f"{spec.name}.*"):
