@@ -215,3 +215,47 @@ def compare(expected: str | Path | dict[str, Any], vantage: str,
     for cp in expected["checkpoints"]:
         problems += compare_snapshot(expected, vantage, cp, result.state_at(cp["ts"]))
     return problems
+
+
+def _expected_anomaly_rows(expected: dict[str, Any], vantage: str,
+                           conns: Any) -> set[tuple[int, str, str]]:
+    """(conn_id, side, kind) for the expected anomalies, flows mapped to tcplife's ids."""
+    instances: dict[tuple[str, int, str, int], list[int]] = {}
+    for row in conns.itertuples():
+        key = (norm_addr(row.client_addr), int(row.client_port),
+               norm_addr(row.server_addr), int(row.server_port))
+        instances.setdefault(key, []).append(int(row.conn_id))
+    out = set()
+    for item in expected["anomalies"].get(vantage, []):
+        ca, cp, sa, sp = item["flow"]
+        key = (norm_addr(ca), int(cp), norm_addr(sa), int(sp))
+        side = item["side"]
+        if key not in instances:
+            # A simultaneous open has two clients: tcplife calls client the side whose SYN
+            # the capture saw first, the lab the one in the client namespace.
+            key = (key[2], key[3], key[0], key[1])
+            side = {"client": "server", "server": "client"}[side]
+        ids = instances.get(key, [])
+        index = int(item.get("instance", 0))
+        conn = ids[index] if index < len(ids) else -1  # -1: tcplife lacks the connection
+        out.add((conn, side, item["kind"]))
+    return out
+
+
+def compare_anomalies(path: str | Path, vantage: str) -> list[str]:
+    """tcplife's anomalies on one vantage capture against the expected file's ground truth:
+    exactly the listed (connection, side, kind), nothing more. Returns mismatch strings."""
+    import tcplife
+
+    path = Path(path)
+    expected = load_expected(path)
+    options = {**expected.get("options", {}), **expected.get("anomaly_options", {})}
+    result = tcplife.analyze(path.parent / expected["captures"][vantage]["file"], **options)
+    got = {(int(a.conn_id), str(a.side), str(a.kind)) for a in result.anomalies.itertuples()}
+    want = _expected_anomaly_rows(expected, vantage, result.connections)
+    if got == want:
+        return []
+    details = "; ".join(f"{a.conn_id} {a.side} {a.kind}: {a.detail}"
+                        for a in result.anomalies.itertuples())
+    return [f"{expected['scenario']}/{vantage}: missing {sorted(want - got)}, "
+            f"extra {sorted(got - want)} (tcplife said: {details})"]

@@ -41,4 +41,6 @@ def test_lab_scenario(fresh: tuple[Path, dict[str, Any]], name: str) -> None:
     problems: list[str] = []
     for vantage in golden.vantages(expected):
         problems += golden.compare(path, vantage)
+        if "anomalies" in expected:
+            problems += golden.compare_anomalies(path, vantage)
     assert problems == [], "\n".join(problems)
