@@ -229,8 +229,8 @@ class FinWait2Timeout(PerConnection):
                 entered = trans[i - 1] if i else t
                 peer = _other(side)
                 later = [n for n in v.named("rst_sent", side) if n.ts_ns >= t.ts_ns]
-                tail = (f"; data from {v.who(peer)} then met RST at {clock(later[0].ts_ns)}"
-                        if later else "")
+                tail = (f"; what {v.who(peer)} sent later met RST at "
+                        f"{clock(later[0].ts_ns)}" if later else "")
                 yield v.anomaly(t.ts_ns, side, "fin_wait_2_timeout", entered.frame,
                                 f"{v.who(side)} closed and waited in FIN_WAIT_2 for the "
                                 f"peer's FIN; it expired at {clock(t.ts_ns)} after "
