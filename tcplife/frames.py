@@ -169,30 +169,26 @@ class Collector:
         return _frame(cols, TRANSITION_COLUMNS)
 
     def anomalies_frame(self) -> pd.DataFrame:
-        cols: dict[str, list[Any]] = {name: [] for name in ANOMALY_COLUMNS}
-        for a in sorted(self.anomalies, key=lambda a: (a.ts_ns, a.conn_id)):
-            cols["conn_id"].append(a.conn_id)
-            cols["ts"].append(a.ts_ns / 1e9)
-            cols["side"].append(a.side)
-            cols["kind"].append(a.kind)
-            cols["frame"].append(a.frame)
-            cols["detail"].append(a.detail)
-            cols["time"].append(a.ts_ns)
-            cols["ts_ns"].append(a.ts_ns)
-        return _frame(cols, ANOMALY_COLUMNS)
+        return _timed_rows(sorted(self.anomalies, key=lambda a: (a.ts_ns, a.conn_id)),
+                           ANOMALY_COLUMNS)
 
     def oddities_frame(self) -> pd.DataFrame:
-        cols: dict[str, list[Any]] = {name: [] for name in ODDITY_COLUMNS}
-        for o in sorted(self.oddities, key=lambda o: o.ts_ns):
-            cols["conn_id"].append(o.conn_id)
-            cols["ts"].append(o.ts_ns / 1e9)
-            cols["side"].append(o.side)
-            cols["name"].append(o.name)
-            cols["frame"].append(o.frame)
-            cols["detail"].append(o.detail)
-            cols["time"].append(o.ts_ns)
-            cols["ts_ns"].append(o.ts_ns)
-        return _frame(cols, ODDITY_COLUMNS)
+        return _timed_rows(sorted(self.oddities, key=lambda o: o.ts_ns), ODDITY_COLUMNS)
+
+
+def _timed_rows(items: list[Any], schema: dict[str, Any]) -> pd.DataFrame:
+    """Rows from events that carry ``ts_ns``: attributes of the same name, plus the float
+    ``ts`` and the datetime ``time`` derived from ``ts_ns``."""
+    cols: dict[str, list[Any]] = {name: [] for name in schema}
+    for item in items:
+        for name in schema:
+            if name == "ts":
+                cols[name].append(item.ts_ns / 1e9)
+            elif name == "time":
+                cols[name].append(item.ts_ns)
+            else:
+                cols[name].append(getattr(item, name))
+    return _frame(cols, schema)
 
 
 def to_ns(when: float | int | str | datetime | pd.Timestamp) -> int:
