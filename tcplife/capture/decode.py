@@ -253,16 +253,9 @@ class Decoder:
         wscale = -1
         if flags & SYN and tcp_header > 20:
             wscale = window_scale(data, tcp + 20, min(tcp + tcp_header, size))
-        names = self._v4_names
-        src_name = names.get(src)
-        if src_name is None:
-            src_name = self._name(names, AF_INET, src)
-        dst_name = names.get(dst)
-        if dst_name is None:
-            dst_name = self._name(names, AF_INET, dst)
         stats.tcp_segments += 1
-        return _new_segment(Segment, (frame, ts_ns, 4, src_name, sport, dst_name, dport, seq,
-                                      ack, flags, payload_len, window, wscale))
+        return self._segment(self._v4_names, AF_INET, frame, ts_ns, 4, src, sport, dst, dport,
+                             (seq, ack, flags, payload_len, window, wscale))
 
     def _ipv6(
         self, frame: int, ts_ns: int, wire_len: int, data: bytes, ip: int
@@ -335,16 +328,22 @@ class Decoder:
         wscale = -1
         if flags & SYN and tcp_header > 20:
             wscale = window_scale(data, tcp + 20, min(tcp + tcp_header, size))
-        names = self._v6_names
+        stats.tcp_segments += 1
+        return self._segment(self._v6_names, AF_INET6, frame, ts_ns, 6, src, sport, dst, dport,
+                             (seq, ack, flags, payload_len, window, wscale))
+
+    def _segment(self, names: dict[bytes, str], family: int, frame: int, ts_ns: int,
+                 version: int, src: bytes, sport: int, dst: bytes, dport: int,
+                 rest: tuple[int, ...]) -> Segment:
+        """Build the Segment, with the addresses' text from the per-family cache."""
         src_name = names.get(src)
         if src_name is None:
-            src_name = self._name(names, AF_INET6, src)
+            src_name = self._name(names, family, src)
         dst_name = names.get(dst)
         if dst_name is None:
-            dst_name = self._name(names, AF_INET6, dst)
-        stats.tcp_segments += 1
-        return _new_segment(Segment, (frame, ts_ns, 6, src_name, sport, dst_name, dport, seq,
-                                      ack, flags, payload_len, window, wscale))
+            dst_name = self._name(names, family, dst)
+        return _new_segment(Segment, (frame, ts_ns, version, src_name, sport, dst_name, dport,
+                                      *rest))
 
     def _irregular(
         self, data: bytes, tcp: int, tcp_header: int, end: int, wire_len: int,
