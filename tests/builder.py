@@ -8,9 +8,12 @@ nowhere, never captured), so tests can express what a vantage point sees.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
+from tcplife.detect import DetectorSet
+from tcplife.events import Anomaly
 from tcplife.frames import Collector, state_at
 from tcplife.options import Options
 from tcplife.segment import ACK, FIN, RST, SYN, Segment
@@ -93,6 +96,7 @@ class Run:
     connections: pd.DataFrame
     transitions: pd.DataFrame
     oddities: pd.DataFrame
+    anomalies: list[Anomaly]
 
     def path(self, side: str, conn_id: int = 0) -> list[str]:
         """The states a side went through, starting from its initial state."""
@@ -110,12 +114,26 @@ class Run:
 
 
 def run(segments: list[Segment], **opts: float) -> Run:
-    tracker = Tracker(Options(**opts))
-    col = Collector()
+    """The tracker and the anomaly detectors over scripted segments, as `analyze` wires
+    them (the capture ends with the last segment)."""
+    options = Options(**opts)
+    tracker, detectors, col = Tracker(options), DetectorSet(options), Collector()
+    found: list[Anomaly] = []
+
+    def consume(events: list[Any]) -> None:
+        more = detectors.feed(events)
+        found.extend(more)
+        col.add(events + more)
+
     for seg in segments:
-        col.add(tracker.feed(seg))
-    col.add(tracker.finish())
-    return Run(col.connections(), col.transitions(), col.oddities_frame())
+        consume(tracker.feed(seg))
+    if segments:
+        detectors.capture_end_ns = segments[-1].ts_ns
+    consume(tracker.finish())
+    more = detectors.finish()
+    found.extend(more)
+    col.add(more)
+    return Run(col.connections(), col.transitions(), col.oddities_frame(), found)
 
 
 __all__ = ["ACK", "Conv", "FIN", "RST", "Run", "SYN", "run"]

@@ -10,25 +10,14 @@ from collections.abc import Callable
 
 import pytest
 
-from tcplife.detect import DetectorSet
 from tcplife.events import Anomaly
-from tcplife.options import Options
 from tcplife.segment import Segment
-from tcplife.tracker import Tracker
 
-from builder import ACK, FIN, RST, SYN, Conv
+from builder import ACK, FIN, RST, SYN, Conv, run
 
 
 def detect(segments: list[Segment], **opts: float) -> list[Anomaly]:
-    options = Options(**opts)
-    tracker, detectors = Tracker(options), DetectorSet(options)
-    found: list[Anomaly] = []
-    for seg in segments:
-        found += detectors.feed(tracker.feed(seg))
-    detectors.capture_end_ns = segments[-1].ts_ns
-    found += detectors.feed(tracker.finish())
-    found += detectors.finish()
-    return found
+    return run(segments, **opts).anomalies
 
 
 def kinds(found: list[Anomaly]) -> set[tuple[int, str, str]]:
