@@ -113,6 +113,10 @@ class SynUnanswered(PerConnection):
         if r.close_kind != "unanswered" or r.client_initial_state != State.CLOSED:
             return
         n = 1 + len(v.named("syn_rtx", CLIENT))
+        if n < 2:
+            # One SYN proves nothing: the capture may end before the answer, or miss it
+            # (one direction captured); an unanswered SYN is sent again after 1 s.
+            return
         last = r.client_last_ts_ns or r.last_ts_ns
         yield v.anomaly(r.first_ts_ns, CLIENT, "syn_unanswered", r.first_frame,
                         f"{v.who(CLIENT)} sent {n} SYN{'s' if n > 1 else ''} to "
@@ -137,8 +141,11 @@ class HandshakeIncomplete(PerConnection):
             return
         n = 1 + len(v.named("synack_rtx", SERVER))
         end = next((t for t in server if t.ts_ns > synrcvd.ts_ns), None)
-        how = (f"gave up at {clock(end.ts_ns)} ({end.event})" if end is not None
-               and end.ts_ns <= v.capture_end_ns else "still waits at the end of the capture")
+        gave_up = end is not None and end.ts_ns <= v.capture_end_ns
+        if n < 2 and not gave_up:
+            return  # one SYN-ACK proves nothing (as for syn_unanswered)
+        how = (f"gave up at {clock(end.ts_ns)} ({end.event})" if gave_up and end is not None
+               else "still waits at the end of the capture")
         yield v.anomaly(synrcvd.ts_ns, SERVER, "handshake_incomplete", synrcvd.frame,
                         f"{v.who(SERVER)} sent SYN-ACK at {clock(synrcvd.ts_ns)} ({n} time"
                         f"{'s' if n > 1 else ''}) and never got the handshake's final ACK from "
@@ -177,6 +184,9 @@ class Resets(PerConnection):
                        "close()" if unread else
                        "no unread data: an abortive close (SO_LINGER 0, an abort or a "
                        "crash); the peer sees 'connection reset by peer'")
+                if state == State.UNKNOWN and not unread:
+                    why = ("too little of the connection was captured to tell whether data "
+                           "was unread: an abortive close or a reset of unread data")
                 text = f"{v.who(note.side)} ended the connection with RST at " \
                        f"{clock(note.ts_ns)} in {state.value}: {why}"
             elif state in _AFTER_CLOSE and unread and facts.get("fin_sent"):
@@ -208,13 +218,19 @@ class LingeringCloseWait(PerConnection):
                 end = v.capture_end_ns if open_to_end else nxt.ts_ns  # type: ignore[union-attr]
                 if end - t.ts_ns < linger:
                     continue
+                # Still writing after the peer's FIN: the peer half-closed and this side
+                # answers (slow, or unaware that it must close too), not a forgotten socket.
+                wrote = getattr(v.record, f"{side}_last_payload_ns")
+                wrote = min(wrote, end) if wrote is not None and wrote > t.ts_ns else None
                 peer_state = v.state_at(_other(side), end)
+                idle = ("" if wrote is None else f" (it went on sending data until "
+                        f"{clock(wrote)}: the peer had only shut down writing)")
                 until = ("to the end of the capture; the application is not calling close()"
                          if open_to_end else f"until it closed at {clock(end)}; the "
                          "application was slow to call close()")
                 yield v.anomaly(t.ts_ns, side, "lingering_close_wait", t.frame,
                                 f"{v.who(side)} received FIN at {clock(t.ts_ns)} and did "
-                                f"not close: CLOSE_WAIT for {secs(end - t.ts_ns)} {until} "
+                                f"not close: CLOSE_WAIT for {secs(end - t.ts_ns)}{idle} {until} "
                                 f"(the peer is in {peer_state.value})")
 
 
@@ -244,9 +260,9 @@ class MissingFinalAck(PerConnection):
 
     def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
         for side in (CLIENT, SERVER):
-            rtx = v.named("fin_rtx", side)
-            if not rtx:
-                continue
+            rtx = [n for n in v.named("fin_rtx", side) if not (n.facts or {}).get("hole")]
+            if not rtx or not getattr(v.record, f"{_other(side)}_packets"):
+                continue  # a peer never seen is no peer that failed to ACK (probes, scans)
             lost = [n for n in v.named("ack_lost", side)
                     if (n.facts or {}).get("kind") == "ack_fin"]
             waiting = [n for n in rtx if (n.facts or {}).get("state") in ("LAST_ACK",

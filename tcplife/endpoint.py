@@ -33,9 +33,14 @@ class Endpoint:
     initial_state: State
     since_ns: int = 0  #: when the current state began
     isn: int | None = None  #: sequence number of this side's SYN
+    alt_isn: int | None = None  #: another ISN this side's SYN-ACKs carried (see tracker)
     snd_nxt: int | None = None  #: highest sequence number sent + 1 (SYN and FIN count)
     data_hi: int | None = None  #: end of the highest payload byte sent
     fin_seq: int | None = None  #: sequence number this side's FIN occupies
+    fin_seg: tuple[int, int] | None = None  #: (seq, ts_ns) of the segment first carrying it
+    #: the peer acknowledged less than that segment's start after it was sent: data before
+    #: the FIN was missing, so the FIN's retransmissions are loss recovery, not a lost ACK
+    fin_hole: bool = False
     max_ack: int | None = None  #: highest acknowledgment this side sent
     window: int = 65535
     wscale: int = -1
@@ -53,6 +58,8 @@ class Endpoint:
     #: capture point -> this side -> capture point round trip, from the handshake
     rtt_ns: int | None = None
     last_ns: int | None = None  #: when this side last sent anything
+    #: (seq, ack, flags, payload length, window) of the last segment, to spot duplicates
+    last_key: tuple[int, int, int, int, int] | None = None
     last_data_ns: int | None = None  #: when this side last sent payload or its FIN
     last_fin_ns: int | None = None  #: when this side last sent its FIN
     last_payload_ns: int | None = None  #: when this side last sent payload

@@ -114,6 +114,8 @@ class ConnectionRecord:
     mid_stream: bool
     client_last_ts_ns: int | None = None
     server_last_ts_ns: int | None = None
+    client_last_payload_ns: int | None = None  #: when the client last sent payload
+    server_last_payload_ns: int | None = None
     anomalies: list[str] = field(default_factory=list)
 
 

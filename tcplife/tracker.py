@@ -63,6 +63,10 @@ _FOREVER = 1 << 62
 _MIN_RTO_NS = 200_000_000  #: Linux TCP_RTO_MIN
 
 
+#: Identical segments from one side closer than this are one packet captured twice.
+DUPLICATE_NS = 100_000
+
+
 class Connection:
     """One incarnation of a 4-tuple, with both endpoints."""
 
@@ -285,22 +289,50 @@ class Tracker:
         conn.last_ts = max(conn.last_ts, ts)
         conn.last_frame = frame
         a.packets += 1
+        key = (seg.seq, seg.ack, flags, seg.payload_len, seg.window)
+        if key == a.last_key and a.last_ns is not None and ts - a.last_ns <= DUPLICATE_NS:
+            # No TCP resends an identical segment within microseconds (RTO >= 200 ms, TLP
+            # >= 10 ms): the capture saw the packet twice (two interfaces, a SPAN port).
+            self._odd(conn, a, seg, "capture_duplicate", "the same segment captured twice")
+            return
+        a.last_key = key
         a.last_ns = ts
         syn, fin, rst, ackf = flags & SYN, flags & FIN, flags & RST, flags & ACK
         if not (syn or rst):
             self._note_data_facts(conn, a, seg)
 
         if a.state == State.UNKNOWN and not a.history and not conn.mid_stream \
-                and a is conn.server:
-            self._decide_server(a, seg)
+                and a is conn.server and not (rst and not _rst_acceptable(a, b, seg)):
+            self._decide_server(a, seg)  # (an RST the client would drop tells nothing)
         # 1. What this segment says about what its sender has received.
+        if ackf and b.fin_seg is not None and not b.fin_hole \
+                and seq_diff(seg.ack, b.fin_seg[0]) < 0 \
+                and ts - b.fin_seg[1] > a.crossing_window_ns():
+            b.fin_hole = True  # a's ACK, sent after the FIN reached it, shows a gap
+        if a.fin_seg is not None and seg.payload_len and seq_diff(seg.seq, a.fin_seg[0]) < 0:
+            a.fin_hole = True  # a resends data from before its FIN: the peer missed it
         if not rst:
             self._check_evidence(conn, a, b, seg)
+        elif flags & ACK and a.got_fin and a.state not in (State.CLOSED, State.UNKNOWN) \
+                and not a.covers(seg.ack, b.fin_end):
+            # An RST-ACK carries RCV.NXT too (tcp_send_active_reset): sent before the FIN.
+            self._contradict(conn, a, "fin", seg,
+                             "its RST does not acknowledge the peer's FIN: not received yet")
 
         # 2. The sender's own change.
         if rst:
             self._send_rst(conn, a, b, seg)
         elif syn:
+            if ackf and a.isn is not None and a.isn != seg.seq:
+                # SYN-ACKs with two ISNs for one SYN: two responders (a load balancer,
+                # anycast) or a request restarted. While in SYN_RECEIVED, the client's ACK
+                # shows which one it took; later, the other one is only an oddity.
+                if a.alt_isn != seg.seq:
+                    self._odd(conn, a, seg, "synack_isn_changed",
+                              f"SYN-ACK with ISN {seg.seq}, earlier {a.isn}")
+                a.alt_isn = seg.seq
+                self._recv(conn, a, b, seg)  # the client may take either
+                return
             is_rtx = a.isn is not None and a.isn == seg.seq
             if is_rtx:
                 self._odd(conn, a, seg, "synack_rtx" if ackf else "syn_rtx",
@@ -327,15 +359,18 @@ class Tracker:
                 self._odd(conn, a, seg, cell.note, f"{Ev.SEND_FIN} in {a.state}")
             elif a.fin_seq is None:
                 a.fin_seq = fin_seq
+                a.fin_seg = (seg.seq, ts)
                 a.last_data_ns = ts
                 self._apply(conn, a, Ev.SEND_FIN, seg, inferred=a.state == State.UNKNOWN)
                 if b.max_ack is not None and a.covers(b.max_ack, a.fin_end):
                     # The capture reordered them: the peer's ACK of this FIN came first.
                     self._deduce_ack(conn, a, seg, Ev.RECV_ACK_FIN, "ack_fin")
             elif fin_seq == a.fin_seq and not self._piggybacked_ack(a, seg):
+                # hole: the peer still misses data before the FIN, which is why the FIN
+                # goes unacknowledged (it is resent with or after that data).
                 self._out.append(Oddity(conn.conn_id, ts, frame, a.side, "fin_rtx",
                                         f"FIN retransmitted in {a.state}",
-                                        {"state": a.state.value}))
+                                        {"state": a.state.value, "hole": a.fin_hole}))
             else:
                 self._odd(conn, a, seg, "fin_moved",
                           f"FIN at sequence {fin_seq} after an earlier FIN at {a.fin_seq}")
@@ -384,6 +419,9 @@ class Tracker:
             self._odd(conn, a, seg, "keepalive_probe", "keep-alive probe")
             return
         if not seg.payload_len:
+            # A bare ACK between retransmissions answers something heard from the peer
+            # (e.g. its retransmitted SYN-ACK): the peer is there, the run is no silence.
+            a.rtx_run = 0
             return
         a.last_data_ns = a.last_payload_ns = seg.ts_ns
         if a.data_hi is None or seq_diff(seq_add(seg.seq, seg.payload_len), a.data_hi) > 0:
@@ -391,9 +429,10 @@ class Tracker:
             return
         # The same data again, whether or not the peer answered: its answers do not arrive.
         a.rtx_run += 1
-        if a.rtx_run_start_ns is None:
+        if a.rtx_run == 1:
             a.rtx_run_start_ns = seg.ts_ns
-        if a.rtx_run >= 3 and seg.ts_ns - a.rtx_run_start_ns >= NS and not a.silence_noted:
+        if a.rtx_run >= 3 and seg.ts_ns - a.rtx_run_start_ns >= NS and not a.silence_noted \
+                and not seg.flags & FIN:  # a FIN sent again is missing_final_ack's evidence
             a.silence_noted = True
             self._odd(conn, a, seg, "silence_rtx",
                       f"data retransmitted {a.rtx_run} times over "
@@ -479,6 +518,9 @@ class Tracker:
             a.state = a.initial_state = State.CLOSED
 
     def _send_rst(self, conn: Connection, a: Endpoint, b: Endpoint, seg: Segment) -> None:
+        if a.state == State.UNKNOWN and a.side == SERVER and b.state == State.SYN_SENT \
+                and not _rst_acceptable(a, b, seg):
+            return  # forged, or from another host: the client drops it (see _recv_rst)
         if a.side == SERVER and a.state == State.CLOSED and not a.history \
                 and b.state == State.SYN_SENT and a.initial_state == State.CLOSED \
                 and not conn.refused and a.packets == 1:
@@ -528,6 +570,10 @@ class Tracker:
             b.got_fin = True
             self._apply(conn, b, Ev.RECV_FIN, seg, inferred=True, kind="fin")
         if ackf:
+            if b.alt_isn is not None and b.state == State.SYN_RECEIVED \
+                    and seg.ack == seq_add(b.alt_isn, 1):
+                b.isn, b.alt_isn = b.alt_isn, b.isn  # the client took the other SYN-ACK
+                b.snd_nxt = seg.ack
             if b.isn is not None and b.state in (State.SYN_RECEIVED, State.SYN_SENT) \
                     and b.covers(seg.ack, seq_add(b.isn, 1)):
                 self._deduce_ack(conn, b, seg, Ev.RECV_ACK_SYN, "ack_syn")
@@ -748,4 +794,5 @@ def _record(conn: Connection) -> ConnectionRecord:
         server_initial_state=s.initial_state, close_kind=_close_kind(conn),
         role_inferred=conn.role_inferred, mid_stream=conn.mid_stream,
         client_last_ts_ns=c.last_ns, server_last_ts_ns=s.last_ns,
+        client_last_payload_ns=c.last_payload_ns, server_last_payload_ns=s.last_payload_ns,
     )

@@ -124,3 +124,106 @@ def test_ipv6_ftp() -> None:
     r = _analyze("zeek__ftp__ipv6.pcap")
     assert set(r.connections.ip_version) == {6}
     assert set(r.connections.close_kind) == {"fin"}
+
+
+# Every anomaly tcplife reports on the corpus, each checked by reading the packets in
+# tshark (2026-11-22). Captures not listed report none. What the packets show:
+C, S = "client", "server"
+CORPUS_ANOMALIES: dict[str, set[tuple[int, str, str]]] = {
+    # nmap OS probes: SYN|FIN|PSH|URG and SYN probes sent 4 times, never answered; null,
+    # ACK and FIN probes start mid-stream. (The single SYN-ACKs of its SYN probes and
+    # the FIN probes to a closed port prove nothing and are not reported.)
+    "sanders__activeosfingerprinting.pcapng": {
+        (7, C, "mid_stream"), (8, C, "syn_unanswered"), (9, C, "mid_stream"),
+        (10, C, "syn_unanswered"), (11, C, "mid_stream"), (12, C, "mid_stream")},
+    "sanders__nowebaccess2.pcapng": {(0, S, "refused")},  # SYN, RST-ACK
+    "sanders__nowebaccess3.pcapng": {(0, C, "syn_unanswered")},  # SYN x3, no answer
+    # conn 0: FIN, ACK, then 77 s of silence; conn 3: server FIN at +13 s, client ACKs,
+    # keeps the socket (its keep-alive probe at +58 s is ACKed) and never closes.
+    "sanders__sessionhijacking.pcapng": {
+        (0, C, "fin_wait_2_timeout"), (0, C, "mid_stream"), (0, S, "lingering_close_wait"),
+        (3, C, "keepalive"), (3, C, "lingering_close_wait"), (3, S, "fin_wait_2_timeout"),
+        (4, C, "keepalive"), (5, C, "keepalive")},
+    # SYN scan: SYN-ACK sent 4 times (3, 6, 12 s) with no ACK; RST-ACK from closed ports.
+    "sanders__synscan.pcapng": {
+        (8, S, "handshake_incomplete"), (11, S, "refused"), (12, S, "handshake_incomplete"),
+        (34, S, "refused"), (39, S, "handshake_incomplete"), (108, S, "refused"),
+        (522, S, "refused"), (1183, S, "refused")},
+    "sanders__tcp_dupack.pcapng": {(0, C, "mid_stream")},
+    "sanders__tcp_refuseconnection.pcapng": {(0, S, "refused")},
+    # 648 bytes sent 6 times with exponential backoff, nothing comes back.
+    "sanders__tcp_retransmissions.pcapng": {(0, C, "half_open"), (0, C, "mid_stream")},
+    "sanders__tcp_teardown.pcapng": {(0, C, "mid_stream")},
+    "sanders__tcp_zerowindowdead.pcapng": {(0, C, "mid_stream")},  # window probes, no
+    "sanders__tcp_zerowindowrecovery.pcapng": {(0, C, "mid_stream")},  # keep-alives
+    "sv__bug-2491-02__simple_http_download.onesided.nosyn.pcap": {(0, C, "mid_stream")},
+    # Client FIN (ack 4580) and server data+FIN (ack 917) cross; the server's data+FIN is
+    # then sent 9 more times over 57 s and never acknowledged.
+    "sv__bug-2646-01.pcap": {
+        (0, C, "simultaneous_close"), (0, S, "missing_final_ack"),
+        (0, S, "simultaneous_close")},
+    # Server data after the client's last payload, then the client's RST-ACK.
+    "sv__bug-6244__tcp-rst-with-data.pcap": {(0, C, "rst_on_close_unread_data")},
+    # Two SYN-ACK ISNs; the client takes the second. Server FIN (frame 47) and client FIN
+    # (frame 48, ack not covering the server's last 24 bytes) cross.
+    "sv__tcp-fastopen-10-syn-data-ignore.pcap": {(0, S, "simultaneous_close")},
+    # Client data+FIN and server FIN cross; server data meets the client's RST.
+    "sv__tcp-fastopen-11__tlpw-tcp-tfo-data-on-syn-nack.pcap": {
+        (0, C, "simultaneous_close"), (0, C, "write_after_close")},
+    "sv__tcp-rst-unacked-stream-01-raw.pcap": {(0, C, "rst_on_close_unread_data")},
+    "sv__tcp-rst-unacked-stream-03-gap.pcap": {(0, C, "rst_on_close_unread_data")},
+    "sv__tcp-split-handshake-01-4whs.pcap": {(0, C, "simultaneous_open")},  # SYN, SYN
+    # SYN, bare ACK, then a SYN from the other side: a new instance (as tcp.stream 1).
+    "sv__tcp-split-handshake-02-5whs.pcap": {(1, C, "port_reuse")},
+    "sv__tcp-stream-after-swap__http-start-from-response.pcap": {(0, C, "mid_stream")},
+    # MPTCP fast close: RST-ACK after all data was answered.
+    "tcpdump__mptcp-fclose.pcap": {(0, S, "abortive_close")},
+    # Single-packet captures of an RST (with data, diag payload, all flags set).
+    "tcpdump__mptcp-tcprst.pcap": {(0, C, "abortive_close"), (0, C, "mid_stream")},
+    "tcpdump__tcp_eight_lowest_weight_flags_set.pcap": {
+        (0, C, "abortive_close"), (0, C, "mid_stream")},
+    "tcpdump__tcp_rst_data.pcap": {(0, C, "mid_stream"), (0, S, "abortive_close")},
+    "tcpdump__tcp_rst_diag_payload.pcap": {(0, C, "abortive_close"), (0, C, "mid_stream")},
+    "zeek__http__get_nosyn.pcap": {(0, C, "mid_stream")},
+    # nmap -sV: RST-ACK from closed ports; connect() probes closed by RST-ACK right after
+    # the handshake (SO_LINGER 0).
+    "zeek__nmap-vsn.pcap": {
+        (0, S, "refused"), (1, S, "refused"), (2, C, "abortive_close"), (4, S, "refused"),
+        (6, C, "abortive_close"), (8, S, "refused"), (11, S, "refused"), (14, S, "refused"),
+        (16, C, "abortive_close")},
+    # Streams 3, 6, 8, 10, 12: client FIN and server FIN, neither acknowledging the other.
+    # Stream 4: 96 bytes from the client, then the server's RST-ACK (its ack does not
+    # cover the client's FIN, captured 35 us before). Stream 19: the client resends its
+    # FIN twice after the server's FIN-ACK acknowledged it.
+    "zeek__ssh__ssh.pcap": {
+        (3, C, "simultaneous_close"), (4, S, "rst_on_close_unread_data"),
+        (6, C, "simultaneous_close"), (8, C, "simultaneous_close"),
+        (10, C, "simultaneous_close"), (12, C, "simultaneous_close"),
+        (19, C, "mid_stream"), (19, C, "missing_final_ack")},
+    "zeek__tcp__no-handshake.pcap": {(0, C, "mid_stream")},
+    "zeek__tcp__option-sack.pcap": {(0, C, "syn_unanswered")},  # SYN x4 over 12 s
+    # Client FIN, server data after it, client RST from FIN_WAIT_1.
+    "zeek__tcp__qi_internet_SYNACK_curl_jsonip.pcap": {(0, C, "write_after_close")},
+    # Server FIN at +0.5 s; the client uploads for 11 s more, then data+FIN (resent
+    # after a hole in the data before it is repaired).
+    "zeek__tcp__reassembly.pcap": {(0, C, "lingering_close_wait"), (0, S, "half_close")},
+    # Server data acknowledged, never answered; the client's RST-ACK 60 s later.
+    "zeek__tcp__retransmit-fast009.pcap": {(0, C, "rst_on_close_unread_data")},
+    "zeek__tcp__retransmit-timeout.pcapng": {(0, C, "mid_stream")},
+    # A forged RST (acking the ISN itself) is ignored; later 25 bytes from the client are
+    # acknowledged and answered by the server's RST-ACK.
+    "zeek__tcp__rst-inject-rae.pcap": {(0, S, "rst_on_close_unread_data")},
+    "zeek__tcp__single-rst.pcap": {(0, C, "mid_stream")},
+    # 4 bytes from the server, acknowledged, then the client's RST-ACK 17 us later.
+    "zeek__websocket__wstunnel-ssh.pcap": {
+        (0, C, "rst_on_close_unread_data"), (1, C, "rst_on_close_unread_data")},
+    "zeek__wikipedia.pcap": {(0, C, "mid_stream")},
+}
+
+
+@needs_corpus
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_corpus_anomalies_are_the_reviewed_ones(path: Path) -> None:
+    a = _analyze(path.name).anomalies
+    found = {(int(c), str(s), str(k)) for c, s, k in zip(a.conn_id, a.side, a.kind, strict=True)}
+    assert found == CORPUS_ANOMALIES.get(path.name, set())

@@ -124,7 +124,68 @@ def mid_stream(cv: Conv) -> None:
     cv.c(ACK)
 
 
+# Shapes met in the third-party corpus (see test_corpus.CORPUS_ANOMALIES) where an earlier
+# rule raised a false alarm.
+
+def lone_syn(cv: Conv) -> None:  # the capture ends (or misses the answer) after one SYN
+    cv.c(SYN)
+
+
+def lone_synack(cv: Conv) -> None:
+    cv.c(SYN)
+    cv.s(SYN | ACK)
+    cv.wait(2)
+    cv.c(0, 10, lost="before")  # time passes; the ACK is simply not captured
+
+
+def fin_probes_to_nobody(cv: Conv) -> None:  # nmap's FIN probes: no peer ever answers
+    cv.client.snd_nxt += 1
+    for _ in range(3):
+        cv.c(FIN, seq=cv.client.snd_nxt - 1 if _ else None, ack=12345, dt=0.2)
+
+
+def captured_twice(cv: Conv) -> None:  # a SPAN port duplicating every packet
+    cv.handshake()
+    cv.s(0, 14)
+    cv.c(ACK)
+    fin = cv.c(FIN)
+    cv.segments.append(fin._replace(frame=fin.frame + 1, ts_ns=fin.ts_ns + 1000))
+    cv.frame += 1
+    cv.s(RST, seq=cv.server.snd_nxt, ack=0)  # a bare RST: it had forgotten the connection
+
+
+def fin_behind_a_hole(cv: Conv) -> None:  # LAST_ACK's FIN resent with the data lost before it
+    cv.handshake()
+    cv.s(FIN)
+    cv.c(ACK)
+    cv.c(0, 1000, lost="after")
+    cv.c(FIN, 200)
+    cv.s(ACK, dt=0.0001)  # duplicate ACK: still waiting for the first 1000 bytes
+    cv.s(ACK, dt=0.05)
+    cv.c(0, 1000, seq=cv.client.snd_nxt - 1201, dt=0.3)
+    cv.s(ACK, ack=cv.client.snd_nxt - 201, dt=0.001)
+    cv.c(FIN, 200, seq=cv.client.snd_nxt - 201, dt=0.01)
+    cv.s(ACK)
+
+
+def retransmits_while_peer_answers(cv: Conv) -> None:  # the server answers, slowly
+    cv.handshake()
+    cv.c(0, 100, lost="after")
+    cv.c(0, 100, seq=cv.client.snd_nxt - 100, dt=0.4, lost="after")
+    cv.s(ACK, ack=cv.server.rcv_nxt, dt=0.3)  # e.g. an old ACK, or a retransmitted SYN-ACK
+    cv.c(ACK, dt=0.001)  # the client answers it: it hears its peer
+    cv.c(0, 100, seq=cv.client.snd_nxt - 100, dt=0.4, lost="after")
+    cv.c(0, 100, seq=cv.client.snd_nxt - 100, dt=0.8)
+    cv.s(ACK)
+
+
 CASES: dict[str, tuple[Callable[[Conv], None], set[tuple[int, str, str]]]] = {
+    "lone_syn": (lone_syn, set()),
+    "lone_synack": (lone_synack, set()),
+    "fin_probes_to_nobody": (fin_probes_to_nobody, {(0, "client", "mid_stream")}),
+    "captured_twice": (captured_twice, set()),
+    "fin_behind_a_hole": (fin_behind_a_hole, {(0, "server", "half_close")}),
+    "retransmits_while_peer_answers": (retransmits_while_peer_answers, set()),
     "clean_close": (clean_close, set()),
     "refused": (refused, {(0, "server", "refused")}),
     "syn_unanswered": (syn_unanswered, {(0, "client", "syn_unanswered")}),
@@ -185,3 +246,12 @@ def test_port_reuse_and_time_wait_accumulation() -> None:
                             (4, "client", "time_wait_accumulation")}
     [acc] = [a for a in found if a.kind == "time_wait_accumulation"]
     assert "host 10.0.0.1 had 5 sockets in TIME_WAIT at once" in acc.detail
+
+
+def test_a_packet_captured_twice_is_one_packet() -> None:
+    cv = Conv()
+    captured_twice(cv)
+    r = run(cv.segments)
+    names = list(r.oddities.name)
+    assert "capture_duplicate" in names and "fin_rtx" not in names
+    assert int(r.connections.iloc[0].packets) == len(cv.segments)  # still counted

@@ -420,3 +420,47 @@ def test_port_reuse_while_the_old_server_socket_is_in_close_wait() -> None:
     assert r.path("client", 1) == ["CLOSED", "SYN_SENT", "ESTABLISHED"]
     assert r.path("server", 1) == ["LISTEN", "SYN_RECEIVED", "ESTABLISHED"]
     assert r.connections.set_index("conn_id").loc[1].packets == 4  # SYN, SYN, SYN-ACK, ACK
+
+
+# Shapes from the third-party corpus (tests/test_corpus.py names the captures).
+
+def test_forged_rst_before_the_synack_does_not_make_the_server_refuse() -> None:
+    cv = Conv()  # zeek rst-inject-rae: an RST acknowledging the ISN itself, then a SYN-ACK
+    cv.c(SYN)
+    cv.s(RST | ACK, seq=0, ack=cv.client.isn)
+    cv.s(SYN | ACK, dt=1)
+    cv.c(ACK)
+    r = run(cv.segments)
+    assert r.path("server") == ["LISTEN", "SYN_RECEIVED", "ESTABLISHED"]
+    assert r.connections.iloc[0].close_kind != "refused"
+    assert {a.kind for a in r.anomalies} == set()
+
+
+def test_synack_with_another_isn_the_client_takes_the_second() -> None:
+    cv = Conv()  # suricata tcp-fastopen-10: two responders, the client ACKs the second
+    cv.c(SYN)
+    cv.s(SYN | ACK)
+    first_isn = cv.server.isn
+    cv.server.isn = cv.server.snd_nxt = 5_000_000
+    cv.s(SYN | ACK, dt=0.5)
+    cv.c(ACK)
+    cv.s(0, 100)
+    cv.c(ACK)
+    cv.s(SYN | ACK, seq=first_isn, ack=cv.client.isn + 1, dt=0.5)  # the first one again
+    r = run(cv.segments)
+    assert r.path("server") == ["LISTEN", "SYN_RECEIVED", "ESTABLISHED"]
+    assert r.final("server") == "ESTABLISHED"
+    assert "synack_isn_changed" in set(r.oddities.name)
+
+
+def test_rst_ack_not_covering_the_fin_shows_the_fin_was_not_received() -> None:
+    cv = Conv()  # zeek ssh.pcap stream 4: the client's FIN and the server's RST cross
+    cv.handshake()
+    cv.c(0, 96)
+    rcv = cv.server.rcv_nxt
+    cv.c(FIN, dt=0.001)
+    cv.s(RST | ACK, ack=rcv, dt=0.00003)
+    r = run(cv.segments)
+    assert r.path("server") == ["LISTEN", "SYN_RECEIVED", "ESTABLISHED", "CLOSED"]
+    assert {(a.side, a.kind) for a in r.anomalies} == {("server",
+                                                         "rst_on_close_unread_data")}
