@@ -15,7 +15,9 @@ from typing import IO, Any, Union
 import pandas as pd
 
 from tcplife.capture import ReadStats, read_segments
+from tcplife.capture.columns import AddressBook, Batch
 from tcplife.detect import DetectorSet
+from tcplife.drive import drive
 from tcplife.events import Event
 from tcplife.frames import Collector
 from tcplife.frames import state_at as _state_at
@@ -71,8 +73,22 @@ def iter_segments(sources: Iterable[Source], stats: ReadStats) -> Iterator[Segme
         stats.merge(file_stats)
 
 
+def iter_batches(sources: Iterable[Source], stats: ReadStats,
+                 size: int = 65536) -> Iterator[Batch]:
+    """The segments of `iter_segments` as `Batch`es (one address book for the read)."""
+    book = AddressBook()
+    chunk: list[Segment] = []
+    for seg in iter_segments(sources, stats):
+        chunk.append(seg)
+        if len(chunk) >= size:
+            yield Batch.from_segments(chunk, book)
+            chunk = []
+    if chunk:
+        yield Batch.from_segments(chunk, book)
+
+
 def analyze(source: Source | list[Source], *, options: Options | None = None,
-            on_event: Callable[[Event], None] | None = None,
+            on_event: Callable[[Event], None] | None = None, fast: bool = True,
             **timeouts: float) -> Result:
     """Analyse one capture (a path, ``"-"`` for stdin, or a binary file object) or a list
     of captures read in order as one. Timeouts (seconds) override Linux's defaults:
@@ -81,6 +97,8 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
 
     Raises `tcplife.CaptureError` only when the input cannot be read at all; a truncated or
     partly corrupt capture is analysed up to the damage, with a warning in ``warnings``.
+    ``fast=False`` feeds every segment to the tracker one by one (the plain path, which the
+    fast path must equal; see `tcplife.drive`).
     """
     if options is None:
         options = Options(**timeouts)
@@ -99,10 +117,13 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
                 on_event(ev)
         collector.add(events)
 
-    for seg in iter_segments(sources, stats):
-        events = tracker.feed(seg)
-        if events:
-            consume(events)
+    if fast:
+        drive(iter_batches(sources, stats), tracker, consume)
+    else:
+        for seg in iter_segments(sources, stats):
+            events = tracker.feed(seg)
+            if events:
+                consume(events)
     if stats.last_ts_ns is not None:  # the capture ends with its last frame, of any kind
         detectors.capture_end_ns = max(detectors.capture_end_ns, stats.last_ts_ns)
     consume(tracker.finish())

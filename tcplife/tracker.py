@@ -277,6 +277,75 @@ class Tracker:
                 del self._flows[key]
         self._out.append(ConnectionEnded(_record(conn)))
 
+    # ------------------------------------------------------------------ fast lane
+    def steady(self, src: str, sport: int, dst: str, dport: int) -> Connection | None:
+        """The connection a segment from (src, sport) to (dst, dport) goes to, if it is in
+        the steady state where an in-order ACK or data segment changes nothing but counters
+        (both sides ESTABLISHED, no FIN, handshake bookkeeping done); else None."""
+        conn = self._flows.get((src, sport, dst, dport))
+        if conn is None or conn.predecessor is not None:
+            return None
+        c, s = conn.client, conn.server
+        if c.state is not State.ESTABLISHED or s.state is not State.ESTABLISHED:
+            return None
+        for a, b in ((c, s), (s, c)):
+            if a.fin_seq is not None or a.fin_seg is not None or a.got_fin \
+                    or a.snd_nxt is None or a.max_ack is None \
+                    or a.rtt_ns is None and b.first_synack_ns is not None:
+                return None
+        return conn
+
+    def absorb(self, conn: Connection, rows: Iterable[tuple[int, int, bool, int, int, int,
+                                                             int, int]]) -> int:
+        """Apply a run of segments of a `steady` connection, each (frame, ts_ns,
+        from_client, seq, ack, flags, payload_len, window) with ACK set and no SYN, FIN or
+        RST, exactly as `feed` would, as long as each is one that changes no state and
+        emits nothing: not a duplicate, not keep-alive shaped, not a retransmission.
+        Returns how many it applied (a prefix); the caller feeds the next one normally.
+        It does not fire timers: a steady connection has none, and others' wait for the
+        next `feed`, which fires them at their own deadlines, so the events are the same.
+        """
+        c, s = conn.client, conn.server
+        n = 0
+        for frame, ts, from_client, seq, ack, flags, plen, win in rows:
+            a = c if from_client else s
+            key = (seq, ack, flags, plen, win)
+            if key == a.last_key and ts - a.last_ns <= DUPLICATE_NS:  # type: ignore[operator]
+                break
+            snd_nxt = a.snd_nxt
+            if plen <= 1 and (snd_nxt - seq) & 0xFFFFFFFF == 1:  # type: ignore[operator]
+                break
+            if plen:
+                end = (seq + plen) & 0xFFFFFFFF
+                hi = a.data_hi
+                if hi is None:
+                    a.bytes += plen
+                else:
+                    d = seq_diff(end, hi)
+                    if d <= 0:
+                        break
+                    a.bytes += plen if plen < d else d
+                a.data_hi = end
+                a.last_data_ns = a.last_payload_ns = ts
+                a.rtx_run_start_ns = None
+                if seq_diff(end, snd_nxt) > 0:  # type: ignore[arg-type]
+                    a.snd_nxt = end
+            elif seq_diff(seq, snd_nxt) > 0:  # type: ignore[arg-type]
+                a.snd_nxt = seq
+            a.rtx_run = 0
+            if seq_diff(ack, a.max_ack) > 0:  # type: ignore[arg-type]
+                a.max_ack = ack
+            a.window = win
+            a.last_key = key
+            a.last_ns = ts
+            a.packets += 1
+            conn.packets += 1
+            if ts > conn.last_ts:
+                conn.last_ts = ts
+            conn.last_frame = frame
+            n += 1
+        return n
+
     # ------------------------------------------------------------------ segments
     def _process(self, conn: Connection, seg: Segment) -> None:
         flags = seg.flags

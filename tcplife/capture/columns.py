@@ -29,6 +29,7 @@ class AddressBook:
 
     v6_keys: dict[bytes, int] = field(default_factory=dict)  #: packed IPv6 -> key
     names: dict[int, str] = field(default_factory=dict)  #: key -> text form
+    text_keys: dict[str, int] = field(default_factory=dict)  #: text form -> key (a cache)
 
     def key_v6(self, packed: bytes) -> int:
         key = self.v6_keys.get(packed)
@@ -39,9 +40,15 @@ class AddressBook:
 
     def key_text(self, text: str) -> int:
         """The key of an address given as text (as in a `Segment`)."""
-        if ":" in text:
-            return self.key_v6(ipaddress.IPv6Address(text).packed)
-        return int(ipaddress.IPv4Address(text))
+        key = self.text_keys.get(text)
+        if key is None:
+            if ":" in text:
+                key = self.key_v6(ipaddress.IPv6Address(text).packed)
+            else:
+                key = int(ipaddress.IPv4Address(text))
+            if len(self.text_keys) < 1 << 20:
+                self.text_keys[text] = key
+        return key
 
     def name(self, key: int) -> str:
         name = self.names.get(key)
