@@ -29,3 +29,96 @@ def assert_same(fast: tcplife.Result, plain: tcplife.Result) -> None:
 @pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.name)
 def test_fast_path_equals_plain_path(path: Path) -> None:
     assert_same(tcplife.analyze(path), tcplife.analyze(path, fast=False))
+
+
+# Generated traffic: several interleaved conversations with retransmissions, duplicates,
+# keep-alives, reordering, losses, RSTs and port reuse, cut into batches anywhere.
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from tcplife.capture.columns import AddressBook, Batch  # noqa: E402
+from tcplife.drive import drive  # noqa: E402
+from tcplife.segment import Segment  # noqa: E402
+from tcplife.tracker import Tracker  # noqa: E402
+
+from builder import ACK, FIN, RST, SYN, Conv, Host  # noqa: E402
+
+OPS = st.sampled_from(["c_data", "s_data", "c_ack", "s_ack", "c_rtx", "s_rtx", "c_keep",
+                       "dup", "swap", "c_lost", "c_fin", "s_fin", "s_rst", "reuse",
+                       "c_big", "wait", "s_overlap"])
+
+
+def _conversation(ops: list[str], port: int, t0: float) -> list[Segment]:
+    cv = Conv(client=Host("10.0.0.1", port, 1000 + port), t=t0)
+    cv.handshake()
+    for op in ops:
+        who, _, what = op.partition("_")
+        send = cv.c if who == "c" else cv.s
+        host = cv.client if who == "c" else cv.server
+        if what == "data":
+            send(0, 100, dt=0.001)
+        elif what == "big":
+            send(0, 1448, dt=0.0001)
+        elif what == "ack":
+            send(ACK, dt=0.001)
+        elif what == "rtx":
+            send(0, 100, seq=(host.snd_nxt - 100) & 0xFFFFFFFF, dt=0.2)
+        elif what == "overlap":  # 50 old bytes and 100 new ones
+            start = (host.snd_nxt - 50) & 0xFFFFFFFF
+            send(0, 150, seq=start, dt=0.001)
+            host.snd_nxt = (start + 150) & 0xFFFFFFFF
+        elif what == "keep":
+            send(ACK, seq=(host.snd_nxt - 1) & 0xFFFFFFFF, dt=1)
+        elif what == "lost":
+            send(0, 100, lost="after", dt=0.001)
+        elif what == "fin":
+            send(FIN, dt=0.001)
+        elif what == "rst":
+            send(RST | ACK, dt=0.001)
+        elif op == "dup" and cv.segments:
+            last = cv.segments[-1]
+            cv.segments.append(last._replace(ts_ns=last.ts_ns + 10_000))
+        elif op == "swap" and len(cv.segments) > 4:
+            a, b = cv.segments[-2], cv.segments[-1]
+            cv.segments[-2:] = [b._replace(ts_ns=a.ts_ns), a._replace(ts_ns=b.ts_ns)]
+        elif op == "reuse":
+            cv.client.isn = cv.client.snd_nxt = (cv.client.snd_nxt + 77777) & 0xFFFFFFFF
+            cv.server.isn = cv.server.snd_nxt = (cv.server.snd_nxt + 55555) & 0xFFFFFFFF
+            cv.client.rcv_nxt = cv.server.rcv_nxt = None
+            cv.c(SYN, ack=0, dt=0.5)
+            cv.s(SYN | ACK)
+            cv.c(ACK)
+        elif op == "wait":
+            cv.wait(30)
+    return cv.segments
+
+
+def _events_plain(segments: list[Segment]) -> list[object]:
+    tracker = Tracker()
+    out: list[object] = []
+    for seg in segments:
+        out.extend(tracker.feed(seg))
+    out.extend(tracker.finish())
+    return out
+
+
+def _events_fast(segments: list[Segment], size: int) -> list[object]:
+    tracker, out, book = Tracker(), [], AddressBook()
+    batches = [Batch.from_segments(segments[i:i + size], book)
+               for i in range(0, len(segments), size)]
+    drive(batches, tracker, out.extend)
+    out.extend(tracker.finish())
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(OPS, max_size=25), min_size=1, max_size=3),
+       st.integers(min_value=1, max_value=40))
+def test_fast_path_events_equal_plain_path(convs: list[list[str]], size: int) -> None:
+    segments: list[Segment] = []
+    for i, ops in enumerate(convs):
+        segments += _conversation(ops, 40000 + i, 1_700_000_000.0 + 0.0003 * i)
+    segments.sort(key=lambda s: s.ts_ns)
+    segments = [s._replace(frame=i + 1) for i, s in enumerate(segments)]
+    assert _events_fast(segments, size) == _events_plain(segments)
