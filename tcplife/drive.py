@@ -23,6 +23,10 @@ from .tracker import Tracker
 
 _K = np.uint64(0x9E3779B97F4A7C15)
 
+#: Runs at least this long are absorbed with numpy (`Tracker.absorb_columns`); shorter ones
+#: row by row (`Tracker.absorb`), where numpy's per-call cost would dominate.
+LONG_RUN = 64
+
 
 def drive(batches: Iterable[Batch], tracker: Tracker,
           emit: Callable[[list[Event]], None]) -> None:
@@ -86,6 +90,7 @@ def _drive_batch(batch: Batch, tracker: Tracker, emit: Callable[[list[Event]], N
                               batch.dport.tolist())
     name = batch.book.name
     feed, steady, absorb = tracker.feed, tracker.steady, tracker.absorb
+    absorb_columns = tracker.absorb_columns
 
     def run_at(pos: int, end: int) -> None:
         """Apply the run order[pos:end] from its first segment on; defer what is left."""
@@ -95,9 +100,14 @@ def _drive_batch(batch: Batch, tracker: Tracker, emit: Callable[[list[Event]], N
         if conn is not None:
             client_key = snd[r] if (conn.client.addr == name(src[r])
                                     and conn.client.port == sport[r]) else rcv[r]
-            rows = order_l[pos:end]
-            k = absorb(conn, ((frame[x], ts[x], snd[x] == client_key, seq[x], ack[x], flg[x],
-                               plen[x], win[x]) for x in rows))
+            if end - pos >= LONG_RUN:
+                ix = order[pos:end]
+                k = absorb_columns(conn, sender[ix] == client_key, batch.frame[ix],
+                                   batch.ts_ns[ix], batch.seq[ix], batch.ack[ix], flags[ix],
+                                   batch.payload_len[ix], batch.window[ix])
+            else:
+                k = absorb(conn, ((frame[x], ts[x], snd[x] == client_key, seq[x], ack[x],
+                                   flg[x], plen[x], win[x]) for x in order_l[pos:end]))
         if k == 0:  # not steady, or a segment that changes something: the plain way
             events = feed(batch.segment(r))
             if events:

@@ -35,6 +35,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Iterator
 
+import numpy as np
+
 from tcplife.endpoint import Endpoint, HistoryEntry
 from tcplife.events import (
     ConnectionEnded,
@@ -62,6 +64,8 @@ WELL_KNOWN_SERVER_PORTS = frozenset({
 _FOREVER = 1 << 62
 _MIN_RTO_NS = 200_000_000  #: Linux TCP_RTO_MIN
 
+
+_MOD, _HALF, _FAR = 1 << 32, 1 << 31, 1 << 30
 
 #: Identical segments from one side closer than this are one packet captured twice.
 DUPLICATE_NS = 100_000
@@ -345,6 +349,79 @@ class Tracker:
             conn.last_frame = frame
             n += 1
         return n
+
+    def absorb_columns(self, conn: Connection, from_client: np.ndarray, frame: np.ndarray,
+                       ts: np.ndarray, seq: np.ndarray, ack: np.ndarray, flags: np.ndarray,
+                       plen: np.ndarray, win: np.ndarray) -> int:
+        """`absorb` for a long run given as int64 arrays: the same test for each segment
+        and the same result, computed with cumulative maxima over sequence numbers made
+        linear around the side's current values (segments more than 2**30 away from them
+        end the run: the plain rules of modular comparison then apply)."""
+        n = len(frame)
+        bad = np.zeros(n, dtype=bool)
+        sides = []
+        for ep, mask in ((conn.client, from_client), (conn.server, ~from_client)):
+            rows = np.flatnonzero(mask)
+            base, ack0 = ep.snd_nxt, ep.max_ack
+            assert base is not None and ack0 is not None
+            hi0 = -_MOD if ep.data_hi is None else (ep.data_hi - base + _HALF) % _MOD - _HALF
+            if hi0 != -_MOD and abs(hi0) >= _FAR:
+                return 0
+            if not len(rows):
+                continue
+            s_rel = (seq[rows] - base + _HALF) % _MOD - _HALF
+            a_rel = (ack[rows] - ack0 + _HALF) % _MOD - _HALF
+            p = plen[rows]
+            end = s_rel + p
+            far = (np.abs(s_rel) >= _FAR) | (np.abs(a_rel) >= _FAR)
+            nxt_before = np.maximum(np.maximum.accumulate(np.concatenate(([0], end[:-1]))), 0)
+            data_end = np.where(p > 0, end, -_MOD)
+            hi_before = np.maximum.accumulate(np.concatenate(([hi0], data_end[:-1])))
+            keep_shape = (p <= 1) & (nxt_before - s_rel == 1)
+            rtx = (p > 0) & (end <= hi_before)
+            same = np.zeros(len(rows), dtype=bool)
+            k = (seq[rows], ack[rows], flags[rows], p, win[rows])
+            same[1:] = np.logical_and.reduce([c[1:] == c[:-1] for c in k])
+            same[1:] &= np.diff(ts[rows]) <= DUPLICATE_NS
+            first = tuple(int(c[0]) for c in k)
+            same[0] = first == ep.last_key and int(ts[rows[0]]) - ep.last_ns <= DUPLICATE_NS
+            bad[rows] = far | keep_shape | rtx | same
+            sides.append((ep, rows, a_rel, end, hi_before))
+        stop = int(np.argmax(bad)) if bad.any() else n
+        if stop == 0:
+            return 0
+        for ep, rows, a_rel, end, hi_before in sides:
+            m = int(np.searchsorted(rows, stop))
+            if m == 0:
+                continue
+            r, e, p = rows[:m], end[:m], plen[rows[:m]]
+            base = ep.snd_nxt
+            assert base is not None and ep.max_ack is not None
+            top = int(e.max())
+            if top > 0:
+                ep.snd_nxt = (base + top) % _MOD
+            data = p > 0
+            if data.any():
+                hb = hi_before[:m][data]
+                gain = np.where(hb == -_MOD, p[data], np.minimum(p[data], e[data] - hb))
+                ep.bytes += int(gain.sum())
+                ep.data_hi = int((base + e[data][-1]) % _MOD)  # each one raised it
+                ep.last_data_ns = ep.last_payload_ns = int(ts[r[data][-1]])
+                ep.rtx_run_start_ns = None
+            amax = int(a_rel[:m].max())
+            if amax > 0:
+                ep.max_ack = (ep.max_ack + amax) % _MOD
+            last = int(r[-1])
+            ep.rtx_run = 0
+            ep.window = int(win[last])
+            ep.last_key = (int(seq[last]), int(ack[last]), int(flags[last]), int(plen[last]),
+                           int(win[last]))
+            ep.last_ns = int(ts[last])
+            ep.packets += m
+        conn.packets += stop
+        conn.last_ts = max(conn.last_ts, int(ts[:stop].max()))
+        conn.last_frame = int(frame[stop - 1])
+        return stop
 
     # ------------------------------------------------------------------ segments
     def _process(self, conn: Connection, seg: Segment) -> None:

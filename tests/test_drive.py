@@ -26,8 +26,11 @@ def assert_same(fast: tcplife.Result, plain: tcplife.Result) -> None:
                                       obj=table)
 
 
+@pytest.mark.parametrize("long_run", [64, 1])  # 1: every run through numpy
 @pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.name)
-def test_fast_path_equals_plain_path(path: Path) -> None:
+def test_fast_path_equals_plain_path(path: Path, long_run: int,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tcplife.drive.LONG_RUN", long_run)
     assert_same(tcplife.analyze(path), tcplife.analyze(path, fast=False))
 
 
@@ -112,10 +115,22 @@ def _events_fast(segments: list[Segment], size: int) -> list[object]:
     return out
 
 
+@pytest.mark.parametrize("long_run", [64, 1])  # 1: every run through numpy
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.lists(OPS, max_size=25), min_size=1, max_size=3),
        st.integers(min_value=1, max_value=40))
-def test_fast_path_events_equal_plain_path(convs: list[list[str]], size: int) -> None:
+def test_fast_path_events_equal_plain_path(long_run: int, convs: list[list[str]],
+                                           size: int) -> None:
+    import tcplife.drive
+
+    saved, tcplife.drive.LONG_RUN = tcplife.drive.LONG_RUN, long_run
+    try:
+        _check_equal(convs, size)
+    finally:
+        tcplife.drive.LONG_RUN = saved
+
+
+def _check_equal(convs: list[list[str]], size: int) -> None:
     segments: list[Segment] = []
     for i, ops in enumerate(convs):
         segments += _conversation(ops, 40000 + i, 1_700_000_000.0 + 0.0003 * i)
