@@ -6,6 +6,7 @@ Owns: `analyze()` and `Result`. Nothing downstream calls back upstream.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -117,13 +118,21 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
                 on_event(ev)
         collector.add(events)
 
-    if fast:
-        drive(iter_batches(sources, stats), tracker, consume)
-    else:
-        for seg in iter_segments(sources, stats):
-            events = tracker.feed(seg)
-            if events:
-                consume(events)
+    # Millions of small, acyclic objects: the cyclic collector's full passes cost a third
+    # of the run time on big captures and find nothing; it is paused while reading.
+    gc_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        if fast:
+            drive(iter_batches(sources, stats), tracker, consume)
+        else:
+            for seg in iter_segments(sources, stats):
+                events = tracker.feed(seg)
+                if events:
+                    consume(events)
+    finally:
+        if gc_was_on:
+            gc.enable()
     if stats.last_ts_ns is not None:  # the capture ends with its last frame, of any kind
         detectors.capture_end_ns = max(detectors.capture_end_ns, stats.last_ts_ns)
     consume(tracker.finish())
