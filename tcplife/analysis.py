@@ -16,7 +16,8 @@ from typing import IO, Any, Union
 import pandas as pd
 
 from tcplife.capture import ReadStats, read_segments
-from tcplife.capture.columns import AddressBook, Batch
+from tcplife.capture.columns import Batch
+from tcplife.capture.fastread import read_batches
 from tcplife.detect import DetectorSet
 from tcplife.drive import drive
 from tcplife.events import Event
@@ -25,6 +26,9 @@ from tcplife.frames import state_at as _state_at
 from tcplife.options import Options
 from tcplife.segment import Segment
 from tcplife.tracker import Tracker
+
+#: the tables `analyze` can keep
+TABLES = ("connections", "transitions", "anomalies", "oddities")
 
 Source = Union[str, "os.PathLike[str]", IO[bytes]]
 
@@ -74,23 +78,24 @@ def iter_segments(sources: Iterable[Source], stats: ReadStats) -> Iterator[Segme
         stats.merge(file_stats)
 
 
-def iter_batches(sources: Iterable[Source], stats: ReadStats,
-                 size: int = 65536) -> Iterator[Batch]:
-    """The segments of `iter_segments` as `Batch`es (one address book for the read)."""
-    book = AddressBook()
-    chunk: list[Segment] = []
-    for seg in iter_segments(sources, stats):
-        chunk.append(seg)
-        if len(chunk) >= size:
-            yield Batch.from_segments(chunk, book)
-            chunk = []
-    if chunk:
-        yield Batch.from_segments(chunk, book)
+def iter_batches(sources: Iterable[Source], stats: ReadStats) -> Iterator[Batch]:
+    """The segments of `iter_segments` as `Batch`es, read in bulk by
+    `tcplife.capture.fastread` (which promises the same segments and the same stats as the
+    plain reader); frame numbers continue across files as in `iter_segments`."""
+    offset = 0
+    for source in sources:
+        file_stats = ReadStats()
+        for batch in read_batches(source, file_stats):
+            if offset:
+                batch.frame += offset
+            yield batch
+        offset += file_stats.frames
+        stats.merge(file_stats)
 
 
 def analyze(source: Source | list[Source], *, options: Options | None = None,
             on_event: Callable[[Event], None] | None = None, fast: bool = True,
-            **timeouts: float) -> Result:
+            tables: Iterable[str] = TABLES, **timeouts: float) -> Result:
     """Analyse one capture (a path, ``"-"`` for stdin, or a binary file object) or a list
     of captures read in order as one. Timeouts (seconds) override Linux's defaults:
     ``time_wait``, ``fin_wait_2``, ``syn_sent``, ``syn_received``, ``close_wait_linger``,
@@ -99,8 +104,13 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
     Raises `tcplife.CaptureError` only when the input cannot be read at all; a truncated or
     partly corrupt capture is analysed up to the damage, with a warning in ``warnings``.
     ``fast=False`` feeds every segment to the tracker one by one (the plain path, which the
-    fast path must equal; see `tcplife.drive`).
+    fast path must equal; see `tcplife.drive`). ``tables`` names the tables to keep
+    (of `TABLES`); the others come back empty, with their columns, and cost no memory:
+    ``tables=("connections",)`` is how a big capture's summary stays small.
     """
+    unknown = set(tables) - set(TABLES)
+    if unknown:
+        raise ValueError(f"unknown tables {sorted(unknown)}; choose from {TABLES}")
     if options is None:
         options = Options(**timeouts)
     elif timeouts:
@@ -109,7 +119,7 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
     stats = ReadStats()
     tracker = Tracker(options)
     detectors = DetectorSet(options)
-    collector = Collector()
+    collector = Collector(tables)
 
     def consume(events: list[Any]) -> None:
         events = events + detectors.feed(events)

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.text import Text
 
 from tcplife import __version__, output
-from tcplife.analysis import Result, analyze
+from tcplife.analysis import TABLES, Result, analyze
 from tcplife.capture import CaptureError
 from tcplife.frames import to_ns
 from tcplife.options import Options
@@ -166,11 +166,12 @@ def conn_option(command: F) -> F:
                         help="Only connection ID (the conn_id of `tcplife analyze`).")(command)  # type: ignore[return-value]
 
 
-def run_analysis(captures: tuple[str, ...], timeouts: dict[str, float]) -> Result:
+def run_analysis(captures: tuple[str, ...], timeouts: dict[str, float],
+                 tables: tuple[str, ...] = TABLES) -> Result:
     """`analyze` over the captures as one; the reader's warnings go to stderr."""
     if captures.count("-") > 1:
         raise click.UsageError("standard input (-) can be read only once")
-    result = analyze(list(captures), **timeouts)
+    result = analyze(list(captures), tables=tables, **timeouts)
     for warning in result.warnings:
         message("warning", warning, "yellow")
     return result
@@ -200,7 +201,7 @@ def analyze_command(captures: tuple[str, ...], timeouts: dict[str, float],
     role_inferred, mid_stream, then extra columns. The table shows a compact subset and
     counts states, close kinds, anomalies and what the capture reader skipped.
     """
-    result = run_analysis(captures, timeouts)
+    result = run_analysis(captures, timeouts, tables=("connections",))
     out.emit(result.connections, lambda: output.connections_view(
         result.connections, result.stats, result.sources))
 
