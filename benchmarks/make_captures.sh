@@ -240,9 +240,14 @@ make_one short 100000 "$SHORT_PACKETS" "${SHORT_DURATION:-}" "$OUT/short.pcap"
 make_one keepalive 1000 "$KEEPALIVE_PACKETS" "${KEEPALIVE_DURATION:-}" "$OUT/keepalive.pcap"
 
 # --------------------------------------------------------------------------- short3
-log "building short3.pcap (short.pcap three times, shifted by duration + 1 s)"
+# Each copy starts 200 s after the previous one ends. The copies are the same packets, so
+# the same 4-tuples with the same initial sequence numbers: within TIME_WAIT (60 s) a SYN
+# with the old ISN is an old duplicate to the kernel (tcp_timewait_state_process), not a
+# new connection, and tcplife keeps a closed connection 120 s (closed_linger) to place
+# late packets. 200 s apart, every copy's connections are new ones, as in a long capture.
+log "building short3.pcap (short.pcap three times, each copy 200 s after the previous)"
 dur=$(capinfos -u -M -T -r "$OUT/short.pcap" | awk -F'\t' '{ print $2 }')
-step=$(awk -v d="$dur" 'BEGIN { printf "%.6f", d + 1 }')
+step=$(awk -v d="$dur" 'BEGIN { printf "%.6f", d + 200 }')
 # The shifted copies go next to the output (not to /tmp, which may be a small tmpfs).
 PART1="$OUT/.short3.part1.pcap"
 PART2="$OUT/.short3.part2.pcap"

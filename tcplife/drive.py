@@ -18,8 +18,10 @@ import numpy as np
 
 from .capture.columns import Batch
 from .events import Event
-from .segment import ACK, FIN, RST, SYN
+from .segment import ACK, FIN, RST, SYN, Segment
 from .tracker import Tracker
+
+_new_segment = tuple.__new__
 
 _K = np.uint64(0x9E3779B97F4A7C15)
 
@@ -84,9 +86,9 @@ def _drive_batch(batch: Batch, tracker: Tracker, emit: Callable[[list[Event]], N
     singles = dict(zip(single.tolist(), batch.segments(single), strict=True))
     order_l = order.tolist()
     starts_l, ends_l = starts.tolist(), ends.tolist()
-    name = batch.book.name
     feed, steady, absorb = tracker.feed, tracker.steady, tracker.absorb
     absorb_columns = tracker.absorb_columns
+    name = batch.book.name
     # Rows of short runs are read as Python values; when long runs hold most rows, only
     # theirs are converted (per run), not the whole batch's columns.
     lengths = ends - starts
@@ -94,8 +96,18 @@ def _drive_batch(batch: Batch, tracker: Tracker, emit: Callable[[list[Event]], N
     if short_rows * 4 >= n:
         cols = [c.tolist() for c in (batch.frame, batch.ts_ns, sender, batch.seq, batch.ack,
                                      flags, batch.payload_len, batch.window)]
+        whole = {c: getattr(batch, c).tolist() for c in Batch.COLUMNS}
+        whole["flags"], whole["frame"] = cols[5], cols[0]
+
+        def segment_at(r: int) -> Segment:
+            w = whole
+            return _new_segment(Segment, (
+                w["frame"][r], w["ts_ns"][r], w["ip_version"][r], name(w["src"][r]),
+                w["sport"][r], name(w["dst"][r]), w["dport"][r], w["seq"][r], w["ack"][r],
+                w["flags"][r], w["payload_len"][r], w["window"][r], w["wscale"][r]))
     else:
         cols = []
+        segment_at = batch.segment
     src, sport, dst, dport = batch.src, batch.sport, batch.dst, batch.dport
     by_flow: list[np.ndarray] = []
 
@@ -132,7 +144,7 @@ def _drive_batch(batch: Batch, tracker: Tracker, emit: Callable[[list[Event]], N
             else:
                 k = absorb(conn, short_rows_of(order_l[pos:end], client_key))
         if k == 0:  # not steady, or a segment that changes something: the plain way
-            events = feed(batch.segment(r))
+            events = feed(segment_at(r))
             if events:
                 emit(events)
             k = 1

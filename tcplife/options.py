@@ -45,10 +45,13 @@ class Options:
             value = getattr(self, f.name)
             if not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"option {f.name} must be a non-negative number of seconds")
+        # The tracker asks for these per segment: converted once.
+        object.__setattr__(self, "_ns", {f.name: int(round(getattr(self, f.name) * NS))
+                                         for f in fields(self)})
 
     def ns(self, name: str) -> int:
         """An option converted to integer nanoseconds."""
-        return int(round(getattr(self, name) * NS))
+        return self._ns[name]  # type: ignore[attr-defined,no-any-return]
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -156,7 +156,7 @@ def read_batches(
     stats: ReadStats | None = None,
     *,
     verify_checksums: bool = True,
-    batch_bytes: int = 32 << 20,
+    batch_bytes: int = 8 << 20,
 ) -> Iterator[Batch]:
     """Yield the TCP segments of a capture as `Batch`es, in capture order.
 
