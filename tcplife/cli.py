@@ -278,3 +278,7 @@ def at_command(when: tuple[int, bool], captures: tuple[str, ...],
         ns += result.stats.first_ts_ns or 0
     rows = result.state_at(pd.Timestamp(ns, unit="ns", tz="UTC"))
     out.emit(rows, lambda: output.state_at_view(rows, ns, result.sources))
+
+from tcplife.cli_live import live  # noqa: E402  (the live command's module imports this one)
+
+main.add_command(live)

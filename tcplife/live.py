@@ -338,7 +338,14 @@ class LiveSession:
     def _consume(self, events: list[Event]) -> Iterator[LiveEvent]:
         if not events:
             return
-        events = events + self.detectors.feed(events)
+        found = self.detectors.feed(events)
+        if found:  # the kinds on the record of the connection they judge, for its row
+            ended = {e.record.conn_id: e.record for e in events
+                     if isinstance(e, ConnectionEnded)}
+            for a in found:
+                if a.conn_id in ended:
+                    ended[a.conn_id].anomalies.append(a.kind)
+            events = events + found
         counters = self.counters
         for ev in events:
             self.history.add(ev)
@@ -518,3 +525,63 @@ def live(iface: str = "any", bpf: str | None = None, *, duration: float | None =
                          write=write)
     return LiveSession(source, options, duration=duration, count=count, max_flows=max_flows,
                        history=history, name=f"live:{iface}")
+
+
+# ---------------------------------------------------------------------- rows
+
+
+def _iso(ts_ns: int) -> str:
+    seconds, rest = divmod(int(ts_ns), NS)
+    stamp = time.gmtime(seconds)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", stamp) + f".{rest // 1000:06d}Z"
+
+
+def record_row(rec: ConnectionRecord) -> dict[str, Any]:
+    """A connection record as a row with the ``connections`` table's column names."""
+    return {
+        "conn_id": rec.conn_id, "ip_version": rec.ip_version,
+        "client_addr": rec.client_addr, "client_port": rec.client_port,
+        "server_addr": rec.server_addr, "server_port": rec.server_port,
+        "first_ts": rec.first_ts_ns / NS, "last_ts": rec.last_ts_ns / NS,
+        "duration": (rec.last_ts_ns - rec.first_ts_ns) / NS, "packets": rec.packets,
+        "client_bytes": rec.client_bytes, "server_bytes": rec.server_bytes,
+        "client_state": rec.client_state.value, "server_state": rec.server_state.value,
+        "close_kind": rec.close_kind, "anomalies": sorted(set(rec.anomalies)),
+        "role_inferred": rec.role_inferred, "mid_stream": rec.mid_stream,
+        "first_time": _iso(rec.first_ts_ns), "last_time": _iso(rec.last_ts_ns),
+        "first_frame": rec.first_frame, "last_frame": rec.last_frame,
+        "client_packets": rec.client_packets, "server_packets": rec.server_packets,
+        "client_initial_state": rec.client_initial_state.value,
+        "server_initial_state": rec.server_initial_state.value,
+        "first_ts_ns": rec.first_ts_ns, "last_ts_ns": rec.last_ts_ns,
+    }
+
+
+def event_row(ev: LiveEvent) -> dict[str, Any] | None:
+    """One event as a JSON-ready row: ``type`` (``transition``, ``retraction``,
+    ``anomaly``, ``closed``, ``opened``, ``warning``) and the column names of the matching
+    table; None for a `Tick`. Anomaly rows say ``final``: false for an `EarlyAnomaly`."""
+    if isinstance(ev, Transition):
+        return {"type": "transition", "conn_id": ev.conn_id, "ts": ev.ts_ns / NS,
+                "time": _iso(ev.ts_ns), "side": ev.side, "addr": ev.addr, "port": ev.port,
+                "from_state": ev.from_state.value, "to_state": ev.to_state.value,
+                "event": ev.event, "frame": ev.frame, "inferred": ev.inferred,
+                "tid": ev.tid}
+    if isinstance(ev, (Anomaly, EarlyAnomaly)):
+        return {"type": "anomaly", "conn_id": ev.conn_id, "ts": ev.ts_ns / NS,
+                "time": _iso(ev.ts_ns), "side": ev.side, "kind": ev.kind, "frame": ev.frame,
+                "detail": ev.detail, "final": isinstance(ev, Anomaly)}
+    if isinstance(ev, ConnectionEnded):
+        return {"type": "closed", **record_row(ev.record)}
+    if isinstance(ev, ConnectionStarted):
+        return {"type": "opened", "conn_id": ev.conn_id, "ts": ev.ts_ns / NS,
+                "time": _iso(ev.ts_ns), "frame": ev.frame, "client_addr": ev.client_addr,
+                "client_port": ev.client_port, "server_addr": ev.server_addr,
+                "server_port": ev.server_port, "role_inferred": ev.role_inferred,
+                "mid_stream": ev.mid_stream}
+    if isinstance(ev, Retraction):
+        return {"type": "retraction", "conn_id": ev.conn_id, "tid": ev.tid, "side": ev.side,
+                "ts": ev.ts_ns / NS, "frame": ev.frame, "reason": ev.reason}
+    if isinstance(ev, LiveWarning):
+        return {"type": "warning", "kind": ev.kind, "ts": ev.ts_ns / NS, "detail": ev.detail}
+    return None

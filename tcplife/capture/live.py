@@ -177,6 +177,8 @@ class LiveCapture:
 
     def update_stats(self) -> LiveStats:
         """Refresh and return libpcap's counters (cheap: one getsockopt)."""
+        if self._pcap is None:
+            return self.live_stats
         try:
             st = self._pcap.stats()
         except (cypcap.Error, OSError):
