@@ -253,7 +253,7 @@ class LiveSession:
         self._stopping = False
         self._finished = False
         self._close_wait: dict[tuple[int, str], tuple[int, int, int | None]] = {}
-        self._early_done: set[tuple[int, str]] = set()
+        self._early_done: set[tuple[int, str, str]] = set()
         self._cap_warned = False
         self._dropped_seen = 0
 
@@ -368,11 +368,43 @@ class LiveSession:
                 counters.close_kinds[kind] = counters.close_kinds.get(kind, 0) + 1
                 for side in (CLIENT, SERVER):
                     self._close_wait.pop((ev.record.conn_id, side), None)
-                    self._early_done.discard((ev.record.conn_id, side))
+                self._early_done = {k for k in self._early_done if k[0] != ev.record.conn_id}
             elif isinstance(ev, Anomaly):
                 counters.anomalies[ev.kind] = counters.anomalies.get(ev.kind, 0) + 1
             elif isinstance(ev, Oddity):
                 continue  # notes are for the detectors, not for the person watching
+            yield ev
+        yield from self._judge_closed(events)
+
+    def _judge_closed(self, events: list[Event]) -> Iterator[LiveEvent]:
+        """A connection whose sides are both done (CLOSED, TIME_WAIT) is judged at once by
+        the per-connection detectors, as it stands: the file mode waits ``closed_linger``
+        for late packets before its verdict, which the live screen should not."""
+        done = (State.CLOSED, State.TIME_WAIT, State.LISTEN)
+        conn_ids = {e.conn_id for e in events
+                    if isinstance(e, Transition) and e.to_state in (State.CLOSED,
+                                                                     State.TIME_WAIT)}
+        for conn_id in sorted(conn_ids):
+            recs = self.tracker.snapshot(conn_id)
+            if not recs or recs[0].client_state not in done or recs[0].server_state not in done:
+                continue
+            trans = sorted(self.detectors._trans.get(conn_id, {}).values(),
+                           key=lambda t: (t.ts_ns, t.tid))
+            view = ConnView(recs[0], trans, list(self.detectors._notes.get(conn_id, [])),
+                            max(self.detectors.capture_end_ns, recs[0].last_ts_ns),
+                            self.options)
+            for detector in self.detectors.detectors:
+                if isinstance(detector, TimeWaitAccumulation):
+                    continue  # judges all connections together, at the end
+                for a in detector.on_connection(view):
+                    yield from self._early(EarlyAnomaly(a.conn_id, a.ts_ns, a.side, a.kind,
+                                                        a.frame, a.detail))
+
+    def _early(self, ev: EarlyAnomaly) -> Iterator[LiveEvent]:
+        key = (ev.conn_id, ev.side, ev.kind)
+        if key not in self._early_done:
+            self._early_done.add(key)
+            self.counters.early[ev.kind] = self.counters.early.get(ev.kind, 0) + 1
             yield ev
 
     def _early_notices(self) -> Iterator[LiveEvent]:
@@ -383,7 +415,7 @@ class LiveSession:
             return
         linger = self.options.ns("close_wait_linger")
         for (conn_id, side), (_tid, since, frame) in list(self._close_wait.items()):
-            if now - since < linger or (conn_id, side) in self._early_done:
+            if now - since < linger or (conn_id, side, "lingering_close_wait") in self._early_done:
                 continue
             recs = self.tracker.snapshot(conn_id)
             if not recs:
@@ -392,17 +424,15 @@ class LiveSession:
             last = getattr(rec, f"{side}_last_ts_ns")
             if last is None or last < since:
                 continue
-            self._early_done.add((conn_id, side))
             addr, port = (rec.client_addr, rec.client_port) if side == CLIENT else (
                 rec.server_addr, rec.server_port)
             who = f"{side} {addr}:{port}" if ":" not in addr else f"{side} [{addr}]:{port}"
             peer = rec.server_state if side == CLIENT else rec.client_state
-            self.counters.early["lingering_close_wait"] = \
-                self.counters.early.get("lingering_close_wait", 0) + 1
-            yield EarlyAnomaly(conn_id, now, side, "lingering_close_wait", frame,
-                               f"{who} received FIN at {clock(since)} and has not closed: "
-                               f"CLOSE_WAIT for {secs(now - since)} so far; the application "
-                               f"is not calling close() (the peer is in {peer.value})")
+            yield from self._early(EarlyAnomaly(
+                conn_id, now, side, "lingering_close_wait", frame,
+                f"{who} received FIN at {clock(since)} and has not closed: CLOSE_WAIT for "
+                f"{secs(now - since)} so far; the application is not calling close() (the "
+                f"peer is in {peer.value})"))
 
     def _housekeeping(self) -> Iterator[LiveEvent]:
         """Once a second: give up idle flows, refresh the drop counts."""
