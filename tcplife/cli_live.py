@@ -61,6 +61,8 @@ FRESH = 3.0
 @click.option("--max-flows", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="Connections tracked at once; past it the least recently active are "
                    "given up (with a warning).")
+@click.option("--history", type=click.IntRange(min=0), default=10_000, show_default=True,
+              help="Finished connections kept in memory (the library's result()).")
 @click.option("--idle", type=click.FloatRange(min=0), default=Options.idle, show_default=True,
               metavar="SECONDS", help="A flow silent this long is given up.")
 @click.option("--all-events", is_flag=True,
@@ -68,7 +70,7 @@ FRESH = 3.0
 @timeout_options
 def live(iface: str, bpf: tuple[str, ...], fmt: str | None, duration: float | None,
          count: int | None, write: str | None, snaplen: int, buffer_mb: int, max_flows: int,
-         idle: float, all_events: bool, timeouts: dict[str, float]) -> None:
+         history: int, idle: float, all_events: bool, timeouts: dict[str, float]) -> None:
     """Capture on an interface and analyse as it happens.
 
     BPF FILTER is in tcpdump syntax (e.g. tcp port 8080); the words are joined. Needs root
@@ -79,7 +81,7 @@ def live(iface: str, bpf: tuple[str, ...], fmt: str | None, duration: float | No
     fmt = fmt or ("table" if sys.stdout.isatty() else "jsonl")
     session = start_live(iface, " ".join(bpf) or None, duration=duration, count=count,
                          write=write, snaplen=snaplen, buffer_mb=buffer_mb,
-                         max_flows=max_flows, idle=idle, **timeouts)
+                         max_flows=max_flows, history=history, idle=idle, **timeouts)
     Console(stderr=True, highlight=False, soft_wrap=True).print(
         f"tcplife: listening on {iface}, link-type {session.source.linktype}"
         + (f", filter {' '.join(bpf)!r}" if bpf else "") + " (Ctrl-C to stop)")
@@ -203,7 +205,13 @@ class Screen:
         room = max(3, height - 6 - len(self.anomalies) - len(self.warnings))
         shown = list(self.rows.items())[-room:]
         for conn_id, row in reversed(shown):
-            dim = row["closed"] is not None
+            if not row["client_state"] or not row["server_state"]:
+                for rec in self.session.tracker.snapshot(conn_id):  # no transition yet:
+                    for side in ("client", "server"):                # the initial state
+                        row[f"{side}_state"] = row[f"{side}_state"] or getattr(
+                            rec, f"{side}_state").value
+            dim = row["closed"] is not None or all(
+                row[f"{side}_state"].lstrip("~") == "CLOSED" for side in ("client", "server"))
             kinds = Text()
             for k in sorted(row["kinds"]):
                 kinds.append(k + " ", style="dim" if k in INFO_KINDS else
