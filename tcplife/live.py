@@ -26,6 +26,7 @@ connection ends.
 
 from __future__ import annotations
 
+import heapq
 import os
 import time
 from collections import OrderedDict
@@ -253,7 +254,8 @@ class LiveSession:
         self._stopping = False
         self._finished = False
         self._close_wait: dict[tuple[int, str], tuple[int, int, int | None]] = {}
-        self._early_done: set[tuple[int, str, str]] = set()
+        self._close_wait_due: list[tuple[int, int, str, int]] = []  # (due, conn, side, tid)
+        self._early_done: dict[int, set[tuple[str, str]]] = {}
         self._cap_warned = False
         self._dropped_seen = 0
 
@@ -353,6 +355,9 @@ class LiveSession:
                 key = (ev.conn_id, ev.side)
                 if ev.to_state is State.CLOSE_WAIT:
                     self._close_wait[key] = (ev.tid, ev.ts_ns, ev.frame)
+                    heapq.heappush(self._close_wait_due, (
+                        ev.ts_ns + self.options.ns("close_wait_linger"), ev.conn_id, ev.side,
+                        ev.tid))
                 else:
                     self._close_wait.pop(key, None)
             elif isinstance(ev, Retraction):
@@ -368,7 +373,7 @@ class LiveSession:
                 counters.close_kinds[kind] = counters.close_kinds.get(kind, 0) + 1
                 for side in (CLIENT, SERVER):
                     self._close_wait.pop((ev.record.conn_id, side), None)
-                self._early_done = {k for k in self._early_done if k[0] != ev.record.conn_id}
+                self._early_done.pop(ev.record.conn_id, None)
             elif isinstance(ev, Anomaly):
                 counters.anomalies[ev.kind] = counters.anomalies.get(ev.kind, 0) + 1
             elif isinstance(ev, Oddity):
@@ -401,9 +406,9 @@ class LiveSession:
                                                         a.frame, a.detail))
 
     def _early(self, ev: EarlyAnomaly) -> Iterator[LiveEvent]:
-        key = (ev.conn_id, ev.side, ev.kind)
-        if key not in self._early_done:
-            self._early_done.add(key)
+        done = self._early_done.setdefault(ev.conn_id, set())
+        if (ev.side, ev.kind) not in done:
+            done.add((ev.side, ev.kind))
             self.counters.early[ev.kind] = self.counters.early.get(ev.kind, 0) + 1
             yield ev
 
@@ -411,18 +416,22 @@ class LiveSession:
         """A side in CLOSE_WAIT for ``close_wait_linger`` by the tracker's clock, that was
         seen acknowledging the FIN (as the detector requires): noticed now."""
         now = self.tracker.now_ns
-        if now is None or not self._close_wait:
+        due = self._close_wait_due
+        if now is None:
             return
-        linger = self.options.ns("close_wait_linger")
-        for (conn_id, side), (_tid, since, frame) in list(self._close_wait.items()):
-            if now - since < linger or (conn_id, side, "lingering_close_wait") in self._early_done:
-                continue
+        while due and due[0][0] <= now:
+            _, conn_id, side, tid = heapq.heappop(due)
+            held = self._close_wait.get((conn_id, side))
+            if held is None or held[0] != tid:
+                continue  # it left CLOSE_WAIT, or that transition was withdrawn
+            since, frame = held[1], held[2]
             recs = self.tracker.snapshot(conn_id)
             if not recs:
                 continue
             rec = recs[0]
             last = getattr(rec, f"{side}_last_ts_ns")
-            if last is None or last < since:
+            if last is None or last < since:  # its ACK of the FIN not seen yet: look again
+                heapq.heappush(due, (now + NS, conn_id, side, tid))
                 continue
             addr, port = (rec.client_addr, rec.client_port) if side == CLIENT else (
                 rec.server_addr, rec.server_port)

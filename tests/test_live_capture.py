@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import secrets
 import shutil
 import signal
@@ -320,3 +321,48 @@ def test_missing_interface_and_bad_filter() -> None:
     line = _one_line_error([sys.executable, "-m", "tcplife", "live", "-i", "lo",
                             "--duration", "1", "tcp", "port"])
     assert "bad capture filter" in line
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None or shutil.which("wrk") is None,
+                    reason="needs nginx and wrk (apt-get install nginx-light wrk)")
+def test_under_load_live_equals_its_capture(tmp_path: Path) -> None:
+    """A short version of benchmarks/live_load.py: wrk making a new connection per request
+    against nginx for 4 s while tcplife live writes its capture. Whatever the kernel drops
+    under that load, the live rows equal the file mode on what was captured."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("live_load", ROOT / "benchmarks" /
+                                                  "live_load.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    pcap = tmp_path / "load.pcap"
+    with bench.Bench() as b:
+        live = b.start([sys.executable, "-m", "tcplife", "live", "-i", "lo", "--format",
+                        "jsonl", "-w", str(pcap), "--duration", "8", "tcp", "port",
+                        str(bench.PORT)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       env=_env(), cwd=ROOT)
+        assert "listening" in live.stderr.readline()
+        subprocess.run(["ip", "netns", "exec", b.ns, "wrk", "-t1", "-c4", "-d4s", "-H",
+                        "Connection: close", f"http://127.0.0.1:{bench.PORT}/small"],
+                       capture_output=True, check=True, timeout=60)
+        out, err = live.communicate(timeout=300)
+    assert live.returncode == 0, err
+    assert re.search(r"dropped by the kernel \d+", err)
+    rows = [json.loads(line) for line in out.splitlines()]
+    closed = [r for r in rows if r["type"] == "closed"]
+    result = tcplife.analyze(pcap)
+    assert len(closed) > 100
+    assert len(closed) == len(result.connections)
+    assert sorted((r["conn_id"], r["close_kind"], r["client_state"], r["server_state"],
+                   r["packets"]) for r in closed) == sorted(
+        zip(result.connections["conn_id"].tolist(),
+            result.connections["close_kind"].astype(str).tolist(),
+            result.connections["client_state"].astype(str).tolist(),
+            result.connections["server_state"].astype(str).tolist(),
+            result.connections["packets"].tolist(), strict=True))
+    final = sorted((r["conn_id"], r["side"], r["kind"]) for r in rows
+                   if r["type"] == "anomaly" and r["final"])
+    assert final == sorted(zip(result.anomalies["conn_id"].tolist(),
+                               result.anomalies["side"].tolist(),
+                               result.anomalies["kind"].tolist(), strict=True))
