@@ -159,7 +159,8 @@ class BoundedTimeWaitAccumulation(TimeWaitAccumulation):
         for host, spans in self.intervals.items():
             if len(spans) > self._fold_at.get(host, 4096):
                 self._fold(host, cutoff)
-                self._fold_at[host] = max(4096, 2 * len(self.intervals[host]))
+                kept = len(self.intervals[host])
+                self._fold_at[host] = kept + max(4096, kept // 4)  # amortised O(log n) each
         return ()
 
     def _fold(self, host: str, cutoff: int) -> None:
@@ -242,8 +243,10 @@ class LiveSession:
         self._wall_ns = wall_ns
         self._monotonic = monotonic
         self.tracker = Tracker(self.options)
-        horizon = self.options.ns("closed_linger") + self.options.ns("idle") \
-            + self.options.ns("time_wait") + 60 * NS
+        # A connection ends at the latest closed_linger after its last packet, and a
+        # TIME_WAIT that began before that packet lasted at most time_wait: intervals that
+        # ended longer ago than this cannot overlap one still to come.
+        horizon = self.options.ns("closed_linger") + self.options.ns("time_wait") + 60 * NS
         detectors = [BoundedTimeWaitAccumulation(int(self.options.time_wait_threshold),
                                                  horizon)
                      if isinstance(d, TimeWaitAccumulation) else d
