@@ -186,8 +186,9 @@ def run_load(seconds: float, connections: int) -> None:
             print(f"{mode:10s} wrk {float(rps.group(1)) if rps else 0:9.0f} req/s | "
                   f"tcpdump {n_wire:8d} pkts ({n_wire / wall:7.0f}/s), kernel drops "
                   f"{td_drop.group(1) if td_drop else '?'} | tcplife {n_live:8d} pkts "
-                  f"({n_live / (wall + 2 + drain):7.0f}/s handled), kernel drops {lost}, "
-                  f"{100 * n_live / max(1, n_live + lost):.1f}% kept; "
+                  f"({n_live / (wall + 2 + drain):7.0f}/s handled), kernel drops {lost} "
+                  f"(on lo both copies of a packet count), "
+                  f"{100 * n_live / max(1, n_wire):.1f}% of tcpdump's packets; "
                   f"drained {drain:.1f} s after the stop")
             for line in summary.strip().splitlines():
                 print("    " + line)

@@ -259,6 +259,7 @@ class LiveSession:
         self._close_wait: dict[tuple[int, str], tuple[int, int, int | None]] = {}
         self._close_wait_due: list[tuple[int, int, str, int]] = []  # (due, conn, side, tid)
         self._early_done: dict[int, set[tuple[str, str]]] = {}
+        self._judged: set[int] = set()
         self._cap_warned = False
         self._dropped_seen = 0
 
@@ -377,6 +378,7 @@ class LiveSession:
                 for side in (CLIENT, SERVER):
                     self._close_wait.pop((ev.record.conn_id, side), None)
                 self._early_done.pop(ev.record.conn_id, None)
+                self._judged.discard(ev.record.conn_id)
             elif isinstance(ev, Anomaly):
                 counters.anomalies[ev.kind] = counters.anomalies.get(ev.kind, 0) + 1
             elif isinstance(ev, Oddity):
@@ -389,13 +391,15 @@ class LiveSession:
         the per-connection detectors, as it stands: the file mode waits ``closed_linger``
         for late packets before its verdict, which the live screen should not."""
         done = (State.CLOSED, State.TIME_WAIT, State.LISTEN)
+        judged = self._judged
         conn_ids = {e.conn_id for e in events
-                    if isinstance(e, Transition) and e.to_state in (State.CLOSED,
-                                                                     State.TIME_WAIT)}
+                    if isinstance(e, Transition) and e.to_state in done
+                    and e.conn_id not in judged}
         for conn_id in sorted(conn_ids):
             recs = self.tracker.snapshot(conn_id)
             if not recs or recs[0].client_state not in done or recs[0].server_state not in done:
                 continue
+            judged.add(conn_id)  # once: what comes later is for the final verdict
             trans = sorted(self.detectors._trans.get(conn_id, {}).values(),
                            key=lambda t: (t.ts_ns, t.tid))
             view = ConnView(recs[0], trans, list(self.detectors._notes.get(conn_id, [])),
@@ -572,10 +576,18 @@ def live(iface: str = "any", bpf: str | None = None, *, duration: float | None =
 # ---------------------------------------------------------------------- rows
 
 
+_ISO_CACHE: dict[int, str] = {}
+
+
 def _iso(ts_ns: int) -> str:
+    """ISO 8601 UTC with microseconds and ``Z``, as the file mode's JSON has it."""
     seconds, rest = divmod(int(ts_ns), NS)
-    stamp = time.gmtime(seconds)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", stamp) + f".{rest // 1000:06d}Z"
+    head = _ISO_CACHE.get(seconds)
+    if head is None:
+        if len(_ISO_CACHE) > 64:
+            _ISO_CACHE.clear()
+        head = _ISO_CACHE[seconds] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{head}.{rest // 1000:06d}Z"
 
 
 def record_row(rec: ConnectionRecord) -> dict[str, Any]:
