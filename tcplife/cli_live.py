@@ -34,6 +34,8 @@ from tcplife.live import live as start_live
 from tcplife.options import NS, Options
 from tcplife.output import CLOSE_STYLES, INFO_KINDS, STATE_STYLES, clock, endpoint
 
+_encode = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
+
 #: How long a closed connection stays on the screen, and an anomaly stays highlighted.
 LINGER_ON_SCREEN = 5.0
 FRESH = 3.0
@@ -115,7 +117,7 @@ def _run_jsonl(session: LiveSession, stream: IO[str], all_events: bool) -> None:
             continue
         row = event_row(ev)
         if row is not None:
-            stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+            stream.write(_encode(row) + "\n")
             stream.flush()
 
 
