@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import heapq
 import os
+import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -256,6 +257,9 @@ class LiveSession:
         self.counters = LiveCounters(started_ns=wall_ns())
         self._stopping = False
         self._finished = False
+        self._lock = threading.RLock()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
         self._close_wait: dict[tuple[int, str], tuple[int, int, int | None]] = {}
         self._close_wait_due: list[tuple[int, int, str, int]] = []  # (due, conn, side, tid)
         self._early_done: dict[int, set[tuple[str, str]]] = {}
@@ -287,6 +291,31 @@ class LiveSession:
             pass
         return self.result()
 
+    def start(self, keep_events: int = 10_000) -> LiveSession:
+        """Run in a background thread (for a notebook): ``result()`` may be called at any
+        time, ``recent`` holds the last ``keep_events`` events, `stop()` then `join()`."""
+        self.recent: deque[LiveEvent] = deque(maxlen=keep_events)
+
+        def consume() -> None:
+            try:
+                for ev in self:
+                    if not isinstance(ev, Tick):
+                        self.recent.append(ev)
+            except BaseException as exc:  # handed to join()
+                self._error = exc
+
+        self._thread = threading.Thread(target=consume, name="tcplife-live", daemon=True)
+        self._thread.start()
+        return self
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for a `start()`ed run to end (after `stop()`, duration or count); raise
+        what ended it if it failed."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._error is not None:
+            raise self._error
+
     # ------------------------------------------------------------------ the loop
     def _loop(self) -> Iterator[LiveEvent]:
         start = self._monotonic()
@@ -307,24 +336,26 @@ class LiveSession:
                     self.stop("count")
                     break
             segments = source.read(max(0.0, wait), limit)
-            if segments:
-                yield from self._consume_segments(segments)
-            elif not self._stopping:
-                # Nothing waiting: the wall clock may move the tracker's clock on.
-                target = self._wall_ns() - int(CLOCK_LAG * NS)
-                if self.tracker.now_ns is not None and target > self.tracker.now_ns:
-                    yield from self._consume(self.tracker.advance(target))
-            yield from self._early_notices()
-            now = self._monotonic()
-            if now >= next_housekeeping:
-                next_housekeeping = now + 1.0
-                yield from self._housekeeping()
+            with self._lock:  # `result()` from another thread waits for this turn
+                if segments:
+                    yield from self._consume_segments(segments)
+                elif not self._stopping:
+                    # Nothing waiting: the wall clock may move the tracker's clock on.
+                    target = self._wall_ns() - int(CLOCK_LAG * NS)
+                    if self.tracker.now_ns is not None and target > self.tracker.now_ns:
+                        yield from self._consume(self.tracker.advance(target))
+                yield from self._early_notices()
+                now = self._monotonic()
+                if now >= next_housekeeping:
+                    next_housekeeping = now + 1.0
+                    yield from self._housekeeping()
             if now >= next_tick:
                 next_tick = now + TICK
                 yield Tick(self._wall_ns())
             if self.count is not None and source.frames >= self.count:
                 self.stop("count")
-        yield from self._finish()
+        with self._lock:
+            yield from self._finish()
 
     def _consume_segments(self, segments: list[Segment]) -> Iterator[LiveEvent]:
         self.counters.segments += len(segments)
@@ -522,6 +553,10 @@ class LiveSession:
         the finished connections kept in the history (the newest ``history`` of them),
         and, while the run goes on, the open connections as they stand (their states now,
         close_kind ``open``)."""
+        with self._lock:
+            return self._result()
+
+    def _result(self) -> Result:
         collector = Collector()
         for rec, trans, anomalies in self.history.finished.values():
             collector.add(trans)
@@ -542,7 +577,8 @@ class LiveSession:
     def open_connections(self) -> pd.DataFrame:
         """The connections still tracked, as they stand (for a screen)."""
         collector = Collector()
-        collector.add([ConnectionEnded(r) for r in self.tracker.snapshot()])
+        with self._lock:
+            collector.add([ConnectionEnded(r) for r in self.tracker.snapshot()])
         return collector.connections()
 
 

@@ -270,3 +270,29 @@ def test_event_rows_are_json_with_table_column_names() -> None:
     for r in rows:
         if r is not None:
             json.dumps(r)
+
+
+def test_background_run_for_notebooks() -> None:
+    """`start()` runs the loop in a thread; `result()` can be read meanwhile; `stop()` and
+    `join()` end it with the same final tables as the file mode."""
+    import time
+
+    path = SAMPLES / "many_short.client.pcap"
+    options = Options(time_wait_threshold=20)
+    source = Replay(path)
+    session = LiveSession(source, options, wall_ns=source.wall_ns,
+                          monotonic=source.monotonic).start()
+    sizes = []
+    deadline = time.monotonic() + 60
+    while not source.done and time.monotonic() < deadline:
+        sizes.append(len(session.result().connections))
+        time.sleep(0.001)
+    session.stop()
+    session.join(timeout=60)
+    assert source.done and source.closed
+    assert sizes == sorted(sizes)  # connections appear (open ones as they stand) and stay
+    final = _tables(session.result())
+    file = _tables(tcplife.analyze(path, options=options))
+    for table in ("connections", "transitions", "anomalies"):
+        pd.testing.assert_frame_equal(final[table], file[table], obj=table)
+    assert any(isinstance(e, ConnectionEnded) for e in session.recent)
