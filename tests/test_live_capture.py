@@ -38,8 +38,8 @@ import tcplife
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("ss") is None,
-    reason="live capture tests need root, ip and ss")
+    os.geteuid() != 0 or any(shutil.which(t) is None for t in ("ip", "ss", "nft")),
+    reason="live capture tests need root, ip, ss and nft")
 
 SS_NAMES = {"ESTAB": "ESTABLISHED", "SYN-SENT": "SYN_SENT", "SYN-RECV": "SYN_RECEIVED",
             "FIN-WAIT-1": "FIN_WAIT_1", "FIN-WAIT-2": "FIN_WAIT_2",
@@ -120,27 +120,24 @@ class LiveProcess:
             time.sleep(0.05)
 
     def states(self) -> dict[tuple[int, int], str]:
-        """(local port, remote port) -> state of every side not CLOSED, from the stream."""
+        """(local port, remote port) -> state of every side not CLOSED, from the stream
+        (needs the ``opened`` rows of --all-events)."""
         self.drain()
-        ends: dict[int, tuple[int, int]] = {}
-        side_state: dict[tuple[int, str], tuple[int, int, str]] = {}
-        for row in self.rows:
-            if row["type"] == "transition":
-                side_state[(row["conn_id"], row["side"])] = (row["port"], row["conn_id"],
-                                                             row["to_state"])
-            elif row["type"] == "closed":
-                ends[row["conn_id"]] = (row["client_port"], row["server_port"])
         ports: dict[int, tuple[int, int]] = {}
-        for (conn_id, side), (port, _, _) in side_state.items():
-            ports.setdefault(conn_id, (0, 0))
-            c, s = ports[conn_id]
-            ports[conn_id] = (port, s) if side == "client" else (c, port)
+        state: dict[tuple[int, str], str] = {}
+        for row in self.rows:
+            if row["type"] == "opened":
+                ports[row["conn_id"]] = (row["client_port"], row["server_port"])
+            elif row["type"] == "transition":
+                state[(row["conn_id"], row["side"])] = row["to_state"]
+            elif row["type"] == "closed":
+                ports.pop(row["conn_id"], None)
         out = {}
-        for (conn_id, side), (_, _, state) in side_state.items():
-            if state == "CLOSED" or conn_id in ends:
+        for (conn_id, side), st in state.items():
+            if st == "CLOSED" or conn_id not in ports:
                 continue
             c, s = ports[conn_id]
-            out[(c, s) if side == "client" else (s, c)] = state
+            out[(c, s) if side == "client" else (s, c)] = st
         return out
 
     def stop(self) -> tuple[int, str]:
@@ -189,7 +186,7 @@ def test_live_matches_ss_and_file_mode(netns: str, tmp_path: Path) -> None:
     ns = netns
     pcap = tmp_path / "live.pcap"
     live = LiveProcess(ns, "-i", "lo", "--format", "jsonl", "--write", str(pcap),
-                       "--close-wait-linger", "1", "--all-events", "tcp")
+                       "--close-wait-linger", "1", "--syn-sent", "3", "--all-events", "tcp")
     server, client = Agent(ns, "server"), Agent(ns, "client")
     try:
         server.call("listen", name="L", addr="127.0.0.1", port=8080)
@@ -239,6 +236,18 @@ def test_live_matches_ss_and_file_mode(netns: str, tmp_path: Path) -> None:
         live.wait_for(lambda r: r["type"] == "anomaly" and r["kind"]
                       == "rst_on_close_unread_data")
         checkpoint(live, ns, ports)
+
+        # 5. SYNs dropped (nftables in this namespace, after the capture point): the
+        # client sits in SYN_SENT and retransmits; the application gives up.
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], check=True, text=True,
+                       input="table inet tlv {\n chain pre {\n type filter hook prerouting "
+                             "priority 0;\n tcp dport 8082 drop\n }\n}\n")
+        ports.add(8082)
+        c5 = client.call("connect", name="c5", addr="127.0.0.1", port=8082, blocking=False)
+        seen = checkpoint(live, ns, ports)
+        assert seen[(c5["local"][1], 8082)] == "SYN_SENT"
+        time.sleep(1.6)  # the first retransmission comes after 1 s
+        client.call("close", name="c5")
     finally:
         client.stop()
         server.stop()
@@ -247,7 +256,7 @@ def test_live_matches_ss_and_file_mode(netns: str, tmp_path: Path) -> None:
     assert "interrupted after" in err and "dropped by the kernel 0" in err
 
     # The final rows equal the file mode on the written capture.
-    options = tcplife.Options(close_wait_linger=1)
+    options = tcplife.Options(close_wait_linger=1, syn_sent=3)
     result = tcplife.analyze(pcap, options=options)
     closed = sorted((r for r in live.rows if r["type"] == "closed"), key=lambda r: r["conn_id"])
     cols = ["conn_id", "client_port", "server_port", "client_state", "server_state",
@@ -264,7 +273,8 @@ def test_live_matches_ss_and_file_mode(netns: str, tmp_path: Path) -> None:
                                result.anomalies["kind"], result.anomalies["frame"],
                                strict=True))
     kinds = {k for _, _, k, _ in final}
-    assert {"refused", "lingering_close_wait", "rst_on_close_unread_data"} <= kinds
+    assert {"refused", "lingering_close_wait", "rst_on_close_unread_data",
+            "syn_unanswered"} <= kinds
     retracted = {r["tid"] for r in live.rows if r["type"] == "retraction"}
     trans = [(r["conn_id"], r["side"], r["from_state"], r["to_state"], r["frame"])
              for r in live.rows if r["type"] == "transition" and r["tid"] not in retracted]
