@@ -279,6 +279,6 @@ def at_command(when: tuple[int, bool], captures: tuple[str, ...],
     rows = result.state_at(pd.Timestamp(ns, unit="ns", tz="UTC"))
     out.emit(rows, lambda: output.state_at_view(rows, ns, result.sources))
 
-from tcplife.cli_live import live  # noqa: E402  (the live command's module imports this one)
+from tcplife.cli_live import live_command  # noqa: E402
 
-main.add_command(live)
+main.add_command(live_command(timeout_options))

@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import IO, Any
 
 import click
@@ -21,7 +22,6 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from tcplife.cli import message, timeout_options
 from tcplife.events import (
     Anomaly,
     ConnectionEnded,
@@ -41,7 +41,13 @@ LINGER_ON_SCREEN = 5.0
 FRESH = 3.0
 
 
-@click.command("live")
+def live_command(timeout_options: Callable[[Any], Any]) -> click.Command:
+    """The ``live`` command with the timeout options that every command shares, handed in
+    by `tcplife.cli` (which registers it; this module does not import the CLI module, so
+    either can be imported first)."""
+    return click.command("live")(timeout_options(live))
+
+
 @click.option("-i", "--interface", "iface", default="any", show_default=True,
               metavar="IFACE", help="Interface to capture on: any, lo, eth0, ...")
 @click.argument("bpf", nargs=-1, metavar="[BPF FILTER...]")
@@ -69,7 +75,6 @@ FRESH = 3.0
               metavar="SECONDS", help="A flow silent this long is given up.")
 @click.option("--all-events", is_flag=True,
               help="jsonl: also the opened and retraction events.")
-@timeout_options
 def live(iface: str, bpf: tuple[str, ...], fmt: str | None, duration: float | None,
          count: int | None, write: str | None, snaplen: int, buffer_mb: int, max_flows: int,
          history: int, idle: float, all_events: bool, timeouts: dict[str, float]) -> None:
@@ -105,6 +110,12 @@ def live(iface: str, bpf: tuple[str, ...], fmt: str | None, duration: float | No
         for s, handler in previous.items():
             signal.signal(s, handler)
     _summary(session, write, fmt)
+
+
+def message(level: str, text: str, style: str) -> None:
+    """One ``tcplife: <level>: <text>`` line on stderr, as the other commands write it."""
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        Text.assemble((f"tcplife: {level}: ", style), text))
 
 
 def _run_jsonl(session: LiveSession, stream: IO[str], all_events: bool) -> None:
