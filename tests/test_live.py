@@ -296,3 +296,19 @@ def test_background_run_for_notebooks() -> None:
     for table in ("connections", "transitions", "anomalies"):
         pd.testing.assert_frame_equal(final[table], file[table], obj=table)
     assert any(isinstance(e, ConnectionEnded) for e in session.recent)
+
+
+def test_leaving_the_loop_early_still_ends_cleanly() -> None:
+    """A consumer that stops iterating (break, an exception) still gets the end: the
+    source closed, pending timeouts fired, every connection judged."""
+    path = SAMPLES / "server_never_closes.server.pcap"
+    source = Replay(path)
+    session = LiveSession(source, Options(fin_wait_2=3, close_wait_linger=1),
+                          wall_ns=source.wall_ns, monotonic=source.monotonic)
+    events = iter(session)
+    for ev in events:
+        if isinstance(ev, ConnectionEnded) or source.done:
+            break
+    events.close()  # what a `break` out of `for ev in session` does when it is collected
+    assert source.closed and session.counters.stopped_ns is not None
+    assert len(session.result().connections) == 1
