@@ -69,6 +69,9 @@ from tcplife.tracker import Tracker
 CLOCK_LAG = 0.5
 #: How often the session yields a `Tick` (the screen's refresh rate).
 TICK = 0.25
+#: Frames taken from the kernel per turn of the loop: under load a turn stays short, so
+#: the screen refreshes, timers and Ctrl-C are seen, and --duration is kept.
+READ_LIMIT = 4096
 #: Batches at least this long go through the fast path (`tcplife.drive`).
 BATCH_FAST = 256
 
@@ -329,7 +332,7 @@ class LiveSession:
                 self.stop("duration")
                 break
             wait = min(next_tick, end if end is not None else next_tick) - now
-            limit = 50_000
+            limit = READ_LIMIT
             if self.count is not None:
                 limit = self.count - source.frames
                 if limit <= 0:
