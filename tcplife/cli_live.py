@@ -189,6 +189,13 @@ class Screen:
                 row["client_state"] = ev.record.client_state.value
                 row["server_state"] = ev.record.server_state.value
         elif isinstance(ev, (Anomaly, EarlyAnomaly)):
+            key = (ev.conn_id, ev.side, ev.kind)
+            early = [item for item in self.anomalies if isinstance(item[1], EarlyAnomaly)
+                     and (item[1].conn_id, item[1].side, item[1].kind) == key]
+            if isinstance(ev, Anomaly) and early:  # the verdict confirms what was shown
+                for item in early:
+                    self.anomalies.remove(item)
+                now = early[0][0]  # and is no news
             self.anomalies.appendleft((now, ev))
             row = self.rows.get(ev.conn_id)
             if row is not None:
