@@ -192,15 +192,16 @@ class Screen:
             key = (ev.conn_id, ev.side, ev.kind)
             early = [item for item in self.anomalies if isinstance(item[1], EarlyAnomaly)
                      and (item[1].conn_id, item[1].side, item[1].kind) == key]
+            seen = now
             if isinstance(ev, Anomaly) and early:  # the verdict confirms what was shown
                 for item in early:
                     self.anomalies.remove(item)
-                now = early[0][0]  # and is no news
-            self.anomalies.appendleft((now, ev))
+                seen = early[0][0]  # and is no news
+            self.anomalies.appendleft((seen, ev))
             row = self.rows.get(ev.conn_id)
             if row is not None:
                 row["kinds"].add(ev.kind)
-                row["fresh"] = now
+                row["fresh"] = max(row["fresh"], seen)
         elif isinstance(ev, LiveWarning):
             self.warnings.appendleft(ev.detail)
         for conn_id in [k for k, r in self.rows.items()
