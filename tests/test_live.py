@@ -312,3 +312,27 @@ def test_leaving_the_loop_early_still_ends_cleanly() -> None:
     events.close()  # what a `break` out of `for ev in session` does when it is collected
     assert source.closed and session.counters.stopped_ns is not None
     assert len(session.result().connections) == 1
+
+
+def test_live_screen_renders_states_and_anomalies() -> None:
+    """The rich screen's model, fed a replayed session: sides' states, the refused
+    connection's anomaly, and one line for an anomaly first noticed early."""
+    from rich.console import Console
+
+    from tcplife.cli_live import Screen
+
+    source = Replay(SAMPLES / "refused.client.pcap")
+    session = LiveSession(source, Options(), wall_ns=source.wall_ns,
+                          monotonic=source.monotonic)
+    screen = Screen(session, "lo")
+    console = Console(record=True, width=160, color_system=None)
+    for ev in session:
+        screen.update(ev)
+        console.print(screen.render(40))
+        if source.done:
+            session.stop()
+    console.print(screen.render(40))
+    text = console.export_text()
+    assert "SYN_SENT" in text and "refused" in text and "(so far)" in text
+    last = text.rsplit("tcplife live", 1)[1]
+    assert last.count("answered the SYN") == 1  # the verdict replaced the early notice
