@@ -286,9 +286,12 @@ def test_live_matches_ss_and_file_mode(netns: str, tmp_path: Path) -> None:
                                    file_trans["frame"].astype(object), strict=True)], key=str)
 
 
-def test_count_stops_after_n_frames(netns: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("iface", ["lo", "any"])
+def test_count_stops_after_n_frames(netns: str, tmp_path: Path, iface: str) -> None:
+    """--count N: exactly N frames analysed and written (on lo, and on the cooked `any`
+    device, whose link type the decoder reads as well)."""
     pcap = tmp_path / "count.pcap"
-    live = LiveProcess(netns, "-i", "lo", "--format", "jsonl", "-c", "5", "-w", str(pcap))
+    live = LiveProcess(netns, "-i", iface, "--format", "jsonl", "-c", "5", "-w", str(pcap))
     agent = Agent(netns, "a")
     try:
         agent.call("listen", name="L", addr="127.0.0.1", port=9000)
@@ -302,8 +305,10 @@ def test_count_stops_after_n_frames(netns: str, tmp_path: Path) -> None:
     finally:
         agent.stop()
         rc, err = live.stop()
-    assert rc == 0 and "count after" in err
-    assert tcplife.analyze(pcap).stats.frames == 5
+    assert rc == 0 and "count after" in err and "5 frames, 5 TCP segments" in err
+    result = tcplife.analyze(pcap)
+    assert result.stats.frames == 5 and result.stats.tcp_segments == 5
+    assert len(result.connections) == 1
 
 
 def _one_line_error(cmd: list[str]) -> str:
