@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from tcplife.analysis import Result, analyze
 from tcplife.capture import CaptureError, ReadStats, read_segments
+from tcplife.live import LiveSession, live
 from tcplife.options import Options
 from tcplife.segment import Segment
 from tcplife.states import State
@@ -15,5 +16,5 @@ from tcplife.tracker import Tracker
 
 __version__ = "0.1.0"
 
-__all__ = ["CaptureError", "Options", "ReadStats", "Result", "Segment", "State", "Tracker",
-           "__version__", "analyze", "read_segments"]
+__all__ = ["CaptureError", "LiveSession", "Options", "ReadStats", "Result", "Segment", "State",
+           "Tracker", "__version__", "analyze", "live", "read_segments"]

@@ -279,3 +279,7 @@ def at_command(when: tuple[int, bool], captures: tuple[str, ...],
         ns += result.stats.first_ts_ns or 0
     rows = result.state_at(pd.Timestamp(ns, unit="ns", tz="UTC"))
     out.emit(rows, lambda: output.state_at_view(rows, ns, result.sources))
+
+from tcplife.cli_live import live_command  # noqa: E402
+
+main.add_command(live_command(timeout_options))

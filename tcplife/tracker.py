@@ -172,6 +172,40 @@ class Tracker:
         self._timers.clear()
         return out
 
+    # ------------------------------------------------------------------ live mode
+    def open_count(self) -> int:
+        """How many connection instances are tracked (not yet ended)."""
+        return len(self._live)
+
+    def snapshot(self, conn_id: int | None = None) -> list[ConnectionRecord]:
+        """Records of the tracked connections (or of ``conn_id``) as they stand now,
+        without ending them: the live mode's view of what is still open."""
+        if conn_id is not None:
+            conn = self._live.get(conn_id)
+            return [] if conn is None else [_record(conn)]
+        return [_record(c) for c in self._live.values()]
+
+    def give_up_idle(self, before_ns: int) -> list[Event]:
+        """Live mode, bounded memory: end every connection whose last packet is older than
+        ``before_ns`` (the ``idle`` option), each side in the state it had; a
+        ``given_up`` oddity says why. Later packets of the 4-tuple start a new instance."""
+        out = self._out = []
+        for conn in [c for c in self._live.values() if c.last_ts < before_ns]:
+            self._give_up(conn, "no packet for longer than the idle timeout")
+        return out
+
+    def give_up_oldest(self, n: int) -> list[Event]:
+        """Live mode, the flow cap: end the ``n`` least recently active connections."""
+        out = self._out = []
+        for conn in heapq.nsmallest(n, self._live.values(), key=lambda c: c.last_ts):
+            self._give_up(conn, "flow table full: the least recently active flows are dropped")
+        return out
+
+    def _give_up(self, conn: Connection, why: str) -> None:
+        self._out.append(Oddity(conn.conn_id, max(conn.last_ts, self.now_ns or 0), None, "",
+                                "given_up", why))
+        self._end(conn)
+
     # ------------------------------------------------------------------ instances
     def _new_connection(self, seg: Segment) -> Connection:
         flags = seg.flags
