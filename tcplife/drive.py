@@ -122,12 +122,17 @@ def _drive_batch(batch: Batch, tracker: Tracker, emit: Callable[[list[Event]], N
                    batch.ack[sel].tolist(), flags[sel].tolist(),
                    batch.payload_len[sel].tolist(), batch.window[sel].tolist(), strict=True)
 
-    def run_at(pos: int, end: int) -> None:
-        """Apply the run order[pos:end] from its first segment on; defer what is left."""
+    def run_at(pos: int, end: int, known_bad: bool = False) -> None:
+        """Apply the run order[pos:end] from its first segment on; defer what is left.
+        ``known_bad``: the first segment is one `absorb_columns` stopped at (it goes
+        through `feed` without being examined again)."""
         r = order_l[pos]
-        s_name, d_name, s_port = name(int(src[r])), name(int(dst[r])), int(sport[r])
-        conn = steady(s_name, s_port, d_name, int(dport[r]))
         k = 0
+        conn = None
+        if not known_bad:
+            s_name, d_name, s_port = name(int(src[r])), name(int(dst[r])), int(sport[r])
+            conn = steady(s_name, s_port, d_name, int(dport[r]))
+        stopped = False
         if conn is not None:
             client_key = int(sender[r] if (conn.client.addr == s_name
                                            and conn.client.port == s_port) else receiver[r])
@@ -141,21 +146,23 @@ def _drive_batch(batch: Batch, tracker: Tracker, emit: Callable[[list[Event]], N
                 cut = slice(pos, min(end, pos + WINDOW))
                 snd_o, *rest = (c[cut] for c in by_flow)
                 k = absorb_columns(conn, snd_o == client_key, *rest)
+                stopped = 0 < k < len(snd_o)
             else:
                 k = absorb(conn, short_rows_of(order_l[pos:end], client_key))
+                stopped = 0 < k < end - pos
         if k == 0:  # not steady, or a segment that changes something: the plain way
             events = feed(segment_at(r))
             if events:
                 emit(events)
             k = 1
         if pos + k < end:
-            heapq.heappush(deferred, (order_l[pos + k], pos + k, end))
+            heapq.heappush(deferred, (order_l[pos + k], pos + k, end, stopped))
 
-    deferred: list[tuple[int, int, int]] = []
+    deferred: list[tuple[int, int, int, bool]] = []
     for row, run in zip(item_rows, item_run, strict=True):
         while deferred and deferred[0][0] < row:
-            _, pos, end = heapq.heappop(deferred)
-            run_at(pos, end)
+            _, pos, end, bad = heapq.heappop(deferred)
+            run_at(pos, end, bad)
         if run < 0:
             events = feed(singles[row])
             if events:
@@ -163,5 +170,5 @@ def _drive_batch(batch: Batch, tracker: Tracker, emit: Callable[[list[Event]], N
         else:
             run_at(starts_l[run], ends_l[run])
     while deferred:
-        _, pos, end = heapq.heappop(deferred)
-        run_at(pos, end)
+        _, pos, end, bad = heapq.heappop(deferred)
+        run_at(pos, end, bad)

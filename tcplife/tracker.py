@@ -414,10 +414,17 @@ class Tracker:
             keep_shape = (p <= 1) & (nxt_before - s_rel == 1)
             rtx = (p > 0) & (end <= hi_before)
             same = np.zeros(len(rows), dtype=bool)
-            k = (seq[rows], ack[rows], flags[rows], p, win[rows])
-            same[1:] = np.logical_and.reduce([c[1:] == c[:-1] for c in k])
-            same[1:] &= np.diff(ts[rows]) <= DUPLICATE_NS
-            first = tuple(int(c[0]) for c in k)
+            sq, aq = seq[rows], ack[rows]
+            # rare: the other fields only where seq and ack repeat
+            same[1:] = (sq[1:] == sq[:-1]) & (aq[1:] == aq[:-1])
+            if same.any():
+                at = np.flatnonzero(same)
+                for col in (flags[rows], p, win[rows]):
+                    same[at] &= col[at] == col[at - 1]
+                tr = ts[rows]
+                same[at] &= (tr[at] - tr[at - 1]) <= DUPLICATE_NS
+            first = (int(sq[0]), int(aq[0]), int(flags[rows[0]]), int(p[0]),
+                     int(win[rows[0]]))
             same[0] = first == ep.last_key and int(ts[rows[0]]) - ep.last_ns <= DUPLICATE_NS
             bad[rows] = far | keep_shape | rtx | same
             sides.append((ep, rows, a_rel, end, hi_before))
