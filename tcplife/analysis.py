@@ -50,6 +50,13 @@ class Result:
         side of each connection that is not CLOSED at that instant."""
         return _state_at(self.connections, self.transitions, when)
 
+    def plot_timeline(self, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> Any:
+        """A chart of each side's states over time (a matplotlib Figure; saved to ``path``
+        if given). Needs matplotlib; see `tcplife.plot.plot_timeline` for the options."""
+        from tcplife.plot import plot_timeline
+
+        return plot_timeline(self, path, **kwargs)
+
 
 def _source_name(source: Source) -> str:
     if isinstance(source, (str, os.PathLike)):
@@ -90,6 +97,7 @@ def iter_batches(sources: Iterable[Source], stats: ReadStats,
 
 def analyze(source: Source | list[Source], *, options: Options | None = None,
             on_event: Callable[[Event], None] | None = None, fast: bool = True,
+            progress: Callable[[int, int | None], None] | None = None,
             **timeouts: float) -> Result:
     """Analyse one capture (a path, ``"-"`` for stdin, or a binary file object) or a list
     of captures read in order as one. Timeouts (seconds) override Linux's defaults:
@@ -99,13 +107,17 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
     Raises `tcplife.CaptureError` only when the input cannot be read at all; a truncated or
     partly corrupt capture is analysed up to the damage, with a warning in ``warnings``.
     ``fast=False`` feeds every segment to the tracker one by one (the plain path, which the
-    fast path must equal; see `tcplife.drive`).
+    fast path must equal; see `tcplife.drive`). ``progress(bytes_read, total_bytes)`` is
+    called as the captures are read (total None when a source has no size, e.g. a pipe).
     """
     if options is None:
         options = Options(**timeouts)
     elif timeouts:
         raise TypeError("give either options= or timeout keywords, not both")
     sources: list[Source] = list(source) if isinstance(source, (list, tuple)) else [source]
+    if progress is not None:
+        from tcplife.progress import watch
+        sources = watch(sources, progress)
     stats = ReadStats()
     tracker = Tracker(options)
     detectors = DetectorSet(options)

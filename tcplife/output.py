@@ -40,7 +40,7 @@ FORMATS: tuple[str, ...] = ("table", "json", "jsonl", "csv", "parquet")
 #: ``-o FILE`` without ``--format``: the format follows the file's extension (else jsonl).
 EXTENSION_FORMATS: dict[str, str] = {
     ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv",
-    ".parquet": "parquet", ".pq": "parquet", ".txt": "table",
+    ".parquet": "parquet", ".pq": "parquet", ".txt": "table", ".svg": "svg",
 }
 
 #: One colour per state, the same in every view: the opening path cyan, established
@@ -50,6 +50,13 @@ STATE_STYLES: dict[str, str] = {
     "SYN_SENT": "cyan", "SYN_RECEIVED": "cyan", "ESTABLISHED": "green",
     "FIN_WAIT_1": "yellow", "FIN_WAIT_2": "yellow", "CLOSING": "yellow",
     "CLOSE_WAIT": "bold magenta", "LAST_ACK": "magenta", "TIME_WAIT": "blue",
+}
+#: The same families as hex colours, for pictures (SVG ladders, matplotlib charts).
+STATE_COLOURS: dict[str, str] = {
+    "UNKNOWN": "#b0b0b0", "CLOSED": "#e0e0e0", "LISTEN": "#9ecae1",
+    "SYN_SENT": "#6baed6", "SYN_RECEIVED": "#17becf", "ESTABLISHED": "#2ca02c",
+    "FIN_WAIT_1": "#ffbf00", "FIN_WAIT_2": "#d99a00", "CLOSING": "#ff7f0e",
+    "CLOSE_WAIT": "#c2189b", "LAST_ACK": "#f062c0", "TIME_WAIT": "#1f4e9c",
 }
 CLOSE_STYLES: dict[str, str] = {
     "fin": "green", "rst": "red", "refused": "red", "unanswered": "yellow",
@@ -96,7 +103,9 @@ def _write_text(frame: pd.DataFrame, fmt: str, stream: IO[str], table: TableBuil
     if fmt == "table":
         console = table_console(stream)
         for renderable in table():
-            console.print(renderable)
+            # a Text marked no_wrap (a command line to copy) is printed whole
+            console.print(renderable, soft_wrap=isinstance(renderable, Text)
+                          and bool(renderable.no_wrap))
     elif fmt == "json":
         write_json(frame, stream)
     elif fmt == "jsonl":
@@ -498,3 +507,42 @@ def state_at_view(snapshot: pd.DataFrame, at_ns: int,
     return [FittedTable(_title(f"sockets at {clock(at_ns)}", sources, day), STATE_AT_VIEW,
                         rows, optional=("for", "since"),
                         caption=None if rows else "no connection open at that instant")]
+
+
+PACKETS_VIEW = [
+    Column("frame", "right"), Column("+seconds", "right"), Column("conn", "right"),
+    Column("source"), Column(""), Column("destination"), Column("flags"),
+    Column("seq", "right"), Column("ack", "right"), Column("len", "right"),
+    Column("win", "right"), Column("client state"), Column("server state"),
+]
+
+
+def packets_view(packets: pd.DataFrame, sources: list[str],
+                 tshark: str | None = None) -> list[RenderableType]:
+    """``frames``: the packets of chosen connections, as tshark lists them (relative
+    seq/ack, time since the connection's first packet), with each side's state after
+    each packet; a state is written only where it changes."""
+    day, _ = date_span(packets["ts_ns"][:1])
+    rows: list[list[RenderableType]] = []
+    last: dict[tuple[int, str], str] = {}
+    for row in packets.itertuples(index=False):
+        cells: list[RenderableType] = []
+        for side in ("client", "server"):
+            state = str(getattr(row, f"{side}_state"))
+            changed = last.get((int(row.conn_id), side)) != state
+            last[(int(row.conn_id), side)] = state
+            cells.append(state_text(state) if changed else "")
+        flags = str(row.flags)
+        rows.append([
+            str(row.frame), f"{row.rel_ts:.6f}", str(row.conn_id),
+            endpoint(row.src_addr, row.src_port), "→", endpoint(row.dst_addr, row.dst_port),
+            Text(f"[{flags}]", style="red" if "RST" in flags else "cyan" if "SYN" in flags
+                 else "yellow" if "FIN" in flags else ""),
+            str(row.rel_seq), _int(row.rel_ack), str(row.len), str(row.window), *cells])
+    views: list[RenderableType] = [FittedTable(
+        _title("frames", sources, day), PACKETS_VIEW, rows,
+        optional=("win", "conn", "+seconds", "server state", "client state"),
+        caption=None if rows else "no packets")]
+    if tshark:  # one line, never wrapped, so that it can be copied
+        views.append(Text(tshark, style="dim", no_wrap=True, overflow="ignore"))
+    return views
