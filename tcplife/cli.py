@@ -24,7 +24,7 @@ from typing import IO, Any
 
 import click
 import pandas as pd
-from rich.console import Console, ConsoleOptions, RenderResult
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -230,9 +230,15 @@ def timeline_command(captures: tuple[str, ...], select: Selection, plot_path: st
     the side had been in the old state. With --plot, a chart of the selected connections.
     """
     if plot_path is not None:
-        from tcplife.plot import check_path
+        from tcplife.plot import FORMATS, PlotError, check_path
 
-        check_path(plot_path)
+        if os.path.splitext(plot_path)[1].lower() not in FORMATS:
+            raise click.BadParameter(f"{plot_path}: name the chart file .png, .svg or .pdf",
+                                     param_hint="--plot")
+        try:
+            check_path(plot_path)
+        except PlotError as exc:
+            raise CliError(str(exc)) from exc
     result = run_analysis(captures, timeouts)
     flt = select.resolve(result)
     if plot_path is not None:
@@ -328,19 +334,11 @@ def frames_command(captures: tuple[str, ...], select: Selection,
     out.emit(packets, lambda: output.packets_view(packets, result.sources, tshark))
 
 
-class LadderView:
-    """The ladder for rich: as wide as the terminal (at most 140), 100 off a terminal."""
-
-    def __init__(self, ladder: Any) -> None:
-        self.ladder = ladder
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        from tcplife.ladder import ladder_lines
-
-        width = min(options.max_width, 140) if console.is_terminal else 100
-        for line in ladder_lines(self.ladder, width):
-            line.no_wrap, line.overflow = True, "ignore"
-            yield line
+def ladder_width() -> int:
+    """The terminal's width (at most 140) on a terminal, else 100 columns."""
+    if not sys.stdout.isatty():
+        return 100
+    return min(Console(file=sys.stdout).width, 140)
 
 
 @main.command("ladder", epilog=CAPTURE_EPILOG)
@@ -359,7 +357,7 @@ def ladder_command(captures: tuple[str, ...], conn_id: int, timeouts: dict[str, 
     draws the same as SVG; json/jsonl/csv/parquet give the packet rows of `frames`.
     The default is the diagram, even into a pipe.
     """
-    from tcplife.ladder import build_ladder, ladder_svg
+    from tcplife.ladder import build_ladder, ladder_lines, ladder_svg
 
     result, conns, packets = _packets(captures, timeouts, Selection(conn_ids=(conn_id,)))
     conn = next(conns.itertuples(index=False))
@@ -370,7 +368,7 @@ def ladder_command(captures: tuple[str, ...], conn_id: int, timeouts: dict[str, 
         if not out.to_stdout:
             message("note", f"wrote {out.path} ({ladder.packets} packets)", "dim")
         return
-    out.emit(packets, lambda: [LadderView(ladder)])
+    out.emit(packets, lambda: ladder_lines(ladder, ladder_width()))
 
 
 @main.command("export", epilog=CAPTURE_EPILOG)

@@ -160,7 +160,8 @@ def _middle(text: str, width: int, style: str) -> Text:
 
 
 def ladder_lines(ladder: Ladder, width: int = 100) -> list[Text]:
-    """The diagram as lines of at most ``width`` cells (at least 80 is sensible)."""
+    """The diagram as lines of at most ``width`` cells (at least 80 is sensible), except
+    the last, the tshark command line; every line is marked ``no_wrap``."""
     conn = ladder.conn
     arrow_w = max(width - (FRAME_W + TIME_W + 2 * STATE_W + 4), 24)
     lead = FRAME_W + 1 + TIME_W + 1
@@ -207,6 +208,8 @@ def ladder_lines(ladder: Ladder, width: int = 100) -> list[Text]:
                       "packets or a timeout, not seen on that side", style="dim"))
     if ladder.tshark:
         lines.append(Text(ladder.tshark, style="dim"))
+    for line in lines:
+        line.no_wrap, line.overflow = True, "ignore"
     return lines
 
 
@@ -218,7 +221,8 @@ SVG_WIDTH = 930
 
 
 def _t(x: float, y: float, text: str, **attrs: str) -> str:
-    extra = "".join(f' {k.replace("_", "-")}="{escape(v)}"' for k, v in attrs.items())
+    extra = "".join(f' {k.rstrip("_").replace("_", "-")}="{escape(v)}"'
+                    for k, v in attrs.items())
     return f'<text x="{x:.0f}" y="{y:.0f}"{extra}>{escape(text)}</text>'
 
 
