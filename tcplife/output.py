@@ -542,7 +542,7 @@ def packets_view(packets: pd.DataFrame, sources: list[str],
     views: list[RenderableType] = [FittedTable(
         _title("frames", sources, day), PACKETS_VIEW, rows,
         optional=("win", "conn", "+seconds", "server state", "client state"),
-        caption=None if rows else "no packets")]
+        caption=None if rows else "no packets", gap=1)]
     if tshark:  # one line, never wrapped, so that it can be copied
         views.append(Text(tshark, style="dim", no_wrap=True, overflow="ignore"))
     return views

@@ -136,6 +136,7 @@ def plot_timeline(result: Result, path: str | os.PathLike[str] | None = None, *,
     if n <= 12:
         _label_bars(ax, intervals, origin, right, row_of, lane)
     _still_held(ax, intervals, origin, capture_end, right, row_of, lane, n, full)
+    marked = _mark_anomalies(ax, result, conns, origin, right, row_of, lane, n)
     ax.axvline(capture_end, color="#444444", linestyle="--", linewidth=0.9)
     ax.set_xlim(-right * 0.01, right * (1.16 if n <= 40 else 1.02))
     ax.set_ylim(n - 0.5 if n else 0.5, -0.5)
@@ -148,7 +149,12 @@ def plot_timeline(result: Result, path: str | os.PathLike[str] | None = None, *,
     for spine in ("top", "right"):
         ax.spines[spine].set_visible(False)
     present = [s for s in STATE_COLOURS if s in set(intervals["state"])]
-    handles = [Patch(facecolor=STATE_COLOURS[s], label=s) for s in present]
+    handles: list[Any] = [Patch(facecolor=STATE_COLOURS[s], label=s) for s in present]
+    if marked:
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], marker="v", color="#d62728", linestyle="none",
+                              label="anomaly"))
     if handles:
         ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0, 1.0),
                   ncol=min(len(handles), 6), frameon=False, fontsize=8)
@@ -159,6 +165,26 @@ def plot_timeline(result: Result, path: str | os.PathLike[str] | None = None, *,
     if path is not None:
         fig.savefig(os.fspath(path), dpi=110)
     return fig
+
+
+def _mark_anomalies(ax: Any, result: Result, conns: pd.DataFrame, origin: int, right: float,
+                    row_of: dict[int, int], lane: dict[str, float], n: int) -> bool:
+    """A red triangle on the side's bar where each anomaly (not the informational ones)
+    was detected; returns whether any was drawn."""
+    from tcplife.output import INFO_KINDS
+
+    a = result.anomalies
+    a = a[a["conn_id"].isin(conns["conn_id"]) & ~a["kind"].isin(list(INFO_KINDS))]
+    xs, ys = [], []
+    for row in a.itertuples(index=False):
+        x = (int(row.ts_ns) - origin) / 1e9
+        if x <= right:
+            xs.append(x)
+            ys.append(row_of[int(row.conn_id)] + lane.get(str(row.side), 0.0))
+    if xs:
+        ax.scatter(xs, ys, marker="v", s=40 if n <= 40 else 12, color="#d62728",
+                   edgecolors="white", linewidths=0.5, zorder=3)
+    return bool(xs)
 
 
 def _label_bars(ax: Any, intervals: pd.DataFrame, origin: int, right: float,
