@@ -18,7 +18,7 @@ import dataclasses
 import io
 import os
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -128,34 +128,64 @@ def main(debug: bool) -> None:
 
 
 class ProgressBar:
-    """``progress`` for `analyze`: a rich bar on stderr, shown only when stderr is a
-    terminal and only once reading has lasted `PROGRESS_DELAY` seconds."""
+    """``progress`` for `analyze`: a rich bar on stderr of the bytes read, then a pulsing
+    "analysing" bar once everything is read (the tracker may still be working through the
+    last batch). Shown only once the analysis has lasted `PROGRESS_DELAY` seconds (a
+    timer, so that a capture read in one gulp still gets its bar) and only when stderr is
+    a terminal (`progress_bar` decides that)."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.started = time.monotonic()
         self.bar: Progress | None = None
         self.task: Any = None
+        self.analysing: Any = None
+        self.done, self.total = 0, None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(PROGRESS_DELAY, self.show)
+        self._timer.daemon = True
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def show(self) -> None:
+        with self._lock:
+            if self.bar is None:
+                self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                    DownloadColumn(), TimeElapsedColumn(),
+                                    TimeRemainingColumn(), console=self.console,
+                                    transient=True)
+                self.bar.start()
+                self.task = self.bar.add_task("reading", total=self.total)
+            self._update()
 
     def __call__(self, done: int, total: int | None) -> None:
-        if self.bar is None:
-            if time.monotonic() - self.started < PROGRESS_DELAY:
-                return
-            self.bar = Progress(TextColumn("reading"), BarColumn(), DownloadColumn(),
-                                TimeElapsedColumn(), TimeRemainingColumn(),
-                                console=self.console, transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task("reading", total=total)
-        self.bar.update(self.task, completed=done, total=total)
+        with self._lock:
+            self.done, self.total = done, total
+            if self.bar is not None:
+                self._update()
+
+    def _update(self) -> None:
+        assert self.bar is not None
+        if self.total is not None and self.done >= self.total:
+            if self.analysing is None:  # everything read: a pulsing bar from now on
+                self.bar.update(self.task, completed=self.done, visible=False)
+                self.analysing = self.bar.add_task("analysing", total=None,
+                                                   completed=self.done)
+        else:
+            self.bar.update(self.task, completed=self.done, total=self.total)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+        self._timer.cancel()
+        with self._lock:
+            if self.bar is not None:
+                self.bar.stop()
 
 
 @contextlib.contextmanager
 def progress_bar() -> Iterator[ProgressBar | None]:
     bar = ProgressBar(stderr) if stderr.is_terminal else None
+    if bar is not None:
+        bar.start()
     try:
         yield bar
     finally:

@@ -276,18 +276,25 @@ def test_progress_gives_the_same_result(two_pcap: Path) -> None:
     assert watched.sources == [str(two_pcap)]
 
 
-def test_progress_bar_draws_only_on_a_terminal_after_a_while(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_progress_bar_draws_only_on_a_terminal_after_a_while() -> None:
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, width=80)
     bar = cli.ProgressBar(console)
-    bar(10, 100)  # within PROGRESS_DELAY: nothing
-    assert bar.bar is None
-    monkeypatch.setattr(cli, "PROGRESS_DELAY", 0.0)
+    bar(10, 100)  # before the delay: remembered, nothing drawn
+    assert bar.bar is None and screen.getvalue() == ""
+    bar.show()  # what the timer does after PROGRESS_DELAY
     bar(50, 100)
-    bar(100, 100)
+    assert "reading" in screen.getvalue() or bar.bar is not None
+    bar(100, 100)  # all read: the analysis goes on
+    reading, analysing = bar.bar.tasks
+    assert not reading.visible and reading.completed == 100
+    assert analysing.description == "analysing" and analysing.total is None
     bar.close()
-    assert bar.bar is not None and "reading" in screen.getvalue()
+    assert "reading" in screen.getvalue()
+    quick = cli.ProgressBar(console)
+    quick.start()
+    quick.close()  # finished within the delay: never drawn
+    assert quick.bar is None
     with cli.progress_bar() as quiet:  # stderr of the test run is not a terminal
         assert quiet is None
 
