@@ -167,17 +167,23 @@ def ladder_lines(ladder: Ladder, width: int = 100) -> list[Text]:
     lead = FRAME_W + 1 + TIME_W + 1
     day, _ = date_span([int(conn.first_ts_ns)])
     names = ", ".join(os.path.basename(s) or s for s in ladder.sources)
-    title = Text.assemble(
-        ("ladder of connection ", "bold"), (str(int(conn.conn_id)), "bold"),
-        f" — {names} — " if names else " — ",
-        f"t=0 at {clock(int(conn.first_ts_ns))} {day}")
+    title = Text(f"ladder of connection {int(conn.conn_id)}", style="bold")
+    if names:
+        title.append(f" — {names}")
+    when = f"t=0 at {clock(int(conn.first_ts_ns))} {day}"
+    if title.cell_len + 3 + len(when) <= width:
+        title.append(f" — {when}")
+        titles = [title]
+    else:  # a long file name: the time on a line of its own
+        title.truncate(width, overflow="ellipsis")
+        titles = [title, Text(when)]
     client = endpoint(conn.client_addr, conn.client_port)
     server = endpoint(conn.server_addr, conn.server_port)
     gap = " " * max(arrow_w - 2 - len(client) - len(server), 1)
     header = Text.assemble(
         (f"{'frame':>{FRAME_W}} {'+seconds':>{TIME_W}} {'client state':>{STATE_W}}", "bold"),
         "│", (client, "bold"), gap, (server, "bold"), "│", ("server state", "bold"))
-    lines = [title, header]
+    lines = [*titles, header]
     initial = {side: Change(ladder.initial[side], False, "initial") for side in SIDES}
     lines.append(Text.assemble(" " * lead, _state_cell(initial["client"], True),
                                _middle("", arrow_w, ""), _state_cell(initial["server"], False)))

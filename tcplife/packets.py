@@ -5,7 +5,8 @@ packets), the ``packets`` table (one row per segment, with Wireshark-style relat
 sequence numbers and each side's state after it), and the equivalent tshark display
 filter. Knows nothing of the terminal or click; the tracker is not involved: segments are
 matched to connection instances by 4-tuple and frame range, as the connections table
-reports them.
+reports them (where two instances of one 4-tuple overlap, see `_Matcher.match`; the
+tests check the counts against the tracker's on every sample capture).
 """
 
 from __future__ import annotations
@@ -59,11 +60,18 @@ class _Matcher:
         self.last_frame = max((int(f) for f in connections["last_frame"]), default=0)
 
     def match(self, seg: Segment) -> tuple[int, str] | None:
+        """The instance whose first frame this is; else the oldest instance whose frame
+        range holds it: where a new instance's SYN arrives while the old one still has
+        packets in flight (a challenge ACK, an RST), those belong to the old one, as the
+        tracker counts them."""
+        found = None
         for first, last, conn_id, sender in self.by_tuple.get(
                 (seg.src, seg.sport, seg.dst, seg.dport), ()):
-            if first <= seg.frame <= last:
+            if seg.frame == first:
                 return conn_id, sender
-        return None
+            if found is None and first <= seg.frame <= last:
+                found = conn_id, sender
+        return found
 
 
 def read_packets(sources: Sequence[Source], connections: pd.DataFrame,

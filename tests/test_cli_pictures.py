@@ -369,3 +369,49 @@ def test_plot_without_matplotlib(close_pcap: Path, tmp_path: Path,
     result = run("timeline", close_pcap, "--plot", tmp_path / "x.png")
     assert result.exit_code == 1
     assert result.stderr.startswith("tcplife: error: ") and "tcplife[plot]" in result.stderr
+
+
+# --- every lab capture ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("capture", sorted(p.name for p in SAMPLES.glob("*.pcap*")))
+def test_packets_and_ladders_of_every_lab_capture(capture: str) -> None:
+    """On every sample capture, each connection's packets (re-read by 4-tuple and frame
+    range) are exactly as many, per side, as the tracker counted; its ladder has one arrow
+    per packet, fits 100 columns, and its SVG one arrow per packet."""
+    from tcplife.ladder import build_ladder, ladder_lines, ladder_svg
+    from tcplife.packets import read_packets
+
+    path = str(SAMPLES / capture)
+    result = tcplife.analyze(path)
+    packets = read_packets([path], result.connections, result.transitions)
+    assert len(packets) == int(result.connections["packets"].sum())
+    for conn in result.connections.itertuples(index=False):
+        mine = packets[packets["conn_id"] == conn.conn_id]
+        assert (mine["sender"] == "client").sum() == conn.client_packets
+        assert (mine["sender"] == "server").sum() == conn.server_packets
+        assert mine["frame"].is_monotonic_increasing
+        assert mine["frame"].iloc[0] == conn.first_frame
+        assert mine["frame"].iloc[-1] == conn.last_frame
+        ladder = build_ladder(conn, packets, result.transitions, result.anomalies,
+                              result.sources)
+        lines = ladder_lines(ladder, 100)
+        assert sum("▶" in line.plain or "◀" in line.plain for line in lines) == len(mine)
+        assert max(line.cell_len for line in lines) <= 100
+        root = parse_svg(ladder_svg(ladder))
+        assert len(root.findall(f".//{SVG}line[@class='packet']")) == len(mine)
+        # every state change of the transitions table is written on the ladder
+        changes = result.transitions[result.transitions["conn_id"] == conn.conn_id]
+        written = sum(len(step.changes["client"]) + len(step.changes["server"])
+                      for step in ladder.steps)
+        assert written == len(changes)
+
+
+def test_frames_of_an_empty_capture(tmp_path: Path) -> None:
+    empty = pcapgen.write_pcap(tmp_path / "empty.pcap", [])
+    result = run("frames", empty, "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == ",".join(PACKET_COLUMNS)
+    assert "no packets" in run("frames", empty, "--format", "table").stdout
+    chart = tmp_path / "empty.png"
+    assert run("timeline", empty, "--plot", chart).exit_code == 0 and chart.stat().st_size
