@@ -4,13 +4,14 @@ CLOSE_WAIT is the state of a socket whose peer has closed while the application 
 a few milliseconds are normal, seconds mean an application that forgets to close() (a
 leak that ends in "too many open files"). Run it from the repository root:
 
-    python examples/close_wait.py        (PYTHONPATH=. first if tcplife is not installed)
+    python examples/close_wait.py [CHART.png]    (PYTHONPATH=. if tcplife is not installed)
 
 It reads every server-side capture in sample_pcaps/, lists the sides that stayed in
 CLOSE_WAIT longer than a second, and draws the timeline of the worst capture into
 examples/close_wait.png. Each block below is one notebook cell.
 """
 
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -50,7 +51,7 @@ for name, result in results.items():
         print(f"{name}: conn {row.conn_id} {row.side}: {row.detail}")
 
 # %% Draw the worst capture's connections: the magenta bar is CLOSE_WAIT.
+chart = sys.argv[1] if len(sys.argv) > 1 else "examples/close_wait.png"
 worst = stuck.iloc[0]
-figure = results[worst["capture"]].plot_timeline("examples/close_wait.png",
-                                                 conn_ids=[worst["conn_id"]])
-print(f"wrote examples/close_wait.png ({worst['capture']})")
+figure = results[worst["capture"]].plot_timeline(chart, conn_ids=[worst["conn_id"]])
+print(f"wrote {chart} ({worst['capture']})")
