@@ -212,6 +212,8 @@ def ladder_lines(ladder: Ladder, width: int = 100) -> list[Text]:
                         "dim" if kind in INFO_KINDS else "bold red"), " " * STATE_W))
     lines.append(Text(f"{ladder.packets} packets; ~ inferred: deduced from the peer's "
                       "packets or a timeout, not seen on that side", style="dim"))
+    if bool(conn.role_inferred):
+        lines.append(Text("no SYN seen: which side is the client was guessed", style="dim"))
     if ladder.tshark:
         lines.append(Text(ladder.tshark, style="dim"))
     for line in lines:

@@ -415,3 +415,22 @@ def test_frames_of_an_empty_capture(tmp_path: Path) -> None:
     assert "no packets" in run("frames", empty, "--format", "table").stdout
     chart = tmp_path / "empty.png"
     assert run("timeline", empty, "--plot", chart).exit_code == 0 and chart.stat().st_size
+
+
+def test_long_tables_are_aligned_lines() -> None:
+    """2680 packets: more than LONG_TABLE rows, printed as one aligned line each (a rich
+    Table would take seconds to lay out)."""
+    from tcplife.output import LONG_TABLE
+
+    result = run("frames", SAMPLES / "clean_traffic.client.pcap", "--format", "table")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    rows = [line for line in lines if " → " in line]
+    assert len(rows) == 2680 > LONG_TABLE
+    assert lines[0].strip() == "frames — clean_traffic.client.pcap — 2026-11-22 UTC"
+    assert lines[1].split()[:3] == ["frame", "+seconds", "conn"]
+    assert set(lines[2]) == {"─"}
+    assert len({row.index(" → ") for row in rows}) == 1  # the arrows in one column
+    first = rows[0].split()
+    assert first[:8] == ["2", "0.000000", "0", "10.231.1.2:42654", "→", "10.231.2.2:8080",
+                         "[SYN]", "0"]
