@@ -16,7 +16,8 @@ from typing import IO, Any, Union
 import pandas as pd
 
 from tcplife.capture import ReadStats, read_segments
-from tcplife.capture.columns import AddressBook, Batch
+from tcplife.capture.columns import Batch
+from tcplife.capture.fastread import read_batches
 from tcplife.detect import DetectorSet
 from tcplife.drive import drive
 from tcplife.events import Event
@@ -25,6 +26,9 @@ from tcplife.frames import state_at as _state_at
 from tcplife.options import Options
 from tcplife.segment import Segment
 from tcplife.tracker import Tracker
+
+#: the tables `analyze` can keep
+TABLES = ("connections", "transitions", "anomalies", "oddities")
 
 Source = Union[str, "os.PathLike[str]", IO[bytes]]
 
@@ -81,22 +85,24 @@ def iter_segments(sources: Iterable[Source], stats: ReadStats) -> Iterator[Segme
         stats.merge(file_stats)
 
 
-def iter_batches(sources: Iterable[Source], stats: ReadStats,
-                 size: int = 65536) -> Iterator[Batch]:
-    """The segments of `iter_segments` as `Batch`es (one address book for the read)."""
-    book = AddressBook()
-    chunk: list[Segment] = []
-    for seg in iter_segments(sources, stats):
-        chunk.append(seg)
-        if len(chunk) >= size:
-            yield Batch.from_segments(chunk, book)
-            chunk = []
-    if chunk:
-        yield Batch.from_segments(chunk, book)
+def iter_batches(sources: Iterable[Source], stats: ReadStats) -> Iterator[Batch]:
+    """The segments of `iter_segments` as `Batch`es, read in bulk by
+    `tcplife.capture.fastread` (which promises the same segments and the same stats as the
+    plain reader); frame numbers continue across files as in `iter_segments`."""
+    offset = 0
+    for source in sources:
+        file_stats = ReadStats()
+        for batch in read_batches(source, file_stats):
+            if offset:
+                batch.frame += offset
+            yield batch
+        offset += file_stats.frames
+        stats.merge(file_stats)
 
 
 def analyze(source: Source | list[Source], *, options: Options | None = None,
             on_event: Callable[[Event], None] | None = None, fast: bool = True,
+            tables: Iterable[str] = TABLES,
             progress: Callable[[int, int | None], None] | None = None,
             **timeouts: float) -> Result:
     """Analyse one capture (a path, ``"-"`` for stdin, or a binary file object) or a list
@@ -107,9 +113,15 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
     Raises `tcplife.CaptureError` only when the input cannot be read at all; a truncated or
     partly corrupt capture is analysed up to the damage, with a warning in ``warnings``.
     ``fast=False`` feeds every segment to the tracker one by one (the plain path, which the
-    fast path must equal; see `tcplife.drive`). ``progress(bytes_read, total_bytes)`` is
-    called as the captures are read (total None when a source has no size, e.g. a pipe).
+    fast path must equal; see `tcplife.drive`). ``tables`` names the tables to keep
+    (of `TABLES`); the others come back empty, with their columns, and cost no memory:
+    ``tables=("connections",)`` is how a big capture's summary stays small.
+    ``progress(bytes_read, total_bytes)`` is called as the captures are read (total None
+    when a source has no size, e.g. a pipe).
     """
+    unknown = set(tables) - set(TABLES)
+    if unknown:
+        raise ValueError(f"unknown tables {sorted(unknown)}; choose from {TABLES}")
     if options is None:
         options = Options(**timeouts)
     elif timeouts:
@@ -121,7 +133,7 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
     stats = ReadStats()
     tracker = Tracker(options)
     detectors = DetectorSet(options)
-    collector = Collector()
+    collector = Collector(tables)
 
     def consume(events: list[Any]) -> None:
         events = events + detectors.feed(events)

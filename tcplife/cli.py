@@ -36,7 +36,7 @@ from rich.progress import (
 from rich.text import Text
 
 from tcplife import __version__, output
-from tcplife.analysis import Result, analyze
+from tcplife.analysis import TABLES, Result, analyze
 from tcplife.capture import CaptureError
 from tcplife.cli_options import (
     TIMEOUTS,
@@ -207,13 +207,16 @@ def _spool_stdin(captures: tuple[str, ...]) -> list[Any]:
 
 
 def run_analysis(captures: tuple[str, ...], timeouts: dict[str, float],
-                 sources: list[Any] | None = None) -> Result:
-    """`analyze` over the captures as one; the reader's warnings go to stderr."""
+                 sources: list[Any] | None = None,
+                 tables: tuple[str, ...] = TABLES) -> Result:
+    """`analyze` over the captures as one (``sources``: the captures opened already, for
+    standard input read into memory), keeping only ``tables``; the reader's warnings go
+    to stderr."""
     if captures.count("-") > 1:
         raise click.UsageError("standard input (-) can be read only once")
     with progress_bar() as bar:
         result = analyze(sources if sources is not None else list(captures),
-                         progress=bar, **timeouts)
+                         tables=tables, progress=bar, **timeouts)
     for warning in result.warnings:
         message("warning", warning, "yellow")
     return result
@@ -237,7 +240,7 @@ def analyze_command(captures: tuple[str, ...], select: Selection,
     role_inferred, mid_stream, then extra columns. The table shows a compact subset and
     counts states, close kinds, anomalies and what the capture reader skipped.
     """
-    result = run_analysis(captures, timeouts)
+    result = run_analysis(captures, timeouts, tables=("connections",))
     rows = select.resolve(result).connections(result.connections)
     out.emit(rows, lambda: output.connections_view(rows, result.stats, result.sources))
 
@@ -269,7 +272,8 @@ def timeline_command(captures: tuple[str, ...], select: Selection, plot_path: st
             check_path(plot_path)
         except PlotError as exc:
             raise CliError(str(exc)) from exc
-    result = run_analysis(captures, timeouts)
+    result = run_analysis(captures, timeouts, tables=(
+        "connections", "transitions", *(("anomalies",) if plot_path else ())))
     flt = select.resolve(result)
     if plot_path is not None:
         from tcplife.plot import plot_timeline
@@ -291,7 +295,7 @@ def timeline_command(captures: tuple[str, ...], select: Selection, plot_path: st
 def anomalies_command(captures: tuple[str, ...], select: Selection,
                       timeouts: dict[str, float], out: Output) -> None:
     """Anomalies: which connection and side, when, the evidence frame, what it means."""
-    result = run_analysis(captures, timeouts)
+    result = run_analysis(captures, timeouts, tables=("connections", "anomalies"))
     rows = select.resolve(result).anomalies(result.anomalies, result.connections)
     out.emit(rows, lambda: output.anomalies_view(rows, result.sources))
 
@@ -310,7 +314,7 @@ def at_command(when: tuple[int, bool], captures: tuple[str, ...], select: Select
     when no offset is given) or +SECONDS after the capture's first packet (+2.5).
     A side is listed unless it is CLOSED; `since` is when it entered its state.
     """
-    result = run_analysis(captures, timeouts)
+    result = run_analysis(captures, timeouts, tables=("connections", "transitions"))
     ns, relative = when
     if relative:
         ns += result.stats.first_ts_ns or 0
@@ -326,7 +330,8 @@ def _packets(captures: tuple[str, ...], timeouts: dict[str, float],
     from tcplife.packets import read_packets
 
     sources = _spool_stdin(captures)
-    result = run_analysis(captures, timeouts, sources)
+    result = run_analysis(captures, timeouts, sources,
+                          tables=("connections", "transitions", "anomalies"))
     conns = select.resolve(result).connections(result.connections)
     for source in sources:
         if isinstance(source, io.BytesIO):

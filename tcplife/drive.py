@@ -26,6 +26,8 @@ _K = np.uint64(0x9E3779B97F4A7C15)
 #: Runs at least this long are absorbed with numpy (`Tracker.absorb_columns`); shorter ones
 #: row by row (`Tracker.absorb`), where numpy's per-call cost would dominate.
 LONG_RUN = 64
+#: The most rows one `Tracker.absorb_columns` call looks at.
+WINDOW = 2048
 
 
 def drive(batches: Iterable[Batch], tracker: Tracker,
@@ -82,32 +84,53 @@ def _drive_batch(batch: Batch, tracker: Tracker, emit: Callable[[list[Event]], N
     singles = dict(zip(single.tolist(), batch.segments(single), strict=True))
     order_l = order.tolist()
     starts_l, ends_l = starts.tolist(), ends.tolist()
-    frame, ts, seq, ack = (batch.frame.tolist(), batch.ts_ns.tolist(), batch.seq.tolist(),
-                           batch.ack.tolist())
-    flg, plen, win, snd, rcv = (flags.tolist(), batch.payload_len.tolist(),
-                                batch.window.tolist(), sender.tolist(), receiver.tolist())
-    src, sport, dst, dport = (batch.src.tolist(), batch.sport.tolist(), batch.dst.tolist(),
-                              batch.dport.tolist())
     name = batch.book.name
     feed, steady, absorb = tracker.feed, tracker.steady, tracker.absorb
     absorb_columns = tracker.absorb_columns
+    # Rows of short runs are read as Python values; when long runs hold most rows, only
+    # theirs are converted (per run), not the whole batch's columns.
+    lengths = ends - starts
+    short_rows = int(lengths[lengths < LONG_RUN].sum())
+    if short_rows * 4 >= n:
+        cols = [c.tolist() for c in (batch.frame, batch.ts_ns, sender, batch.seq, batch.ack,
+                                     flags, batch.payload_len, batch.window)]
+    else:
+        cols = []
+    src, sport, dst, dport = batch.src, batch.sport, batch.dst, batch.dport
+    by_flow: list[np.ndarray] = []
+
+    def short_rows_of(ix: list[int], client_key: int) -> Iterable[tuple[int, ...]]:
+        if cols:
+            frame, ts, snd, seq, ack, flg, plen, win = cols
+            return ((frame[x], ts[x], snd[x] == client_key, seq[x], ack[x], flg[x], plen[x],
+                     win[x]) for x in ix)
+        sel = np.asarray(ix)
+        return zip(batch.frame[sel].tolist(), batch.ts_ns[sel].tolist(),
+                   (sender[sel] == client_key).tolist(), batch.seq[sel].tolist(),
+                   batch.ack[sel].tolist(), flags[sel].tolist(),
+                   batch.payload_len[sel].tolist(), batch.window[sel].tolist(), strict=True)
 
     def run_at(pos: int, end: int) -> None:
         """Apply the run order[pos:end] from its first segment on; defer what is left."""
         r = order_l[pos]
-        conn = steady(name(src[r]), sport[r], name(dst[r]), dport[r])
+        s_name, d_name, s_port = name(int(src[r])), name(int(dst[r])), int(sport[r])
+        conn = steady(s_name, s_port, d_name, int(dport[r]))
         k = 0
         if conn is not None:
-            client_key = snd[r] if (conn.client.addr == name(src[r])
-                                    and conn.client.port == sport[r]) else rcv[r]
+            client_key = int(sender[r] if (conn.client.addr == s_name
+                                           and conn.client.port == s_port) else receiver[r])
             if end - pos >= LONG_RUN:
-                ix = order[pos:end]
-                k = absorb_columns(conn, sender[ix] == client_key, batch.frame[ix],
-                                   batch.ts_ns[ix], batch.seq[ix], batch.ack[ix], flags[ix],
-                                   batch.payload_len[ix], batch.window[ix])
+                # At most WINDOW rows per call: a segment that stops the run (a
+                # retransmission, say) costs a window's work, not the rest of the run's.
+                if not by_flow:  # the columns in flow order, once: a run is then a slice
+                    by_flow.extend(c[order] for c in (
+                        sender, batch.frame, batch.ts_ns, batch.seq, batch.ack, flags,
+                        batch.payload_len, batch.window))
+                cut = slice(pos, min(end, pos + WINDOW))
+                snd_o, *rest = (c[cut] for c in by_flow)
+                k = absorb_columns(conn, snd_o == client_key, *rest)
             else:
-                k = absorb(conn, ((frame[x], ts[x], snd[x] == client_key, seq[x], ack[x],
-                                   flg[x], plen[x], win[x]) for x in order_l[pos:end]))
+                k = absorb(conn, short_rows_of(order_l[pos:end], client_key))
         if k == 0:  # not steady, or a segment that changes something: the plain way
             events = feed(batch.segment(r))
             if events:

@@ -23,10 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from tcplife import output
-from tcplife.analysis import Result
-
-#: The tables of a `Result` that are exported, in this order.
-TABLES: tuple[str, ...] = ("connections", "transitions", "anomalies", "oddities")
+from tcplife.analysis import TABLES, Result  # the tables exported, in this order
 
 Exporter = Callable[[Result, Path], list[Path]]
 

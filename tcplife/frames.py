@@ -8,6 +8,7 @@ these schemas. Knows nothing of captures or the terminal.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -85,88 +86,168 @@ def _frame(columns: dict[str, list[Any]], schema: dict[str, Any]) -> pd.DataFram
     return pd.DataFrame(data)
 
 
-class Collector:
-    """Accumulates events column by column; `frames()` builds the DataFrames."""
+class _Columns:
+    """Append-only columns in compact buffers, one per schema column: integers, floats and
+    booleans in `array.array`s (8, 8 and 1 bytes a row), text and categories as integer
+    codes into a table of their distinct values, lists as Python objects. About 60 bytes a
+    transition instead of the ~500 of Python objects, so a big capture's tables fit."""
 
-    def __init__(self) -> None:
-        self._trans: dict[str, list[Any]] = {k: [] for k in
-                                             ("tid", "conn_id", "ts_ns", "side", "addr",
-                                              "port", "from_state", "to_state", "event",
-                                              "frame", "inferred")}
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self.schema = schema
+        self.kinds: dict[str, str] = {}
+        self.data: dict[str, Any] = {}
+        self.codes: dict[str, dict[Any, int]] = {}
+        for name, dtype in schema.items():
+            kind = _kind(dtype)
+            self.kinds[name] = kind
+            self.data[name] = (array("q") if kind in ("int", "nint", "time", "code")
+                               else array("d") if kind == "float"
+                               else array("b") if kind == "bool" else [])
+            if kind == "code":
+                self.codes[name] = {}
+
+    def __len__(self) -> int:
+        return len(next(iter(self.data.values()))) if self.data else 0
+
+    def append(self, row: dict[str, Any]) -> None:
+        for name, kind in self.kinds.items():
+            value = row[name]
+            if kind == "code":
+                table = self.codes[name]
+                code = table.get(value)
+                if code is None:
+                    code = table[value] = len(table)
+                self.data[name].append(code)
+            elif kind == "nint":
+                self.data[name].append(-1 if value is None else value)
+            else:
+                self.data[name].append(value)
+
+    def frame(self, order: np.ndarray | None = None) -> pd.DataFrame:
+        """The DataFrame of the rows (in ``order``, positions into the rows, if given)."""
+        if not len(self):
+            return empty_frame(self.schema)
+        out: dict[str, Any] = {}
+        for name, dtype in self.schema.items():
+            kind, buf = self.kinds[name], self.data[name]
+            if kind == "obj":
+                values = buf if order is None else [buf[i] for i in order.tolist()]
+                series = pd.Series([None] * len(values), dtype="object")
+                series[:] = values
+                out[name] = series
+                continue
+            arr = np.frombuffer(buf, dtype={"float": np.float64, "bool": np.int8}.get(
+                kind, np.int64))
+            if order is not None:
+                arr = arr[order]
+            if kind == "code":
+                table = list(self.codes[name])
+                if isinstance(dtype, pd.CategoricalDtype):
+                    cats = list(dtype.categories)
+                    remap = np.array([cats.index(v) for v in table], dtype=np.int64)
+                    out[name] = pd.Categorical.from_codes(remap[arr], dtype=dtype)
+                else:
+                    values = np.array(table, dtype=object)[arr]
+                    out[name] = pd.array(values, dtype=dtype)
+            elif kind == "time":
+                out[name] = pd.to_datetime(arr, unit="ns", utc=True)
+            elif kind == "nint":
+                out[name] = pd.arrays.IntegerArray(arr.copy(), arr == -1).astype(dtype)
+            elif kind == "bool":
+                out[name] = arr.astype(bool)
+            else:
+                out[name] = pd.Series(arr, dtype=dtype)
+        return pd.DataFrame(out)
+
+
+def _kind(dtype: Any) -> str:
+    if dtype == TIME_DTYPE:
+        return "time"
+    if isinstance(dtype, pd.CategoricalDtype) or dtype == "string":
+        return "code"
+    if dtype == "Int64":
+        return "nint"
+    if dtype == "float64":
+        return "float"
+    if dtype == "bool":
+        return "bool"
+    if dtype in ("int64", "int32", "int16", "int8"):
+        return "int"
+    return "obj"
+
+
+#: transition columns as collected (``ts`` and ``time`` are derived from ``ts_ns``)
+_TRANSITION_BUFFER = {"tid": "int64", **{k: v for k, v in TRANSITION_COLUMNS.items()
+                                         if k not in ("ts", "time")}}
+
+
+class Collector:
+    """Accumulates events in compact columns (`_Columns`); builds the DataFrames."""
+
+    def __init__(self, tables: Iterable[str] = ("connections", "transitions", "anomalies",
+                                                  "oddities")) -> None:
+        self.tables = frozenset(tables)
+        self._trans = _Columns(_TRANSITION_BUFFER)
         self._retracted: set[int] = set()
-        self.records: list[ConnectionRecord] = []
+        self._conns = _Columns({k: v for k, v in CONNECTION_COLUMNS.items()
+                                if k != "anomalies"})
+        self._kinds: dict[int, set[str]] = {}  #: conn_id -> anomaly kinds
         self.oddities: list[Oddity] = []
         self.anomalies: list[Anomaly] = []
 
     def add(self, events: Iterable[Event]) -> None:
-        t = self._trans
+        keep_trans = "transitions" in self.tables
         for ev in events:
             if isinstance(ev, Transition):
-                t["tid"].append(ev.tid)
-                t["conn_id"].append(ev.conn_id)
-                t["ts_ns"].append(ev.ts_ns)
-                t["side"].append(ev.side)
-                t["addr"].append(ev.addr)
-                t["port"].append(ev.port)
-                t["from_state"].append(ev.from_state.value)
-                t["to_state"].append(ev.to_state.value)
-                t["event"].append(ev.event)
-                t["frame"].append(ev.frame)
-                t["inferred"].append(ev.inferred)
+                if keep_trans:
+                    self._trans.append({
+                        "tid": ev.tid, "conn_id": ev.conn_id, "ts_ns": ev.ts_ns,
+                        "side": ev.side, "addr": ev.addr, "port": ev.port,
+                        "from_state": ev.from_state.value, "to_state": ev.to_state.value,
+                        "event": ev.event, "frame": ev.frame, "inferred": ev.inferred})
             elif isinstance(ev, Retraction):
-                self._retracted.add(ev.tid)
+                if keep_trans:
+                    self._retracted.add(ev.tid)
             elif isinstance(ev, ConnectionEnded):
-                self.records.append(ev.record)
+                if "connections" in self.tables:
+                    self._conns.append(_connection_row(ev.record))
             elif isinstance(ev, Oddity):
-                self.oddities.append(ev)
+                if "oddities" in self.tables:
+                    self.oddities.append(ev)
             elif isinstance(ev, Anomaly):
-                self.anomalies.append(ev)
+                self._kinds.setdefault(ev.conn_id, set()).add(ev.kind)
+                if "anomalies" in self.tables:
+                    self.anomalies.append(ev)
 
     def connections(self) -> pd.DataFrame:
-        recs = sorted(self.records, key=lambda r: r.conn_id)
-        kinds: dict[int, set[str]] = {}
-        for a in self.anomalies:
-            kinds.setdefault(a.conn_id, set()).add(a.kind)
-        cols: dict[str, list[Any]] = {name: [] for name in CONNECTION_COLUMNS}
-        for r in recs:
-            cols["conn_id"].append(r.conn_id)
-            cols["ip_version"].append(r.ip_version)
-            cols["client_addr"].append(r.client_addr)
-            cols["client_port"].append(r.client_port)
-            cols["server_addr"].append(r.server_addr)
-            cols["server_port"].append(r.server_port)
-            cols["first_ts"].append(r.first_ts_ns / 1e9)
-            cols["last_ts"].append(r.last_ts_ns / 1e9)
-            cols["duration"].append((r.last_ts_ns - r.first_ts_ns) / 1e9)
-            cols["packets"].append(r.packets)
-            cols["client_bytes"].append(r.client_bytes)
-            cols["server_bytes"].append(r.server_bytes)
-            cols["client_state"].append(r.client_state.value)
-            cols["server_state"].append(r.server_state.value)
-            cols["close_kind"].append(r.close_kind)
-            cols["anomalies"].append(sorted(kinds.get(r.conn_id, ())))
-            cols["role_inferred"].append(r.role_inferred)
-            cols["mid_stream"].append(r.mid_stream)
-            cols["first_time"].append(r.first_ts_ns)
-            cols["last_time"].append(r.last_ts_ns)
-            cols["first_frame"].append(r.first_frame)
-            cols["last_frame"].append(r.last_frame)
-            cols["client_packets"].append(r.client_packets)
-            cols["server_packets"].append(r.server_packets)
-            cols["client_initial_state"].append(r.client_initial_state.value)
-            cols["server_initial_state"].append(r.server_initial_state.value)
-            cols["first_ts_ns"].append(r.first_ts_ns)
-            cols["last_ts_ns"].append(r.last_ts_ns)
-        return _frame(cols, CONNECTION_COLUMNS)
+        c = self._conns
+        if not len(c):
+            return empty_frame(CONNECTION_COLUMNS)
+        ids = np.frombuffer(c.data["conn_id"], dtype=np.int64)
+        order = np.argsort(ids, kind="stable")
+        frame = c.frame(order)
+        kinds = self._kinds
+        anomalies = pd.Series([None] * len(frame), dtype="object")
+        anomalies[:] = [sorted(kinds.get(i, ())) for i in ids[order].tolist()]
+        frame.insert(list(CONNECTION_COLUMNS).index("anomalies"), "anomalies", anomalies)
+        return frame
 
     def transitions(self) -> pd.DataFrame:
         t = self._trans
-        keep = [i for i, tid in enumerate(t["tid"]) if tid not in self._retracted]
-        order = sorted(keep, key=lambda i: (t["ts_ns"][i], t["tid"][i]))
-        cols = {name: [t[name][i] for i in order] for name in t}
-        cols["ts"] = [ns / 1e9 for ns in cols["ts_ns"]]
-        cols["time"] = cols["ts_ns"]
-        return _frame(cols, TRANSITION_COLUMNS)
+        if not len(t):
+            return empty_frame(TRANSITION_COLUMNS)
+        tid = np.frombuffer(t.data["tid"], dtype=np.int64)
+        ts = np.frombuffer(t.data["ts_ns"], dtype=np.int64)
+        keep = np.ones(len(tid), dtype=bool)
+        if self._retracted:
+            keep = ~np.isin(tid, np.fromiter(self._retracted, dtype=np.int64))
+        rows = np.flatnonzero(keep)
+        order = rows[np.lexsort((tid[rows], ts[rows]))]
+        frame = t.frame(order)
+        ts_ns = frame["ts_ns"].to_numpy()
+        frame.insert(1, "ts", ts_ns / 1e9)
+        frame["time"] = pd.to_datetime(ts_ns, unit="ns", utc=True)
+        return frame[list(TRANSITION_COLUMNS)]
 
     def anomalies_frame(self) -> pd.DataFrame:
         return _timed_rows(sorted(self.anomalies, key=lambda a: (a.ts_ns, a.conn_id)),
@@ -174,6 +255,25 @@ class Collector:
 
     def oddities_frame(self) -> pd.DataFrame:
         return _timed_rows(sorted(self.oddities, key=lambda o: o.ts_ns), ODDITY_COLUMNS)
+
+
+def _connection_row(r: ConnectionRecord) -> dict[str, Any]:
+    return {
+        "conn_id": r.conn_id, "ip_version": r.ip_version, "client_addr": r.client_addr,
+        "client_port": r.client_port, "server_addr": r.server_addr,
+        "server_port": r.server_port, "first_ts": r.first_ts_ns / 1e9,
+        "last_ts": r.last_ts_ns / 1e9, "duration": (r.last_ts_ns - r.first_ts_ns) / 1e9,
+        "packets": r.packets, "client_bytes": r.client_bytes,
+        "server_bytes": r.server_bytes, "client_state": r.client_state.value,
+        "server_state": r.server_state.value, "close_kind": r.close_kind,
+        "role_inferred": r.role_inferred, "mid_stream": r.mid_stream,
+        "first_time": r.first_ts_ns, "last_time": r.last_ts_ns,
+        "first_frame": r.first_frame, "last_frame": r.last_frame,
+        "client_packets": r.client_packets, "server_packets": r.server_packets,
+        "client_initial_state": r.client_initial_state.value,
+        "server_initial_state": r.server_initial_state.value,
+        "first_ts_ns": r.first_ts_ns, "last_ts_ns": r.last_ts_ns,
+    }
 
 
 def _timed_rows(items: list[Any], schema: dict[str, Any]) -> pd.DataFrame:

@@ -26,11 +26,13 @@ def assert_same(fast: tcplife.Result, plain: tcplife.Result) -> None:
                                       obj=table)
 
 
-@pytest.mark.parametrize("long_run", [64, 1])  # 1: every run through numpy
+# (64, 2048): the defaults; (1, 3): every run through numpy, three rows per numpy call
+@pytest.mark.parametrize(("long_run", "window"), [(64, 2048), (1, 3)])
 @pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.name)
-def test_fast_path_equals_plain_path(path: Path, long_run: int,
+def test_fast_path_equals_plain_path(path: Path, long_run: int, window: int,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("tcplife.drive.LONG_RUN", long_run)
+    monkeypatch.setattr("tcplife.drive.WINDOW", window)
     assert_same(tcplife.analyze(path), tcplife.analyze(path, fast=False))
 
 
@@ -115,19 +117,20 @@ def _events_fast(segments: list[Segment], size: int) -> list[object]:
     return out
 
 
-@pytest.mark.parametrize("long_run", [64, 1])  # 1: every run through numpy
+@pytest.mark.parametrize(("long_run", "window"), [(64, 2048), (1, 2)])  # (1, 2): numpy
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.lists(OPS, max_size=25), min_size=1, max_size=3),
        st.integers(min_value=1, max_value=40))
-def test_fast_path_events_equal_plain_path(long_run: int, convs: list[list[str]],
+def test_fast_path_events_equal_plain_path(long_run: int, window: int, convs: list[list[str]],
                                            size: int) -> None:
     import tcplife.drive
 
-    saved, tcplife.drive.LONG_RUN = tcplife.drive.LONG_RUN, long_run
+    saved = tcplife.drive.LONG_RUN, tcplife.drive.WINDOW
+    tcplife.drive.LONG_RUN, tcplife.drive.WINDOW = long_run, window
     try:
         _check_equal(convs, size)
     finally:
-        tcplife.drive.LONG_RUN = saved
+        tcplife.drive.LONG_RUN, tcplife.drive.WINDOW = saved
 
 
 def _check_equal(convs: list[list[str]], size: int) -> None:
