@@ -401,3 +401,20 @@ def test_readme_notebook_example_output_is_real(tmp_path: Path) -> None:
     assert "server_never_closes.server.pcap        0 server 10.231.2.2:8080 " \
         "01:20:03.519833    4.738 LAST_ACK" in table
     assert chart.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_progress_on_gzip_and_both_paths(fast: bool, tmp_path: Path) -> None:
+    """Counting bytes wraps the source in a file object: the bulk reader and the plain
+    reader, gzipped or not, give the same tables with it as without."""
+    import gzip
+
+    raw = (SAMPLES / "many_short.client.pcap").read_bytes()
+    packed = tmp_path / "many_short.pcap.gz"
+    packed.write_bytes(gzip.compress(raw))
+    calls: list[tuple[int, int | None]] = []
+    watched = tcplife.analyze(str(packed), fast=fast, progress=lambda d, t: calls.append((d, t)))
+    plain = tcplife.analyze(str(packed), fast=fast)
+    pd.testing.assert_frame_equal(plain.connections, watched.connections)
+    assert len(watched.connections) == 24
+    assert calls[-1] == (packed.stat().st_size, packed.stat().st_size)  # compressed bytes
