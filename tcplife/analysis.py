@@ -54,6 +54,13 @@ class Result:
         side of each connection that is not CLOSED at that instant."""
         return _state_at(self.connections, self.transitions, when)
 
+    def plot_timeline(self, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> Any:
+        """A chart of each side's states over time (a matplotlib Figure; saved to ``path``
+        if given). Needs matplotlib; see `tcplife.plot.plot_timeline` for the options."""
+        from tcplife.plot import plot_timeline
+
+        return plot_timeline(self, path, **kwargs)
+
 
 def _source_name(source: Source) -> str:
     if isinstance(source, (str, os.PathLike)):
@@ -95,7 +102,9 @@ def iter_batches(sources: Iterable[Source], stats: ReadStats) -> Iterator[Batch]
 
 def analyze(source: Source | list[Source], *, options: Options | None = None,
             on_event: Callable[[Event], None] | None = None, fast: bool = True,
-            tables: Iterable[str] = TABLES, **timeouts: float) -> Result:
+            tables: Iterable[str] = TABLES,
+            progress: Callable[[int, int | None], None] | None = None,
+            **timeouts: float) -> Result:
     """Analyse one capture (a path, ``"-"`` for stdin, or a binary file object) or a list
     of captures read in order as one. Timeouts (seconds) override Linux's defaults:
     ``time_wait``, ``fin_wait_2``, ``syn_sent``, ``syn_received``, ``close_wait_linger``,
@@ -107,6 +116,8 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
     fast path must equal; see `tcplife.drive`). ``tables`` names the tables to keep
     (of `TABLES`); the others come back empty, with their columns, and cost no memory:
     ``tables=("connections",)`` is how a big capture's summary stays small.
+    ``progress(bytes_read, total_bytes)`` is called as the captures are read (total None
+    when a source has no size, e.g. a pipe).
     """
     unknown = set(tables) - set(TABLES)
     if unknown:
@@ -116,6 +127,9 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
     elif timeouts:
         raise TypeError("give either options= or timeout keywords, not both")
     sources: list[Source] = list(source) if isinstance(source, (list, tuple)) else [source]
+    if progress is not None:
+        from tcplife.progress import watch
+        sources = watch(sources, progress)
     stats = ReadStats()
     tracker = Tracker(options)
     detectors = DetectorSet(options)

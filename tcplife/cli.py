@@ -1,51 +1,67 @@
-"""The command line: a thin click shell over `tcplife.analyze` and `tcplife.output`.
+"""The command line: a thin click shell over `tcplife.analyze` and the renderers.
 
-Owns: the commands and their options, exit statuses (0 done, 1 input or output could not
-be read or written, 2 usage), and turning library errors into one ``tcplife: error:`` line
-at this boundary. Computes nothing (that is `tcplife.analysis`) and renders nothing (that
-is `tcplife.output`).
+Owns: the commands, exit statuses (0 done, 1 input or output could not be read or
+written, 2 usage), turning library errors into one ``tcplife: error:`` line at this
+boundary, and the progress bar on stderr. The shared options live in
+`tcplife.cli_options`; computing is `tcplife.analysis` (and `tcplife.packets` for the
+frames of a connection), filtering `tcplife.filters`, rendering `tcplife.output`,
+`tcplife.ladder` and `tcplife.plot`, exporting `tcplife.export`.
+
+Another module's command plugs in with one line at the end of this file:
+``main.add_command(its_command)``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
+import dataclasses
+import io
 import os
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import IO, Any, TypeVar
+import threading
+from collections.abc import Iterator
+from typing import IO, Any
 
 import click
 import pandas as pd
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
 from tcplife import __version__, output
 from tcplife.analysis import TABLES, Result, analyze
 from tcplife.capture import CaptureError
-from tcplife.frames import to_ns
-from tcplife.options import Options
+from tcplife.cli_options import (
+    TIMEOUTS,
+    Output,
+    Selection,
+    capture_arguments,
+    conn_option,
+    filter_options,
+    output_options,
+    timeout_options,
+)
+from tcplife.cli_options import Instant as Instant  # re-exported: tests and plug-ins use it
+from tcplife.export import EXPORT_FORMATS, export
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-#: Messages, warnings and errors: never on stdout, which carries only rows.
+#: Messages, warnings, errors and the progress bar: never on stdout, which carries rows.
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
-
-#: The timeout options shared by every command, with their help; defaults from `Options`.
-TIMEOUTS: dict[str, str] = {
-    "time_wait": "How long TIME_WAIT lasts (Linux: TCP_TIMEWAIT_LEN).",
-    "fin_wait_2": "Lifetime of an orphaned FIN_WAIT_2 socket (net.ipv4.tcp_fin_timeout).",
-    "syn_sent": "How long connect() retries its SYN (tcp_syn_retries=6).",
-    "syn_received": "How long a SYN-ACK is retransmitted (tcp_synack_retries=5).",
-    "close_wait_linger": "CLOSE_WAIT lasting longer than this is an anomaly.",
-    "time_wait_threshold": "Sockets of one host in TIME_WAIT at once that make an anomaly.",
-}
-
 
 #: Shown under every command's help.
 CAPTURE_EPILOG = ("CAPTURE: a pcap or pcapng file (gzipped is fine) or - for standard input. "
                   "Several captures are analysed as one, read in the order given.")
+
+#: The progress bar appears only once reading has taken this long (seconds).
+PROGRESS_DELAY = 0.5
+
+__all__ = ["TIMEOUTS", "CliError", "Instant", "main"]
 
 
 def message(level: str, text: str, style: str) -> None:
@@ -78,7 +94,7 @@ class TcplifeGroup(click.Group):
             with contextlib.suppress(OSError, ValueError):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             ctx.exit(1)
-        except (CaptureError, OSError) as exc:
+        except (CaptureError, OSError, output.OutputError) as exc:
             if ctx.params.get("debug"):
                 raise
             raise CliError(_describe(exc)) from exc
@@ -102,97 +118,120 @@ def main(debug: bool) -> None:
     Rows go to standard output as a table on a terminal and as JSON lines otherwise
     (--format, -o FILE); warnings and errors go to standard error. Exit status: 0 done,
     1 an input could not be read (or the output written), 2 usage error.
+
+    Shell completion: eval "$(_TCPLIFE_COMPLETE=bash_source tcplife)" (zsh_source,
+    fish_source for the other shells).
     """
 
 
-@dataclass(frozen=True)
-class Output:
-    """Where and how a command prints its rows (from the shared output options)."""
-
-    format: str
-    path: str | None
-
-    def emit(self, frame: pd.DataFrame, table: output.TableBuilder) -> None:
-        output.write(frame, self.format, self.path, sys.stdout, table)
+# --- running the analysis -----------------------------------------------------------------
 
 
-def output_options(command: F) -> F:
-    """``--format`` and ``-o/--output`` for every command that prints rows; the command
-    receives them as one ``out: Output``."""
+class ProgressBar:
+    """``progress`` for `analyze`: a rich bar on stderr of the bytes read, then a pulsing
+    "analysing" bar once everything is read (the tracker may still be working through the
+    last batch). Shown only once the analysis has lasted `PROGRESS_DELAY` seconds (a
+    timer, so that a capture read in one gulp still gets its bar) and only when stderr is
+    a terminal (`progress_bar` decides that)."""
 
-    @functools.wraps(command)
-    def wrapper(*args: Any, fmt: str | None, path: str | None, **kwargs: Any) -> Any:
-        chosen = output.choose_format(fmt, path, sys.stdout.isatty())
-        if chosen == "parquet" and (path is None or path == "-"):
-            raise click.UsageError("--format parquet needs -o FILE")
-        return command(*args, out=Output(chosen, path), **kwargs)
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.bar: Progress | None = None
+        self.task: Any = None
+        self.analysing: Any = None
+        self.done, self.total = 0, None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(PROGRESS_DELAY, self.show)
+        self._timer.daemon = True
 
-    wrapper = click.option(
-        "-o", "--output", "path", metavar="FILE", type=click.Path(dir_okay=False,
-                                                                  allow_dash=True),
-        help="Write the rows to FILE instead of standard output; without --format the "
-             "format follows the extension (.json .jsonl .csv .parquet .txt).")(wrapper)
-    wrapper = click.option(
-        "--format", "fmt", type=click.Choice(output.FORMATS),
-        help="Output format [default: table on a terminal, else jsonl]. JSON rows carry "
-             "the DataFrame's column names; times are epoch seconds and ISO 8601 UTC.")(wrapper)
-    return wrapper  # type: ignore[return-value]
+    def start(self) -> None:
+        self._timer.start()
+
+    def show(self) -> None:
+        with self._lock:
+            if self.bar is None:
+                self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                    DownloadColumn(), TimeElapsedColumn(),
+                                    TimeRemainingColumn(), console=self.console,
+                                    transient=True)
+                self.bar.start()
+                self.task = self.bar.add_task("reading", total=self.total)
+            self._update()
+
+    def __call__(self, done: int, total: int | None) -> None:
+        with self._lock:
+            self.done, self.total = done, total
+            if self.bar is not None:
+                self._update()
+
+    def _update(self) -> None:
+        assert self.bar is not None
+        if self.total is not None and self.done >= self.total:
+            if self.analysing is None:  # everything read: a pulsing bar from now on
+                self.bar.update(self.task, completed=self.done, visible=False)
+                self.analysing = self.bar.add_task("analysing", total=None,
+                                                   completed=self.done)
+        else:
+            self.bar.update(self.task, completed=self.done, total=self.total)
+
+    def close(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            if self.bar is not None:
+                self.bar.stop()
 
 
-def timeout_options(command: F) -> F:
-    """The timeouts a capture cannot show, in seconds; the command receives them as one
-    ``timeouts`` dict of `analyze` keywords."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        timeouts = {name: kwargs.pop(name) for name in TIMEOUTS}
-        return command(*args, timeouts=timeouts, **kwargs)
-
-    for name, text in reversed(TIMEOUTS.items()):
-        wrapper = click.option(
-            "--" + name.replace("_", "-"), name, type=click.FloatRange(min=0),
-            default=getattr(Options, name), show_default=True,
-            metavar="COUNT" if name.endswith("threshold") else "SECONDS", help=text)(wrapper)
-    return wrapper  # type: ignore[return-value]
+@contextlib.contextmanager
+def progress_bar() -> Iterator[ProgressBar | None]:
+    bar = ProgressBar(stderr) if stderr.is_terminal else None
+    if bar is not None:
+        bar.start()
+    try:
+        yield bar
+    finally:
+        if bar is not None:
+            bar.close()
 
 
-def capture_arguments(command: F) -> F:
-    return click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...",
-                          type=click.Path(allow_dash=True))(command)  # type: ignore[return-value]
-
-
-def conn_option(command: F) -> F:
-    return click.option("--conn", "conn_id", type=click.IntRange(min=0), metavar="ID",
-                        help="Only connection ID (the conn_id of `tcplife analyze`).")(command)  # type: ignore[return-value]
+def _spool_stdin(captures: tuple[str, ...]) -> list[Any]:
+    """Standard input read into memory, for commands that read the capture twice."""
+    sources: list[Any] = []
+    for capture in captures:
+        if capture == "-":
+            spooled = io.BytesIO(sys.stdin.buffer.read())
+            spooled.name = "<stdin>"
+            sources.append(spooled)
+        else:
+            sources.append(capture)
+    return sources
 
 
 def run_analysis(captures: tuple[str, ...], timeouts: dict[str, float],
+                 sources: list[Any] | None = None,
                  tables: tuple[str, ...] = TABLES) -> Result:
-    """`analyze` over the captures as one; the reader's warnings go to stderr."""
+    """`analyze` over the captures as one (``sources``: the captures opened already, for
+    standard input read into memory), keeping only ``tables``; the reader's warnings go
+    to stderr."""
     if captures.count("-") > 1:
         raise click.UsageError("standard input (-) can be read only once")
-    result = analyze(list(captures), tables=tables, **timeouts)
+    with progress_bar() as bar:
+        result = analyze(sources if sources is not None else list(captures),
+                         tables=tables, progress=bar, **timeouts)
     for warning in result.warnings:
         message("warning", warning, "yellow")
     return result
 
 
-def only_conn(frame: pd.DataFrame, result: Result, conn_id: int | None) -> pd.DataFrame:
-    if conn_id is None:
-        return frame
-    ids = result.connections["conn_id"]
-    if not (ids == conn_id).any():
-        known = f"ids 0–{ids.max()}" if len(ids) else "the capture has no connections"
-        raise click.BadParameter(f"no connection {conn_id} ({known})", param_hint="--conn")
-    return frame[frame["conn_id"] == conn_id].reset_index(drop=True)
+# --- the commands -------------------------------------------------------------------------
 
 
 @main.command("analyze", epilog=CAPTURE_EPILOG)
 @capture_arguments
+@filter_options
 @timeout_options
 @output_options
-def analyze_command(captures: tuple[str, ...], timeouts: dict[str, float],
-                    out: Output) -> None:
+def analyze_command(captures: tuple[str, ...], select: Selection,
+                    timeouts: dict[str, float], out: Output) -> None:
     """One row per connection instance, then (as a table) a summary.
 
     Columns: conn_id, ip_version, client_addr, client_port, server_addr, server_port,
@@ -202,70 +241,72 @@ def analyze_command(captures: tuple[str, ...], timeouts: dict[str, float],
     counts states, close kinds, anomalies and what the capture reader skipped.
     """
     result = run_analysis(captures, timeouts, tables=("connections",))
-    out.emit(result.connections, lambda: output.connections_view(
-        result.connections, result.stats, result.sources))
+    rows = select.resolve(result).connections(result.connections)
+    out.emit(rows, lambda: output.connections_view(rows, result.stats, result.sources))
 
 
 @main.command("timeline", epilog=CAPTURE_EPILOG)
 @capture_arguments
-@conn_option
+@filter_options
+@click.option("--plot", "plot_path", metavar="FILE.png|FILE.svg",
+              type=click.Path(dir_okay=False),
+              help="Draw the state timeline chart (one bar per side, coloured by state) "
+                   "into FILE instead of printing rows; needs matplotlib.")
 @timeout_options
 @output_options
-def timeline_command(captures: tuple[str, ...], conn_id: int | None,
+def timeline_command(captures: tuple[str, ...], select: Selection, plot_path: str | None,
                      timeouts: dict[str, float], out: Output) -> None:
     """Each side's state changes in time order, like bcc's tcpstates.
 
     In the table, ~ marks a change deduced from the peer's packets or a timeout rather
     than seen on that side's own packet (the `inferred` column), and `held` is how long
-    the side had been in the old state.
+    the side had been in the old state. With --plot, a chart of the selected connections.
     """
-    result = run_analysis(captures, timeouts)
-    rows = only_conn(result.transitions, result, conn_id)
+    if plot_path is not None:
+        from tcplife.plot import FORMATS, PlotError, check_path
+
+        if os.path.splitext(plot_path)[1].lower() not in FORMATS:
+            raise click.BadParameter(f"{plot_path}: name the chart file .png, .svg or .pdf",
+                                     param_hint="--plot")
+        try:
+            check_path(plot_path)
+        except PlotError as exc:
+            raise CliError(str(exc)) from exc
+    result = run_analysis(captures, timeouts, tables=(
+        "connections", "transitions", *(("anomalies",) if plot_path else ())))
+    flt = select.resolve(result)
+    if plot_path is not None:
+        from tcplife.plot import plot_timeline
+
+        figure = plot_timeline(result, plot_path, conn_ids=sorted(flt.selected_ids(
+            result.connections)) if not flt.empty else None)
+        message("note", f"wrote {plot_path} ({figure.get_size_inches()[0]:.0f}×"
+                f"{figure.get_size_inches()[1]:.0f} in)", "dim")
+        return
+    rows = flt.transitions(result.transitions, result.connections)
     out.emit(rows, lambda: output.timeline_view(rows, result.connections, result.sources))
 
 
 @main.command("anomalies", epilog=CAPTURE_EPILOG)
 @capture_arguments
-@conn_option
+@filter_options
 @timeout_options
 @output_options
-def anomalies_command(captures: tuple[str, ...], conn_id: int | None,
+def anomalies_command(captures: tuple[str, ...], select: Selection,
                       timeouts: dict[str, float], out: Output) -> None:
     """Anomalies: which connection and side, when, the evidence frame, what it means."""
-    result = run_analysis(captures, timeouts)
-    rows = only_conn(result.anomalies, result, conn_id)
+    result = run_analysis(captures, timeouts, tables=("connections", "anomalies"))
+    rows = select.resolve(result).anomalies(result.anomalies, result.connections)
     out.emit(rows, lambda: output.anomalies_view(rows, result.sources))
-
-
-class Instant(click.ParamType):
-    """TIME: epoch seconds, an ISO 8601 time (UTC unless it says otherwise), or +SECONDS
-    after the capture's first packet. Converts to ``(ns, relative)``."""
-
-    name = "time"
-
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> tuple[int, bool]:
-        if isinstance(value, tuple):
-            return value
-        text = str(value).strip()
-        relative = text.startswith("+")
-        try:
-            ns = round(float(text[1:]) * 1e9) if relative else to_ns(text)
-            valid = not pd.isna(pd.Timestamp(ns, unit="ns"))  # in range, not NaT ("nan")
-        except (ValueError, TypeError, OverflowError):
-            valid = False
-        if not valid:
-            self.fail(f"{value!r} is neither epoch seconds, an ISO 8601 time nor +SECONDS",
-                      param, ctx)
-        return ns, relative
 
 
 @main.command("at", epilog=CAPTURE_EPILOG)
 @click.argument("when", metavar="TIME", type=Instant())
 @capture_arguments
+@filter_options(window=False)
 @timeout_options
 @output_options
-def at_command(when: tuple[int, bool], captures: tuple[str, ...],
+def at_command(when: tuple[int, bool], captures: tuple[str, ...], select: Selection,
                timeouts: dict[str, float], out: Output) -> None:
     """The sockets each side held at TIME, like `ss -tan` run then.
 
@@ -273,13 +314,133 @@ def at_command(when: tuple[int, bool], captures: tuple[str, ...],
     when no offset is given) or +SECONDS after the capture's first packet (+2.5).
     A side is listed unless it is CLOSED; `since` is when it entered its state.
     """
-    result = run_analysis(captures, timeouts)
+    result = run_analysis(captures, timeouts, tables=("connections", "transitions"))
     ns, relative = when
     if relative:
         ns += result.stats.first_ts_ns or 0
-    rows = result.state_at(pd.Timestamp(ns, unit="ns", tz="UTC"))
+    snapshot = result.state_at(pd.Timestamp(ns, unit="ns", tz="UTC"))
+    rows = select.resolve(result).snapshot(snapshot, result.connections)
     out.emit(rows, lambda: output.state_at_view(rows, ns, result.sources))
 
+
+def _packets(captures: tuple[str, ...], timeouts: dict[str, float],
+             select: Selection) -> tuple[Result, pd.DataFrame, pd.DataFrame]:
+    """Analyse, choose connections, read their packets again: (result, the chosen
+    connections, their packets)."""
+    from tcplife.packets import read_packets
+
+    sources = _spool_stdin(captures)
+    result = run_analysis(captures, timeouts, sources,
+                          tables=("connections", "transitions", "anomalies"))
+    conns = select.resolve(result).connections(result.connections)
+    for source in sources:
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
+    return result, conns, read_packets(sources, conns, result.transitions)
+
+
+def _tshark_command(result: Result, conn: Any) -> str:
+    from tcplife.packets import tshark_filter
+
+    read = f"-r {result.sources[0]} " if len(result.sources) == 1 and \
+        result.sources[0] not in ("-", "<stdin>") else ""
+    return f"tshark {read}-Y '{tshark_filter(conn)}'"
+
+
+@main.command("frames", epilog=CAPTURE_EPILOG)
+@capture_arguments
+@filter_options
+@timeout_options
+@output_options
+def frames_command(captures: tuple[str, ...], select: Selection,
+                   timeouts: dict[str, float], out: Output) -> None:
+    """The frames (packets) of the selected connections, as tshark lists them.
+
+    One row per TCP segment: frame number, time since the connection's first packet,
+    addresses, flags, relative seq/ack (from each side's first sequence number, as
+    Wireshark shows them), payload length, window, and each side's state after the
+    packet. For one connection, the equivalent tshark display filter goes to stderr.
+    Captures are read twice (standard input is held in memory for that).
+    """
+    result, conns, packets = _packets(captures, timeouts, select)
+    tshark = _tshark_command(result, next(conns.itertuples())) if len(conns) == 1 else None
+    if tshark is not None and (out.format != "table" or not out.to_stdout):
+        message("note", f"the same frames: {tshark}", "dim")
+    out.emit(packets, lambda: output.packets_view(packets, result.sources, tshark))
+
+
+def ladder_width() -> int:
+    """The terminal's width (at most 140) on a terminal, else 100 columns."""
+    if not sys.stdout.isatty():
+        return 100
+    return min(Console(file=sys.stdout).width, 140)
+
+
+@main.command("ladder", epilog=CAPTURE_EPILOG)
+@capture_arguments
+@conn_option(required=True, multiple=False)
+@timeout_options
+@output_options(formats=("table", "svg", "json", "jsonl", "csv", "parquet"), default="table")
+def ladder_command(captures: tuple[str, ...], conn_id: int, timeouts: dict[str, float],
+                   out: Output) -> None:
+    """A sequence diagram of connection ID: each packet an arrow, each side's states.
+
+    The two endpoints are columns; each packet is an arrow from its sender with its
+    flags, relative seq/ack and payload length; each side's new state is written beside
+    it on the row of the packet that caused it (~: deduced from the peer's packet or a
+    timeout); anomalies under their evidence packet. --format svg (or -o FILE.svg)
+    draws the same as SVG; json/jsonl/csv/parquet give the packet rows of `frames`.
+    The default is the diagram, even into a pipe.
+    """
+    from tcplife.ladder import build_ladder, ladder_lines, ladder_svg
+
+    result, conns, packets = _packets(captures, timeouts, Selection(conn_ids=(conn_id,)))
+    conn = next(conns.itertuples(index=False))
+    ladder = build_ladder(conn, packets, result.transitions, result.anomalies,
+                          result.sources, _tshark_command(result, conn))
+    if out.format == "svg":
+        out.write_text(ladder_svg(ladder))
+        if not out.to_stdout:
+            message("note", f"wrote {out.path} ({ladder.packets} packets)", "dim")
+        return
+    out.emit(packets, lambda: ladder_lines(ladder, ladder_width()))
+
+
+@main.command("export", epilog=CAPTURE_EPILOG)
+@capture_arguments
+@click.option("-d", "--directory", required=True, metavar="DIR",
+              type=click.Path(file_okay=False),
+              help="Write the tables into DIR (created if missing; files of the same names "
+                   "are replaced).")
+@click.option("--format", "fmt", default="csv", show_default=True,
+              type=click.Choice(list(EXPORT_FORMATS)),
+              help="Format of the files.")
+@filter_options
+@timeout_options
+def export_command(captures: tuple[str, ...], directory: str, fmt: str, select: Selection,
+                   timeouts: dict[str, float]) -> None:
+    """Every table of the analysis into DIR, one file each.
+
+    connections, transitions, anomalies and oddities (as CSV, JSON lines, JSON or
+    Parquet), and capture.json: the sources, the reader's counts and warnings, the
+    timeouts used and the tcplife version. The filters apply to every table. The paths
+    written are listed on standard output, one per line.
+    """
+    result = run_analysis(captures, timeouts)
+    flt = select.resolve(result)
+    chosen = dataclasses.replace(
+        result,
+        connections=flt.connections(result.connections),
+        transitions=flt.transitions(result.transitions, result.connections),
+        anomalies=flt.anomalies(result.anomalies, result.connections),
+        oddities=result.oddities if flt.empty else result.oddities[
+            result.oddities["conn_id"].isin(flt.selected_ids(result.connections))
+        ].reset_index(drop=True))
+    for path in export(chosen, directory, fmt):
+        click.echo(str(path))
+
+
+# Commands of other modules plug in here, one line each: main.add_command(...)
 from tcplife.cli_live import live_command  # noqa: E402
 
 main.add_command(live_command(timeout_options))

@@ -40,7 +40,7 @@ FORMATS: tuple[str, ...] = ("table", "json", "jsonl", "csv", "parquet")
 #: ``-o FILE`` without ``--format``: the format follows the file's extension (else jsonl).
 EXTENSION_FORMATS: dict[str, str] = {
     ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv",
-    ".parquet": "parquet", ".pq": "parquet", ".txt": "table",
+    ".parquet": "parquet", ".pq": "parquet", ".txt": "table", ".svg": "svg",
 }
 
 #: One colour per state, the same in every view: the opening path cyan, established
@@ -51,6 +51,13 @@ STATE_STYLES: dict[str, str] = {
     "FIN_WAIT_1": "yellow", "FIN_WAIT_2": "yellow", "CLOSING": "yellow",
     "CLOSE_WAIT": "bold magenta", "LAST_ACK": "magenta", "TIME_WAIT": "blue",
 }
+#: The same families as hex colours, for pictures (SVG ladders, matplotlib charts).
+STATE_COLOURS: dict[str, str] = {
+    "UNKNOWN": "#b0b0b0", "CLOSED": "#e0e0e0", "LISTEN": "#9ecae1",
+    "SYN_SENT": "#6baed6", "SYN_RECEIVED": "#17becf", "ESTABLISHED": "#2ca02c",
+    "FIN_WAIT_1": "#ffbf00", "FIN_WAIT_2": "#d99a00", "CLOSING": "#ff7f0e",
+    "CLOSE_WAIT": "#c2189b", "LAST_ACK": "#f062c0", "TIME_WAIT": "#1f4e9c",
+}
 CLOSE_STYLES: dict[str, str] = {
     "fin": "green", "rst": "red", "refused": "red", "unanswered": "yellow",
     "incomplete": "yellow", "open": "cyan", "timeout": "yellow",
@@ -59,6 +66,9 @@ CLOSE_STYLES: dict[str, str] = {
 INFO_KINDS = frozenset({"keepalive", "mid_stream"})
 
 TableBuilder = Callable[[], list[RenderableType]]
+
+#: Tables longer than this are printed as aligned lines (`FittedTable.lines`).
+LONG_TABLE = 500
 
 
 class OutputError(Exception):
@@ -96,7 +106,9 @@ def _write_text(frame: pd.DataFrame, fmt: str, stream: IO[str], table: TableBuil
     if fmt == "table":
         console = table_console(stream)
         for renderable in table():
-            console.print(renderable)
+            # a Text marked no_wrap (a command line to copy) is printed whole
+            console.print(renderable, soft_wrap=isinstance(renderable, Text)
+                          and bool(renderable.no_wrap))
     elif fmt == "json":
         write_json(frame, stream)
     elif fmt == "jsonl":
@@ -336,7 +348,57 @@ class FittedTable:
             if self.width(dropped) <= options.max_width:
                 break
             dropped |= {header}
-        yield self.table(dropped)
+        if len(self.rows) > LONG_TABLE:
+            yield from self.lines(dropped)
+        else:
+            yield self.table(dropped)
+
+    def lines(self, dropped: frozenset[str] = frozenset()) -> Iterator[Text]:
+        """The table as plain aligned lines, one per row, never wrapped (a wrapping column
+        runs on to the right): how long tables are printed, since laying out a rich
+        `Table` costs milliseconds per row. Same columns, styles and look otherwise."""
+        keep = [i for i, c in enumerate(self.columns) if c.header not in dropped]
+        widths = {i: self._widths[i] for i in keep}
+        for i in keep:
+            if self.columns[i].wrap and i != keep[-1]:  # not wrapped here: its widest cell
+                widths[i] = max([widths[i]] + [cell_len(_cell_text(r[i])) for r in self.rows])
+        total = sum(widths.values()) + self.gap * (len(keep) - 1)
+        sep = " " * self.gap
+
+        def line(cells: list[RenderableType], style: str = "") -> Text:
+            text = Text(style=style, no_wrap=True, overflow="ignore")
+            for n, i in enumerate(keep):
+                cell = cells[i]
+                piece = cell if isinstance(cell, Text) else Text(str(cell))
+                pad = " " * max(widths[i] - piece.cell_len, 0)
+                last = n == len(keep) - 1
+                if self.columns[i].justify == "right":
+                    text.append(pad)
+                    text.append_text(piece)
+                else:
+                    text.append_text(piece)
+                    if not last:
+                        text.append(pad)
+                if not last:
+                    text.append(sep)
+            text.rstrip()
+            return text
+
+        margin = " " * max((total - cell_len(self.title)) // 2, 0)
+        yield Text(margin + self.title, style="bold", no_wrap=True, overflow="ignore")
+        header_lines = max(len(c.header.split("\n")) for c in self.columns)
+        for k in range(header_lines):
+            parts = []
+            for c in self.columns:
+                split = c.header.split("\n")
+                split = [""] * (header_lines - len(split)) + split  # bottom-aligned
+                parts.append(split[k])
+            yield line(list(parts), "bold")
+        yield Text("─" * total, no_wrap=True, overflow="ignore")
+        for row in self.rows:
+            yield line(row)
+        if self.caption:
+            yield Text(self.caption, no_wrap=True, overflow="ignore")
 
 
 def _cell_text(cell: RenderableType) -> str:
@@ -498,3 +560,42 @@ def state_at_view(snapshot: pd.DataFrame, at_ns: int,
     return [FittedTable(_title(f"sockets at {clock(at_ns)}", sources, day), STATE_AT_VIEW,
                         rows, optional=("for", "since"),
                         caption=None if rows else "no connection open at that instant")]
+
+
+PACKETS_VIEW = [
+    Column("frame", "right"), Column("+seconds", "right"), Column("conn", "right"),
+    Column("source"), Column(""), Column("destination"), Column("flags"),
+    Column("seq", "right"), Column("ack", "right"), Column("len", "right"),
+    Column("win", "right"), Column("client state"), Column("server state"),
+]
+
+
+def packets_view(packets: pd.DataFrame, sources: list[str],
+                 tshark: str | None = None) -> list[RenderableType]:
+    """``frames``: the packets of chosen connections, as tshark lists them (relative
+    seq/ack, time since the connection's first packet), with each side's state after
+    each packet; a state is written only where it changes."""
+    day, _ = date_span(packets["ts_ns"][:1])
+    rows: list[list[RenderableType]] = []
+    last: dict[tuple[int, str], str] = {}
+    for row in packets.itertuples(index=False):
+        cells: list[RenderableType] = []
+        for side in ("client", "server"):
+            state = str(getattr(row, f"{side}_state"))
+            changed = last.get((int(row.conn_id), side)) != state
+            last[(int(row.conn_id), side)] = state
+            cells.append(state_text(state) if changed else "")
+        flags = str(row.flags)
+        rows.append([
+            str(row.frame), f"{row.rel_ts:.6f}", str(row.conn_id),
+            endpoint(row.src_addr, row.src_port), "→", endpoint(row.dst_addr, row.dst_port),
+            Text(f"[{flags}]", style="red" if "RST" in flags else "cyan" if "SYN" in flags
+                 else "yellow" if "FIN" in flags else ""),
+            str(row.rel_seq), _int(row.rel_ack), str(row.len), str(row.window), *cells])
+    views: list[RenderableType] = [FittedTable(
+        _title("frames", sources, day), PACKETS_VIEW, rows,
+        optional=("win", "conn", "+seconds", "server state", "client state"),
+        caption=None if rows else "no packets", gap=1)]
+    if tshark:  # one line, never wrapped, so that it can be copied
+        views.append(Text(tshark, style="dim", no_wrap=True, overflow="ignore"))
+    return views

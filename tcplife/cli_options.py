@@ -1,0 +1,246 @@
+"""The options shared by tcplife's commands, as click decorators, and their parameter types.
+
+Owns: ``--format``/``-o`` (`output_options`, one `Output` per command), the timeouts
+(`timeout_options`), the row filters (`filter_options`, one `Selection` per command), the
+capture arguments and the TIME and HOST parameter types. Knows nothing of what the
+commands compute; `tcplife.cli` puts them together.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import pandas as pd
+
+from tcplife import output
+from tcplife.analysis import Result
+from tcplife.filters import ANOMALY_KINDS, Filter, parse_host
+from tcplife.frames import to_ns
+from tcplife.options import Options
+from tcplife.states import STATE_ORDER
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The timeout options shared by every command, with their help; defaults from `Options`.
+TIMEOUTS: dict[str, str] = {
+    "time_wait": "How long TIME_WAIT lasts (Linux: TCP_TIMEWAIT_LEN).",
+    "fin_wait_2": "Lifetime of an orphaned FIN_WAIT_2 socket (net.ipv4.tcp_fin_timeout).",
+    "syn_sent": "How long connect() retries its SYN (tcp_syn_retries=6).",
+    "syn_received": "How long a SYN-ACK is retransmitted (tcp_synack_retries=5).",
+    "close_wait_linger": "CLOSE_WAIT lasting longer than this is an anomaly.",
+    "time_wait_threshold": "Sockets of one host in TIME_WAIT at once that make an anomaly.",
+}
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where and how a command prints its rows (from the shared output options)."""
+
+    format: str
+    path: str | None
+
+    @property
+    def to_stdout(self) -> bool:
+        return self.path is None or self.path == "-"
+
+    def emit(self, frame: pd.DataFrame, table: output.TableBuilder) -> None:
+        output.write(frame, self.format, self.path, sys.stdout, table)
+
+    def write_text(self, text: str) -> None:
+        """Text made by the command itself (an SVG document) to the file or stdout."""
+        if self.to_stdout:
+            sys.stdout.write(text)
+        else:
+            with open(str(self.path), "w", encoding="utf-8") as stream:
+                stream.write(text)
+
+
+def output_options(command: F | None = None, *, formats: Sequence[str] = output.FORMATS,
+                   default: str | None = None) -> Any:
+    """``--format`` and ``-o/--output`` for a command that prints rows; the command
+    receives them as one ``out: Output``. ``default`` replaces the usual choice (table on
+    a terminal, jsonl otherwise) when neither ``--format`` nor ``-o``'s extension says."""
+
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def wrapper(*args: Any, fmt: str | None, path: str | None, **kwargs: Any) -> Any:
+            if fmt or not default:
+                chosen = output.choose_format(fmt, path, sys.stdout.isatty())
+            elif path and path != "-":
+                chosen = output.EXTENSION_FORMATS.get(Path(path).suffix.lower(), default)
+            else:
+                chosen = default
+            if chosen not in formats:
+                raise click.UsageError(f"this command does not write {chosen}; formats: "
+                                       f"{', '.join(formats)}")
+            if chosen == "parquet" and (path is None or path == "-"):
+                raise click.UsageError("--format parquet needs -o FILE")
+            return command(*args, out=Output(chosen, path), **kwargs)
+
+        how = f"[default: {default}]" if default else \
+            "[default: table on a terminal, else jsonl]"
+        wrapper = click.option(
+            "-o", "--output", "path", metavar="FILE",
+            type=click.Path(dir_okay=False, allow_dash=True),
+            help="Write to FILE instead of standard output; without --format the format "
+                 "follows the extension (.json .jsonl .csv .parquet .txt"
+                 + (" .svg" if "svg" in formats else "") + ").")(wrapper)
+        wrapper = click.option(
+            "--format", "fmt", type=click.Choice(list(formats)),
+            help=f"Output format {how}. JSON rows carry the DataFrame's column names; "
+                 "times are epoch seconds and ISO 8601 UTC.")(wrapper)
+        return wrapper  # type: ignore[return-value]
+
+    return decorate(command) if command is not None else decorate
+
+
+def timeout_options(command: F) -> F:
+    """The timeouts a capture cannot show, in seconds; the command receives them as one
+    ``timeouts`` dict of `analyze` keywords."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        timeouts = {name: kwargs.pop(name) for name in TIMEOUTS}
+        return command(*args, timeouts=timeouts, **kwargs)
+
+    for name, text in reversed(TIMEOUTS.items()):
+        wrapper = click.option(
+            "--" + name.replace("_", "-"), name, type=click.FloatRange(min=0),
+            default=getattr(Options, name), show_default=True,
+            metavar="COUNT" if name.endswith("threshold") else "SECONDS", help=text)(wrapper)
+    return wrapper  # type: ignore[return-value]
+
+
+def capture_arguments(command: F) -> F:
+    return click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...",
+                          type=click.Path(allow_dash=True))(command)  # type: ignore[return-value]
+
+
+class Instant(click.ParamType):
+    """TIME: epoch seconds, an ISO 8601 time (UTC unless it says otherwise), or +SECONDS
+    after the capture's first packet. Converts to ``(ns, relative)``."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> tuple[int, bool]:
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip()
+        relative = text.startswith("+")
+        try:
+            ns = round(float(text[1:]) * 1e9) if relative else to_ns(text)
+            valid = not pd.isna(pd.Timestamp(ns, unit="ns"))  # in range, not NaT ("nan")
+        except (ValueError, TypeError, OverflowError):
+            valid = False
+        if not valid:
+            self.fail(f"{value!r} is neither epoch seconds, an ISO 8601 time nor +SECONDS",
+                      param, ctx)
+        return ns, relative
+
+
+def absolute_ns(when: tuple[int, bool] | None, result: Result) -> int | None:
+    """An `Instant` made absolute: +SECONDS count from the capture's first frame."""
+    if when is None:
+        return None
+    ns, relative = when
+    return ns + (result.stats.first_ts_ns or 0) if relative else ns
+
+
+class Host(click.ParamType):
+    """An address or a network in CIDR notation."""
+
+    name = "host"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse_host(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither an IP address nor a network (10.0.0.0/8)",
+                      param, ctx)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The filter options as given; `resolve` turns them into a `Filter` once the
+    capture's start (for +SECONDS) and its connections (to check --conn) are known."""
+
+    hosts: tuple[Any, ...] = ()
+    ports: tuple[int, ...] = ()
+    conn_ids: tuple[int, ...] = ()
+    states: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    since: tuple[int, bool] | None = None
+    until: tuple[int, bool] | None = None
+
+    def resolve(self, result: Result) -> Filter:
+        ids = result.connections["conn_id"]
+        for conn_id in self.conn_ids:
+            if not (ids == conn_id).any():
+                known = f"ids 0–{ids.max()}" if len(ids) else "the capture has no connections"
+                raise click.BadParameter(f"no connection {conn_id} ({known})",
+                                         param_hint="--conn")
+        return Filter(self.hosts, self.ports, self.conn_ids,
+                      tuple(s.upper() for s in self.states), self.kinds,
+                      absolute_ns(self.since, result), absolute_ns(self.until, result))
+
+
+def conn_option(required: bool = False, multiple: bool = True) -> Callable[[F], F]:
+    help_text = "Only connection ID (the conn_id of `tcplife analyze`)" + (
+        "; repeat for several." if multiple else ".")
+    return click.option("--conn", "conn_ids" if multiple else "conn_id",
+                        type=click.IntRange(min=0), metavar="ID", multiple=multiple,
+                        required=required, help=help_text)
+
+
+def filter_options(command: F | None = None, *, window: bool = True,
+                   conn: bool = True) -> Any:
+    """``--host --port --conn --state --kind`` (each repeatable: any of them matches) and
+    ``--since --until``; the command receives them as one ``select: Selection``."""
+
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def wrapper(*args: Any, hosts: tuple[Any, ...], ports: tuple[int, ...],
+                    states: tuple[str, ...], kinds: tuple[str, ...], **kwargs: Any) -> Any:
+            select = Selection(hosts, ports, kwargs.pop("conn_ids", ()), states, kinds,
+                               kwargs.pop("since", None), kwargs.pop("until", None))
+            return command(*args, select=select, **kwargs)
+
+        if window:
+            wrapper = click.option(
+                "--until", type=Instant(), metavar="TIME",
+                help="Only connections that began by TIME, rows up to TIME.")(wrapper)
+            wrapper = click.option(
+                "--since", type=Instant(), metavar="TIME",
+                help="Only connections still alive at TIME, rows from TIME on "
+                     "(epoch seconds, ISO 8601, +SECONDS after the first frame).")(wrapper)
+        wrapper = click.option(
+            "--kind", "kinds", multiple=True, metavar="KIND",
+            type=click.Choice(ANOMALY_KINDS),
+            help="Only connections with an anomaly of KIND (see `tcplife anomalies`).")(wrapper)
+        wrapper = click.option(
+            "--state", "states", multiple=True, metavar="STATE",
+            type=click.Choice(STATE_ORDER, case_sensitive=False),
+            help="Only connections with a side that ends in STATE (timeline: transitions "
+                 "into STATE; at: sockets in STATE).")(wrapper)
+        if conn:
+            wrapper = conn_option()(wrapper)
+        wrapper = click.option(
+            "--port", "ports", multiple=True, type=click.IntRange(0, 65535), metavar="PORT",
+            help="Only connections with PORT at either end.")(wrapper)
+        wrapper = click.option(
+            "--host", "hosts", multiple=True, type=Host(), metavar="ADDR[/LEN]",
+            help="Only connections with this address, or an address in this network, at "
+                 "either end.")(wrapper)
+        return wrapper  # type: ignore[return-value]
+
+    return decorate(command) if command is not None else decorate
