@@ -870,6 +870,27 @@ class Tracker:
                     kind: str) -> None:
         self._timer_seq += 1
         heapq.heappush(self._timers, (deadline, self._timer_seq, side, conn.conn_id, kind, gen))
+        if len(self._timers) > max(4096, 8 * len(self._live)):
+            self._compact_timers()
+
+    def _compact_timers(self) -> None:
+        """Drop the timers `_advance` would skip: of ended connections, or superseded by a
+        newer timer of the same side (a SYN_SENT timer outlives its handshake by 127 s: a
+        busy capture piles them up). Same events, bounded memory."""
+        live = self._live
+        keep = []
+        for entry in self._timers:
+            conn = live.get(entry[3])
+            if conn is None:
+                continue
+            if entry[4] == "evict":
+                if entry[5] != conn.evict_gen:
+                    continue
+            elif entry[5] != (conn.client if entry[2] == CLIENT else conn.server).timer_gen:
+                continue
+            keep.append(entry)
+        heapq.heapify(keep)
+        self._timers[:] = keep  # in place: `_advance` may be iterating over it
 
     def _arm_state_timer(self, conn: Connection, ep: Endpoint) -> None:
         o = self.options
