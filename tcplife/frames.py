@@ -24,11 +24,17 @@ from tcplife.events import (
     Retraction,
     Transition,
 )
+from tcplife.peers.suricata import STATES as SURICATA_STATES
 from tcplife.states import CLOSE_KINDS, SIDES, STATE_ORDER, State
 
 STATE_DTYPE = pd.CategoricalDtype(list(STATE_ORDER))
 SIDE_DTYPE = pd.CategoricalDtype(list(SIDES))
 CLOSE_KIND_DTYPE = pd.CategoricalDtype(list(CLOSE_KINDS))
+ZEEK_CONN_STATE_DTYPE = pd.CategoricalDtype(["S0", "S1", "SF", "REJ", "S2", "S3", "RSTO",
+                                             "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH"])
+SURICATA_STATE_DTYPE = pd.CategoricalDtype(list(SURICATA_STATES))
+#: ``tcp_stream_match``: does Wireshark's tcp.stream hold exactly this instance?
+STREAM_MATCH_DTYPE = pd.CategoricalDtype(["same", "split", "merged", "split+merged"])
 TIME_DTYPE = "datetime64[ns, UTC]"
 
 #: column -> dtype, in the order of the contract (extra columns after).
@@ -43,6 +49,12 @@ CONNECTION_COLUMNS: dict[str, Any] = {
     "last_frame": "int64", "client_packets": "int64", "server_packets": "int64",
     "client_initial_state": STATE_DTYPE, "server_initial_state": STATE_DTYPE,
     "first_ts_ns": "int64", "last_ts_ns": "int64",
+    # What the peers would say (tcplife.peers; README "Side by side with Zeek, Wireshark,
+    # Suricata").
+    "zeek_conn_state": ZEEK_CONN_STATE_DTYPE, "zeek_history": "string",
+    "zeek_orig": SIDE_DTYPE, "zeek_orig_bytes": "int64", "zeek_resp_bytes": "int64",
+    "zeek_duration": "float64", "tcp_stream": "int64", "tcp_streams": "object",
+    "tcp_stream_match": STREAM_MATCH_DTYPE, "suricata_state": SURICATA_STATE_DTYPE,
 }
 TRANSITION_COLUMNS: dict[str, Any] = {
     "conn_id": "int64", "ts": "float64", "side": SIDE_DTYPE, "addr": "string",
@@ -157,6 +169,8 @@ class Collector:
             cols["server_initial_state"].append(r.server_initial_state.value)
             cols["first_ts_ns"].append(r.first_ts_ns)
             cols["last_ts_ns"].append(r.last_ts_ns)
+            _peer_columns(cols, r)
+        _stream_match(cols)
         return _frame(cols, CONNECTION_COLUMNS)
 
     def transitions(self) -> pd.DataFrame:
@@ -174,6 +188,35 @@ class Collector:
 
     def oddities_frame(self) -> pd.DataFrame:
         return _timed_rows(sorted(self.oddities, key=lambda o: o.ts_ns), ODDITY_COLUMNS)
+
+
+def _peer_columns(cols: dict[str, list[Any]], r: ConnectionRecord) -> None:
+    p = r.peers
+    assert p is not None
+    cols["zeek_conn_state"].append(p.zeek_conn_state)
+    cols["zeek_history"].append(p.zeek_history)
+    cols["zeek_orig"].append(p.zeek_orig)
+    cols["zeek_orig_bytes"].append(p.zeek_orig_bytes)
+    cols["zeek_resp_bytes"].append(p.zeek_resp_bytes)
+    cols["zeek_duration"].append(p.zeek_duration_ns / 1e9)
+    cols["tcp_stream"].append(p.tcp_stream)
+    cols["tcp_streams"].append(list(p.tcp_streams))
+    cols["suricata_state"].append(p.suricata_state)
+
+
+def _stream_match(cols: dict[str, list[Any]]) -> None:
+    """``split``: the instance's segments fall in several tcp.streams; ``merged``: one of
+    its tcp.streams also holds another instance (Wireshark did not split where tcplife
+    did)."""
+    owners: dict[int, int] = {}
+    for streams in cols["tcp_streams"]:
+        for stream in streams:
+            owners[stream] = owners.get(stream, 0) + 1
+    for streams in cols["tcp_streams"]:
+        split = len(streams) > 1
+        merged = any(owners[stream] > 1 for stream in streams)
+        cols["tcp_stream_match"].append("split+merged" if split and merged else
+                                        "split" if split else "merged" if merged else "same")
 
 
 def _timed_rows(items: list[Any], schema: dict[str, Any]) -> pd.DataFrame:

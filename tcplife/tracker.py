@@ -49,6 +49,7 @@ from tcplife.events import (
 )
 from tcplife.machine import ALIVE, SYNCHRONIZED, Ev, Stay, step
 from tcplife.options import NS, Options
+from tcplife.peers import Peers, WiresharkStreams
 from tcplife.segment import ACK, FIN, RST, SYN, Segment
 from tcplife.seq import seq_add, seq_diff, seq_max
 from tcplife.states import CLIENT, SERVER, State
@@ -76,7 +77,8 @@ class Connection:
 
     __slots__ = ("conn_id", "ip_version", "client", "server", "first_ts", "last_ts",
                  "first_frame", "last_frame", "packets", "role_inferred", "mid_stream",
-                 "refused", "rst_closed", "timed_out", "evict_gen", "finished", "predecessor")
+                 "refused", "rst_closed", "timed_out", "evict_gen", "finished", "predecessor",
+                 "peers")
 
     def __init__(self, conn_id: int, ip_version: int, client: Endpoint, server: Endpoint,
                  seg: Segment, role_inferred: bool, mid_stream: bool) -> None:
@@ -98,6 +100,8 @@ class Connection:
         self.finished = False
         #: the previous instance of a reused 4-tuple, while its old socket still lives
         self.predecessor: Connection | None = None
+        #: what Zeek, Wireshark and Suricata would make of it (tcplife.peers)
+        self.peers = Peers(seg, client.addr == seg.src and client.port == seg.sport)
 
     def peer(self, ep: Endpoint) -> Endpoint:
         return self.server if ep is self.client else self.client
@@ -117,6 +121,7 @@ class Tracker:
         self.now_ns: int | None = None
         self._out: list[Event] = []
         self._reuse_note: str | None = None
+        self._wireshark = WiresharkStreams()
 
     # ------------------------------------------------------------------ public API
     def feed(self, seg: Segment) -> list[Event]:
@@ -125,6 +130,7 @@ class Tracker:
         self._advance(seg.ts_ns)
         if self.now_ns is None or seg.ts_ns > self.now_ns:
             self.now_ns = seg.ts_ns
+        stream = self._wireshark.feed(seg)
         conn = self._flows.get((seg.src, seg.sport, seg.dst, seg.dport))
         if conn is None:
             conn = self._new_connection(seg)
@@ -139,6 +145,8 @@ class Tracker:
                                         "port_reuse", self._reuse_note))
         elif conn.predecessor is not None and self._belongs_to_predecessor(conn, seg):
             conn = conn.predecessor
+        conn.peers.feed(seg, seg.src == conn.client.addr and seg.sport == conn.client.port,
+                        stream)
         self._process(conn, seg)
         return out
 
@@ -297,6 +305,8 @@ class Tracker:
                     or a.snd_nxt is None or a.max_ack is None \
                     or a.rtt_ns is None and b.first_synack_ns is not None:
                 return None
+        if not conn.peers.quiet(c.snd_nxt, s.snd_nxt, c.max_ack, s.max_ack):
+            return None
         return conn
 
     def absorb(self, conn: Connection, rows: Iterable[tuple[int, int, bool, int, int, int,
@@ -310,6 +320,7 @@ class Tracker:
         next `feed`, which fires them at their own deadlines, so the events are the same.
         """
         c, s = conn.client, conn.server
+        peers_ok = conn.peers.fast_rows()
         n = 0
         for frame, ts, from_client, seq, ack, flags, plen, win in rows:
             a = c if from_client else s
@@ -319,6 +330,9 @@ class Tracker:
             snd_nxt = a.snd_nxt
             if plen <= 1 and (snd_nxt - seq) & 0xFFFFFFFF == 1:  # type: ignore[operator]
                 break
+            if not win or not peers_ok[from_client][plen > 0] or plen and seq_diff(
+                    (seq + plen) & 0xFFFFFFFF, snd_nxt) <= 0:  # type: ignore[arg-type]
+                break  # Zeek records it: a first A/D, a zero window, a retransmission
             if plen:
                 end = (seq + plen) & 0xFFFFFFFF
                 hi = a.data_hi
@@ -348,6 +362,9 @@ class Tracker:
                 conn.last_ts = ts
             conn.last_frame = frame
             n += 1
+        if n:
+            conn.peers.absorbed(c.snd_nxt, s.snd_nxt, c.max_ack, s.max_ack,  # type: ignore
+                                conn.last_ts)
         return n
 
     def absorb_columns(self, conn: Connection, from_client: np.ndarray, frame: np.ndarray,
@@ -359,6 +376,7 @@ class Tracker:
         end the run: the plain rules of modular comparison then apply)."""
         n = len(frame)
         bad = np.zeros(n, dtype=bool)
+        peers_ok = conn.peers.fast_rows()
         sides = []
         for ep, mask in ((conn.client, from_client), (conn.server, ~from_client)):
             rows = np.flatnonzero(mask)
@@ -385,7 +403,15 @@ class Tracker:
             same[1:] &= np.diff(ts[rows]) <= DUPLICATE_NS
             first = tuple(int(c[0]) for c in k)
             same[0] = first == ep.last_key and int(ts[rows[0]]) - ep.last_ns <= DUPLICATE_NS
-            bad[rows] = far | keep_shape | rtx | same
+            # What Zeek records (see absorb): zero windows, payload ending at or before
+            # SND.NXT, the side's first ACK or data packet.
+            ack_ok, data_ok = peers_ok[ep is conn.client]
+            peer = (win[rows] == 0) | ((p > 0) & (end <= nxt_before))
+            if not ack_ok:
+                peer |= p == 0
+            if not data_ok:
+                peer |= p > 0
+            bad[rows] = far | keep_shape | rtx | same | peer
             sides.append((ep, rows, a_rel, end, hi_before))
         stop = int(np.argmax(bad)) if bad.any() else n
         if stop == 0:
@@ -421,6 +447,9 @@ class Tracker:
         conn.packets += stop
         conn.last_ts = max(conn.last_ts, int(ts[:stop].max()))
         conn.last_frame = int(frame[stop - 1])
+        c, s = conn.client, conn.server
+        conn.peers.absorbed(c.snd_nxt, s.snd_nxt, c.max_ack, s.max_ack,  # type: ignore
+                            conn.last_ts)
         return stop
 
     # ------------------------------------------------------------------ segments
@@ -941,4 +970,5 @@ def _record(conn: Connection) -> ConnectionRecord:
         role_inferred=conn.role_inferred, mid_stream=conn.mid_stream,
         client_last_ts_ns=c.last_ns, server_last_ts_ns=s.last_ns,
         client_last_payload_ns=c.last_payload_ns, server_last_payload_ns=s.last_payload_ns,
+        peers=conn.peers.summary(),
     )
