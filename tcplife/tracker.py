@@ -330,9 +330,12 @@ class Tracker:
             snd_nxt = a.snd_nxt
             if plen <= 1 and (snd_nxt - seq) & 0xFFFFFFFF == 1:  # type: ignore[operator]
                 break
-            if not win or not peers_ok[from_client][plen > 0] or plen and seq_diff(
-                    (seq + plen) & 0xFFFFFFFF, snd_nxt) <= 0:  # type: ignore[arg-type]
-                break  # Zeek records it: a first A/D, a zero window, a retransmission
+            if not win or not peers_ok[from_client][plen > 0] \
+                    or seq_diff(seq, snd_nxt) > 0 \
+                    or plen and seq_diff((seq + plen) & 0xFFFFFFFF, snd_nxt) <= 0 \
+                    or seq_diff(ack, (s if from_client else c).snd_nxt) > 0:  # type: ignore
+                # Zeek records it: a first A/D, a zero window, a retransmission, a gap
+                break
             if plen:
                 end = (seq + plen) & 0xFFFFFFFF
                 hi = a.data_hi
@@ -385,6 +388,13 @@ class Tracker:
             hi0 = -_MOD if ep.data_hi is None else (ep.data_hi - base + _HALF) % _MOD - _HALF
             if hi0 != -_MOD and abs(hi0) >= _FAR:
                 return 0
+            other = np.flatnonzero(~mask)
+            if len(other):  # the peer's ACK beyond what this side sent so far: a gap (Zeek)
+                sent = np.full(n, -_MOD, dtype=np.int64)
+                sent[rows] = (seq[rows] - base + _HALF) % _MOD - _HALF + plen[rows]
+                nxt_at = np.maximum(np.maximum.accumulate(
+                    np.concatenate(([0], sent[:-1]))), 0)[other]
+                bad[other] |= (ack[other] - base + _HALF) % _MOD - _HALF > nxt_at
             if not len(rows):
                 continue
             s_rel = (seq[rows] - base + _HALF) % _MOD - _HALF
@@ -404,9 +414,9 @@ class Tracker:
             first = tuple(int(c[0]) for c in k)
             same[0] = first == ep.last_key and int(ts[rows[0]]) - ep.last_ns <= DUPLICATE_NS
             # What Zeek records (see absorb): zero windows, payload ending at or before
-            # SND.NXT, the side's first ACK or data packet.
+            # SND.NXT, a segment beyond it (a hole), the side's first ACK or data packet.
             ack_ok, data_ok = peers_ok[ep is conn.client]
-            peer = (win[rows] == 0) | ((p > 0) & (end <= nxt_before))
+            peer = (win[rows] == 0) | ((p > 0) & (end <= nxt_before)) | (s_rel > nxt_before)
             if not ack_ok:
                 peer |= p == 0
             if not data_ok:

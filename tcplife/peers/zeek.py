@@ -46,7 +46,7 @@ HIST_DATA_PKT, HIST_ACK_PKT, HIST_MULTI_FLAG_PKT = 0x10, 0x20, 0x40
 LIKELY_SERVER_PORTS = frozenset({
     21, 22, 23, 25, 53, 80, 81, 88, 102, 110, 135, 137, 138, 139, 143, 389, 443, 445, 502,
     563, 585, 587, 614, 631, 636, 749, 750, 989, 990, 992, 993, 995, 1080, 1433, 1883,
-    2811, 3128, 3268, 3306, 3389, 5222, 5223, 5269, 5432, 6379, 6666, 6667, 6668, 6669,
+    2811, 3128, 3268, 3306, 3389, 5222, 5223, 5269, 5432, 6379, 6667,
     8000, 8080, 8888, 20000, 47808,
 })
 
@@ -62,17 +62,24 @@ class _Endpoint:
 
     __slots__ = ("is_orig", "state", "prev_state", "start", "ack", "last", "hist_syn",
                  "hist_fin", "hist_rst", "rxmt_cnt", "rxmt_thresh", "win0_cnt",
-                 "win0_thresh", "fin_cnt", "did_close")
+                 "win0_thresh", "gap_cnt", "gap_thresh", "fin_cnt", "fin_seq", "did_close",
+                 "first_seen", "reassem", "trim", "blocks")
 
     def __init__(self, is_orig: bool) -> None:
         self.is_orig = is_orig
         self.state = self.prev_state = INACTIVE
         self.start = self.ack = self.last = 0
         self.hist_syn = self.hist_fin = self.hist_rst = 0
-        self.rxmt_cnt = self.win0_cnt = 0
-        self.rxmt_thresh = self.win0_thresh = 1
-        self.fin_cnt = 0
+        self.rxmt_cnt = self.win0_cnt = self.gap_cnt = 0
+        self.rxmt_thresh = self.win0_thresh = self.gap_thresh = 1
+        self.fin_cnt = self.fin_seq = 0
         self.did_close = False
+        self.first_seen = False  #: a packet of this side was processed (first_packet_seen)
+        # The reassembler of this side's data (TCP_Reassembler), relative sequence
+        # numbers: delivered up to ``reassem``, acknowledged up to ``trim``, and the
+        # blocks received above a hole, sorted [seq, upper) pairs.
+        self.reassem = self.trim = 1
+        self.blocks: list[list[int]] = []
 
     def set_state(self, new: int) -> None:
         if new != self.state:
@@ -105,7 +112,7 @@ class ZeekRecorder:
     """
 
     __slots__ = ("client", "server", "orig_is_client", "letters", "hist_seen",
-                 "start_ns", "last_ns")
+                 "start_ns", "last_ns", "is_partial")
 
     def __init__(self, seg: Segment, sender_is_client: bool) -> None:
         self.client = _Endpoint(sender_is_client)
@@ -114,6 +121,7 @@ class ZeekRecorder:
         self.letters: list[str] = []
         self.hist_seen = 0
         self.start_ns = self.last_ns = seg.ts_ns
+        self.is_partial = False
         # TCPAnalyzer::WantConnection: a first packet that is not a bare SYN makes a partial
         # connection; if its source port looks like a server's, the roles are flipped
         # (both plausible: only for a non-SYN packet from the lower port).
@@ -168,6 +176,15 @@ class ZeekRecorder:
             self._add(ep, "T")
             ep.rxmt_thresh *= 10
 
+    def _gap(self, ep: _Endpoint, peer: _Endpoint) -> None:
+        """TCP_Reassembler::Gap: a content gap counts (``G``, log-scale) only while both
+        sides are established or cleanly closing."""
+        if _clean(ep) and _clean(peer):
+            ep.gap_cnt += 1
+            if ep.gap_cnt == ep.gap_thresh:
+                self._add(ep, "G")
+                ep.gap_thresh *= 10
+
     def _zero_window(self, ep: _Endpoint) -> None:
         ep.win0_cnt += 1
         if ep.win0_cnt == ep.win0_thresh:
@@ -180,6 +197,7 @@ class ZeekRecorder:
         self.orig_is_client = not self.orig_is_client
         self.client.is_orig = not self.client.is_orig
         self.server.is_orig = not self.server.is_orig
+        self.is_partial = False
         self.letters.append("^")
 
     def _update_history(self, flags: int, ep: _Endpoint, rel_seq: int, length: int) -> None:
@@ -214,6 +232,11 @@ class ZeekRecorder:
         """TCPAnalyzer::DeliverPacket for one segment of this connection."""
         ep, peer = (self.client, self.server) if from_client else (self.server, self.client)
         flags, base, ack, length = seg.flags, seg.seq, seg.ack, seg.payload_len
+        if not ep.first_seen:  # SetPartialStatus
+            if ep.is_orig:
+                self.is_partial = not flags & SYN or bool(flags & ACK)
+            elif not self.is_partial:
+                self.is_partial = not flags & SYN
         seg_len = length + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
         if flags & RST:
             seg_len -= length  # an RST's data is not part of the stream
@@ -231,18 +254,83 @@ class ZeekRecorder:
             self.last_ns = seg.ts_ns
         if flags & FIN:
             ep.fin_cnt += 1
+            ep.fin_seq = rel_seq + seg_len
+        rel_ack = 0
         if flags & ACK:
             if peer.state == INACTIVE:
                 # init_peer: number the peer as if its SYN had been ack - 1.
+                rel_ack = 1
                 peer.start = peer.ack = peer.last = (ack - 1) & _MASK
-            elif _delta(ack, peer.start) >= 0 and not flags & RST:
-                delta_ack = _delta(ack, peer.ack)
-                if not (ack == 0 and delta_ack > _TOO_LARGE_SEQ_DELTA) and delta_ack > 0:
-                    peer.ack = ack
+            else:
+                rel_ack = _delta(ack, peer.start)
+                if rel_ack < 0:
+                    rel_ack = 0
+                elif not flags & RST:
+                    delta_ack = _delta(ack, peer.ack)
+                    if not (ack == 0 and delta_ack > _TOO_LARGE_SEQ_DELTA) and delta_ack > 0:
+                        peer.ack = ack
         delta_last = self._update_last_seq(ep, one_past, flags, length)
         do_close = self._update_state(ep, peer, base, length, delta_last, flags)
+        if flags & ACK:  # after the state machine: gaps revealed by a FIN or RST don't count
+            self._ack_received(peer, ep, rel_ack)
+        if length > 0 and not flags & RST and rel_seq >= 0:
+            self._data_sent(ep, rel_seq + 1 if flags & SYN else rel_seq, length)
+        ep.first_seen = True
         if do_close and not ep.did_close:  # ConnectionClosed (reassembly delays ignored)
             ep.did_close = True
+
+    def _data_sent(self, ep: _Endpoint, seq: int, length: int) -> None:
+        """TCP_Reassembler::DataSent and NewBlock: deliver in order, keep what lies above a
+        hole. (The payload is taken as captured whole: tcplife's segments do not say when
+        the snap length cut it, which Zeek would count as a gap.)"""
+        ack = _delta(ep.ack, ep.start)
+        upper = seq + length
+        if seq < ack:
+            if upper <= ack:
+                return  # delivered and acknowledged already
+            seq = ack
+        if upper <= ep.trim:
+            return
+        seq = max(seq, ep.trim)
+        if upper <= ep.reassem:
+            return
+        if seq <= ep.reassem:
+            ep.reassem = upper
+            blocks = ep.blocks
+            while blocks and blocks[0][0] <= ep.reassem:
+                ep.reassem = max(ep.reassem, blocks.pop(0)[1])
+            return
+        _insert(ep.blocks, seq, upper)
+
+    def _ack_received(self, ep: _Endpoint, peer: _Endpoint, seq: int) -> None:
+        """TCP_Reassembler::AckReceived for ``ep``'s data, acknowledged by ``peer`` up to
+        relative ``seq``: data acknowledged but never seen is a content gap."""
+        if ep.fin_cnt > 0 and seq >= ep.fin_seq:
+            seq = ep.fin_seq - 1
+        if seq <= ep.trim:
+            return
+        if seq > ep.reassem:  # Reassembler::TrimToSeq -> Undelivered
+            self._undelivered(ep, peer, seq)
+        ep.trim = seq
+        blocks = ep.blocks
+        while blocks and blocks[0][1] <= seq:
+            blocks.pop(0)
+        if blocks and blocks[0][0] < seq:
+            blocks[0][0] = seq
+
+    def _undelivered(self, ep: _Endpoint, peer: _Endpoint, up_to: int) -> None:
+        if up_to <= 2 and self.is_partial:
+            return  # the faked SYN octet of a partial connection is not missing data
+        blocks = ep.blocks
+        while blocks and blocks[0][0] < up_to:
+            b_seq, b_upper = blocks.pop(0)
+            if b_seq > ep.reassem:
+                self._gap(ep, peer)
+                ep.reassem = b_seq
+            ep.reassem = max(ep.reassem, b_upper)
+        if up_to > ep.reassem:
+            self._gap(ep, peer)
+        ep.reassem = max(ep.reassem, up_to)
 
     def _update_last_seq(self, ep: _Endpoint, last_seq: int, flags: int,
                          length: int) -> int:
@@ -277,6 +365,7 @@ class ZeekRecorder:
                         # SYN after the SYN-ACK (e.g. two interfaces): flip, establish.
                         self._flip_roles()
                         peer.set_state(ESTABLISHED)
+                        ep.first_seen = True  # SetFirstPacketSeen(true): ep is orig now
                     if peer.state == SYN_SENT:
                         peer.set_state(ESTABLISHED)
                     ep.set_state(ESTABLISHED)
@@ -292,6 +381,7 @@ class ZeekRecorder:
                     pass  # an ACK of the SYN before the SYN-ACK: not a partial connection
                 elif flags & ACK and peer.state == ESTABLISHED:
                     ep.set_state(ESTABLISHED)  # SYN-ACK seen, SYN missed, now an ACK
+                    self.is_partial = False
                 else:
                     ep.set_state(PARTIAL)
         elif state in (SYN_SENT, SYN_ACK_SENT):
@@ -329,7 +419,8 @@ class ZeekRecorder:
         c, s = self.client, self.server
         return (c.state in (ESTABLISHED, PARTIAL) and s.state in (ESTABLISHED, PARTIAL)
                 and c.last == client_nxt and s.last == server_nxt
-                and s.ack == client_max_ack and c.ack == server_max_ack)
+                and s.ack == client_max_ack and c.ack == server_max_ack
+                and _settled(c) and _settled(s))
 
     def fast_rows(self) -> tuple[tuple[bool, bool], tuple[bool, bool]]:
         """[from_client][has_payload]: may such a segment be absorbed? Not while it would
@@ -347,8 +438,41 @@ class ZeekRecorder:
         """After a run absorbed in bulk: the maxima moved as tcplife's did."""
         self.client.last, self.server.last = client_nxt, server_nxt
         self.server.ack, self.client.ack = client_max_ack, server_max_ack
+        for ep in (self.client, self.server):
+            ep.reassem = _delta(ep.last, ep.start)
+            ep.trim = max(ep.trim, _delta(ep.ack, ep.start))
         if last_ns > self.last_ns:
             self.last_ns = last_ns
+
+
+def _clean(ep: _Endpoint) -> bool:
+    return ep.state == ESTABLISHED or ep.state == CLOSED and ep.prev_state == ESTABLISHED
+
+
+def _settled(ep: _Endpoint) -> bool:
+    """Everything this side sent is delivered in order, and acknowledged as tracked: in a
+    run of in-order segments whose ACKs stay within what the peer sent, no gap arises."""
+    return not ep.blocks and ep.reassem == _delta(ep.last, ep.start) \
+        and ep.trim == _delta(ep.ack, ep.start)
+
+
+def _insert(blocks: list[list[int]], seq: int, upper: int) -> None:
+    """Add [seq, upper) to sorted disjoint blocks, merging overlaps."""
+    out: list[list[int]] = []
+    placed = False
+    for b in blocks:
+        if b[1] < seq:
+            out.append(b)
+        elif upper < b[0]:
+            if not placed:
+                out.append([seq, upper])
+                placed = True
+            out.append(b)
+        else:
+            seq, upper = min(seq, b[0]), max(upper, b[1])
+    if not placed:
+        out.append([seq, upper])
+    blocks[:] = out
 
 
 def _init_endpoint(ep: _Endpoint, flags: int, first_seq: int, last_seq: int) -> None:
