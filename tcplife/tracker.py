@@ -421,7 +421,7 @@ class Tracker:
                 peer |= p == 0
             if not data_ok:
                 peer |= p > 0
-            bad[rows] = far | keep_shape | rtx | same | peer
+            bad[rows] |= far | keep_shape | rtx | same | peer
             sides.append((ep, rows, a_rel, end, hi_before))
         stop = int(np.argmax(bad)) if bad.any() else n
         if stop == 0:
