@@ -5,7 +5,8 @@ stream hold the same packets, ``tcp_stream_match == "same"``) count the stream's
 and agree with its ``tcp.completeness`` flags (1 SYN, 2 SYN-ACK, 4 ACK, 8 data, 16 FIN,
 32 RST) where Wireshark tracked them: a refused connection shows RST and no SYN-ACK, an
 unanswered one no SYN-ACK, an RST close the RST bit, a FIN tcplife saw sent the FIN bit;
-an RST bit means tcplife saw an RST sent, a data bit that it counted payload. Needs tshark (CI installs it: .ci/run); skipped, saying so, where it is absent.
+an RST bit means tcplife saw an RST sent, a data bit that it counted payload. Needs
+tshark (CI installs it: .ci/run); skipped, saying so, where it is absent.
 """
 
 from __future__ import annotations
@@ -88,6 +89,24 @@ def test_tcp_stream_matches_tshark(path: Path) -> None:
 def test_every_capture_was_compared() -> None:
     """The corpus is there (the comparison above is not vacuous)."""
     assert len(CAPTURES) > 100
+
+
+def test_where_tcplife_and_wireshark_split_differently() -> None:
+    """The old socket of a reused 4-tuple answering the new SYN (challenge ACK, then the
+    RST that kills it), and a split handshake: nowhere else (README, "Side by side")."""
+    differ = {}
+    for path in CAPTURES:
+        c = tcplife.analyze(path).connections
+        odd = c[c.tcp_stream_match != "same"]
+        if len(odd):
+            differ[path.name] = [(int(r.conn_id), str(r.tcp_stream_match))
+                                 for r in odd.itertuples()]
+    reuse = [(0, "split+merged"), (1, "merged")]
+    expected = {"port_reuse_close_wait.client.pcap": reuse,
+                "port_reuse_close_wait.server.pcap": reuse}
+    if CORPUS.is_dir():
+        expected["sv__tcp-split-handshake-02-5whs.pcap"] = reuse
+    assert differ == expected
 
 
 # Wireshark's rule on scripted segments (no tshark needed).

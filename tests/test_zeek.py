@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 import tcplife
-from tcplife.peers.zeek import conn_state
 from tcplife.peers import zeek as z
+from tcplife.peers.zeek import conn_state
 
 from builder import ACK, FIN, RST, SYN, Conv, Host, run
 

@@ -110,9 +110,8 @@ class SuricataRecorder:
         elif state == CLOSING:
             if flags & ACK and not fin:
                 self.state = TIME_WAIT
-        elif state == TIME_WAIT:
-            if flags & ACK and not fin:
-                self.state = CLOSED
+        elif state == TIME_WAIT and flags & ACK and not fin:
+            self.state = CLOSED
 
     def _at_next(self, seg: Segment, to_server: bool) -> bool:
         return seg.seq == (self.nxt_client if to_server else self.nxt_server)

@@ -126,12 +126,11 @@ class ZeekRecorder:
         # connection; if its source port looks like a server's, the roles are flipped
         # (both plausible: only for a non-SYN packet from the lower port).
         flags = seg.flags
-        if not flags & SYN or flags & ACK:
-            if likely_server(seg.sport):
-                flip = (not flags & SYN and seg.sport < seg.dport) \
-                    if likely_server(seg.dport) else True
-                if flip:
-                    self._flip_roles()
+        if (not flags & SYN or flags & ACK) and likely_server(seg.sport):
+            flip = (not flags & SYN and seg.sport < seg.dport) \
+                if likely_server(seg.dport) else True
+            if flip:
+                self._flip_roles()
 
     # ------------------------------------------------------------------ results
     @property
@@ -403,11 +402,10 @@ class ZeekRecorder:
             if flags & RST:
                 ep.set_state(RESET)
                 do_close = True
-        elif state == CLOSED:
-            if flags & RST and peer.state != CLOSED:
-                ep.set_state(RESET)
-                if not ep.did_close:
-                    do_close = True
+        elif state == CLOSED and flags & RST and peer.state != CLOSED:
+            ep.set_state(RESET)
+            if not ep.did_close:
+                do_close = True
         return do_close
 
     # ------------------------------------------------------------------ fast path
@@ -494,10 +492,9 @@ def _init_endpoint(ep: _Endpoint, flags: int, first_seq: int, last_seq: int) -> 
         if flags & SYN:  # guess the connection was not set up; this SYN sets it up
             ep.start = ep.ack = first_seq
             ep.last = last_seq
-    elif state == RESET:
-        if flags & SYN and ep.prev_state == INACTIVE:
-            ep.start = ep.ack = first_seq
-            ep.last = last_seq
+    elif state == RESET and flags & SYN and ep.prev_state == INACTIVE:
+        ep.start = ep.ack = first_seq
+        ep.last = last_seq
 
 
 def _rstos0(history: str) -> bool:
