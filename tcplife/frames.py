@@ -53,7 +53,7 @@ CONNECTION_COLUMNS: dict[str, Any] = {
     # Suricata").
     "zeek_conn_state": ZEEK_CONN_STATE_DTYPE, "zeek_history": "string",
     "zeek_orig": SIDE_DTYPE, "zeek_orig_bytes": "int64", "zeek_resp_bytes": "int64",
-    "zeek_duration": "float64", "tcp_stream": "int64", "tcp_streams": "object",
+    "zeek_duration": "float64", "tcp_stream": "int64", "tcp_streams": "string",
     "tcp_stream_match": STREAM_MATCH_DTYPE, "suricata_state": SURICATA_STATE_DTYPE,
 }
 TRANSITION_COLUMNS: dict[str, Any] = {
@@ -207,7 +207,7 @@ def _peer_columns(cols: dict[str, list[Any]], r: ConnectionRecord) -> None:
 def _stream_match(cols: dict[str, list[Any]]) -> None:
     """``split``: the instance's segments fall in several tcp.streams; ``merged``: one of
     its tcp.streams also holds another instance (Wireshark did not split where tcplife
-    did)."""
+    did). ``tcp_streams`` becomes text, the numbers joined by commas."""
     owners: dict[int, int] = {}
     for streams in cols["tcp_streams"]:
         for stream in streams:
@@ -217,6 +217,7 @@ def _stream_match(cols: dict[str, list[Any]]) -> None:
         merged = any(owners[stream] > 1 for stream in streams)
         cols["tcp_stream_match"].append("split+merged" if split and merged else
                                         "split" if split else "merged" if merged else "same")
+    cols["tcp_streams"] = [",".join(map(str, streams)) for streams in cols["tcp_streams"]]
 
 
 def _timed_rows(items: list[Any], schema: dict[str, Any]) -> pd.DataFrame:

@@ -331,10 +331,10 @@ class Tracker:
             if plen <= 1 and (snd_nxt - seq) & 0xFFFFFFFF == 1:  # type: ignore[operator]
                 break
             if not win or not peers_ok[from_client][plen > 0] \
-                    or seq_diff(seq, snd_nxt) > 0 \
-                    or plen and seq_diff((seq + plen) & 0xFFFFFFFF, snd_nxt) <= 0 \
+                    or (seq != snd_nxt if plen else seq_diff(seq, snd_nxt) > 0) \
                     or seq_diff(ack, (s if from_client else c).snd_nxt) > 0:  # type: ignore
-                # Zeek records it: a first A/D, a zero window, a retransmission, a gap
+                # Zeek records something (a first A/D, a zero window, a retransmission, a
+                # gap) or its reassembler does (data not exactly at SND.NXT): the plain way
                 break
             if plen:
                 end = (seq + plen) & 0xFFFFFFFF
@@ -413,10 +413,10 @@ class Tracker:
             same[1:] &= np.diff(ts[rows]) <= DUPLICATE_NS
             first = tuple(int(c[0]) for c in k)
             same[0] = first == ep.last_key and int(ts[rows[0]]) - ep.last_ns <= DUPLICATE_NS
-            # What Zeek records (see absorb): zero windows, payload ending at or before
-            # SND.NXT, a segment beyond it (a hole), the side's first ACK or data packet.
+            # What Zeek records (see absorb): zero windows, data not exactly at SND.NXT,
+            # a segment beyond it (a hole), the side's first ACK or data packet.
             ack_ok, data_ok = peers_ok[ep is conn.client]
-            peer = (win[rows] == 0) | ((p > 0) & (end <= nxt_before)) | (s_rel > nxt_before)
+            peer = (win[rows] == 0) | np.where(p > 0, s_rel != nxt_before, s_rel > nxt_before)
             if not ack_ok:
                 peer |= p == 0
             if not data_ok:

@@ -62,7 +62,8 @@ def test_tcp_stream_matches_tshark(path: Path) -> None:
     sent_fin = set(result.transitions[result.transitions.event == "send FIN"].conn_id)
     sent_rst = set(odd[odd.name == "rst_sent"].conn_id)
     assert list(conns.tcp_stream) == [stream_of[f] for f in conns.first_frame]
-    assert {s for streams in conns.tcp_streams for s in streams} == set(frames)
+    assert {int(s) for streams in conns.tcp_streams for s in streams.split(",")} \
+        == set(frames)
     for c in conns[conns.tcp_stream_match == "same"].itertuples():
         comp = completeness[c.tcp_stream]
         where = (path.name, c.conn_id, c.tcp_stream, comp)

@@ -52,6 +52,9 @@ class SuricataRecorder:
         self.nxt_server: int | None = None
 
     def process(self, seg: Segment, from_client: bool) -> None:
+        if self.state is ESTABLISHED and not seg.flags & (SYN | FIN | RST):
+            self._advance(seg, from_client == self.client_is_client)  # nothing changes
+            return
         if self.state == NONE:
             if seg.flags & (SYN | ACK | RST) == SYN:
                 self.client_is_client = from_client

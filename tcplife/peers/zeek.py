@@ -14,8 +14,9 @@ Knows nothing of tcplife's own states, of captures or of pandas. The tracker fee
 segment of a connection instance (`process`) or, for a run of in-order ACK/data segments
 absorbed in bulk, lets it catch up in O(1) (`quiet`, `fast_rows`, `absorbed`): such a run
 changes nothing Zeek records beyond counters, as long as no segment in it is the first ACK
-or data packet of its side, a zero window or a Zeek retransmission (the fast path sends
-those through `process`).
+or data packet of its side, has a zero window, carries data anywhere but at the side's
+SND.NXT, or acknowledges more than the peer sent (the fast path sends those through
+`process`).
 
 Not modelled (see the README, "Side by side with Zeek, Wireshark, Suricata"): ``c`` (bad
 checksums: segments carry no checksum verdict), ``g`` (content gaps: Zeek's reassembler),
@@ -231,6 +232,10 @@ class ZeekRecorder:
         """TCPAnalyzer::DeliverPacket for one segment of this connection."""
         ep, peer = (self.client, self.server) if from_client else (self.server, self.client)
         flags, base, ack, length = seg.flags, seg.seq, seg.ack, seg.payload_len
+        if not flags & (SYN | FIN | RST) and ep.first_seen \
+                and PARTIAL <= ep.state <= ESTABLISHED and PARTIAL <= peer.state <= ESTABLISHED:
+            self._plain(seg, ep, peer, flags, base, ack, length)
+            return
         if not ep.first_seen:  # SetPartialStatus
             if ep.is_orig:
                 self.is_partial = not flags & SYN or bool(flags & ACK)
@@ -277,6 +282,41 @@ class ZeekRecorder:
         ep.first_seen = True
         if do_close and not ep.did_close:  # ConnectionClosed (reassembly delays ignored)
             ep.did_close = True
+
+    def _plain(self, seg: Segment, ep: _Endpoint, peer: _Endpoint, flags: int, base: int,
+               ack: int, length: int) -> None:
+        """`process` for the common case, inlined: an ACK or data segment, no SYN, FIN or
+        RST, both sides established or partial, not the side's first packet (nothing for
+        init_endpoint, SetPartialStatus or the state machine to do)."""
+        rel_seq = _delta(base, ep.start)
+        shift = 0 if ep.is_orig else 16
+        if length:
+            if not self.hist_seen & (HIST_DATA_PKT << shift):
+                self._check(ep, HIST_DATA_PKT, "D")
+        elif flags & ACK and not self.hist_seen & (HIST_ACK_PKT << shift):
+            self._check(ep, HIST_ACK_PKT, "A")
+        if seg.window == 0:
+            self._zero_window(ep)
+        if seg.ts_ns > self.last_ns:
+            self.last_ns = seg.ts_ns
+        rel_ack = 0
+        if flags & ACK:
+            rel_ack = _delta(ack, peer.start)
+            if rel_ack < 0:
+                rel_ack = 0
+            else:
+                delta_ack = _delta(ack, peer.ack)
+                if delta_ack > 0 and not (ack == 0 and delta_ack > _TOO_LARGE_SEQ_DELTA):
+                    peer.ack = ack
+        one_past = (base + length) & _MASK
+        if _delta(one_past, ep.last) > 0:
+            ep.last = one_past
+        elif length > 0:
+            self._did_rxmit(ep)
+        if flags & ACK:
+            self._ack_received(peer, ep, rel_ack)
+        if length > 0 and rel_seq >= 0:
+            self._data_sent(ep, rel_seq, length)
 
     def _data_sent(self, ep: _Endpoint, seq: int, length: int) -> None:
         """TCP_Reassembler::DataSent and NewBlock: deliver in order, keep what lies above a
