@@ -63,6 +63,27 @@ BASELINES = {
     # core.tcp.flip-without-syn: SYN-ACK from 80 to 6669 (not a likely server port).
     "zeek__tcp__http-on-irc-port-missing-syn.pcapng": [
         (("141.142.228.5", 6669), "SF", "^hADadFf", 136, 5007, 6, 7, 0.141744)],
+    # scripts.base.protocols.ftp.ftp-ipv4: the control connection and four data
+    # connections (two opened by the server: "active" FTP).
+    "zeek__ftp__ipv4.pcap": [
+        (("141.142.220.235", 50003), "SF", "ShAdDfFa", 180, 3146, 38, 25, 38.055625),
+        (("141.142.220.235", 37604), "SF", "ShAdfFa", 0, 342, 4, 4, 0.112432),
+        (("141.142.220.235", 59378), "SF", "ShAdfFa", 0, 77, 4, 4, 0.111218),
+        (("199.233.217.249", 61920), "SF", "ShADaFf", 342, 0, 5, 3, 0.056211),
+        (("199.233.217.249", 61918), "SF", "ShADaFf", 77, 0, 5, 3, 0.056005)],
+    # scripts.base.protocols.ftp.ftp-ipv6 (Zeek lists rows as it forgets connections;
+    # here in order of first packet).
+    "zeek__ftp__ipv6.pcap": [
+        (("2001:470:1f11:81f:c999:d94:aa7c:2e3e", 49185), "SF", "ShAdDfFa", 310, 3448, 57,
+         34, 26.658219),
+        (("2001:470:1f11:81f:c999:d94:aa7c:2e3e", 49186), "SF", "ShAdfFa", 0, 342, 5, 4,
+         0.219721),
+        (("2001:470:1f11:81f:c999:d94:aa7c:2e3e", 49187), "SF", "ShAdfFa", 0, 43, 5, 4,
+         0.217501),
+        (("2001:470:1f11:81f:c999:d94:aa7c:2e3e", 49188), "SF", "ShAdfFa", 0, 77, 5, 4,
+         0.217941),
+        (("2001:470:4867:99::21", 55785), "SF", "ShADFaf", 77, 0, 5, 4, 0.109813),
+        (("2001:470:4867:99::21", 55647), "SF", "ShADFaf", 342, 0, 5, 4, 0.109181)],
     # core.tcp.rxmit-history, conn-2.log (wikipedia.pcap), its TCP rows in order of
     # first packet. The last: a lone SYN-ACK, flipped; Zeek logs duration and bytes unset
     # (a zero duration), tcplife's columns hold 0.
@@ -84,6 +105,47 @@ BASELINES = {
 @pytest.mark.parametrize("name", sorted(BASELINES))
 def test_zeek_published_baselines(name: str) -> None:
     assert _rows(CORPUS / name) == BASELINES[name]
+
+
+# scripts.base.protocols.ssh.half-duplex-client: only the client's packets. Zeek's rows
+# as (orig_p, conn_state, history, orig_bytes, orig_pkts, duration). Five 4-tuples appear
+# twice: Zeek's attempt timer logs a connection whose responder stayed silent 5 s after
+# the SYN ("SAD", S0) and the later packets start a new one ("DAF", SH); tcplife keeps one
+# instance, which must then add up the two.
+SSH_HALF_DUPLEX = [
+    (51880, "S0", "SAD", 2493, 19, 3.435401), (51880, "SH", "DAF", 176, 6, 1.0255),
+    (57189, "S0", "SAD", 4453, 21, 0.098697), (57189, "SH", "DAF", 800, 17, 1.381169),
+    (57191, "SH", "SADF", 576, 23, 3.862306),
+    (56594, "S0", "SAD", 428, 13, 4.320795), (56594, "SH", "DAF", 52, 4, 1.689473),
+    (56821, "SH", "SADF", 820, 26, 1.106422), (56837, "SH", "SADF", 692, 25, 1.08079),
+    (56845, "SH", "SADF", 660, 26, 1.302572),
+    (56875, "S0", "SAD", 484, 12, 3.431977), (56875, "SH", "ADF", 104, 7, 6.130941),
+    (56878, "SH", "SADF", 684, 25, 3.629091), (56940, "SH", "SADF", 500, 14, 0.104996),
+    (57831, "SH", "SADF", 576, 23, 2.758921), (59246, "SH", "SADF", 3049, 32, 3.076782),
+    (41164, "S0", "SAD", 5335, 20, 4.616008), (41164, "SH", "DAF", 752, 12, 1.029134),
+    (33910, "SH", "SADF", 6471, 33, 1.910986), (41268, "SH", "SADF", 5613, 24, 2.710803),
+    (52294, "SH", "SADF", 3729, 36, 3.660293), (51489, "SH", "SADF", 4029, 42, 4.927993),
+    (58641, "SH", "SADF", 2885, 16, 0.587625), (58646, "SH", "SADF", 4477, 179, 2.236752),
+    (58649, "SH", "SADF", 4477, 183, 2.066453),
+]
+
+
+@needs_corpus
+def test_zeek_baseline_one_sided_ssh() -> None:
+    zeek: dict[int, list[tuple]] = {}
+    for port, *rest in SSH_HALF_DUPLEX:
+        zeek.setdefault(port, []).append(tuple(rest))
+    rows = _rows(CORPUS / "zeek__ssh__ssh.client-side-half-duplex.pcap")
+    assert [r[0][1] for r in rows] == list(zeek)
+    for (orig, state, history, obytes, rbytes, opk, rpk, duration) in rows:
+        records = zeek[orig[1]]
+        assert (rbytes, rpk) == (0, 0)
+        if len(records) == 1:
+            assert (state, history, obytes, opk, duration) == records[0]
+        else:  # split by Zeek's attempt timer
+            (_, h1, b1, p1, _), (s2, h2, b2, p2, _) = records
+            assert (state, obytes, opk) == (s2, b1 + b2, p1 + p2)
+            assert history == "SADF"
 
 
 @needs_corpus
