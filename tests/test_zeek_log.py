@@ -110,3 +110,18 @@ def test_writes_to_a_path_and_an_empty_table(tmp_path: Path) -> None:
     out = io.StringIO()
     write_zeek_conn_log(empty, out)
     assert zeek_cut(out.getvalue(), ["uid"]) == []
+
+
+def test_readme_excerpt_is_what_the_writer_writes() -> None:
+    """README, "Side by side": the conn.log shown is this code's output."""
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("#separator \\x09\n#set_separator")
+    shown = readme[start:readme.index("#close", start)].splitlines()
+    lab = ROOT / "sample_pcaps"
+    result = tcplife.analyze([lab / "refused.client.pcap",
+                              lab / "port_reuse_close_wait.client.pcap",
+                              lab / "mid_stream.client.pcap"])
+    t = datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc)
+    out = io.StringIO()
+    write_zeek_conn_log(result.connections, out, open_time=t, close_time=t)
+    assert out.getvalue().splitlines()[:-1] == shown
