@@ -445,3 +445,22 @@ def test_fast_path_keeps_zeek_letters(long_run: int, monkeypatch: pytest.MonkeyP
     drive([Batch.from_segments(cv.segments, AddressBook())], t, col.add)
     col.add(t.finish())
     assert col.connections().iloc[0].zeek_history == _zeek(cv)[1] == "ShADawTG"
+
+
+@needs_corpus
+def test_zeek_baseline_fin_retransmission_endpoint_states() -> None:
+    """core.tcp.fin-retransmit prints c$orig and c$resp at removal: orig size 0, state 5
+    (TCP_CLOSED), 3 packets; resp size 0, state 6 (TCP_RESET), 2 packets. The client's FIN
+    goes out before the SYN-ACK, is resent with an ACK, and the server answers with RST."""
+    from tcplife.capture import ReadStats, read_segments
+
+    path = CORPUS / "zeek__tcp__fin_retransmission.pcap"
+    segs = list(read_segments(path, ReadStats()))
+    rec = z.ZeekRecorder(segs[0], True)
+    first = (segs[0].src, segs[0].sport)
+    for seg in segs:
+        rec.process(seg, (seg.src, seg.sport) == first)
+    assert (rec.orig().state, rec.resp().state) == (z.CLOSED, z.RESET) == (5, 6)
+    assert (rec.orig_bytes(), rec.resp_bytes()) == (0, 0)
+    (row,) = _rows(path)
+    assert row[1:7] == ("RSTR", "SFhr", 0, 0, 3, 2)
