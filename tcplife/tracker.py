@@ -330,11 +330,10 @@ class Tracker:
             snd_nxt = a.snd_nxt
             if plen <= 1 and (snd_nxt - seq) & 0xFFFFFFFF == 1:  # type: ignore[operator]
                 break
-            if not win or not peers_ok[from_client][plen > 0] \
-                    or (seq != snd_nxt if plen else seq_diff(seq, snd_nxt) > 0) \
+            if not win or (seq != snd_nxt if plen else seq_diff(seq, snd_nxt) > 0) \
                     or seq_diff(ack, (s if from_client else c).snd_nxt) > 0:  # type: ignore
-                # Zeek records something (a first A/D, a zero window, a retransmission, a
-                # gap) or its reassembler does (data not exactly at SND.NXT): the plain way
+                # Zeek records something (a zero window, a retransmission, a gap) or its
+                # reassembler does (data not exactly at SND.NXT): the plain way
                 break
             if plen:
                 end = (seq + plen) & 0xFFFFFFFF
@@ -364,6 +363,9 @@ class Tracker:
             if ts > conn.last_ts:
                 conn.last_ts = ts
             conn.last_frame = frame
+            if not peers_ok[from_client][plen > 0]:  # the side's first ACK / data: Zeek's A/D
+                conn.peers.first_letter(from_client, plen > 0)
+                peers_ok = conn.peers.fast_rows()
             n += 1
         if n:
             conn.peers.absorbed(c.snd_nxt, s.snd_nxt, c.max_ack, s.max_ack,  # type: ignore
@@ -414,22 +416,23 @@ class Tracker:
             first = tuple(int(c[0]) for c in k)
             same[0] = first == ep.last_key and int(ts[rows[0]]) - ep.last_ns <= DUPLICATE_NS
             # What Zeek records (see absorb): zero windows, data not exactly at SND.NXT,
-            # a segment beyond it (a hole), the side's first ACK or data packet.
-            ack_ok, data_ok = peers_ok[ep is conn.client]
+            # a segment beyond it (a hole).
             peer = (win[rows] == 0) | np.where(p > 0, s_rel != nxt_before, s_rel > nxt_before)
-            if not ack_ok:
-                peer |= p == 0
-            if not data_ok:
-                peer |= p > 0
             bad[rows] |= far | keep_shape | rtx | same | peer
             sides.append((ep, rows, a_rel, end, hi_before))
         stop = int(np.argmax(bad)) if bad.any() else n
         if stop == 0:
             return 0
+        firsts: list[tuple[int, bool, bool]] = []
         for ep, rows, a_rel, end, hi_before in sides:
             m = int(np.searchsorted(rows, stop))
             if m == 0:
                 continue
+            pm = plen[rows[:m]]
+            for ok, data in zip(peers_ok[ep is conn.client], (False, True), strict=True):
+                kind = pm > 0 if data else pm == 0
+                if not ok and kind.any():  # the side's first ACK / data: Zeek's A / D
+                    firsts.append((int(rows[int(np.argmax(kind))]), ep is conn.client, data))
             r, e, p = rows[:m], end[:m], plen[rows[:m]]
             base = ep.snd_nxt
             assert base is not None and ep.max_ack is not None
@@ -457,6 +460,8 @@ class Tracker:
         conn.packets += stop
         conn.last_ts = max(conn.last_ts, int(ts[:stop].max()))
         conn.last_frame = int(frame[stop - 1])
+        for _, from_client_, data in sorted(firsts):
+            conn.peers.first_letter(from_client_, data)
         c, s = conn.client, conn.server
         conn.peers.absorbed(c.snd_nxt, s.snd_nxt, c.max_ack, s.max_ack,  # type: ignore
                             conn.last_ts)

@@ -63,9 +63,13 @@ class Peers:
                                                          client_max_ack, server_max_ack)
 
     def fast_rows(self) -> tuple[tuple[bool, bool], tuple[bool, bool]]:
-        """[from_client][has_payload] -> may such a segment be absorbed? (also: never one
-        with a zero window, nor payload ending at or before the side's SND.NXT)."""
+        """[from_client][has_payload] -> False while such a segment, absorbed, must still
+        record Zeek's first ``A`` / ``D`` of its side (`first_letter`)."""
         return self.zeek.fast_rows()
+
+    def first_letter(self, from_client: bool, data: bool) -> None:
+        """An absorbed segment is its side's first ACK (``A``) or data (``D``) packet."""
+        self.zeek.first_letter(from_client, data)
 
     def absorbed(self, client_nxt: int, server_nxt: int, client_max_ack: int,
                  server_max_ack: int, last_ns: int) -> None:

@@ -13,10 +13,10 @@ wrap counters Zeek keeps for connections over 4 GB are not modelled.
 Knows nothing of tcplife's own states, of captures or of pandas. The tracker feeds it every
 segment of a connection instance (`process`) or, for a run of in-order ACK/data segments
 absorbed in bulk, lets it catch up in O(1) (`quiet`, `fast_rows`, `absorbed`): such a run
-changes nothing Zeek records beyond counters, as long as no segment in it is the first ACK
-or data packet of its side, has a zero window, carries data anywhere but at the side's
-SND.NXT, or acknowledges more than the peer sent (the fast path sends those through
-`process`).
+changes nothing Zeek records beyond counters and a side's first ``A`` or ``D``
+(`first_letter`), as long as no segment in it has a zero window, carries data anywhere but
+at the side's SND.NXT, or acknowledges more than the peer sent (the fast path sends those
+through `process`).
 
 Not modelled (see the README, "Side by side with Zeek, Wireshark, Suricata"): ``c`` (bad
 checksums: segments carry no checksum verdict), ``g`` (content gaps: Zeek's reassembler),
@@ -461,8 +461,8 @@ class ZeekRecorder:
                 and _settled(c) and _settled(s))
 
     def fast_rows(self) -> tuple[tuple[bool, bool], tuple[bool, bool]]:
-        """[from_client][has_payload]: may such a segment be absorbed? Not while it would
-        be the first ACK (``A``) or data (``D``) packet of its side."""
+        """[from_client][has_payload]: has this side's ``A`` (``D``) been recorded? If not,
+        the fast path calls `first_letter` for the first such segment it absorbs."""
         seen = self.hist_seen
         out = []
         for ep in (self.server, self.client):  # index 0: from the server
@@ -470,6 +470,13 @@ class ZeekRecorder:
             out.append((bool(seen & (HIST_ACK_PKT << shift)),
                         bool(seen & (HIST_DATA_PKT << shift))))
         return out[0], out[1]
+
+    def first_letter(self, from_client: bool, data: bool) -> None:
+        ep = self.client if from_client else self.server
+        if data:
+            self._check(ep, HIST_DATA_PKT, "D")
+        else:
+            self._check(ep, HIST_ACK_PKT, "A")
 
     def absorbed(self, client_nxt: int, server_nxt: int, client_max_ack: int,
                  server_max_ack: int, last_ns: int) -> None:
