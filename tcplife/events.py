@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tcplife.peers import PeerSummary
 from tcplife.states import State
 
 
@@ -117,6 +118,7 @@ class ConnectionRecord:
     client_last_payload_ns: int | None = None  #: when the client last sent payload
     server_last_payload_ns: int | None = None
     anomalies: list[str] = field(default_factory=list)
+    peers: PeerSummary | None = None  #: what Zeek, Wireshark, Suricata would say
 
 
 @dataclass(slots=True)

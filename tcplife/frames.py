@@ -25,11 +25,17 @@ from tcplife.events import (
     Retraction,
     Transition,
 )
+from tcplife.peers.suricata import STATES as SURICATA_STATES
 from tcplife.states import CLOSE_KINDS, SIDES, STATE_ORDER, State
 
 STATE_DTYPE = pd.CategoricalDtype(list(STATE_ORDER))
 SIDE_DTYPE = pd.CategoricalDtype(list(SIDES))
 CLOSE_KIND_DTYPE = pd.CategoricalDtype(list(CLOSE_KINDS))
+ZEEK_CONN_STATE_DTYPE = pd.CategoricalDtype(["S0", "S1", "SF", "REJ", "S2", "S3", "RSTO",
+                                             "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH"])
+SURICATA_STATE_DTYPE = pd.CategoricalDtype(list(SURICATA_STATES))
+#: ``tcp_stream_match``: does Wireshark's tcp.stream hold exactly this instance?
+STREAM_MATCH_DTYPE = pd.CategoricalDtype(["same", "split", "merged", "split+merged"])
 TIME_DTYPE = "datetime64[ns, UTC]"
 
 #: column -> dtype, in the order of the contract (extra columns after).
@@ -44,6 +50,12 @@ CONNECTION_COLUMNS: dict[str, Any] = {
     "last_frame": "int64", "client_packets": "int64", "server_packets": "int64",
     "client_initial_state": STATE_DTYPE, "server_initial_state": STATE_DTYPE,
     "first_ts_ns": "int64", "last_ts_ns": "int64",
+    # What the peers would say (tcplife.peers; README "Side by side with Zeek, Wireshark,
+    # Suricata").
+    "zeek_conn_state": ZEEK_CONN_STATE_DTYPE, "zeek_history": "string",
+    "zeek_orig": SIDE_DTYPE, "zeek_orig_bytes": "int64", "zeek_resp_bytes": "int64",
+    "zeek_duration": "float64", "tcp_stream": "int64", "tcp_streams": "string",
+    "tcp_stream_match": STREAM_MATCH_DTYPE, "suricata_state": SURICATA_STATE_DTYPE,
 }
 TRANSITION_COLUMNS: dict[str, Any] = {
     "conn_id": "int64", "ts": "float64", "side": SIDE_DTYPE, "addr": "string",
@@ -190,7 +202,7 @@ class Collector:
         self._trans = _Columns(_TRANSITION_BUFFER)
         self._retracted: set[int] = set()
         self._conns = _Columns({k: v for k, v in CONNECTION_COLUMNS.items()
-                                if k != "anomalies"})
+                                if k not in ("anomalies", "tcp_stream_match")})
         self._kinds: dict[int, set[str]] = {}  #: conn_id -> anomaly kinds
         self.oddities: list[Oddity] = []
         self.anomalies: list[Anomaly] = []
@@ -230,6 +242,8 @@ class Collector:
         anomalies = pd.Series([None] * len(frame), dtype="object")
         anomalies[:] = [sorted(kinds.get(i, ())) for i in ids[order].tolist()]
         frame.insert(list(CONNECTION_COLUMNS).index("anomalies"), "anomalies", anomalies)
+        frame.insert(list(CONNECTION_COLUMNS).index("tcp_stream_match"), "tcp_stream_match",
+                     _stream_match(frame["tcp_streams"].tolist()))
         return frame
 
     def transitions(self) -> pd.DataFrame:
@@ -273,7 +287,38 @@ def _connection_row(r: ConnectionRecord) -> dict[str, Any]:
         "client_initial_state": r.client_initial_state.value,
         "server_initial_state": r.server_initial_state.value,
         "first_ts_ns": r.first_ts_ns, "last_ts_ns": r.last_ts_ns,
+        **_peer_columns(r),
     }
+
+
+def _peer_columns(r: ConnectionRecord) -> dict[str, Any]:
+    p = r.peers
+    assert p is not None
+    return {
+        "zeek_conn_state": p.zeek_conn_state, "zeek_history": p.zeek_history,
+        "zeek_orig": p.zeek_orig, "zeek_orig_bytes": p.zeek_orig_bytes,
+        "zeek_resp_bytes": p.zeek_resp_bytes, "zeek_duration": p.zeek_duration_ns / 1e9,
+        "tcp_stream": p.tcp_stream, "tcp_streams": ",".join(map(str, p.tcp_streams)),
+        "suricata_state": p.suricata_state,
+    }
+
+
+def _stream_match(tcp_streams: list[str]) -> pd.Categorical:
+    """``split``: the instance's segments fall in several tcp.streams; ``merged``: one of
+    its tcp.streams also holds another instance (Wireshark did not split where tcplife
+    did). ``tcp_streams`` is the numbers joined by commas."""
+    lists = [text.split(",") if text else [] for text in tcp_streams]
+    owners: dict[str, int] = {}
+    for streams in lists:
+        for stream in streams:
+            owners[stream] = owners.get(stream, 0) + 1
+    out = []
+    for streams in lists:
+        split = len(streams) > 1
+        merged = any(owners[stream] > 1 for stream in streams)
+        out.append("split+merged" if split and merged else
+                   "split" if split else "merged" if merged else "same")
+    return pd.Categorical(out, dtype=STREAM_MATCH_DTYPE)
 
 
 def _timed_rows(items: list[Any], schema: dict[str, Any]) -> pd.DataFrame:

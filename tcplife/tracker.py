@@ -49,6 +49,7 @@ from tcplife.events import (
 )
 from tcplife.machine import ALIVE, SYNCHRONIZED, Ev, Stay, step
 from tcplife.options import NS, Options
+from tcplife.peers import Peers, WiresharkStreams
 from tcplife.segment import ACK, FIN, RST, SYN, Segment
 from tcplife.seq import seq_add, seq_diff, seq_max
 from tcplife.states import CLIENT, SERVER, State
@@ -76,7 +77,8 @@ class Connection:
 
     __slots__ = ("conn_id", "ip_version", "client", "server", "first_ts", "last_ts",
                  "first_frame", "last_frame", "packets", "role_inferred", "mid_stream",
-                 "refused", "rst_closed", "timed_out", "evict_gen", "finished", "predecessor")
+                 "refused", "rst_closed", "timed_out", "evict_gen", "finished", "predecessor",
+                 "peers")
 
     def __init__(self, conn_id: int, ip_version: int, client: Endpoint, server: Endpoint,
                  seg: Segment, role_inferred: bool, mid_stream: bool) -> None:
@@ -98,6 +100,8 @@ class Connection:
         self.finished = False
         #: the previous instance of a reused 4-tuple, while its old socket still lives
         self.predecessor: Connection | None = None
+        #: what Zeek, Wireshark and Suricata would make of it (tcplife.peers)
+        self.peers = Peers(seg, client.addr == seg.src and client.port == seg.sport)
 
     def peer(self, ep: Endpoint) -> Endpoint:
         return self.server if ep is self.client else self.client
@@ -117,6 +121,7 @@ class Tracker:
         self.now_ns: int | None = None
         self._out: list[Event] = []
         self._reuse_note: str | None = None
+        self._wireshark = WiresharkStreams()
 
     # ------------------------------------------------------------------ public API
     def feed(self, seg: Segment) -> list[Event]:
@@ -125,6 +130,7 @@ class Tracker:
         self._advance(seg.ts_ns)
         if self.now_ns is None or seg.ts_ns > self.now_ns:
             self.now_ns = seg.ts_ns
+        stream = self._wireshark.feed(seg)
         conn = self._flows.get((seg.src, seg.sport, seg.dst, seg.dport))
         if conn is None:
             conn = self._new_connection(seg)
@@ -139,6 +145,8 @@ class Tracker:
                                         "port_reuse", self._reuse_note))
         elif conn.predecessor is not None and self._belongs_to_predecessor(conn, seg):
             conn = conn.predecessor
+        conn.peers.feed(seg, seg.src == conn.client.addr and seg.sport == conn.client.port,
+                        stream)
         self._process(conn, seg)
         return out
 
@@ -331,6 +339,8 @@ class Tracker:
                     or a.snd_nxt is None or a.max_ack is None \
                     or a.rtt_ns is None and b.first_synack_ns is not None:
                 return None
+        if not conn.peers.quiet(c.snd_nxt, s.snd_nxt, c.max_ack, s.max_ack):
+            return None
         return conn
 
     def absorb(self, conn: Connection, rows: Iterable[tuple[int, int, bool, int, int, int,
@@ -344,6 +354,7 @@ class Tracker:
         next `feed`, which fires them at their own deadlines, so the events are the same.
         """
         c, s = conn.client, conn.server
+        peers_ok = conn.peers.fast_rows()
         n = 0
         for frame, ts, from_client, seq, ack, flags, plen, win in rows:
             a = c if from_client else s
@@ -352,6 +363,11 @@ class Tracker:
                 break
             snd_nxt = a.snd_nxt
             if plen <= 1 and (snd_nxt - seq) & 0xFFFFFFFF == 1:  # type: ignore[operator]
+                break
+            if not win or (seq != snd_nxt if plen else seq_diff(seq, snd_nxt) > 0) \
+                    or seq_diff(ack, (s if from_client else c).snd_nxt) > 0:  # type: ignore
+                # Zeek records something (a zero window, a retransmission, a gap) or its
+                # reassembler does (data not exactly at SND.NXT): the plain way
                 break
             if plen:
                 end = (seq + plen) & 0xFFFFFFFF
@@ -381,7 +397,13 @@ class Tracker:
             if ts > conn.last_ts:
                 conn.last_ts = ts
             conn.last_frame = frame
+            if not peers_ok[from_client][plen > 0]:  # the side's first ACK / data: Zeek's A/D
+                conn.peers.first_letter(from_client, plen > 0)
+                peers_ok = conn.peers.fast_rows()
             n += 1
+        if n:
+            conn.peers.absorbed(c.snd_nxt, s.snd_nxt, c.max_ack, s.max_ack,  # type: ignore
+                                conn.last_ts)
         return n
 
     def absorb_columns(self, conn: Connection, from_client: np.ndarray, frame: np.ndarray,
@@ -393,6 +415,7 @@ class Tracker:
         end the run: the plain rules of modular comparison then apply)."""
         n = len(frame)
         bad = np.zeros(n, dtype=bool)
+        peers_ok = conn.peers.fast_rows()
         sides = []
         for ep, mask in ((conn.client, from_client), (conn.server, ~from_client)):
             rows = np.flatnonzero(mask)
@@ -401,6 +424,13 @@ class Tracker:
             hi0 = -_MOD if ep.data_hi is None else (ep.data_hi - base + _HALF) % _MOD - _HALF
             if hi0 != -_MOD and abs(hi0) >= _FAR:
                 return 0
+            other = np.flatnonzero(~mask)
+            if len(other):  # the peer's ACK beyond what this side sent so far: a gap (Zeek)
+                sent = np.full(n, -_MOD, dtype=np.int64)
+                sent[rows] = (seq[rows] - base + _HALF) % _MOD - _HALF + plen[rows]
+                nxt_at = np.maximum(np.maximum.accumulate(
+                    np.concatenate(([0], sent[:-1]))), 0)[other]
+                bad[other] |= (ack[other] - base + _HALF) % _MOD - _HALF > nxt_at
             if not len(rows):
                 continue
             s_rel = (seq[rows] - base + _HALF) % _MOD - _HALF
@@ -426,15 +456,24 @@ class Tracker:
             first = (int(sq[0]), int(aq[0]), int(flags[rows[0]]), int(p[0]),
                      int(win[rows[0]]))
             same[0] = first == ep.last_key and int(ts[rows[0]]) - ep.last_ns <= DUPLICATE_NS
-            bad[rows] = far | keep_shape | rtx | same
+            # What Zeek records (see absorb): zero windows, data not exactly at SND.NXT,
+            # a segment beyond it (a hole).
+            peer = (win[rows] == 0) | np.where(p > 0, s_rel != nxt_before, s_rel > nxt_before)
+            bad[rows] |= far | keep_shape | rtx | same | peer
             sides.append((ep, rows, a_rel, end, hi_before))
         stop = int(np.argmax(bad)) if bad.any() else n
         if stop == 0:
             return 0
+        firsts: list[tuple[int, bool, bool]] = []
         for ep, rows, a_rel, end, hi_before in sides:
             m = int(np.searchsorted(rows, stop))
             if m == 0:
                 continue
+            pm = plen[rows[:m]]
+            for ok, data in zip(peers_ok[ep is conn.client], (False, True), strict=True):
+                kind = pm > 0 if data else pm == 0
+                if not ok and kind.any():  # the side's first ACK / data: Zeek's A / D
+                    firsts.append((int(rows[int(np.argmax(kind))]), ep is conn.client, data))
             r, e, p = rows[:m], end[:m], plen[rows[:m]]
             base = ep.snd_nxt
             assert base is not None and ep.max_ack is not None
@@ -462,6 +501,11 @@ class Tracker:
         conn.packets += stop
         conn.last_ts = max(conn.last_ts, int(ts[:stop].max()))
         conn.last_frame = int(frame[stop - 1])
+        for _, from_client_, data in sorted(firsts):
+            conn.peers.first_letter(from_client_, data)
+        c, s = conn.client, conn.server
+        conn.peers.absorbed(c.snd_nxt, s.snd_nxt, c.max_ack, s.max_ack,  # type: ignore
+                            conn.last_ts)
         return stop
 
     # ------------------------------------------------------------------ segments
@@ -1003,4 +1047,5 @@ def _record(conn: Connection) -> ConnectionRecord:
         role_inferred=conn.role_inferred, mid_stream=conn.mid_stream,
         client_last_ts_ns=c.last_ns, server_last_ts_ns=s.last_ns,
         client_last_payload_ns=c.last_payload_ns, server_last_payload_ns=s.last_payload_ns,
+        peers=conn.peers.summary(),
     )

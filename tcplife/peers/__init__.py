@@ -1,0 +1,86 @@
+"""What Zeek, Wireshark and Suricata would say about each connection instance.
+
+Owns: `Peers`, the per-connection bundle of recorders the tracker feeds (Zeek's history and
+endpoint states, Suricata's session state, the Wireshark ``tcp.stream`` numbers the
+instance's segments fall in), and `PeerSummary`, what ends up in the connection's record.
+The recorders live in `tcplife.peers.zeek`, `tcplife.peers.suricata` and
+`tcplife.peers.wireshark`; the conn.log writer in `tcplife.peers.zeek_log`.
+
+Sans-IO like the tracker: segments in, small values out; no pandas here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tcplife.peers.suricata import SuricataRecorder
+from tcplife.peers.wireshark import WiresharkStreams
+from tcplife.peers.zeek import ZeekRecorder
+from tcplife.segment import Segment
+
+__all__ = ["PeerSummary", "Peers", "WiresharkStreams"]
+
+
+@dataclass(slots=True)
+class PeerSummary:
+    """The peers' verdicts on one connection instance."""
+
+    zeek_conn_state: str
+    zeek_history: str
+    zeek_orig: str  #: which tcplife side Zeek calls the originator: "client" or "server"
+    zeek_orig_bytes: int  #: Zeek's orig_bytes / resp_bytes (from sequence numbers)
+    zeek_resp_bytes: int
+    zeek_duration_ns: int  #: Zeek's duration (stops once both sides closed)
+    tcp_stream: int  #: Wireshark's tcp.stream of the instance's first segment
+    #: every tcp.stream the instance's segments fall in (more than one: Wireshark splits it)
+    tcp_streams: list[int] = field(default_factory=list)
+    suricata_state: str = "none"
+
+
+class Peers:
+    """The recorders of one connection instance."""
+
+    __slots__ = ("zeek", "suricata", "streams", "first_stream")
+
+    def __init__(self, seg: Segment, sender_is_client: bool) -> None:
+        self.zeek = ZeekRecorder(seg, sender_is_client)
+        self.suricata = SuricataRecorder()
+        self.first_stream = -1
+        self.streams: set[int] = set()
+
+    def feed(self, seg: Segment, from_client: bool, stream: int) -> None:
+        """One segment of this instance, with its Wireshark ``tcp.stream``."""
+        self.zeek.process(seg, from_client)
+        self.suricata.process(seg, from_client)
+        if self.first_stream < 0:
+            self.first_stream = stream
+        self.streams.add(stream)
+
+    def quiet(self, client_nxt: int | None, server_nxt: int | None,
+              client_max_ack: int | None, server_max_ack: int | None) -> bool:
+        """May a run of in-order ACK/data segments be absorbed without `feed`?"""
+        return self.suricata.quiet() and self.zeek.quiet(client_nxt, server_nxt,
+                                                         client_max_ack, server_max_ack)
+
+    def fast_rows(self) -> tuple[tuple[bool, bool], tuple[bool, bool]]:
+        """[from_client][has_payload] -> False while such a segment, absorbed, must still
+        record Zeek's first ``A`` / ``D`` of its side (`first_letter`)."""
+        return self.zeek.fast_rows()
+
+    def first_letter(self, from_client: bool, data: bool) -> None:
+        """An absorbed segment is its side's first ACK (``A``) or data (``D``) packet."""
+        self.zeek.first_letter(from_client, data)
+
+    def absorbed(self, client_nxt: int, server_nxt: int, client_max_ack: int,
+                 server_max_ack: int, last_ns: int) -> None:
+        self.zeek.absorbed(client_nxt, server_nxt, client_max_ack, server_max_ack, last_ns)
+        self.suricata.absorbed(client_nxt, server_nxt)
+
+    def summary(self) -> PeerSummary:
+        z = self.zeek
+        return PeerSummary(
+            zeek_conn_state=z.conn_state(), zeek_history=z.history,
+            zeek_orig="client" if z.orig_is_client else "server",
+            zeek_orig_bytes=z.orig_bytes(), zeek_resp_bytes=z.resp_bytes(),
+            zeek_duration_ns=z.last_ns - z.start_ns, tcp_stream=self.first_stream,
+            tcp_streams=sorted(self.streams), suricata_state=self.suricata.state)

@@ -1,0 +1,59 @@
+"""Wireshark's view of a capture: which ``tcp.stream`` each TCP segment belongs to.
+
+Owns: `WiresharkStreams`, a replay of how Wireshark's TCP dissector (epan/dissectors/
+packet-tcp.c) numbers conversations: ``tcp.stream`` counts conversations from 0 in the
+order of their first packet; a conversation is a 4-tuple, either direction; a new one
+starts on the same 4-tuple when a SYN (without ACK) carries a sequence number other than the
+base sequence number of its direction ("port reuse"; a SYN-ACK never starts one). The base
+of a direction is set by its first packet, or before that by the other direction's first
+acknowledgment (ack - 1). Checked against tshark 4.0 on every capture of the test corpus
+(tests/test_wireshark.py). Knows nothing of tcplife's connection instances: the tracker
+compares the two numberings.
+"""
+
+from __future__ import annotations
+
+from tcplife.segment import ACK, RST, SYN, Segment
+
+_MASK = 0xFFFFFFFF
+
+
+class _Conversation:
+    __slots__ = ("stream", "base")
+
+    def __init__(self, stream: int) -> None:
+        self.stream = stream
+        #: base sequence number per direction, keyed by the sender's (addr, port)
+        self.base: dict[tuple[str, int], int] = {}
+
+
+class WiresharkStreams:
+    """Feed every TCP segment in capture order; `feed` returns its ``tcp.stream``."""
+
+    def __init__(self) -> None:
+        self._conv: dict[tuple[str, int, str, int], _Conversation] = {}
+        self._next = 0
+
+    def _new(self, seg: Segment) -> _Conversation:
+        conv = _Conversation(self._next)
+        self._next += 1
+        self._conv[(seg.src, seg.sport, seg.dst, seg.dport)] = conv
+        self._conv[(seg.dst, seg.dport, seg.src, seg.sport)] = conv
+        return conv
+
+    def feed(self, seg: Segment) -> int:
+        conv = self._conv.get((seg.src, seg.sport, seg.dst, seg.dport))
+        flags = seg.flags
+        fwd, rev = (seg.src, seg.sport), (seg.dst, seg.dport)
+        if conv is None:
+            conv = self._new(seg)
+        elif flags & (SYN | ACK | RST) == SYN:
+            base = conv.base.get(fwd)
+            if base is not None and seg.seq != base:
+                conv = self._new(seg)  # port reuse: a new conversation on the 4-tuple
+        bases = conv.base
+        if fwd not in bases:
+            bases[fwd] = seg.seq
+        if flags & ACK and rev not in bases and not flags & RST:
+            bases[rev] = (seg.ack - 1) & _MASK
+        return conv.stream

@@ -1,0 +1,583 @@
+"""Zeek's view of one connection: the conn.log ``history`` string and ``conn_state``.
+
+Owns: `ZeekRecorder`, a per-connection replay, packet by packet, of the parts of Zeek's TCP
+analyzer that decide the history letters and the two endpoint states
+(``src/packet_analysis/protocol/tcp/TCPSessionAdapter.cc``: ``update_history``,
+``update_window``, ``update_last_seq``, ``init_endpoint``, ``init_peer``, the
+``Update*State`` functions; ``TCP_Endpoint.cc``: ``CheckHistory``, ``DidRxmit``,
+``ZeroWindow``, ``Size``; ``Conn.cc``: ``ScaledHistoryEntry``, ``FlipRoles``; the flip at
+connection creation in ``TCPAnalyzer::WantConnection``), and `conn_state`, the function of
+``scripts/base/protocols/conn/main.zeek``. Sequence numbers are 32-bit as in Zeek; the
+wrap counters Zeek keeps for connections over 4 GB are not modelled.
+
+Knows nothing of tcplife's own states, of captures or of pandas. The tracker feeds it every
+segment of a connection instance (`process`) or, for a run of in-order ACK/data segments
+absorbed in bulk, lets it catch up in O(1) (`quiet`, `fast_rows`, `absorbed`): such a run
+changes nothing Zeek records beyond counters and a side's first ``A`` or ``D``
+(`first_letter`), as long as no segment in it has a zero window, carries data anywhere but
+at the side's SND.NXT, or acknowledges more than the peer sent (the fast path sends those
+through `process`).
+
+Not modelled (see the README, "Side by side with Zeek, Wireshark, Suricata"): ``c`` (bad
+checksums: segments carry no checksum verdict), ``g`` (content gaps: Zeek's reassembler),
+``x``; Zeek's own timers (a connection attempt unanswered for 5 s, an idle one for 5 min,
+or a closed one quiet for 5 s is logged and a later packet starts a new Zeek connection):
+one tcplife instance gives one Zeek record.
+"""
+
+from __future__ import annotations
+
+from tcplife.segment import ACK, FIN, RST, SYN, Segment
+
+_MASK = 0xFFFFFFFF
+_TOO_LARGE_SEQ_DELTA = 1048576
+
+# TCP_Endpoint states (analyzer/protocol/tcp/TCP_Endpoint.h), in Zeek's order.
+INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
+ENDPOINT_STATE_NAMES = ("TCP_INACTIVE", "TCP_SYN_SENT", "TCP_SYN_ACK_SENT", "TCP_PARTIAL",
+                        "TCP_ESTABLISHED", "TCP_CLOSED", "TCP_RESET")
+
+# History masks (TCP_Endpoint::HistoryMasks); the responder's are shifted by 16.
+HIST_SYN_PKT, HIST_FIN_PKT, HIST_RST_PKT, HIST_FIN_RST_PKT = 0x1, 0x2, 0x4, 0x8
+HIST_DATA_PKT, HIST_ACK_PKT, HIST_MULTI_FLAG_PKT = 0x10, 0x20, 0x40
+
+#: Zeek's ``likely_server_ports`` with the default scripts loaded: the ports the base
+#: protocol scripts add (``redef likely_server_ports += { ports }``), TCP only. Zeek uses
+#: it to decide, for a connection whose first packet is not a SYN, which side originated.
+LIKELY_SERVER_PORTS = frozenset({
+    21, 22, 23, 25, 53, 80, 81, 88, 102, 110, 135, 137, 138, 139, 143, 389, 443, 445, 502,
+    563, 585, 587, 614, 631, 636, 749, 750, 989, 990, 992, 993, 995, 1080, 1433, 1883,
+    2811, 3128, 3268, 3306, 3389, 5222, 5223, 5269, 5432, 6379, 6667,
+    8000, 8080, 8888, 20000, 47808,
+})
+
+
+def _delta(a: int, b: int) -> int:
+    """Zeek's ``seq_delta``: ``a - b`` as a signed 32-bit number."""
+    d = (a - b) & _MASK
+    return d - 0x100000000 if d >= 0x80000000 else d
+
+
+class _Endpoint:
+    """One side as Zeek's TCP_Endpoint keeps it (only what history and state need)."""
+
+    __slots__ = ("is_orig", "state", "prev_state", "start", "ack", "last", "hist_syn",
+                 "hist_fin", "hist_rst", "rxmt_cnt", "rxmt_thresh", "win0_cnt",
+                 "win0_thresh", "gap_cnt", "gap_thresh", "fin_cnt", "fin_seq", "did_close",
+                 "first_seen", "reassem", "trim", "blocks")
+
+    def __init__(self, is_orig: bool) -> None:
+        self.is_orig = is_orig
+        self.state = self.prev_state = INACTIVE
+        self.start = self.ack = self.last = 0
+        self.hist_syn = self.hist_fin = self.hist_rst = 0
+        self.rxmt_cnt = self.win0_cnt = self.gap_cnt = 0
+        self.rxmt_thresh = self.win0_thresh = self.gap_thresh = 1
+        self.fin_cnt = self.fin_seq = 0
+        self.did_close = False
+        self.first_seen = False  #: a packet of this side was processed (first_packet_seen)
+        # The reassembler of this side's data (TCP_Reassembler), relative sequence
+        # numbers: delivered up to ``reassem``, acknowledged up to ``trim``, and the
+        # blocks received above a hole, sorted [seq, upper) pairs.
+        self.reassem = self.trim = 1
+        self.blocks: list[list[int]] = []
+
+    def set_state(self, new: int) -> None:
+        if new != self.state:
+            self.prev_state = self.state
+            self.state = new
+
+    def size(self, peer: _Endpoint) -> int:
+        """TCP_Endpoint::Size: payload bytes from sequence numbers (what conn.log logs as
+        orig_bytes / resp_bytes)."""
+        if self.prev_state == SYN_SENT and self.state == RESET and peer.state == INACTIVE \
+                and self.ack not in (self.start, (self.start + 1) & _MASK):
+            return 0
+        size = max(_delta(self.last, self.start), _delta(self.ack, self.start))
+        if size > 0:
+            size -= 1
+        if self.fin_cnt and size > 0:
+            size -= 1
+        return max(size, 0)
+
+
+def likely_server(port: int) -> bool:
+    return port in LIKELY_SERVER_PORTS
+
+
+class ZeekRecorder:
+    """Zeek's history and endpoint states for one connection instance.
+
+    Endpoints are kept by tcplife side (client, server); which one is Zeek's originator is
+    ``orig_is_client``, and changes when Zeek flips the connection (``^``).
+    """
+
+    __slots__ = ("client", "server", "orig_is_client", "letters", "hist_seen",
+                 "start_ns", "last_ns", "is_partial")
+
+    def __init__(self, seg: Segment, sender_is_client: bool) -> None:
+        self.client = _Endpoint(sender_is_client)
+        self.server = _Endpoint(not sender_is_client)
+        self.orig_is_client = sender_is_client  # the first packet's sender originates
+        self.letters: list[str] = []
+        self.hist_seen = 0
+        self.start_ns = self.last_ns = seg.ts_ns
+        self.is_partial = False
+        # TCPAnalyzer::WantConnection: a first packet that is not a bare SYN makes a partial
+        # connection; if its source port looks like a server's, the roles are flipped
+        # (both plausible: only for a non-SYN packet from the lower port).
+        flags = seg.flags
+        if (not flags & SYN or flags & ACK) and likely_server(seg.sport):
+            flip = (not flags & SYN and seg.sport < seg.dport) \
+                if likely_server(seg.dport) else True
+            if flip:
+                self._flip_roles()
+
+    # ------------------------------------------------------------------ results
+    @property
+    def history(self) -> str:
+        return "".join(self.letters)
+
+    def orig(self) -> _Endpoint:
+        return self.client if self.orig_is_client else self.server
+
+    def resp(self) -> _Endpoint:
+        return self.server if self.orig_is_client else self.client
+
+    def orig_bytes(self) -> int:
+        return self.orig().size(self.resp())
+
+    def resp_bytes(self) -> int:
+        return self.resp().size(self.orig())
+
+    def conn_state(self) -> str:
+        o, r = self.orig(), self.resp()
+        return conn_state(o.state, r.state, o.size(r), r.size(o), self.history)
+
+    # ------------------------------------------------------------------ history
+    def _check(self, ep: _Endpoint, mask: int, code: str) -> bool:
+        """Connection::CheckHistory via TCP_Endpoint: True if already seen."""
+        if not ep.is_orig:
+            mask <<= 16
+            code = code.lower()
+        if self.hist_seen & mask:
+            return True
+        self.hist_seen |= mask
+        self.letters.append(code)
+        return False
+
+    def _add(self, ep: _Endpoint, code: str) -> None:
+        self.letters.append(code if ep.is_orig else code.lower())
+
+    def _did_rxmit(self, ep: _Endpoint) -> None:
+        """ScaledHistoryEntry: the 1st, 10th, 100th ... retransmission adds a letter."""
+        ep.rxmt_cnt += 1
+        if ep.rxmt_cnt == ep.rxmt_thresh:
+            self._add(ep, "T")
+            ep.rxmt_thresh *= 10
+
+    def _gap(self, ep: _Endpoint, peer: _Endpoint) -> None:
+        """TCP_Reassembler::Gap: a content gap counts (``G``, log-scale) only while both
+        sides are established or cleanly closing."""
+        if _clean(ep) and _clean(peer):
+            ep.gap_cnt += 1
+            if ep.gap_cnt == ep.gap_thresh:
+                self._add(ep, "G")
+                ep.gap_thresh *= 10
+
+    def _zero_window(self, ep: _Endpoint) -> None:
+        ep.win0_cnt += 1
+        if ep.win0_cnt == ep.win0_thresh:
+            self._add(ep, "W")
+            ep.win0_thresh *= 10
+
+    def _flip_roles(self) -> None:
+        """Connection::FlipRoles: the endpoints swap roles (hist_seen does not) and ``^``
+        is appended."""
+        self.orig_is_client = not self.orig_is_client
+        self.client.is_orig = not self.client.is_orig
+        self.server.is_orig = not self.server.is_orig
+        self.is_partial = False
+        self.letters.append("^")
+
+    def _update_history(self, flags: int, ep: _Endpoint, rel_seq: int, length: int) -> None:
+        bits = (1 if flags & SYN else 0) + (1 if flags & FIN else 0) + (1 if flags & RST else 0)
+        if bits > 1:
+            if flags & FIN and flags & RST:
+                self._check(ep, HIST_FIN_RST_PKT, "I")
+            else:
+                self._check(ep, HIST_MULTI_FLAG_PKT, "Q")
+        elif bits == 1:
+            if flags & SYN:
+                code = "H" if flags & ACK else "S"
+                if self._check(ep, HIST_SYN_PKT, code) and rel_seq != ep.hist_syn:
+                    self._add(ep, code)
+                ep.hist_syn = rel_seq
+            if flags & FIN:
+                # The FIN's sequence number is at the end of any data in the packet.
+                if self._check(ep, HIST_FIN_PKT, "F") and rel_seq + length != ep.hist_fin:
+                    self._add(ep, "F")
+                ep.hist_fin = rel_seq + length
+            if flags & RST:
+                if self._check(ep, HIST_RST_PKT, "R") and rel_seq != ep.hist_rst:
+                    self._add(ep, "R")
+                ep.hist_rst = rel_seq
+        elif length:
+            self._check(ep, HIST_DATA_PKT, "D")
+        elif flags & ACK:
+            self._check(ep, HIST_ACK_PKT, "A")
+
+    # ------------------------------------------------------------------ packets
+    def process(self, seg: Segment, from_client: bool) -> None:
+        """TCPAnalyzer::DeliverPacket for one segment of this connection."""
+        ep, peer = (self.client, self.server) if from_client else (self.server, self.client)
+        flags, base, ack, length = seg.flags, seg.seq, seg.ack, seg.payload_len
+        if not flags & (SYN | FIN | RST) and ep.first_seen \
+                and PARTIAL <= ep.state <= ESTABLISHED and PARTIAL <= peer.state <= ESTABLISHED:
+            self._plain(seg, ep, peer, flags, base, ack, length)
+            return
+        if not ep.first_seen:  # SetPartialStatus
+            if ep.is_orig:
+                self.is_partial = not flags & SYN or bool(flags & ACK)
+            elif not self.is_partial:
+                self.is_partial = not flags & SYN
+        seg_len = length + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
+        if flags & RST:
+            seg_len -= length  # an RST's data is not part of the stream
+        one_past = (base + seg_len) & _MASK
+        _init_endpoint(ep, flags, base, one_past)
+        rel_seq = _delta(base, ep.start)
+        self._update_history(flags, ep, rel_seq, length)
+        # update_window: a zero window counts unless it comes with or after an RST, or
+        # after the peer's FIN (scaling cannot make a non-zero window zero).
+        if seg.window == 0 and not flags & RST and peer.state != CLOSED \
+                and ep.state != RESET:
+            self._zero_window(ep)
+        if not (self.client.did_close and self.server.did_close) \
+                and seg.ts_ns > self.last_ns:
+            self.last_ns = seg.ts_ns
+        if flags & FIN:
+            ep.fin_cnt += 1
+            ep.fin_seq = rel_seq + seg_len
+        rel_ack = 0
+        if flags & ACK:
+            if peer.state == INACTIVE:
+                # init_peer: number the peer as if its SYN had been ack - 1.
+                rel_ack = 1
+                peer.start = peer.ack = peer.last = (ack - 1) & _MASK
+            else:
+                rel_ack = _delta(ack, peer.start)
+                if rel_ack < 0:
+                    rel_ack = 0
+                elif not flags & RST:
+                    delta_ack = _delta(ack, peer.ack)
+                    if not (ack == 0 and delta_ack > _TOO_LARGE_SEQ_DELTA) and delta_ack > 0:
+                        peer.ack = ack
+        delta_last = self._update_last_seq(ep, one_past, flags, length)
+        do_close = self._update_state(ep, peer, base, length, delta_last, flags)
+        if flags & ACK:  # after the state machine: gaps revealed by a FIN or RST don't count
+            self._ack_received(peer, ep, rel_ack)
+        if length > 0 and not flags & RST and rel_seq >= 0:
+            self._data_sent(ep, rel_seq + 1 if flags & SYN else rel_seq, length)
+        ep.first_seen = True
+        if do_close and not ep.did_close:  # ConnectionClosed (reassembly delays ignored)
+            ep.did_close = True
+
+    def _plain(self, seg: Segment, ep: _Endpoint, peer: _Endpoint, flags: int, base: int,
+               ack: int, length: int) -> None:
+        """`process` for the common case, inlined: an ACK or data segment, no SYN, FIN or
+        RST, both sides established or partial, not the side's first packet (nothing for
+        init_endpoint, SetPartialStatus or the state machine to do)."""
+        rel_seq = _delta(base, ep.start)
+        shift = 0 if ep.is_orig else 16
+        if length:
+            if not self.hist_seen & (HIST_DATA_PKT << shift):
+                self._check(ep, HIST_DATA_PKT, "D")
+        elif flags & ACK and not self.hist_seen & (HIST_ACK_PKT << shift):
+            self._check(ep, HIST_ACK_PKT, "A")
+        if seg.window == 0:
+            self._zero_window(ep)
+        if seg.ts_ns > self.last_ns:
+            self.last_ns = seg.ts_ns
+        rel_ack = 0
+        if flags & ACK:
+            rel_ack = _delta(ack, peer.start)
+            if rel_ack < 0:
+                rel_ack = 0
+            else:
+                delta_ack = _delta(ack, peer.ack)
+                if delta_ack > 0 and not (ack == 0 and delta_ack > _TOO_LARGE_SEQ_DELTA):
+                    peer.ack = ack
+        one_past = (base + length) & _MASK
+        if _delta(one_past, ep.last) > 0:
+            ep.last = one_past
+        elif length > 0:
+            self._did_rxmit(ep)
+        if flags & ACK:
+            self._ack_received(peer, ep, rel_ack)
+        if length > 0 and rel_seq >= 0:
+            self._data_sent(ep, rel_seq, length)
+
+    def _data_sent(self, ep: _Endpoint, seq: int, length: int) -> None:
+        """TCP_Reassembler::DataSent and NewBlock: deliver in order, keep what lies above a
+        hole. (The payload is taken as captured whole: tcplife's segments do not say when
+        the snap length cut it, which Zeek would count as a gap.)"""
+        ack = _delta(ep.ack, ep.start)
+        upper = seq + length
+        if seq < ack:
+            if upper <= ack:
+                return  # delivered and acknowledged already
+            seq = ack
+        if upper <= ep.trim:
+            return
+        seq = max(seq, ep.trim)
+        if upper <= ep.reassem:
+            return
+        if seq <= ep.reassem:
+            ep.reassem = upper
+            blocks = ep.blocks
+            while blocks and blocks[0][0] <= ep.reassem:
+                ep.reassem = max(ep.reassem, blocks.pop(0)[1])
+            return
+        _insert(ep.blocks, seq, upper)
+
+    def _ack_received(self, ep: _Endpoint, peer: _Endpoint, seq: int) -> None:
+        """TCP_Reassembler::AckReceived for ``ep``'s data, acknowledged by ``peer`` up to
+        relative ``seq``: data acknowledged but never seen is a content gap."""
+        if ep.fin_cnt > 0 and seq >= ep.fin_seq:
+            seq = ep.fin_seq - 1
+        if seq <= ep.trim:
+            return
+        if seq > ep.reassem:  # Reassembler::TrimToSeq -> Undelivered
+            self._undelivered(ep, peer, seq)
+        ep.trim = seq
+        blocks = ep.blocks
+        while blocks and blocks[0][1] <= seq:
+            blocks.pop(0)
+        if blocks and blocks[0][0] < seq:
+            blocks[0][0] = seq
+
+    def _undelivered(self, ep: _Endpoint, peer: _Endpoint, up_to: int) -> None:
+        if up_to <= 2 and self.is_partial:
+            return  # the faked SYN octet of a partial connection is not missing data
+        blocks = ep.blocks
+        while blocks and blocks[0][0] < up_to:
+            b_seq, b_upper = blocks.pop(0)
+            if b_seq > ep.reassem:
+                self._gap(ep, peer)
+                ep.reassem = b_seq
+            ep.reassem = max(ep.reassem, b_upper)
+        if up_to > ep.reassem:
+            self._gap(ep, peer)
+        ep.reassem = max(ep.reassem, up_to)
+
+    def _update_last_seq(self, ep: _Endpoint, last_seq: int, flags: int,
+                         length: int) -> int:
+        delta = _delta(last_seq, ep.last)
+        if flags & (SYN | RST) and (delta > _TOO_LARGE_SEQ_DELTA
+                                    or delta < -_TOO_LARGE_SEQ_DELTA):
+            pass
+        elif flags & FIN and ep.last == (ep.start + 1) & _MASK:
+            ep.last = last_seq
+        elif ep.state == RESET:
+            pass  # no sequence number after an RST is trusted
+        elif delta > 0:
+            ep.last = last_seq
+        elif length > 0:
+            # Payload that ends at or before the highest sequence number seen: what Zeek
+            # counts as a retransmission (``t``), keep-alives with one byte included.
+            self._did_rxmit(ep)
+        return delta
+
+    def _update_state(self, ep: _Endpoint, peer: _Endpoint, base: int, length: int,
+                      delta_last: int, flags: int) -> bool:
+        """UpdateStateMachine; returns do_close."""
+        is_orig = ep.is_orig
+        state = ep.state
+        do_close = False
+        if state == INACTIVE:
+            if flags & SYN:
+                if is_orig:
+                    ep.set_state(SYN_ACK_SENT if flags & ACK else SYN_SENT)
+                else:
+                    if not flags & ACK and peer.state == SYN_ACK_SENT and base == ep.start:
+                        # SYN after the SYN-ACK (e.g. two interfaces): flip, establish.
+                        self._flip_roles()
+                        peer.set_state(ESTABLISHED)
+                        ep.first_seen = True  # SetFirstPacketSeen(true): ep is orig now
+                    if peer.state == SYN_SENT:
+                        peer.set_state(ESTABLISHED)
+                    ep.set_state(ESTABLISHED)
+            if flags & FIN:
+                ep.set_state(CLOSED)
+                do_close = True
+            if flags & RST:
+                ep.set_state(RESET)
+                do_close = True
+            if ep.state == INACTIVE:
+                orig = self.orig()
+                if not is_orig and length == 0 and orig.state == SYN_SENT:
+                    pass  # an ACK of the SYN before the SYN-ACK: not a partial connection
+                elif flags & ACK and peer.state == ESTABLISHED:
+                    ep.set_state(ESTABLISHED)  # SYN-ACK seen, SYN missed, now an ACK
+                    self.is_partial = False
+                else:
+                    ep.set_state(PARTIAL)
+        elif state in (SYN_SENT, SYN_ACK_SENT):
+            if flags & FIN:
+                ep.set_state(CLOSED)
+                do_close = True
+            if flags & RST:
+                ep.set_state(RESET)
+                do_close = True
+        elif state in (ESTABLISHED, PARTIAL):
+            if flags & SYN and state == PARTIAL and peer.state == INACTIVE \
+                    and not flags & ACK:
+                ep.set_state(SYN_SENT)
+            if flags & FIN and not flags & RST:
+                ep.set_state(CLOSED)
+                if peer.state == RESET and peer.prev_state == CLOSED:
+                    peer.set_state(CLOSED)  # FIN then RST from the peer: a normal close
+                do_close = True
+            if flags & RST:
+                ep.set_state(RESET)
+                do_close = True
+        elif state == CLOSED and flags & RST and peer.state != CLOSED:
+            ep.set_state(RESET)
+            if not ep.did_close:
+                do_close = True
+        return do_close
+
+    # ------------------------------------------------------------------ fast path
+    def quiet(self, client_nxt: int | None, server_nxt: int | None,
+              client_max_ack: int | None, server_max_ack: int | None) -> bool:
+        """Would an in-order ACK or data segment change only what `absorbed` restores?
+        Both endpoints established (or partial), and Zeek's highest sequence numbers and
+        acknowledgments equal tcplife's (so they move together through the run)."""
+        c, s = self.client, self.server
+        return (c.state in (ESTABLISHED, PARTIAL) and s.state in (ESTABLISHED, PARTIAL)
+                and c.last == client_nxt and s.last == server_nxt
+                and s.ack == client_max_ack and c.ack == server_max_ack
+                and _settled(c) and _settled(s))
+
+    def fast_rows(self) -> tuple[tuple[bool, bool], tuple[bool, bool]]:
+        """[from_client][has_payload]: has this side's ``A`` (``D``) been recorded? If not,
+        the fast path calls `first_letter` for the first such segment it absorbs."""
+        seen = self.hist_seen
+        out = []
+        for ep in (self.server, self.client):  # index 0: from the server
+            shift = 0 if ep.is_orig else 16
+            out.append((bool(seen & (HIST_ACK_PKT << shift)),
+                        bool(seen & (HIST_DATA_PKT << shift))))
+        return out[0], out[1]
+
+    def first_letter(self, from_client: bool, data: bool) -> None:
+        ep = self.client if from_client else self.server
+        if data:
+            self._check(ep, HIST_DATA_PKT, "D")
+        else:
+            self._check(ep, HIST_ACK_PKT, "A")
+
+    def absorbed(self, client_nxt: int, server_nxt: int, client_max_ack: int,
+                 server_max_ack: int, last_ns: int) -> None:
+        """After a run absorbed in bulk: the maxima moved as tcplife's did."""
+        self.client.last, self.server.last = client_nxt, server_nxt
+        self.server.ack, self.client.ack = client_max_ack, server_max_ack
+        for ep in (self.client, self.server):
+            ep.reassem = _delta(ep.last, ep.start)
+            ep.trim = max(ep.trim, _delta(ep.ack, ep.start))
+        if last_ns > self.last_ns:
+            self.last_ns = last_ns
+
+
+def _clean(ep: _Endpoint) -> bool:
+    return ep.state == ESTABLISHED or ep.state == CLOSED and ep.prev_state == ESTABLISHED
+
+
+def _settled(ep: _Endpoint) -> bool:
+    """Everything this side sent is delivered in order, and acknowledged as tracked: in a
+    run of in-order segments whose ACKs stay within what the peer sent, no gap arises."""
+    return not ep.blocks and ep.reassem == _delta(ep.last, ep.start) \
+        and ep.trim == _delta(ep.ack, ep.start)
+
+
+def _insert(blocks: list[list[int]], seq: int, upper: int) -> None:
+    """Add [seq, upper) to sorted disjoint blocks, merging overlaps."""
+    out: list[list[int]] = []
+    placed = False
+    for b in blocks:
+        if b[1] < seq:
+            out.append(b)
+        elif upper < b[0]:
+            if not placed:
+                out.append([seq, upper])
+                placed = True
+            out.append(b)
+        else:
+            seq, upper = min(seq, b[0]), max(upper, b[1])
+    if not placed:
+        out.append([seq, upper])
+    blocks[:] = out
+
+
+def _init_endpoint(ep: _Endpoint, flags: int, first_seq: int, last_seq: int) -> None:
+    state = ep.state
+    if state == INACTIVE:
+        if flags & SYN:
+            ep.start = ep.ack = first_seq
+        else:
+            # A partial connection: number it as though the SYN had been seen, and do not
+            # let the first packet look like a duplicate.
+            ep.start = ep.ack = (first_seq - 1) & _MASK
+            last_seq = first_seq
+        ep.last = last_seq
+    elif state in (SYN_SENT, SYN_ACK_SENT):
+        if flags & SYN and first_seq != ep.start:  # SYN_seq_jump
+            ep.start = ep.ack = first_seq
+            ep.last = last_seq
+    elif state in (ESTABLISHED, PARTIAL):
+        if flags & SYN:  # guess the connection was not set up; this SYN sets it up
+            ep.start = ep.ack = first_seq
+            ep.last = last_seq
+    elif state == RESET and flags & SYN and ep.prev_state == INACTIVE:
+        ep.start = ep.ack = first_seq
+        ep.last = last_seq
+
+
+def _rstos0(history: str) -> bool:
+    """``/^?S[^HAFGIQ]*R.*/ == history`` (a Zeek pattern match is anchored)."""
+    h = history[1:] if history.startswith("^") else history
+    if not h.startswith("S"):
+        return False
+    for ch in h[1:]:
+        if ch == "R":
+            return True
+        if ch in "HAFGIQ":
+            return False
+    return False
+
+
+def conn_state(os_: int, rs: int, orig_size: int, resp_size: int, history: str) -> str:
+    """``Conn::conn_state`` of scripts/base/protocols/conn/main.zeek, for TCP."""
+    o_inactive = os_ in (INACTIVE, PARTIAL)
+    r_inactive = rs in (INACTIVE, PARTIAL)
+    if rs == RESET:
+        if os_ in (SYN_SENT, SYN_ACK_SENT) or (os_ == RESET and orig_size == 0
+                                                and resp_size == 0):
+            return "REJ"
+        return "RSTRH" if o_inactive else "RSTR"
+    if os_ == RESET:
+        if r_inactive:
+            return "RSTOS0" if _rstos0(history) else "OTH"
+        return "RSTO"
+    if rs == CLOSED and os_ == CLOSED:
+        return "SF"
+    if os_ == CLOSED:
+        return "SH" if r_inactive else "S2"
+    if rs == CLOSED:
+        return "SHR" if o_inactive else "S3"
+    if os_ == SYN_SENT and rs == INACTIVE:
+        return "S0"
+    if os_ == ESTABLISHED and rs == ESTABLISHED:
+        return "S1"
+    return "OTH"
