@@ -63,11 +63,28 @@ def table_exporter(fmt: str, extension: str) -> Exporter:
     return export
 
 
+def zeek_exporter(result: Result, directory: Path) -> list[Path]:
+    """Zeek's ``conn.log`` (TSV with Zeek's header lines, readable by zeek-cut), plus
+    ``capture.json``."""
+    from datetime import datetime, timezone
+
+    from tcplife.peers.zeek_log import write_zeek_conn_log
+
+    def when(ns: int | None) -> datetime | None:
+        return None if ns is None else datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
+
+    path = directory / "conn.log"
+    write_zeek_conn_log(result.connections, path, open_time=when(result.stats.first_ts_ns),
+                        close_time=when(result.stats.last_ts_ns))
+    return [path, write_metadata(result, directory)]
+
+
 EXPORT_FORMATS: dict[str, Exporter] = {
     "csv": table_exporter("csv", "csv"),
     "parquet": table_exporter("parquet", "parquet"),
     "jsonl": table_exporter("jsonl", "jsonl"),
     "json": table_exporter("json", "json"),
+    "zeek": zeek_exporter,
 }
 
 

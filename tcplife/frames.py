@@ -287,11 +287,11 @@ def _connection_row(r: ConnectionRecord) -> dict[str, Any]:
         "client_initial_state": r.client_initial_state.value,
         "server_initial_state": r.server_initial_state.value,
         "first_ts_ns": r.first_ts_ns, "last_ts_ns": r.last_ts_ns,
-        **_peer_columns(r),
+        **peer_columns(r),
     }
 
 
-def _peer_columns(r: ConnectionRecord) -> dict[str, Any]:
+def peer_columns(r: ConnectionRecord) -> dict[str, Any]:
     p = r.peers
     assert p is not None
     return {

@@ -59,7 +59,7 @@ from tcplife.events import (
     Retraction,
     Transition,
 )
-from tcplife.frames import ODDITY_COLUMNS, Collector, empty_frame
+from tcplife.frames import ODDITY_COLUMNS, Collector, empty_frame, peer_columns
 from tcplife.options import NS, Options
 from tcplife.segment import Segment
 from tcplife.states import CLIENT, SERVER, State
@@ -647,6 +647,11 @@ def record_row(rec: ConnectionRecord) -> dict[str, Any]:
         "client_initial_state": rec.client_initial_state.value,
         "server_initial_state": rec.server_initial_state.value,
         "first_ts_ns": rec.first_ts_ns, "last_ts_ns": rec.last_ts_ns,
+        **peer_columns(rec),
+        # "merged" needs the other instances of the stream, which a live row cannot wait
+        # for: a live row says only whether this instance spans several tcp.streams.
+        "tcp_stream_match": "split" if rec.peers is not None
+        and len(rec.peers.tcp_streams) > 1 else "same",
     }
 
 
