@@ -24,7 +24,11 @@ offset), which is much faster than two small reads per record and never seeks.
 Timestamps of 2^-n resolutions are floored to whole nanoseconds. The classic pcap
 ``thiszone`` field is ignored (always 0 in practice; Wireshark ignores it too); the FCS
 bits in the upper half of its link-type field are masked off. An SPB has no timestamp:
-it gets the previous packet's (0 if it is the first).
+it gets the previous packet's (0 if it is the first); so does a pcapng packet whose time
+no table can hold (see `MAX_TS_NS`), with a warning.
+
+Damage never makes the reader allocate what a header claims: a pcap record is at most
+`MAX_BLOCK_LEN` bytes whatever the snap length says, as is a pcapng block.
 """
 
 from __future__ import annotations
@@ -56,6 +60,11 @@ CHUNK = 1 << 20
 MAX_PCAP_CAPLEN = 1 << 18
 #: A pcapng block longer than this is taken as corruption.
 MAX_BLOCK_LEN = 1 << 26
+#: The instants a table can hold (pandas' int64 nanoseconds: 1677-09-21 to 2262-04-11).
+#: Classic pcap cannot leave it (unsigned 32-bit seconds end in 2106); a pcapng time
+#: outside it is damage: the frame keeps the previous packet's time, with a warning.
+MIN_TS_NS = -(1 << 63) + 1
+MAX_TS_NS = (1 << 63) - 1
 
 _BOM_BIG = b"\x1a\x2b\x3c\x4d"
 _BOM_LITTLE = b"\x4d\x3c\x2b\x1a"
@@ -71,6 +80,7 @@ class _Input:
         self.stats = stats
         self.error: str | None = None  # set when a read failed (I/O, damaged gzip)
         self.where = " of the decompressed data" if opened.gzipped else ""
+        self.bad_times = 0  # pcapng packet times out of range, see `bad_time`
 
     def fill(self, buf: bytes, pos: int, need: int) -> bytes:
         """Return ``buf[pos:]`` plus more input, until it holds `need` bytes or input ends."""
@@ -99,6 +109,22 @@ class _Input:
 
     def warn(self, message: str) -> None:
         self.stats.warnings.append(f"{self.name}: {message}")
+
+    def bad_time(self, offset: int, frame: int, ts_ns: int, previous_ns: int) -> None:
+        """A pcapng packet time outside `MIN_TS_NS`..`MAX_TS_NS`: warned once per file."""
+        self.bad_times += 1
+        if self.bad_times == 1:
+            self.warn(f"packet block at byte offset {offset}{self.where} (frame {frame}): "
+                      f"time {ts_ns} ns is outside the years 1678-2262; it and any later "
+                      f"such frame take the previous packet's time ({previous_ns} ns)")
+
+
+def pcap_max_caplen(snaplen: int) -> int:
+    """The largest captured length a pcap record may claim: the snap length, at least
+    `MAX_PCAP_CAPLEN`, at most `MAX_BLOCK_LEN` (a damaged header must not make the
+    reader allocate gigabytes)."""
+    return min(max(snaplen, MAX_PCAP_CAPLEN), MAX_BLOCK_LEN)
+
 
 
 def iter_records(opened: OpenedCapture, stats: ReadStats) -> Iterator[Record]:
@@ -133,7 +159,7 @@ def _pcap_records(
 ) -> Iterator[Record]:
     unpack = struct.Struct(endian + "IIII").unpack_from
     frac_ns = 1 if nano else 1000
-    max_caplen = max(snaplen, MAX_PCAP_CAPLEN)
+    max_caplen = pcap_max_caplen(snaplen)
     stats = inp.stats
     link_types = stats.link_types
     buf = b""
@@ -351,7 +377,11 @@ def _pcapng_records(inp: _Input, buf: bytes) -> Iterator[Record]:
             continue
         linktype, mul, div, offset_ns, _snaplen = ifaces[iface]
         if btype != PCAPNG_BT_SPB:
-            ts_ns = ((ts_high << 32) | ts_low) * mul // div + offset_ns
+            ts = ((ts_high << 32) | ts_low) * mul // div + offset_ns
+            if MIN_TS_NS <= ts <= MAX_TS_NS:
+                ts_ns = ts
+            else:
+                inp.bad_time(base + pos, frame + 1, ts, ts_ns)
         frame += 1
         stats.frames += 1
         link_types[linktype] += 1
