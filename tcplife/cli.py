@@ -26,6 +26,7 @@ from tcplife.analysis import Result, analyze
 from tcplife.capture import CaptureError
 from tcplife.frames import to_ns
 from tcplife.options import Options
+from tcplife.safety import terminal_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -50,7 +51,7 @@ CAPTURE_EPILOG = ("CAPTURE: a pcap or pcapng file (gzipped is fine) or - for sta
 
 def message(level: str, text: str, style: str) -> None:
     """One ``tcplife: <level>: <text>`` line on stderr, never wrapped."""
-    stderr.print(Text.assemble((f"tcplife: {level}: ", style), text))
+    stderr.print(Text.assemble((f"tcplife: {level}: ", style), terminal_text(text)))
 
 
 class CliError(click.ClickException):
