@@ -1,0 +1,83 @@
+"""Regression tests for the crashes the hostile corpus and the fuzzers found (issue 7),
+each on a tiny input built here (no binary fixture)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import tracemalloc
+
+import pytest
+
+import tcplife
+from tcplife.capture import ReadStats, read_segments
+from tcplife.capture.fastread import read_batches
+from tcplife.capture.records import MAX_BLOCK_LEN
+from tcplife.segment import ACK, SYN
+
+from capture_builders import epb, ethernet, idb, ipv4_tcp, pcap_file, shb
+
+
+def _frames() -> list[bytes]:
+    return [ethernet(ipv4_tcp(sport=40000, dport=80, seq=1000, flags=SYN)),
+            ethernet(ipv4_tcp("10.0.0.2", "10.0.0.1", sport=80, dport=40000, seq=5000,
+                              ack=1001, flags=SYN | ACK)),
+            ethernet(ipv4_tcp(sport=40000, dport=80, seq=1001, ack=5001, flags=ACK))]
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_huge_snaplen_and_caplen_allocate_nothing_big(fast: bool) -> None:
+    """Found by the corpus (record_header): snap length 0xFFFFFFFF let a record header
+    claim 4 GB, and the reader asked for it in one read: MemoryError, or gigabytes."""
+    data = bytearray(pcap_file(_frames(), snaplen=0xFFFFFFFF))
+    second = 24 + 16 + len(_frames()[0])
+    struct.pack_into("<I", data, second + 8, 0xFFFFFFF0)
+    tracemalloc.start()
+    try:
+        result = tcplife.analyze(io.BytesIO(bytes(data)), fast=fast)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20
+    assert result.stats.frames == 1
+    assert result.warnings == [
+        f"<stream>: corrupt record header at byte offset {second} (frame 2): captured length "
+        f"{0xFFFFFFF0} exceeds the limit {MAX_BLOCK_LEN}; analysed up to frame 1"]
+    assert list(result.connections.packets) == [1]
+
+
+def test_caplen_just_under_the_ceiling_is_still_read_to_the_end() -> None:
+    """A big record the snap length allows is a truncated record, not corruption."""
+    data = bytearray(pcap_file(_frames(), snaplen=0xFFFFFFFF))
+    struct.pack_into("<I", data, 24 + 8, MAX_BLOCK_LEN)
+    stats = ReadStats()
+    assert list(read_segments(io.BytesIO(bytes(data)), stats)) == []
+    assert "truncated record at byte offset 24 (frame 1)" in stats.warnings[0]
+
+
+@pytest.mark.parametrize(("tsresol", "tsoffset", "ticks"), [
+    (0, None, 1_700_000_000_000_000),  # if_tsresol 1 s, times written in microseconds
+    (0x80, None, 1_700_000_000_000_000),  # 2^0 s
+    (9, None, (1 << 64) - 1),
+    (6, (1 << 63) - 1, 5),
+    (6, -(1 << 63), 5),
+])
+@pytest.mark.parametrize("fast", [False, True])
+def test_pcapng_times_beyond_int64(tsresol: int, tsoffset: int | None, ticks: int,
+                                   fast: bool) -> None:
+    """Found by the corpus (time, pcapng_block): such a time crashed the tables
+    (OverflowError), the detectors (year out of range) and the bulk reader."""
+    frames = _frames()
+    data = (shb() + idb(1) + idb(1, tsresol, tsoffset) + epb(0, 1_700_000_000_000_000, frames[0])
+            + epb(1, ticks, frames[1]) + epb(1, ticks, frames[2]))
+    result = tcplife.analyze(io.BytesIO(data), fast=fast)
+    assert result.stats.frames == 3
+    assert result.stats.first_ts_ns == result.stats.last_ts_ns == 1_700_000_000_000_000_000
+    assert len(result.warnings) == 1
+    assert "(frame 2): time" in result.warnings[0]
+    assert "take the previous packet's time (1700000000000000000 ns)" in result.warnings[0]
+    assert list(result.connections.client_state) == ["ESTABLISHED"]
+    stats = ReadStats()
+    batches = list(read_batches(io.BytesIO(data), stats))
+    assert [s.ts_ns for b in batches for s in b.segments()] == [1_700_000_000_000_000_000] * 3
+    assert stats.warnings == result.warnings
