@@ -13,6 +13,7 @@ import tcplife
 from tcplife.capture import ReadStats, read_segments
 from tcplife.capture.fastread import read_batches
 from tcplife.capture.records import MAX_BLOCK_LEN
+from tcplife.capture.stats import MAX_SIMILAR_WARNINGS
 from tcplife.segment import ACK, SYN
 
 from capture_builders import epb, ethernet, idb, ipv4_tcp, pcap_file, shb
@@ -81,3 +82,25 @@ def test_pcapng_times_beyond_int64(tsresol: int, tsoffset: int | None, ticks: in
     batches = list(read_batches(io.BytesIO(data), stats))
     assert [s.ts_ns for b in batches for s in b.segments()] == [1_700_000_000_000_000_000] * 3
     assert stats.warnings == result.warnings
+
+
+@pytest.mark.parametrize("kind", ["interface", "link type", "short idb"])
+def test_one_warning_per_packet_is_capped(kind: str) -> None:
+    """Found by reading the code after the corpus: a crafted pcapng made one warning per
+    packet (a 2 MB file, 20,000 lines on stderr). Ten of a kind per file, then silence."""
+    frame = _frames()[0]
+    if kind == "interface":
+        data = shb() + idb(1) + b"".join(epb(i + 1, 5, frame) for i in range(2000))
+    elif kind == "link type":
+        data = shb() + b"".join(idb(1000 + i) + epb(i, 5, frame) for i in range(2000))
+    else:
+        short_idb = struct.pack("<II", 1, 16) + b"\0" * 4 + struct.pack("<I", 16)
+        data = shb() + short_idb * 2000 + idb(1) + epb(0, 5, frame)
+    stats = ReadStats()
+    segments = list(read_segments(io.BytesIO(data), stats))
+    assert len(stats.warnings) == MAX_SIMILAR_WARNINGS
+    assert stats.warnings[-1].endswith("; further such warnings are not shown")
+    fast_stats = ReadStats()
+    fast = [s for b in read_batches(io.BytesIO(data), fast_stats, batch_bytes=4096)
+            for s in b.segments()]
+    assert fast == segments and fast_stats == stats

@@ -433,9 +433,9 @@ class _Walker:
         self._hold()
         self._status = _DONE
 
-    def _warn(self, message: str) -> None:
-        self.inp.warn(message)
-        self._hold()
+    def _warn(self, kind: str, message: str) -> None:
+        if self.inp.warn_some(kind, message):  # records.py's, limited the same way
+            self._hold()
 
     def _hold(self) -> None:
         self.pending.append((self.frame, self.inp.stats.warnings.pop()))
@@ -735,7 +735,7 @@ class _PcapngWalker(_Walker):
                 if blen >= 20:
                     self.ifaces.append(_interface(e, buf, pos, blen))  # type: ignore[arg-type]
                 else:
-                    self._warn(
+                    self._warn("short idb",
                         f"interface description block too short at byte offset {s.base + pos}")
                 pos = end
                 continue
@@ -768,7 +768,7 @@ class _PcapngWalker(_Walker):
             if iface >= len(self.ifaces):
                 if iface not in self.missing:
                     self.missing.add(iface)
-                    self._warn(
+                    self._warn("no idb",
                         f"packet block at byte offset {s.base + pos} names interface {iface} "
                         f"but its section describes {len(self.ifaces)}: such packets are skipped")
                 pos = end

@@ -49,7 +49,7 @@ from dpkt.pcapng import (
 
 from .errors import CaptureError
 from .files import PCAP_MAGICS, READ_ERRORS, OpenedCapture, read_exact
-from .stats import ReadStats
+from .stats import MAX_SIMILAR_WARNINGS, ReadStats
 
 #: (frame_no, ts_ns, linktype, wire_len, captured bytes)
 Record = tuple[int, int, int, int, bytes]
@@ -81,6 +81,7 @@ class _Input:
         self.error: str | None = None  # set when a read failed (I/O, damaged gzip)
         self.where = " of the decompressed data" if opened.gzipped else ""
         self.bad_times = 0  # pcapng packet times out of range, see `bad_time`
+        self.similar: dict[str, int] = {}  # warnings given per kind, see `warn_some`
 
     def fill(self, buf: bytes, pos: int, need: int) -> bytes:
         """Return ``buf[pos:]`` plus more input, until it holds `need` bytes or input ends."""
@@ -109,6 +110,17 @@ class _Input:
 
     def warn(self, message: str) -> None:
         self.stats.warnings.append(f"{self.name}: {message}")
+
+    def warn_some(self, kind: str, message: str) -> bool:
+        """Warn, unless `MAX_SIMILAR_WARNINGS` of this `kind` were given for this file
+        (the last of them says so). Returns whether a warning was added."""
+        count = self.similar[kind] = self.similar.get(kind, 0) + 1
+        if count > MAX_SIMILAR_WARNINGS:
+            return False
+        if count == MAX_SIMILAR_WARNINGS:
+            message += "; further such warnings are not shown"
+        self.warn(message)
+        return True
 
     def bad_time(self, offset: int, frame: int, ts_ns: int, previous_ns: int) -> None:
         """A pcapng packet time outside `MIN_TS_NS`..`MAX_TS_NS`: warned once per file."""
@@ -336,7 +348,8 @@ def _pcapng_records(inp: _Input, buf: bytes) -> Iterator[Record]:
             if blen >= 20:
                 ifaces.append(_interface(e, buf, pos, blen))
             else:
-                inp.warn(f"interface description block too short at byte offset {base + pos}")
+                inp.warn_some("short idb", "interface description block too short at byte "
+                              f"offset {base + pos}")
             pos = end
             continue
         elif btype == PCAPNG_BT_SHB:
@@ -371,8 +384,9 @@ def _pcapng_records(inp: _Input, buf: bytes) -> Iterator[Record]:
         if iface >= len(ifaces):
             if iface not in missing:
                 missing.add(iface)
-                inp.warn(f"packet block at byte offset {base + pos} names interface {iface} "
-                         f"but its section describes {len(ifaces)}: such packets are skipped")
+                inp.warn_some("no idb", f"packet block at byte offset {base + pos} names "
+                              f"interface {iface} but its section describes {len(ifaces)}: "
+                              "such packets are skipped")
             pos = end
             continue
         linktype, mul, div, offset_ns, _snaplen = ifaces[iface]
