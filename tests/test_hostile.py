@@ -118,18 +118,19 @@ def test_bulk_reader_agrees(name: str, corpus_dir: Path) -> None:
     assert fast_stats == plain_stats
 
 
-def _harness(paths: list[Path], command: str = "analyze") -> list[dict[str, object]]:
+def _harness(paths: list[Path], command: str = "analyze", fmt: str = "jsonl"
+             ) -> list[dict[str, object]]:
     env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1", OPENBLAS_NUM_THREADS="1")
     proc = subprocess.run(
         [sys.executable, str(REPO / "tests" / "fuzz" / "cli_harness.py"), "--timeout",
-         str(HANG), "--command", command, *map(str, paths)],
+         str(HANG), "--command", command, "--format", fmt, *map(str, paths)],
         cwd=REPO, env=env, capture_output=True, text=True, check=False,
         timeout=HANG * len(paths) + 120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return [json.loads(line) for line in proc.stdout.splitlines()]
 
 
-def check_cli(row: dict[str, object]) -> None:
+def check_cli(row: dict[str, object], fmt: str = "jsonl") -> None:
     status, out, err = row["status"], str(row["stdout"]), str(row["stderr"])
     assert status in (0, 1), row
     assert "Traceback" not in out + err
@@ -140,8 +141,10 @@ def check_cli(row: dict[str, object]) -> None:
         assert out == ""
     else:
         assert all(line.startswith("tcplife: warning: ") for line in lines), err
-        for line in out.splitlines():
-            json.loads(line)
+        if fmt == "jsonl":
+            for line in out.splitlines():
+                json.loads(line)
+        assert "\x1b" not in out
     assert float(row["seconds"]) < HANG  # type: ignore[arg-type]
 
 
@@ -155,12 +158,14 @@ def test_cli_every_case_bounded(corpus_dir: Path) -> None:
     assert statuses.count(0) > statuses.count(1) > 0
 
 
-def test_cli_timeline_and_anomalies_commands(corpus_dir: Path) -> None:
-    """The other commands print payload-derived rows too: a sample of every family."""
+@pytest.mark.parametrize("fmt", ["jsonl", "table"])
+def test_cli_every_command_and_format(corpus_dir: Path, fmt: str) -> None:
+    """Every command renders what the damage left, as rows and as terminal tables: the
+    last case of every family (a full run of all cases is in the README's numbers)."""
     sample = list({c.family: c for c in CASES}.values())
-    for command in ("timeline", "anomalies"):
-        for row in _harness([corpus_dir / c.name for c in sample], command):
-            check_cli(row)
+    for command in ("analyze", "timeline", "anomalies"):
+        for row in _harness([corpus_dir / c.name for c in sample], command, fmt):
+            check_cli(row, fmt)
 
 
 def _limit_memory() -> None:  # pragma: no cover - runs in the child

@@ -10,7 +10,8 @@ error handling, same exit statuses.
 
 Prints one JSON object per input: name, status, stdout, stderr, seconds. Usage::
 
-    python tests/fuzz/cli_harness.py [--headroom MIB] [--timeout S] [--command analyze] FILE...
+    python tests/fuzz/cli_harness.py [--headroom MIB] [--timeout S] [--command analyze]
+        [--format jsonl] FILE...
 """
 
 from __future__ import annotations
@@ -45,14 +46,14 @@ def vm_size() -> int:
     return 0
 
 
-def run_one(command: str, path: str, timeout: float) -> dict[str, Any]:
+def run_one(command: str, path: str, timeout: float, fmt: str = "jsonl") -> dict[str, Any]:
     out, err = io.StringIO(), io.StringIO()
     status: int | str = 0
     start = time.monotonic()
     signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            tcplife_main.main([command, path, "--format", "jsonl"], prog_name="tcplife",
+            tcplife_main.main([command, path, "--format", fmt], prog_name="tcplife",
                               standalone_mode=True)
     except SystemExit as exc:
         status = exc.code if isinstance(exc.code, int) else 1
@@ -73,13 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--headroom", type=int, default=1024, help="MiB above the start")
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds per input")
     parser.add_argument("--command", default="analyze")
+    parser.add_argument("--format", default="jsonl")
     parser.add_argument("paths", nargs="+")
     args = parser.parse_args(argv)
     limit = vm_size() + (args.headroom << 20)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     signal.signal(signal.SIGALRM, _alarm)
     for path in args.paths:
-        print(json.dumps(run_one(args.command, path, args.timeout)), file=sys.__stdout__,
+        print(json.dumps(run_one(args.command, path, args.timeout, args.format)),
+              file=sys.__stdout__,
               flush=True)
     return 0
 
