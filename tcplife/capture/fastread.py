@@ -45,9 +45,8 @@ the next one may wait (a live ``tcpdump -w - |`` is not held back).
 
 A pcapng time beyond int64 nanoseconds (after the year 2262, or before 1678) is replaced
 by the previous packet's, with records.py's warning, so every time fits a `Batch`. Where a
-regular file
-fails to read (an I/O error), the plain reader and this one may stop at different records:
-they read it in differently sized pieces.
+regular file fails to read (an I/O error), the plain reader and this one may stop at
+different records: they read it in differently sized pieces.
 """
 
 from __future__ import annotations

@@ -138,7 +138,6 @@ def pcap_max_caplen(snaplen: int) -> int:
     return min(max(snaplen, MAX_PCAP_CAPLEN), MAX_BLOCK_LEN)
 
 
-
 def iter_records(opened: OpenedCapture, stats: ReadStats) -> Iterator[Record]:
     """Check the file header now (raising `CaptureError`), then return the record iterator."""
     inp = _Input(opened, stats)
