@@ -53,7 +53,7 @@ def run_one(command: str, path: str, timeout: float, fmt: str = "jsonl") -> dict
     signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            tcplife_main.main([command, path, "--format", fmt], prog_name="tcplife",
+            tcplife_main.main([*command.split(), path, "--format", fmt], prog_name="tcplife",
                               standalone_mode=True)
     except SystemExit as exc:
         status = exc.code if isinstance(exc.code, int) else 1
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--headroom", type=int, default=1024, help="MiB above the start")
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds per input")
-    parser.add_argument("--command", default="analyze")
+    parser.add_argument("--command", default="analyze", help='e.g. "at +1"')
     parser.add_argument("--format", default="jsonl")
     parser.add_argument("paths", nargs="+")
     args = parser.parse_args(argv)
