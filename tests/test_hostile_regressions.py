@@ -4,13 +4,14 @@ each on a tiny input built here (no binary fixture)."""
 from __future__ import annotations
 
 import io
+import re
 import struct
 import tracemalloc
 
 import pytest
 
 import tcplife
-from tcplife.capture import ReadStats, read_segments
+from tcplife.capture import CaptureError, ReadStats, read_segments
 from tcplife.capture.fastread import read_batches
 from tcplife.capture.records import MAX_BLOCK_LEN
 from tcplife.capture.stats import MAX_SIMILAR_WARNINGS
@@ -104,3 +105,23 @@ def test_one_warning_per_packet_is_capped(kind: str) -> None:
     fast = [s for b in read_batches(io.BytesIO(data), fast_stats, batch_bytes=4096)
             for s in b.segments()]
     assert fast == segments and fast_stats == stats
+
+
+@pytest.mark.parametrize(("at", "value", "message"), [
+    (4, 0, "corrupt pcapng section header block (length 0)"),
+    (4, 27, "corrupt pcapng section header block (length 27)"),
+    (4, 0xFFFFFFFC, "corrupt pcapng section header block (length 4294967292)"),
+    (4, 1 << 20, "truncated pcapng section header block"),
+    (4, 32, "corrupt pcapng section header block (trailing length"),
+    (12, 2, "unsupported pcapng version 2.0"),
+])
+def test_damaged_first_section_header_is_unreadable(at: int, value: int, message: str) -> None:
+    """Found by the corpus (pcapng_block): a first SHB with a lying length was taken as a
+    capture of 0 frames (exit 0, 'analysed up to frame 0'); it is the file header, so the
+    input is unreadable, as with a broken pcap header: exit 1, one line."""
+    data = bytearray(shb() + idb(1) + epb(0, 5, _frames()[0]))
+    struct.pack_into("<I" if at == 4 else "<H", data, at, value)
+    for read in (lambda: list(read_segments(io.BytesIO(bytes(data)))),
+                 lambda: read_batches(io.BytesIO(bytes(data)))):
+        with pytest.raises(CaptureError, match=re.escape(message)):
+            read()

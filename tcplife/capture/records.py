@@ -238,16 +238,36 @@ _Iface = tuple[int, int, int, int, int]
 
 
 def _pcapng_first_block(opened: OpenedCapture) -> bytes:
+    """The whole first Section Header Block, checked: it is the file header, so damage
+    to it makes the capture unreadable (`CaptureError`), as a broken pcap header does."""
+    name = opened.name
     try:
         head = opened.head + read_exact(opened.read_some, 8)
     except READ_ERRORS as exc:
-        raise CaptureError(f"{opened.name}: cannot read the pcapng header: {exc}") from None
+        raise CaptureError(f"{name}: cannot read the pcapng header: {exc}") from None
     if len(head) < 12:
-        raise CaptureError(f"{opened.name}: truncated pcapng section header block")
+        raise CaptureError(f"{name}: truncated pcapng section header block")
     if head[8:12] not in _ENDIANS:
         raise CaptureError(
-            f"{opened.name}: not a pcapng capture (bad byte-order magic 0x{head[8:12].hex()})"
+            f"{name}: not a pcapng capture (bad byte-order magic 0x{head[8:12].hex()})"
         )
+    e = _ENDIANS[head[8:12]]
+    blen = e.u32(head, 4)[0]
+    if blen < 28 or blen & 3 or blen > MAX_BLOCK_LEN:
+        raise CaptureError(f"{name}: corrupt pcapng section header block (length {blen})")
+    try:
+        head += read_exact(opened.read_some, blen - 12)
+    except READ_ERRORS as exc:
+        raise CaptureError(f"{name}: cannot read the pcapng header: {exc}") from None
+    if len(head) < blen:
+        raise CaptureError(f"{name}: truncated pcapng section header block "
+                           f"({len(head)} of {blen} bytes)")
+    if e.u32(head, blen - 4)[0] != blen:
+        raise CaptureError(f"{name}: corrupt pcapng section header block (trailing length "
+                           f"{e.u32(head, blen - 4)[0]}, leading {blen})")
+    major, minor = e.shb_version(head, 12)
+    if major != 1:
+        raise CaptureError(f"{name}: unsupported pcapng version {major}.{minor}")
     return head
 
 

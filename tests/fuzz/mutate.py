@@ -279,6 +279,16 @@ def pcapng_blocks(seed: Seed) -> Iterator[Case]:
         yield Case(f"unknown-blocks-before-{seed.name}-{i}", "pcapng_block",
                    d[: rec.start] + unknown + d[rec.start :], frames=len(packets))
     first_idb = next((r for r in seed.records if r.kind == 1), None)
+    shb_len = seed.records[0].end
+    for wrong in (0, 12, 27, shb_len + 4, 0xFFFFFFFC):
+        yield Case(f"shb-len-{wrong}-{seed.name}", "pcapng_block",
+                   _put(d, 4, e + "I", wrong))  # the file header: unreadable
+        if first_idb is not None:
+            yield Case(f"idb-len-{wrong}-{seed.name}", "pcapng_block",
+                       _put(d, first_idb.start + 4, e + "I", wrong), prefix=first_idb.start)
+    bad_bom = _put(d, 8, "4s", b"\x1a\x2b\x3c\x4e")
+    yield Case(f"second-section-bad-bom-{seed.name}", "pcapng_block", d + bad_bom,
+               prefix=len(d))
     if first_idb is not None:
         for resol in (0, 9, 10, 19, 63, 0x80, 0x80 | 63, 0xFF):
             tsresol = cb.option(9, bytes([resol]), e)
