@@ -169,3 +169,17 @@ def test_open_output_truncates_and_creates(tmp_path: Path) -> None:
     with open_output(tmp_path / "g", binary=True) as stream:
         stream.write(b"\0")
     assert (tmp_path / "g").read_bytes() == b"\0"
+
+
+def test_output_untouched_when_the_input_is_unreadable(tmp_path: Path) -> None:
+    """The file is opened only once there are rows to write: an unreadable capture
+    neither creates it nor truncates what was there."""
+    garbage = tmp_path / "garbage.pcap"
+    garbage.write_bytes(b"not a capture at all")
+    fresh, existing = tmp_path / "fresh.csv", tmp_path / "existing.csv"
+    existing.write_text("previous results\n")
+    for out in (fresh, existing):
+        result = CliRunner().invoke(main, ["analyze", str(garbage), "-o", str(out)])
+        assert result.exit_code == 1
+    assert not fresh.exists()
+    assert existing.read_text() == "previous results\n"
