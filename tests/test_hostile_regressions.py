@@ -3,7 +3,10 @@ each on a tiny input built here (no binary fixture)."""
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import io
+import lzma
 import re
 import struct
 import tracemalloc
@@ -125,3 +128,19 @@ def test_damaged_first_section_header_is_unreadable(at: int, value: int, message
                  lambda: read_batches(io.BytesIO(bytes(data)))):
         with pytest.raises(CaptureError, match=re.escape(message)):
             read()
+
+
+@pytest.mark.parametrize(("data", "says"), [
+    (bz2.compress(b"x" * 100), "bzip2-compressed; decompress it first"),
+    (lzma.compress(b"x" * 100), "xz-compressed; decompress it first"),
+    (b"\x28\xb5\x2f\xfd" + b"\0" * 20, "zstd-compressed"),
+    (b"PK\x03\x04" + b"\0" * 20, "a zip archive"),
+    (b"snoop\0\0\0" + b"\0" * 20, "a snoop capture, not supported"),
+    (b"\0" * 100, "all zeros at the start"),
+    (gzip.compress(bz2.compress(b"x")), "after gzip decompression: bzip2-compressed"),
+])
+def test_other_formats_are_named(data: bytes, says: str) -> None:
+    """Not a crash: what the corpus's non-captures showed could be said better than
+    'starts with 0x425a6839'."""
+    with pytest.raises(CaptureError, match=re.escape(says)):
+        read_segments(io.BytesIO(data))

@@ -20,7 +20,9 @@ Run as a script to look at the corpus or to seed a fuzzer::
 from __future__ import annotations
 
 import argparse
+import bz2
 import gzip
+import lzma
 import random
 import struct
 import sys
@@ -538,6 +540,10 @@ def not_captures() -> Iterator[Case]:
     yield Case("pcapng-magic-then-text", "not_capture", b"\x0a\x0d\x0d\x0a" + b"hello world" * 10)
     yield Case("pcap-header-only", "not_capture", pcap[:24], prefix=24)
     yield Case("elf", "not_capture", b"\x7fELF\x02\x01\x01" + b"\0" * 120)
+    yield Case("bzip2", "not_capture", bz2.compress(pcap))
+    yield Case("xz", "not_capture", lzma.compress(pcap))
+    yield Case("zeros", "not_capture", b"\0" * 4096)
+    yield Case("snoop", "not_capture", b"snoop\0\0\0\0\0\0\x02\0\0\0\x04" + b"\0" * 64)
     yield Case("directory", "not_capture", None)
 
 
