@@ -11,7 +11,7 @@ not a speed test) and bounded memory (address space capped at start-up + 1 GiB: 
 claiming 4 GB cannot be honoured).
 
 The corpus is generated at test time into a temporary directory; by default a sample of
-each family (about 500 cases); ``TCPLIFE_HOSTILE_FULL=1`` runs all of them (about 2,600).
+each family (about 550 cases); ``TCPLIFE_HOSTILE_FULL=1`` runs all of them (about 2,700).
 """
 
 from __future__ import annotations
