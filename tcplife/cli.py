@@ -50,6 +50,7 @@ from tcplife.cli_options import (
 )
 from tcplife.cli_options import Instant as Instant  # re-exported: tests and plug-ins use it
 from tcplife.export import EXPORT_FORMATS, export
+from tcplife.safety import terminal_text
 
 #: Messages, warnings, errors and the progress bar: never on stdout, which carries rows.
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -66,7 +67,7 @@ __all__ = ["TIMEOUTS", "CliError", "Instant", "main"]
 
 def message(level: str, text: str, style: str) -> None:
     """One ``tcplife: <level>: <text>`` line on stderr, never wrapped."""
-    stderr.print(Text.assemble((f"tcplife: {level}: ", style), text))
+    stderr.print(Text.assemble((f"tcplife: {level}: ", style), terminal_text(text)))
 
 
 class CliError(click.ClickException):

@@ -34,6 +34,7 @@ from rich.text import Text
 
 from tcplife.capture import ReadStats
 from tcplife.frames import to_ns
+from tcplife.safety import csv_text, open_output, terminal_text
 
 FORMATS: tuple[str, ...] = ("table", "json", "jsonl", "csv", "parquet")
 
@@ -98,7 +99,7 @@ def write(frame: pd.DataFrame, fmt: str, path: str | None, stdout: IO[str],
     if to_stdout:
         _write_text(frame, fmt, stdout, table)
         return
-    with open(str(path), "w", encoding="utf-8", newline="") as stream:
+    with open_output(str(path)) as stream:
         _write_text(frame, fmt, stream, table)
 
 
@@ -215,7 +216,7 @@ def write_csv(frame: pd.DataFrame, stream: IO[str]) -> None:
     writer = csv.writer(stream, lineterminator="\n")
     writer.writerow([str(c) for c in frame.columns])
     for record in iter_records(frame):
-        writer.writerow([_csv_cell(v) for v in record.values()])
+        writer.writerow([csv_text(_csv_cell(v)) for v in record.values()])
 
 
 def write_parquet(frame: pd.DataFrame, path: str) -> None:
@@ -233,7 +234,8 @@ def write_parquet(frame: pd.DataFrame, path: str) -> None:
         if column.dtype == object and all(isinstance(v, list) for v in column):
             values = pa.array([[str(x) for x in v] for v in column], pa.list_(pa.string()))
             table = table.set_column(i, pa.field(field.name, values.type), values)
-    pq.write_table(table, path)
+    with open_output(path, binary=True) as stream:  # a local file, never a URI
+        pq.write_table(table, stream)
 
 
 # --- terminal views -------------------------------------------------------------------
@@ -303,7 +305,9 @@ class FittedTable:
     def __init__(self, title: str, columns: list[Column], rows: list[list[RenderableType]],
                  optional: tuple[str, ...] = (), caption: str | None = None,
                  gap: int = 2) -> None:
-        self.title, self.columns, self.rows = title, columns, rows
+        # text from captures and file names: no markup, no control characters
+        self.title, self.columns = Text(terminal_text(title), style="bold"), columns
+        self.rows = [[_safe_cell(cell) for cell in row] for row in rows]
         self.optional, self.caption, self.gap = optional, caption, gap
 
     def table(self, dropped: frozenset[str] = frozenset()) -> Table:
@@ -399,6 +403,16 @@ class FittedTable:
             yield line(row)
         if self.caption:
             yield Text(self.caption, no_wrap=True, overflow="ignore")
+
+
+def _safe_cell(cell: RenderableType) -> RenderableType:
+    """A table cell as Text (a str would be parsed as rich markup: ``[fd00::1]:80`` is a
+    tag to rich), with control characters escaped."""
+    if isinstance(cell, str):
+        return Text(terminal_text(cell))
+    if isinstance(cell, Text) and not cell.plain.isprintable():
+        return Text(terminal_text(cell.plain), style=cell.style)
+    return cell
 
 
 def _cell_text(cell: RenderableType) -> str:

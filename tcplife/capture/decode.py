@@ -39,7 +39,7 @@ from collections.abc import Callable
 from socket import AF_INET, AF_INET6, inet_ntop
 
 from ..segment import SYN, Segment
-from .stats import ReadStats
+from .stats import MAX_SIMILAR_WARNINGS, ReadStats
 
 ETH_IPV4 = 0x0800
 ETH_IPV6 = 0x86DD
@@ -198,10 +198,13 @@ class Decoder:
         self.stats.undecodable += 1
         if linktype not in self._unknown_links:
             self._unknown_links.add(linktype)
-            self.stats.warnings.append(
-                f"{self.name}: unsupported link type {linktype} (first at frame {frame}): "
-                "its frames are counted as undecodable"
-            )
+            count = len(self._unknown_links)
+            if count <= MAX_SIMILAR_WARNINGS:
+                self.stats.warnings.append(
+                    f"{self.name}: unsupported link type {linktype} (first at frame {frame}): "
+                    "its frames are counted as undecodable"
+                    + ("; further such warnings are not shown"
+                       if count == MAX_SIMILAR_WARNINGS else ""))
 
     def _ipv4(
         self, frame: int, ts_ns: int, wire_len: int, data: bytes, ip: int

@@ -43,11 +43,10 @@ the next one may wait (a live ``tcpdump -w - |`` is not held back).
    shorter on the wire than their IP length go through the plain `Decoder`, in frame order
    (walk warnings re-ordered around its own), and are merged back by frame number.
 
-One input the promise cannot keep: a pcapng timestamp beyond int64 nanoseconds (after
-the year 2262, or before 1678) on a TCP segment cannot be stored in a `Batch`:
-`OverflowError` (frames that are not TCP segments may carry one). And where a regular file
-fails to read (an I/O error), the plain reader and this one may stop at different records:
-they read it in differently sized pieces.
+A pcapng time beyond int64 nanoseconds (after the year 2262, or before 1678) is replaced
+by the previous packet's, with records.py's warning, so every time fits a `Batch`. Where a
+regular file fails to read (an I/O error), the plain reader and this one may stop at
+different records: they read it in differently sized pieces.
 """
 
 from __future__ import annotations
@@ -76,13 +75,15 @@ from .records import (
     _ENDIANS,
     CHUNK,
     MAX_BLOCK_LEN,
-    MAX_PCAP_CAPLEN,
+    MAX_TS_NS,
+    MIN_TS_NS,
     _Endian,
     _Iface,
     _Input,
     _interface,
     _pcap_header,
     _pcapng_first_block,
+    pcap_max_caplen,
 )
 from .stats import ReadStats
 
@@ -431,9 +432,9 @@ class _Walker:
         self._hold()
         self._status = _DONE
 
-    def _warn(self, message: str) -> None:
-        self.inp.warn(message)
-        self._hold()
+    def _warn(self, kind: str, message: str) -> None:
+        if self.inp.warn_some(kind, message):  # records.py's, limited the same way
+            self._hold()
 
     def _hold(self) -> None:
         self.pending.append((self.frame, self.inp.stats.warnings.pop()))
@@ -480,7 +481,7 @@ class _PcapWalker(_Walker):
         self.u32 = np.dtype(endian + "u4")
         self.caplen_at = struct.Struct(endian + "I").unpack_from
         self.frac_ns = 1 if nano else 1000
-        self.max_caplen = max(snaplen, MAX_PCAP_CAPLEN)
+        self.max_caplen = pcap_max_caplen(snaplen)
         self.linktype = linktype
         self.ts_high = 2 if endian == "<" else 0  #: where the high half of ts_sec is
 
@@ -733,7 +734,7 @@ class _PcapngWalker(_Walker):
                 if blen >= 20:
                     self.ifaces.append(_interface(e, buf, pos, blen))  # type: ignore[arg-type]
                 else:
-                    self._warn(
+                    self._warn("short idb",
                         f"interface description block too short at byte offset {s.base + pos}")
                 pos = end
                 continue
@@ -766,14 +767,21 @@ class _PcapngWalker(_Walker):
             if iface >= len(self.ifaces):
                 if iface not in self.missing:
                     self.missing.add(iface)
-                    self._warn(
+                    self._warn("no idb",
                         f"packet block at byte offset {s.base + pos} names interface {iface} "
                         f"but its section describes {len(self.ifaces)}: such packets are skipped")
                 pos = end
                 continue
             linktype, mul, div, offset_ns, _snaplen = self.ifaces[iface]
             if btype != PCAPNG_BT_SPB:
-                self.ts_ns = ((ts_high << 32) | ts_low) * mul // div + offset_ns
+                ts = ((ts_high << 32) | ts_low) * mul // div + offset_ns
+                if MIN_TS_NS <= ts <= MAX_TS_NS:
+                    self.ts_ns = ts
+                else:  # records.py's warning (once per file), held like the others
+                    first = not self.inp.bad_times
+                    self.inp.bad_time(s.base + pos, self.frame + 1, ts, self.ts_ns)
+                    if first:
+                        self._hold()
             out.append((data_at, caplen, wire_len, self.ts_ns, linktype))
             self.frame += 1
             pos = end

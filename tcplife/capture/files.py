@@ -33,6 +33,18 @@ PCAP_MAGICS: dict[bytes, tuple[str, bool]] = {
     b"\xa1\xb2\x3c\x4d": (">", True),
     b"\x4d\x3c\xb2\xa1": ("<", True),
 }
+#: other formats a capture may arrive in, by their first bytes: what to tell the user
+OTHER_FORMATS: dict[bytes, str] = {
+    b"BZh": "bzip2-compressed; decompress it first (bunzip2), tcplife reads gzip itself",
+    b"\xfd7zX": "xz-compressed; decompress it first (unxz), tcplife reads gzip itself",
+    b"\x28\xb5\x2f\xfd": "zstd-compressed; decompress it first (unzstd), tcplife reads gzip "
+                        "itself",
+    b"\x04\x22\x4d\x18": "lz4-compressed; decompress it first (unlz4), tcplife reads gzip "
+                        "itself",
+    b"PK\x03\x04": "a zip archive; extract the capture from it first",
+    b"snoo": "a snoop capture, not supported; convert it: editcap -F pcap IN OUT",
+    b"\x00\x00\x00\x00": "all zeros at the start (a preallocated or wiped file?)",
+}
 #: errors a read can raise mid-stream: I/O, and gzip damage (BadGzipFile is an OSError)
 READ_ERRORS = (OSError, EOFError, zlib.error)
 
@@ -177,6 +189,9 @@ def _sniff(name: str, stream: object, closers: list[Callable[[], None]]) -> Open
             f"{name}: 'modified' (Kuznetzov) pcap is not supported; "
             "convert it with: editcap -F pcap IN OUT"
         )
+    elif any(head.startswith(magic) for magic in OTHER_FORMATS):
+        what = next(v for k, v in OTHER_FORMATS.items() if head.startswith(k))
+        raise CaptureError(f"{name}: not a pcap or pcapng capture{after_gzip}: {what}")
     elif len(head) < 4:
         raise CaptureError(
             f"{name}: too short to be a capture ({len(head)} bytes{after_gzip})"

@@ -24,7 +24,11 @@ offset), which is much faster than two small reads per record and never seeks.
 Timestamps of 2^-n resolutions are floored to whole nanoseconds. The classic pcap
 ``thiszone`` field is ignored (always 0 in practice; Wireshark ignores it too); the FCS
 bits in the upper half of its link-type field are masked off. An SPB has no timestamp:
-it gets the previous packet's (0 if it is the first).
+it gets the previous packet's (0 if it is the first); so does a pcapng packet whose time
+no table can hold (see `MAX_TS_NS`), with a warning.
+
+Damage never makes the reader allocate what a header claims: a pcap record is at most
+`MAX_BLOCK_LEN` bytes whatever the snap length says, as is a pcapng block.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from dpkt.pcapng import (
 
 from .errors import CaptureError
 from .files import PCAP_MAGICS, READ_ERRORS, OpenedCapture, read_exact
-from .stats import ReadStats
+from .stats import MAX_SIMILAR_WARNINGS, ReadStats
 
 #: (frame_no, ts_ns, linktype, wire_len, captured bytes)
 Record = tuple[int, int, int, int, bytes]
@@ -56,6 +60,11 @@ CHUNK = 1 << 20
 MAX_PCAP_CAPLEN = 1 << 18
 #: A pcapng block longer than this is taken as corruption.
 MAX_BLOCK_LEN = 1 << 26
+#: The instants a table can hold (pandas' int64 nanoseconds: 1677-09-21 to 2262-04-11).
+#: Classic pcap cannot leave it (unsigned 32-bit seconds end in 2106); a pcapng time
+#: outside it is damage: the frame keeps the previous packet's time, with a warning.
+MIN_TS_NS = -(1 << 63) + 1
+MAX_TS_NS = (1 << 63) - 1
 
 _BOM_BIG = b"\x1a\x2b\x3c\x4d"
 _BOM_LITTLE = b"\x4d\x3c\x2b\x1a"
@@ -71,6 +80,8 @@ class _Input:
         self.stats = stats
         self.error: str | None = None  # set when a read failed (I/O, damaged gzip)
         self.where = " of the decompressed data" if opened.gzipped else ""
+        self.bad_times = 0  # pcapng packet times out of range, see `bad_time`
+        self.similar: dict[str, int] = {}  # warnings given per kind, see `warn_some`
 
     def fill(self, buf: bytes, pos: int, need: int) -> bytes:
         """Return ``buf[pos:]`` plus more input, until it holds `need` bytes or input ends."""
@@ -99,6 +110,32 @@ class _Input:
 
     def warn(self, message: str) -> None:
         self.stats.warnings.append(f"{self.name}: {message}")
+
+    def warn_some(self, kind: str, message: str) -> bool:
+        """Warn, unless `MAX_SIMILAR_WARNINGS` of this `kind` were given for this file
+        (the last of them says so). Returns whether a warning was added."""
+        count = self.similar[kind] = self.similar.get(kind, 0) + 1
+        if count > MAX_SIMILAR_WARNINGS:
+            return False
+        if count == MAX_SIMILAR_WARNINGS:
+            message += "; further such warnings are not shown"
+        self.warn(message)
+        return True
+
+    def bad_time(self, offset: int, frame: int, ts_ns: int, previous_ns: int) -> None:
+        """A pcapng packet time outside `MIN_TS_NS`..`MAX_TS_NS`: warned once per file."""
+        self.bad_times += 1
+        if self.bad_times == 1:
+            self.warn(f"packet block at byte offset {offset}{self.where} (frame {frame}): "
+                      f"time {ts_ns} ns is outside the years 1678-2262; it and any later "
+                      f"such frame take the previous packet's time ({previous_ns} ns)")
+
+
+def pcap_max_caplen(snaplen: int) -> int:
+    """The largest captured length a pcap record may claim: the snap length, at least
+    `MAX_PCAP_CAPLEN`, at most `MAX_BLOCK_LEN` (a damaged header must not make the
+    reader allocate gigabytes)."""
+    return min(max(snaplen, MAX_PCAP_CAPLEN), MAX_BLOCK_LEN)
 
 
 def iter_records(opened: OpenedCapture, stats: ReadStats) -> Iterator[Record]:
@@ -133,7 +170,7 @@ def _pcap_records(
 ) -> Iterator[Record]:
     unpack = struct.Struct(endian + "IIII").unpack_from
     frac_ns = 1 if nano else 1000
-    max_caplen = max(snaplen, MAX_PCAP_CAPLEN)
+    max_caplen = pcap_max_caplen(snaplen)
     stats = inp.stats
     link_types = stats.link_types
     buf = b""
@@ -201,16 +238,36 @@ _Iface = tuple[int, int, int, int, int]
 
 
 def _pcapng_first_block(opened: OpenedCapture) -> bytes:
+    """The whole first Section Header Block, checked: it is the file header, so damage
+    to it makes the capture unreadable (`CaptureError`), as a broken pcap header does."""
+    name = opened.name
     try:
         head = opened.head + read_exact(opened.read_some, 8)
     except READ_ERRORS as exc:
-        raise CaptureError(f"{opened.name}: cannot read the pcapng header: {exc}") from None
+        raise CaptureError(f"{name}: cannot read the pcapng header: {exc}") from None
     if len(head) < 12:
-        raise CaptureError(f"{opened.name}: truncated pcapng section header block")
+        raise CaptureError(f"{name}: truncated pcapng section header block")
     if head[8:12] not in _ENDIANS:
         raise CaptureError(
-            f"{opened.name}: not a pcapng capture (bad byte-order magic 0x{head[8:12].hex()})"
+            f"{name}: not a pcapng capture (bad byte-order magic 0x{head[8:12].hex()})"
         )
+    e = _ENDIANS[head[8:12]]
+    blen = e.u32(head, 4)[0]
+    if blen < 28 or blen & 3 or blen > MAX_BLOCK_LEN:
+        raise CaptureError(f"{name}: corrupt pcapng section header block (length {blen})")
+    try:
+        head += read_exact(opened.read_some, blen - 12)
+    except READ_ERRORS as exc:
+        raise CaptureError(f"{name}: cannot read the pcapng header: {exc}") from None
+    if len(head) < blen:
+        raise CaptureError(f"{name}: truncated pcapng section header block "
+                           f"({len(head)} of {blen} bytes)")
+    if e.u32(head, blen - 4)[0] != blen:
+        raise CaptureError(f"{name}: corrupt pcapng section header block (trailing length "
+                           f"{e.u32(head, blen - 4)[0]}, leading {blen})")
+    major, minor = e.shb_version(head, 12)
+    if major != 1:
+        raise CaptureError(f"{name}: unsupported pcapng version {major}.{minor}")
     return head
 
 
@@ -310,7 +367,8 @@ def _pcapng_records(inp: _Input, buf: bytes) -> Iterator[Record]:
             if blen >= 20:
                 ifaces.append(_interface(e, buf, pos, blen))
             else:
-                inp.warn(f"interface description block too short at byte offset {base + pos}")
+                inp.warn_some("short idb", "interface description block too short at byte "
+                              f"offset {base + pos}")
             pos = end
             continue
         elif btype == PCAPNG_BT_SHB:
@@ -345,13 +403,18 @@ def _pcapng_records(inp: _Input, buf: bytes) -> Iterator[Record]:
         if iface >= len(ifaces):
             if iface not in missing:
                 missing.add(iface)
-                inp.warn(f"packet block at byte offset {base + pos} names interface {iface} "
-                         f"but its section describes {len(ifaces)}: such packets are skipped")
+                inp.warn_some("no idb", f"packet block at byte offset {base + pos} names "
+                              f"interface {iface} but its section describes {len(ifaces)}: "
+                              "such packets are skipped")
             pos = end
             continue
         linktype, mul, div, offset_ns, _snaplen = ifaces[iface]
         if btype != PCAPNG_BT_SPB:
-            ts_ns = ((ts_high << 32) | ts_low) * mul // div + offset_ns
+            ts = ((ts_high << 32) | ts_low) * mul // div + offset_ns
+            if MIN_TS_NS <= ts <= MAX_TS_NS:
+                ts_ns = ts
+            else:
+                inp.bad_time(base + pos, frame + 1, ts, ts_ns)
         frame += 1
         stats.frames += 1
         link_types[linktype] += 1

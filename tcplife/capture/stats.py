@@ -13,6 +13,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+#: Warnings of one kind per read (a file) beyond which the rest are not reported: a crafted
+#: capture could otherwise print one per packet. The last one reported says so.
+MAX_SIMILAR_WARNINGS = 10
+
 
 @dataclass
 class ReadStats:
