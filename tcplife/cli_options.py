@@ -81,6 +81,9 @@ def output_options(command: F | None = None, *, formats: Sequence[str] = output.
                                        f"{', '.join(formats)}")
             if chosen == "parquet" and (path is None or path == "-"):
                 raise click.UsageError("--format parquet needs -o FILE")
+            if path and path != "-" and _names_an_input(path, kwargs.get("captures", ())):
+                raise click.UsageError(f"-o {path} is one of the captures being read; "
+                                       "choose another file")
             return command(*args, out=Output(chosen, path), **kwargs)
 
         how = f"[default: {default}]" if default else \
@@ -98,6 +101,23 @@ def output_options(command: F | None = None, *, formats: Sequence[str] = output.
         return wrapper  # type: ignore[return-value]
 
     return decorate(command) if command is not None else decorate
+
+
+def _names_an_input(path: str, captures: Sequence[str]) -> bool:
+    """Does ``path`` name (or link to) one of the captures? Writing there would destroy
+    the input after reading it."""
+    target = Path(path)
+    if not target.exists():
+        return False
+    for capture in captures:
+        if capture == "-":
+            continue
+        try:
+            if target.samefile(capture):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def timeout_options(command: F) -> F:

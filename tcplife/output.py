@@ -388,8 +388,8 @@ class FittedTable:
             text.rstrip()
             return text
 
-        margin = " " * max((total - cell_len(self.title)) // 2, 0)
-        yield Text(margin + self.title, style="bold", no_wrap=True, overflow="ignore")
+        margin = " " * max((total - self.title.cell_len) // 2, 0)
+        yield Text.assemble(margin, self.title, no_wrap=True, overflow="ignore")
         header_lines = max(len(c.header.split("\n")) for c in self.columns)
         for k in range(header_lines):
             parts = []

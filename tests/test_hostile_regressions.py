@@ -88,6 +88,21 @@ def test_pcapng_times_beyond_int64(tsresol: int, tsoffset: int | None, ticks: in
     assert stats.warnings == result.warnings
 
 
+def test_pcapng_resolution_finer_than_uint64() -> None:
+    """Found by test_random_captures after the merge: if_tsresol 20 (10^-20 s units)
+    made the bulk reader's divisor overflow numpy's uint64 (OverflowError). Such times
+    are computed in Python, as the plain reader does; both readers agree."""
+    frames = _frames()
+    data = shb() + idb(1, 20) + b"".join(epb(0, 59_974_116_272_128 + i, f)
+                                         for i, f in enumerate(frames))
+    plain, fast = ReadStats(), ReadStats()
+    want = list(read_segments(io.BytesIO(data), plain))
+    got = [s for b in read_batches(io.BytesIO(data), fast) for s in b.segments()]
+    assert got == want and len(want) == len(frames)
+    assert [s.ts_ns for s in want] == [599] * len(frames)  # 5.9974e13 * 1e-20 s = 599.7 ns
+    assert fast.warnings == plain.warnings
+
+
 @pytest.mark.parametrize("kind", ["interface", "link type", "short idb"])
 def test_one_warning_per_packet_is_capped(kind: str) -> None:
     """Found by reading the code after the corpus: a crafted pcapng made one warning per

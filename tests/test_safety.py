@@ -183,3 +183,23 @@ def test_output_untouched_when_the_input_is_unreadable(tmp_path: Path) -> None:
         assert result.exit_code == 1
     assert not fresh.exists()
     assert existing.read_text() == "previous results\n"
+
+
+def test_output_naming_an_input_capture_is_refused(tmp_path: Path) -> None:
+    """-o must not overwrite a capture it reads (directly or through a link)."""
+    import shutil
+
+    capture = tmp_path / "in.pcap"
+    shutil.copy(Path(__file__).resolve().parents[1] / "sample_pcaps" / "refused.client.pcap",
+                capture)
+    before = capture.read_bytes()
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(capture)
+    for target in (capture, link):
+        res = CliRunner().invoke(main, ["analyze", str(capture), "-o", str(target),
+                                        "--format", "jsonl"])
+        assert res.exit_code == 2, res.output
+        assert "one of the captures" in res.output
+    assert capture.read_bytes() == before
+    ok = CliRunner().invoke(main, ["analyze", str(capture), "-o", str(tmp_path / "out.jsonl")])
+    assert ok.exit_code == 0 and (tmp_path / "out.jsonl").read_text().count("\n") == 1

@@ -800,7 +800,7 @@ def _timestamps(units: np.ndarray, mul: int, div: int, offset_ns: int) -> np.nda
             and (top >> shift) * mul + mul + abs(offset_ns) < limit:
         low = (units & np.uint64(div - 1)).astype(_I64) * mul >> shift
         return (units >> np.uint64(shift)).astype(_I64) * mul + low + offset_ns
-    if mul == 1 and top // div + abs(offset_ns) < limit:
+    if mul == 1 and div < 1 << 63 and top // div + abs(offset_ns) < limit:
         return (units // np.uint64(div)).astype(_I64) + offset_ns
     return None
 
