@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Correctness checks of tcplife on the big benchmark captures (issue 4's "Proof").
 
-    python3 benchmarks/check.py /var/tmp/tcplife-bench/short.pcap --server-closes-first
+    python3 benchmarks/check.py /var/tmp/tcplife-bench/short.pcap --close-order
     python3 benchmarks/check.py /var/tmp/tcplife-bench/keepalive.pcap
 
 For each capture it prints, and checks (exit status 1 if a check fails):
@@ -10,10 +10,13 @@ For each capture it prints, and checks (exit status 1 if a check fails):
    (one per (4-tuple, initial sequence number): a retransmitted SYN is not a new
    connection, a reused 4-tuple with a new ISN is), counted here straight from the packets
    with the bulk reader, independently of the tracker.
-2. with --server-closes-first (nginx with ``Connection: close`` closes first): every
-   connection that the capture saw to its end (both FINs and the last ACK: close_kind
-   ``fin``) leaves the server in TIME_WAIT, until a SYN reusing the 4-tuple or the 60 s
-   timeout, and the client CLOSED without passing through TIME_WAIT, as the kernel does.
+2. with --close-order: for every connection whose two FINs the capture shows, the side(s)
+   that pass through TIME_WAIT are the ones the FIN order, read straight from the
+   packets, says the kernel put there: the side that closed first, or both after a
+   simultaneous close (the second FIN sent before the first arrived: it does not
+   acknowledge it), and no other. (nginx with ``Connection: close`` closes first, but wrk
+   often closes at the same moment, having read the whole response: the capture shows
+   all three cases.)
 3. tcptrace, if installed: its connection count (``tcptrace -n``), and how many it calls
    complete and reset, next to tcplife's; differences are listed, not failed (the two
    tools do not define a connection the same way; see the README).
@@ -27,13 +30,14 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 import tcplife
 from tcplife.capture.fastread import read_batches
-from tcplife.segment import ACK, SYN
+from tcplife.segment import ACK, FIN, SYN
 
 
 def distinct_syns(path: Path) -> tuple[int, int]:
@@ -49,43 +53,65 @@ def distinct_syns(path: Path) -> tuple[int, int]:
     return total, len(keys)
 
 
-def check_server_first(result: tcplife.Result) -> tuple[int, int, list[str]]:
-    """(connections seen to their end, of which as expected, examples of the others)."""
+def close_order(path: Path) -> dict[int, str]:
+    """Who closed first in each connection seen to its end, straight from the packets:
+    first SYN frame -> ``client``, ``server`` (that side's FIN came first and the other's
+    FIN acknowledged it) or ``both`` (each FIN was sent before the other arrived: the
+    second FIN does not acknowledge the first: a simultaneous close)."""
+    inst: dict[tuple[int, int, int, int], dict[str, int]] = {}
+    out: dict[int, str] = {}
+    for batch in read_batches(str(path)):
+        rows = np.flatnonzero((batch.flags & (SYN | FIN)) != 0)
+        for frame, src, sport, dst, dport, seq, ack, flags, plen in zip(
+                *(getattr(batch, c)[rows].tolist() for c in (
+                    "frame", "src", "sport", "dst", "dport", "seq", "ack", "flags",
+                    "payload_len")), strict=True):
+            key = (src, sport, dst, dport)
+            rkey = (dst, dport, src, sport)
+            if flags & (SYN | ACK) == SYN:
+                cur = inst.get(key)
+                if cur is None or cur["isn"] != seq:
+                    inst[key] = inst[rkey] = {"syn": frame, "isn": seq, "caddr": src,
+                                              "cport": sport}
+                continue
+            cur = inst.get(key)
+            if cur is None or not flags & FIN:
+                continue
+            side = "client" if (src, sport) == (cur["caddr"], cur["cport"]) else "server"
+            if "fin_" + side in cur:
+                continue  # a retransmitted FIN
+            cur["fin_" + side] = (seq + plen + (1 if flags & SYN else 0)) & 0xFFFFFFFF
+            other = "server" if side == "client" else "client"
+            if "fin_" + other in cur and cur["syn"] not in out:
+                acks_first = flags & ACK and \
+                    ((ack - cur["fin_" + other] - 1) & 0xFFFFFFFF) < 1 << 31
+                out[cur["syn"]] = other if acks_first else "both"
+    return out
+
+
+def check_close(result: tcplife.Result, order: dict[int, str]) -> tuple[Counter, list[str]]:
+    """For each connection both FINs of which were seen: which sides tcplife put in
+    TIME_WAIT, against what the FIN order says the kernel did (the first closer, or both
+    sides after a simultaneous close, and no other side)."""
     conns = result.connections
-    done = conns[conns["close_kind"] == "fin"]
     t = result.transitions
-    t = t[t["conn_id"].isin(done["conn_id"])]
-    # Each side's transitions in order: (to_state, event) lists per (conn_id, side).
-    paths: dict[tuple[int, str], list[tuple[str, str]]] = {}
-    for cid, side, to, ev in zip(t["conn_id"].tolist(), t["side"].astype(str).tolist(),
-                                 t["to_state"].astype(str).tolist(), t["event"].tolist(),
-                                 strict=True):
-        paths.setdefault((cid, side), []).append((to, ev))
-    good, bad = 0, []
-    for cid, caddr, cport, cstate in zip(done["conn_id"].tolist(), done["client_addr"],
-                                         done["client_port"].tolist(),
-                                         done["client_state"].astype(str), strict=True):
-        server = paths.get((cid, "server"), [])
-        client = paths.get((cid, "client"), [])
-        problems = []
-        states = [to for to, _ in server]
-        if "TIME_WAIT" not in states:
-            problems.append(f"server never in TIME_WAIT ({' '.join(states)})")
-        else:
-            i = states.index("TIME_WAIT")
-            if i + 1 < len(server):
-                to, ev = server[i + 1]
-                if not (to == "CLOSED" and ev in ("timeout", "recv SYN (new incarnation)")):
-                    problems.append(f"server left TIME_WAIT by {ev!r}")
-        if any(to == "TIME_WAIT" for to, _ in client):
-            problems.append("client passed through TIME_WAIT")
-        if cstate != "CLOSED":
-            problems.append(f"client ends {cstate}")
-        if problems:
-            bad.append(f"conn {cid} ({caddr}:{cport}): " + "; ".join(problems))
-        else:
-            good += 1
-    return len(done), good, bad
+    tw = t[t["to_state"].astype(str) == "TIME_WAIT"]
+    in_tw = set(zip(tw["conn_id"].tolist(), tw["side"].astype(str).tolist(), strict=True))
+    seen: Counter = Counter()
+    bad = []
+    for cid, first, caddr, cport in zip(conns["conn_id"].tolist(),
+                                        conns["first_frame"].tolist(), conns["client_addr"],
+                                        conns["client_port"].tolist(), strict=True):
+        who = order.get(first)
+        if who is None:
+            continue
+        want = {"client": {"client"}, "server": {"server"}, "both": {"client", "server"}}[who]
+        got = {side for side in ("client", "server") if (cid, side) in in_tw}
+        seen[who] += 1
+        if got != want:
+            bad.append(f"conn {cid} ({caddr}:{cport}): first closer {who}, TIME_WAIT in "
+                       f"{sorted(got) or 'none'}")
+    return seen, bad
 
 
 def tcptrace_counts(path: Path) -> dict[str, int] | None:
@@ -102,13 +128,14 @@ def tcptrace_counts(path: Path) -> dict[str, int] | None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("capture", type=Path)
-    ap.add_argument("--server-closes-first", action="store_true")
+    ap.add_argument("--close-order", action="store_true",
+                    help="check which side ends in TIME_WAIT against the FIN order")
     args = ap.parse_args()
     ok = True
 
     t0 = time.perf_counter()
     syn_segments, syns = distinct_syns(args.capture)
-    tables = ("connections", "transitions") if args.server_closes_first else ("connections",)
+    tables = ("connections", "transitions") if args.close_order else ("connections",)
     result = tcplife.analyze(str(args.capture), tables=tables)
     conns = result.connections
     print(f"{args.capture.name}: {result.stats.frames:,} frames, "
@@ -123,15 +150,17 @@ def main() -> int:
         ok = False
         print("  FAIL: connections != distinct SYNs")
 
-    if args.server_closes_first:
-        seen, good, bad = check_server_first(result)
-        print(f"  seen to their end (fin)      {seen:,}; server TIME_WAIT and client CLOSED "
-              f"in {good:,}")
+    if args.close_order:
+        seen, bad = check_close(result, close_order(args.capture))
+        print(f"  both FINs seen                {sum(seen.values()):,}: first closer server "
+              f"{seen['server']:,}, client {seen['client']:,}, simultaneous {seen['both']:,}")
+        print(f"  TIME_WAIT on the side(s) the FIN order says: "
+              f"{sum(seen.values()) - len(bad):,}")
         for line in bad[:10]:
             print(f"    {line}")
         if bad:
             ok = False
-            print(f"  FAIL: {len(bad):,} connections not closed as the kernel closes them")
+            print(f"  FAIL: {len(bad):,} connections whose TIME_WAIT side disagrees")
 
     tt = tcptrace_counts(args.capture)
     if tt is not None:
