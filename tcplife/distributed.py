@@ -80,6 +80,8 @@ def capture_files(source: str | os.PathLike[str] | Iterable[str | os.PathLike[st
     if not isinstance(source, (str, os.PathLike)):
         return [os.fspath(p) for p in source]
     text = os.fspath(source)
+    if os.path.isfile(text) or text == "-":
+        return [text]
     if os.path.isdir(text):
         names = [os.path.join(text, n) for n in os.listdir(text)
                  if os.path.isfile(os.path.join(text, n)) and not n.startswith(".")]

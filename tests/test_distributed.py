@@ -196,3 +196,32 @@ def test_worker_processes(tmp_path):
             distributed.Client(cluster) as c:
         got = analyze_dask(tmp_path / "rot", scheduler=c)
     assert_same(got, tcplife.analyze(files))
+
+
+def test_cli_engine_dask_equals_single(tmp_path, client):
+    from click.testing import CliRunner
+
+    from tcplife.cli import main
+
+    rotate(SAMPLES / "many_short.client.pcap", list(range(5, 400, 37)), tmp_path / "rot")
+    runner = CliRunner()
+    single = runner.invoke(main, ["analyze", str(tmp_path / "rot"), "--format", "csv"])
+    dask = runner.invoke(main, ["analyze", str(tmp_path / "rot" / "cap.pcap*"), "--format",
+                                "csv", "--engine", "dask", "--scheduler",
+                                client.scheduler.address, "--partitions", "3"])
+    assert single.exit_code == 0 and dask.exit_code == 0, dask.output
+    assert dask.stdout == single.stdout
+    assert single.stdout.count("\n") > 10
+
+
+@pytest.mark.parametrize("args", [["--scheduler", "tcp://nowhere:1"], ["--partitions", "2"],
+                                  ["-", "--engine", "dask"]])
+def test_cli_engine_usage_errors(args):
+    from click.testing import CliRunner
+
+    from tcplife.cli import main
+
+    files = [] if "-" in args else [str(SAMPLES / "refused.client.pcap")]
+    result = CliRunner().invoke(main, ["analyze", *files, *args])
+    assert result.exit_code == 2
+    assert "dask" in result.output
