@@ -17,11 +17,16 @@ single process's).
 Memory: a worker holds its read files' columns and its partition's segments and events;
 the client holds the result tables, as `analyze` does. Knows nothing of the CLI.
 
-Where the result may differ from `analyze` on the concatenation (no test capture shows it):
-timestamps that go backwards across connections (a timer of one connection that another
-connection's later-stamped packet would have fired early), and timers of different
-partitions due at the same nanosecond (their rows' tie order is by the frame that armed
-them, not by the single process's arming order).
+Timers: one process fires a timer at the first segment, of any connection, stamped at or
+after its deadline. With timestamps in order, a partition's next segment or the end does
+the same; where they go backwards, each partition row carries the latest time other
+partitions' segments reached since its previous row (`_gaps`), and time advances to it.
+
+Where the result may differ from `analyze` on the concatenation: timers of different
+partitions due at the same nanosecond (their rows' tie order follows the frame that armed
+them, not the single process's arming order); timestamps that go backwards across a timer
+where `analyze`'s own fast and plain paths disagree (`Tracker.absorb` fires no timers:
+tests/test_distributed.py pins a case).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
+import heapq
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -102,6 +108,7 @@ class _FileRead:
     last_seg_frame: int  #: the file-local frame number of its last TCP segment (0: none)
     parts: list[dict[str, np.ndarray]]  #: per partition, the `Batch` columns
     v6_names: dict[int, str] = field(default_factory=dict)  #: IPv6 key -> text
+    tails: list[int] = field(default_factory=list)  #: per partition, see `_gaps`
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -140,14 +147,15 @@ def flow_partition(batch: Batch, nparts: int) -> np.ndarray:
 def _read_file(path: str, nparts: int) -> _FileRead:
     stats = ReadStats()
     pieces: list[list[dict[str, np.ndarray]]] = [[] for _ in range(nparts)]
-    last_ts: int | None = None
     last_frame = 0
     book: AddressBook | None = None
+    all_part: list[np.ndarray] = []
+    all_ts: list[np.ndarray] = []
     for batch in read_batches(path, stats):
         book = batch.book
         part = flow_partition(batch, nparts)
-        top = int(batch.ts_ns.max())
-        last_ts = top if last_ts is None else max(last_ts, top)
+        all_part.append(part)
+        all_ts.append(batch.ts_ns)
         last_frame = int(batch.frame[-1])
         order = np.argsort(part, kind="stable")
         bounds = np.searchsorted(part[order], np.arange(nparts + 1))
@@ -157,16 +165,49 @@ def _read_file(path: str, nparts: int) -> _FileRead:
                 pieces[p].append({c: getattr(batch, c)[rows] for c in Batch.COLUMNS})
     parts = [{c: np.concatenate([x[c] for x in ps]) if ps else np.empty(0, dtype=np.int64)
               for c in Batch.COLUMNS} for ps in pieces]
+    part = np.concatenate(all_part) if all_part else np.empty(0, dtype=np.int64)
+    ts = np.concatenate(all_ts) if all_ts else np.empty(0, dtype=np.int64)
+    del all_part, all_ts
+    tails = _gaps(part, ts, parts)
     v6 = {k: book.names[k] for k in book.v6_keys.values()} if book is not None else {}
-    return _FileRead(stats, last_ts, last_frame, parts, v6)
+    last_ts = int(ts.max()) if len(ts) else None
+    return _FileRead(stats, last_ts, last_frame, parts, v6, tails)
+
+
+_NO_TIME = np.iinfo(np.int64).min
+
+
+def _gaps(part: np.ndarray, ts: np.ndarray, parts: list[dict[str, np.ndarray]]) -> list[int]:
+    """Where timestamps go backwards, one process fires a timer at any later-stamped
+    segment, of any connection (`Tracker._advance`). So each partition row gets
+    ``gap_max``: the latest time among the file's segments of other partitions since the
+    partition's previous row (`_NO_TIME` if none); returns, per partition, the latest time
+    after its last row in the file (the whole file's if it has none), carried to the next
+    file's first row."""
+    tails = []
+    order = np.argsort(part, kind="stable")
+    bounds = np.searchsorted(part[order], np.arange(len(parts) + 1))
+    padded = np.append(ts, _NO_TIME)
+    for p, cols in enumerate(parts):
+        rows = order[bounds[p]:bounds[p + 1]]
+        if not len(rows):
+            tails.append(int(ts.max()) if len(ts) else int(_NO_TIME))
+            continue
+        starts = np.concatenate(([0], rows[:-1] + 1))
+        gap = np.maximum.reduceat(padded, np.stack([starts, rows], axis=1).ravel())[::2]
+        gap[starts >= rows] = _NO_TIME
+        cols["gap_max"] = gap
+        after = ts[rows[-1] + 1:]
+        tails.append(int(after.max()) if len(after) else int(_NO_TIME))
+    return tails
 
 
 def _head(read: _FileRead) -> tuple[ReadStats, int | None, int]:
     return read.stats, read.last_seg_ts, read.last_seg_frame
 
 
-def _part_of(read: _FileRead, p: int) -> tuple[dict[str, np.ndarray], dict[int, str]]:
-    return read.parts[p], read.v6_names
+def _part_of(read: _FileRead, p: int) -> tuple[dict[str, np.ndarray], dict[int, str], int]:
+    return read.parts[p], read.v6_names, read.tails[p]
 
 
 # ---------------------------------------------------------------------- stage 2: track
@@ -253,18 +294,23 @@ class _PartitionOut:
     streams: dict[int, int]
 
 
-def _track_partition(pieces: list[tuple[dict[str, np.ndarray], dict[int, str]]],
+def _track_partition(pieces: list[tuple[dict[str, np.ndarray], dict[int, str], int]],
                      offsets: list[int], options: Options, last_ts: int,
                      last_frame: int) -> _PartitionOut:
     book = AddressBook()
-    cols: dict[str, list[np.ndarray]] = {c: [] for c in Batch.COLUMNS}
-    for (part, v6_names), offset in zip(pieces, offsets, strict=True):
+    cols: dict[str, list[np.ndarray]] = {c: [] for c in (*Batch.COLUMNS, "gap_max")}
+    carry = int(_NO_TIME)  # the latest time since this partition's last row
+    for (part, v6_names, tail), offset in zip(pieces, offsets, strict=True):
         if not len(part["frame"]):
+            carry = max(carry, tail)
             continue
-        for c in Batch.COLUMNS:
+        for c in (*Batch.COLUMNS, "gap_max"):
             col = part[c]
             if c == "frame":
                 col = col + offset
+            elif c == "gap_max":
+                col = col.copy()
+                col[0] = max(int(col[0]), carry)
             elif c in ("src", "dst"):
                 v6 = col >= V6_BASE
                 if v6.any():  # per-read IPv6 keys -> this partition's keys
@@ -274,16 +320,29 @@ def _track_partition(pieces: list[tuple[dict[str, np.ndarray], dict[int, str]]],
                                     dtype=np.int64)
                     col[v6] = keys[inv]
             cols[c].append(col)
+        carry = tail
     tracker = _KeyedTracker(options, last_ts, last_frame)
     if cols["frame"]:
         whole = {c: np.concatenate(v) for c, v in cols.items()}
         del cols
-        n = len(whole["frame"])
-        batches = (Batch(book, **{c: v[i:i + _BATCH_ROWS] for c, v in whole.items()})
-                   for i in range(0, n, _BATCH_ROWS))
-        drive(batches, tracker, lambda events: None)
+        drive(_batches(whole, book, tracker), tracker, lambda events: None)
     tracker.finish()
     return _PartitionOut(tracker.keyed, tracker.streams)
+
+
+def _batches(whole: dict[str, np.ndarray], book: AddressBook,
+             tracker: _KeyedTracker) -> Iterator[Batch]:
+    """The partition's rows as batches; before a row that other partitions' segments
+    stamped later than it precede, time advances to theirs (as in one process)."""
+    gap = whole.pop("gap_max")
+    n = len(gap)
+    late = np.flatnonzero(gap > whole["ts_ns"]).tolist()
+    cuts = sorted({0, n, *late, *range(0, n, _BATCH_ROWS)})
+    late_set = set(late)
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        if a in late_set:
+            tracker.advance(int(gap[a]))
+        yield Batch(book, **{c: v[a:b] for c, v in whole.items()})
 
 
 # ---------------------------------------------------------------------- stage 3: merge
@@ -303,8 +362,10 @@ def _merged_events(outs: list[_PartitionOut]) -> Iterator[tuple[bool, Event]]:
     conn_id = {pc: i for i, (_, pc) in enumerate(sorted((f, pc)
                                                           for pc, f in conn_first.items()))}
     stream = {(p, s): i for i, (_, p, s) in enumerate(sorted(stream_first))}
-    merged = sorted(((key, p, ev) for p, out in enumerate(outs) for key, ev in out.keyed),
-                    key=lambda x: (x[0], x[1]))
+    # A k-way merge: each partition's own emission order is kept even where its keys are
+    # out of order (timestamps that go backwards), so a retraction follows its transition.
+    merged = heapq.merge(*([(key, p, ev) for key, ev in out.keyed]
+                           for p, out in enumerate(outs)), key=lambda x: (x[0], x[1]))
     tids: dict[tuple[int, int], int] = {}
     for key, p, ev in merged:
         ending = key[0] == _END

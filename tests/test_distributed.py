@@ -225,3 +225,41 @@ def test_cli_engine_usage_errors(args):
     result = CliRunner().invoke(main, ["analyze", *files, *args])
     assert result.exit_code == 2
     assert "dask" in result.output
+
+
+def jittered(segs: list[Seg], seed: int) -> list[Seg]:
+    """One segment in 20 stamped up to 2 s off, capture order kept (a clock step)."""
+    rng = random.Random(seed)
+    return [Seg(s.ts_us + rng.randrange(-2_000_000, 2_000_000), s.src, s.dst, s.seq, s.ack,
+                s.flags, s.payload) if rng.random() < 0.05 else s for s in segs]
+
+
+BACKWARDS_OPTS = [{"time_wait_threshold": 3}, {"time_wait": 0.5, "closed_linger": 1.0}]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("opts", BACKWARDS_OPTS)
+def test_backwards_timestamps(seed, opts, tmp_path, client):
+    """Timestamps that go back and forth by seconds, across timers (time_wait 0.5 s) too:
+    a partition advances its timers to the latest time other partitions' segments reached
+    (`tcplife.distributed._gaps`), as one process does."""
+    whole = write_pcap(tmp_path / "j.pcap", jittered(many_conversations(60, seed), seed))
+    _, recs = records(whole)
+    files = rotate(whole, random_cuts(len(recs), seed, 8), tmp_path / "rot")
+    assert_same(analyze_dask(files, scheduler=client, partitions=4, **opts),
+                tcplife.analyze(files, **opts))
+
+
+@pytest.mark.xfail(strict=True, reason="known gap (README): here `analyze` itself is not "
+                   "consistent: its fast path (drive's Tracker.absorb fires no timers) and its "
+                   "plain path (fast=False) disagree when a later-stamped segment of another "
+                   "connection is absorbed; Dask follows the plain path here (seeds 13, 21, 33, "
+                   "34 of this generator), the fast one in seeds 9 and 19")
+def test_backwards_timestamps_where_analyze_paths_disagree(tmp_path, client):
+    opts = BACKWARDS_OPTS[1]
+    whole = write_pcap(tmp_path / "j.pcap", jittered(many_conversations(60, 13), 13))
+    _, recs = records(whole)
+    files = rotate(whole, random_cuts(len(recs), 13, 8), tmp_path / "rot")
+    got = analyze_dask(files, scheduler=client, partitions=4, **opts)
+    assert_same(got, tcplife.analyze(files, fast=False, **opts))  # the plain path: equal
+    assert_same(got, tcplife.analyze(files, **opts))
