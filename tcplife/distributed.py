@@ -38,7 +38,7 @@ import heapq
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -367,31 +367,30 @@ def _merged_events(outs: list[_PartitionOut]) -> Iterator[tuple[bool, Event]]:
     merged = heapq.merge(*([(key, p, ev) for key, ev in out.keyed]
                            for p, out in enumerate(outs)), key=lambda x: (x[0], x[1]))
     tids: dict[tuple[int, int], int] = {}
+    # The events are this merge's own (unpickled, or a finished partition's): renumbered
+    # in place, which costs a tenth of `dataclasses.replace`.
     for key, p, ev in merged:
-        ending = key[0] == _END
         if isinstance(ev, Transition):
-            tid = tids[(p, ev.tid)] = len(tids)
-            yield ending, replace(ev, tid=tid, conn_id=conn_id[(p, ev.conn_id)])
+            tids[(p, ev.tid)] = len(tids)
+            ev.tid = len(tids) - 1
+            ev.conn_id = conn_id[(p, ev.conn_id)]
         elif isinstance(ev, Retraction):
-            yield ending, replace(ev, tid=tids[(p, ev.tid)], conn_id=conn_id[(p, ev.conn_id)])
+            ev.tid, ev.conn_id = tids[(p, ev.tid)], conn_id[(p, ev.conn_id)]
         elif isinstance(ev, Oddity):
-            detail = ev.detail
             if ev.name == "port_reuse":
-                detail = _REUSE.sub(lambda m, p=p: m.group(1)
-                                    + str(conn_id[(p, int(m.group(2)))]), detail)
-            yield ending, replace(ev, conn_id=conn_id[(p, ev.conn_id)], detail=detail)
+                ev.detail = _REUSE.sub(lambda m, p=p: m.group(1)
+                                       + str(conn_id[(p, int(m.group(2)))]), ev.detail)
+            ev.conn_id = conn_id[(p, ev.conn_id)]
         elif isinstance(ev, ConnectionEnded):
             rec = ev.record
+            rec.conn_id = conn_id[(p, rec.conn_id)]
             peers = rec.peers
             if peers is not None:
-                peers = replace(peers, tcp_stream=stream.get((p, peers.tcp_stream), -1),
-                                tcp_streams=sorted(stream[(p, s)] for s in peers.tcp_streams))
-            yield ending, ConnectionEnded(replace(rec, conn_id=conn_id[(p, rec.conn_id)],
-                                                  peers=peers))
+                peers.tcp_stream = stream.get((p, peers.tcp_stream), -1)
+                peers.tcp_streams = sorted(stream[(p, s)] for s in peers.tcp_streams)
         elif isinstance(ev, ConnectionStarted):
-            yield ending, replace(ev, conn_id=conn_id[(p, ev.conn_id)])
-        else:  # pragma: no cover - the tracker emits no other kind
-            yield ending, ev
+            ev.conn_id = conn_id[(p, ev.conn_id)]
+        yield key[0] == _END, ev
 
 
 # ---------------------------------------------------------------------- the entry point
