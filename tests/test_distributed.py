@@ -9,7 +9,9 @@ list of files (which `analyze` reads as one capture).
 from __future__ import annotations
 
 import random
+import shutil
 import struct
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -263,3 +265,13 @@ def test_backwards_timestamps_where_analyze_paths_disagree(tmp_path, client):
     got = analyze_dask(files, scheduler=client, partitions=4, **opts)
     assert_same(got, tcplife.analyze(files, fast=False, **opts))  # the plain path: equal
     assert_same(got, tcplife.analyze(files, **opts))
+
+
+@pytest.mark.skipif(shutil.which("editcap") is None, reason="needs editcap (Wireshark)")
+def test_pcapng_rotated_by_editcap(tmp_path, client):
+    """pcapng cut by Wireshark's editcap -c, as a ring buffer names its files."""
+    subprocess.run(["editcap", "-c", "23", str(SAMPLES / "many_short.client.pcapng"),
+                    str(tmp_path / "ring.pcapng")], check=True, capture_output=True)
+    files = capture_files(tmp_path)
+    assert len(files) > 5
+    assert_same(analyze_dask(tmp_path, scheduler=client), tcplife.analyze(files))
