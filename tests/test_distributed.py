@@ -275,3 +275,14 @@ def test_pcapng_rotated_by_editcap(tmp_path, client):
     files = capture_files(tmp_path)
     assert len(files) > 5
     assert_same(analyze_dask(tmp_path, scheduler=client), tcplife.analyze(files))
+
+
+def test_damaged_file_in_the_set(tmp_path, client):
+    """A rotated file cut inside a record (a crash while writing): analysed up to the
+    damage, with the same warning, and the next files go on."""
+    files = rotate(SAMPLES / "clean_traffic.client.pcap", [400, 1200, 2000], tmp_path / "rot")
+    data = files[1].read_bytes()
+    files[1].write_bytes(data[:len(data) // 2 + 7])
+    want = tcplife.analyze(files)
+    assert want.warnings
+    assert_same(analyze_dask(tmp_path / "rot", scheduler=client, partitions=3), want)
