@@ -206,7 +206,7 @@ def _spool_stdin(captures: tuple[str, ...]) -> list[Any]:
             spooled.name = "<stdin>"
             sources.append(spooled)
         else:
-            sources.append(capture)
+            sources.extend(capture_files(capture))
     return sources
 
 
