@@ -99,7 +99,7 @@ def main() -> None:
         for n in (int(w) for w in args.workers.split(",")):
             t0 = time.perf_counter()
             with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                              dashboard_address=None) as cluster, Client(cluster) as client:
+                              dashboard_address=":0") as cluster, Client(cluster) as client:
                 print(f"  (cluster of {n} started in {time.perf_counter() - t0:.1f} s)")
                 got = run(f"dask, {n} worker{'s' if n > 1 else ''}",
                           lambda client=client: analyze_dask(files, scheduler=client),

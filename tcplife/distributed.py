@@ -403,7 +403,7 @@ def _client(scheduler: Any) -> Iterator[Any]:
         return
     if scheduler is None:
         with LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+                          dashboard_address=":0") as cluster, Client(cluster) as client:
             yield client
     else:
         with Client(scheduler) as client:

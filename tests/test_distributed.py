@@ -36,7 +36,7 @@ LAB = ["many_short.client.pcap", "clean_traffic.client.pcap",
 @pytest.fixture(scope="module")
 def client():
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                       dashboard_address=None)
+                                       dashboard_address=":0")
     c = distributed.Client(cluster)
     try:
         yield c
@@ -194,7 +194,7 @@ def test_worker_processes(tmp_path):
     whole = write_pcap(tmp_path / "w.pcap", many_conversations(20))
     files = rotate(whole, [11, 50, 99], tmp_path / "rot")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
+                                  dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as c:
         got = analyze_dask(tmp_path / "rot", scheduler=c)
     assert_same(got, tcplife.analyze(files))
