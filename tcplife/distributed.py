@@ -222,7 +222,11 @@ class _KeyedTracker(Tracker):
     order: ``(deadline, 0, arming frame, 0, n)``; one due at or before its arming time
     fires at the next segment ``(armed ts, 1, arming frame, 1, n)``; one due after the last
     segment of the whole set fires at the end ``(_END, 0, deadline, arming frame, n)``. The
-    connections still open at the end: ``(_END, 1, first frame, 0, 0)``."""
+    connections still open at the end: ``(_END, 1, first frame, 0, 0)``.
+
+    It leans on the tracker's private timer heap (``_timers``, ``_push_timer``,
+    ``_advance``, ``_out``) and on `WiresharkStreams._new`: a change to what they mean
+    shows in tests/test_distributed.py, which compares with `analyze` row for row."""
 
     def __init__(self, options: Options, last_ts: int, last_frame: int) -> None:
         super().__init__(options)
