@@ -22,9 +22,10 @@ after its deadline. With timestamps in order, a partition's next segment or the 
 the same; where they go backwards, each partition row carries the latest time other
 partitions' segments reached since its previous row (`_gaps`), and time advances to it.
 
-Where the result may differ from `analyze` on the concatenation: timers of different
-partitions due at the same nanosecond (their rows' tie order follows the frame that armed
-them, not the single process's arming order); timestamps that go backwards across a timer
+Where the result may differ from `analyze` on the concatenation: a timer armed by another
+timer (the eviction after a TIME_WAIT expires) due at the same nanosecond as a timer of
+another partition (their rows' tie order follows the frame that armed the first timer, not
+the single process's arming order); timestamps that go backwards across a timer
 where `analyze`'s own fast and plain paths disagree (`Tracker.absorb` fires no timers:
 tests/test_distributed.py pins a case).
 """
@@ -270,9 +271,12 @@ class _KeyedTracker(Tracker):
             self._pushed = {k: v for k, v in self._pushed.items() if k in live}
 
     def _advance(self, now: int) -> None:
+        # One timer at a time (the tracker's own loop fires every timer due by ``now``):
+        # timers of several connections due at the same instant each get their own key.
         timers = self._timers
         while timers and timers[0][0] <= now:
-            deadline, seq = timers[0][0], timers[0][1]
+            entry = heapq.heappop(timers)
+            deadline, seq = entry[0], entry[1]
             frame, ts = self._pushed.pop(seq, (self._frame, self._ts))
             late = deadline <= ts
             if late and frame < self._last_frame:
@@ -284,8 +288,14 @@ class _KeyedTracker(Tracker):
             saved = self._frame, self._ts
             self._frame, self._ts = frame, max(deadline, ts)  # what a timer arms, it arms then
             n0 = len(self._out)
-            super()._advance(deadline)
-            self._frame, self._ts = saved
+            self._timers = [entry]
+            try:
+                super()._advance(deadline)
+            finally:
+                armed, self._timers = self._timers, timers
+                self._frame, self._ts = saved
+            for armed_entry in armed:  # timers armed by this one (and not yet due)
+                heapq.heappush(timers, armed_entry)
             new = self._out[n0:]
             n = len(self.keyed)
             self.keyed.extend(((*key, n + i), ev) for i, ev in enumerate(new))  # type: ignore[misc]

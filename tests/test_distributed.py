@@ -286,3 +286,23 @@ def test_damaged_file_in_the_set(tmp_path, client):
     want = tcplife.analyze(files)
     assert want.warnings
     assert_same(analyze_dask(tmp_path / "rot", scheduler=client, partitions=3), want)
+
+
+@pytest.mark.parametrize("opts", [{}, {"time_wait": 0.5, "closed_linger": 1.0},
+                                  {"time_wait_threshold": 5}])
+def test_connections_in_lockstep(opts, tmp_path, client):
+    """Ten connections at a time with identical timestamps: timers of several partitions
+    fall due at the same nanosecond, and their rows keep the single process's order (by
+    the frame that armed each)."""
+    segs: list[Seg] = []
+    for i in range(40):
+        cli = (f"10.0.{i % 3}.1", 41000 + i)
+        segs += shifted(orderly_close(T0_US + (i // 10) * 100_000, cli, ("10.1.0.1", 80)),
+                        cli, 7 * i, 11 * i)
+    segs.sort(key=lambda s: s.ts_us)
+    whole = write_pcap(tmp_path / "w.pcap", segs)
+    _, recs = records(whole)
+    files = rotate(whole, random_cuts(len(recs), 5, 5), tmp_path / "rot")
+    want = tcplife.analyze(files, **opts)
+    for parts in (2, 5):
+        assert_same(analyze_dask(files, scheduler=client, partitions=parts, **opts), want)
