@@ -229,6 +229,9 @@ class _KeyedTracker(Tracker):
     ``_advance``, ``_out``) and on `WiresharkStreams._new`: a change to what they mean
     shows in tests/test_distributed.py, which compares with `analyze` row for row."""
 
+    #: arming records of timers no longer in the heap are dropped past this many
+    PRUNE_AT = 4096
+
     def __init__(self, options: Options, last_ts: int, last_frame: int) -> None:
         super().__init__(options)
         self.keyed: list[tuple[Key, Event]] = []
@@ -237,6 +240,7 @@ class _KeyedTracker(Tracker):
         self._frame = self._ts = 0  #: the arming context: frame and time
         self._pushed: dict[int, tuple[int, int]] = {}  #: timer seq -> arming context
         self._timer_events = 0
+        self._firing = False
         wireshark = self._wireshark
         new_stream = wireshark._new
 
@@ -266,7 +270,7 @@ class _KeyedTracker(Tracker):
     def _push_timer(self, deadline: int, conn: Any, side: str, gen: int, kind: str) -> None:
         self._pushed[self._timer_seq + 1] = (self._frame, self._ts)
         super()._push_timer(deadline, conn, side, gen, kind)
-        if len(self._pushed) > 2 * len(self._timers) + 4096:
+        if not self._firing and len(self._pushed) > 2 * len(self._timers) + self.PRUNE_AT:
             live = {entry[1] for entry in self._timers}
             self._pushed = {k: v for k, v in self._pushed.items() if k in live}
 
@@ -288,11 +292,11 @@ class _KeyedTracker(Tracker):
             saved = self._frame, self._ts
             self._frame, self._ts = frame, max(deadline, ts)  # what a timer arms, it arms then
             n0 = len(self._out)
-            self._timers = [entry]
+            self._timers, self._firing = [entry], True  # not the heap: no pruning now
             try:
                 super()._advance(deadline)
             finally:
-                armed, self._timers = self._timers, timers
+                armed, self._timers, self._firing = self._timers, timers, False
                 self._frame, self._ts = saved
             for armed_entry in armed:  # timers armed by this one (and not yet due)
                 heapq.heappush(timers, armed_entry)

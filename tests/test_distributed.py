@@ -22,7 +22,7 @@ distributed = pytest.importorskip("distributed")
 from pcapgen import T0_US, Seg, orderly_close, write_pcap  # noqa: E402
 
 import tcplife  # noqa: E402
-from tcplife.distributed import analyze_dask, capture_files  # noqa: E402
+from tcplife.distributed import _KeyedTracker, analyze_dask, capture_files  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_pcaps"
 LAB = ["many_short.client.pcap", "clean_traffic.client.pcap",
@@ -288,12 +288,15 @@ def test_damaged_file_in_the_set(tmp_path, client):
     assert_same(analyze_dask(tmp_path / "rot", scheduler=client, partitions=3), want)
 
 
-@pytest.mark.parametrize("opts", [{}, {"time_wait": 0.5, "closed_linger": 1.0},
-                                  {"time_wait_threshold": 5}])
-def test_connections_in_lockstep(opts, tmp_path, client):
+@pytest.mark.parametrize(("prune", "opts"), [
+    (4096, {}), (4096, {"time_wait": 0.5, "closed_linger": 1.0}),
+    (4096, {"time_wait_threshold": 5}), (0, {}), (0, {"time_wait": 0.5, "closed_linger": 1.0})])
+def test_connections_in_lockstep(prune, opts, tmp_path, client, monkeypatch):
     """Ten connections at a time with identical timestamps: timers of several partitions
     fall due at the same nanosecond, and their rows keep the single process's order (by
-    the frame that armed each)."""
+    the frame that armed each). ``prune`` 0: the records of which frame armed each timer
+    are pruned at every arming (a big capture's case), never while timers fire."""
+    monkeypatch.setattr(_KeyedTracker, "PRUNE_AT", prune)
     segs: list[Seg] = []
     for i in range(40):
         cli = (f"10.0.{i % 3}.1", 41000 + i)
