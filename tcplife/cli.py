@@ -44,11 +44,13 @@ from tcplife.cli_options import (
     Selection,
     capture_arguments,
     conn_option,
+    engine_options,
     filter_options,
     output_options,
     timeout_options,
 )
 from tcplife.cli_options import Instant as Instant  # re-exported: tests and plug-ins use it
+from tcplife.distributed import analyze_dask, capture_files
 from tcplife.export import EXPORT_FORMATS, export
 from tcplife.safety import terminal_text
 
@@ -57,7 +59,8 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 #: Shown under every command's help.
 CAPTURE_EPILOG = ("CAPTURE: a pcap or pcapng file (gzipped is fine) or - for standard input. "
-                  "Several captures are analysed as one, read in the order given.")
+                  "Several captures are analysed as one, read in the order given; a directory or a "
+                  "quoted glob stands for its files in name order (cap, cap1, cap2, cap10).")
 
 #: The progress bar appears only once reading has taken this long (seconds).
 PROGRESS_DELAY = 0.5
@@ -203,21 +206,35 @@ def _spool_stdin(captures: tuple[str, ...]) -> list[Any]:
             spooled.name = "<stdin>"
             sources.append(spooled)
         else:
-            sources.append(capture)
+            sources.extend(capture_files(capture))
     return sources
 
 
 def run_analysis(captures: tuple[str, ...], timeouts: dict[str, float],
                  sources: list[Any] | None = None,
-                 tables: tuple[str, ...] = TABLES) -> Result:
+                 tables: tuple[str, ...] = TABLES,
+                 engine: dict[str, Any] | None = None) -> Result:
     """`analyze` over the captures as one (``sources``: the captures opened already, for
     standard input read into memory), keeping only ``tables``; the reader's warnings go
-    to stderr."""
+    to stderr. A directory or a glob stands for its files in name order. ``engine``:
+    `analyze_dask`'s keywords, to run on Dask."""
     if captures.count("-") > 1:
         raise click.UsageError("standard input (-) can be read only once")
-    with progress_bar() as bar:
-        result = analyze(sources if sources is not None else list(captures),
-                         tables=tables, progress=bar, **timeouts)
+    files = [f for capture in captures for f in capture_files(capture)]
+    if not files:
+        raise click.UsageError(f"no capture files in {' '.join(captures)}")
+    if engine is not None:
+        if "-" in files:
+            raise click.UsageError("--engine dask reads files, not standard input (-)")
+        try:
+            import distributed  # noqa: F401
+        except ImportError as exc:
+            raise CliError("--engine dask needs Dask: pip install 'tcplife[dask]'") from exc
+        result = analyze_dask(files, tables=tables, **engine, **timeouts)
+    else:
+        with progress_bar() as bar:
+            result = analyze(sources if sources is not None else files,
+                             tables=tables, progress=bar, **timeouts)
     for warning in result.warnings:
         message("warning", warning, "yellow")
     return result
@@ -228,11 +245,12 @@ def run_analysis(captures: tuple[str, ...], timeouts: dict[str, float],
 
 @main.command("analyze", epilog=CAPTURE_EPILOG)
 @capture_arguments
+@engine_options
 @filter_options
 @timeout_options
 @output_options
-def analyze_command(captures: tuple[str, ...], select: Selection,
-                    timeouts: dict[str, float], out: Output) -> None:
+def analyze_command(captures: tuple[str, ...], engine: dict[str, Any] | None,
+                    select: Selection, timeouts: dict[str, float], out: Output) -> None:
     """One row per connection instance, then (as a table) a summary.
 
     Columns: conn_id, ip_version, client_addr, client_port, server_addr, server_port,
@@ -241,7 +259,7 @@ def analyze_command(captures: tuple[str, ...], select: Selection,
     role_inferred, mid_stream, then extra columns. The table shows a compact subset and
     counts states, close kinds, anomalies and what the capture reader skipped.
     """
-    result = run_analysis(captures, timeouts, tables=("connections",))
+    result = run_analysis(captures, timeouts, tables=("connections",), engine=engine)
     rows = select.resolve(result).connections(result.connections)
     out.emit(rows, lambda: output.connections_view(rows, result.stats, result.sources))
 

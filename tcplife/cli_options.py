@@ -137,6 +137,36 @@ def timeout_options(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def engine_options(command: F) -> F:
+    """``--engine single|dask``, ``--scheduler``, ``--partitions``; the command receives
+    ``engine``: None for the single process, else the `analyze_dask` keywords."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, engine_name: str, scheduler: str | None, partitions: int | None,
+                **kwargs: Any) -> Any:
+        engine = None
+        if engine_name == "dask":
+            engine = {"scheduler": scheduler, "partitions": partitions}
+        elif scheduler is not None or partitions is not None:
+            raise click.UsageError("--scheduler and --partitions go with --engine dask")
+        return command(*args, engine=engine, **kwargs)
+
+    wrapper = click.option(
+        "--partitions", type=click.IntRange(min=1), default=None, metavar="N",
+        help="With --engine dask: flow partitions (default: twice the workers' threads); "
+        "the result does not depend on it.")(wrapper)
+    wrapper = click.option(
+        "--scheduler", metavar="ADDRESS", default=None,
+        help="With --engine dask: a Dask scheduler (tcp://host:8786); default: a local "
+        "cluster, one worker process per core.")(wrapper)
+    wrapper = click.option(
+        "--engine", "engine_name", type=click.Choice(["single", "dask"]), default="single",
+        show_default=True,
+        help="single: one process; dask: the files read and the connections tracked in "
+        "parallel on a Dask cluster (pip install 'tcplife[dask]'), same rows.")(wrapper)
+    return wrapper  # type: ignore[return-value]
+
+
 def capture_arguments(command: F) -> F:
     return click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...",
                           type=click.Path(allow_dash=True))(command)  # type: ignore[return-value]

@@ -1,0 +1,518 @@
+"""A directory of rotated captures analysed on a Dask cluster, as one capture.
+
+Owns: `analyze_dask` and its three stages. (1) One task per file reads it with the bulk
+reader (`read_batches`) and cuts its segments by a direction-agnostic flow hash into
+partitions; it also returns the file's `ReadStats` (frame count, so that frame numbers
+continue across files exactly as `analyze` numbers them). (2) One task per partition
+feeds its segments, in capture order across file boundaries, to the same `Tracker` as
+`analyze` (through `drive`): every connection's segments meet in one partition, so each
+connection's events are the ones `analyze` produces, with partition-local ``conn_id``,
+``tid`` and ``tcp.stream`` numbers. Each event is tagged with where the single-process
+run would have emitted it (`_KeyedTracker`). (3) The client merges: ``conn_id`` and
+``tcp_stream`` renumbered by first frame (the contract's numbering), transitions re-keyed,
+and the events replayed in the single-process order through `DetectorSet` and `Collector`
+(so cross-connection detectors, the running capture end and the tie order of rows are the
+single process's).
+
+Memory: a worker holds its read files' columns and its partition's segments and events;
+the client holds the result tables, as `analyze` does. Knows nothing of the CLI.
+
+Timers: one process fires a timer at the first segment, of any connection, stamped at or
+after its deadline. With timestamps in order, a partition's next segment or the end does
+the same; where they go backwards, each partition row carries the latest time other
+partitions' segments reached since its previous row (`_gaps`), and time advances to it.
+
+Where the result may differ from `analyze` on the concatenation: a timer armed by another
+timer (the eviction after a TIME_WAIT expires) due at the same nanosecond as a timer of
+another partition (their rows' tie order follows the frame that armed the first timer, not
+the single process's arming order); timestamps that go backwards across a timer
+where `analyze`'s own fast and plain paths disagree (`Tracker.absorb` fires no timers:
+tests/test_distributed.py pins a case).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import heapq
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tcplife.analysis import TABLES, Result
+from tcplife.capture import ReadStats
+from tcplife.capture.columns import V6_BASE, AddressBook, Batch
+from tcplife.capture.fastread import read_batches
+from tcplife.detect import DetectorSet
+from tcplife.drive import drive
+from tcplife.events import (
+    ConnectionEnded,
+    ConnectionStarted,
+    Event,
+    Oddity,
+    Retraction,
+    Transition,
+)
+from tcplife.frames import Collector
+from tcplife.options import Options
+from tcplife.segment import Segment
+from tcplife.tracker import Tracker
+
+#: after every packet: the key of events the end of input (`Tracker.finish`) emits
+_END = 1 << 64
+#: rows per `Batch` fed to `drive` in a partition task
+_BATCH_ROWS = 1 << 16
+_CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".gz", ".dmp")
+
+_M1 = np.uint64(0x9E3779B97F4A7C15)
+_M2 = np.uint64(0xBF58476D1CE4E5B9)
+_M3 = np.uint64(0x94D049BB133111EB)
+
+
+# ---------------------------------------------------------------------- inputs
+def _natural(name: str) -> list[Any]:
+    """``cap2`` before ``cap10`` (tcpdump -C numbering), text compared as text."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
+
+
+def capture_files(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
+                  ) -> list[str]:
+    """The capture files of a directory (files only, in natural name order), a glob
+    (natural order) or a list (kept in its order)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return [os.fspath(p) for p in source]
+    text = os.fspath(source)
+    if os.path.isfile(text) or text == "-":
+        return [text]
+    if os.path.isdir(text):
+        names = [os.path.join(text, n) for n in os.listdir(text)
+                 if os.path.isfile(os.path.join(text, n)) and not n.startswith(".")]
+    elif glob.has_magic(text):
+        names = [n for n in glob.glob(text) if os.path.isfile(n)]
+    else:
+        return [text]
+    return sorted(names, key=lambda n: _natural(os.path.basename(n)))
+
+
+# ---------------------------------------------------------------------- stage 1: read
+@dataclass
+class _FileRead:
+    """What a read task returns: the file's stats and its segments by partition."""
+
+    stats: ReadStats
+    last_seg_ts: int | None  #: the latest TCP segment time in the file
+    last_seg_frame: int  #: the file-local frame number of its last TCP segment (0: none)
+    parts: list[dict[str, np.ndarray]]  #: per partition, the `Batch` columns
+    v6_names: dict[int, str] = field(default_factory=dict)  #: IPv6 key -> text
+    tails: list[int] = field(default_factory=list)  #: per partition, see `_gaps`
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: every input bit moves every output bit."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * _M2
+    x = x ^ (x >> np.uint64(27))
+    x = x * _M3
+    return x ^ (x >> np.uint64(31))
+
+
+def _v6_hash(name: str) -> int:
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little")
+
+
+def flow_partition(batch: Batch, nparts: int) -> np.ndarray:
+    """Each row's partition: a hash of its flow's two endpoints, in either direction, that
+    does not depend on the file (IPv6 keys are per-read: their text is hashed)."""
+    book = batch.book
+    table = np.zeros(len(book.v6_keys), dtype=np.uint64)
+    for key in book.v6_keys.values():
+        table[key - V6_BASE] = _v6_hash(book.names[key])
+
+    def endpoint(addr: np.ndarray, port: np.ndarray) -> np.ndarray:
+        a = addr.astype(np.uint64)
+        v6 = addr >= V6_BASE
+        if v6.any():
+            a[v6] = table[addr[v6] - V6_BASE]
+        return _mix(a ^ (port.astype(np.uint64) * _M1))
+
+    s, d = endpoint(batch.src, batch.sport), endpoint(batch.dst, batch.dport)
+    h = _mix(np.minimum(s, d) * _M1 ^ np.maximum(s, d))
+    return (h % np.uint64(nparts)).astype(np.int64)
+
+
+def _read_file(path: str, nparts: int) -> _FileRead:
+    stats = ReadStats()
+    pieces: list[list[dict[str, np.ndarray]]] = [[] for _ in range(nparts)]
+    last_frame = 0
+    book: AddressBook | None = None
+    all_part: list[np.ndarray] = []
+    all_ts: list[np.ndarray] = []
+    for batch in read_batches(path, stats):
+        book = batch.book
+        part = flow_partition(batch, nparts)
+        all_part.append(part)
+        all_ts.append(batch.ts_ns)
+        last_frame = int(batch.frame[-1])
+        order = np.argsort(part, kind="stable")
+        bounds = np.searchsorted(part[order], np.arange(nparts + 1))
+        for p in range(nparts):
+            rows = order[bounds[p]:bounds[p + 1]]
+            if len(rows):
+                pieces[p].append({c: getattr(batch, c)[rows] for c in Batch.COLUMNS})
+    parts = [{c: np.concatenate([x[c] for x in ps]) if ps else np.empty(0, dtype=np.int64)
+              for c in Batch.COLUMNS} for ps in pieces]
+    part = np.concatenate(all_part) if all_part else np.empty(0, dtype=np.int64)
+    ts = np.concatenate(all_ts) if all_ts else np.empty(0, dtype=np.int64)
+    del all_part, all_ts
+    tails = _gaps(part, ts, parts)
+    v6 = {k: book.names[k] for k in book.v6_keys.values()} if book is not None else {}
+    last_ts = int(ts.max()) if len(ts) else None
+    return _FileRead(stats, last_ts, last_frame, parts, v6, tails)
+
+
+_NO_TIME = np.iinfo(np.int64).min
+
+
+def _gaps(part: np.ndarray, ts: np.ndarray, parts: list[dict[str, np.ndarray]]) -> list[int]:
+    """Where timestamps go backwards, one process fires a timer at any later-stamped
+    segment, of any connection (`Tracker._advance`). So each partition row gets
+    ``gap_max``: the latest time among the file's segments of other partitions since the
+    partition's previous row (`_NO_TIME` if none); returns, per partition, the latest time
+    after its last row in the file (the whole file's if it has none), carried to the next
+    file's first row."""
+    tails = []
+    order = np.argsort(part, kind="stable")
+    bounds = np.searchsorted(part[order], np.arange(len(parts) + 1))
+    padded = np.append(ts, _NO_TIME)
+    for p, cols in enumerate(parts):
+        rows = order[bounds[p]:bounds[p + 1]]
+        if not len(rows):
+            tails.append(int(ts.max()) if len(ts) else int(_NO_TIME))
+            continue
+        starts = np.concatenate(([0], rows[:-1] + 1))
+        gap = np.maximum.reduceat(padded, np.stack([starts, rows], axis=1).ravel())[::2]
+        gap[starts >= rows] = _NO_TIME
+        cols["gap_max"] = gap
+        after = ts[rows[-1] + 1:]
+        tails.append(int(after.max()) if len(after) else int(_NO_TIME))
+    return tails
+
+
+def _head(read: _FileRead) -> tuple[ReadStats, int | None, int]:
+    return read.stats, read.last_seg_ts, read.last_seg_frame
+
+
+def _part_of(read: _FileRead, p: int) -> tuple[dict[str, np.ndarray], dict[int, str], int]:
+    return read.parts[p], read.v6_names, read.tails[p]
+
+
+# ---------------------------------------------------------------------- stage 2: track
+Key = tuple[int, int, int, int, int]
+
+
+class _KeyedTracker(Tracker):
+    """The tracker, unchanged, plus a key per event: where `analyze` (one tracker fed every
+    segment of every partition) would have emitted it. Segment events: at their segment
+    ``(ts, 1, frame, 0, n)``. A timer fires, in one process, at the first segment after it
+    was armed whose time reaches its deadline (`Tracker._advance`), in (deadline, arming)
+    order: ``(deadline, 0, arming frame, 0, n)``; one due at or before its arming time
+    fires at the next segment ``(armed ts, 1, arming frame, 1, n)``; one due after the last
+    segment of the whole set fires at the end ``(_END, 0, deadline, arming frame, n)``. The
+    connections still open at the end: ``(_END, 1, first frame, 0, 0)``.
+
+    It leans on the tracker's private timer heap (``_timers``, ``_push_timer``,
+    ``_advance``, ``_out``) and on `WiresharkStreams._new`: a change to what they mean
+    shows in tests/test_distributed.py, which compares with `analyze` row for row."""
+
+    #: arming records of timers no longer in the heap are dropped past this many
+    PRUNE_AT = 4096
+
+    def __init__(self, options: Options, last_ts: int, last_frame: int) -> None:
+        super().__init__(options)
+        self.keyed: list[tuple[Key, Event]] = []
+        self.streams: dict[int, int] = {}  #: local tcp.stream -> its first frame
+        self._last_ts, self._last_frame = last_ts, last_frame
+        self._frame = self._ts = 0  #: the arming context: frame and time
+        self._pushed: dict[int, tuple[int, int]] = {}  #: timer seq -> arming context
+        self._timer_events = 0
+        self._firing = False
+        wireshark = self._wireshark
+        new_stream = wireshark._new
+
+        def numbered(seg: Segment) -> Any:
+            conv = new_stream(seg)
+            self.streams[conv.stream] = seg.frame
+            return conv
+
+        wireshark._new = numbered  # type: ignore[method-assign]
+
+    def feed(self, seg: Segment) -> list[Event]:
+        self._frame, self._ts = seg.frame, seg.ts_ns
+        self._timer_events = 0
+        out = super().feed(seg)
+        n = len(self.keyed)
+        self.keyed.extend(((seg.ts_ns, 1, seg.frame, 0, n + i), ev)
+                          for i, ev in enumerate(out[self._timer_events:]))
+        return out
+
+    def finish(self) -> list[Event]:
+        self._timer_events = 0
+        out = super().finish()
+        self.keyed.extend(((_END, 1, ev.record.first_frame, 0, 0), ev)
+                          for ev in out[self._timer_events:] if isinstance(ev, ConnectionEnded))
+        return out
+
+    def _push_timer(self, deadline: int, conn: Any, side: str, gen: int, kind: str) -> None:
+        self._pushed[self._timer_seq + 1] = (self._frame, self._ts)
+        super()._push_timer(deadline, conn, side, gen, kind)
+        if not self._firing and len(self._pushed) > 2 * len(self._timers) + self.PRUNE_AT:
+            live = {entry[1] for entry in self._timers}
+            self._pushed = {k: v for k, v in self._pushed.items() if k in live}
+
+    def _advance(self, now: int) -> None:
+        # One timer at a time (the tracker's own loop fires every timer due by ``now``):
+        # timers of several connections due at the same instant each get their own key.
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            entry = heapq.heappop(timers)
+            deadline, seq = entry[0], entry[1]
+            frame, ts = self._pushed.pop(seq, (self._frame, self._ts))
+            late = deadline <= ts
+            if late and frame < self._last_frame:
+                key: tuple[int, ...] = (ts, 1, frame, 1)
+            elif not late and deadline <= self._last_ts:
+                key = (deadline, 0, frame, 0)
+            else:
+                key = (_END, 0, deadline, frame)
+            saved = self._frame, self._ts
+            self._frame, self._ts = frame, max(deadline, ts)  # what a timer arms, it arms then
+            n0 = len(self._out)
+            self._timers, self._firing = [entry], True  # not the heap: no pruning now
+            try:
+                super()._advance(deadline)
+            finally:
+                armed, self._timers, self._firing = self._timers, timers, False
+                self._frame, self._ts = saved
+            for armed_entry in armed:  # timers armed by this one (and not yet due)
+                heapq.heappush(timers, armed_entry)
+            new = self._out[n0:]
+            n = len(self.keyed)
+            self.keyed.extend(((*key, n + i), ev) for i, ev in enumerate(new))  # type: ignore[misc]
+            self._timer_events += len(new)
+
+
+@dataclass
+class _PartitionOut:
+    keyed: list[tuple[Key, Event]]
+    streams: dict[int, int]
+
+
+def _track_partition(pieces: list[tuple[dict[str, np.ndarray], dict[int, str], int]],
+                     offsets: list[int], options: Options, last_ts: int,
+                     last_frame: int) -> _PartitionOut:
+    book = AddressBook()
+    cols: dict[str, list[np.ndarray]] = {c: [] for c in (*Batch.COLUMNS, "gap_max")}
+    carry = int(_NO_TIME)  # the latest time since this partition's last row
+    for (part, v6_names, tail), offset in zip(pieces, offsets, strict=True):
+        if not len(part["frame"]):
+            carry = max(carry, tail)
+            continue
+        for c in (*Batch.COLUMNS, "gap_max"):
+            col = part[c]
+            if c == "frame":
+                col = col + offset
+            elif c == "gap_max":
+                col = col.copy()
+                col[0] = max(int(col[0]), carry)
+            elif c in ("src", "dst"):
+                v6 = col >= V6_BASE
+                if v6.any():  # per-read IPv6 keys -> this partition's keys
+                    col = col.copy()
+                    uniq, inv = np.unique(col[v6], return_inverse=True)
+                    keys = np.array([book.key_text(v6_names[int(k)]) for k in uniq],
+                                    dtype=np.int64)
+                    col[v6] = keys[inv]
+            cols[c].append(col)
+        carry = tail
+    tracker = _KeyedTracker(options, last_ts, last_frame)
+    if cols["frame"]:
+        whole = {c: np.concatenate(v) for c, v in cols.items()}
+        del cols
+        drive(_batches(whole, book, tracker), tracker, lambda events: None)
+    tracker.finish()
+    return _PartitionOut(tracker.keyed, tracker.streams)
+
+
+def _batches(whole: dict[str, np.ndarray], book: AddressBook,
+             tracker: _KeyedTracker) -> Iterator[Batch]:
+    """The partition's rows as batches; before a row that other partitions' segments
+    stamped later than it precede, time advances to theirs (as in one process)."""
+    gap = whole.pop("gap_max")
+    n = len(gap)
+    late = np.flatnonzero(gap > whole["ts_ns"]).tolist()
+    cuts = sorted({0, n, *late, *range(0, n, _BATCH_ROWS)})
+    late_set = set(late)
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        if a in late_set:
+            tracker.advance(int(gap[a]))
+        yield Batch(book, **{c: v[a:b] for c, v in whole.items()})
+
+
+# ---------------------------------------------------------------------- stage 3: merge
+_REUSE = re.compile(r"(reuses the 4-tuple of connection )(\d+)")
+
+
+def _merged_events(outs: list[_PartitionOut]) -> Iterator[tuple[bool, Event]]:
+    """Every partition's events, renumbered as one tracker numbers them, in the order one
+    tracker emits them; with a flag: emitted by the end of input."""
+    conn_first: dict[tuple[int, int], int] = {}
+    stream_first: list[tuple[int, int, int]] = []
+    for p, out in enumerate(outs):
+        for _, ev in out.keyed:
+            if isinstance(ev, ConnectionStarted):
+                conn_first[(p, ev.conn_id)] = ev.frame
+        stream_first += [(frame, p, s) for s, frame in out.streams.items()]
+    conn_id = {pc: i for i, (_, pc) in enumerate(sorted((f, pc)
+                                                          for pc, f in conn_first.items()))}
+    stream = {(p, s): i for i, (_, p, s) in enumerate(sorted(stream_first))}
+    # A k-way merge: each partition's own emission order is kept even where its keys are
+    # out of order (timestamps that go backwards), so a retraction follows its transition.
+    merged = heapq.merge(*([(key, p, ev) for key, ev in out.keyed]
+                           for p, out in enumerate(outs)), key=lambda x: (x[0], x[1]))
+    tids: dict[tuple[int, int], int] = {}
+    # The events are this merge's own (unpickled, or a finished partition's): renumbered
+    # in place, which costs a tenth of `dataclasses.replace`.
+    for key, p, ev in merged:
+        if isinstance(ev, Transition):
+            tids[(p, ev.tid)] = len(tids)
+            ev.tid = len(tids) - 1
+            ev.conn_id = conn_id[(p, ev.conn_id)]
+        elif isinstance(ev, Retraction):
+            ev.tid, ev.conn_id = tids[(p, ev.tid)], conn_id[(p, ev.conn_id)]
+        elif isinstance(ev, Oddity):
+            if ev.name == "port_reuse":
+                ev.detail = _REUSE.sub(lambda m, p=p: m.group(1)
+                                       + str(conn_id[(p, int(m.group(2)))]), ev.detail)
+            ev.conn_id = conn_id[(p, ev.conn_id)]
+        elif isinstance(ev, ConnectionEnded):
+            rec = ev.record
+            rec.conn_id = conn_id[(p, rec.conn_id)]
+            peers = rec.peers
+            if peers is not None:
+                peers.tcp_stream = stream.get((p, peers.tcp_stream), -1)
+                peers.tcp_streams = sorted(stream[(p, s)] for s in peers.tcp_streams)
+        elif isinstance(ev, ConnectionStarted):
+            ev.conn_id = conn_id[(p, ev.conn_id)]
+        yield key[0] == _END, ev
+
+
+# ---------------------------------------------------------------------- the entry point
+@contextlib.contextmanager
+def _client(scheduler: Any) -> Iterator[Any]:
+    from distributed import Client, LocalCluster
+
+    if scheduler is not None and not isinstance(scheduler, str):
+        yield scheduler  # a Client of the caller's: theirs to close
+        return
+    if scheduler is None:
+        with LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1,
+                          dashboard_address=":0") as cluster, Client(cluster) as client:
+            yield client
+    else:
+        with Client(scheduler) as client:
+            yield client
+
+
+def _workers(client: Any) -> int:
+    return max(1, sum(client.nthreads().values()))
+
+
+def analyze_dask(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
+                 scheduler: Any = None, partitions: int | None = None,
+                 options: Options | None = None,
+                 on_event: Callable[[Event], None] | None = None,
+                 tables: Iterable[str] = TABLES, **timeouts: float) -> Result:
+    """`tcplife.analyze` of the captures of a directory, a glob or a list (read in natural
+    name order, as one capture), computed on a Dask cluster; the same `Result`.
+
+    ``scheduler``: None for a `LocalCluster` on this machine's cores (one single-threaded
+    worker process each), a scheduler address (``"tcp://host:8786"``) or a
+    `distributed.Client`. ``partitions``: how many flow partitions (default twice the
+    workers' threads); the result does not depend on it. ``on_event`` receives the events
+    in the single process's order, but only once every partition is done.
+    """
+    unknown = set(tables) - set(TABLES)
+    if unknown:
+        raise ValueError(f"unknown tables {sorted(unknown)}; choose from {TABLES}")
+    if options is None:
+        options = Options(**timeouts)
+    elif timeouts:
+        raise TypeError("give either options= or timeout keywords, not both")
+    paths = capture_files(source)
+    if not paths:
+        raise FileNotFoundError(f"no capture files in {os.fspath(source)!r}"  # type: ignore
+                                if isinstance(source, (str, os.PathLike)) else "no captures")
+    with _client(scheduler) as client:
+        nparts = partitions or 2 * _workers(client)
+        reads = [client.submit(_read_file, path, nparts, pure=False) for path in paths]
+        heads = client.gather([client.submit(_head, r) for r in reads])
+        offsets, frames = [], 0
+        last_ts, last_frame = -1, 0
+        for file_stats, file_last_ts, file_last_frame in heads:
+            offsets.append(frames)
+            if file_last_ts is not None:
+                last_ts = max(last_ts, file_last_ts)
+                last_frame = frames + file_last_frame
+            frames += file_stats.frames
+        tracked = [client.submit(_track_partition,
+                                 [client.submit(_part_of, r, p) for r in reads], offsets,
+                                 options, last_ts, last_frame, pure=False)
+                   for p in range(nparts)]
+        del reads
+        outs = client.gather(tracked)
+    stats = ReadStats()
+    for file_stats, _, _ in heads:
+        stats.merge(file_stats)
+    return _result(outs, stats, options, tables, on_event, paths)
+
+
+def _result(outs: list[_PartitionOut], stats: ReadStats, options: Options,
+            tables: Iterable[str], on_event: Callable[[Event], None] | None,
+            paths: list[str]) -> Result:
+    """Detectors and collector over the merged events, exactly as `analyze` runs them."""
+    detectors = DetectorSet(options)
+    collector = Collector(tables)
+
+    def consume(events: list[Any]) -> None:
+        events = events + detectors.feed(events)
+        if on_event is not None:
+            for ev in events:
+                on_event(ev)
+        collector.add(events)
+
+    during: list[Event] = []
+    at_end: list[Event] = []
+    for ending, ev in _merged_events(outs):
+        (at_end if ending else during).append(ev)
+        if len(during) >= 4096:
+            consume(during)
+            during = []
+    consume(during)
+    if stats.last_ts_ns is not None:
+        detectors.capture_end_ns = max(detectors.capture_end_ns, stats.last_ts_ns)
+    consume(at_end)
+    consume(list(detectors.finish()))
+    return Result(
+        connections=collector.connections(),
+        transitions=collector.transitions(),
+        anomalies=collector.anomalies_frame(),
+        oddities=collector.oddities_frame(),
+        stats=stats,
+        options=options,
+        sources=paths,
+    )

@@ -1,0 +1,311 @@
+"""tcplife.analyze_dask: rotated captures on a Dask cluster equal `analyze` of the
+concatenation, row for row.
+
+Captures are cut into rotated files at arbitrary record boundaries (mid-handshake and
+mid-close among them); the Dask result must equal the single-process result on the same
+list of files (which `analyze` reads as one capture).
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+from pcapgen import T0_US, Seg, orderly_close, write_pcap  # noqa: E402
+
+import tcplife  # noqa: E402
+from tcplife.distributed import _KeyedTracker, analyze_dask, capture_files  # noqa: E402
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_pcaps"
+LAB = ["many_short.client.pcap", "clean_traffic.client.pcap",
+       "port_reuse_after_time_wait.client.pcap", "port_reuse_close_wait.server.pcap",
+       "simultaneous_close.any.pcap", "server_never_closes.server.pcap",
+       "ipv6.any.pcap", "handshake_ack_dropped.server.pcap", "half_open.client.pcap",
+       "fin_wait_2_timeout_then_data.client.pcap", "final_ack_dropped.server.pcap",
+       "keepalive.client.pcap", "syn_dropped.client.pcap", "mid_stream.client.pcap"]
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                       dashboard_address=":0")
+    c = distributed.Client(cluster)
+    try:
+        yield c
+    finally:
+        c.close()
+        cluster.close()
+
+
+def records(path: Path) -> tuple[bytes, list[bytes]]:
+    """A classic pcap's file header and its records, as bytes."""
+    data = path.read_bytes()
+    magic = data[:4]
+    endian = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    out, pos = [], 24
+    while pos + 16 <= len(data):
+        caplen = struct.unpack(endian + "I", data[pos + 8:pos + 12])[0]
+        out.append(data[pos:pos + 16 + caplen])
+        pos += 16 + caplen
+    return data[:24], out
+
+
+def rotate(path: Path, cuts: list[int], outdir: Path, stem: str = "cap") -> list[Path]:
+    """Cut a classic pcap before each record index of ``cuts``: tcpdump -C's numbering."""
+    header, recs = records(path)
+    bounds = [0, *sorted(set(c for c in cuts if 0 < c < len(recs))), len(recs)]
+    outdir.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False)):
+        f = outdir / f"{stem}.pcap{i if i else ''}"
+        f.write_bytes(header + b"".join(recs[a:b]))
+        files.append(f)
+    return files
+
+
+def assert_same(got: tcplife.Result, want: tcplife.Result) -> None:
+    for table in ("connections", "transitions", "anomalies", "oddities"):
+        pd.testing.assert_frame_equal(getattr(got, table), getattr(want, table),
+                                      check_exact=True, obj=table)
+    assert got.stats == want.stats
+    assert got.warnings == want.warnings
+
+
+def random_cuts(n: int, seed: int, pieces: int) -> list[int]:
+    rng = random.Random(seed)
+    return rng.sample(range(1, n), min(pieces, n - 1)) if n > 1 else []
+
+
+@pytest.mark.parametrize("name", LAB)
+def test_lab_capture_rotated_equals_concatenation(name, tmp_path, client):
+    path = SAMPLES / name
+    _, recs = records(path)
+    for k, cuts in enumerate((list(range(1, len(recs), 3)), random_cuts(len(recs), 9, 4))):
+        files = rotate(path, cuts, tmp_path / f"set{k}")
+        want = tcplife.analyze(files, time_wait_threshold=2)
+        got = analyze_dask(tmp_path / f"set{k}", scheduler=client, time_wait_threshold=2)
+        assert len(files) > 1 or len(recs) < 2
+        assert_same(got, want)
+        assert got.sources == [str(f) for f in files]
+
+
+def shifted(convo: list[Seg], client: tuple[str, int], dc: int, ds: int) -> list[Seg]:
+    """The conversation with the client's sequence numbers moved by ``dc``, the server's
+    by ``ds`` (a new instance on a reused 4-tuple needs a new ISN)."""
+    out = []
+    for s in convo:
+        mine, theirs = (dc, ds) if s.src == client else (ds, dc)
+        out.append(Seg(s.ts_us, s.src, s.dst, s.seq + mine, s.ack + theirs if s.ack else 0,
+                       s.flags, s.payload))
+    return out
+
+
+def many_conversations(n: int = 60, seed: int = 1) -> list[Seg]:
+    """``n`` scripted conversations between a few hosts, interleaved in time, some on the
+    same 4-tuple again (port reuse) and each lasting ~3 s."""
+    rng = random.Random(seed)
+    segs: list[Seg] = []
+    for i in range(n):
+        client = (f"10.0.{i % 3}.1", 40000 + i % 8)  # 4-tuples recur every 24
+        server = (f"10.1.0.{i % 2 + 1}", 80 if i % 4 else 443)
+        t0 = T0_US + i * 150_000 + rng.randrange(0, 50_000)
+        convo = shifted(orderly_close(t0, client, server), client, 7919 * i, 104729 * i)
+        if i % 7 == 3:
+            convo = convo[:rng.randrange(1, len(convo))]  # cut short: left open or half done
+        segs += convo
+    segs.sort(key=lambda s: s.ts_us)
+    return segs
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_generated_capture_rotated_equals_concatenation(seed, tmp_path, client):
+    whole = write_pcap(tmp_path / "whole.pcap", many_conversations(60, seed))
+    _, recs = records(whole)
+    files = rotate(whole, random_cuts(len(recs), seed, 12), tmp_path / "rot")
+    for opts in ({"time_wait_threshold": 3}, {"time_wait": 0.5, "closed_linger": 1.0}):
+        want = tcplife.analyze(files, **opts)
+        got = analyze_dask(files, scheduler=client, partitions=5, **opts)
+        assert_same(got, want)
+        assert len(got.connections) == 60
+        assert {"port_reuse"} <= set(want.anomalies["kind"])
+
+
+def test_every_cut_of_one_conversation(tmp_path, client):
+    """One conversation cut at every record boundary in turn: mid-handshake, mid-data,
+    mid-close."""
+    whole = write_pcap(tmp_path / "one.pcap", orderly_close())
+    for cut in range(1, 10):
+        files = rotate(whole, [cut], tmp_path / f"cut{cut}")
+        assert_same(analyze_dask(files, scheduler=client), tcplife.analyze(files))
+
+
+def test_lab_captures_as_one_set(tmp_path, client):
+    """Different lab captures as the rotated files of one set (link types differ)."""
+    files = [SAMPLES / n for n in ("many_short.client.pcap", "refused.client.pcap",
+                                   "linger0.server.pcap", "close_unread_data.client.pcap")]
+    assert_same(analyze_dask(files, scheduler=client, partitions=3), tcplife.analyze(files))
+
+
+def test_result_does_not_depend_on_partitions(tmp_path, client):
+    whole = write_pcap(tmp_path / "w.pcap", many_conversations(30))
+    files = rotate(whole, [7, 100, 101, 230], tmp_path / "rot")
+    want = tcplife.analyze(files)
+    for parts in (1, 2, 7):
+        assert_same(analyze_dask(files, scheduler=client, partitions=parts), want)
+
+
+def test_tables_and_on_event(tmp_path, client):
+    whole = write_pcap(tmp_path / "w.pcap", many_conversations(10))
+    files = rotate(whole, [20, 40], tmp_path / "rot")
+    seen: list[object] = []
+    got = analyze_dask(files, scheduler=client, tables=("connections",), on_event=seen.append)
+    want = tcplife.analyze(files, tables=("connections",))
+    assert_same(got, want)
+    assert len(seen) > len(want.connections)
+
+
+def test_capture_files_natural_order(tmp_path):
+    for name in ("cap.pcap10", "cap.pcap", "cap.pcap2", "cap.pcap1", ".hidden"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "sub").mkdir()
+    names = [Path(p).name for p in capture_files(tmp_path)]
+    assert names == ["cap.pcap", "cap.pcap1", "cap.pcap2", "cap.pcap10"]
+    assert [Path(p).name for p in capture_files(str(tmp_path / "cap.pcap1*"))] == [
+        "cap.pcap1", "cap.pcap10"]
+
+
+def test_unreadable_file_raises_capture_error(tmp_path, client):
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"not a capture at all")
+    with pytest.raises(tcplife.CaptureError):
+        analyze_dask([bad], scheduler=client)
+
+
+def test_worker_processes(tmp_path):
+    """Real worker processes: everything crosses by pickle."""
+    whole = write_pcap(tmp_path / "w.pcap", many_conversations(20))
+    files = rotate(whole, [11, 50, 99], tmp_path / "rot")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as c:
+        got = analyze_dask(tmp_path / "rot", scheduler=c)
+    assert_same(got, tcplife.analyze(files))
+
+
+def test_cli_engine_dask_equals_single(tmp_path, client):
+    from click.testing import CliRunner
+
+    from tcplife.cli import main
+
+    rotate(SAMPLES / "many_short.client.pcap", list(range(5, 400, 37)), tmp_path / "rot")
+    runner = CliRunner()
+    single = runner.invoke(main, ["analyze", str(tmp_path / "rot"), "--format", "csv"])
+    dask = runner.invoke(main, ["analyze", str(tmp_path / "rot" / "cap.pcap*"), "--format",
+                                "csv", "--engine", "dask", "--scheduler",
+                                client.scheduler.address, "--partitions", "3"])
+    assert single.exit_code == 0 and dask.exit_code == 0, dask.output
+    assert dask.stdout == single.stdout
+    assert single.stdout.count("\n") > 10
+
+
+@pytest.mark.parametrize("args", [["--scheduler", "tcp://nowhere:1"], ["--partitions", "2"],
+                                  ["-", "--engine", "dask"]])
+def test_cli_engine_usage_errors(args):
+    from click.testing import CliRunner
+
+    from tcplife.cli import main
+
+    files = [] if "-" in args else [str(SAMPLES / "refused.client.pcap")]
+    result = CliRunner().invoke(main, ["analyze", *files, *args])
+    assert result.exit_code == 2
+    assert "dask" in result.output
+
+
+def jittered(segs: list[Seg], seed: int) -> list[Seg]:
+    """One segment in 20 stamped up to 2 s off, capture order kept (a clock step)."""
+    rng = random.Random(seed)
+    return [Seg(s.ts_us + rng.randrange(-2_000_000, 2_000_000), s.src, s.dst, s.seq, s.ack,
+                s.flags, s.payload) if rng.random() < 0.05 else s for s in segs]
+
+
+BACKWARDS_OPTS = [{"time_wait_threshold": 3}, {"time_wait": 0.5, "closed_linger": 1.0}]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("opts", BACKWARDS_OPTS)
+def test_backwards_timestamps(seed, opts, tmp_path, client):
+    """Timestamps that go back and forth by seconds, across timers (time_wait 0.5 s) too:
+    a partition advances its timers to the latest time other partitions' segments reached
+    (`tcplife.distributed._gaps`), as one process does."""
+    whole = write_pcap(tmp_path / "j.pcap", jittered(many_conversations(60, seed), seed))
+    _, recs = records(whole)
+    files = rotate(whole, random_cuts(len(recs), seed, 8), tmp_path / "rot")
+    assert_same(analyze_dask(files, scheduler=client, partitions=4, **opts),
+                tcplife.analyze(files, **opts))
+
+
+@pytest.mark.xfail(strict=True, reason="known gap (README): here `analyze` itself is not "
+                   "consistent: its fast path (drive's Tracker.absorb fires no timers) and its "
+                   "plain path (fast=False) disagree when a later-stamped segment of another "
+                   "connection is absorbed; Dask follows the plain path here (seeds 13, 21, 33, "
+                   "34 of this generator), the fast one in seeds 9 and 19")
+def test_backwards_timestamps_where_analyze_paths_disagree(tmp_path, client):
+    opts = BACKWARDS_OPTS[1]
+    whole = write_pcap(tmp_path / "j.pcap", jittered(many_conversations(60, 13), 13))
+    _, recs = records(whole)
+    files = rotate(whole, random_cuts(len(recs), 13, 8), tmp_path / "rot")
+    got = analyze_dask(files, scheduler=client, partitions=4, **opts)
+    assert_same(got, tcplife.analyze(files, fast=False, **opts))  # the plain path: equal
+    assert_same(got, tcplife.analyze(files, **opts))
+
+
+@pytest.mark.skipif(shutil.which("editcap") is None, reason="needs editcap (Wireshark)")
+def test_pcapng_rotated_by_editcap(tmp_path, client):
+    """pcapng cut by Wireshark's editcap -c, as a ring buffer names its files."""
+    subprocess.run(["editcap", "-c", "23", str(SAMPLES / "many_short.client.pcapng"),
+                    str(tmp_path / "ring.pcapng")], check=True, capture_output=True)
+    files = capture_files(tmp_path)
+    assert len(files) > 5
+    assert_same(analyze_dask(tmp_path, scheduler=client), tcplife.analyze(files))
+
+
+def test_damaged_file_in_the_set(tmp_path, client):
+    """A rotated file cut inside a record (a crash while writing): analysed up to the
+    damage, with the same warning, and the next files go on."""
+    files = rotate(SAMPLES / "clean_traffic.client.pcap", [400, 1200, 2000], tmp_path / "rot")
+    data = files[1].read_bytes()
+    files[1].write_bytes(data[:len(data) // 2 + 7])
+    want = tcplife.analyze(files)
+    assert want.warnings
+    assert_same(analyze_dask(tmp_path / "rot", scheduler=client, partitions=3), want)
+
+
+@pytest.mark.parametrize(("prune", "opts"), [
+    (4096, {}), (4096, {"time_wait": 0.5, "closed_linger": 1.0}),
+    (4096, {"time_wait_threshold": 5}), (0, {}), (0, {"time_wait": 0.5, "closed_linger": 1.0})])
+def test_connections_in_lockstep(prune, opts, tmp_path, client, monkeypatch):
+    """Ten connections at a time with identical timestamps: timers of several partitions
+    fall due at the same nanosecond, and their rows keep the single process's order (by
+    the frame that armed each). ``prune`` 0: the records of which frame armed each timer
+    are pruned at every arming (a big capture's case), never while timers fire."""
+    monkeypatch.setattr(_KeyedTracker, "PRUNE_AT", prune)
+    segs: list[Seg] = []
+    for i in range(40):
+        cli = (f"10.0.{i % 3}.1", 41000 + i)
+        segs += shifted(orderly_close(T0_US + (i // 10) * 100_000, cli, ("10.1.0.1", 80)),
+                        cli, 7 * i, 11 * i)
+    segs.sort(key=lambda s: s.ts_us)
+    whole = write_pcap(tmp_path / "w.pcap", segs)
+    _, recs = records(whole)
+    files = rotate(whole, random_cuts(len(recs), 5, 5), tmp_path / "rot")
+    want = tcplife.analyze(files, **opts)
+    for parts in (2, 5):
+        assert_same(analyze_dask(files, scheduler=client, partitions=parts, **opts), want)
