@@ -221,8 +221,8 @@ def run_analysis(captures: tuple[str, ...], timeouts: dict[str, float],
     if captures.count("-") > 1:
         raise click.UsageError("standard input (-) can be read only once")
     files = [f for capture in captures for f in capture_files(capture)]
-    if not files:
-        raise click.UsageError(f"no capture files in {' '.join(captures)}")
+    if not files:  # an empty directory: nothing could be read
+        raise CaptureError(f"no capture files in {' '.join(captures)}")
     if engine is not None:
         if "-" in files:
             raise click.UsageError("--engine dask reads files, not standard input (-)")

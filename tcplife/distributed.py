@@ -94,6 +94,8 @@ def capture_files(source: str | os.PathLike[str] | Iterable[str | os.PathLike[st
                  if os.path.isfile(os.path.join(text, n)) and not n.startswith(".")]
     elif glob.has_magic(text):
         names = [n for n in glob.glob(text) if os.path.isfile(n)]
+        if not names:  # a file name with [ or * in it, or a typo: the reader says which
+            return [text]
     else:
         return [text]
     return sorted(names, key=lambda n: _natural(os.path.basename(n)))
@@ -343,7 +345,7 @@ def _track_partition(pieces: list[tuple[dict[str, np.ndarray], dict[int, str], i
     if cols["frame"]:
         whole = {c: np.concatenate(v) for c, v in cols.items()}
         del cols
-        drive(_batches(whole, book, tracker), tracker, lambda events: None)
+        drive(_batches(whole, book, tracker), tracker, lambda events: None, lookahead=False)
     tracker.finish()
     return _PartitionOut(tracker.keyed, tracker.streams)
 
