@@ -32,6 +32,8 @@ SEEDS = [REPO / "sample_pcaps" / n for n in (
     "ipv6.client.pcap", "refused.client.pcap", "listen_no_accept.any.pcap")]
 #: seconds per target in the suite
 BUDGET = int(os.environ.get("TCPLIFE_FUZZ_SECONDS", "15"))
+#: executions per target in the suite (deterministic with the fixed seed)
+RUNS = int(os.environ.get("TCPLIFE_FUZZ_RUNS", "1500"))
 
 needs_atheris = pytest.mark.skipif(importlib.util.find_spec("atheris") is None,
                                    reason="atheris is not installed (pip install atheris)")
@@ -46,9 +48,13 @@ def test_atheris(target: str, tmp_path: Path) -> None:
     if target == "capture":
         for seed in SEEDS:
             shutil.copy(seed, seeds / seed.name)
-    env = dict(os.environ, PYTHONPATH=str(REPO), OPENBLAS_NUM_THREADS="1")
+    # A fixed seed and a fixed number of runs (the time budget only bounds it): the suite
+    # must not fail by chance. Longer, random runs are the documented command (README).
+    env = dict(os.environ, PYTHONPATH=str(REPO), OPENBLAS_NUM_THREADS="1",
+               PYTHONHASHSEED="0")
     proc = subprocess.run(
-        [sys.executable, str(HARNESS), target, f"-max_total_time={BUDGET}", "-timeout=20",
+        [sys.executable, str(HARNESS), target, "-seed=1", f"-runs={RUNS}",
+         f"-max_total_time={BUDGET}", "-timeout=20",
          "-rss_limit_mb=3072", "-max_len=4096", f"-artifact_prefix={artifacts}/",
          "-print_final_stats=1", str(corpus), str(seeds)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=BUDGET + 120,
@@ -99,3 +105,21 @@ def test_mutated_captures_both_readers(seed: Path, edits: list[tuple[int, str, i
         if not data:
             break
     _both_readers(bytes(data))
+
+
+@pytest.mark.xfail(strict=True, reason="open bug found by the fuzzer (2026-11-30): on this "
+                   "mutated IPv6 SYN-ACK the bulk reader counts a bad TCP checksum where "
+                   "the plain reader (and RFC 1071 by hand: the sum is 0xFFFF) finds none")
+def test_fuzz_crash_fastread_ipv6_checksum() -> None:
+    import io
+
+    from tcplife.capture import ReadStats, read_segments
+    from tcplife.capture.fastread import read_batches
+
+    data = (REPO / "tests" / "data" / "fuzz" / "fastread_ipv6_checksum.pcap").read_bytes()
+    plain, fast = ReadStats(), ReadStats()
+    want = list(read_segments(io.BytesIO(data), plain))
+    got = [s for b in read_batches(io.BytesIO(data), fast, batch_bytes=4096)
+           for s in b.segments()]
+    assert got == want
+    assert fast.bad_checksums == plain.bad_checksums
