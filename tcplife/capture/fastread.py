@@ -1193,7 +1193,9 @@ class _BulkDecoder:
         if len(far):
             base = off[all_rows[w[far]]]
             sums[far] = _store_sums(s, base + at[far], base + stop[far])
-        options = np.flatnonzero(ihl[w] > 20)  # IPv4 options sit between: take them out
+        # IPv4 options sit between: take them out (an IPv6 header's first byte carries
+        # traffic class bits where IPv4 has its header length: v4 rows only)
+        options = np.flatnonzero(v4[w] & (ihl[w] > 20))
         if len(options):
             base = off[all_rows[w[options]]]
             sums[options] -= _store_sums(s, base + at[options] + 8,
