@@ -100,6 +100,39 @@ def iter_batches(sources: Iterable[Source], stats: ReadStats) -> Iterator[Batch]
         stats.merge(file_stats)
 
 
+class Sink:
+    """What every engine runs after the tracker: the anomaly detectors and the collector,
+    fed the tracker's events as they come (call it with a list of events), then
+    `result` with the events of the end of input."""
+
+    def __init__(self, options: Options, tables: Iterable[str],
+                 on_event: Callable[[Event], None] | None = None) -> None:
+        self.options = options
+        self.detectors = DetectorSet(options)
+        self.collector = Collector(tables)
+        self.on_event = on_event
+
+    def __call__(self, events: list[Any]) -> None:
+        events = events + self.detectors.feed(events)
+        if self.on_event is not None:
+            for ev in events:
+                self.on_event(ev)
+        self.collector.add(events)
+
+    def result(self, final: list[Event], stats: ReadStats, sources: list[str]) -> Result:
+        """Feed ``final`` (the tracker's `finish`) once the capture's end is known, then
+        the detectors' own end; build the tables."""
+        if stats.last_ts_ns is not None:  # the capture ends with its last frame, any kind
+            self.detectors.capture_end_ns = max(self.detectors.capture_end_ns,
+                                                stats.last_ts_ns)
+        self(final)
+        self(list(self.detectors.finish()))
+        c = self.collector
+        return Result(connections=c.connections(), transitions=c.transitions(),
+                      anomalies=c.anomalies_frame(), oddities=c.oddities_frame(),
+                      stats=stats, options=self.options, sources=sources)
+
+
 def analyze(source: Source | list[Source], *, options: Options | None = None,
             on_event: Callable[[Event], None] | None = None, fast: bool = True,
             tables: Iterable[str] = TABLES,
@@ -132,15 +165,7 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
         sources = watch(sources, progress)
     stats = ReadStats()
     tracker = Tracker(options)
-    detectors = DetectorSet(options)
-    collector = Collector(tables)
-
-    def consume(events: list[Any]) -> None:
-        events = events + detectors.feed(events)
-        if on_event is not None:
-            for ev in events:
-                on_event(ev)
-        collector.add(events)
+    consume = Sink(options, tables, on_event)
 
     # Millions of small, acyclic objects: the cyclic collector's full passes cost a third
     # of the run time on big captures and find nothing; it is paused while reading.
@@ -157,18 +182,6 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
     finally:
         if gc_was_on:
             gc.enable()
-    if stats.last_ts_ns is not None:  # the capture ends with its last frame, of any kind
-        detectors.capture_end_ns = max(detectors.capture_end_ns, stats.last_ts_ns)
-    consume(tracker.finish())
-    consume(list(detectors.finish()))
-    return Result(
-        connections=collector.connections(),
-        transitions=collector.transitions(),
-        anomalies=collector.anomalies_frame(),
-        oddities=collector.oddities_frame(),
-        stats=stats,
-        options=options,
-        sources=[_source_name(s) for s in sources],
-    )
+    return consume.result(tracker.finish(), stats, [_source_name(s) for s in sources])
 
 

@@ -44,11 +44,10 @@ from typing import Any
 
 import numpy as np
 
-from tcplife.analysis import TABLES, Result
+from tcplife.analysis import TABLES, Result, Sink
 from tcplife.capture import ReadStats
 from tcplife.capture.columns import V6_BASE, AddressBook, Batch
 from tcplife.capture.fastread import read_batches
-from tcplife.detect import DetectorSet
 from tcplife.drive import drive
 from tcplife.events import (
     ConnectionEnded,
@@ -58,7 +57,6 @@ from tcplife.events import (
     Retraction,
     Transition,
 )
-from tcplife.frames import Collector
 from tcplife.options import Options
 from tcplife.segment import Segment
 from tcplife.tracker import Tracker
@@ -487,16 +485,7 @@ def _result(outs: list[_PartitionOut], stats: ReadStats, options: Options,
             tables: Iterable[str], on_event: Callable[[Event], None] | None,
             paths: list[str]) -> Result:
     """Detectors and collector over the merged events, exactly as `analyze` runs them."""
-    detectors = DetectorSet(options)
-    collector = Collector(tables)
-
-    def consume(events: list[Any]) -> None:
-        events = events + detectors.feed(events)
-        if on_event is not None:
-            for ev in events:
-                on_event(ev)
-        collector.add(events)
-
+    consume = Sink(options, tables, on_event)
     during: list[Event] = []
     at_end: list[Event] = []
     for ending, ev in _merged_events(outs):
@@ -505,16 +494,4 @@ def _result(outs: list[_PartitionOut], stats: ReadStats, options: Options,
             consume(during)
             during = []
     consume(during)
-    if stats.last_ts_ns is not None:
-        detectors.capture_end_ns = max(detectors.capture_end_ns, stats.last_ts_ns)
-    consume(at_end)
-    consume(list(detectors.finish()))
-    return Result(
-        connections=collector.connections(),
-        transitions=collector.transitions(),
-        anomalies=collector.anomalies_frame(),
-        oddities=collector.oddities_frame(),
-        stats=stats,
-        options=options,
-        sources=paths,
-    )
+    return consume.result(at_end, stats, paths)
