@@ -100,6 +100,20 @@ def iter_batches(sources: Iterable[Source], stats: ReadStats) -> Iterator[Batch]
         stats.merge(file_stats)
 
 
+def resolve_options(options: Options | None, tables: Iterable[str],
+                    timeouts: dict[str, float]) -> Options:
+    """The checks every engine makes of its arguments: known table names, and either
+    ``options`` or timeout keywords; returns the options to use."""
+    unknown = set(tables) - set(TABLES)
+    if unknown:
+        raise ValueError(f"unknown tables {sorted(unknown)}; choose from {TABLES}")
+    if options is None:
+        return Options(**timeouts)
+    if timeouts:
+        raise TypeError("give either options= or timeout keywords, not both")
+    return options
+
+
 class Sink:
     """What every engine runs after the tracker: the anomaly detectors and the collector,
     fed the tracker's events as they come (call it with a list of events), then
@@ -152,13 +166,7 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
     ``progress(bytes_read, total_bytes)`` is called as the captures are read (total None
     when a source has no size, e.g. a pipe).
     """
-    unknown = set(tables) - set(TABLES)
-    if unknown:
-        raise ValueError(f"unknown tables {sorted(unknown)}; choose from {TABLES}")
-    if options is None:
-        options = Options(**timeouts)
-    elif timeouts:
-        raise TypeError("give either options= or timeout keywords, not both")
+    options = resolve_options(options, tables, timeouts)
     sources: list[Source] = list(source) if isinstance(source, (list, tuple)) else [source]
     if progress is not None:
         from tcplife.progress import watch

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from tcplife.analysis import TABLES, Result, Sink
+from tcplife.analysis import TABLES, Result, Sink, resolve_options
 from tcplife.capture import ReadStats
 from tcplife.capture.columns import V6_BASE, AddressBook, Batch
 from tcplife.capture.fastread import read_batches
@@ -446,13 +446,7 @@ def analyze_dask(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str
     workers' threads); the result does not depend on it. ``on_event`` receives the events
     in the single process's order, but only once every partition is done.
     """
-    unknown = set(tables) - set(TABLES)
-    if unknown:
-        raise ValueError(f"unknown tables {sorted(unknown)}; choose from {TABLES}")
-    if options is None:
-        options = Options(**timeouts)
-    elif timeouts:
-        raise TypeError("give either options= or timeout keywords, not both")
+    options = resolve_options(options, tables, timeouts)
     paths = capture_files(source)
     if not paths:
         raise FileNotFoundError(f"no capture files in {os.fspath(source)!r}"  # type: ignore
