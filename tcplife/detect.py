@@ -345,12 +345,15 @@ class Notes(PerConnection):
                             "inferred and the roles guessed from the ports")
 
 
+_Span = tuple[int, int, int, str, "int | None"]  #: TIME_WAIT start, end, conn_id, side, frame
+
+
 @dataclass
 class TimeWaitAccumulation:
     """Per host, the most sockets in TIME_WAIT at once; reported over the threshold."""
 
     threshold: int
-    intervals: dict[str, list[tuple[int, int, int, str, int | None]]] = field(
+    intervals: dict[str, list[_Span]] = field(
         default_factory=lambda: defaultdict(list))
 
     def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
@@ -369,7 +372,7 @@ class TimeWaitAccumulation:
             edges = sorted([(s, 1, span) for span in spans for s in (span[0],)]
                            + [(span[1], -1, span) for span in spans])
             count = peak = 0
-            at: tuple[int, int, int, str, int | None] | None = None
+            at: _Span | None = None
             for _ts, delta, span in edges:
                 count += delta
                 if delta > 0 and count > peak:
@@ -383,10 +386,52 @@ class TimeWaitAccumulation:
                               "(keep-alive) or let the peer close first")
 
 
+class BoundedTimeWaitAccumulation(TimeWaitAccumulation):
+    """`TimeWaitAccumulation` whose memory stays bounded over hours: per host, the TIME_WAIT
+    intervals that ended long ago (``horizon_ns`` before the newest connection's end) are
+    dropped, except those active at the busiest instant so far, which are enough for
+    the parent's sweep to find the same peak at the same instant."""
+
+    def __init__(self, threshold: int, horizon_ns: int) -> None:
+        super().__init__(threshold)
+        self.horizon_ns = horizon_ns
+        self._fold_at: dict[str, int] = {}
+
+    def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
+        super().on_connection(v)
+        cutoff = v.capture_end_ns - self.horizon_ns
+        for host, spans in self.intervals.items():
+            if len(spans) > self._fold_at.get(host, 4096):
+                self._fold(host, cutoff)
+                kept = len(self.intervals[host])
+                self._fold_at[host] = kept + max(4096, kept // 4)  # amortised O(log n) each
+        return ()
+
+    def _fold(self, host: str, cutoff: int) -> None:
+        spans = self.intervals[host]
+        edges = sorted([(s[0], 1, s) for s in spans] + [(s[1], -1, s) for s in spans])
+        active: set[_Span] = set()
+        best: set[_Span] = set()
+        for ts, delta, span in edges:
+            if ts > cutoff:
+                break
+            if delta > 0:
+                active.add(span)
+                if len(active) > len(best):
+                    best = set(active)
+            else:
+                active.discard(span)
+        self.intervals[host] = [s for s in spans if s[1] > cutoff or s in best]
+
+
 def default_detectors(options: Options) -> list[Detector]:
+    # A connection ends at the latest closed_linger after its last packet, and a TIME_WAIT
+    # that began before that packet lasted at most time_wait: intervals that ended longer
+    # ago than this cannot overlap one still to come (a minute more for clock jitter).
+    horizon = options.ns("closed_linger") + options.ns("time_wait") + 60 * NS
     return [Refused(), SynUnanswered(), HandshakeIncomplete(), Resets(), LingeringCloseWait(),
             FinWait2Timeout(), MissingFinalAck(), SimultaneousClose(), SimultaneousOpen(),
-            Notes(), TimeWaitAccumulation(int(options.time_wait_threshold))]
+            Notes(), BoundedTimeWaitAccumulation(int(options.time_wait_threshold), horizon)]
 
 
 class DetectorSet:

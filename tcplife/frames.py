@@ -222,7 +222,7 @@ class Collector:
                     self._retracted.add(ev.tid)
             elif isinstance(ev, ConnectionEnded):
                 if "connections" in self.tables:
-                    self._conns.append(_connection_row(ev.record))
+                    self._conns.append(connection_row(ev.record))
             elif isinstance(ev, Oddity):
                 if "oddities" in self.tables:
                     self.oddities.append(ev)
@@ -271,7 +271,9 @@ class Collector:
         return _timed_rows(sorted(self.oddities, key=lambda o: o.ts_ns), ODDITY_COLUMNS)
 
 
-def _connection_row(r: ConnectionRecord) -> dict[str, Any]:
+def connection_row(r: ConnectionRecord) -> dict[str, Any]:
+    """A record's values for the ``connections`` columns, as the collector stores them
+    (times in ns; without ``anomalies`` and ``tcp_stream_match``, which need other rows)."""
     return {
         "conn_id": r.conn_id, "ip_version": r.ip_version, "client_addr": r.client_addr,
         "client_port": r.client_port, "server_addr": r.server_addr,

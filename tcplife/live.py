@@ -45,7 +45,6 @@ from tcplife.detect import (
     DetectorSet,
     TimeWaitAccumulation,
     clock,
-    default_detectors,
     secs,
 )
 from tcplife.drive import drive
@@ -59,7 +58,13 @@ from tcplife.events import (
     Retraction,
     Transition,
 )
-from tcplife.frames import ODDITY_COLUMNS, Collector, empty_frame, peer_columns
+from tcplife.frames import (
+    CONNECTION_COLUMNS,
+    ODDITY_COLUMNS,
+    Collector,
+    connection_row,
+    empty_frame,
+)
 from tcplife.options import NS, Options
 from tcplife.segment import Segment
 from tcplife.states import CLIENT, SERVER, State
@@ -146,44 +151,6 @@ class LiveCounters:
 LiveEvent = Event | EarlyAnomaly | LiveWarning | Tick
 
 
-class BoundedTimeWaitAccumulation(TimeWaitAccumulation):
-    """`TimeWaitAccumulation` whose memory stays bounded over hours: per host, the TIME_WAIT
-    intervals that ended long ago (``horizon_ns`` before the newest connection's end) are
-    dropped, except those active at the busiest instant so far, which are enough for
-    the parent's sweep to find the same peak at the same instant."""
-
-    def __init__(self, threshold: int, horizon_ns: int) -> None:
-        super().__init__(threshold)
-        self.horizon_ns = horizon_ns
-        self._fold_at: dict[str, int] = {}
-
-    def on_connection(self, v: ConnView) -> Any:
-        super().on_connection(v)
-        cutoff = v.capture_end_ns - self.horizon_ns
-        for host, spans in self.intervals.items():
-            if len(spans) > self._fold_at.get(host, 4096):
-                self._fold(host, cutoff)
-                kept = len(self.intervals[host])
-                self._fold_at[host] = kept + max(4096, kept // 4)  # amortised O(log n) each
-        return ()
-
-    def _fold(self, host: str, cutoff: int) -> None:
-        spans = self.intervals[host]
-        edges = sorted([(s[0], 1, s) for s in spans] + [(s[1], -1, s) for s in spans])
-        active: set[Any] = set()
-        best: set[Any] = set()
-        for ts, delta, span in edges:
-            if ts > cutoff:
-                break
-            if delta > 0:
-                active.add(span)
-                if len(active) > len(best):
-                    best = set(active)
-            else:
-                active.discard(span)
-        self.intervals[host] = [s for s in spans if s[1] > cutoff or s in best]
-
-
 class _History:
     """Finished connections kept for `LiveSession.result()`: at most ``keep`` of them
     (oldest dropped first), with their final transitions and anomalies; plus the
@@ -247,15 +214,7 @@ class LiveSession:
         self._wall_ns = wall_ns
         self._monotonic = monotonic
         self.tracker = Tracker(self.options)
-        # A connection ends at the latest closed_linger after its last packet, and a
-        # TIME_WAIT that began before that packet lasted at most time_wait: intervals that
-        # ended longer ago than this cannot overlap one still to come.
-        horizon = self.options.ns("closed_linger") + self.options.ns("time_wait") + 60 * NS
-        detectors = [BoundedTimeWaitAccumulation(int(self.options.time_wait_threshold),
-                                                 horizon)
-                     if isinstance(d, TimeWaitAccumulation) else d
-                     for d in default_detectors(self.options)]
-        self.detectors = DetectorSet(self.options, detectors)
+        self.detectors = DetectorSet(self.options)
         self.history = _History(history)
         self.counters = LiveCounters(started_ns=wall_ns())
         self._stopping = False
@@ -630,29 +589,16 @@ def _iso(ts_ns: int) -> str:
 
 
 def record_row(rec: ConnectionRecord) -> dict[str, Any]:
-    """A connection record as a row with the ``connections`` table's column names."""
-    return {
-        "conn_id": rec.conn_id, "ip_version": rec.ip_version,
-        "client_addr": rec.client_addr, "client_port": rec.client_port,
-        "server_addr": rec.server_addr, "server_port": rec.server_port,
-        "first_ts": rec.first_ts_ns / NS, "last_ts": rec.last_ts_ns / NS,
-        "duration": (rec.last_ts_ns - rec.first_ts_ns) / NS, "packets": rec.packets,
-        "client_bytes": rec.client_bytes, "server_bytes": rec.server_bytes,
-        "client_state": rec.client_state.value, "server_state": rec.server_state.value,
-        "close_kind": rec.close_kind, "anomalies": sorted(set(rec.anomalies)),
-        "role_inferred": rec.role_inferred, "mid_stream": rec.mid_stream,
-        "first_time": _iso(rec.first_ts_ns), "last_time": _iso(rec.last_ts_ns),
-        "first_frame": rec.first_frame, "last_frame": rec.last_frame,
-        "client_packets": rec.client_packets, "server_packets": rec.server_packets,
-        "client_initial_state": rec.client_initial_state.value,
-        "server_initial_state": rec.server_initial_state.value,
-        "first_ts_ns": rec.first_ts_ns, "last_ts_ns": rec.last_ts_ns,
-        **peer_columns(rec),
-        # "merged" needs the other instances of the stream, which a live row cannot wait
-        # for: a live row says only whether this instance spans several tcp.streams.
-        "tcp_stream_match": "split" if rec.peers is not None
-        and len(rec.peers.tcp_streams) > 1 else "same",
-    }
+    """A connection record as a row of the ``connections`` table (its columns, in its
+    order; times as ISO strings)."""
+    row = connection_row(rec)
+    row["first_time"], row["last_time"] = _iso(rec.first_ts_ns), _iso(rec.last_ts_ns)
+    row["anomalies"] = sorted(set(rec.anomalies))
+    # "merged" needs the other instances of the stream, which a live row cannot wait
+    # for: a live row says only whether this instance spans several tcp.streams.
+    row["tcp_stream_match"] = ("split" if rec.peers is not None
+                               and len(rec.peers.tcp_streams) > 1 else "same")
+    return {name: row[name] for name in CONNECTION_COLUMNS}
 
 
 def event_row(ev: LiveEvent) -> dict[str, Any] | None:

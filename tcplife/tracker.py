@@ -63,6 +63,7 @@ WELL_KNOWN_SERVER_PORTS = frozenset({
 
 
 _FOREVER = 1 << 62
+_COMPACT_MIN = 4096
 _MIN_RTO_NS = 200_000_000  #: Linux TCP_RTO_MIN
 
 
@@ -116,6 +117,7 @@ class Tracker:
         self._live: dict[int, Connection] = {}
         self._timers: list[tuple[int, int, str, int, str, int]] = []
         self._timer_seq = 0
+        self._compact_at = _COMPACT_MIN  #: timer-heap size that triggers `_compact_timers`
         self._next_conn_id = 0
         self._next_tid = 0
         self.now_ns: int | None = None
@@ -914,7 +916,7 @@ class Tracker:
                     kind: str) -> None:
         self._timer_seq += 1
         heapq.heappush(self._timers, (deadline, self._timer_seq, side, conn.conn_id, kind, gen))
-        if len(self._timers) > max(4096, 8 * len(self._live)):
+        if len(self._timers) > self._compact_at:
             self._compact_timers()
 
     def _compact_timers(self) -> None:
@@ -935,6 +937,9 @@ class Tracker:
             keep.append(entry)
         heapq.heapify(keep)
         self._timers[:] = keep  # in place: `_advance` may be iterating over it
+        # At most as many stale entries as live ones, and at least as many pushes as
+        # survivors before the next compaction (amortised constant time per push).
+        self._compact_at = max(_COMPACT_MIN, 2 * len(keep))
 
     def _arm_state_timer(self, conn: Connection, ep: Endpoint) -> None:
         o = self.options

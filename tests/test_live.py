@@ -19,10 +19,8 @@ import pytest
 
 import tcplife
 from tcplife.capture import ReadStats, read_segments
-from tcplife.detect import TimeWaitAccumulation
 from tcplife.events import Anomaly, ConnectionEnded
 from tcplife.live import (
-    BoundedTimeWaitAccumulation,
     EarlyAnomaly,
     LiveSession,
     LiveWarning,
@@ -216,44 +214,6 @@ def test_history_is_bounded() -> None:
     assert len(result.connections) == 5
     assert session.counters.closed == 24 and session.history.dropped == 19
     assert set(result.transitions["conn_id"]) <= set(result.connections["conn_id"])
-
-
-def test_bounded_time_wait_sweep_finds_the_same_peak() -> None:
-    """TIME_WAIT intervals arriving in end order, folded often; no interval arrives
-    that starts more than the horizon before the newest end (the fold's premise)."""
-    import random
-
-    from tcplife.detect import ConnView
-    from tcplife.events import ConnectionRecord, Transition
-    from tcplife.states import State
-
-    rng = random.Random(7)
-    plain, bounded = TimeWaitAccumulation(3), BoundedTimeWaitAccumulation(3, horizon_ns=100)
-    bounded._fold_at = {}  # fold as soon as possible
-
-    class Tiny(dict):
-        def get(self, key: object, default: object = None) -> int:
-            return 8
-
-    bounded._fold_at = Tiny()
-    t = 0
-    for conn_id in range(400):
-        t += rng.randint(1, 6)
-        start, end = t, t + rng.randint(1, 25)
-        rec = ConnectionRecord(conn_id, 4, "h1", 1000 + conn_id, "h2", 80, start, end,
-                               1, 2, 2, 1, 1, 0, 0, State.CLOSED, State.CLOSED,
-                               State.CLOSED, State.LISTEN, "fin", False, False)
-        trans = [Transition(2 * conn_id, conn_id, start, "client", "h1", 1, State.FIN_WAIT_2,
-                            State.TIME_WAIT, "recv FIN", 1, True),
-                 Transition(2 * conn_id + 1, conn_id, end, "client", "h1", 1,
-                            State.TIME_WAIT, State.CLOSED, "timeout", None, True)]
-        view = ConnView(rec, trans, [], end + 60, Options())
-        list(plain.on_connection(view))
-        list(bounded.on_connection(view))
-    assert len(bounded.intervals["h1"]) < len(plain.intervals["h1"])
-    want = [(a.conn_id, a.ts_ns, a.detail) for a in plain.finish(10**9)]
-    got = [(a.conn_id, a.ts_ns, a.detail) for a in bounded.finish(10**9)]
-    assert got == want and want
 
 
 def test_event_rows_are_json_with_table_column_names() -> None:

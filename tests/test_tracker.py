@@ -464,3 +464,49 @@ def test_rst_ack_not_covering_the_fin_shows_the_fin_was_not_received() -> None:
     assert r.path("server") == ["LISTEN", "SYN_RECEIVED", "ESTABLISHED", "CLOSED"]
     assert {(a.side, a.kind) for a in r.anomalies} == {("server",
                                                          "rst_on_close_unread_data")}
+
+
+def _many_closes(n: int) -> list:
+    """``n`` connections on distinct ports, each opened and closed (the client first, so
+    it sits in TIME_WAIT), 0.05 s apart: every timer outlives the run."""
+    from tcplife.segment import Segment
+
+    segs: list[Segment] = []
+    for i in range(n):
+        conv = Conv()
+        conv.client.port += i
+        conv.t += 0.05 * i
+        conv.handshake()
+        conv.c(FIN)
+        conv.s(ACK)
+        conv.s(FIN)
+        conv.c(ACK)
+        segs += conv.segments
+    segs.sort(key=lambda s: s.ts_ns)
+    return [s._replace(frame=i + 1) for i, s in enumerate(segs)]
+
+
+def test_timer_compaction_changes_no_event_and_bounds_the_heap(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stale timers (superseded by a state change) are dropped once the heap holds twice
+    as many as survived the last compaction: same events, a heap bounded by the live
+    timers, not by every timer ever armed."""
+    import tcplife.tracker as tracker_module
+    from tcplife.tracker import Tracker
+
+    segs = _many_closes(400)
+
+    def events(tracker: Tracker) -> tuple[list[str], int]:
+        out, peak = [], 0
+        for seg in segs:
+            out += [repr(e) for e in tracker.feed(seg)]
+            peak = max(peak, len(tracker._timers))
+        return out + [repr(e) for e in tracker.finish()], peak
+
+    plain, plain_peak = events(Tracker())  # 4096 entries before any compaction
+    monkeypatch.setattr(tracker_module, "_COMPACT_MIN", 16)
+    compacted, peak = events(Tracker())
+    assert compacted == plain and len(plain) > 400 * 8
+    assert plain_peak > 1000  # every side's SYN_SENT / SYN_RECEIVED / FIN timers pile up
+    # one live TIME_WAIT timer per connection; at most as many stale ones, plus the floor
+    assert peak <= 2 * 400 + 16 + 1 < plain_peak
