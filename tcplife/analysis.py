@@ -133,13 +133,15 @@ class Sink:
                 self.on_event(ev)
         self.collector.add(events)
 
-    def result(self, final: list[Event], stats: ReadStats, sources: list[str]) -> Result:
-        """Feed ``final`` (the tracker's `finish`) once the capture's end is known, then
-        the detectors' own end; build the tables."""
+    def result(self, final: Iterable[list[Event]], stats: ReadStats,
+               sources: list[str]) -> Result:
+        """Feed ``final`` (the tracker's `finish_chunks`) once the capture's end is known,
+        then the detectors' own end; build the tables."""
         if stats.last_ts_ns is not None:  # the capture ends with its last frame, any kind
             self.detectors.capture_end_ns = max(self.detectors.capture_end_ns,
                                                 stats.last_ts_ns)
-        self(final)
+        for events in final:
+            self(events)
         self(list(self.detectors.finish()))
         c = self.collector
         return Result(connections=c.connections(), transitions=c.transitions(),
@@ -190,6 +192,6 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
     finally:
         if gc_was_on:
             gc.enable()
-    return consume.result(tracker.finish(), stats, [_source_name(s) for s in sources])
+    return consume.result(tracker.finish_chunks(), stats, [_source_name(s) for s in sources])
 
 

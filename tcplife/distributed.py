@@ -488,4 +488,4 @@ def _result(outs: list[_PartitionOut], stats: ReadStats, options: Options,
             consume(during)
             during = []
     consume(during)
-    return consume.result(at_end, stats, paths)
+    return consume.result([at_end], stats, paths)

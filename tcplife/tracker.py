@@ -175,12 +175,25 @@ class Tracker:
         lie after the last packet: a TIME_WAIT left at the end of the capture is reported
         closing 60 s after it began, as Linux will close it); then every connection ends,
         each side in its final state."""
+        return [ev for chunk in self.finish_chunks() for ev in chunk]
+
+    def finish_chunks(self, size: int = 4096) -> Iterator[list[Event]]:
+        """`finish`'s events, the same in the same order, in lists of about ``size``: the
+        end of a big capture need not hold every open connection's last events at once."""
         out = self._out = []
-        self._advance(_FOREVER)
+        timers = self._timers
+        while timers:  # deadline by deadline: the order of one `_advance(_FOREVER)`
+            self._advance(timers[0][0])
+            if len(self._out) >= size:
+                yield self._out
+                out = self._out = []
         for conn in sorted(self._live.values(), key=lambda c: c.conn_id):
             self._end(conn)
+            if len(self._out) >= size:
+                yield self._out
+                out = self._out = []
         self._timers.clear()
-        return out
+        yield out
 
     # ------------------------------------------------------------------ live mode
     def open_count(self) -> int:

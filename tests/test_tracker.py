@@ -510,3 +510,17 @@ def test_timer_compaction_changes_no_event_and_bounds_the_heap(
     assert plain_peak > 1000  # every side's SYN_SENT / SYN_RECEIVED / FIN timers pile up
     # one live TIME_WAIT timer per connection; at most as many stale ones, plus the floor
     assert peak <= 2 * 400 + 16 + 1 < plain_peak
+
+
+def test_finish_in_chunks_gives_the_same_events() -> None:
+    """`finish_chunks` is `finish` cut into lists of about ``size`` events."""
+    from tcplife.tracker import Tracker
+
+    segs = _many_closes(300)
+    whole, chunked = Tracker(), Tracker()
+    for seg in segs:
+        assert repr(whole.feed(seg)) == repr(chunked.feed(seg))
+    want = [repr(e) for e in whole.finish()]
+    chunks = list(chunked.finish_chunks(size=50))
+    assert [repr(e) for c in chunks for e in c] == want and len(want) == 2 * 300
+    assert len(chunks) > 10 and all(50 <= len(c) <= 60 for c in chunks[:-1])
