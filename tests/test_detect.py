@@ -295,3 +295,40 @@ def test_bounded_time_wait_sweep_finds_the_same_peak() -> None:
     want = [(a.conn_id, a.ts_ns, a.detail) for a in plain.finish(10**9)]
     got = [(a.conn_id, a.ts_ns, a.detail) for a in bounded.finish(10**9)]
     assert got == want and want
+
+
+def _reference_peak(spans: list[tuple]) -> tuple[int, tuple | None]:
+    """The sweep over tuples that `TimeWaitAccumulation` made before its columns."""
+    edges = sorted([(s[0], 1, s) for s in spans] + [(s[1], -1, s) for s in spans])
+    count = peak = 0
+    at = None
+    for _ts, delta, span in edges:
+        count += delta
+        if delta > 0 and count > peak:
+            peak, at = count, span
+    return peak, at
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_time_wait_sweep_equals_the_tuple_sweep(seed: int) -> None:
+    """The columnar sweep finds the peak count and the interval the tuple sweep finds,
+    ties included (equal instants, an end and a start at the same time, frameless)."""
+    import random
+
+    from tcplife.detect import Spans, _sweep
+
+    rng = random.Random(seed)
+    spans, col = [], Spans()
+    for conn_id in range(rng.randint(1, 60)):
+        start = rng.randint(0, 30)
+        span = (start, start + rng.randint(0, 12), conn_id, rng.choice(("client", "server")),
+                rng.choice((None, rng.randint(1, 99))))
+        spans.append(span)
+        col.append(span)
+    peak, at = _reference_peak(spans)
+    got_peak, got_at, active = _sweep(col)
+    assert got_peak == peak
+    assert (col.span(int(got_at[0])) if len(got_at) else None) == at
+    if at is not None:  # every interval active at that edge, and no other
+        assert len(active) == peak
+        assert all(col.span(int(i))[0] <= at[0] for i in active)
