@@ -68,6 +68,7 @@ _MIN_RTO_NS = 200_000_000  #: Linux TCP_RTO_MIN
 
 
 _MOD, _HALF, _FAR = 1 << 32, 1 << 31, 1 << 30
+_MASK32 = _MOD - 1
 
 #: Identical segments from one side closer than this are one packet captured twice.
 DUPLICATE_NS = 100_000
@@ -379,8 +380,9 @@ class Tracker:
             snd_nxt = a.snd_nxt
             if plen <= 1 and (snd_nxt - seq) & 0xFFFFFFFF == 1:  # type: ignore[operator]
                 break
-            if not win or (seq != snd_nxt if plen else seq_diff(seq, snd_nxt) > 0) \
-                    or seq_diff(ack, (s if from_client else c).snd_nxt) > 0:  # type: ignore
+            # seq_diff(x, y) > 0 written out in this hot loop: 0 < (x - y) mod 2**32 < 2**31
+            if not win or (seq != snd_nxt if plen else 0 < (seq - snd_nxt) & _MASK32 < _HALF) \
+                    or 0 < (ack - (s if from_client else c).snd_nxt) & _MASK32 < _HALF:  # type: ignore
                 # Zeek records something (a zero window, a retransmission, a gap) or its
                 # reassembler does (data not exactly at SND.NXT): the plain way
                 break
@@ -390,19 +392,19 @@ class Tracker:
                 if hi is None:
                     a.bytes += plen
                 else:
-                    d = seq_diff(end, hi)
-                    if d <= 0:
+                    d = (end - hi) & _MASK32  # seq_diff(end, hi), mod 2**32
+                    if d == 0 or d >= _HALF:
                         break
                     a.bytes += plen if plen < d else d
                 a.data_hi = end
                 a.last_data_ns = a.last_payload_ns = ts
                 a.rtx_run_start_ns = None
-                if seq_diff(end, snd_nxt) > 0:  # type: ignore[arg-type]
+                if 0 < (end - snd_nxt) & _MASK32 < _HALF:  # type: ignore[operator]
                     a.snd_nxt = end
-            elif seq_diff(seq, snd_nxt) > 0:  # type: ignore[arg-type]
+            elif 0 < (seq - snd_nxt) & _MASK32 < _HALF:  # type: ignore[operator]
                 a.snd_nxt = seq
             a.rtx_run = 0
-            if seq_diff(ack, a.max_ack) > 0:  # type: ignore[arg-type]
+            if 0 < (ack - a.max_ack) & _MASK32 < _HALF:  # type: ignore[operator]
                 a.max_ack = ack
             a.window = win
             a.last_key = key
