@@ -21,7 +21,7 @@ from tcplife.capture.fastread import read_batches
 from tcplife.detect import DetectorSet
 from tcplife.drive import drive
 from tcplife.events import Event
-from tcplife.frames import Collector
+from tcplife.frames import CONNECTION_COLUMNS, Collector, empty_frame
 from tcplife.frames import state_at as _state_at
 from tcplife.options import Options
 from tcplife.segment import Segment
@@ -44,10 +44,23 @@ class Result:
     stats: ReadStats
     options: Options
     sources: list[str] = field(default_factory=list)
+    #: set when `analyze` was asked to ``stream_connections``: the connections table,
+    #: in frames of a given size, built from compact columns as they are read
+    connection_frames: Callable[[int], Iterator[pd.DataFrame]] | None = field(
+        default=None, repr=False, compare=False)
 
     @property
     def warnings(self) -> list[str]:
         return self.stats.warnings
+
+    def iter_connections(self, size: int = 50_000) -> Iterator[pd.DataFrame]:
+        """The ``connections`` table as consecutive frames of at most ``size`` rows (with
+        ``analyze(..., stream_connections=True)``, without ever holding it whole)."""
+        if self.connection_frames is not None:
+            yield from self.connection_frames(size)
+            return
+        for start in range(0, len(self.connections), size):
+            yield self.connections.iloc[start:start + size]
 
     def state_at(self, when: float | int | str | datetime | pd.Timestamp) -> pd.DataFrame:
         """Like ``ss -tan`` at ``when`` (epoch seconds, ISO string or datetime): one row per
@@ -120,11 +133,13 @@ class Sink:
     `result` with the events of the end of input."""
 
     def __init__(self, options: Options, tables: Iterable[str],
-                 on_event: Callable[[Event], None] | None = None) -> None:
+                 on_event: Callable[[Event], None] | None = None,
+                 stream_connections: bool = False) -> None:
         self.options = options
         self.detectors = DetectorSet(options)
         self.collector = Collector(tables)
         self.on_event = on_event
+        self.stream_connections = stream_connections
 
     def __call__(self, events: list[Any]) -> None:
         events = events + self.detectors.feed(events)
@@ -144,6 +159,11 @@ class Sink:
             self(events)
         self(list(self.detectors.finish()))
         c = self.collector
+        if self.stream_connections:
+            return Result(connections=empty_frame(CONNECTION_COLUMNS),
+                          transitions=c.transitions(), anomalies=c.anomalies_frame(),
+                          oddities=c.oddities_frame(), stats=stats, options=self.options,
+                          sources=sources, connection_frames=c.connection_frames)
         return Result(connections=c.connections(), transitions=c.transitions(),
                       anomalies=c.anomalies_frame(), oddities=c.oddities_frame(),
                       stats=stats, options=self.options, sources=sources)
@@ -153,7 +173,7 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
             on_event: Callable[[Event], None] | None = None, fast: bool = True,
             tables: Iterable[str] = TABLES,
             progress: Callable[[int, int | None], None] | None = None,
-            **timeouts: float) -> Result:
+            stream_connections: bool = False, **timeouts: float) -> Result:
     """Analyse one capture (a path, ``"-"`` for stdin, or a binary file object) or a list
     of captures read in order as one. Timeouts (seconds) override Linux's defaults:
     ``time_wait``, ``fin_wait_2``, ``syn_sent``, ``syn_received``, ``close_wait_linger``,
@@ -166,7 +186,9 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
     (of `TABLES`); the others come back empty, with their columns, and cost no memory:
     ``tables=("connections",)`` is how a big capture's summary stays small.
     ``progress(bytes_read, total_bytes)`` is called as the captures are read (total None
-    when a source has no size, e.g. a pipe).
+    when a source has no size, e.g. a pipe). ``stream_connections=True`` leaves
+    ``connections`` empty and gives the table through `Result.iter_connections` instead,
+    a frame at a time, for writers that need not hold it whole.
     """
     options = resolve_options(options, tables, timeouts)
     sources: list[Source] = list(source) if isinstance(source, (list, tuple)) else [source]
@@ -175,7 +197,7 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
         sources = watch(sources, progress)
     stats = ReadStats()
     tracker = Tracker(options)
-    consume = Sink(options, tables, on_event)
+    consume = Sink(options, tables, on_event, stream_connections)
 
     # Millions of small, acyclic objects: the cyclic collector's full passes cost a third
     # of the run time on big captures and find nothing; it is paused while reading.

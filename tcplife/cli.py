@@ -52,6 +52,7 @@ from tcplife.cli_options import (
 from tcplife.cli_options import Instant as Instant  # re-exported: tests and plug-ins use it
 from tcplife.distributed import analyze_dask, capture_files
 from tcplife.export import EXPORT_FORMATS, export
+from tcplife.frames import CONNECTION_COLUMNS, empty_frame
 from tcplife.safety import terminal_text
 
 #: Messages, warnings, errors and the progress bar: never on stdout, which carries rows.
@@ -64,6 +65,8 @@ CAPTURE_EPILOG = ("CAPTURE: a pcap or pcapng file (gzipped is fine) or - for sta
 
 #: The progress bar appears only once reading has taken this long (seconds).
 PROGRESS_DELAY = 0.5
+#: Rows per piece when `tcplife analyze` writes JSON lines or CSV a piece at a time.
+STREAM_ROWS = 20_000
 
 __all__ = ["TIMEOUTS", "CliError", "Instant", "main"]
 
@@ -213,11 +216,13 @@ def _spool_stdin(captures: tuple[str, ...]) -> list[Any]:
 def run_analysis(captures: tuple[str, ...], timeouts: dict[str, float],
                  sources: list[Any] | None = None,
                  tables: tuple[str, ...] = TABLES,
-                 engine: dict[str, Any] | None = None) -> Result:
+                 engine: dict[str, Any] | None = None,
+                 stream_connections: bool = False) -> Result:
     """`analyze` over the captures as one (``sources``: the captures opened already, for
     standard input read into memory), keeping only ``tables``; the reader's warnings go
     to stderr. A directory or a glob stands for its files in name order. ``engine``:
-    `analyze_dask`'s keywords, to run on Dask."""
+    `analyze_dask`'s keywords, to run on Dask. ``stream_connections``: `analyze`'s (the
+    default engine only)."""
     if captures.count("-") > 1:
         raise click.UsageError("standard input (-) can be read only once")
     files = [f for capture in captures for f in capture_files(capture)]
@@ -234,7 +239,8 @@ def run_analysis(captures: tuple[str, ...], timeouts: dict[str, float],
     else:
         with progress_bar() as bar:
             result = analyze(sources if sources is not None else files,
-                             tables=tables, progress=bar, **timeouts)
+                             tables=tables, progress=bar,
+                             stream_connections=stream_connections, **timeouts)
     for warning in result.warnings:
         message("warning", warning, "yellow")
     return result
@@ -259,8 +265,18 @@ def analyze_command(captures: tuple[str, ...], engine: dict[str, Any] | None,
     role_inferred, mid_stream, then extra columns. The table shows a compact subset and
     counts states, close kinds, anomalies and what the capture reader skipped.
     """
-    result = run_analysis(captures, timeouts, tables=("connections",), engine=engine)
-    rows = select.resolve(result).connections(result.connections)
+    # JSON lines and CSV are written a piece at a time from the collector's compact
+    # columns: the whole table is never held as a DataFrame (--conn checks its ids
+    # against the whole table first, so it takes the other way).
+    streamed = out.streams and engine is None and not select.conn_ids
+    result = run_analysis(captures, timeouts, tables=("connections",), engine=engine,
+                          stream_connections=streamed)
+    flt = select.resolve(result)
+    if streamed:
+        out.emit_frames((flt.connections(frame) for frame in result.iter_connections(
+            STREAM_ROWS)), empty_frame(CONNECTION_COLUMNS))
+        return
+    rows = flt.connections(result.connections)
     out.emit(rows, lambda: output.connections_view(rows, result.stats, result.sources))
 
 

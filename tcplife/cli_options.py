@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,6 +51,14 @@ class Output:
 
     def emit(self, frame: pd.DataFrame, table: output.TableBuilder) -> None:
         output.write(frame, self.format, self.path, sys.stdout, table)
+
+    @property
+    def streams(self) -> bool:
+        """Whether the format is written a frame at a time (`emit_frames`)."""
+        return self.format in output.STREAMED_FORMATS
+
+    def emit_frames(self, frames: Iterable[pd.DataFrame], empty: pd.DataFrame) -> None:
+        output.write_frames(frames, self.format, self.path, sys.stdout, empty)
 
     def write_text(self, text: str) -> None:
         """Text made by the command itself (an SVG document) to the file or stdout."""

@@ -9,7 +9,7 @@ these schemas. Knows nothing of captures or the terminal.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -232,19 +232,33 @@ class Collector:
                     self.anomalies.append(ev)
 
     def connections(self) -> pd.DataFrame:
+        """The whole ``connections`` table, in conn_id order."""
+        frames = list(self.connection_frames(max(1, len(self._conns))))
+        return frames[0] if frames else empty_frame(CONNECTION_COLUMNS)
+
+    def connection_frames(self, size: int) -> Iterator[pd.DataFrame]:
+        """The ``connections`` table in conn_id order as frames of ``size`` rows (their
+        concatenation is `connections`): a writer holds one of them at a time, beside
+        the compact columns, instead of the whole table."""
         c = self._conns
         if not len(c):
-            return empty_frame(CONNECTION_COLUMNS)
+            return
         ids = np.frombuffer(c.data["conn_id"], dtype=np.int64)
         order = np.argsort(ids, kind="stable")
-        frame = c.frame(order)
+        owners = _stream_owners(c)
         kinds = self._kinds
-        anomalies = pd.Series([None] * len(frame), dtype="object")
-        anomalies[:] = [sorted(kinds.get(i, ())) for i in ids[order].tolist()]
-        frame.insert(list(CONNECTION_COLUMNS).index("anomalies"), "anomalies", anomalies)
-        frame.insert(list(CONNECTION_COLUMNS).index("tcp_stream_match"), "tcp_stream_match",
-                     _stream_match(frame["tcp_streams"].tolist()))
-        return frame
+        for start in range(0, len(order), size):
+            part = order[start:start + size]
+            frame = c.frame(part)
+            anomalies = pd.Series([None] * len(frame), dtype="object")
+            anomalies[:] = [sorted(kinds.get(i, ())) for i in ids[part].tolist()]
+            frame.insert(list(CONNECTION_COLUMNS).index("anomalies"), "anomalies", anomalies)
+            frame.insert(list(CONNECTION_COLUMNS).index("tcp_stream_match"),
+                         "tcp_stream_match",
+                         _stream_match(frame["tcp_streams"].tolist(), owners))
+            if start:
+                frame.index += start
+            yield frame
 
     def transitions(self) -> pd.DataFrame:
         t = self._trans
@@ -305,17 +319,25 @@ def peer_columns(r: ConnectionRecord) -> dict[str, Any]:
     }
 
 
-def _stream_match(tcp_streams: list[str]) -> pd.Categorical:
+def _stream_owners(conns: _Columns) -> dict[str, int]:
+    """How many rows (instances) each tcp.stream number appears in, over all rows."""
+    counts = np.bincount(np.frombuffer(conns.data["tcp_streams"], dtype=np.int64),
+                         minlength=len(conns.codes["tcp_streams"]))
+    owners: dict[str, int] = {}
+    for text, n in zip(conns.codes["tcp_streams"], counts.tolist(), strict=True):
+        for stream in text.split(",") if text else ():
+            owners[stream] = owners.get(stream, 0) + n
+    return owners
+
+
+def _stream_match(tcp_streams: list[str], owners: dict[str, int]) -> pd.Categorical:
     """``split``: the instance's segments fall in several tcp.streams; ``merged``: one of
     its tcp.streams also holds another instance (Wireshark did not split where tcplife
-    did). ``tcp_streams`` is the numbers joined by commas."""
-    lists = [text.split(",") if text else [] for text in tcp_streams]
-    owners: dict[str, int] = {}
-    for streams in lists:
-        for stream in streams:
-            owners[stream] = owners.get(stream, 0) + 1
+    did; ``owners``: `_stream_owners`). ``tcp_streams`` is the numbers joined by
+    commas."""
     out = []
-    for streams in lists:
+    for text in tcp_streams:
+        streams = text.split(",") if text else []
         split = len(streams) > 1
         merged = any(owners[stream] > 1 for stream in streams)
         out.append("split+merged" if split and merged else

@@ -103,6 +103,36 @@ def write(frame: pd.DataFrame, fmt: str, path: str | None, stdout: IO[str],
         _write_text(frame, fmt, stream, table)
 
 
+#: the formats `write_frames` writes a frame at a time
+STREAMED_FORMATS = ("jsonl", "csv")
+
+
+def write_frames(frames: Iterable[pd.DataFrame], fmt: str, path: str | None,
+                 stdout: IO[str], empty: pd.DataFrame) -> None:
+    """Write consecutive pieces of one table as ``fmt`` (one of `STREAMED_FORMATS`): the
+    same text `write` gives for their concatenation, holding one piece at a time.
+    ``empty``: the table's columns, for the CSV header when there are no pieces."""
+    if fmt not in STREAMED_FORMATS:
+        raise OutputError(f"{fmt} output is not written in pieces")
+
+    def run(stream: IO[str]) -> None:
+        header = True
+        for frame in frames:
+            if fmt == "jsonl":
+                write_jsonl(frame, stream)
+            else:
+                write_csv(frame, stream, header=header)
+            header = False
+        if header and fmt == "csv":
+            write_csv(empty, stream)
+
+    if path is None or path == "-":
+        run(stdout)
+        return
+    with open_output(str(path)) as stream:
+        run(stream)
+
+
 def _write_text(frame: pd.DataFrame, fmt: str, stream: IO[str], table: TableBuilder) -> None:
     if fmt == "table":
         console = table_console(stream)
@@ -211,10 +241,11 @@ def _csv_cell(value: Any) -> Any:
     return value
 
 
-def write_csv(frame: pd.DataFrame, stream: IO[str]) -> None:
+def write_csv(frame: pd.DataFrame, stream: IO[str], header: bool = True) -> None:
     """A header, then one line per row: lists joined with ``;``, NA empty."""
     writer = csv.writer(stream, lineterminator="\n")
-    writer.writerow([str(c) for c in frame.columns])
+    if header:
+        writer.writerow([str(c) for c in frame.columns])
     for record in iter_records(frame):
         writer.writerow([csv_text(_csv_cell(v)) for v in record.values()])
 

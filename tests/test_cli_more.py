@@ -418,3 +418,51 @@ def test_progress_on_gzip_and_both_paths(fast: bool, tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(plain.connections, watched.connections)
     assert len(watched.connections) == 24
     assert calls[-1] == (packed.stat().st_size, packed.stat().st_size)  # compressed bytes
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+@pytest.mark.parametrize("args", [[], ["--port", "8080"], ["--state", "closed"],
+                                  ["--host", "192.0.2.1"], ["--since", "+0.004"]])
+def test_analyze_writes_jsonl_and_csv_in_pieces_as_whole(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fmt: str, args: list[str]) -> None:
+    """`tcplife analyze` writes JSON lines and CSV a few rows at a time from the compact
+    columns (never the whole table as one DataFrame): the same bytes as the whole table
+    written at once, filters included, and a header alone when nothing is left."""
+    from tcplife import output
+
+    capture = str(SAMPLES / "many_short.client.pcap")
+    monkeypatch.setattr(cli, "STREAM_ROWS", 3)  # 24 connections: 8 pieces
+    pieces: list[int] = []
+    real = output.write_frames
+
+    def spy(frames: Any, *a: Any) -> None:
+        real((pieces.append(len(f)) or f for f in frames), *a)
+
+    monkeypatch.setattr(output, "write_frames", spy)
+    got = CliRunner().invoke(main, ["analyze", capture, "--format", fmt, *args])
+    assert got.exit_code == 0, got.output
+    assert len(pieces) == 8
+    result = tcplife.analyze(capture, tables=("connections",))
+    flt = cli_options_selection(args).resolve(result)
+    whole = io.StringIO()
+    output.write(flt.connections(result.connections), fmt, None, whole, lambda: [])
+    assert got.stdout == whole.getvalue()
+    lines = got.stdout.count("\n") - (fmt == "csv")  # rows (without the CSV header)
+    if "192.0.2.1" in args:  # no such host: nothing but the CSV header
+        assert lines == 0
+    elif "--since" in args:  # the second half of the 8.8 ms capture
+        assert 3 < lines < 24
+    else:
+        assert lines == 24
+
+
+def cli_options_selection(args: list[str]) -> Any:
+    """The `Selection` the CLI makes of these filter options."""
+    from tcplife.cli_options import Instant, Selection, parse_host
+
+    pairs = dict(zip(args[::2], args[1::2], strict=True))
+    since = Instant().convert(pairs["--since"], None, None) if "--since" in pairs else None
+    return Selection(
+        hosts=(parse_host(pairs["--host"]),) if "--host" in pairs else (),
+        ports=(int(pairs["--port"]),) if "--port" in pairs else (),
+        states=(pairs["--state"],) if "--state" in pairs else (), since=since)

@@ -16,6 +16,7 @@ import tcplife
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus" / "pcaps"
+SAMPLES = ROOT / "sample_pcaps"
 CAPTURES = sorted((ROOT / "sample_pcaps").glob("*.pcap*")) + (
     sorted(CORPUS.glob("*.pcap*")) if CORPUS.is_dir() else [])
 
@@ -140,3 +141,20 @@ def _check_equal(convs: list[list[str]], size: int) -> None:
     segments.sort(key=lambda s: s.ts_ns)
     segments = [s._replace(frame=i + 1) for i, s in enumerate(segments)]
     assert _events_fast(segments, size) == _events_plain(segments)
+
+
+@pytest.mark.parametrize("name", ["many_short.client.pcap", "port_reuse_close_wait.client.pcap",
+                                  "port_reuse_after_time_wait.client.pcap"])
+@pytest.mark.parametrize("size", [1, 2, 5, 1000])
+def test_connections_in_pieces_equal_the_whole_table(name: str, size: int) -> None:
+    """``stream_connections``: the table comes in frames of ``size`` rows whose
+    concatenation is the table `analyze` builds whole (tcp_stream_match's "merged", which
+    looks at other rows, included: port_reuse_close_wait has it)."""
+    whole = tcplife.analyze(SAMPLES / name).connections
+    streamed = tcplife.analyze(SAMPLES / name, stream_connections=True)
+    assert streamed.connections.empty and list(streamed.connections) == list(whole)
+    pieces = list(streamed.iter_connections(size))
+    assert all(len(p) <= size for p in pieces)
+    pd.testing.assert_frame_equal(pd.concat(pieces), whole)
+    pd.testing.assert_frame_equal(pd.concat(tcplife.analyze(SAMPLES / name)
+                                            .iter_connections(size)), whole)
