@@ -33,6 +33,7 @@ tests/test_distributed.py pins a case).
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import hashlib
 import heapq
@@ -40,7 +41,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -48,12 +49,12 @@ from tcplife.analysis import TABLES, Result, Sink, resolve_options
 from tcplife.capture import ReadStats
 from tcplife.capture.columns import V6_BASE, AddressBook, Batch
 from tcplife.capture.fastread import read_batches
+from tcplife.dataset import ParquetDataset, renumber, write_dataset
 from tcplife.drive import drive
 from tcplife.events import (
     ConnectionEnded,
     ConnectionStarted,
     Event,
-    Oddity,
     Retraction,
     Transition,
 )
@@ -364,7 +365,8 @@ def _batches(whole: dict[str, np.ndarray], book: AddressBook,
 
 
 # ---------------------------------------------------------------------- stage 3: merge
-_REUSE = re.compile(r"(reuses the 4-tuple of connection )(\d+)")
+def _stream_or_none(numbers: dict[int, int], local: int) -> int:
+    return numbers.get(local, -1)
 
 
 def _merged_events(outs: list[_PartitionOut]) -> Iterator[tuple[bool, Event]]:
@@ -377,9 +379,14 @@ def _merged_events(outs: list[_PartitionOut]) -> Iterator[tuple[bool, Event]]:
             if isinstance(ev, ConnectionStarted):
                 conn_first[(p, ev.conn_id)] = ev.frame
         stream_first += [(frame, p, s) for s, frame in out.streams.items()]
-    conn_id = {pc: i for i, (_, pc) in enumerate(sorted((f, pc)
-                                                          for pc, f in conn_first.items()))}
-    stream = {(p, s): i for i, (_, p, s) in enumerate(sorted(stream_first))}
+    conn_ids: list[dict[int, int]] = [{} for _ in outs]
+    for i, (_, (p, c)) in enumerate(sorted((f, pc) for pc, f in conn_first.items())):
+        conn_ids[p][c] = i
+    streams: list[dict[int, int]] = [{} for _ in outs]
+    for i, (_, p, s) in enumerate(sorted(stream_first)):
+        streams[p][s] = i
+    conn_fn = [ids.__getitem__ for ids in conn_ids]
+    stream_fn = [functools.partial(_stream_or_none, ids) for ids in streams]
     # A k-way merge: each partition's own emission order is kept even where its keys are
     # out of order (timestamps that go backwards), so a retraction follows its transition.
     merged = heapq.merge(*([(key, p, ev) for key, ev in out.keyed]
@@ -391,23 +398,9 @@ def _merged_events(outs: list[_PartitionOut]) -> Iterator[tuple[bool, Event]]:
         if isinstance(ev, Transition):
             tids[(p, ev.tid)] = len(tids)
             ev.tid = len(tids) - 1
-            ev.conn_id = conn_id[(p, ev.conn_id)]
         elif isinstance(ev, Retraction):
-            ev.tid, ev.conn_id = tids[(p, ev.tid)], conn_id[(p, ev.conn_id)]
-        elif isinstance(ev, Oddity):
-            if ev.name == "port_reuse":
-                ev.detail = _REUSE.sub(lambda m, p=p: m.group(1)
-                                       + str(conn_id[(p, int(m.group(2)))]), ev.detail)
-            ev.conn_id = conn_id[(p, ev.conn_id)]
-        elif isinstance(ev, ConnectionEnded):
-            rec = ev.record
-            rec.conn_id = conn_id[(p, rec.conn_id)]
-            peers = rec.peers
-            if peers is not None:
-                peers.tcp_stream = stream.get((p, peers.tcp_stream), -1)
-                peers.tcp_streams = sorted(stream[(p, s)] for s in peers.tcp_streams)
-        elif isinstance(ev, ConnectionStarted):
-            ev.conn_id = conn_id[(p, ev.conn_id)]
+            ev.tid = tids[(p, ev.tid)]
+        renumber(ev, conn_fn[p], stream_fn[p])
         yield key[0] == _END, ev
 
 
@@ -432,13 +425,42 @@ def _workers(client: Any) -> int:
     return max(1, sum(client.nthreads().values()))
 
 
-def analyze_dask(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
+_Sources = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
+
+
+@overload
+def analyze_dask(source: _Sources, *, scheduler: Any = ..., partitions: int | None = ...,
+                 options: Options | None = ...,
+                 on_event: Callable[[Event], None] | None = ...,
+                 tables: Iterable[str] = ..., parquet_dir: None = ...,
+                 **timeouts: float) -> Result: ...
+
+
+@overload
+def analyze_dask(source: _Sources, *, scheduler: Any = ..., partitions: int | None = ...,
+                 options: Options | None = ...,
+                 on_event: Callable[[Event], None] | None = ...,
+                 tables: Iterable[str] = ..., parquet_dir: str | os.PathLike[str],
+                 **timeouts: float) -> ParquetDataset: ...
+
+
+def analyze_dask(source: _Sources, *,
                  scheduler: Any = None, partitions: int | None = None,
                  options: Options | None = None,
                  on_event: Callable[[Event], None] | None = None,
-                 tables: Iterable[str] = TABLES, **timeouts: float) -> Result:
+                 tables: Iterable[str] = TABLES,
+                 parquet_dir: str | os.PathLike[str] | None = None,
+                 **timeouts: float) -> Result | ParquetDataset:
     """`tcplife.analyze` of the captures of a directory, a glob or a list (read in natural
     name order, as one capture), computed on a Dask cluster; the same `Result`.
+
+    ``parquet_dir``: instead of a `Result`, the workers write the ``tables`` as a Parquet
+    dataset there (``DIR/connections/part-00000.parquet``, ...; one part per partition,
+    parts of an earlier run removed) and a `tcplife.dataset.ParquetDataset` comes back:
+    no table passes through this process, so the result may be larger than its memory.
+    Rows equal `analyze`'s once both are stable-sorted by
+    `tcplife.dataset.SORT_KEYS` (``ParquetDataset.read`` does that); ``on_event`` is
+    not available then.
 
     ``scheduler``: None for a `LocalCluster` on this machine's cores (one single-threaded
     worker process each), a scheduler address (``"tcp://host:8786"``) or a
@@ -447,6 +469,8 @@ def analyze_dask(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str
     in the single process's order, but only once every partition is done.
     """
     options = resolve_options(options, tables, timeouts)
+    if parquet_dir is not None and on_event is not None:
+        raise ValueError("on_event needs the events in this process: not with parquet_dir")
     paths = capture_files(source)
     if not paths:
         raise FileNotFoundError(f"no capture files in {os.fspath(source)!r}"  # type: ignore
@@ -463,15 +487,18 @@ def analyze_dask(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str
                 last_ts = max(last_ts, file_last_ts)
                 last_frame = frames + file_last_frame
             frames += file_stats.frames
+        stats = ReadStats()
+        for file_stats, _, _ in heads:
+            stats.merge(file_stats)
         tracked = [client.submit(_track_partition,
                                  [client.submit(_part_of, r, p) for r in reads], offsets,
                                  options, last_ts, last_frame, pure=False)
                    for p in range(nparts)]
         del reads
+        if parquet_dir is not None:
+            return write_dataset(client, tracked, stats, options, tuple(tables), paths,
+                                 parquet_dir)
         outs = client.gather(tracked)
-    stats = ReadStats()
-    for file_stats, _, _ in heads:
-        stats.merge(file_stats)
     return _result(outs, stats, options, tables, on_event, paths)
 
 
