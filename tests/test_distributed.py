@@ -204,7 +204,10 @@ def test_worker_processes(tmp_path):
                                   dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as c:
         got = analyze_dask(tmp_path / "rot", scheduler=c)
+        dataset = analyze_dask(tmp_path / "rot", scheduler=c, partitions=3,
+                               parquet_dir=tmp_path / "ds", time_wait_threshold=3)
     assert_same(got, tcplife.analyze(files))
+    assert_dataset_same(dataset, tcplife.analyze(files, time_wait_threshold=3))
 
 
 def test_cli_engine_dask_equals_single(tmp_path, client):
