@@ -14,8 +14,12 @@ and the events replayed in the single-process order through `DetectorSet` and `C
 (so cross-connection detectors, the running capture end and the tie order of rows are the
 single process's).
 
+With ``parquet_dir``, stage (3) is not run: the tables are finished and written by the
+workers (`tcplife.dataset`), which this module hands the tracked partitions.
+
 Memory: a worker holds its read files' columns and its partition's segments and events;
-the client holds the result tables, as `analyze` does. Knows nothing of the CLI.
+the client holds the result tables, as `analyze` does (none with ``parquet_dir``). Knows
+nothing of the CLI.
 
 Timers: one process fires a timer at the first segment, of any connection, stamped at or
 after its deadline. With timestamps in order, a partition's next segment or the end does
