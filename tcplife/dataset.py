@@ -66,6 +66,7 @@ from tcplife.frames import (
     empty_frame,
 )
 from tcplife.options import Options
+from tcplife.output import OutputError
 
 #: each table's columns and dtypes
 SCHEMAS: dict[str, dict[str, Any]] = {
@@ -294,9 +295,12 @@ def _host_bucket(host: str, buckets: int) -> int:
     return int.from_bytes(digest, "little") % buckets
 
 
-def _finish(out: Any, index: _Index, others: list[np.ndarray], conn_ids: np.ndarray,
-            streams: np.ndarray, options: Options, tables: tuple[str, ...],
-            last_ts_ns: int | None, buckets: int) -> _Finished:
+def _finish(out: Any, index: _Index, others: list[np.ndarray],
+            numbers: tuple[np.ndarray, np.ndarray], options: Options,
+            tables: tuple[str, ...], last_ts_ns: int | None, buckets: int) -> _Finished:
+    """Stage 4. ``numbers``: this partition's (conn_id, tcp.stream) maps, local -> global;
+    ``others``: `_lookup`'s answers from every other partition."""
+    conn_ids, streams = numbers
     capture_end = index.own.copy()
     for other in others:
         np.maximum(capture_end, other, out=capture_end)
@@ -407,6 +411,11 @@ def write_dataset(client: Any, tracked: list[Any], stats: ReadStats, options: Op
                   tables: tuple[str, ...], paths: list[str],
                   directory: str | os.PathLike[str]) -> ParquetDataset:
     """Stages 1-6 on the tracked partitions (futures of `_PartitionOut`)."""
+    try:
+        import pyarrow  # noqa: F401  (the workers need it too)
+    except ImportError as exc:  # pragma: no cover - pyarrow is an optional dependency
+        raise OutputError("a Parquet dataset needs pyarrow: pip install "
+                          "'tcplife[parquet]'") from exc
     root = Path(directory)
     prepare_directory(root, tables)
     n = len(tracked)
@@ -419,12 +428,15 @@ def write_dataset(client: Any, tracked: list[Any], stats: ReadStats, options: Op
     del numbering
     ends = [client.submit(_ends_of, i) for i in index]
     steps = [client.submit(_steps_of, i) for i in index]
+    # The maps go straight to the workers (scattered), not through the task graph.
+    maps = client.scatter([(conn_ids[p], streams[p]) for p in range(n)])
+    del streams
     finished = [client.submit(_finish, tracked[p], index[p],
                               [client.submit(_lookup, ends[p], steps[q]) for q in range(n)
                                if q != p],
-                              conn_ids[p], streams[p], options, tables, stats.last_ts_ns, n,
-                              pure=False)
+                              maps[p], options, tables, stats.last_ts_ns, n, pure=False)
                 for p in range(n)]
+    del maps
     del index, ends, steps
     tracked.clear()  # the caller's futures too: the workers free the events once finished
     found = client.gather([client.submit(_time_wait, [client.submit(_bucket, f, b)
