@@ -24,12 +24,15 @@ The client holds the file list, the read stats, the numbering arrays (8 bytes pe
 connection) and the time-wait anomalies; never an event or a table row.
 
 The running capture end: `DetectorSet` hands each connection's verdict the latest time seen
-so far (transitions with a frame, and connections' last packets) in the single process's
-event order, and the end of input raises it to the capture's last frame. That order is
-the k-way merge of `tcplife.distributed._merged_events`, which equals a sort by
-(prefix maximum of the partition's keys, partition) within each partition's emission
-order; ``_index`` encodes that as fixed-width byte strings so other partitions can
-binary-search it. Knows nothing of the CLI.
+so far (transitions with a frame, and connections' last packets) in event order, and the
+end of input raises it to the capture's last frame. The order is the one the in-memory
+merge (`tcplife.distributed._merged_events`) produces, one process's order when timestamps
+are in order: a k-way merge, which equals a sort by (prefix maximum of the partition's
+keys, partition) within each partition's emission order; ``_index`` encodes that as
+fixed-width byte strings so other partitions can binary-search it.
+
+Also owns `renumber` (partition-local numbers -> the set's, on one event), which the
+in-memory merge uses too. Knows nothing of the CLI.
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ SORT_KEYS: dict[str, list[str]] = {
     "connections": ["conn_id"], "transitions": ["conn_id", "ts_ns"],
     "anomalies": ["conn_id", "ts_ns"], "oddities": ["conn_id", "ts_ns"]}
 
-_END = 1 << 64  # tcplife.distributed._END (not imported: that module imports this one)
+_END = 1 << 64  #: tcplife.distributed._END (that module imports this one; a test checks)
 _SIGN = np.uint64(1 << 63)
 _TOP = np.uint64((1 << 64) - 1)
 
@@ -164,8 +167,8 @@ def renumber(ev: Event, conn_id: Callable[[int], int], stream: Callable[[int], i
 @dataclass
 class _Ends:
     """Per connection end (``ConnectionEnded``, in the order ``_finish`` meets them): its
-    place in the single process's event order, as a byte string comparable across
-    partitions, and whether the end of input emitted it."""
+    place in the merge's event order, as a byte string comparable across partitions, and
+    whether the end of input emitted it."""
 
     keys: np.ndarray
     at_end: np.ndarray

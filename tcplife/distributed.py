@@ -369,7 +369,7 @@ def _batches(whole: dict[str, np.ndarray], book: AddressBook,
 
 
 # ---------------------------------------------------------------------- stage 3: merge
-def _stream_or_none(numbers: dict[int, int], local: int) -> int:
+def _stream_number(numbers: dict[int, int], local: int) -> int:
     return numbers.get(local, -1)
 
 
@@ -390,7 +390,7 @@ def _merged_events(outs: list[_PartitionOut]) -> Iterator[tuple[bool, Event]]:
     for i, (_, p, s) in enumerate(sorted(stream_first)):
         streams[p][s] = i
     conn_fn = [ids.__getitem__ for ids in conn_ids]
-    stream_fn = [functools.partial(_stream_or_none, ids) for ids in streams]
+    stream_fn = [functools.partial(_stream_number, ids) for ids in streams]
     # A k-way merge: each partition's own emission order is kept even where its keys are
     # out of order (timestamps that go backwards), so a retraction follows its transition.
     merged = heapq.merge(*([(key, p, ev) for key, ev in out.keyed]

@@ -322,6 +322,13 @@ def test_connections_in_lockstep(prune, opts, tmp_path, client, monkeypatch):
 
 
 # ---------------------------------------------------------------- the Parquet dataset
+def test_dataset_and_merge_share_the_end_key():
+    import tcplife.dataset
+    import tcplife.distributed
+
+    assert tcplife.dataset._END == tcplife.distributed._END
+
+
 def assert_dataset_same(dataset, want: tcplife.Result, tables=TABLES) -> None:
     """Every table of the dataset, read back as one frame, equals `analyze`'s once both
     are stable-sorted by the table's key; the parts come one per partition."""
