@@ -487,3 +487,20 @@ def test_cli_parquet_dataset_usage_errors(extra, tmp_path):
                                        str(tmp_path / "ds")])
     assert result.exit_code == 2
     assert ("filter" if extra else "--engine dask") in result.output
+
+
+def test_parquet_dataset_tables(tmp_path, client):
+    """``tables`` names the tables written; the connections' anomaly lists still count
+    every anomaly (the time-wait pile-up's too); ``on_event`` is refused."""
+    whole = write_pcap(tmp_path / "w.pcap", many_conversations(30))
+    files = rotate(whole, [20, 70], tmp_path / "rot")
+    got = analyze_dask(files, scheduler=client, partitions=2, tables=("connections",),
+                       parquet_dir=tmp_path / "ds", time_wait_threshold=3)
+    assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == ["capture.json",
+                                                                   "connections"]
+    want = tcplife.analyze(files, tables=("connections",), time_wait_threshold=3)
+    assert any("time_wait_accumulation" in kinds for kinds in want.connections["anomalies"])
+    assert_dataset_same(got, want, tables=("connections",))
+    with pytest.raises(ValueError, match="on_event"):
+        analyze_dask(files, scheduler=client, parquet_dir=tmp_path / "ds2",
+                     on_event=print)
