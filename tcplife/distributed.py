@@ -25,13 +25,17 @@ Timers: one process fires a timer at the first segment, of any connection, stamp
 after its deadline. With timestamps in order, a partition's next segment or the end does
 the same; where they go backwards, each partition row carries the latest time other
 partitions' segments reached since its previous row (`_gaps`), and time advances to it.
+The running maximum of those times is the set's clock at each row, and the key of a
+segment's events (`_KeyedTracker.clock_at`): capture order, even where stamps step back.
 
 Where the result may differ from `analyze` on the concatenation: a timer armed by another
 timer (the eviction after a TIME_WAIT expires) due at the same nanosecond as a timer of
 another partition (their rows' tie order follows the frame that armed the first timer, not
-the single process's arming order); timestamps that go backwards across a timer
-where `analyze`'s own fast and plain paths disagree (`Tracker.absorb` fires no timers:
-tests/test_distributed.py pins a case).
+the single process's arming order); a timer whose deadline the clock passed (a segment
+stamped ahead of later ones) fires, in one process, at the next segment stamped past it,
+but is keyed before the next segment: the order of events (and so the running capture end
+the detectors are given) may differ, tests/test_distributed.py pins a case; a step back of
+more than a read batch, which `analyze`'s fast path does not see (README, Limits).
 """
 
 from __future__ import annotations
@@ -246,6 +250,7 @@ class _KeyedTracker(Tracker):
         self._pushed: dict[int, tuple[int, int]] = {}  #: timer seq -> arming context
         self._timer_events = 0
         self._firing = False
+        self._clock_frames = self._clock = np.empty(0, dtype=np.int64)
         wireshark = self._wireshark
         new_stream = wireshark._new
 
@@ -256,12 +261,26 @@ class _KeyedTracker(Tracker):
 
         wireshark._new = numbered  # type: ignore[method-assign]
 
+    def clock_at(self, frames: np.ndarray, clock: np.ndarray) -> None:
+        """Per row of the partition (by frame), the latest time any segment of the whole
+        set had reached by then: the key of its events, so that they sort in capture
+        order even where a stamp steps back (equal to the row's own time when times are
+        in order)."""
+        self._clock_frames, self._clock = frames, clock
+
+    def _clock_of(self, seg: Segment) -> int:
+        i = int(np.searchsorted(self._clock_frames, seg.frame))
+        if i < len(self._clock_frames) and self._clock_frames[i] == seg.frame:
+            return int(self._clock[i])
+        return seg.ts_ns  # pragma: no cover - every fed segment is a row of the partition
+
     def feed(self, seg: Segment) -> list[Event]:
-        self._frame, self._ts = seg.frame, seg.ts_ns
+        clock = self._clock_of(seg)
+        self._frame, self._ts = seg.frame, clock
         self._timer_events = 0
         out = super().feed(seg)
         n = len(self.keyed)
-        self.keyed.extend(((seg.ts_ns, 1, seg.frame, 0, n + i), ev)
+        self.keyed.extend(((clock, 1, seg.frame, 0, n + i), ev)
                           for i, ev in enumerate(out[self._timer_events:]))
         return out
 
@@ -359,6 +378,7 @@ def _batches(whole: dict[str, np.ndarray], book: AddressBook,
     stamped later than it precede, time advances to theirs (as in one process)."""
     gap = whole.pop("gap_max")
     n = len(gap)
+    tracker.clock_at(whole["frame"], np.maximum.accumulate(np.maximum(gap, whole["ts_ns"])))
     late = np.flatnonzero(gap > whole["ts_ns"]).tolist()
     cuts = sorted({0, n, *late, *range(0, n, _BATCH_ROWS)})
     late_set = set(late)
