@@ -41,6 +41,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -191,6 +192,27 @@ class _Index:
     steps: _Steps
     latest: int  #: the partition's latest capture-end contribution
 
+    def __sizeof__(self) -> int:  # for Dask (see `tcplife.distributed._PartitionOut`)
+        return sum(a.nbytes for a in (self.conn_first, self.stream_first, self.own,
+                                      self.ends.keys, self.ends.at_end, self.steps.keys,
+                                      self.steps.values)) + 1024
+
+
+@dataclass
+class Tracked:
+    """A tracked partition (`tcplife.distributed._PartitionOut`) with its `_index`,
+    made by one task so that both stay on the worker that tracked it."""
+
+    out: Any
+    index: _Index
+
+    def __sizeof__(self) -> int:
+        return sys.getsizeof(self.out) + sys.getsizeof(self.index)
+
+
+def index_partition(out: Any, p: int) -> Tracked:
+    return Tracked(out, _index(out, p))
+
 
 def _places(rows: list[tuple[int, ...]], p: int) -> np.ndarray:
     """(at_end, k0..k4) rows -> bytes that sort as the tuples ``(at_end, key, p)`` do
@@ -250,16 +272,16 @@ def _index(out: Any, p: int) -> _Index:
         latest=int(running[-1]) if len(running) else 0)
 
 
-def _numbering(index: _Index) -> tuple[np.ndarray, np.ndarray, int]:
-    return index.conn_first, index.stream_first, index.latest
+def _numbering(t: Tracked) -> tuple[np.ndarray, np.ndarray, int]:
+    return t.index.conn_first, t.index.stream_first, t.index.latest
 
 
-def _ends_of(index: _Index) -> _Ends:
-    return index.ends
+def _ends_of(t: Tracked) -> _Ends:
+    return t.index.ends
 
 
-def _steps_of(index: _Index) -> _Steps:
-    return index.steps
+def _steps_of(t: Tracked) -> _Steps:
+    return t.index.steps
 
 
 def global_numbers(firsts: list[np.ndarray]) -> list[np.ndarray]:
@@ -292,17 +314,23 @@ class _Finished:
     collector: Collector
     time_wait: list[dict[str, list[Any]]]  #: per host bucket: host -> TIME_WAIT intervals
 
+    def __sizeof__(self) -> int:  # for Dask: the compact columns, the lists of rows
+        c = self.collector
+        rows = len(c._trans) + len(c._conns) + len(c.oddities) + len(c.anomalies)
+        return 100 * rows + 150 * sum(len(v) for b in self.time_wait for v in b.values())
+
 
 def _host_bucket(host: str, buckets: int) -> int:
     digest = hashlib.blake2b(host.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") % buckets
 
 
-def _finish(out: Any, index: _Index, others: list[np.ndarray],
-            numbers: tuple[np.ndarray, np.ndarray], options: Options,
-            tables: tuple[str, ...], last_ts_ns: int | None, buckets: int) -> _Finished:
+def _finish(t: Tracked, others: list[np.ndarray], numbers: tuple[np.ndarray, np.ndarray],
+            options: Options, tables: tuple[str, ...], last_ts_ns: int | None,
+            buckets: int) -> _Finished:
     """Stage 4. ``numbers``: this partition's (conn_id, tcp.stream) maps, local -> global;
     ``others``: `_lookup`'s answers from every other partition."""
+    out, index = t.out, t.index
     conn_ids, streams = numbers
     capture_end = index.own.copy()
     for other in others:
@@ -412,8 +440,11 @@ def write_metadata(dataset: ParquetDataset) -> None:
 # ------------------------------------------------------------- the client's part
 def write_dataset(client: Any, tracked: list[Any], stats: ReadStats, options: Options,
                   tables: tuple[str, ...], paths: list[str],
-                  directory: str | os.PathLike[str]) -> ParquetDataset:
-    """Stages 1-6 on the tracked partitions (futures of `_PartitionOut`)."""
+                  directory: str | os.PathLike[str],
+                  homes: list[list[str] | None] | None = None) -> ParquetDataset:
+    """Stages 2-6 on the tracked partitions (futures of `Tracked`, from `index_partition`).
+    ``homes``: per partition, the worker its tracking was given (its later tasks prefer
+    it too: the partition's events are costly to move)."""
     try:
         import pyarrow  # noqa: F401  (the workers need it too)
     except ImportError as exc:  # pragma: no cover - pyarrow is an optional dependency
@@ -422,28 +453,31 @@ def write_dataset(client: Any, tracked: list[Any], stats: ReadStats, options: Op
     root = Path(directory)
     prepare_directory(root, tables)
     n = len(tracked)
-    index = [client.submit(_index, t, p, pure=False) for p, t in enumerate(tracked)]
-    numbering = client.gather([client.submit(_numbering, i) for i in index])
+    homes = homes or [None] * n
+
+    def at(p: int, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return client.submit(fn, *args, workers=homes[p], allow_other_workers=True,
+                             **kwargs)
+
+    numbering = client.gather([at(p, _numbering, t) for p, t in enumerate(tracked)])
     conn_ids = global_numbers([conns for conns, _, _ in numbering])
     streams = global_numbers([s for _, s, _ in numbering])
     latest = max([0, *(latest for _, _, latest in numbering),
                   *([stats.last_ts_ns] if stats.last_ts_ns is not None else [])])
     del numbering
-    ends = [client.submit(_ends_of, i) for i in index]
-    steps = [client.submit(_steps_of, i) for i in index]
+    ends = [at(p, _ends_of, t) for p, t in enumerate(tracked)]
+    steps = [at(p, _steps_of, t) for p, t in enumerate(tracked)]
     # The maps go straight to the workers (scattered), not through the task graph.
     maps = client.scatter([(conn_ids[p], streams[p]) for p in range(n)])
     del streams
-    finished = [client.submit(_finish, tracked[p], index[p],
-                              [client.submit(_lookup, ends[p], steps[q]) for q in range(n)
-                               if q != p],
-                              maps[p], options, tables, stats.last_ts_ns, n, pure=False)
+    finished = [at(p, _finish, tracked[p],
+                   [at(q, _lookup, ends[p], steps[q]) for q in range(n) if q != p],
+                   maps[p], options, tables, stats.last_ts_ns, n, pure=False)
                 for p in range(n)]
-    del maps
-    del index, ends, steps
+    del ends, steps, maps
     tracked.clear()  # the caller's futures too: the workers free the events once finished
-    found = client.gather([client.submit(_time_wait, [client.submit(_bucket, f, b)
-                                                      for f in finished],
+    found = client.gather([client.submit(_time_wait, [at(p, _bucket, f, b)
+                                                      for p, f in enumerate(finished)],
                                          int(options.time_wait_threshold), latest)
                            for b in range(n)])
     owner = np.empty(sum(len(c) for c in conn_ids), dtype=np.int32)
@@ -453,8 +487,7 @@ def write_dataset(client: Any, tracked: list[Any], stats: ReadStats, options: Op
     for _, anomaly in sorted((pair for bucket in found for pair in bucket),
                              key=lambda pair: pair[0]):
         extra[int(owner[anomaly.conn_id])].append(anomaly)
-    counts = client.gather([client.submit(_write, f, str(root), p, extra[p], tables,
-                                          pure=False)
+    counts = client.gather([at(p, _write, f, str(root), p, extra[p], tables, pure=False)
                             for p, f in enumerate(finished)])
     rows = {t: sum(c[t] for c in counts) for t in tables}
     dataset = ParquetDataset(root, rows, stats, options, paths)

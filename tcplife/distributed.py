@@ -57,7 +57,13 @@ from tcplife.analysis import TABLES, Result, Sink, resolve_options
 from tcplife.capture import ReadStats
 from tcplife.capture.columns import V6_BASE, AddressBook, Batch
 from tcplife.capture.fastread import read_batches
-from tcplife.dataset import ParquetDataset, renumber, write_dataset
+from tcplife.dataset import (
+    ParquetDataset,
+    Tracked,
+    index_partition,
+    renumber,
+    write_dataset,
+)
 from tcplife.drive import drive
 from tcplife.events import (
     ConnectionEnded,
@@ -119,6 +125,9 @@ class _FileRead:
     parts: list[dict[str, np.ndarray]]  #: per partition, the `Batch` columns
     v6_names: dict[int, str] = field(default_factory=dict)  #: IPv6 key -> text
     tails: list[int] = field(default_factory=list)  #: per partition, see `_gaps`
+
+    def __sizeof__(self) -> int:  # for Dask (see `_PartitionOut.__sizeof__`)
+        return sum(a.nbytes for part in self.parts for a in part.values()) + 4096
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -335,6 +344,19 @@ class _PartitionOut:
     keyed: list[tuple[Key, Event]]
     streams: dict[int, int]
 
+    def __sizeof__(self) -> int:
+        # What Dask's scheduler and spilling go by (its default for an object is ~50
+        # bytes, which let it move whole partitions between workers as if free): an
+        # estimate, a key tuple and an event of a few attributes each.
+        return 450 * len(self.keyed) + 100 * len(self.streams)
+
+
+def _track_and_index(pieces: list[tuple[dict[str, np.ndarray], dict[int, str], int]],
+                     offsets: list[int], options: Options, last_ts: int, last_frame: int,
+                     p: int) -> Tracked:
+    """`_track_partition` and, in the same task, what the dataset's stages need of it."""
+    return index_partition(_track_partition(pieces, offsets, options, last_ts, last_frame), p)
+
 
 def _track_partition(pieces: list[tuple[dict[str, np.ndarray], dict[int, str], int]],
                      offsets: list[int], options: Options, last_ts: int,
@@ -514,14 +536,24 @@ def analyze_dask(source: _Sources, *,
         stats = ReadStats()
         for file_stats, _, _ in heads:
             stats.merge(file_stats)
-        tracked = [client.submit(_track_partition,
-                                 [client.submit(_part_of, r, p) for r in reads], offsets,
-                                 options, last_ts, last_frame, pure=False)
+        # Partitions dealt round the worker threads (a preference, not a rule): left to
+        # itself the scheduler may queue two on one worker while another waits.
+        # The pieces first, and before any tracking: a piece is taken on the worker that
+        # read its file, whose thread a partition being tracked would otherwise hold.
+        slots = [w for w, n in sorted(client.nthreads().items()) for _ in range(n)]
+        homes = [[slots[p % len(slots)]] if slots else None for p in range(nparts)]
+        pieces = [[client.submit(_part_of, r, p, priority=1) for r in reads]
+                  for p in range(nparts)]
+        track: Callable[..., Any] = (_track_partition if parquet_dir is None
+                                     else _track_and_index)
+        tracked = [client.submit(track, pieces[p], offsets, options, last_ts, last_frame,
+                                 *(() if parquet_dir is None else (p,)), pure=False,
+                                 workers=homes[p], allow_other_workers=True)
                    for p in range(nparts)]
-        del reads
+        del reads, pieces
         if parquet_dir is not None:
             return write_dataset(client, tracked, stats, options, tuple(tables), paths,
-                                 parquet_dir)
+                                 parquet_dir, homes)
         outs = client.gather(tracked)
     return _result(outs, stats, options, tables, on_event, paths)
 
