@@ -4,9 +4,9 @@ Owns: `ParquetDataset` (what ``analyze_dask(..., parquet_dir=...)`` returns), th
 (one directory per table, one part file per flow partition) and the stages that follow
 tracking when the tables stay on the workers:
 
-1. ``_index`` (per partition): the first frame of each connection and ``tcp.stream``, and
-   a compact account of what the single process's running capture end would be at each
-   connection's end (see below).
+1. ``_index`` (per partition, in its tracking task: `index_partition`): the first frame
+   of each connection and ``tcp.stream``, and a compact account of the running capture
+   end at each connection's end (see below).
 2. The client turns the first frames into the global numbering (local id -> global id,
    one small integer array per partition): ``conn_id`` and ``tcp_stream`` by first frame.
 3. ``_lookup`` (one task per pair of partitions): the capture end other partitions had
