@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from tcplife.analysis import Result, analyze
 from tcplife.capture import CaptureError, ReadStats, read_segments
+from tcplife.dataset import ParquetDataset
 from tcplife.distributed import analyze_dask
 from tcplife.live import LiveSession, live
 from tcplife.options import Options
@@ -17,5 +18,6 @@ from tcplife.tracker import Tracker
 
 __version__ = "0.1.0"
 
-__all__ = ["CaptureError", "LiveSession", "Options", "ReadStats", "Result", "Segment", "State",
-           "Tracker", "__version__", "analyze", "analyze_dask", "live", "read_segments"]
+__all__ = ["CaptureError", "LiveSession", "Options", "ParquetDataset", "ReadStats", "Result",
+           "Segment", "State", "Tracker", "__version__", "analyze", "analyze_dask", "live",
+           "read_segments"]

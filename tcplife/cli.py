@@ -246,6 +246,33 @@ def run_analysis(captures: tuple[str, ...], timeouts: dict[str, float],
     return result
 
 
+def write_parquet_dataset(captures: tuple[str, ...], engine: dict[str, Any] | None,
+                          select: Selection, timeouts: dict[str, float],
+                          directory: str) -> None:
+    """``analyze --engine dask --format parquet -o DIR``: the workers write the tables;
+    what was written is summarised on stderr."""
+    if engine is None:
+        raise click.UsageError(f"-o {directory} names a directory: a Parquet dataset is "
+                               "written by --engine dask; give a FILE.parquet otherwise")
+    if select != Selection():
+        raise click.UsageError("row filters do not apply to a Parquet dataset: filter "
+                               "when reading it")
+    files = [f for capture in captures for f in capture_files(capture)]
+    if "-" in files:
+        raise click.UsageError("--engine dask reads files, not standard input (-)")
+    if not files:
+        raise CaptureError(f"no capture files in {' '.join(captures)}")
+    try:
+        import distributed  # noqa: F401
+    except ImportError as exc:
+        raise CliError("--engine dask needs Dask: pip install 'tcplife[dask]'") from exc
+    dataset = analyze_dask(files, parquet_dir=directory, **engine, **timeouts)
+    for warning in dataset.warnings:
+        message("warning", warning, "yellow")
+    rows = ", ".join(f"{n} {table}" for table, n in dataset.rows.items())
+    message("wrote", f"{rows} to {directory}", "green")
+
+
 # --- the commands -------------------------------------------------------------------------
 
 
@@ -254,7 +281,7 @@ def run_analysis(captures: tuple[str, ...], timeouts: dict[str, float],
 @engine_options
 @filter_options
 @timeout_options
-@output_options
+@output_options(datasets=True)
 def analyze_command(captures: tuple[str, ...], engine: dict[str, Any] | None,
                     select: Selection, timeouts: dict[str, float], out: Output) -> None:
     """One row per connection instance, then (as a table) a summary.
@@ -264,7 +291,17 @@ def analyze_command(captures: tuple[str, ...], engine: dict[str, Any] | None,
     server_state (each side's state at capture end), close_kind, anomalies,
     role_inferred, mid_stream, then extra columns. The table shows a compact subset and
     counts states, close kinds, anomalies and what the capture reader skipped.
+
+    With --engine dask, --format parquet and -o DIR (an existing directory, or a path
+    ending in / or without an extension), the Dask workers write all four tables as a
+    Parquet dataset: DIR/connections/, DIR/transitions/, DIR/anomalies/, DIR/oddities/
+    (one part file per partition; pandas.read_parquet(DIR/connections) reads one) and
+    DIR/capture.json.
     """
+    if out.format == "parquet" and out.path and (
+            os.path.isdir(out.path) or engine is not None and out.names_directory):
+        write_parquet_dataset(captures, engine, select, timeouts, str(out.path))
+        return
     # JSON lines and CSV are written a piece at a time from the collector's compact
     # columns: the whole table is never held as a DataFrame (--conn checks its ids
     # against the whole table first, so it takes the other way).

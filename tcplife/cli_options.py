@@ -9,6 +9,7 @@ commands compute; `tcplife.cli` puts them together.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,16 @@ class Output:
     def to_stdout(self) -> bool:
         return self.path is None or self.path == "-"
 
+    @property
+    def names_directory(self) -> bool:
+        """``-o`` names a directory: one that exists, or a path ending in ``/`` or
+        without an extension (where a command can write a dataset of files)."""
+        if self.to_stdout:
+            return False
+        path = str(self.path)
+        return (os.path.isdir(path) or path.endswith(("/", os.sep))
+                or not Path(path).suffix)
+
     def emit(self, frame: pd.DataFrame, table: output.TableBuilder) -> None:
         output.write(frame, self.format, self.path, sys.stdout, table)
 
@@ -70,10 +81,12 @@ class Output:
 
 
 def output_options(command: F | None = None, *, formats: Sequence[str] = output.FORMATS,
-                   default: str | None = None) -> Any:
+                   default: str | None = None, datasets: bool = False) -> Any:
     """``--format`` and ``-o/--output`` for a command that prints rows; the command
     receives them as one ``out: Output``. ``default`` replaces the usual choice (table on
-    a terminal, jsonl otherwise) when neither ``--format`` nor ``-o``'s extension says."""
+    a terminal, jsonl otherwise) when neither ``--format`` nor ``-o``'s extension says.
+    ``datasets``: ``-o`` may name an existing directory with ``--format parquet`` (the
+    command writes a dataset there; `Output.names_directory`)."""
 
     def decorate(command: F) -> F:
         @functools.wraps(command)
@@ -89,6 +102,8 @@ def output_options(command: F | None = None, *, formats: Sequence[str] = output.
                                        f"{', '.join(formats)}")
             if chosen == "parquet" and (path is None or path == "-"):
                 raise click.UsageError("--format parquet needs -o FILE")
+            if path and os.path.isdir(path) and not (datasets and chosen == "parquet"):
+                raise click.UsageError(f"-o {path} is a directory; give a file name")
             if path and path != "-" and _names_an_input(path, kwargs.get("captures", ())):
                 raise click.UsageError(f"-o {path} is one of the captures being read; "
                                        "choose another file")
@@ -98,7 +113,7 @@ def output_options(command: F | None = None, *, formats: Sequence[str] = output.
             "[default: table on a terminal, else jsonl]"
         wrapper = click.option(
             "-o", "--output", "path", metavar="FILE",
-            type=click.Path(dir_okay=False, allow_dash=True),
+            type=click.Path(dir_okay=datasets, allow_dash=True),
             help="Write to FILE instead of standard output; without --format the format "
                  "follows the extension (.json .jsonl .csv .parquet .txt"
                  + (" .svg" if "svg" in formats else "") + ").")(wrapper)

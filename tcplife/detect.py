@@ -371,6 +371,10 @@ class Spans:
                                           -1 if frame is None else frame), strict=True):
             col.append(value)
 
+    def extend(self, other: Spans) -> None:
+        for col, more in zip(self.cols, other.cols, strict=True):
+            col.extend(more)
+
     def arrays(self) -> list[np.ndarray]:
         return [np.frombuffer(c, dtype=np.int64) for c in self.cols]
 

@@ -14,25 +14,34 @@ and the events replayed in the single-process order through `DetectorSet` and `C
 (so cross-connection detectors, the running capture end and the tie order of rows are the
 single process's).
 
+With ``parquet_dir``, stage (3) is not run: the tables are finished and written by the
+workers (`tcplife.dataset`), which this module hands the tracked partitions.
+
 Memory: a worker holds its read files' columns and its partition's segments and events;
-the client holds the result tables, as `analyze` does. Knows nothing of the CLI.
+the client holds the result tables, as `analyze` does (none with ``parquet_dir``). Knows
+nothing of the CLI.
 
 Timers: one process fires a timer at the first segment, of any connection, stamped at or
 after its deadline. With timestamps in order, a partition's next segment or the end does
 the same; where they go backwards, each partition row carries the latest time other
 partitions' segments reached since its previous row (`_gaps`), and time advances to it.
+The running maximum of those times is the set's clock at each row, and the key of a
+segment's events (`_KeyedTracker.clock_at`): capture order, even where stamps step back.
 
 Where the result may differ from `analyze` on the concatenation: a timer armed by another
 timer (the eviction after a TIME_WAIT expires) due at the same nanosecond as a timer of
 another partition (their rows' tie order follows the frame that armed the first timer, not
-the single process's arming order); timestamps that go backwards across a timer
-where `analyze`'s own fast and plain paths disagree (`Tracker.absorb` fires no timers:
-tests/test_distributed.py pins a case).
+the single process's arming order); a timer whose deadline the clock passed (a segment
+stamped ahead of later ones) fires, in one process, at the next segment stamped past it,
+but is keyed before the next segment: the order of events (and so the running capture end
+the detectors are given) may differ, tests/test_distributed.py pins a case; a step back of
+more than a read batch, which `analyze`'s fast path does not see (README, Limits).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import hashlib
 import heapq
@@ -40,7 +49,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -48,12 +57,18 @@ from tcplife.analysis import TABLES, Result, Sink, resolve_options
 from tcplife.capture import ReadStats
 from tcplife.capture.columns import V6_BASE, AddressBook, Batch
 from tcplife.capture.fastread import read_batches
+from tcplife.dataset import (
+    ParquetDataset,
+    Tracked,
+    index_partition,
+    renumber,
+    write_dataset,
+)
 from tcplife.drive import drive
 from tcplife.events import (
     ConnectionEnded,
     ConnectionStarted,
     Event,
-    Oddity,
     Retraction,
     Transition,
 )
@@ -110,6 +125,9 @@ class _FileRead:
     parts: list[dict[str, np.ndarray]]  #: per partition, the `Batch` columns
     v6_names: dict[int, str] = field(default_factory=dict)  #: IPv6 key -> text
     tails: list[int] = field(default_factory=list)  #: per partition, see `_gaps`
+
+    def __sizeof__(self) -> int:  # for Dask (see `_PartitionOut.__sizeof__`)
+        return sum(a.nbytes for part in self.parts for a in part.values()) + 4096
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -241,6 +259,7 @@ class _KeyedTracker(Tracker):
         self._pushed: dict[int, tuple[int, int]] = {}  #: timer seq -> arming context
         self._timer_events = 0
         self._firing = False
+        self._clock_frames = self._clock = np.empty(0, dtype=np.int64)
         wireshark = self._wireshark
         new_stream = wireshark._new
 
@@ -251,12 +270,26 @@ class _KeyedTracker(Tracker):
 
         wireshark._new = numbered  # type: ignore[method-assign]
 
+    def clock_at(self, frames: np.ndarray, clock: np.ndarray) -> None:
+        """Per row of the partition (by frame), the latest time any segment of the whole
+        set had reached by then: the key of its events, so that they sort in capture
+        order even where a stamp steps back (equal to the row's own time when times are
+        in order)."""
+        self._clock_frames, self._clock = frames, clock
+
+    def _clock_of(self, seg: Segment) -> int:
+        i = int(np.searchsorted(self._clock_frames, seg.frame))
+        if i < len(self._clock_frames) and self._clock_frames[i] == seg.frame:
+            return int(self._clock[i])
+        return seg.ts_ns  # pragma: no cover - every fed segment is a row of the partition
+
     def feed(self, seg: Segment) -> list[Event]:
-        self._frame, self._ts = seg.frame, seg.ts_ns
+        clock = self._clock_of(seg)
+        self._frame, self._ts = seg.frame, clock
         self._timer_events = 0
         out = super().feed(seg)
         n = len(self.keyed)
-        self.keyed.extend(((seg.ts_ns, 1, seg.frame, 0, n + i), ev)
+        self.keyed.extend(((clock, 1, seg.frame, 0, n + i), ev)
                           for i, ev in enumerate(out[self._timer_events:]))
         return out
 
@@ -311,6 +344,19 @@ class _PartitionOut:
     keyed: list[tuple[Key, Event]]
     streams: dict[int, int]
 
+    def __sizeof__(self) -> int:
+        # What Dask's scheduler and spilling go by (its default for an object is ~50
+        # bytes, which let it move whole partitions between workers as if free): an
+        # estimate, a key tuple and an event of a few attributes each.
+        return 450 * len(self.keyed) + 100 * len(self.streams)
+
+
+def _track_and_index(pieces: list[tuple[dict[str, np.ndarray], dict[int, str], int]],
+                     offsets: list[int], options: Options, last_ts: int, last_frame: int,
+                     p: int) -> Tracked:
+    """`_track_partition` and, in the same task, what the dataset's stages need of it."""
+    return index_partition(_track_partition(pieces, offsets, options, last_ts, last_frame), p)
+
 
 def _track_partition(pieces: list[tuple[dict[str, np.ndarray], dict[int, str], int]],
                      offsets: list[int], options: Options, last_ts: int,
@@ -354,6 +400,7 @@ def _batches(whole: dict[str, np.ndarray], book: AddressBook,
     stamped later than it precede, time advances to theirs (as in one process)."""
     gap = whole.pop("gap_max")
     n = len(gap)
+    tracker.clock_at(whole["frame"], np.maximum.accumulate(np.maximum(gap, whole["ts_ns"])))
     late = np.flatnonzero(gap > whole["ts_ns"]).tolist()
     cuts = sorted({0, n, *late, *range(0, n, _BATCH_ROWS)})
     late_set = set(late)
@@ -364,7 +411,8 @@ def _batches(whole: dict[str, np.ndarray], book: AddressBook,
 
 
 # ---------------------------------------------------------------------- stage 3: merge
-_REUSE = re.compile(r"(reuses the 4-tuple of connection )(\d+)")
+def _stream_number(numbers: dict[int, int], local: int) -> int:
+    return numbers.get(local, -1)
 
 
 def _merged_events(outs: list[_PartitionOut]) -> Iterator[tuple[bool, Event]]:
@@ -377,9 +425,14 @@ def _merged_events(outs: list[_PartitionOut]) -> Iterator[tuple[bool, Event]]:
             if isinstance(ev, ConnectionStarted):
                 conn_first[(p, ev.conn_id)] = ev.frame
         stream_first += [(frame, p, s) for s, frame in out.streams.items()]
-    conn_id = {pc: i for i, (_, pc) in enumerate(sorted((f, pc)
-                                                          for pc, f in conn_first.items()))}
-    stream = {(p, s): i for i, (_, p, s) in enumerate(sorted(stream_first))}
+    conn_ids: list[dict[int, int]] = [{} for _ in outs]
+    for i, (_, (p, c)) in enumerate(sorted((f, pc) for pc, f in conn_first.items())):
+        conn_ids[p][c] = i
+    streams: list[dict[int, int]] = [{} for _ in outs]
+    for i, (_, p, s) in enumerate(sorted(stream_first)):
+        streams[p][s] = i
+    conn_fn = [ids.__getitem__ for ids in conn_ids]
+    stream_fn = [functools.partial(_stream_number, ids) for ids in streams]
     # A k-way merge: each partition's own emission order is kept even where its keys are
     # out of order (timestamps that go backwards), so a retraction follows its transition.
     merged = heapq.merge(*([(key, p, ev) for key, ev in out.keyed]
@@ -391,23 +444,9 @@ def _merged_events(outs: list[_PartitionOut]) -> Iterator[tuple[bool, Event]]:
         if isinstance(ev, Transition):
             tids[(p, ev.tid)] = len(tids)
             ev.tid = len(tids) - 1
-            ev.conn_id = conn_id[(p, ev.conn_id)]
         elif isinstance(ev, Retraction):
-            ev.tid, ev.conn_id = tids[(p, ev.tid)], conn_id[(p, ev.conn_id)]
-        elif isinstance(ev, Oddity):
-            if ev.name == "port_reuse":
-                ev.detail = _REUSE.sub(lambda m, p=p: m.group(1)
-                                       + str(conn_id[(p, int(m.group(2)))]), ev.detail)
-            ev.conn_id = conn_id[(p, ev.conn_id)]
-        elif isinstance(ev, ConnectionEnded):
-            rec = ev.record
-            rec.conn_id = conn_id[(p, rec.conn_id)]
-            peers = rec.peers
-            if peers is not None:
-                peers.tcp_stream = stream.get((p, peers.tcp_stream), -1)
-                peers.tcp_streams = sorted(stream[(p, s)] for s in peers.tcp_streams)
-        elif isinstance(ev, ConnectionStarted):
-            ev.conn_id = conn_id[(p, ev.conn_id)]
+            ev.tid = tids[(p, ev.tid)]
+        renumber(ev, conn_fn[p], stream_fn[p])
         yield key[0] == _END, ev
 
 
@@ -432,13 +471,42 @@ def _workers(client: Any) -> int:
     return max(1, sum(client.nthreads().values()))
 
 
-def analyze_dask(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
+_Sources = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
+
+
+@overload
+def analyze_dask(source: _Sources, *, scheduler: Any = ..., partitions: int | None = ...,
+                 options: Options | None = ...,
+                 on_event: Callable[[Event], None] | None = ...,
+                 tables: Iterable[str] = ..., parquet_dir: None = ...,
+                 **timeouts: float) -> Result: ...
+
+
+@overload
+def analyze_dask(source: _Sources, *, scheduler: Any = ..., partitions: int | None = ...,
+                 options: Options | None = ...,
+                 on_event: Callable[[Event], None] | None = ...,
+                 tables: Iterable[str] = ..., parquet_dir: str | os.PathLike[str],
+                 **timeouts: float) -> ParquetDataset: ...
+
+
+def analyze_dask(source: _Sources, *,
                  scheduler: Any = None, partitions: int | None = None,
                  options: Options | None = None,
                  on_event: Callable[[Event], None] | None = None,
-                 tables: Iterable[str] = TABLES, **timeouts: float) -> Result:
+                 tables: Iterable[str] = TABLES,
+                 parquet_dir: str | os.PathLike[str] | None = None,
+                 **timeouts: float) -> Result | ParquetDataset:
     """`tcplife.analyze` of the captures of a directory, a glob or a list (read in natural
     name order, as one capture), computed on a Dask cluster; the same `Result`.
+
+    ``parquet_dir``: instead of a `Result`, the workers write the ``tables`` as a Parquet
+    dataset there (``DIR/connections/part-00000.parquet``, ...; one part per partition,
+    parts of an earlier run removed) and a `tcplife.dataset.ParquetDataset` comes back:
+    no table passes through this process, so the result may be larger than its memory.
+    Rows equal `analyze`'s once both are stable-sorted by
+    `tcplife.dataset.SORT_KEYS` (``ParquetDataset.read`` does that); ``on_event`` is
+    not available then.
 
     ``scheduler``: None for a `LocalCluster` on this machine's cores (one single-threaded
     worker process each), a scheduler address (``"tcp://host:8786"``) or a
@@ -447,6 +515,8 @@ def analyze_dask(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str
     in the single process's order, but only once every partition is done.
     """
     options = resolve_options(options, tables, timeouts)
+    if parquet_dir is not None and on_event is not None:
+        raise ValueError("on_event needs the events in this process: not with parquet_dir")
     paths = capture_files(source)
     if not paths:
         raise FileNotFoundError(f"no capture files in {os.fspath(source)!r}"  # type: ignore
@@ -463,15 +533,28 @@ def analyze_dask(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str
                 last_ts = max(last_ts, file_last_ts)
                 last_frame = frames + file_last_frame
             frames += file_stats.frames
-        tracked = [client.submit(_track_partition,
-                                 [client.submit(_part_of, r, p) for r in reads], offsets,
-                                 options, last_ts, last_frame, pure=False)
+        stats = ReadStats()
+        for file_stats, _, _ in heads:
+            stats.merge(file_stats)
+        # Partitions dealt round the worker threads (a preference, not a rule): left to
+        # itself the scheduler may queue two on one worker while another waits.
+        # The pieces first, and before any tracking: a piece is taken on the worker that
+        # read its file, whose thread a partition being tracked would otherwise hold.
+        slots = [w for w, n in sorted(client.nthreads().items()) for _ in range(n)]
+        homes = [[slots[p % len(slots)]] if slots else None for p in range(nparts)]
+        pieces = [[client.submit(_part_of, r, p, priority=1) for r in reads]
+                  for p in range(nparts)]
+        track: Callable[..., Any] = (_track_partition if parquet_dir is None
+                                     else _track_and_index)
+        tracked = [client.submit(track, pieces[p], offsets, options, last_ts, last_frame,
+                                 *(() if parquet_dir is None else (p,)), pure=False,
+                                 workers=homes[p], allow_other_workers=True)
                    for p in range(nparts)]
-        del reads
+        del reads, pieces
+        if parquet_dir is not None:
+            return write_dataset(client, tracked, stats, options, tuple(tables), paths,
+                                 parquet_dir, homes)
         outs = client.gather(tracked)
-    stats = ReadStats()
-    for file_stats, _, _ in heads:
-        stats.merge(file_stats)
     return _result(outs, stats, options, tables, on_event, paths)
 
 

@@ -22,7 +22,14 @@ distributed = pytest.importorskip("distributed")
 from pcapgen import T0_US, Seg, orderly_close, write_pcap  # noqa: E402
 
 import tcplife  # noqa: E402
-from tcplife.distributed import _KeyedTracker, analyze_dask, capture_files  # noqa: E402
+from tcplife.analysis import TABLES  # noqa: E402
+from tcplife.dataset import SORT_KEYS, ParquetDataset, restore  # noqa: E402
+from tcplife.detect import ConnView, PerConnection  # noqa: E402
+from tcplife.distributed import (  # noqa: E402
+    _KeyedTracker,
+    analyze_dask,
+    capture_files,
+)
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_pcaps"
 LAB = ["many_short.client.pcap", "clean_traffic.client.pcap",
@@ -197,7 +204,10 @@ def test_worker_processes(tmp_path):
                                   dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as c:
         got = analyze_dask(tmp_path / "rot", scheduler=c)
+        dataset = analyze_dask(tmp_path / "rot", scheduler=c, partitions=3,
+                               parquet_dir=tmp_path / "ds", time_wait_threshold=3)
     assert_same(got, tcplife.analyze(files))
+    assert_dataset_same(dataset, tcplife.analyze(files, time_wait_threshold=3))
 
 
 def test_cli_engine_dask_equals_single(tmp_path, client):
@@ -309,3 +319,149 @@ def test_connections_in_lockstep(prune, opts, tmp_path, client, monkeypatch):
     want = tcplife.analyze(files, **opts)
     for parts in (2, 5):
         assert_same(analyze_dask(files, scheduler=client, partitions=parts, **opts), want)
+
+
+# ---------------------------------------------------------------- the Parquet dataset
+def test_dataset_and_merge_share_the_end_key():
+    import tcplife.dataset
+    import tcplife.distributed
+
+    assert tcplife.dataset._END == tcplife.distributed._END
+
+
+def assert_dataset_same(dataset, want: tcplife.Result, tables=TABLES) -> None:
+    """Every table of the dataset, read back as one frame, equals `analyze`'s once both
+    are stable-sorted by the table's key; the parts come one per partition."""
+    for table in tables:
+        parts = sorted((dataset.directory / table).glob("part-*.parquet"))
+        assert parts, table
+        got = pd.read_parquet(dataset.directory / table)  # as a user reads it
+        assert len(got) == dataset.rows[table] == len(getattr(want, table)), table
+        expected = getattr(want, table).sort_values(SORT_KEYS[table], kind="stable",
+                                                    ignore_index=True)
+        pd.testing.assert_frame_equal(restore(got, table), expected, check_exact=True,
+                                      obj=table)
+    assert dataset.stats == want.stats
+    assert dataset.warnings == want.warnings
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_parquet_dataset_generated(seed, tmp_path, client):
+    whole = write_pcap(tmp_path / "whole.pcap", many_conversations(60, seed))
+    _, recs = records(whole)
+    files = rotate(whole, random_cuts(len(recs), seed, 12), tmp_path / "rot")
+    for opts in ({"time_wait_threshold": 3}, {"time_wait": 0.5, "closed_linger": 1.0}):
+        want = tcplife.analyze(files, **opts)
+        got = analyze_dask(files, scheduler=client, partitions=5,
+                           parquet_dir=tmp_path / "ds", **opts)
+        assert isinstance(got, ParquetDataset)
+        assert_dataset_same(got, want)
+        assert len(list((tmp_path / "ds" / "connections").iterdir())) == 5
+        assert "time_wait_accumulation" in set(want.anomalies["kind"]) or opts.get(
+            "time_wait")
+
+
+def test_parquet_dataset_lab_captures(tmp_path, client):
+    """Every lab capture cut into rotated files, as one set each (anomalies of every
+    kind the lab makes, IPv6, captures that end with connections open)."""
+    for k, name in enumerate(LAB):
+        path = SAMPLES / name
+        _, recs = records(path)
+        files = rotate(path, random_cuts(len(recs), k, 4), tmp_path / f"set{k}")
+        want = tcplife.analyze(files, time_wait_threshold=2)
+        got = analyze_dask(files, scheduler=client, partitions=3, time_wait_threshold=2,
+                           parquet_dir=tmp_path / f"ds{k}")
+        assert_dataset_same(got, want)
+
+
+@pytest.mark.parametrize("seed", [0, 9])
+def test_parquet_dataset_backwards_timestamps(seed, tmp_path, client):
+    """Timestamps that step back by seconds: the capture end each connection's verdict
+    sees is the single process's running one, gathered from the other partitions."""
+    opts = BACKWARDS_OPTS[1]
+    whole = write_pcap(tmp_path / "j.pcap", jittered(many_conversations(60, seed), seed))
+    _, recs = records(whole)
+    files = rotate(whole, random_cuts(len(recs), seed, 8), tmp_path / "rot")
+    got = analyze_dask(files, scheduler=client, partitions=4, parquet_dir=tmp_path / "ds",
+                       **opts)
+    assert_dataset_same(got, tcplife.analyze(files, **opts))
+
+
+class CaptureEndSpy(PerConnection):
+    """Writes, for every connection, the capture end its verdict was given."""
+
+    def on_connection(self, v: ConnView):
+        yield v.anomaly(v.record.first_ts_ns, "client", "spy", None, str(v.capture_end_ns))
+
+
+@pytest.fixture()
+def spy(monkeypatch):
+    import tcplife.detect
+
+    real = tcplife.detect.default_detectors
+    monkeypatch.setattr(tcplife.detect, "default_detectors",
+                        lambda options: [*real(options), CaptureEndSpy()])
+
+
+def spied_set(tmp_path: Path, seed: int, jitter: bool) -> list[Path]:
+    segs = many_conversations(60, seed)
+    whole = write_pcap(tmp_path / "w.pcap", jittered(segs, seed) if jitter else segs)
+    _, recs = records(whole)
+    return rotate(whole, random_cuts(len(recs), seed, 8), tmp_path / "rot")
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_parquet_dataset_capture_end_per_connection(seed, tmp_path, client, spy):
+    """The running capture end each connection's detectors see (one process: the latest
+    time among the events before its end, in the single process's order) is the same when
+    its partition is finished on a worker, with the other partitions' part looked up
+    (`tcplife.dataset._lookup`): a spy detector writes it into every connection's row."""
+    files = spied_set(tmp_path, seed, jitter=False)
+    opts = BACKWARDS_OPTS[1]
+    want = tcplife.analyze(files, **opts)
+    spied = want.anomalies[want.anomalies["kind"] == "spy"]
+    assert len(spied) == 60 and spied["detail"].nunique() > 10
+    got = analyze_dask(files, scheduler=client, partitions=5, parquet_dir=tmp_path / "ds",
+                       **opts)
+    assert_dataset_same(got, want)
+
+
+@pytest.mark.parametrize(("seed", "opts", "equal"), [(2, 1, True), (9, 1, True), (13, 0, True),
+                                                     (4, 1, False)])
+def test_parquet_dataset_capture_end_backwards_timestamps(seed, opts, equal, tmp_path,
+                                                          client, spy):
+    """Timestamps that jump back and forth by seconds: the keys order events by the
+    latest time the whole set had reached at their segment (`_KeyedTracker.clock_at`), so
+    the capture end each verdict sees is one process's, except where a segment stamped
+    ahead of later ones pushed that clock past a timer's deadline: one process fires the
+    timer at the next segment stamped past it, the merge before the next segment (seed 4:
+    the known difference, pinned). The worker-written dataset equals the in-memory Dask
+    result either way."""
+    files = spied_set(tmp_path, seed, jitter=True)
+    opts = BACKWARDS_OPTS[opts]
+    in_memory = analyze_dask(files, scheduler=client, partitions=5, **opts)
+    got = analyze_dask(files, scheduler=client, partitions=5, parquet_dir=tmp_path / "ds",
+                       **opts)
+    assert_dataset_same(got, in_memory)
+    if equal:
+        assert_same(in_memory, tcplife.analyze(files, **opts))
+    else:
+        with pytest.raises(AssertionError, match="detail"):
+            assert_same(in_memory, tcplife.analyze(files, **opts))
+
+
+def test_parquet_dataset_tables(tmp_path, client):
+    """``tables`` names the tables written; the connections' anomaly lists still count
+    every anomaly (the time-wait pile-up's too); ``on_event`` is refused."""
+    whole = write_pcap(tmp_path / "w.pcap", many_conversations(30))
+    files = rotate(whole, [20, 70], tmp_path / "rot")
+    got = analyze_dask(files, scheduler=client, partitions=2, tables=("connections",),
+                       parquet_dir=tmp_path / "ds", time_wait_threshold=3)
+    assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == ["capture.json",
+                                                                   "connections"]
+    want = tcplife.analyze(files, tables=("connections",), time_wait_threshold=3)
+    assert any("time_wait_accumulation" in kinds for kinds in want.connections["anomalies"])
+    assert_dataset_same(got, want, tables=("connections",))
+    with pytest.raises(ValueError, match="on_event"):
+        analyze_dask(files, scheduler=client, parquet_dir=tmp_path / "ds2",
+                     on_event=print)
