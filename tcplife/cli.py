@@ -213,6 +213,24 @@ def _spool_stdin(captures: tuple[str, ...]) -> list[Any]:
     return sources
 
 
+def capture_list(captures: tuple[str, ...], dask: bool) -> list[str]:
+    """The capture files the arguments name (directories and globs expanded, ``-`` kept);
+    with ``dask``, checked fit for the Dask engine (files only, Dask installed)."""
+    if captures.count("-") > 1:
+        raise click.UsageError("standard input (-) can be read only once")
+    files = [f for capture in captures for f in capture_files(capture)]
+    if not files:  # an empty directory: nothing could be read
+        raise CaptureError(f"no capture files in {' '.join(captures)}")
+    if dask:
+        if "-" in files:
+            raise click.UsageError("--engine dask reads files, not standard input (-)")
+        try:
+            import distributed  # noqa: F401
+        except ImportError as exc:
+            raise CliError("--engine dask needs Dask: pip install 'tcplife[dask]'") from exc
+    return files
+
+
 def run_analysis(captures: tuple[str, ...], timeouts: dict[str, float],
                  sources: list[Any] | None = None,
                  tables: tuple[str, ...] = TABLES,
@@ -223,18 +241,8 @@ def run_analysis(captures: tuple[str, ...], timeouts: dict[str, float],
     to stderr. A directory or a glob stands for its files in name order. ``engine``:
     `analyze_dask`'s keywords, to run on Dask. ``stream_connections``: `analyze`'s (the
     default engine only)."""
-    if captures.count("-") > 1:
-        raise click.UsageError("standard input (-) can be read only once")
-    files = [f for capture in captures for f in capture_files(capture)]
-    if not files:  # an empty directory: nothing could be read
-        raise CaptureError(f"no capture files in {' '.join(captures)}")
+    files = capture_list(captures, dask=engine is not None)
     if engine is not None:
-        if "-" in files:
-            raise click.UsageError("--engine dask reads files, not standard input (-)")
-        try:
-            import distributed  # noqa: F401
-        except ImportError as exc:
-            raise CliError("--engine dask needs Dask: pip install 'tcplife[dask]'") from exc
         result = analyze_dask(files, tables=tables, **engine, **timeouts)
     else:
         with progress_bar() as bar:
@@ -257,15 +265,7 @@ def write_parquet_dataset(captures: tuple[str, ...], engine: dict[str, Any] | No
     if select != Selection():
         raise click.UsageError("row filters do not apply to a Parquet dataset: filter "
                                "when reading it")
-    files = [f for capture in captures for f in capture_files(capture)]
-    if "-" in files:
-        raise click.UsageError("--engine dask reads files, not standard input (-)")
-    if not files:
-        raise CaptureError(f"no capture files in {' '.join(captures)}")
-    try:
-        import distributed  # noqa: F401
-    except ImportError as exc:
-        raise CliError("--engine dask needs Dask: pip install 'tcplife[dask]'") from exc
+    files = capture_list(captures, dask=True)
     dataset = analyze_dask(files, parquet_dir=directory, **engine, **timeouts)
     for warning in dataset.warnings:
         message("warning", warning, "yellow")
