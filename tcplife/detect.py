@@ -25,7 +25,6 @@ from tcplife.events import (
     ConnectionRecord,
     Event,
     Oddity,
-    Retraction,
     Transition,
 )
 from tcplife.options import NS, Options
@@ -490,36 +489,34 @@ def default_detectors(options: Options) -> list[Detector]:
 
 
 class DetectorSet:
-    """Feeds the detectors: keeps each live connection's transitions (retractions
-    applied) and notes until it ends, then hands the detectors a `ConnView`."""
+    """Feeds the detectors: when a connection ends, hands them a `ConnView` of it (its
+    transitions and notes come with its `ConnectionEnded`), with the running capture end
+    (the latest transition with a frame, or connection end, seen so far)."""
 
     def __init__(self, options: Options, detectors: list[Detector] | None = None) -> None:
         self.options = options
         self.detectors = detectors if detectors is not None else default_detectors(options)
-        self._trans: dict[int, dict[int, Transition]] = defaultdict(dict)
-        self._notes: dict[int, list[Oddity]] = defaultdict(list)
         self.capture_end_ns = 0
 
     def feed(self, events: Iterable[Event]) -> list[Anomaly]:
         out: list[Anomaly] = []
         for ev in events:
             if isinstance(ev, Transition):
-                self._trans[ev.conn_id][ev.tid] = ev
                 if ev.frame is not None and ev.ts_ns > self.capture_end_ns:
                     self.capture_end_ns = ev.ts_ns
-            elif isinstance(ev, Retraction):
-                self._trans[ev.conn_id].pop(ev.tid, None)
-            elif isinstance(ev, Oddity):
-                self._notes[ev.conn_id].append(ev)
             elif isinstance(ev, ConnectionEnded):
                 rec = ev.record
                 self.capture_end_ns = max(self.capture_end_ns, rec.last_ts_ns)
-                trans = sorted(self._trans.pop(rec.conn_id, {}).values(),
-                               key=lambda t: (t.ts_ns, t.tid))
-                view = ConnView(rec, trans, self._notes.pop(rec.conn_id, []),
-                                self.capture_end_ns, self.options)
-                out += [a for d in self.detectors for a in d.on_connection(view)]
+                out += self.judge(rec, ev.transitions, ev.notes, self.capture_end_ns)
         return out
+
+    def judge(self, record: ConnectionRecord, transitions: list[Transition],
+              notes: list[Oddity], capture_end_ns: int, *,
+              skip: tuple[type, ...] = ()) -> list[Anomaly]:
+        """The detectors' verdicts on one connection (but those of the ``skip`` types)."""
+        view = ConnView(record, transitions, notes, capture_end_ns, self.options)
+        return [a for d in self.detectors if not isinstance(d, skip)
+                for a in d.on_connection(view)]
 
     def finish(self) -> list[Anomaly]:
         return [a for d in self.detectors for a in d.finish(self.capture_end_ns)]

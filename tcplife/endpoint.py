@@ -9,19 +9,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tcplife.events import Transition
 from tcplife.seq import seq_add, seq_diff
 from tcplife.states import State
 
 
 @dataclass(slots=True)
 class HistoryEntry:
-    """A transition emitted for this side that a later contradiction may undo."""
+    """A transition emitted for this side that a later contradiction may undo. The
+    `Transition` event itself, not a copy: the side's history is also the list of its
+    transitions that `ConnectionEnded` hands to the detectors."""
 
-    tid: int
-    ts_ns: int  #: when the transition happened
-    from_state: State
+    transition: Transition
     from_since_ns: int
     kind: str  #: what evidence would contradict it: fin, ack_fin, ack_syn, synack, timeout, ""
+
+    @property
+    def tid(self) -> int:
+        return self.transition.tid
+
+    @property
+    def ts_ns(self) -> int:
+        """When the transition happened."""
+        return self.transition.ts_ns
+
+    @property
+    def from_state(self) -> State:
+        return self.transition.from_state
 
 
 @dataclass(slots=True)

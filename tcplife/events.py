@@ -123,9 +123,15 @@ class ConnectionRecord:
 
 @dataclass(slots=True)
 class ConnectionEnded:
-    """A connection instance is finished (closed and quiet, superseded, or input ended)."""
+    """A connection instance is finished (closed and quiet, superseded, or input ended).
+
+    With what the detectors judge it by: its transitions (the retracted ones left out, in
+    (ts_ns, tid) order) and its notes, the very events emitted before, so that a consumer
+    need not keep a copy of every open connection's."""
 
     record: ConnectionRecord
+    transitions: list[Transition] = field(default_factory=list)
+    notes: list[Oddity] = field(default_factory=list)
 
 
 Event = ConnectionStarted | Transition | Retraction | Oddity | ConnectionEnded | Anomaly

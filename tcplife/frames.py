@@ -100,9 +100,10 @@ def _frame(columns: dict[str, list[Any]], schema: dict[str, Any]) -> pd.DataFram
 
 class _Columns:
     """Append-only columns in compact buffers, one per schema column: integers, floats and
-    booleans in `array.array`s (8, 8 and 1 bytes a row), text and categories as integer
-    codes into a table of their distinct values, lists as Python objects. About 60 bytes a
-    transition instead of the ~500 of Python objects, so a big capture's tables fit."""
+    booleans in `array.array`s (the dtype's width: 1 to 8 bytes a row), text and
+    categories as integer codes into a table of their distinct values, lists as Python
+    objects. About 60 bytes a transition instead of the ~500 of Python objects, so a big
+    capture's tables fit."""
 
     def __init__(self, schema: dict[str, Any]) -> None:
         self.schema = schema
@@ -112,7 +113,9 @@ class _Columns:
         for name, dtype in schema.items():
             kind = _kind(dtype)
             self.kinds[name] = kind
-            self.data[name] = (array("q") if kind in ("int", "nint", "time", "code")
+            self.data[name] = (array(_NARROW.get(dtype, "q")) if kind == "int"
+                               else array("i") if kind == "code"  # < 2**31 values
+                               else array("q") if kind in ("nint", "time")
                                else array("d") if kind == "float"
                                else array("b") if kind == "bool" else [])
             if kind == "code":
@@ -139,6 +142,10 @@ class _Columns:
         """The DataFrame of the rows (in ``order``, positions into the rows, if given)."""
         if not len(self):
             return empty_frame(self.schema)
+        return pd.DataFrame(self.columns(order))
+
+    def columns(self, order: np.ndarray | None = None) -> dict[str, Any]:
+        """`frame`'s columns, by name."""
         out: dict[str, Any] = {}
         for name, dtype in self.schema.items():
             kind, buf = self.kinds[name], self.data[name]
@@ -148,8 +155,7 @@ class _Columns:
                 series[:] = values
                 out[name] = series
                 continue
-            arr = np.frombuffer(buf, dtype={"float": np.float64, "bool": np.int8}.get(
-                kind, np.int64))
+            arr = np.frombuffer(buf, dtype=np.dtype(buf.typecode))
             if order is not None:
                 arr = arr[order]
             if kind == "code":
@@ -169,7 +175,11 @@ class _Columns:
                 out[name] = arr.astype(bool)
             else:
                 out[name] = pd.Series(arr, dtype=dtype)
-        return pd.DataFrame(out)
+        return out
+
+
+#: integer dtypes kept narrower than 8 bytes (array typecodes of their width)
+_NARROW = {"int8": "b", "int16": "h", "int32": "i"}
 
 
 def _kind(dtype: Any) -> str:
@@ -188,6 +198,11 @@ def _kind(dtype: Any) -> str:
     return "obj"
 
 
+#: connection columns the collector does not store per row (built with the frames)
+_DERIVED = ("anomalies", "tcp_stream_match", "tcp_streams", "first_ts", "last_ts",
+            "duration", "first_time", "last_time")
+_NO_KINDS: frozenset[str] = frozenset()
+
 #: transition columns as collected (``ts`` and ``time`` are derived from ``ts_ns``)
 _TRANSITION_BUFFER = {"tid": "int64", **{k: v for k, v in TRANSITION_COLUMNS.items()
                                          if k not in ("ts", "time")}}
@@ -202,8 +217,12 @@ class Collector:
         self._trans = _Columns(_TRANSITION_BUFFER)
         self._retracted: set[int] = set()
         self._conns = _Columns({k: v for k, v in CONNECTION_COLUMNS.items()
-                                if k not in ("anomalies", "tcp_stream_match")})
-        self._kinds: dict[int, set[str]] = {}  #: conn_id -> anomaly kinds
+                                if k not in _DERIVED})
+        #: row -> ``tcp_streams``, for the rows where it is not just ``tcp_stream`` (rare:
+        #: a text per row in the columns' code table cost ~100 bytes a connection)
+        self._other_streams: dict[int, str] = {}
+        self._kinds: dict[int, frozenset[str]] = {}  #: conn_id -> anomaly kinds
+        self._kind_sets: dict[frozenset[str], frozenset[str]] = {}  #: one object per set
         self.oddities: list[Oddity] = []
         self.anomalies: list[Anomaly] = []
 
@@ -222,12 +241,19 @@ class Collector:
                     self._retracted.add(ev.tid)
             elif isinstance(ev, ConnectionEnded):
                 if "connections" in self.tables:
-                    self._conns.append(connection_row(ev.record))
+                    row = connection_row(ev.record)
+                    streams = row["tcp_streams"]
+                    if streams != str(row["tcp_stream"]):
+                        self._other_streams[len(self._conns)] = streams
+                    self._conns.append(row)
             elif isinstance(ev, Oddity):
                 if "oddities" in self.tables:
                     self.oddities.append(ev)
             elif isinstance(ev, Anomaly):
-                self._kinds.setdefault(ev.conn_id, set()).add(ev.kind)
+                kinds = self._kinds.get(ev.conn_id, _NO_KINDS)
+                if ev.kind not in kinds:
+                    more = kinds | {ev.kind}
+                    self._kinds[ev.conn_id] = self._kind_sets.setdefault(more, more)
                 if "anomalies" in self.tables:
                     self.anomalies.append(ev)
 
@@ -245,17 +271,29 @@ class Collector:
             return
         ids = np.frombuffer(c.data["conn_id"], dtype=np.int64)
         order = np.argsort(ids, kind="stable")
-        owners = _stream_owners(c)
+        stream = np.frombuffer(c.data["tcp_stream"], dtype=np.int64)
+        other = self._other_streams
+        owners = _stream_owners(stream, other)
         kinds = self._kinds
+        names = list(CONNECTION_COLUMNS)
         for start in range(0, len(order), size):
             part = order[start:start + size]
-            frame = c.frame(part)
-            anomalies = pd.Series([None] * len(frame), dtype="object")
+            cols = c.columns(part)
+            anomalies = pd.Series([None] * len(part), dtype="object")
             anomalies[:] = [sorted(kinds.get(i, ())) for i in ids[part].tolist()]
-            frame.insert(list(CONNECTION_COLUMNS).index("anomalies"), "anomalies", anomalies)
-            frame.insert(list(CONNECTION_COLUMNS).index("tcp_stream_match"),
-                         "tcp_stream_match",
-                         _stream_match(frame["tcp_streams"].tolist(), owners))
+            texts = [other.get(row, str(s)) for row, s in zip(part.tolist(),
+                                                             stream[part].tolist(),
+                                                             strict=True)]
+            first, last = cols["first_ts_ns"].to_numpy(), cols["last_ts_ns"].to_numpy()
+            cols.update(
+                anomalies=anomalies,
+                tcp_streams=pd.array(texts, dtype=CONNECTION_COLUMNS["tcp_streams"]),
+                tcp_stream_match=_stream_match(texts, owners),
+                # as `connection_row` computes them (int -> float, then the division)
+                first_ts=first / 1e9, last_ts=last / 1e9, duration=(last - first) / 1e9,
+                first_time=pd.to_datetime(first, unit="ns", utc=True),
+                last_time=pd.to_datetime(last, unit="ns", utc=True))
+            frame = pd.DataFrame({name: cols[name] for name in names})
             if start:
                 frame.index += start
             yield frame
@@ -319,14 +357,24 @@ def peer_columns(r: ConnectionRecord) -> dict[str, Any]:
     }
 
 
-def _stream_owners(conns: _Columns) -> dict[str, int]:
-    """How many rows (instances) each tcp.stream number appears in, over all rows."""
-    counts = np.bincount(np.frombuffer(conns.data["tcp_streams"], dtype=np.int64),
-                         minlength=len(conns.codes["tcp_streams"]))
-    owners: dict[str, int] = {}
-    for text, n in zip(conns.codes["tcp_streams"], counts.tolist(), strict=True):
-        for stream in text.split(",") if text else ():
-            owners[stream] = owners.get(stream, 0) + n
+def _stream_owners(stream: np.ndarray, other: dict[int, str]) -> dict[str, int]:
+    """How many rows (instances) each tcp.stream number appears in, over all rows:
+    ``stream``, each row's ``tcp_stream``, is its only one except where ``other`` (row ->
+    ``tcp_streams``) says otherwise. Only numbers held by more than one row are kept."""
+    single = np.ones(len(stream), dtype=bool)
+    single[list(other)] = False
+    numbers, counts = np.unique(stream[single], return_counts=True)
+    owners = {str(k): n for k, n in zip(numbers[counts > 1].tolist(),
+                                          counts[counts > 1].tolist(), strict=True)}
+    rare: dict[str, int] = {}
+    for text in other.values():
+        for s in text.split(",") if text else ():
+            rare[s] = rare.get(s, 0) + 1
+    singles = set(numbers[counts == 1].tolist())
+    for s, n in rare.items():
+        n += owners.get(s, 0) + (int(s) in singles)
+        if n > 1:
+            owners[s] = n
     return owners
 
 
@@ -339,7 +387,7 @@ def _stream_match(tcp_streams: list[str], owners: dict[str, int]) -> pd.Categori
     for text in tcp_streams:
         streams = text.split(",") if text else []
         split = len(streams) > 1
-        merged = any(owners[stream] > 1 for stream in streams)
+        merged = any(owners.get(stream, 1) > 1 for stream in streams)
         out.append("split+merged" if split and merged else
                    "split" if split else "merged" if merged else "same")
     return pd.Categorical(out, dtype=STREAM_MATCH_DTYPE)

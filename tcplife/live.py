@@ -41,7 +41,6 @@ from tcplife.analysis import Result
 from tcplife.capture.columns import AddressBook, Batch
 from tcplife.capture.stats import ReadStats
 from tcplife.detect import (
-    ConnView,
     DetectorSet,
     TimeWaitAccumulation,
     clock,
@@ -393,17 +392,14 @@ class LiveSession:
             if not recs or recs[0].client_state not in done or recs[0].server_state not in done:
                 continue
             judged.add(conn_id)  # once: what comes later is for the final verdict
-            trans = sorted(self.detectors._trans.get(conn_id, {}).values(),
-                           key=lambda t: (t.ts_ns, t.tid))
-            view = ConnView(recs[0], trans, list(self.detectors._notes.get(conn_id, [])),
-                            max(self.detectors.capture_end_ns, recs[0].last_ts_ns),
-                            self.options)
-            for detector in self.detectors.detectors:
-                if isinstance(detector, TimeWaitAccumulation):
-                    continue  # judges all connections together, at the end
-                for a in detector.on_connection(view):
-                    yield from self._early(EarlyAnomaly(a.conn_id, a.ts_ns, a.side, a.kind,
-                                                        a.frame, a.detail))
+            trans, notes = self.tracker.judged_by(conn_id)
+            # TimeWaitAccumulation judges all connections together, at the end
+            for a in self.detectors.judge(recs[0], trans, notes,
+                                          max(self.detectors.capture_end_ns,
+                                              recs[0].last_ts_ns),
+                                          skip=(TimeWaitAccumulation,)):
+                yield from self._early(EarlyAnomaly(a.conn_id, a.ts_ns, a.side, a.kind,
+                                                    a.frame, a.detail))
 
     def _early(self, ev: EarlyAnomaly) -> Iterator[LiveEvent]:
         done = self._early_done.setdefault(ev.conn_id, set())

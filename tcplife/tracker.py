@@ -80,7 +80,7 @@ class Connection:
     __slots__ = ("conn_id", "ip_version", "client", "server", "first_ts", "last_ts",
                  "first_frame", "last_frame", "packets", "role_inferred", "mid_stream",
                  "refused", "rst_closed", "timed_out", "evict_gen", "finished", "predecessor",
-                 "peers")
+                 "peers", "notes")
 
     def __init__(self, conn_id: int, ip_version: int, client: Endpoint, server: Endpoint,
                  seg: Segment, role_inferred: bool, mid_stream: bool) -> None:
@@ -104,6 +104,8 @@ class Connection:
         self.predecessor: Connection | None = None
         #: what Zeek, Wireshark and Suricata would make of it (tcplife.peers)
         self.peers = Peers(seg, client.addr == seg.src and client.port == seg.sport)
+        #: the `Oddity` notes emitted about it (None until the first)
+        self.notes: list[Oddity] | None = None
 
     def peer(self, ep: Endpoint) -> Endpoint:
         return self.server if ep is self.client else self.client
@@ -144,7 +146,7 @@ class Tracker:
             if not old.finished:
                 conn.predecessor = old
             if self._reuse_note is not None:
-                self._out.append(Oddity(conn.conn_id, seg.ts_ns, seg.frame, CLIENT,
+                self._note(conn, Oddity(conn.conn_id, seg.ts_ns, seg.frame, CLIENT,
                                         "port_reuse", self._reuse_note))
         elif conn.predecessor is not None and self._belongs_to_predecessor(conn, seg):
             conn = conn.predecessor
@@ -209,6 +211,18 @@ class Tracker:
             return [] if conn is None else [_record(conn)]
         return [_record(c) for c in self._live.values()]
 
+    def judged_by(self, conn_id: int, conn: Connection | None = None
+                  ) -> tuple[list[Transition], list[Oddity]]:
+        """What the detectors judge a connection by (open, or ``conn`` itself): its
+        transitions, the retracted ones left out, in (ts_ns, tid) order, and its notes."""
+        conn = conn if conn is not None else self._live.get(conn_id)
+        if conn is None:
+            return [], []
+        trans = [h.transition for h in conn.client.history]
+        trans += [h.transition for h in conn.server.history]
+        trans.sort(key=_transition_order)
+        return trans, list(conn.notes or ())
+
     def give_up_idle(self, before_ns: int) -> list[Event]:
         """Live mode, bounded memory: end every connection whose last packet is older than
         ``before_ns`` (the ``idle`` option), each side in the state it had; a
@@ -226,7 +240,7 @@ class Tracker:
         return out
 
     def _give_up(self, conn: Connection, why: str) -> None:
-        self._out.append(Oddity(conn.conn_id, max(conn.last_ts, self.now_ns or 0), None, "",
+        self._note(conn, Oddity(conn.conn_id, max(conn.last_ts, self.now_ns or 0), None, "",
                                 "given_up", why))
         self._end(conn)
 
@@ -337,7 +351,7 @@ class Tracker:
         for key in ((c.addr, c.port, s.addr, s.port), (s.addr, s.port, c.addr, c.port)):
             if self._flows.get(key) is conn:
                 del self._flows[key]
-        self._out.append(ConnectionEnded(_record(conn)))
+        self._out.append(ConnectionEnded(_record(conn), *self.judged_by(conn.conn_id, conn)))
 
     # ------------------------------------------------------------------ fast lane
     def steady(self, src: str, sport: int, dst: str, dport: int) -> Connection | None:
@@ -616,7 +630,7 @@ class Tracker:
             elif fin_seq == a.fin_seq and not self._piggybacked_ack(a, seg):
                 # hole: the peer still misses data before the FIN, which is why the FIN
                 # goes unacknowledged (it is resent with or after that data).
-                self._out.append(Oddity(conn.conn_id, ts, frame, a.side, "fin_rtx",
+                self._note(conn, Oddity(conn.conn_id, ts, frame, a.side, "fin_rtx",
                                         f"FIN retransmitted in {a.state}",
                                         {"state": a.state.value, "hole": a.fin_hole}))
             else:
@@ -775,7 +789,7 @@ class Tracker:
             conn.refused = True  # answering the SYN with RST: nothing was listening
         unread = b.last_payload_ns is not None and (a.last_data_ns is None
                                                     or b.last_payload_ns > a.last_data_ns)
-        self._out.append(Oddity(conn.conn_id, seg.ts_ns, seg.frame, a.side, "rst_sent",
+        self._note(conn, Oddity(conn.conn_id, seg.ts_ns, seg.frame, a.side, "rst_sent",
                                 f"RST sent in {a.state}",
                                 {"state": a.state.value, "unread": unread,
                                  "ack": bool(seg.flags & ACK),
@@ -862,7 +876,7 @@ class Tracker:
         if entry is None or seg.ts_ns - entry.ts_ns <= window:
             return
         self._contradict(conn, a, kind, seg, reason)
-        self._out.append(Oddity(conn.conn_id, seg.ts_ns, seg.frame, a.side, "ack_lost",
+        self._note(conn, Oddity(conn.conn_id, seg.ts_ns, seg.frame, a.side, "ack_lost",
                                 f"{reason} after the peer's ACK of it", {"kind": kind}))
         cover = a.last_fin_cover if kind == "ack_fin" else a.last_syn_cover
         if cover is not None and seg.ts_ns - cover[0] <= window:
@@ -890,13 +904,13 @@ class Tracker:
                     frame: int | None, ts: int, *, inferred: bool, kind: str) -> None:
         tid = self._next_tid
         self._next_tid += 1
-        ep.history.append(HistoryEntry(tid, ts, ep.state, ep.since_ns, kind))
-        frm = ep.state
+        transition = Transition(tid, conn.conn_id, ts, ep.side, ep.addr, ep.port, ep.state,
+                                to, event, frame, inferred)
+        ep.history.append(HistoryEntry(transition, ep.since_ns, kind))
         ep.state = to
         ep.since_ns = ts
         ep.timer_gen += 1
-        self._out.append(Transition(tid, conn.conn_id, ts, ep.side, ep.addr, ep.port, frm, to,
-                                    event, frame, inferred))
+        self._out.append(transition)
         self._arm_state_timer(conn, ep)
 
     def _contradict(self, conn: Connection, ep: Endpoint, kind: str, seg: Segment,
@@ -1007,7 +1021,19 @@ class Tracker:
     # ------------------------------------------------------------------ helpers
     def _odd(self, conn: Connection, ep: Endpoint, seg: Segment, name: str,
              detail: str) -> None:
-        self._out.append(Oddity(conn.conn_id, seg.ts_ns, seg.frame, ep.side, name, detail))
+        self._note(conn, Oddity(conn.conn_id, seg.ts_ns, seg.frame, ep.side, name, detail))
+
+    def _note(self, conn: Connection, oddity: Oddity) -> None:
+        """Emit ``oddity``; kept on the connection for its `ConnectionEnded`."""
+        self._out.append(oddity)
+        if conn.notes is None:
+            conn.notes = [oddity]
+        else:
+            conn.notes.append(oddity)
+
+
+def _transition_order(t: Transition) -> tuple[int, int]:
+    return t.ts_ns, t.tid
 
 
 def _looks_like_server(sport: int, dport: int) -> bool:

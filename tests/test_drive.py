@@ -158,3 +158,82 @@ def test_connections_in_pieces_equal_the_whole_table(name: str, size: int) -> No
     pd.testing.assert_frame_equal(pd.concat(pieces), whole)
     pd.testing.assert_frame_equal(pd.concat(tcplife.analyze(SAMPLES / name)
                                             .iter_connections(size)), whole)
+
+
+# ConnectionEnded carries the transitions and notes the detectors judge it by: exactly
+# what a consumer that kept every Transition (dropping retracted ones) and Oddity of the
+# connection would have, the same objects, in (ts_ns, tid) order.
+class _Accumulator:
+    def __init__(self) -> None:
+        self.trans: dict[int, dict[int, object]] = {}
+        self.notes: dict[int, list[object]] = {}
+        self.ended = 0
+
+    def __call__(self, ev: object) -> None:
+        from tcplife.events import ConnectionEnded, Oddity, Retraction, Transition
+
+        if isinstance(ev, Transition):
+            self.trans.setdefault(ev.conn_id, {})[ev.tid] = ev
+        elif isinstance(ev, Retraction):
+            del self.trans[ev.conn_id][ev.tid]
+        elif isinstance(ev, Oddity):
+            self.notes.setdefault(ev.conn_id, []).append(ev)
+        elif isinstance(ev, ConnectionEnded):
+            conn_id = ev.record.conn_id
+            kept = sorted(self.trans.pop(conn_id, {}).values(),
+                          key=lambda t: (t.ts_ns, t.tid))  # type: ignore[attr-defined]
+            assert len(ev.transitions) == len(kept)
+            assert all(a is b for a, b in zip(ev.transitions, kept, strict=True))
+            notes = self.notes.pop(conn_id, [])
+            assert len(ev.notes) == len(notes)
+            assert all(a is b for a, b in zip(ev.notes, notes, strict=True))
+            self.ended += 1
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.name)
+def test_connection_ended_carries_its_transitions_and_notes(path: Path) -> None:
+    acc = _Accumulator()
+    result = tcplife.analyze(path, on_event=acc)
+    assert acc.ended == len(result.connections)
+    assert not any(acc.trans.values()) and not any(acc.notes.values())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(OPS, max_size=25), min_size=1, max_size=3))
+def test_connection_ended_carries_its_transitions_generated(convs: list[list[str]]) -> None:
+    segments: list[Segment] = []
+    for i, ops in enumerate(convs):
+        segments += _conversation(ops, 40000 + i, 1_700_000_000.0 + 0.0003 * i)
+    segments.sort(key=lambda s: s.ts_ns)
+    acc = _Accumulator()
+    for ev in _events_plain([s._replace(frame=i + 1) for i, s in enumerate(segments)]):
+        acc(ev)
+    assert acc.ended >= 1
+    assert not any(acc.trans.values()) and not any(acc.notes.values())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(-1, 6), st.lists(st.integers(0, 6), max_size=3)),
+                max_size=30))
+def test_stream_match_from_compact_streams(rows: list[tuple[int, list[int]]]) -> None:
+    """The collector keeps ``tcp_streams`` only where it is not just ``tcp_stream``; the
+    "merged" count over all rows must be the one the full texts give."""
+    import numpy as np
+
+    from tcplife.frames import _stream_match, _stream_owners
+
+    texts, first, other = [], [], {}
+    for i, (stream, more) in enumerate(rows):
+        streams = sorted({stream, *more} - {-1}) if stream >= 0 else []
+        text = ",".join(map(str, streams))
+        texts.append(text)
+        first.append(stream if stream >= 0 else -1)
+        if text != str(first[-1]):
+            other[i] = text
+    brute: dict[str, int] = {}
+    for text in texts:
+        for s in text.split(",") if text else ():
+            brute[s] = brute.get(s, 0) + 1
+    owners = _stream_owners(np.array(first, dtype=np.int64), other)
+    assert list(_stream_match(texts, owners)) == list(_stream_match(texts, brute))
+    assert {k: v for k, v in brute.items() if v > 1} == owners

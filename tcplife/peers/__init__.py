@@ -46,7 +46,8 @@ class Peers:
         self.zeek = ZeekRecorder(seg, sender_is_client)
         self.suricata = SuricataRecorder()
         self.first_stream = -1
-        self.streams: set[int] = set()
+        #: further tcp.streams (Wireshark split the instance); None while only the first
+        self.streams: set[int] | None = None
 
     def feed(self, seg: Segment, from_client: bool, stream: int) -> None:
         """One segment of this instance, with its Wireshark ``tcp.stream``."""
@@ -54,7 +55,10 @@ class Peers:
         self.suricata.process(seg, from_client)
         if self.first_stream < 0:
             self.first_stream = stream
-        self.streams.add(stream)
+        elif stream != self.first_stream:
+            if self.streams is None:
+                self.streams = set()
+            self.streams.add(stream)
 
     def quiet(self, client_nxt: int | None, server_nxt: int | None,
               client_max_ack: int | None, server_max_ack: int | None) -> bool:
@@ -83,4 +87,5 @@ class Peers:
             zeek_orig="client" if z.orig_is_client else "server",
             zeek_orig_bytes=z.orig_bytes(), zeek_resp_bytes=z.resp_bytes(),
             zeek_duration_ns=z.last_ns - z.start_ns, tcp_stream=self.first_stream,
-            tcp_streams=sorted(self.streams), suricata_state=self.suricata.state)
+            tcp_streams=sorted({self.first_stream, *(self.streams or ())}
+                               - {-1}), suricata_state=self.suricata.state)
