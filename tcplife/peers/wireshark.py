@@ -19,12 +19,16 @@ _MASK = 0xFFFFFFFF
 
 
 class _Conversation:
-    __slots__ = ("stream", "base")
+    """One conversation: its number and the base sequence number of each direction (None
+    until set); direction ``a`` is the one whose segment started it."""
 
-    def __init__(self, stream: int) -> None:
+    __slots__ = ("stream", "a_addr", "a_port", "base_a", "base_b")
+
+    def __init__(self, stream: int, seg: Segment) -> None:
         self.stream = stream
-        #: base sequence number per direction, keyed by the sender's (addr, port)
-        self.base: dict[tuple[str, int], int] = {}
+        self.a_addr, self.a_port = seg.src, seg.sport
+        self.base_a: int | None = None
+        self.base_b: int | None = None
 
 
 class WiresharkStreams:
@@ -35,7 +39,7 @@ class WiresharkStreams:
         self._next = 0
 
     def _new(self, seg: Segment) -> _Conversation:
-        conv = _Conversation(self._next)
+        conv = _Conversation(self._next, seg)
         self._next += 1
         self._conv[(seg.src, seg.sport, seg.dst, seg.dport)] = conv
         self._conv[(seg.dst, seg.dport, seg.src, seg.sport)] = conv
@@ -44,16 +48,22 @@ class WiresharkStreams:
     def feed(self, seg: Segment) -> int:
         conv = self._conv.get((seg.src, seg.sport, seg.dst, seg.dport))
         flags = seg.flags
-        fwd, rev = (seg.src, seg.sport), (seg.dst, seg.dport)
         if conv is None:
             conv = self._new(seg)
         elif flags & (SYN | ACK | RST) == SYN:
-            base = conv.base.get(fwd)
+            base = conv.base_a if (seg.sport == conv.a_port and seg.src == conv.a_addr) \
+                else conv.base_b
             if base is not None and seg.seq != base:
                 conv = self._new(seg)  # port reuse: a new conversation on the 4-tuple
-        bases = conv.base
-        if fwd not in bases:
-            bases[fwd] = seg.seq
-        if flags & ACK and rev not in bases and not flags & RST:
-            bases[rev] = (seg.ack - 1) & _MASK
+        from_a = seg.sport == conv.a_port and seg.src == conv.a_addr
+        if from_a:
+            if conv.base_a is None:
+                conv.base_a = seg.seq
+            if flags & ACK and conv.base_b is None and not flags & RST:
+                conv.base_b = (seg.ack - 1) & _MASK
+        else:
+            if conv.base_b is None:
+                conv.base_b = seg.seq
+            if flags & ACK and conv.base_a is None and not flags & RST:
+                conv.base_a = (seg.ack - 1) & _MASK
         return conv.stream

@@ -80,7 +80,7 @@ class _Endpoint:
         # numbers: delivered up to ``reassem``, acknowledged up to ``trim``, and the
         # blocks received above a hole, sorted [seq, upper) pairs.
         self.reassem = self.trim = 1
-        self.blocks: list[list[int]] = []
+        self.blocks: list[list[int]] | tuple[()] = ()  #: () until the first hole
 
     def set_state(self, new: int) -> None:
         if new != self.state:
@@ -339,7 +339,7 @@ class ZeekRecorder:
             while blocks and blocks[0][0] <= ep.reassem:
                 ep.reassem = max(ep.reassem, blocks.pop(0)[1])
             return
-        _insert(ep.blocks, seq, upper)
+        ep.blocks = _insert(ep.blocks, seq, upper)
 
     def _ack_received(self, ep: _Endpoint, peer: _Endpoint, seq: int) -> None:
         """TCP_Reassembler::AckReceived for ``ep``'s data, acknowledged by ``peer`` up to
@@ -501,8 +501,8 @@ def _settled(ep: _Endpoint) -> bool:
         and ep.trim == _delta(ep.ack, ep.start)
 
 
-def _insert(blocks: list[list[int]], seq: int, upper: int) -> None:
-    """Add [seq, upper) to sorted disjoint blocks, merging overlaps."""
+def _insert(blocks: list[list[int]] | tuple[()], seq: int, upper: int) -> list[list[int]]:
+    """[seq, upper) added to sorted disjoint blocks, overlaps merged."""
     out: list[list[int]] = []
     placed = False
     for b in blocks:
@@ -517,7 +517,7 @@ def _insert(blocks: list[list[int]], seq: int, upper: int) -> None:
             seq, upper = min(seq, b[0]), max(upper, b[1])
     if not placed:
         out.append([seq, upper])
-    blocks[:] = out
+    return out
 
 
 def _init_endpoint(ep: _Endpoint, flags: int, first_seq: int, last_seq: int) -> None:
