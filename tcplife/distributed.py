@@ -47,6 +47,7 @@ import hashlib
 import heapq
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, overload
@@ -74,6 +75,7 @@ from tcplife.events import (
 )
 from tcplife.options import Options
 from tcplife.segment import Segment
+from tcplife.spool import Piece, load, spool, write_groups
 from tcplife.tracker import Tracker
 
 #: after every packet: the key of events the end of input (`Tracker.finish`) emits
@@ -122,12 +124,15 @@ class _FileRead:
     stats: ReadStats
     last_seg_ts: int | None  #: the latest TCP segment time in the file
     last_seg_frame: int  #: the file-local frame number of its last TCP segment (0: none)
-    parts: list[dict[str, np.ndarray]]  #: per partition, the `Batch` columns
+    #: per partition, the `Batch` columns and ``gap_max``: in memory, or where in the
+    #: spool (`tcplife.spool.Piece`)
+    parts: list[dict[str, np.ndarray]] | list[Piece]
     v6_names: dict[int, str] = field(default_factory=dict)  #: IPv6 key -> text
     tails: list[int] = field(default_factory=list)  #: per partition, see `_gaps`
 
     def __sizeof__(self) -> int:  # for Dask (see `_PartitionOut.__sizeof__`)
-        return sum(a.nbytes for part in self.parts for a in part.values()) + 4096
+        return sum(a.nbytes for part in self.parts if isinstance(part, dict)
+                   for a in part.values()) + 100 * len(self.parts) + 4096
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -163,7 +168,13 @@ def flow_partition(batch: Batch, nparts: int) -> np.ndarray:
     return (h % np.uint64(nparts)).astype(np.int64)
 
 
-def _read_file(path: str, nparts: int) -> _FileRead:
+#: the columns of a partition's rows a read task hands its partition task
+_COLUMNS = (*Batch.COLUMNS, "gap_max")
+
+
+def _read_file(path: str, nparts: int, spool: str | None = None, n: int = 0) -> _FileRead:
+    """The ``n``-th file of the set, cut into partitions; with a ``spool``, the partitions'
+    columns go to a file there (``read-NNNNN.bin``), not into the task's result."""
     stats = ReadStats()
     pieces: list[list[dict[str, np.ndarray]]] = [[] for _ in range(nparts)]
     last_frame = 0
@@ -190,7 +201,11 @@ def _read_file(path: str, nparts: int) -> _FileRead:
     tails = _gaps(part, ts, parts)
     v6 = {k: book.names[k] for k in book.v6_keys.values()} if book is not None else {}
     last_ts = int(ts.max()) if len(ts) else None
-    return _FileRead(stats, last_ts, last_frame, parts, v6, tails)
+    if spool is None:
+        return _FileRead(stats, last_ts, last_frame, parts, v6, tails)
+    return _FileRead(stats, last_ts, last_frame,
+                     write_groups(os.path.join(spool, f"read-{n:05d}.bin"), parts, _COLUMNS),
+                     v6, tails)
 
 
 _NO_TIME = np.iinfo(np.int64).min
@@ -225,7 +240,10 @@ def _head(read: _FileRead) -> tuple[ReadStats, int | None, int]:
     return read.stats, read.last_seg_ts, read.last_seg_frame
 
 
-def _part_of(read: _FileRead, p: int) -> tuple[dict[str, np.ndarray], dict[int, str], int]:
+_Part = tuple[dict[str, np.ndarray] | Piece, dict[int, str], int]
+
+
+def _part_of(read: _FileRead, p: int) -> _Part:
     return read.parts[p], read.v6_names, read.tails[p]
 
 
@@ -351,24 +369,25 @@ class _PartitionOut:
         return 450 * len(self.keyed) + 100 * len(self.streams)
 
 
-def _track_and_index(pieces: list[tuple[dict[str, np.ndarray], dict[int, str], int]],
-                     offsets: list[int], options: Options, last_ts: int, last_frame: int,
-                     p: int) -> Tracked:
-    """`_track_partition` and, in the same task, what the dataset's stages need of it."""
-    return index_partition(_track_partition(pieces, offsets, options, last_ts, last_frame), p)
+def _track_and_index(pieces: list[_Part], offsets: list[int], options: Options,
+                     last_ts: int, last_frame: int, p: int, spool: str) -> Tracked:
+    """`_track_partition` and, in the same task, what the dataset's stages need of it,
+    written to the spool (`tcplife.dataset.index_partition`)."""
+    out = _track_partition(pieces, offsets, options, last_ts, last_frame)
+    return index_partition(out, p, spool)
 
 
-def _track_partition(pieces: list[tuple[dict[str, np.ndarray], dict[int, str], int]],
-                     offsets: list[int], options: Options, last_ts: int,
-                     last_frame: int) -> _PartitionOut:
+def _track_partition(pieces: list[_Part], offsets: list[int], options: Options,
+                     last_ts: int, last_frame: int) -> _PartitionOut:
     book = AddressBook()
-    cols: dict[str, list[np.ndarray]] = {c: [] for c in (*Batch.COLUMNS, "gap_max")}
+    cols: dict[str, list[np.ndarray]] = {c: [] for c in _COLUMNS}
     carry = int(_NO_TIME)  # the latest time since this partition's last row
-    for (part, v6_names, tail), offset in zip(pieces, offsets, strict=True):
+    for (stored, v6_names, tail), offset in zip(pieces, offsets, strict=True):
+        part = load(stored)
         if not len(part["frame"]):
             carry = max(carry, tail)
             continue
-        for c in (*Batch.COLUMNS, "gap_max"):
+        for c in _COLUMNS:
             col = part[c]
             if c == "frame":
                 col = col + offset
@@ -472,6 +491,7 @@ def _workers(client: Any) -> int:
 
 
 _Sources = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
+_Dir = str | os.PathLike[str]
 
 
 @overload
@@ -479,15 +499,15 @@ def analyze_dask(source: _Sources, *, scheduler: Any = ..., partitions: int | No
                  options: Options | None = ...,
                  on_event: Callable[[Event], None] | None = ...,
                  tables: Iterable[str] = ..., parquet_dir: None = ...,
-                 **timeouts: float) -> Result: ...
+                 spool_dir: _Dir | None = ..., **timeouts: float) -> Result: ...
 
 
 @overload
 def analyze_dask(source: _Sources, *, scheduler: Any = ..., partitions: int | None = ...,
                  options: Options | None = ...,
                  on_event: Callable[[Event], None] | None = ...,
-                 tables: Iterable[str] = ..., parquet_dir: str | os.PathLike[str],
-                 **timeouts: float) -> ParquetDataset: ...
+                 tables: Iterable[str] = ..., parquet_dir: _Dir,
+                 spool_dir: _Dir | None = ..., **timeouts: float) -> ParquetDataset: ...
 
 
 def analyze_dask(source: _Sources, *,
@@ -495,7 +515,8 @@ def analyze_dask(source: _Sources, *,
                  options: Options | None = None,
                  on_event: Callable[[Event], None] | None = None,
                  tables: Iterable[str] = TABLES,
-                 parquet_dir: str | os.PathLike[str] | None = None,
+                 parquet_dir: _Dir | None = None,
+                 spool_dir: _Dir | None = None,
                  **timeouts: float) -> Result | ParquetDataset:
     """`tcplife.analyze` of the captures of a directory, a glob or a list (read in natural
     name order, as one capture), computed on a Dask cluster; the same `Result`.
@@ -507,6 +528,12 @@ def analyze_dask(source: _Sources, *,
     Rows equal `analyze`'s once both are stable-sorted by
     `tcplife.dataset.SORT_KEYS` (``ParquetDataset.read`` does that); ``on_event`` is
     not available then.
+
+    ``spool_dir``: a directory every worker reaches at that path, where the stages leave
+    their data for the next one (in a hidden subdirectory, removed afterwards) instead of
+    in the workers' memory. Default: with ``parquet_dir``, that directory; else, with the
+    local cluster (``scheduler`` None), the system's temporary directory; else none (the
+    stages' data stay in the workers' memory).
 
     ``scheduler``: None for a `LocalCluster` on this machine's cores (one single-threaded
     worker process each), a scheduler address (``"tcp://host:8786"``) or a
@@ -521,9 +548,13 @@ def analyze_dask(source: _Sources, *,
     if not paths:
         raise FileNotFoundError(f"no capture files in {os.fspath(source)!r}"  # type: ignore
                                 if isinstance(source, (str, os.PathLike)) else "no captures")
-    with _client(scheduler) as client:
+    if spool_dir is None:
+        spool_dir = parquet_dir if parquet_dir is not None else (
+            tempfile.gettempdir() if scheduler is None else None)
+    with _client(scheduler) as client, spool(spool_dir) as where:
         nparts = partitions or 2 * _workers(client)
-        reads = [client.submit(_read_file, path, nparts, pure=False) for path in paths]
+        reads = [client.submit(_read_file, path, nparts, where, n, pure=False)
+                 for n, path in enumerate(paths)]
         heads = client.gather([client.submit(_head, r) for r in reads])
         offsets, frames = [], 0
         last_ts, last_frame = -1, 0
@@ -547,15 +578,31 @@ def analyze_dask(source: _Sources, *,
         track: Callable[..., Any] = (_track_partition if parquet_dir is None
                                      else _track_and_index)
         tracked = [client.submit(track, pieces[p], offsets, options, last_ts, last_frame,
-                                 *(() if parquet_dir is None else (p,)), pure=False,
+                                 *(() if parquet_dir is None else (p, where)), pure=False,
                                  workers=homes[p], allow_other_workers=True)
                    for p in range(nparts)]
         del reads, pieces
         if parquet_dir is not None:
+            assert where is not None  # a dataset always has its spool
             return write_dataset(client, tracked, stats, options, tuple(tables), paths,
-                                 parquet_dir, homes)
-        outs = client.gather(tracked)
+                                 parquet_dir, where, homes)
+        outs = _gather_each(client, tracked)
     return _result(outs, stats, options, tables, on_event, paths)
+
+
+def _gather_each(client: Any, futures: list[Any]) -> list[Any]:
+    """The futures' results, each fetched (and released on the workers) as soon as it is
+    done: a worker does not keep every partition it tracked until the last is done."""
+    from distributed import as_completed
+
+    where = {f.key: i for i, f in enumerate(futures)}
+    results: list[Any] = [None] * len(futures)
+    pending = as_completed(futures, with_results=True)
+    futures.clear()
+    for future, result in pending:
+        results[where[future.key]] = result
+        del future, result
+    return results
 
 
 def _result(outs: list[_PartitionOut], stats: ReadStats, options: Options,
