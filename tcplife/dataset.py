@@ -515,12 +515,12 @@ def write_dataset(client: Any, tracked: list[Any], stats: ReadStats, options: Op
     latest = max([0, *(t.latest for t in done),
                   *([stats.last_ts_ns] if stats.last_ts_ns is not None else [])])
     del numbering
-    # The maps go to the workers (scattered, not through the task graph) and on into
-    # the spool, where each partition's finishing task reads its own.
-    maps = client.scatter([(conn_ids[p], streams[p]) for p in range(n)])
+    # The maps go into the spool, where each partition's finishing task reads its own;
+    # as the saving tasks' arguments (scattered, they would stay in the workers' memory
+    # until Dask released them, which it may do after the finishing tasks started).
+    client.gather([at(p, _save_numbers, done[p], (conn_ids[p], streams[p]), pure=False)
+                   for p in range(n)])
     del streams
-    client.gather([at(p, _save_numbers, done[p], maps[p]) for p in range(n)])
-    del maps
     finished = [at(p, _finish, done[p], n, options, tables, stats.last_ts_ns, str(root),
                    pure=False) for p in range(n)]
     found = client.gather([client.submit(_time_wait, [at(p, _bucket, f, b)

@@ -548,10 +548,8 @@ def analyze_dask(source: _Sources, *,
     if not paths:
         raise FileNotFoundError(f"no capture files in {os.fspath(source)!r}"  # type: ignore
                                 if isinstance(source, (str, os.PathLike)) else "no captures")
-    if spool_dir is None:
-        spool_dir = parquet_dir if parquet_dir is not None else (
-            tempfile.gettempdir() if scheduler is None else None)
-    with _client(scheduler) as client, spool(spool_dir) as where:
+    with _client(scheduler) as client, \
+            spool(_spool_parent(spool_dir, parquet_dir, scheduler)) as where:
         nparts = partitions or 2 * _workers(client)
         reads = [client.submit(_read_file, path, nparts, where, n, pure=False)
                  for n, path in enumerate(paths)]
@@ -588,6 +586,17 @@ def analyze_dask(source: _Sources, *,
                                  parquet_dir, where, homes)
         outs = _gather_each(client, tracked)
     return _result(outs, stats, options, tables, on_event, paths)
+
+
+def _spool_parent(spool_dir: _Dir | None, parquet_dir: _Dir | None,
+                  scheduler: Any) -> _Dir | None:
+    """Where the spool goes: ``spool_dir``; else ``parquet_dir`` (the workers write there
+    anyway); else, for the local cluster, the temporary directory; else nowhere."""
+    if spool_dir is not None:
+        return spool_dir
+    if parquet_dir is not None:
+        return parquet_dir
+    return tempfile.gettempdir() if scheduler is None else None
 
 
 def _gather_each(client: Any, futures: list[Any]) -> list[Any]:
