@@ -4,21 +4,30 @@ Owns: `ParquetDataset` (what ``analyze_dask(..., parquet_dir=...)`` returns), th
 (one directory per table, one part file per flow partition) and the stages that follow
 tracking when the tables stay on the workers:
 
+Every stage leaves its data in the spool (`tcplife.spool`, a hidden directory in the
+dataset's, unless ``spool_dir`` says otherwise) and hands Dask only where it is, so a
+worker's memory holds one partition at a time, never the capture:
+
 1. ``_index`` (per partition, in its tracking task: `index_partition`): the first frame
    of each connection and ``tcp.stream``, and a compact account of the running capture
-   end at each connection's end (see below).
+   end at each connection's end (see below); written to the spool with the partition's
+   events (`Tracked` says where).
 2. The client turns the first frames into the global numbering (local id -> global id,
-   one small integer array per partition): ``conn_id`` and ``tcp_stream`` by first frame.
-3. ``_lookup`` (one task per pair of partitions): the capture end other partitions had
-   reached when each of this partition's connections ended.
+   one small integer array per partition): ``conn_id`` and ``tcp_stream`` by first frame;
+   each partition's maps go to the spool (``_save_numbers``).
+3. ``_capture_ends`` (in the partition's ``_finish`` task): the capture end other
+   partitions had reached when each of this partition's connections ended (`_lookup` on
+   each other partition's steps, read from the spool one partition at a time).
 4. ``_finish`` (per partition): events renumbered, the per-connection detectors and the
-   `Collector`, exactly as `tcplife.analysis.Sink` runs them; the cross-connection detector
-   (`TimeWaitAccumulation`, per host) only gathers its TIME_WAIT intervals, bucketed by
-   host.
+   `Collector`, exactly as `tcplife.analysis.Sink` runs them; the transitions and oddities
+   parts written at once; the cross-connection detector (`TimeWaitAccumulation`, per host)
+   only gathers its TIME_WAIT intervals, bucketed by host. The connections and anomalies
+   (a `Collector` of their compact columns) and the intervals go to the spool.
 5. ``_time_wait`` (per host bucket): the per-host peaks over every partition's intervals;
    the few anomalies come back to the client, which routes each to the partition that
    owns its connection.
-6. ``_write`` (per partition): those anomalies added, the tables built and written.
+6. ``_write`` (per partition): those anomalies added, the connections and anomalies
+   parts built and written.
 
 The client holds the file list, the read stats, the numbering arrays (8 bytes per
 connection) and the time-wait anomalies; never an event or a table row.

@@ -17,9 +17,17 @@ single process's).
 With ``parquet_dir``, stage (3) is not run: the tables are finished and written by the
 workers (`tcplife.dataset`), which this module hands the tracked partitions.
 
-Memory: a worker holds its read files' columns and its partition's segments and events;
-the client holds the result tables, as `analyze` does (none with ``parquet_dir``). Knows
-nothing of the CLI.
+Memory: with a spool (`tcplife.spool`; the default with ``parquet_dir`` or the local
+cluster, else ``spool_dir``), a read task writes its file's columns, partition by
+partition, to one spool file and returns only the file's head (stats, last time and frame,
+per partition a `Piece` and its ``_gaps`` tail); a partition task reads only its pieces.
+So a worker holds one file while reading it, one partition while tracking it (its
+segments, then its events), and between tasks only those handles: a few hundred bytes per
+file and partition, not the capture (tests/test_dask_memory.py). Without a spool (a
+caller's cluster, no ``parquet_dir`` or ``spool_dir``), the read columns wait in the
+workers' memory until the partitions are tracked. The tracked partitions of an in-memory
+`Result` are fetched by the client as each is done; the client holds the result tables, as
+`analyze` does (none with ``parquet_dir``). Knows nothing of the CLI.
 
 Timers: one process fires a timer at the first segment, of any connection, stamped at or
 after its deadline. With timestamps in order, a partition's next segment or the end does
@@ -119,7 +127,8 @@ def capture_files(source: str | os.PathLike[str] | Iterable[str | os.PathLike[st
 # ---------------------------------------------------------------------- stage 1: read
 @dataclass
 class _FileRead:
-    """What a read task returns: the file's stats and its segments by partition."""
+    """What a read task returns: the file's stats and its segments by partition (in the
+    spool, if there is one)."""
 
     stats: ReadStats
     last_seg_ts: int | None  #: the latest TCP segment time in the file

@@ -240,14 +240,16 @@ def test_cli_engine_dask_equals_single(tmp_path, client):
     single = runner.invoke(main, ["analyze", str(tmp_path / "rot"), "--format", "csv"])
     dask = runner.invoke(main, ["analyze", str(tmp_path / "rot" / "cap.pcap*"), "--format",
                                 "csv", "--engine", "dask", "--scheduler",
-                                client.scheduler.address, "--partitions", "3"])
+                                client.scheduler.address, "--partitions", "3",
+                                "--spool-dir", str(tmp_path / "spool")])
     assert single.exit_code == 0 and dask.exit_code == 0, dask.output
     assert dask.stdout == single.stdout
+    assert list((tmp_path / "spool").iterdir()) == []
     assert single.stdout.count("\n") > 10
 
 
 @pytest.mark.parametrize("args", [["--scheduler", "tcp://nowhere:1"], ["--partitions", "2"],
-                                  ["-", "--engine", "dask"]])
+                                  ["--spool-dir", "/tmp"], ["-", "--engine", "dask"]])
 def test_cli_engine_usage_errors(args):
     from click.testing import CliRunner
 
