@@ -83,11 +83,13 @@ from tcplife.events import (
 )
 from tcplife.options import Options
 from tcplife.segment import Segment
-from tcplife.spool import Piece, load, spool, write_groups
+from tcplife.spool import Appender, InMemory, Piece, load, spool
 from tcplife.tracker import Tracker
 
 #: after every packet: the key of events the end of input (`Tracker.finish`) emits
 _END = 1 << 64
+#: capture bytes per batch a read task reads (and, with a spool, writes) at a time
+_READ_BYTES = 8 << 20
 #: rows per `Batch` fed to `drive` in a partition task
 _BATCH_ROWS = 1 << 16
 _CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".gz", ".dmp")
@@ -183,66 +185,72 @@ _COLUMNS = (*Batch.COLUMNS, "gap_max")
 
 def _read_file(path: str, nparts: int, spool: str | None = None, n: int = 0) -> _FileRead:
     """The ``n``-th file of the set, cut into partitions; with a ``spool``, the partitions'
-    columns go to a file there (``read-NNNNN.bin``), not into the task's result."""
+    columns go to a file there (``read-NNNNN.bin``) batch by batch as they are read, not
+    into the task's result."""
     stats = ReadStats()
-    pieces: list[list[dict[str, np.ndarray]]] = [[] for _ in range(nparts)]
+    sink: Appender | InMemory = (
+        InMemory(nparts, _COLUMNS) if spool is None
+        else Appender(os.path.join(spool, f"read-{n:05d}.bin"), nparts, _COLUMNS))
     last_frame = 0
     book: AddressBook | None = None
     all_part: list[np.ndarray] = []
     all_ts: list[np.ndarray] = []
-    for batch in read_batches(path, stats):
-        book = batch.book
-        part = flow_partition(batch, nparts)
-        all_part.append(part)
-        all_ts.append(batch.ts_ns)
-        last_frame = int(batch.frame[-1])
-        order = np.argsort(part, kind="stable")
-        bounds = np.searchsorted(part[order], np.arange(nparts + 1))
-        for p in range(nparts):
-            rows = order[bounds[p]:bounds[p + 1]]
-            if len(rows):
-                pieces[p].append({c: getattr(batch, c)[rows] for c in Batch.COLUMNS})
-    parts = [{c: np.concatenate([x[c] for x in ps]) if ps else np.empty(0, dtype=np.int64)
-              for c in Batch.COLUMNS} for ps in pieces]
-    part = np.concatenate(all_part) if all_part else np.empty(0, dtype=np.int64)
-    ts = np.concatenate(all_ts) if all_ts else np.empty(0, dtype=np.int64)
-    del all_part, all_ts
-    tails = _gaps(part, ts, parts)
+    try:
+        for batch in read_batches(path, stats, batch_bytes=_READ_BYTES):
+            book = batch.book
+            part = flow_partition(batch, nparts)
+            all_part.append(part)
+            all_ts.append(batch.ts_ns)
+            last_frame = int(batch.frame[-1])
+            order = np.argsort(part, kind="stable")
+            bounds = np.searchsorted(part[order], np.arange(nparts + 1))
+            for p in range(nparts):
+                rows = order[bounds[p]:bounds[p + 1]]
+                if len(rows):
+                    sink.add(p, {c: getattr(batch, c)[rows] for c in Batch.COLUMNS})
+        part = np.concatenate(all_part) if all_part else np.empty(0, dtype=np.int64)
+        ts = np.concatenate(all_ts) if all_ts else np.empty(0, dtype=np.int64)
+        del all_part, all_ts
+        gaps, tails = _gaps(part, ts, nparts)
+        for p, gap in enumerate(gaps):
+            if gap is not None:
+                sink.add(p, {"gap_max": gap})
+    finally:
+        parts = sink.close()
     v6 = {k: book.names[k] for k in book.v6_keys.values()} if book is not None else {}
     last_ts = int(ts.max()) if len(ts) else None
-    if spool is None:
-        return _FileRead(stats, last_ts, last_frame, parts, v6, tails)
-    return _FileRead(stats, last_ts, last_frame,
-                     write_groups(os.path.join(spool, f"read-{n:05d}.bin"), parts, _COLUMNS),
-                     v6, tails)
+    return _FileRead(stats, last_ts, last_frame, parts, v6, tails)
 
 
 _NO_TIME = np.iinfo(np.int64).min
 
 
-def _gaps(part: np.ndarray, ts: np.ndarray, parts: list[dict[str, np.ndarray]]) -> list[int]:
+def _gaps(part: np.ndarray, ts: np.ndarray, nparts: int
+          ) -> tuple[list[np.ndarray | None], list[int]]:
     """Where timestamps go backwards, one process fires a timer at any later-stamped
     segment, of any connection (`Tracker._advance`). So each partition row gets
     ``gap_max``: the latest time among the file's segments of other partitions since the
-    partition's previous row (`_NO_TIME` if none); returns, per partition, the latest time
-    after its last row in the file (the whole file's if it has none), carried to the next
-    file's first row."""
+    partition's previous row (`_NO_TIME` if none); None for a partition without rows.
+    Also returns, per partition, the latest time after its last row in the file (the
+    whole file's if it has none), carried to the next file's first row."""
+    gaps: list[np.ndarray | None] = []
     tails = []
     order = np.argsort(part, kind="stable")
-    bounds = np.searchsorted(part[order], np.arange(len(parts) + 1))
+    bounds = np.searchsorted(part[order], np.arange(nparts + 1))
     padded = np.append(ts, _NO_TIME)
-    for p, cols in enumerate(parts):
+    for p in range(nparts):
         rows = order[bounds[p]:bounds[p + 1]]
         if not len(rows):
+            gaps.append(None)
             tails.append(int(ts.max()) if len(ts) else int(_NO_TIME))
             continue
         starts = np.concatenate(([0], rows[:-1] + 1))
         gap = np.maximum.reduceat(padded, np.stack([starts, rows], axis=1).ravel())[::2]
         gap[starts >= rows] = _NO_TIME
-        cols["gap_max"] = gap
+        gaps.append(gap)
         after = ts[rows[-1] + 1:]
         tails.append(int(after.max()) if len(after) else int(_NO_TIME))
-    return tails
+    return gaps, tails
 
 
 def _head(read: _FileRead) -> tuple[ReadStats, int | None, int]:

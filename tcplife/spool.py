@@ -3,8 +3,9 @@ instead of through the workers' memory.
 
 Owns: the spool directory (`spool`: a fresh hidden directory under the given parent, every
 file in it removed afterwards, after an error too), and the formats the stages write in
-it: `write_groups` (a read task's columns, cut into groups, one raw file; a `Piece` names
-one group and reads it back alone), `dump`/`undump` (one pickled object a file), and
+it: `Appender` (a read task's columns, cut into groups and written chunk by chunk as
+they are read, one raw file; a `Piece` names one group and reads it back alone; `InMemory`
+the same without a file), `dump`/`undump` (one pickled object a file), and
 `save_arrays`/`load_array` (one ``.npy`` file an array, memory-mapped on reading). The
 spool must be reachable at the same path by every worker; the files' names are the
 callers'. Tasks only create files in the directory, never the directory itself, so a task
@@ -44,50 +45,81 @@ def spool(parent: str | os.PathLike[str] | None) -> Iterator[str | None]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def concatenated(names: tuple[str, ...], chunks: list[dict[str, np.ndarray]]
+                 ) -> dict[str, np.ndarray]:
+    """Chunks of a group's columns (a chunk may hold some of them) joined, column by
+    column, in chunk order; a column no chunk holds is empty (int64)."""
+    cols: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for chunk in chunks:
+        for name, array in chunk.items():
+            cols[name].append(array)
+    return {name: (parts[0] if len(parts) == 1 else np.concatenate(parts)) if parts
+            else np.empty(0, dtype=np.int64) for name, parts in cols.items()}
+
+
 @dataclass(frozen=True)
 class Piece:
-    """One group of `write_groups`' file: ``rows`` rows of each column, the columns one
-    after the other from byte ``start``."""
+    """One group of an `Appender`'s file: its chunks, each ``(start, rows, layout)``: from
+    byte ``start``, ``rows`` values of each column of ``layouts[layout]``, one column after
+    the other."""
 
     path: str
-    columns: tuple[tuple[str, str], ...]  #: (name, dtype) in file order
-    start: int
-    rows: int
+    names: tuple[str, ...]
+    layouts: tuple[tuple[tuple[str, str], ...], ...]  #: per layout, (name, dtype) in order
+    chunks: tuple[tuple[int, int, int], ...]
 
     def load(self) -> dict[str, np.ndarray]:
-        out = {}
-        offset = self.start
-        for name, dtype in self.columns:
-            dt = np.dtype(dtype)
-            out[name] = (np.fromfile(self.path, dtype=dt, count=self.rows, offset=offset)
-                         if self.rows else np.empty(0, dtype=dt))
-            offset += dt.itemsize * self.rows
+        chunks = []
+        if self.chunks:
+            with open(self.path, "rb") as f:
+                for start, rows, layout in self.chunks:
+                    f.seek(start)
+                    chunks.append({name: np.fromfile(f, dtype=np.dtype(dtype), count=rows)
+                                   for name, dtype in self.layouts[layout]})
+        return concatenated(self.names, chunks)
+
+
+class Appender:
+    """Groups of columns (``names``) written chunk by chunk, as they come, to one file;
+    `close` gives a `Piece` per group. The writer holds no column."""
+
+    def __init__(self, path: str, groups: int, names: tuple[str, ...]) -> None:
+        self.path, self.names = path, names
+        self._file = open(path, "wb")  # noqa: SIM115 - closed by `close`
+        self._offset = 0
+        self._layouts: dict[tuple[tuple[str, str], ...], int] = {}
+        self._chunks: list[list[tuple[int, int, int]]] = [[] for _ in range(groups)]
+
+    def add(self, group: int, chunk: dict[str, np.ndarray]) -> None:
+        """Columns of equal length (some of ``names``), after the group's earlier ones."""
+        layout = tuple((name, array.dtype.str) for name, array in chunk.items())
+        k = self._layouts.setdefault(layout, len(self._layouts))
+        self._chunks[group].append((self._offset, len(next(iter(chunk.values()))), k))
+        for array in chunk.values():
+            data = np.ascontiguousarray(array)
+            self._file.write(data.data)
+            self._offset += data.nbytes
+
+    def close(self) -> list[Piece]:
+        self._file.close()
+        layouts = tuple(sorted(self._layouts, key=self._layouts.__getitem__))
+        return [Piece(self.path, self.names, layouts, tuple(c)) for c in self._chunks]
+
+
+class InMemory:
+    """`Appender`'s interface without a file: `close` gives each group's columns."""
+
+    def __init__(self, groups: int, names: tuple[str, ...]) -> None:
+        self.names = names
+        self._chunks: list[list[dict[str, np.ndarray]]] = [[] for _ in range(groups)]
+
+    def add(self, group: int, chunk: dict[str, np.ndarray]) -> None:
+        self._chunks[group].append(chunk)
+
+    def close(self) -> list[dict[str, np.ndarray]]:
+        out = [concatenated(self.names, chunks) for chunks in self._chunks]
+        self._chunks = []
         return out
-
-
-def write_groups(path: str, groups: list[dict[str, np.ndarray]],
-                 names: tuple[str, ...]) -> list[Piece]:
-    """The ``names`` columns of each group (all of a group's the same length; a group
-    without rows may lack some) written to one file, group after group; a `Piece` each."""
-    dtypes: dict[str, str] = {}
-    for group in groups:
-        if len(group[names[0]]):
-            dtypes = {n: group[n].dtype.str for n in names}
-            break
-    columns = tuple((n, dtypes.get(n, "<i8")) for n in names)
-    pieces = []
-    offset = 0
-    with open(path, "wb") as f:
-        for group in groups:
-            rows = len(group[names[0]])
-            pieces.append(Piece(path, columns, offset, rows))
-            if not rows:
-                continue
-            for name, dtype in columns:
-                data = np.ascontiguousarray(group[name], dtype=dtype)
-                f.write(data.data)
-                offset += data.nbytes
-    return pieces
 
 
 def load(part: dict[str, np.ndarray] | Piece) -> dict[str, np.ndarray]:

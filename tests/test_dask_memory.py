@@ -25,15 +25,18 @@ from test_distributed import (  # noqa: E402
     SAMPLES,
     assert_dataset_same,
     assert_same,
+    jittered,
     many_conversations,
+    random_cuts,
     records,
     rotate,
 )
 
 import tcplife  # noqa: E402
+import tcplife.distributed  # noqa: E402
 from tcplife.detect import ConnView, PerConnection  # noqa: E402
 from tcplife.distributed import _spool_parent, analyze_dask  # noqa: E402
-from tcplife.spool import PREFIX, Piece, spool, write_groups  # noqa: E402
+from tcplife.spool import PREFIX, Appender, InMemory, Piece, spool  # noqa: E402
 
 #: the tasks at whose start the held bytes are taken: tracking and the dataset's stages
 #: (as `key_split` names them: without the leading underscore)
@@ -195,21 +198,51 @@ def test_spool_parent():
 
 
 def test_spool_pieces_round_trip(tmp_path):
-    """Groups of columns, empty ones among them, read back one at a time; the spool
-    directory is hidden and goes with its files."""
+    """Groups of columns written chunk by chunk (a later chunk with another column, as
+    the read task adds ``gap_max``; a group without rows) read back one group at a time,
+    equal to the in-memory groups; the spool directory is hidden and goes with its files."""
     import numpy as np
 
-    groups = [{"a": np.arange(3, dtype=np.int64), "b": np.array([1, 2, 3], dtype=np.uint16)},
-              {"a": np.empty(0, dtype=np.int64)},
-              {"a": np.array([7], dtype=np.int64), "b": np.array([9], dtype=np.uint16)}]
+    chunks = [(0, {"a": np.arange(3, dtype=np.int64), "b": np.array([1, 2, 3], np.uint16)}),
+              (2, {"a": np.array([7], dtype=np.int64), "b": np.array([9], dtype=np.uint16)}),
+              (0, {"a": np.array([4], dtype=np.int64), "b": np.array([5], dtype=np.uint16)}),
+              (0, {"c": np.array([-1, -2, -3, -4], dtype=np.int64)}),
+              (2, {"c": np.array([8], dtype=np.int64)})]
+    names = ("a", "b", "c")
+    memory = InMemory(3, names)
     with spool(tmp_path) as where:
         assert where is not None and Path(where).name.startswith(PREFIX)
-        pieces = write_groups(str(Path(where) / "g.bin"), groups, ("a", "b"))
+        appender = Appender(str(Path(where) / "g.bin"), 3, names)
+        for group, chunk in chunks:
+            appender.add(group, chunk)
+            memory.add(group, chunk)
+        pieces = appender.close()
         assert all(isinstance(p, Piece) for p in pieces)
         back = [p.load() for p in pieces]
-        assert back[0]["b"].dtype == np.uint16 and back[0]["b"].tolist() == [1, 2, 3]
-        assert back[1]["a"].tolist() == [] and back[1]["b"].tolist() == []
-        assert back[2]["a"].tolist() == [7] and back[2]["b"].tolist() == [9]
+        for got, want in zip(back, memory.close(), strict=True):
+            assert set(got) == set(want) == set(names)
+            for name in names:
+                assert got[name].dtype == want[name].dtype
+                assert got[name].tolist() == want[name].tolist()
+        assert back[0]["b"].dtype == np.uint16 and back[0]["b"].tolist() == [1, 2, 3, 5]
+        assert back[0]["c"].tolist() == [-1, -2, -3, -4]
+        assert back[1]["a"].tolist() == [] and back[1]["c"].tolist() == []
     assert list(tmp_path.iterdir()) == []
     with spool(None) as nowhere:
         assert nowhere is None
+
+
+@pytest.mark.parametrize("opts", [{"time_wait_threshold": 3},
+                                  {"time_wait": 0.5, "closed_linger": 1.0}])
+def test_small_read_batches(opts, tmp_path, one_worker, monkeypatch):
+    """Read tasks that read (and spool) a file in several batches, with timestamps that
+    step back across them: the same rows as `analyze`."""
+    monkeypatch.setattr(tcplife.distributed, "_READ_BYTES", 4096)
+    whole = write_pcap(tmp_path / "j.pcap", jittered(many_conversations(60, 3), 3))
+    _, recs = records(whole)
+    files = rotate(whole, random_cuts(len(recs), 3, 3), tmp_path / "rot")
+    assert max(f.stat().st_size for f in files) > 3 * 4096
+    want = tcplife.analyze(files, **opts)
+    assert_same(analyze_dask(files, scheduler=one_worker, partitions=4,
+                             spool_dir=tmp_path / "spool", **opts), want)
+    assert_same(analyze_dask(files, scheduler=one_worker, partitions=4, **opts), want)
