@@ -6,7 +6,7 @@ tracking when the tables stay on the workers:
 
 Every stage leaves its data in the spool (`tcplife.spool`, a hidden directory in the
 dataset's, unless ``spool_dir`` says otherwise) and hands Dask only where it is, so a
-worker's memory holds one partition at a time, never the capture:
+worker's memory holds one partition at a time per thread, never the capture:
 
 1. ``_index`` (per partition, in its tracking task: `index_partition`): the first frame
    of each connection and ``tcp.stream``, and a compact account of the running capture

@@ -19,11 +19,13 @@ workers (`tcplife.dataset`), which this module hands the tracked partitions.
 
 Memory: with a spool (`tcplife.spool`; the default with ``parquet_dir`` or the local
 cluster, else ``spool_dir``), a read task writes its file's columns, partition by
-partition, to one spool file and returns only the file's head (stats, last time and frame,
-per partition a `Piece` and its ``_gaps`` tail); a partition task reads only its pieces.
-So a worker holds one file while reading it, one partition while tracking it (its
-segments, then its events), and between tasks only those handles: a few hundred bytes per
-file and partition, not the capture (tests/test_dask_memory.py). Without a spool (a
+partition and read batch by read batch, to one spool file and returns only the file's head
+(stats, last time and frame, per partition a `Piece` and its ``_gaps`` tail); a partition
+task reads only its pieces. So a worker holds one read batch (`_READ_BYTES` of capture,
+plus the file's partition and time columns) while reading a file, one partition while
+tracking it (its segments, then its events), per thread, and between tasks only those
+handles: a few hundred bytes per file and partition, not the capture
+(tests/test_dask_memory.py). Without a spool (a
 caller's cluster, no ``parquet_dir`` or ``spool_dir``), the read columns wait in the
 workers' memory until the partitions are tracked. The tracked partitions of an in-memory
 `Result` are fetched by the client as each is done; the client holds the result tables, as
