@@ -15,7 +15,8 @@ SIZE bytes of it (``2G``, ``500M``) are written, one source after the other in t
 Each run is a fresh process (so peak RSS is its own): ``single`` is `analyze`;
 ``memory:N`` is `analyze_dask` returning the tables to the client, ``parquet:N`` with
 ``parquet_dir`` (the workers write the tables), on a local cluster of N worker processes
-with one thread each (start-up not counted). Reported: wall time, packets/s (TCP
+with one thread each (start-up not counted); ``parquet:N:P``, ``memory:N:P``: with P flow
+partitions (default twice the workers). Reported: wall time, packets/s (TCP
 segments), MB/s of capture, the client's peak RSS (VmHWM: with a local cluster the
 scheduler runs in the client process) and each worker's. Equality: every run hashes its
 four tables after a stable sort by `tcplife.dataset.SORT_KEYS` (a Parquet dataset is read
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -168,6 +170,13 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
+def code_path() -> str:
+    """Where this process's tcplife comes from (a worker's may differ from the client's)."""
+    import tcplife as code
+
+    return os.path.dirname(code.__file__)
+
+
 def digest(frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """Per table: rows, and a hash of the rows stable-sorted by the table's key."""
     out: dict[str, Any] = {}
@@ -183,7 +192,9 @@ def digest(frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
 def child(spec: dict[str, Any]) -> dict[str, Any]:
     logging.getLogger("distributed").setLevel(logging.ERROR)
     files = spec["files"]
-    engine, _, workers = spec["run"].partition(":")
+    engine, _, rest = spec["run"].partition(":")
+    workers, _, parts = rest.partition(":")
+    partitions = int(parts) if parts else None
     report: dict[str, Any] = {"run": spec["run"]}
     if engine == "single":
         report["rss_before_mb"] = peak_rss_mb()
@@ -202,12 +213,16 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         report["rss_before_mb"] = peak_rss_mb()
         t0 = time.perf_counter()
         if engine == "parquet":
-            got: Any = analyze_dask(files, scheduler=client, parquet_dir=Path(tmp) / "ds")
+            got: Any = analyze_dask(files, scheduler=client, parquet_dir=Path(tmp) / "ds",
+                                    partitions=partitions)
         else:
-            got = analyze_dask(files, scheduler=client)
+            spool = ({"spool_dir": tmp} if "spool_dir" in inspect.signature(analyze_dask)
+                     .parameters else {})  # this client's workers share the machine
+            got = analyze_dask(files, scheduler=client, partitions=partitions, **spool)
         report["seconds"] = time.perf_counter() - t0
         report["client_peak_mb"] = peak_rss_mb()
         report["worker_peak_mb"] = sorted(client.run(peak_rss_mb).values())
+        report["worker_code"] = sorted(set(client.run(code_path).values()))
         report["segments"] = got.stats.tcp_segments
         client.close()
         frames = ({t: pd.read_parquet(Path(tmp) / "ds" / t) for t in TABLES}
@@ -236,7 +251,8 @@ def main() -> None:
     ap.add_argument("--file-size", type=size_arg, default=size_arg("256M"),
                     help="with --build: bytes per rotated file (default 256M)")
     ap.add_argument("--runs", default="single,parquet:1,parquet:2,memory:2",
-                    help="runs in order: single, memory:N, parquet:N")
+                    help="runs in order: single, memory:N[:P], parquet:N[:P] (N workers, "
+                    "P partitions)")
     ap.add_argument("--tmp", help="where a parquet run writes its dataset (default: $TMPDIR)")
     ap.add_argument("--json", type=Path, help="also write the reports here")
     ap.add_argument("--child", help=argparse.SUPPRESS)

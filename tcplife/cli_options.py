@@ -161,19 +161,28 @@ def timeout_options(command: F) -> F:
 
 
 def engine_options(command: F) -> F:
-    """``--engine single|dask``, ``--scheduler``, ``--partitions``; the command receives
-    ``engine``: None for the single process, else the `analyze_dask` keywords."""
+    """``--engine single|dask``, ``--scheduler``, ``--partitions``, ``--spool-dir``; the
+    command receives ``engine``: None for the single process, else the `analyze_dask`
+    keywords."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, engine_name: str, scheduler: str | None, partitions: int | None,
-                **kwargs: Any) -> Any:
+                spool_dir: str | None, **kwargs: Any) -> Any:
         engine = None
         if engine_name == "dask":
-            engine = {"scheduler": scheduler, "partitions": partitions}
-        elif scheduler is not None or partitions is not None:
-            raise click.UsageError("--scheduler and --partitions go with --engine dask")
+            engine = {"scheduler": scheduler, "partitions": partitions,
+                      "spool_dir": spool_dir}
+        elif scheduler is not None or partitions is not None or spool_dir is not None:
+            raise click.UsageError("--scheduler, --partitions and --spool-dir go with "
+                                   "--engine dask")
         return command(*args, engine=engine, **kwargs)
 
+    wrapper = click.option(
+        "--spool-dir", metavar="DIR", default=None,
+        help="With --engine dask: where the workers leave each stage's data for the next "
+        "(a directory every worker reaches at that path; a subdirectory is made and "
+        "removed); default: the -o directory of a Parquet dataset, else with a local "
+        "cluster the temporary directory, else none (kept in the workers' memory).")(wrapper)
     wrapper = click.option(
         "--partitions", type=click.IntRange(min=1), default=None, metavar="N",
         help="With --engine dask: flow partitions (default: twice the workers' threads); "

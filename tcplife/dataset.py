@@ -4,21 +4,30 @@ Owns: `ParquetDataset` (what ``analyze_dask(..., parquet_dir=...)`` returns), th
 (one directory per table, one part file per flow partition) and the stages that follow
 tracking when the tables stay on the workers:
 
+Every stage leaves its data in the spool (`tcplife.spool`, a hidden directory in the
+dataset's, unless ``spool_dir`` says otherwise) and hands Dask only where it is, so a
+worker's memory holds one partition at a time per thread, never the capture:
+
 1. ``_index`` (per partition, in its tracking task: `index_partition`): the first frame
    of each connection and ``tcp.stream``, and a compact account of the running capture
-   end at each connection's end (see below).
+   end at each connection's end (see below); written to the spool with the partition's
+   events (`Tracked` says where).
 2. The client turns the first frames into the global numbering (local id -> global id,
-   one small integer array per partition): ``conn_id`` and ``tcp_stream`` by first frame.
-3. ``_lookup`` (one task per pair of partitions): the capture end other partitions had
-   reached when each of this partition's connections ended.
+   one small integer array per partition): ``conn_id`` and ``tcp_stream`` by first frame;
+   each partition's maps go to the spool (``_save_numbers``).
+3. ``_capture_ends`` (in the partition's ``_finish`` task): the capture end other
+   partitions had reached when each of this partition's connections ended (`_lookup` on
+   each other partition's steps, read from the spool one partition at a time).
 4. ``_finish`` (per partition): events renumbered, the per-connection detectors and the
-   `Collector`, exactly as `tcplife.analysis.Sink` runs them; the cross-connection detector
-   (`TimeWaitAccumulation`, per host) only gathers its TIME_WAIT intervals, bucketed by
-   host.
+   `Collector`, exactly as `tcplife.analysis.Sink` runs them; the transitions and oddities
+   parts written at once; the cross-connection detector (`TimeWaitAccumulation`, per host)
+   only gathers its TIME_WAIT intervals, bucketed by host. The connections and anomalies
+   (a `Collector` of their compact columns) and the intervals go to the spool.
 5. ``_time_wait`` (per host bucket): the per-host peaks over every partition's intervals;
    the few anomalies come back to the client, which routes each to the partition that
    owns its connection.
-6. ``_write`` (per partition): those anomalies added, the tables built and written.
+6. ``_write`` (per partition): those anomalies added, the connections and anomalies
+   parts built and written.
 
 The client holds the file list, the read stats, the numbering arrays (8 bytes per
 connection) and the time-wait anomalies; never an event or a table row.
@@ -41,7 +50,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -72,6 +80,7 @@ from tcplife.frames import (
 )
 from tcplife.options import Options
 from tcplife.output import OutputError
+from tcplife.spool import dump, load_array, save_arrays, undump
 
 #: each table's columns and dtypes
 SCHEMAS: dict[str, dict[str, Any]] = {
@@ -193,26 +202,38 @@ class _Index:
     steps: _Steps
     latest: int  #: the partition's latest capture-end contribution
 
-    def __sizeof__(self) -> int:  # for Dask (see `tcplife.distributed._PartitionOut`)
-        return sum(a.nbytes for a in (self.conn_first, self.stream_first, self.own,
-                                      self.ends.keys, self.ends.at_end, self.steps.keys,
-                                      self.steps.values)) + 1024
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"conn_first": self.conn_first, "stream_first": self.stream_first,
+                "ends_keys": self.ends.keys, "ends_at_end": self.ends.at_end,
+                "own": self.own, "steps_keys": self.steps.keys,
+                "steps_values": self.steps.values}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Tracked:
-    """A tracked partition (`tcplife.distributed._PartitionOut`) with its `_index`,
-    made by one task so that both stay on the worker that tracked it."""
+    """A tracked partition (`tcplife.distributed._PartitionOut`) and its `_index`, written
+    to the spool by its tracking task: what stays in Dask's memory is where they are."""
 
-    out: Any
-    index: _Index
+    p: int
+    spool: str
+    latest: int  #: `_Index.latest`
 
-    def __sizeof__(self) -> int:
-        return sys.getsizeof(self.out) + sys.getsizeof(self.index)
+    @property
+    def prefix(self) -> str:
+        return os.path.join(self.spool, f"p{self.p:05d}")
+
+    def array(self, name: str) -> np.ndarray:
+        """One of `_Index.arrays`, memory-mapped."""
+        return load_array(self.prefix, name)
 
 
-def index_partition(out: Any, p: int) -> Tracked:
-    return Tracked(out, _index(out, p))
+def index_partition(out: Any, p: int, spool: str) -> Tracked:
+    """The partition's events and their `_index`, to the spool."""
+    index = _index(out, p)
+    tracked = Tracked(p, spool, index.latest)
+    save_arrays(tracked.prefix, index.arrays())
+    dump(out, tracked.prefix + ".events.pkl")
+    return tracked
 
 
 def _places(rows: list[tuple[int, ...]], p: int) -> np.ndarray:
@@ -273,16 +294,13 @@ def _index(out: Any, p: int) -> _Index:
         latest=int(running[-1]) if len(running) else 0)
 
 
-def _numbering(t: Tracked) -> tuple[np.ndarray, np.ndarray, int]:
-    return t.index.conn_first, t.index.stream_first, t.index.latest
+def _numbering(t: Tracked) -> tuple[np.ndarray, np.ndarray]:
+    return np.array(t.array("conn_first")), np.array(t.array("stream_first"))
 
 
-def _ends_of(t: Tracked) -> _Ends:
-    return t.index.ends
-
-
-def _steps_of(t: Tracked) -> _Steps:
-    return t.index.steps
+def _save_numbers(t: Tracked, numbers: tuple[np.ndarray, np.ndarray]) -> None:
+    """The partition's maps (local conn_id, tcp.stream -> global), beside its index."""
+    save_arrays(t.prefix, {"conn_ids": numbers[0], "streams": numbers[1]})
 
 
 def global_numbers(firsts: list[np.ndarray]) -> list[np.ndarray]:
@@ -309,16 +327,37 @@ def _lookup(ends: _Ends, steps: _Steps) -> np.ndarray:
     return np.where(i >= 0, steps.values[np.maximum(i, 0)], 0)
 
 
-# ------------------------------------------------------------- 4. detectors and tables
-@dataclass
-class _Finished:
-    collector: Collector
-    time_wait: list[dict[str, Spans]]  #: per host bucket: host -> TIME_WAIT intervals
+def _capture_ends(t: Tracked, n: int, last_ts_ns: int | None) -> np.ndarray:
+    """Per connection end of the partition, in order, the running capture end one
+    process hands its verdict: the maximum of its own and of every other partition's
+    (`_lookup`, each other partition's steps read from the spool in turn)."""
+    ends = _Ends(t.array("ends_keys"), t.array("ends_at_end"))
+    capture_end = np.array(t.array("own"), dtype=np.int64)
+    for q in range(n):
+        if q != t.p:
+            other = Tracked(q, t.spool, 0)
+            steps = _Steps(other.array("steps_keys"), other.array("steps_values"))
+            np.maximum(capture_end, _lookup(ends, steps), out=capture_end)
+    if last_ts_ns is not None:  # the end of input: the capture's last frame, any kind
+        at_end = np.asarray(ends.at_end)
+        capture_end[at_end] = np.maximum(capture_end[at_end], last_ts_ns)
+    return capture_end
 
-    def __sizeof__(self) -> int:  # for Dask: the compact columns, the lists of rows
-        c = self.collector
-        rows = len(c._trans) + len(c._conns) + len(c.oddities) + len(c.anomalies)
-        return 100 * rows + 150 * sum(len(v) for b in self.time_wait for v in b.values())
+
+# ------------------------------------------------------------- 4. detectors and tables
+#: the tables `_finish` writes at once; the others wait for `_time_wait`'s anomalies
+_AT_ONCE = ("transitions", "oddities")
+
+
+@dataclass(frozen=True)
+class _Finished:
+    """A finished partition: the rows of the tables written so far, and where in the
+    spool the rest is (the collector of connections and anomalies; per host bucket, the
+    TIME_WAIT intervals, None for none)."""
+
+    rows: dict[str, int]
+    collector: str
+    time_wait: list[str | None]
 
 
 def _host_bucket(host: str, buckets: int) -> int:
@@ -326,21 +365,15 @@ def _host_bucket(host: str, buckets: int) -> int:
     return int.from_bytes(digest, "little") % buckets
 
 
-def _finish(t: Tracked, others: list[np.ndarray], numbers: tuple[np.ndarray, np.ndarray],
-            options: Options, tables: tuple[str, ...], last_ts_ns: int | None,
-            buckets: int) -> _Finished:
-    """Stage 4. ``numbers``: this partition's (conn_id, tcp.stream) maps, local -> global;
-    ``others``: `_lookup`'s answers from every other partition."""
-    out, index = t.out, t.index
-    conn_ids, streams = numbers
-    capture_end = index.own.copy()
-    for other in others:
-        np.maximum(capture_end, other, out=capture_end)
-    if last_ts_ns is not None:  # the end of input: the capture's last frame, any kind
-        capture_end[index.ends.at_end] = np.maximum(capture_end[index.ends.at_end],
-                                                    last_ts_ns)
-    conn_of = conn_ids.tolist().__getitem__
-    stream_list = streams.tolist()
+def _finish(t: Tracked, n: int, options: Options, tables: tuple[str, ...],
+            last_ts_ns: int | None, directory: str) -> _Finished:
+    """Stage 4: the events renumbered (by the maps `_save_numbers` wrote), the
+    per-connection detectors and the `Collector`; the transitions and oddities written
+    at once."""
+    out = undump(t.prefix + ".events.pkl")
+    capture_end = _capture_ends(t, n, last_ts_ns)
+    conn_of = t.array("conn_ids").tolist().__getitem__
+    stream_list = t.array("streams").tolist()
 
     def stream_of(local: int) -> int:
         return stream_list[local] if 0 <= local < len(stream_list) else -1
@@ -354,13 +387,14 @@ def _finish(t: Tracked, others: list[np.ndarray], numbers: tuple[np.ndarray, np.
     if not all(isinstance(d, TimeWaitAccumulation) for d in cross):
         raise NotImplementedError("a cross-connection detector other than "
                                   "TimeWaitAccumulation cannot run per partition")
-    collector = Collector(tables)
+    now = Collector(name for name in tables if name in _AT_ONCE)
+    later = Collector(name for name in tables if name not in _AT_ONCE)
     during: list[Event] = []
     at_end: list[Event] = []
     for key, ev in out.keyed:
         renumber(ev, conn_of, stream_of)
         (at_end if key[0] == _END else during).append(ev)
-    out.keyed = []  # the keys go (this task is the events' last user); the events stay
+    del out
     ends = iter(capture_end.tolist())
     for events in (during, at_end):
         run: list[Event] = []
@@ -368,27 +402,37 @@ def _finish(t: Tracked, others: list[np.ndarray], numbers: tuple[np.ndarray, np.
             run.append(ev)
             if isinstance(ev, ConnectionEnded):
                 detectors.capture_end_ns = next(ends)
-                collector.add(run + detectors.feed(run))
+                batch = run + detectors.feed(run)
+                now.add(batch)
+                later.add(batch)
                 run = []
-        collector.add(run + detectors.feed(run))
-    spans: list[dict[str, Spans]] = [{} for _ in range(buckets)]
+        batch = run + detectors.feed(run)
+        now.add(batch)
+        later.add(batch)
+    del during, at_end
+    rows = _write_tables(now, directory, t.p, tuple(x for x in tables if x in _AT_ONCE))
+    del now
+    spans: list[dict[str, Spans]] = [{} for _ in range(n)]
     for detector in cross:
         for host, intervals in detector.intervals.items():  # type: ignore[attr-defined]
-            spans[_host_bucket(host, buckets)].setdefault(host, Spans()).extend(intervals)
-    return _Finished(collector, spans)
+            spans[_host_bucket(host, n)].setdefault(host, Spans()).extend(intervals)
+    return _Finished(rows, dump(later, t.prefix + ".collector.pkl"),
+                     [dump(bucket, f"{t.prefix}.b{b:05d}.spans.pkl") if bucket else None
+                      for b, bucket in enumerate(spans)])
 
 
-def _bucket(finished: _Finished, b: int) -> dict[str, Spans]:
+def _bucket(finished: _Finished, b: int) -> str | None:
     return finished.time_wait[b]
 
 
 # ------------------------------------------------------------- 5. per host
-def _time_wait(pieces: list[dict[str, Spans]], threshold: int,
+def _time_wait(pieces: list[str | None], threshold: int,
                capture_end: int) -> list[tuple[str, Anomaly]]:
-    """`TimeWaitAccumulation.finish` over one bucket of hosts, with each host."""
+    """`TimeWaitAccumulation.finish` over one bucket of hosts (every partition's
+    intervals of them, read from the spool), with each host."""
     hosts: dict[str, Spans] = {}
     for piece in pieces:
-        for host, intervals in piece.items():
+        for host, intervals in (undump(piece) if piece is not None else {}).items():
             hosts.setdefault(host, Spans()).extend(intervals)
     found = []
     for host in sorted(hosts):
@@ -403,13 +447,12 @@ def part_name(p: int) -> str:
     return f"part-{p:05d}.parquet"
 
 
-def _write(finished: _Finished, directory: str, p: int, extra: list[Anomaly],
-           tables: tuple[str, ...]) -> dict[str, int]:
+def _write_tables(c: Collector, directory: str, p: int,
+                 tables: tuple[str, ...]) -> dict[str, int]:
+    """The partition's part of each of ``tables``, built from ``c``; their rows."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    c = finished.collector
-    c.add(extra)
     build = {"connections": c.connections, "transitions": c.transitions,
              "anomalies": c.anomalies_frame, "oddities": c.oddities_frame}
     rows = {}
@@ -420,6 +463,15 @@ def _write(finished: _Finished, directory: str, p: int, extra: list[Anomaly],
         rows[table] = len(frame)
         del frame, arrow
     return rows
+
+
+def _write(finished: _Finished, directory: str, p: int, extra: list[Anomaly],
+           tables: tuple[str, ...]) -> dict[str, int]:
+    """Stage 6: the tables `_finish` left, with the time-wait anomalies added."""
+    c: Collector = undump(finished.collector)
+    c.add(extra)
+    return {**finished.rows,
+            **_write_tables(c, directory, p, tuple(t for t in tables if t not in _AT_ONCE))}
 
 
 def prepare_directory(directory: Path, tables: tuple[str, ...]) -> None:
@@ -445,11 +497,11 @@ def write_metadata(dataset: ParquetDataset) -> None:
 # ------------------------------------------------------------- the client's part
 def write_dataset(client: Any, tracked: list[Any], stats: ReadStats, options: Options,
                   tables: tuple[str, ...], paths: list[str],
-                  directory: str | os.PathLike[str],
+                  directory: str | os.PathLike[str], spool: str,
                   homes: list[list[str] | None] | None = None) -> ParquetDataset:
-    """Stages 2-6 on the tracked partitions (futures of `Tracked`, from `index_partition`).
-    ``homes``: per partition, the worker its tracking was given (its later tasks prefer
-    it too: the partition's events are costly to move)."""
+    """Stages 2-6 on the tracked partitions (futures of `Tracked`, from `index_partition`),
+    which left their events and index in ``spool``. ``homes``: per partition, the worker
+    its tracking was given (its later tasks prefer it too)."""
     try:
         import pyarrow  # noqa: F401  (the workers need it too)
     except ImportError as exc:  # pragma: no cover - pyarrow is an optional dependency
@@ -464,23 +516,22 @@ def write_dataset(client: Any, tracked: list[Any], stats: ReadStats, options: Op
         return client.submit(fn, *args, workers=homes[p], allow_other_workers=True,
                              **kwargs)
 
-    numbering = client.gather([at(p, _numbering, t) for p, t in enumerate(tracked)])
-    conn_ids = global_numbers([conns for conns, _, _ in numbering])
-    streams = global_numbers([s for _, s, _ in numbering])
-    latest = max([0, *(latest for _, _, latest in numbering),
+    done: list[Tracked] = client.gather(tracked)
+    tracked.clear()  # the caller's futures too: nothing of them stays in Dask's memory
+    numbering = client.gather([at(p, _numbering, t) for p, t in enumerate(done)])
+    conn_ids = global_numbers([conns for conns, _ in numbering])
+    streams = global_numbers([s for _, s in numbering])
+    latest = max([0, *(t.latest for t in done),
                   *([stats.last_ts_ns] if stats.last_ts_ns is not None else [])])
     del numbering
-    ends = [at(p, _ends_of, t) for p, t in enumerate(tracked)]
-    steps = [at(p, _steps_of, t) for p, t in enumerate(tracked)]
-    # The maps go straight to the workers (scattered), not through the task graph.
-    maps = client.scatter([(conn_ids[p], streams[p]) for p in range(n)])
+    # The maps go into the spool, where each partition's finishing task reads its own;
+    # as the saving tasks' arguments (scattered, they would stay in the workers' memory
+    # until Dask released them, which it may do after the finishing tasks started).
+    client.gather([at(p, _save_numbers, done[p], (conn_ids[p], streams[p]), pure=False)
+                   for p in range(n)])
     del streams
-    finished = [at(p, _finish, tracked[p],
-                   [at(q, _lookup, ends[p], steps[q]) for q in range(n) if q != p],
-                   maps[p], options, tables, stats.last_ts_ns, n, pure=False)
-                for p in range(n)]
-    del ends, steps, maps
-    tracked.clear()  # the caller's futures too: the workers free the events once finished
+    finished = [at(p, _finish, done[p], n, options, tables, stats.last_ts_ns, str(root),
+                   pure=False) for p in range(n)]
     found = client.gather([client.submit(_time_wait, [at(p, _bucket, f, b)
                                                       for p, f in enumerate(finished)],
                                          int(options.time_wait_threshold), latest)

@@ -17,9 +17,19 @@ single process's).
 With ``parquet_dir``, stage (3) is not run: the tables are finished and written by the
 workers (`tcplife.dataset`), which this module hands the tracked partitions.
 
-Memory: a worker holds its read files' columns and its partition's segments and events;
-the client holds the result tables, as `analyze` does (none with ``parquet_dir``). Knows
-nothing of the CLI.
+Memory: with a spool (`tcplife.spool`; the default with ``parquet_dir`` or the local
+cluster, else ``spool_dir``), a read task writes its file's columns, partition by
+partition and read batch by read batch, to one spool file and returns only the file's head
+(stats, last time and frame, per partition a `Piece` and its ``_gaps`` tail); a partition
+task reads only its pieces. So a worker holds one read batch (`_READ_BYTES` of capture,
+plus the file's partition and time columns) while reading a file, one partition while
+tracking it (its segments, then its events), per thread, and between tasks only those
+handles: a few hundred bytes per file and partition, not the capture
+(tests/test_dask_memory.py). Without a spool (a
+caller's cluster, no ``parquet_dir`` or ``spool_dir``), the read columns wait in the
+workers' memory until the partitions are tracked. The tracked partitions of an in-memory
+`Result` are fetched by the client as each is done; the client holds the result tables, as
+`analyze` does (none with ``parquet_dir``). Knows nothing of the CLI.
 
 Timers: one process fires a timer at the first segment, of any connection, stamped at or
 after its deadline. With timestamps in order, a partition's next segment or the end does
@@ -47,6 +57,7 @@ import hashlib
 import heapq
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, overload
@@ -74,10 +85,13 @@ from tcplife.events import (
 )
 from tcplife.options import Options
 from tcplife.segment import Segment
+from tcplife.spool import Appender, InMemory, Piece, load, spool
 from tcplife.tracker import Tracker
 
 #: after every packet: the key of events the end of input (`Tracker.finish`) emits
 _END = 1 << 64
+#: capture bytes per batch a read task reads (and, with a spool, writes) at a time
+_READ_BYTES = 8 << 20
 #: rows per `Batch` fed to `drive` in a partition task
 _BATCH_ROWS = 1 << 16
 _CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".gz", ".dmp")
@@ -117,17 +131,21 @@ def capture_files(source: str | os.PathLike[str] | Iterable[str | os.PathLike[st
 # ---------------------------------------------------------------------- stage 1: read
 @dataclass
 class _FileRead:
-    """What a read task returns: the file's stats and its segments by partition."""
+    """What a read task returns: the file's stats and its segments by partition (in the
+    spool, if there is one)."""
 
     stats: ReadStats
     last_seg_ts: int | None  #: the latest TCP segment time in the file
     last_seg_frame: int  #: the file-local frame number of its last TCP segment (0: none)
-    parts: list[dict[str, np.ndarray]]  #: per partition, the `Batch` columns
+    #: per partition, the `Batch` columns and ``gap_max``: in memory, or where in the
+    #: spool (`tcplife.spool.Piece`)
+    parts: list[dict[str, np.ndarray]] | list[Piece]
     v6_names: dict[int, str] = field(default_factory=dict)  #: IPv6 key -> text
     tails: list[int] = field(default_factory=list)  #: per partition, see `_gaps`
 
     def __sizeof__(self) -> int:  # for Dask (see `_PartitionOut.__sizeof__`)
-        return sum(a.nbytes for part in self.parts for a in part.values()) + 4096
+        return sum(a.nbytes for part in self.parts if isinstance(part, dict)
+                   for a in part.values()) + 100 * len(self.parts) + 4096
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -163,31 +181,44 @@ def flow_partition(batch: Batch, nparts: int) -> np.ndarray:
     return (h % np.uint64(nparts)).astype(np.int64)
 
 
-def _read_file(path: str, nparts: int) -> _FileRead:
+#: the columns of a partition's rows a read task hands its partition task
+_COLUMNS = (*Batch.COLUMNS, "gap_max")
+
+
+def _read_file(path: str, nparts: int, spool: str | None = None, n: int = 0) -> _FileRead:
+    """The ``n``-th file of the set, cut into partitions; with a ``spool``, the partitions'
+    columns go to a file there (``read-NNNNN.bin``) batch by batch as they are read, not
+    into the task's result."""
     stats = ReadStats()
-    pieces: list[list[dict[str, np.ndarray]]] = [[] for _ in range(nparts)]
+    sink: Appender | InMemory = (
+        InMemory(nparts, _COLUMNS) if spool is None
+        else Appender(os.path.join(spool, f"read-{n:05d}.bin"), nparts, _COLUMNS))
     last_frame = 0
     book: AddressBook | None = None
     all_part: list[np.ndarray] = []
     all_ts: list[np.ndarray] = []
-    for batch in read_batches(path, stats):
-        book = batch.book
-        part = flow_partition(batch, nparts)
-        all_part.append(part)
-        all_ts.append(batch.ts_ns)
-        last_frame = int(batch.frame[-1])
-        order = np.argsort(part, kind="stable")
-        bounds = np.searchsorted(part[order], np.arange(nparts + 1))
-        for p in range(nparts):
-            rows = order[bounds[p]:bounds[p + 1]]
-            if len(rows):
-                pieces[p].append({c: getattr(batch, c)[rows] for c in Batch.COLUMNS})
-    parts = [{c: np.concatenate([x[c] for x in ps]) if ps else np.empty(0, dtype=np.int64)
-              for c in Batch.COLUMNS} for ps in pieces]
-    part = np.concatenate(all_part) if all_part else np.empty(0, dtype=np.int64)
-    ts = np.concatenate(all_ts) if all_ts else np.empty(0, dtype=np.int64)
-    del all_part, all_ts
-    tails = _gaps(part, ts, parts)
+    try:
+        for batch in read_batches(path, stats, batch_bytes=_READ_BYTES):
+            book = batch.book
+            part = flow_partition(batch, nparts)
+            all_part.append(part)
+            all_ts.append(batch.ts_ns)
+            last_frame = int(batch.frame[-1])
+            order = np.argsort(part, kind="stable")
+            bounds = np.searchsorted(part[order], np.arange(nparts + 1))
+            for p in range(nparts):
+                rows = order[bounds[p]:bounds[p + 1]]
+                if len(rows):
+                    sink.add(p, {c: getattr(batch, c)[rows] for c in Batch.COLUMNS})
+        part = np.concatenate(all_part) if all_part else np.empty(0, dtype=np.int64)
+        ts = np.concatenate(all_ts) if all_ts else np.empty(0, dtype=np.int64)
+        del all_part, all_ts
+        gaps, tails = _gaps(part, ts, nparts)
+        for p, gap in enumerate(gaps):
+            if gap is not None:
+                sink.add(p, {"gap_max": gap})
+    finally:
+        parts = sink.close()
     v6 = {k: book.names[k] for k in book.v6_keys.values()} if book is not None else {}
     last_ts = int(ts.max()) if len(ts) else None
     return _FileRead(stats, last_ts, last_frame, parts, v6, tails)
@@ -196,36 +227,42 @@ def _read_file(path: str, nparts: int) -> _FileRead:
 _NO_TIME = np.iinfo(np.int64).min
 
 
-def _gaps(part: np.ndarray, ts: np.ndarray, parts: list[dict[str, np.ndarray]]) -> list[int]:
+def _gaps(part: np.ndarray, ts: np.ndarray, nparts: int
+          ) -> tuple[list[np.ndarray | None], list[int]]:
     """Where timestamps go backwards, one process fires a timer at any later-stamped
     segment, of any connection (`Tracker._advance`). So each partition row gets
     ``gap_max``: the latest time among the file's segments of other partitions since the
-    partition's previous row (`_NO_TIME` if none); returns, per partition, the latest time
-    after its last row in the file (the whole file's if it has none), carried to the next
-    file's first row."""
+    partition's previous row (`_NO_TIME` if none); None for a partition without rows.
+    Also returns, per partition, the latest time after its last row in the file (the
+    whole file's if it has none), carried to the next file's first row."""
+    gaps: list[np.ndarray | None] = []
     tails = []
     order = np.argsort(part, kind="stable")
-    bounds = np.searchsorted(part[order], np.arange(len(parts) + 1))
+    bounds = np.searchsorted(part[order], np.arange(nparts + 1))
     padded = np.append(ts, _NO_TIME)
-    for p, cols in enumerate(parts):
+    for p in range(nparts):
         rows = order[bounds[p]:bounds[p + 1]]
         if not len(rows):
+            gaps.append(None)
             tails.append(int(ts.max()) if len(ts) else int(_NO_TIME))
             continue
         starts = np.concatenate(([0], rows[:-1] + 1))
         gap = np.maximum.reduceat(padded, np.stack([starts, rows], axis=1).ravel())[::2]
         gap[starts >= rows] = _NO_TIME
-        cols["gap_max"] = gap
+        gaps.append(gap)
         after = ts[rows[-1] + 1:]
         tails.append(int(after.max()) if len(after) else int(_NO_TIME))
-    return tails
+    return gaps, tails
 
 
 def _head(read: _FileRead) -> tuple[ReadStats, int | None, int]:
     return read.stats, read.last_seg_ts, read.last_seg_frame
 
 
-def _part_of(read: _FileRead, p: int) -> tuple[dict[str, np.ndarray], dict[int, str], int]:
+_Part = tuple[dict[str, np.ndarray] | Piece, dict[int, str], int]
+
+
+def _part_of(read: _FileRead, p: int) -> _Part:
     return read.parts[p], read.v6_names, read.tails[p]
 
 
@@ -351,24 +388,25 @@ class _PartitionOut:
         return 450 * len(self.keyed) + 100 * len(self.streams)
 
 
-def _track_and_index(pieces: list[tuple[dict[str, np.ndarray], dict[int, str], int]],
-                     offsets: list[int], options: Options, last_ts: int, last_frame: int,
-                     p: int) -> Tracked:
-    """`_track_partition` and, in the same task, what the dataset's stages need of it."""
-    return index_partition(_track_partition(pieces, offsets, options, last_ts, last_frame), p)
+def _track_and_index(pieces: list[_Part], offsets: list[int], options: Options,
+                     last_ts: int, last_frame: int, p: int, spool: str) -> Tracked:
+    """`_track_partition` and, in the same task, what the dataset's stages need of it,
+    written to the spool (`tcplife.dataset.index_partition`)."""
+    out = _track_partition(pieces, offsets, options, last_ts, last_frame)
+    return index_partition(out, p, spool)
 
 
-def _track_partition(pieces: list[tuple[dict[str, np.ndarray], dict[int, str], int]],
-                     offsets: list[int], options: Options, last_ts: int,
-                     last_frame: int) -> _PartitionOut:
+def _track_partition(pieces: list[_Part], offsets: list[int], options: Options,
+                     last_ts: int, last_frame: int) -> _PartitionOut:
     book = AddressBook()
-    cols: dict[str, list[np.ndarray]] = {c: [] for c in (*Batch.COLUMNS, "gap_max")}
+    cols: dict[str, list[np.ndarray]] = {c: [] for c in _COLUMNS}
     carry = int(_NO_TIME)  # the latest time since this partition's last row
-    for (part, v6_names, tail), offset in zip(pieces, offsets, strict=True):
+    for (stored, v6_names, tail), offset in zip(pieces, offsets, strict=True):
+        part = load(stored)
         if not len(part["frame"]):
             carry = max(carry, tail)
             continue
-        for c in (*Batch.COLUMNS, "gap_max"):
+        for c in _COLUMNS:
             col = part[c]
             if c == "frame":
                 col = col + offset
@@ -472,6 +510,7 @@ def _workers(client: Any) -> int:
 
 
 _Sources = str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
+_Dir = str | os.PathLike[str]
 
 
 @overload
@@ -479,15 +518,15 @@ def analyze_dask(source: _Sources, *, scheduler: Any = ..., partitions: int | No
                  options: Options | None = ...,
                  on_event: Callable[[Event], None] | None = ...,
                  tables: Iterable[str] = ..., parquet_dir: None = ...,
-                 **timeouts: float) -> Result: ...
+                 spool_dir: _Dir | None = ..., **timeouts: float) -> Result: ...
 
 
 @overload
 def analyze_dask(source: _Sources, *, scheduler: Any = ..., partitions: int | None = ...,
                  options: Options | None = ...,
                  on_event: Callable[[Event], None] | None = ...,
-                 tables: Iterable[str] = ..., parquet_dir: str | os.PathLike[str],
-                 **timeouts: float) -> ParquetDataset: ...
+                 tables: Iterable[str] = ..., parquet_dir: _Dir,
+                 spool_dir: _Dir | None = ..., **timeouts: float) -> ParquetDataset: ...
 
 
 def analyze_dask(source: _Sources, *,
@@ -495,7 +534,8 @@ def analyze_dask(source: _Sources, *,
                  options: Options | None = None,
                  on_event: Callable[[Event], None] | None = None,
                  tables: Iterable[str] = TABLES,
-                 parquet_dir: str | os.PathLike[str] | None = None,
+                 parquet_dir: _Dir | None = None,
+                 spool_dir: _Dir | None = None,
                  **timeouts: float) -> Result | ParquetDataset:
     """`tcplife.analyze` of the captures of a directory, a glob or a list (read in natural
     name order, as one capture), computed on a Dask cluster; the same `Result`.
@@ -507,6 +547,12 @@ def analyze_dask(source: _Sources, *,
     Rows equal `analyze`'s once both are stable-sorted by
     `tcplife.dataset.SORT_KEYS` (``ParquetDataset.read`` does that); ``on_event`` is
     not available then.
+
+    ``spool_dir``: a directory every worker reaches at that path, where the stages leave
+    their data for the next one (in a hidden subdirectory, removed afterwards) instead of
+    in the workers' memory. Default: with ``parquet_dir``, that directory; else, with the
+    local cluster (``scheduler`` None), the system's temporary directory; else none (the
+    stages' data stay in the workers' memory).
 
     ``scheduler``: None for a `LocalCluster` on this machine's cores (one single-threaded
     worker process each), a scheduler address (``"tcp://host:8786"``) or a
@@ -521,9 +567,11 @@ def analyze_dask(source: _Sources, *,
     if not paths:
         raise FileNotFoundError(f"no capture files in {os.fspath(source)!r}"  # type: ignore
                                 if isinstance(source, (str, os.PathLike)) else "no captures")
-    with _client(scheduler) as client:
+    with _client(scheduler) as client, \
+            spool(_spool_parent(spool_dir, parquet_dir, scheduler)) as where:
         nparts = partitions or 2 * _workers(client)
-        reads = [client.submit(_read_file, path, nparts, pure=False) for path in paths]
+        reads = [client.submit(_read_file, path, nparts, where, n, pure=False)
+                 for n, path in enumerate(paths)]
         heads = client.gather([client.submit(_head, r) for r in reads])
         offsets, frames = [], 0
         last_ts, last_frame = -1, 0
@@ -547,15 +595,42 @@ def analyze_dask(source: _Sources, *,
         track: Callable[..., Any] = (_track_partition if parquet_dir is None
                                      else _track_and_index)
         tracked = [client.submit(track, pieces[p], offsets, options, last_ts, last_frame,
-                                 *(() if parquet_dir is None else (p,)), pure=False,
+                                 *(() if parquet_dir is None else (p, where)), pure=False,
                                  workers=homes[p], allow_other_workers=True)
                    for p in range(nparts)]
         del reads, pieces
         if parquet_dir is not None:
+            assert where is not None  # a dataset always has its spool
             return write_dataset(client, tracked, stats, options, tuple(tables), paths,
-                                 parquet_dir, homes)
-        outs = client.gather(tracked)
+                                 parquet_dir, where, homes)
+        outs = _gather_each(client, tracked)
     return _result(outs, stats, options, tables, on_event, paths)
+
+
+def _spool_parent(spool_dir: _Dir | None, parquet_dir: _Dir | None,
+                  scheduler: Any) -> _Dir | None:
+    """Where the spool goes: ``spool_dir``; else ``parquet_dir`` (the workers write there
+    anyway); else, for the local cluster, the temporary directory; else nowhere."""
+    if spool_dir is not None:
+        return spool_dir
+    if parquet_dir is not None:
+        return parquet_dir
+    return tempfile.gettempdir() if scheduler is None else None
+
+
+def _gather_each(client: Any, futures: list[Any]) -> list[Any]:
+    """The futures' results, each fetched (and released on the workers) as soon as it is
+    done: a worker does not keep every partition it tracked until the last is done."""
+    from distributed import as_completed
+
+    where = {f.key: i for i, f in enumerate(futures)}
+    results: list[Any] = [None] * len(futures)
+    pending = as_completed(futures, with_results=True)
+    futures.clear()
+    for future, result in pending:
+        results[where[future.key]] = result
+        del future, result
+    return results
 
 
 def _result(outs: list[_PartitionOut], stats: ReadStats, options: Options,

@@ -52,6 +52,20 @@ def client():
         cluster.close()
 
 
+@pytest.fixture(params=["memory", "spool"])
+def spooled(request, tmp_path):
+    """`analyze_dask`'s keywords: the stages' data in the workers' memory (a caller's
+    client, no ``parquet_dir``: the default), or in a spool directory, which must be gone
+    afterwards."""
+    if request.param == "memory":
+        yield {}
+        return
+    where = tmp_path / "spool-parent"
+    where.mkdir()
+    yield {"spool_dir": where}
+    assert list(where.iterdir()) == []
+
+
 def records(path: Path) -> tuple[bytes, list[bytes]]:
     """A classic pcap's file header and its records, as bytes."""
     data = path.read_bytes()
@@ -92,13 +106,14 @@ def random_cuts(n: int, seed: int, pieces: int) -> list[int]:
 
 
 @pytest.mark.parametrize("name", LAB)
-def test_lab_capture_rotated_equals_concatenation(name, tmp_path, client):
+def test_lab_capture_rotated_equals_concatenation(name, tmp_path, client, spooled):
     path = SAMPLES / name
     _, recs = records(path)
     for k, cuts in enumerate((list(range(1, len(recs), 3)), random_cuts(len(recs), 9, 4))):
         files = rotate(path, cuts, tmp_path / f"set{k}")
         want = tcplife.analyze(files, time_wait_threshold=2)
-        got = analyze_dask(tmp_path / f"set{k}", scheduler=client, time_wait_threshold=2)
+        got = analyze_dask(tmp_path / f"set{k}", scheduler=client, time_wait_threshold=2,
+                           **spooled)
         assert len(files) > 1 or len(recs) < 2
         assert_same(got, want)
         assert got.sources == [str(f) for f in files]
@@ -133,13 +148,13 @@ def many_conversations(n: int = 60, seed: int = 1) -> list[Seg]:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_generated_capture_rotated_equals_concatenation(seed, tmp_path, client):
+def test_generated_capture_rotated_equals_concatenation(seed, tmp_path, client, spooled):
     whole = write_pcap(tmp_path / "whole.pcap", many_conversations(60, seed))
     _, recs = records(whole)
     files = rotate(whole, random_cuts(len(recs), seed, 12), tmp_path / "rot")
     for opts in ({"time_wait_threshold": 3}, {"time_wait": 0.5, "closed_linger": 1.0}):
         want = tcplife.analyze(files, **opts)
-        got = analyze_dask(files, scheduler=client, partitions=5, **opts)
+        got = analyze_dask(files, scheduler=client, partitions=5, **spooled, **opts)
         assert_same(got, want)
         assert len(got.connections) == 60
         assert {"port_reuse"} <= set(want.anomalies["kind"])
@@ -154,19 +169,20 @@ def test_every_cut_of_one_conversation(tmp_path, client):
         assert_same(analyze_dask(files, scheduler=client), tcplife.analyze(files))
 
 
-def test_lab_captures_as_one_set(tmp_path, client):
+def test_lab_captures_as_one_set(tmp_path, client, spooled):
     """Different lab captures as the rotated files of one set (link types differ)."""
     files = [SAMPLES / n for n in ("many_short.client.pcap", "refused.client.pcap",
                                    "linger0.server.pcap", "close_unread_data.client.pcap")]
-    assert_same(analyze_dask(files, scheduler=client, partitions=3), tcplife.analyze(files))
+    assert_same(analyze_dask(files, scheduler=client, partitions=3, **spooled),
+                tcplife.analyze(files))
 
 
-def test_result_does_not_depend_on_partitions(tmp_path, client):
+def test_result_does_not_depend_on_partitions(tmp_path, client, spooled):
     whole = write_pcap(tmp_path / "w.pcap", many_conversations(30))
     files = rotate(whole, [7, 100, 101, 230], tmp_path / "rot")
     want = tcplife.analyze(files)
     for parts in (1, 2, 7):
-        assert_same(analyze_dask(files, scheduler=client, partitions=parts), want)
+        assert_same(analyze_dask(files, scheduler=client, partitions=parts, **spooled), want)
 
 
 def test_tables_and_on_event(tmp_path, client):
@@ -189,11 +205,11 @@ def test_capture_files_natural_order(tmp_path):
         "cap.pcap1", "cap.pcap10"]
 
 
-def test_unreadable_file_raises_capture_error(tmp_path, client):
+def test_unreadable_file_raises_capture_error(tmp_path, client, spooled):
     bad = tmp_path / "bad.pcap"
     bad.write_bytes(b"not a capture at all")
     with pytest.raises(tcplife.CaptureError):
-        analyze_dask([bad], scheduler=client)
+        analyze_dask([bad, SAMPLES / "refused.client.pcap"], scheduler=client, **spooled)
 
 
 def test_worker_processes(tmp_path):
@@ -204,9 +220,13 @@ def test_worker_processes(tmp_path):
                                   dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as c:
         got = analyze_dask(tmp_path / "rot", scheduler=c)
+        spooled = analyze_dask(tmp_path / "rot", scheduler=c, spool_dir=tmp_path / "spool")
+        assert c.run(lambda: tcplife.__file__) == {w: tcplife.__file__ for w in c.nthreads()}
         dataset = analyze_dask(tmp_path / "rot", scheduler=c, partitions=3,
                                parquet_dir=tmp_path / "ds", time_wait_threshold=3)
     assert_same(got, tcplife.analyze(files))
+    assert_same(spooled, tcplife.analyze(files))
+    assert list((tmp_path / "spool").iterdir()) == []
     assert_dataset_same(dataset, tcplife.analyze(files, time_wait_threshold=3))
 
 
@@ -220,14 +240,16 @@ def test_cli_engine_dask_equals_single(tmp_path, client):
     single = runner.invoke(main, ["analyze", str(tmp_path / "rot"), "--format", "csv"])
     dask = runner.invoke(main, ["analyze", str(tmp_path / "rot" / "cap.pcap*"), "--format",
                                 "csv", "--engine", "dask", "--scheduler",
-                                client.scheduler.address, "--partitions", "3"])
+                                client.scheduler.address, "--partitions", "3",
+                                "--spool-dir", str(tmp_path / "spool")])
     assert single.exit_code == 0 and dask.exit_code == 0, dask.output
     assert dask.stdout == single.stdout
+    assert list((tmp_path / "spool").iterdir()) == []
     assert single.stdout.count("\n") > 10
 
 
 @pytest.mark.parametrize("args", [["--scheduler", "tcp://nowhere:1"], ["--partitions", "2"],
-                                  ["-", "--engine", "dask"]])
+                                  ["--spool-dir", "/tmp"], ["-", "--engine", "dask"]])
 def test_cli_engine_usage_errors(args):
     from click.testing import CliRunner
 
@@ -251,14 +273,14 @@ BACKWARDS_OPTS = [{"time_wait_threshold": 3}, {"time_wait": 0.5, "closed_linger"
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 @pytest.mark.parametrize("opts", BACKWARDS_OPTS)
-def test_backwards_timestamps(seed, opts, tmp_path, client):
+def test_backwards_timestamps(seed, opts, tmp_path, client, spooled):
     """Timestamps that go back and forth by seconds, across timers (time_wait 0.5 s) too:
     a partition advances its timers to the latest time other partitions' segments reached
     (`tcplife.distributed._gaps`), as one process does."""
     whole = write_pcap(tmp_path / "j.pcap", jittered(many_conversations(60, seed), seed))
     _, recs = records(whole)
     files = rotate(whole, random_cuts(len(recs), seed, 8), tmp_path / "rot")
-    assert_same(analyze_dask(files, scheduler=client, partitions=4, **opts),
+    assert_same(analyze_dask(files, scheduler=client, partitions=4, **spooled, **opts),
                 tcplife.analyze(files, **opts))
 
 
@@ -287,7 +309,7 @@ def test_pcapng_rotated_by_editcap(tmp_path, client):
     assert_same(analyze_dask(tmp_path, scheduler=client), tcplife.analyze(files))
 
 
-def test_damaged_file_in_the_set(tmp_path, client):
+def test_damaged_file_in_the_set(tmp_path, client, spooled):
     """A rotated file cut inside a record (a crash while writing): analysed up to the
     damage, with the same warning, and the next files go on."""
     files = rotate(SAMPLES / "clean_traffic.client.pcap", [400, 1200, 2000], tmp_path / "rot")
@@ -295,7 +317,8 @@ def test_damaged_file_in_the_set(tmp_path, client):
     files[1].write_bytes(data[:len(data) // 2 + 7])
     want = tcplife.analyze(files)
     assert want.warnings
-    assert_same(analyze_dask(tmp_path / "rot", scheduler=client, partitions=3), want)
+    assert_same(analyze_dask(tmp_path / "rot", scheduler=client, partitions=3, **spooled),
+                want)
 
 
 @pytest.mark.parametrize(("prune", "opts"), [
@@ -343,6 +366,7 @@ def assert_dataset_same(dataset, want: tcplife.Result, tables=TABLES) -> None:
                                       obj=table)
     assert dataset.stats == want.stats
     assert dataset.warnings == want.warnings
+    assert not list(dataset.directory.glob(".tcplife-spool-*"))  # the spool is gone
 
 
 @pytest.mark.parametrize("seed", [1, 2])
