@@ -98,10 +98,6 @@ def iter_segments(sources: Iterable[Source], stats: ReadStats) -> Iterator[Segme
         stats.merge(file_stats)
 
 
-#: capture bytes per `Batch`: the driver turns a batch of short connections' rows into
-#: Python values at once, so this bounds that transient (8 MiB cost ~20 MB more peak RSS
-#: on the *short* benchmark than 2 MiB; no difference in speed was measurable)
-BATCH_BYTES = 2 << 20
 
 
 def iter_batches(sources: Iterable[Source], stats: ReadStats) -> Iterator[Batch]:
@@ -111,7 +107,7 @@ def iter_batches(sources: Iterable[Source], stats: ReadStats) -> Iterator[Batch]
     offset = 0
     for source in sources:
         file_stats = ReadStats()
-        for batch in read_batches(source, file_stats, batch_bytes=BATCH_BYTES):
+        for batch in read_batches(source, file_stats):
             if offset:
                 batch.frame += offset
             yield batch

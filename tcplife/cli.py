@@ -36,7 +36,6 @@ from rich.progress import (
 from rich.text import Text
 
 from tcplife import __version__, output
-from tcplife.allocator import return_freed_memory
 from tcplife.analysis import TABLES, Result, analyze
 from tcplife.capture import CaptureError
 from tcplife.cli_options import (
@@ -130,7 +129,6 @@ def main(debug: bool) -> None:
     Shell completion: eval "$(_TCPLIFE_COMPLETE=bash_source tcplife)" (zsh_source,
     fish_source for the other shells).
     """
-    return_freed_memory()
 
 
 # --- running the analysis -----------------------------------------------------------------

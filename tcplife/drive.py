@@ -30,6 +30,8 @@ _K = np.uint64(0x9E3779B97F4A7C15)
 LONG_RUN = 64
 #: The most rows one `Tracker.absorb_columns` call looks at.
 WINDOW = 2048
+#: A batch of mostly short runs is driven this many rows at a time (see `_drive_batch`)
+SHORT_SLICE = 16384
 
 
 def drive(batches: Iterable[Batch], tracker: Tracker,
@@ -127,6 +129,18 @@ def _drive_batch(batch: Batch, tracker: Tracker, emit: Callable[[list[Event]], N
     # theirs are converted (per run), not the whole batch's columns.
     lengths = ends - starts
     short_rows = int(lengths[lengths < LONG_RUN].sum())
+    if short_rows * 4 >= n and n > SHORT_SLICE:
+        # Mostly short runs: their rows become Python values, a few hundred bytes each;
+        # in slices, to bound that. A slice's bound on absorbing (``next_min``) is the
+        # earliest time after it in this batch or the next, as for the whole batch; a
+        # run cut at a slice's end goes on in the next (any cut gives the same events).
+        for a in range(0, n, SHORT_SLICE):
+            b = min(n, a + SHORT_SLICE)
+            later = int(ts[b:].min()) if b < n else None
+            if next_min is not None:
+                later = next_min if later is None else min(later, next_min)
+            _drive_batch(batch.rows(a, b), tracker, emit, later)
+        return
     if short_rows * 4 >= n:
         cols = [c.tolist() for c in (batch.frame, batch.ts_ns, sender, batch.seq, batch.ack,
                                      flags, batch.payload_len, batch.window)]

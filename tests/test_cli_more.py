@@ -467,23 +467,3 @@ def cli_options_selection(args: list[str]) -> Any:
         ports=(int(pairs["--port"]),) if "--port" in pairs else (),
         states=(pairs["--state"],) if "--state" in pairs else (), since=since)
 
-
-def test_command_line_returns_freed_memory(monkeypatch: Any) -> None:
-    """The CLI sets glibc's malloc thresholds (tcplife.allocator) once at start."""
-    import platform
-
-    from click.testing import CliRunner
-
-    import tcplife.cli
-    from tcplife.allocator import return_freed_memory
-
-    calls: list[bool] = []
-    monkeypatch.setattr(tcplife.cli, "return_freed_memory",
-                        lambda: calls.append(return_freed_memory()) or True)
-    result = CliRunner().invoke(tcplife.cli.main, ["--version"])
-    assert result.exit_code == 0
-    calls.clear()
-    result = CliRunner().invoke(tcplife.cli.main, ["analyze", "--help"])
-    assert result.exit_code == 0 and len(calls) == 1
-    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
-    assert calls == [glibc]

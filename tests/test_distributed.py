@@ -285,18 +285,35 @@ def test_backwards_timestamps(seed, opts, tmp_path, client, spooled):
 
 
 @pytest.mark.parametrize("seed", [9, 13, 19, 21, 33, 34])
-def test_backwards_timestamps_fast_and_plain_agree(seed, tmp_path, client):
+def test_backwards_timestamps_fast_and_plain_agree(seed, tmp_path, client, monkeypatch):
     """Seeds where `analyze`'s fast path once disagreed with its plain path: an absorbed
     segment stamped after a timer's deadline did not fire it before a later-captured,
     earlier-stamped segment of another connection (drive now feeds such segments and
-    catches the timers up at the end of each batch). Dask, fast and plain all agree."""
+    catches the timers up at the end of each batch). Dask, fast and plain all agree; the
+    fast path also with batches of short runs driven in slices of a few rows."""
     opts = BACKWARDS_OPTS[1]
     whole = write_pcap(tmp_path / "j.pcap", jittered(many_conversations(60, seed), seed))
     _, recs = records(whole)
     files = rotate(whole, random_cuts(len(recs), seed, 8), tmp_path / "rot")
     plain = tcplife.analyze(files, fast=False, **opts)
     assert_same(tcplife.analyze(files, **opts), plain)
+    for rows in (3, 17):
+        monkeypatch.setattr("tcplife.drive.SHORT_SLICE", rows)
+        assert_same(tcplife.analyze(files, **opts), plain)
+    monkeypatch.undo()
     assert_same(analyze_dask(files, scheduler=client, partitions=4, **opts), plain)
+
+
+@pytest.mark.parametrize("seed", [34, 46])
+def test_short_slices_bound_absorbing_by_the_rest_of_the_batch(seed, tmp_path, monkeypatch):
+    """Seeds where a slice of a batch of short runs (`tcplife.drive.SHORT_SLICE`) that
+    bounded what it absorbs by its own rows only, not by the earlier-stamped rows after it
+    in the batch, disagreed with the plain path (timers fired late)."""
+    opts = BACKWARDS_OPTS[1]
+    whole = write_pcap(tmp_path / "j.pcap", jittered(many_conversations(60, seed), seed))
+    plain = tcplife.analyze(whole, fast=False, **opts)
+    monkeypatch.setattr("tcplife.drive.SHORT_SLICE", 3)
+    assert_same(tcplife.analyze(whole, **opts), plain)
 
 
 @pytest.mark.skipif(shutil.which("editcap") is None, reason="needs editcap (Wireshark)")

@@ -8,6 +8,7 @@ table must be equal, row for row.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -27,13 +28,17 @@ def assert_same(fast: tcplife.Result, plain: tcplife.Result) -> None:
                                       obj=table)
 
 
-# (64, 2048): the defaults; (1, 3): every run through numpy, three rows per numpy call
-@pytest.mark.parametrize(("long_run", "window"), [(64, 2048), (1, 3)])
+# (64, 2048, 16384): the defaults; (1, 3, ...): every run through numpy, three rows per
+# numpy call; (..., 5): batches of short runs driven five rows at a time
+@pytest.mark.parametrize(("long_run", "window", "short_slice"),
+                         [(64, 2048, 16384), (1, 3, 16384), (64, 2048, 5)])
 @pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.name)
 def test_fast_path_equals_plain_path(path: Path, long_run: int, window: int,
+                                     short_slice: int,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("tcplife.drive.LONG_RUN", long_run)
     monkeypatch.setattr("tcplife.drive.WINDOW", window)
+    monkeypatch.setattr("tcplife.drive.SHORT_SLICE", short_slice)
     assert_same(tcplife.analyze(path), tcplife.analyze(path, fast=False))
 
 
@@ -118,20 +123,23 @@ def _events_fast(segments: list[Segment], size: int) -> list[object]:
     return out
 
 
-@pytest.mark.parametrize(("long_run", "window"), [(64, 2048), (1, 2)])  # (1, 2): numpy
+# (1, 2, ...): numpy; (..., 3): batches of short runs in slices of three rows
+@pytest.mark.parametrize(("long_run", "window", "short_slice"),
+                         [(64, 2048, 16384), (1, 2, 16384), (64, 2048, 3)])
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.lists(OPS, max_size=25), min_size=1, max_size=3),
        st.integers(min_value=1, max_value=40))
-def test_fast_path_events_equal_plain_path(long_run: int, window: int, convs: list[list[str]],
-                                           size: int) -> None:
+def test_fast_path_events_equal_plain_path(long_run: int, window: int, short_slice: int,
+                                           convs: list[list[str]], size: int) -> None:
     import tcplife.drive
 
-    saved = tcplife.drive.LONG_RUN, tcplife.drive.WINDOW
+    saved = tcplife.drive.LONG_RUN, tcplife.drive.WINDOW, tcplife.drive.SHORT_SLICE
     tcplife.drive.LONG_RUN, tcplife.drive.WINDOW = long_run, window
+    tcplife.drive.SHORT_SLICE = short_slice
     try:
         _check_equal(convs, size)
     finally:
-        tcplife.drive.LONG_RUN, tcplife.drive.WINDOW = saved
+        tcplife.drive.LONG_RUN, tcplife.drive.WINDOW, tcplife.drive.SHORT_SLICE = saved
 
 
 def _check_equal(convs: list[list[str]], size: int) -> None:
@@ -237,3 +245,32 @@ def test_stream_match_from_compact_streams(rows: list[tuple[int, list[int]]]) ->
     owners = _stream_owners(np.array(first, dtype=np.int64), other)
     assert list(_stream_match(texts, owners)) == list(_stream_match(texts, brute))
     assert {k: v for k, v in brute.items() if v > 1} == owners
+
+
+@pytest.mark.parametrize("short_slice", [2, 3, 16384])
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(OPS, max_size=25), min_size=1, max_size=3),
+       st.integers(min_value=1, max_value=40), st.randoms(use_true_random=False))
+def test_fast_path_with_timestamps_stepping_back(short_slice: int, convs: list[list[str]],
+                                                 size: int, rng: Any) -> None:
+    """Adjacent segments whose stamps are swapped (capture order kept: a step back), also
+    where a batch of short runs is driven in slices: a slice may absorb a segment only if
+    none after it, in the batch or the next, is stamped earlier."""
+    import tcplife.drive
+
+    segments: list[Segment] = []
+    for i, ops in enumerate(convs):
+        segments += _conversation(ops, 40000 + i, 1_700_000_000.0 + 0.0003 * i)
+    segments.sort(key=lambda s: s.ts_ns)
+    ts = [s.ts_ns for s in segments]
+    for i in range(len(ts) - 1):
+        if rng.random() < 0.2:
+            ts[i], ts[i + 1] = ts[i + 1] + 1, ts[i]
+    segments = [s._replace(frame=i + 1, ts_ns=t) for i, (s, t) in enumerate(
+        zip(segments, ts, strict=True))]
+    saved = tcplife.drive.SHORT_SLICE
+    tcplife.drive.SHORT_SLICE = short_slice
+    try:
+        assert _events_fast(segments, size) == _events_plain(segments)
+    finally:
+        tcplife.drive.SHORT_SLICE = saved

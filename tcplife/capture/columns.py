@@ -82,6 +82,10 @@ class Batch:
     def __len__(self) -> int:
         return len(self.frame)
 
+    def rows(self, start: int, stop: int) -> Batch:
+        """Rows ``start:stop`` (views of the same columns)."""
+        return Batch(self.book, *(getattr(self, c)[start:stop] for c in self.COLUMNS))
+
     def segment(self, i: int) -> Segment:
         """Row ``i`` as the `Segment` the plain reader yields for it."""
         name = self.book.name
