@@ -100,6 +100,14 @@ def iter_segments(sources: Iterable[Source], stats: ReadStats) -> Iterator[Segme
 
 
 
+#: capture bytes per batch read; `tcplife.drive` joins four of them where a few busy flows
+#: make long runs. Batches of many short connections stay this small: their rows become
+#: Python values a batch at a time (8 MiB cost ~20 MB more peak RSS on the *short*
+#: benchmark), while 2 MiB batches of *keepalive* slowed it ~40 % unjoined (fewer of each
+#: flow's packets per batch: runs fell under `tcplife.drive.LONG_RUN`)
+BATCH_BYTES = 2 << 20
+
+
 def iter_batches(sources: Iterable[Source], stats: ReadStats) -> Iterator[Batch]:
     """The segments of `iter_segments` as `Batch`es, read in bulk by
     `tcplife.capture.fastread` (which promises the same segments and the same stats as the
@@ -107,7 +115,7 @@ def iter_batches(sources: Iterable[Source], stats: ReadStats) -> Iterator[Batch]
     offset = 0
     for source in sources:
         file_stats = ReadStats()
-        for batch in read_batches(source, file_stats):
+        for batch in read_batches(source, file_stats, batch_bytes=BATCH_BYTES):
             if offset:
                 batch.frame += offset
             yield batch

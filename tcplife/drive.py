@@ -12,7 +12,7 @@ call each segment takes. tests/test_drive.py proves the tables equal the plain p
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -32,6 +32,9 @@ LONG_RUN = 64
 WINDOW = 2048
 #: A batch of mostly short runs is driven this many rows at a time (see `_drive_batch`)
 SHORT_SLICE = 16384
+#: After a batch of mostly long runs, this many of the source's batches are joined into the
+#: next one (`_grouped`)
+GROUP = 4
 
 
 def drive(batches: Iterable[Batch], tracker: Tracker,
@@ -41,7 +44,8 @@ def drive(batches: Iterable[Batch], tracker: Tracker,
     absorbed: see `_drive_batch`); the last one is fed when the input ends. Without
     ``lookahead`` each batch is fed as it comes (for a source whose iteration acts on the
     tracker, as `tcplife.distributed`'s does)."""
-    it = iter(batches)
+    grouping = _Grouping()
+    it = _grouped(iter(batches), grouping) if lookahead else iter(batches)
     cur = next(it, None)
     while cur is not None:
         nxt = next(it, None) if lookahead else None
@@ -53,9 +57,32 @@ def drive(batches: Iterable[Batch], tracker: Tracker,
             cur = next(it, None)
             continue
         if len(cur):
-            _drive_batch(cur, tracker, emit,
-                         None if nxt is None else int(nxt.ts_ns.min()))
+            short = _drive_batch(cur, tracker, emit,
+                                 None if nxt is None else int(nxt.ts_ns.min()))
+            grouping.size = 1 if short else GROUP
         cur = nxt
+
+
+class _Grouping:
+    """How many of the source's batches `_grouped` joins into the next one it yields."""
+
+    size = 1
+
+
+def _grouped(batches: Iterator[Batch], grouping: _Grouping) -> Iterator[Batch]:
+    """The source's batches, ``grouping.size`` joined into one at a time. Traffic of long
+    runs (a few busy flows) is driven in bigger batches, where more of each flow's run is
+    one numpy call; traffic of short runs (many short connections) in the source's own
+    small ones, whose rows become Python values a batch at a time. Any cut gives the same
+    events (tests/test_drive.py)."""
+    for first in batches:
+        parts = [first]
+        while len(parts) < grouping.size:
+            more = next(batches, None)
+            if more is None:
+                break
+            parts.append(more)
+        yield parts[0] if len(parts) == 1 else Batch.joined(parts)
 
 
 def _flow_ids(batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -76,8 +103,9 @@ def _flow_ids(batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _drive_batch(batch: Batch, tracker: Tracker, emit: Callable[[list[Event]], None],
-                 next_min: int | None = None) -> None:
-    """``next_min``: the earliest timestamp of the next batch (None: the input ends)."""
+                 next_min: int | None = None) -> bool:
+    """``next_min``: the earliest timestamp of the next batch (None: the input ends).
+    Returns whether short runs held most of its rows."""
     n = len(batch)
     flags = batch.flags
     cand = ((flags & (SYN | FIN | RST)) == 0) & ((flags & ACK) != 0)
@@ -140,7 +168,7 @@ def _drive_batch(batch: Batch, tracker: Tracker, emit: Callable[[list[Event]], N
             if next_min is not None:
                 later = next_min if later is None else min(later, next_min)
             _drive_batch(batch.rows(a, b), tracker, emit, later)
-        return
+        return True
     if short_rows * 4 >= n:
         cols = [c.tolist() for c in (batch.frame, batch.ts_ns, sender, batch.seq, batch.ack,
                                      flags, batch.payload_len, batch.window)]
@@ -220,3 +248,4 @@ def _drive_batch(batch: Batch, tracker: Tracker, emit: Callable[[list[Event]], N
     while deferred:
         _, pos, end, bad = heapq.heappop(deferred)
         run_at(pos, end, bad)
+    return short_rows * 4 >= n

@@ -15,30 +15,6 @@ from tcplife.states import State
 
 
 @dataclass(slots=True)
-class HistoryEntry:
-    """A transition emitted for this side that a later contradiction may undo. The
-    `Transition` event itself, not a copy: the side's history is also the list of its
-    transitions that `ConnectionEnded` hands to the detectors."""
-
-    transition: Transition
-    from_since_ns: int
-    kind: str  #: what evidence would contradict it: fin, ack_fin, ack_syn, synack, timeout, ""
-
-    @property
-    def tid(self) -> int:
-        return self.transition.tid
-
-    @property
-    def ts_ns(self) -> int:
-        """When the transition happened."""
-        return self.transition.ts_ns
-
-    @property
-    def from_state(self) -> State:
-        return self.transition.from_state
-
-
-@dataclass(slots=True)
 class Endpoint:
     side: str
     addr: str
@@ -81,7 +57,9 @@ class Endpoint:
     rtx_run_start_ns: int | None = None
     silence_noted: bool = False
     not_orphan: bool = False  #: proved alive after its FIN (ACKs new data): half close
-    history: list[HistoryEntry] = field(default_factory=list)
+    #: this side's transitions that a later contradiction may undo: all of them, the
+    #: retracted ones removed (each carries its ``from_since_ns`` and ``retract_on``)
+    history: list[Transition] = field(default_factory=list)
     timer_gen: int = 0  #: bumped on every state change; stale timers compare unequal
 
     @property

@@ -43,6 +43,12 @@ class Transition:
     event: str
     frame: int | None
     inferred: bool
+    #: The tracker's bookkeeping for undoing it, not part of the event's value (left out of
+    #: comparisons and repr): when the side had entered ``from_state``, and what evidence
+    #: would contradict this transition (fin, ack_fin, ack_syn, synack, timeout or "").
+    #: Kept here so that a side's history is its list of transitions, not a copy of them.
+    from_since_ns: int = field(default=0, compare=False, repr=False)
+    retract_on: str = field(default="", compare=False, repr=False)
 
 
 @dataclass(slots=True)

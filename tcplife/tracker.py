@@ -37,7 +37,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from tcplife.endpoint import Endpoint, HistoryEntry
+from tcplife.endpoint import Endpoint
 from tcplife.events import (
     ConnectionEnded,
     ConnectionRecord,
@@ -218,8 +218,7 @@ class Tracker:
         conn = conn if conn is not None else self._live.get(conn_id)
         if conn is None:
             return [], []
-        trans = [h.transition for h in conn.client.history]
-        trans += [h.transition for h in conn.server.history]
+        trans = conn.client.history + conn.server.history
         trans.sort(key=_transition_order)
         return trans, list(conn.notes or ())
 
@@ -751,7 +750,7 @@ class Tracker:
                 self._contradict(conn, a, "synack", seg, "SYN retransmitted")
         if fin and a.fin_seq is not None and seq_add(seg.seq, seg.payload_len) == a.fin_seq:
             self._rtx_contradicts_ack(conn, a, seg, "ack_fin", "FIN retransmitted")
-        if a.state == State.CLOSED and any(h.kind == "timeout" for h in a.history):
+        if a.state == State.CLOSED and any(h.retract_on == "timeout" for h in a.history):
             self._contradict(conn, a, "timeout", seg, "still sending after the timeout")
         if not ackf or syn:
             return
@@ -872,7 +871,7 @@ class Tracker:
         did not reach it, unless they were captured so shortly before that they crossed
         this retransmission on the way."""
         window = a.crossing_window_ns()
-        entry = next((h for h in reversed(a.history) if h.kind == kind), None)
+        entry = next((h for h in reversed(a.history) if h.retract_on == kind), None)
         if entry is None or seg.ts_ns - entry.ts_ns <= window:
             return
         self._contradict(conn, a, kind, seg, reason)
@@ -905,8 +904,8 @@ class Tracker:
         tid = self._next_tid
         self._next_tid += 1
         transition = Transition(tid, conn.conn_id, ts, ep.side, ep.addr, ep.port, ep.state,
-                                to, event, frame, inferred)
-        ep.history.append(HistoryEntry(transition, ep.since_ns, kind))
+                                to, event, frame, inferred, ep.since_ns, kind)
+        ep.history.append(transition)
         ep.state = to
         ep.since_ns = ts
         ep.timer_gen += 1
@@ -917,7 +916,7 @@ class Tracker:
                     reason: str) -> None:
         """Undo the latest deduction of ``kind`` about ``ep`` and everything after it."""
         for index in range(len(ep.history) - 1, -1, -1):
-            if ep.history[index].kind == kind:
+            if ep.history[index].retract_on == kind:
                 break
         else:
             return
@@ -932,10 +931,10 @@ class Tracker:
         ep.timer_gen += 1
         if kind == "ack_fin":
             ep.fin_acked = False
-        if any(e.kind == "fin" for e in undone):
+        if any(e.retract_on == "fin" for e in undone):
             ep.got_fin = False
         if kind == "timeout":
-            conn.timed_out = any(h.kind == "timeout" and h.from_state != State.TIME_WAIT
+            conn.timed_out = any(h.retract_on == "timeout" and h.from_state != State.TIME_WAIT
                                  for h in conn.client.history + conn.server.history)
         self._odd(conn, ep, seg, "retracted", f"{reason}: undid {len(undone)} transition(s)")
         self._arm_state_timer(conn, ep)

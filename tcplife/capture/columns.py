@@ -82,6 +82,12 @@ class Batch:
     def __len__(self) -> int:
         return len(self.frame)
 
+    @staticmethod
+    def joined(parts: Sequence[Batch]) -> Batch:
+        """Batches of one `AddressBook`, one after the other, as one."""
+        return Batch(parts[0].book, *(np.concatenate([getattr(p, c) for p in parts])
+                                      for c in Batch.COLUMNS))
+
     def rows(self, start: int, stop: int) -> Batch:
         """Rows ``start:stop`` (views of the same columns)."""
         return Batch(self.book, *(getattr(self, c)[start:stop] for c in self.COLUMNS))

@@ -280,7 +280,7 @@ def _batches(
                 parts.append(batch)
             # another buffer's worth would take the batch past batch_bytes: yield it now
             if parts and (done or stream.base + pos - start + stream.size > batch_bytes):
-                yield _concat(parts)
+                yield parts[0] if len(parts) == 1 else Batch.joined(parts)
                 parts = []
                 start = stream.base + pos
             if done:
@@ -291,13 +291,6 @@ def _batches(
         if closer is not None:
             closer()
         opened.close()
-
-
-def _concat(parts: list[Batch]) -> Batch:
-    if len(parts) == 1:
-        return parts[0]
-    return Batch(parts[0].book, **{c: np.concatenate([getattr(p, c) for p in parts])
-                                   for c in Batch.COLUMNS})
 
 
 # --- the buffer -------------------------------------------------------------------------
