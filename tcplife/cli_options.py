@@ -185,8 +185,8 @@ def engine_options(command: F) -> F:
         "cluster the temporary directory, else none (kept in the workers' memory).")(wrapper)
     wrapper = click.option(
         "--partitions", type=click.IntRange(min=1), default=None, metavar="N",
-        help="With --engine dask: flow partitions (default: twice the workers' threads); "
-        "the result does not depend on it.")(wrapper)
+        help="With --engine dask: flow partitions (default: twice the workers' threads, or "
+        "one per 256 MiB of capture if more); the result does not depend on it.")(wrapper)
     wrapper = click.option(
         "--scheduler", metavar="ADDRESS", default=None,
         help="With --engine dask: a Dask scheduler (tcp://host:8786); default: a local "

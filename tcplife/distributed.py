@@ -505,6 +505,21 @@ def _client(scheduler: Any) -> Iterator[Any]:
             yield client
 
 
+#: the default partitions hold about this much capture each, so that a worker's memory,
+#: bounded by the partition, does not grow with the set by default
+PARTITION_BYTES = 256 << 20
+
+
+def default_partitions(paths: list[str], threads: int) -> int:
+    """Twice the workers' threads, or one partition per `PARTITION_BYTES` of the files
+    (as stored: gzip counts compressed) if that is more."""
+    total = 0
+    for path in paths:
+        with contextlib.suppress(OSError):
+            total += os.path.getsize(path)
+    return max(2 * threads, -(-total // PARTITION_BYTES))
+
+
 def _workers(client: Any) -> int:
     return max(1, sum(client.nthreads().values()))
 
@@ -556,8 +571,8 @@ def analyze_dask(source: _Sources, *,
 
     ``scheduler``: None for a `LocalCluster` on this machine's cores (one single-threaded
     worker process each), a scheduler address (``"tcp://host:8786"``) or a
-    `distributed.Client`. ``partitions``: how many flow partitions (default twice the
-    workers' threads); the result does not depend on it. ``on_event`` receives the events
+    `distributed.Client`. ``partitions``: how many flow partitions (default
+    `default_partitions`); the result does not depend on it. ``on_event`` receives the events
     in the single process's order, but only once every partition is done.
     """
     options = resolve_options(options, tables, timeouts)
@@ -569,7 +584,7 @@ def analyze_dask(source: _Sources, *,
                                 if isinstance(source, (str, os.PathLike)) else "no captures")
     with _client(scheduler) as client, \
             spool(_spool_parent(spool_dir, parquet_dir, scheduler)) as where:
-        nparts = partitions or 2 * _workers(client)
+        nparts = partitions or default_partitions(paths, _workers(client))
         reads = [client.submit(_read_file, path, nparts, where, n, pure=False)
                  for n, path in enumerate(paths)]
         heads = client.gather([client.submit(_head, r) for r in reads])

@@ -506,3 +506,20 @@ def test_parquet_dataset_tables(tmp_path, client):
     with pytest.raises(ValueError, match="on_event"):
         analyze_dask(files, scheduler=client, parquet_dir=tmp_path / "ds2",
                      on_event=print)
+
+
+def test_default_partitions_follow_the_set_size(tmp_path, monkeypatch):
+    """By default a partition holds at most about PARTITION_BYTES of capture (so that a
+    worker's memory stays bounded by the partition as the set grows), and there are at
+    least two per worker thread."""
+    from tcplife.distributed import default_partitions
+
+    monkeypatch.setattr("tcplife.distributed.PARTITION_BYTES", 1000)
+    files = []
+    for i, size in enumerate([2500, 2500, 10]):
+        files.append(str(tmp_path / f"cap{i}.pcap"))
+        Path(files[-1]).write_bytes(b"\0" * size)
+    assert default_partitions(files, 1) == 6  # 5010 bytes: six partitions of <= 1000
+    assert default_partitions(files, 4) == 8  # twice the threads is more
+    assert default_partitions([*files, str(tmp_path / "gone.pcap")], 1) == 6
+    assert default_partitions([], 3) == 6
