@@ -98,8 +98,6 @@ def iter_segments(sources: Iterable[Source], stats: ReadStats) -> Iterator[Segme
         stats.merge(file_stats)
 
 
-
-
 #: capture bytes per batch read; `tcplife.drive` joins four of them where a few busy flows
 #: make long runs. Batches of many short connections stay this small: their rows become
 #: Python values a batch at a time (8 MiB cost ~20 MB more peak RSS on the *short*

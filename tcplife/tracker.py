@@ -211,16 +211,11 @@ class Tracker:
             return [] if conn is None else [_record(conn)]
         return [_record(c) for c in self._live.values()]
 
-    def judged_by(self, conn_id: int, conn: Connection | None = None
-                  ) -> tuple[list[Transition], list[Oddity]]:
-        """What the detectors judge a connection by (open, or ``conn`` itself): its
-        transitions, the retracted ones left out, in (ts_ns, tid) order, and its notes."""
-        conn = conn if conn is not None else self._live.get(conn_id)
-        if conn is None:
-            return [], []
-        trans = conn.client.history + conn.server.history
-        trans.sort(key=_transition_order)
-        return trans, list(conn.notes or ())
+    def judged_by(self, conn_id: int) -> tuple[list[Transition], list[Oddity]]:
+        """What the detectors judge an open connection by (see `_judged_by`); nothing for
+        one that is not open."""
+        conn = self._live.get(conn_id)
+        return ([], []) if conn is None else _judged_by(conn)
 
     def give_up_idle(self, before_ns: int) -> list[Event]:
         """Live mode, bounded memory: end every connection whose last packet is older than
@@ -350,7 +345,7 @@ class Tracker:
         for key in ((c.addr, c.port, s.addr, s.port), (s.addr, s.port, c.addr, c.port)):
             if self._flows.get(key) is conn:
                 del self._flows[key]
-        self._out.append(ConnectionEnded(_record(conn), *self.judged_by(conn.conn_id, conn)))
+        self._out.append(ConnectionEnded(_record(conn), *_judged_by(conn)))
 
     # ------------------------------------------------------------------ fast lane
     def steady(self, src: str, sport: int, dst: str, dport: int) -> Connection | None:
@@ -1033,6 +1028,14 @@ class Tracker:
 
 def _transition_order(t: Transition) -> tuple[int, int]:
     return t.ts_ns, t.tid
+
+
+def _judged_by(conn: Connection) -> tuple[list[Transition], list[Oddity]]:
+    """A connection's transitions (its sides' histories: the retracted ones left out), in
+    (ts_ns, tid) order, and its notes."""
+    trans = conn.client.history + conn.server.history
+    trans.sort(key=_transition_order)
+    return trans, list(conn.notes or ())
 
 
 def _looks_like_server(sport: int, dport: int) -> bool:
