@@ -8,8 +8,9 @@ they are read, one raw file; a `Piece` names one group and reads it back alone; 
 the same without a file), `dump`/`undump` (one pickled object a file), and
 `save_arrays`/`load_array` (one ``.npy`` file an array, memory-mapped on reading). The
 spool must be reachable at the same path by every worker; the files' names are the
-callers'. Tasks only create files in the directory, never the directory itself, so a task
-still running after the analysis failed cannot leave anything behind. Knows nothing of
+callers'. Tasks only create files in the directory, never the directory itself, and the
+directory is renamed before it is removed, so a task still running after the analysis
+failed cannot leave anything behind. Knows nothing of
 events or tables.
 """
 
@@ -20,6 +21,8 @@ import os
 import pickle
 import shutil
 import tempfile
+import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +45,32 @@ def spool(parent: str | os.PathLike[str] | None) -> Iterator[str | None]:
     try:
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        _remove(path)
+
+
+def _remove(path: str) -> None:
+    """Remove a spool that tasks of a failed analysis may still be writing into.
+
+    A lone `shutil.rmtree` loses that race: a task that creates a file between its listing
+    and its final ``rmdir`` leaves the directory behind. So the directory is first renamed
+    (atomically; a task that opens a file under the old name from then on gets
+    FileNotFoundError), then removed, again while an open that was under way during the
+    rename still puts a file in it."""
+    gone = path + "-gone"  # unique as ``path`` is, and as hidden
+    try:
+        os.rename(path, gone)
+    except OSError:
+        gone = path
+    for attempt in range(_REMOVE_TRIES):
+        shutil.rmtree(gone, ignore_errors=True)
+        if not os.path.lexists(gone):
+            return
+        time.sleep(0.01 * (attempt + 1))
+    warnings.warn(f"tcplife: could not remove the spool directory {gone}", stacklevel=3)
+
+
+#: how many times `_remove` tries before it warns and leaves the directory
+_REMOVE_TRIES = 20
 
 
 def concatenated(names: tuple[str, ...], chunks: list[dict[str, np.ndarray]]

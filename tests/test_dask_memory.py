@@ -11,6 +11,7 @@ worker, for a set and for one with six times the connections in as many files
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -246,3 +247,40 @@ def test_small_read_batches(opts, tmp_path, one_worker, monkeypatch):
     assert_same(analyze_dask(files, scheduler=one_worker, partitions=4,
                              spool_dir=tmp_path / "spool", **opts), want)
     assert_same(analyze_dask(files, scheduler=one_worker, partitions=4, **opts), want)
+
+
+def test_spool_removed_while_a_task_still_writes(tmp_path):
+    """A task of a failed analysis keeps creating files in the spool while it is removed
+    (the race CI once lost: a file created between `rmtree`'s listing and its last
+    ``rmdir`` left the directory behind). The spool must be gone all the same, and the
+    writer must see it go."""
+    import threading
+    import time
+
+    stop = threading.Event()
+    created: list[int] = []
+    lost: list[BaseException] = []
+
+    def writer(where: str) -> None:
+        n = 0
+        while not stop.is_set():
+            try:
+                with open(os.path.join(where, f"f{n}.bin"), "wb") as f:
+                    f.write(b"x" * 64)
+            except FileNotFoundError as e:
+                lost.append(e)
+                return
+            n += 1
+            created.append(n)
+
+    with spool(tmp_path) as where:
+        assert where is not None
+        thread = threading.Thread(target=writer, args=(where,))
+        thread.start()
+        while len(created) < 50:  # the writer is well under way
+            time.sleep(0.001)
+    thread.join(timeout=10)
+    stop.set()
+    thread.join()
+    assert lost, "the writer never noticed the spool go"
+    assert list(tmp_path.iterdir()) == []
