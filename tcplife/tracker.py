@@ -435,100 +435,119 @@ class Tracker:
                        ts: np.ndarray, seq: np.ndarray, ack: np.ndarray, flags: np.ndarray,
                        plen: np.ndarray, win: np.ndarray) -> int:
         """`absorb` for a long run given as int64 arrays: the same test for each segment
-        and the same result, computed with cumulative maxima over sequence numbers made
-        linear around the side's current values (segments more than 2**30 away from them
-        end the run: the plain rules of modular comparison then apply)."""
-        n = len(frame)
-        bad = np.zeros(n, dtype=bool)
-        peers_ok = conn.peers.fast_rows()
-        sides = []
-        for ep, mask in ((conn.client, from_client), (conn.server, ~from_client)):
-            rows = np.flatnonzero(mask)
-            base, ack0 = ep.snd_nxt, ep.max_ack
-            assert base is not None and ack0 is not None
-            hi0 = -_MOD if ep.data_hi is None else (ep.data_hi - base + _HALF) % _MOD - _HALF
+        and the same result, computed with running maxima over sequence numbers made
+        linear around the sides' current values (segments more than 2**30 away from them
+        end the run: the plain rules of modular comparison then apply). Both sides in one
+        pass: a side's running maximum skips the other side's rows, so at any row it is
+        what that side had sent before it."""
+        c, s = conn.client, conn.server
+        assert c.snd_nxt is not None and s.snd_nxt is not None
+        assert c.max_ack is not None and s.max_ack is not None
+        his = []
+        for ep in (c, s):
+            hi0 = -_MOD if ep.data_hi is None else (ep.data_hi - ep.snd_nxt + _HALF) % _MOD - _HALF
             if hi0 != -_MOD and abs(hi0) >= _FAR:
                 return 0
-            other = np.flatnonzero(~mask)
-            if len(other):  # the peer's ACK beyond what this side sent so far: a gap (Zeek)
-                sent = np.full(n, -_MOD, dtype=np.int64)
-                sent[rows] = (seq[rows] - base + _HALF) % _MOD - _HALF + plen[rows]
-                nxt_at = np.maximum(np.maximum.accumulate(
-                    np.concatenate(([0], sent[:-1]))), 0)[other]
-                bad[other] |= (ack[other] - base + _HALF) % _MOD - _HALF > nxt_at
-            if not len(rows):
-                continue
-            s_rel = (seq[rows] - base + _HALF) % _MOD - _HALF
-            a_rel = (ack[rows] - ack0 + _HALF) % _MOD - _HALF
-            p = plen[rows]
-            end = s_rel + p
-            far = (np.abs(s_rel) >= _FAR) | (np.abs(a_rel) >= _FAR)
-            nxt_before = np.maximum(np.maximum.accumulate(np.concatenate(([0], end[:-1]))), 0)
-            data_end = np.where(p > 0, end, -_MOD)
-            hi_before = np.maximum.accumulate(np.concatenate(([hi0], data_end[:-1])))
-            keep_shape = (p <= 1) & (nxt_before - s_rel == 1)
-            rtx = (p > 0) & (end <= hi_before)
-            same = np.zeros(len(rows), dtype=bool)
-            sq, aq = seq[rows], ack[rows]
-            # rare: the other fields only where seq and ack repeat
-            same[1:] = (sq[1:] == sq[:-1]) & (aq[1:] == aq[:-1])
-            if same.any():
-                at = np.flatnonzero(same)
-                for col in (flags[rows], p, win[rows]):
-                    same[at] &= col[at] == col[at - 1]
-                tr = ts[rows]
-                same[at] &= (tr[at] - tr[at - 1]) <= DUPLICATE_NS
-            first = (int(sq[0]), int(aq[0]), int(flags[rows[0]]), int(p[0]),
-                     int(win[rows[0]]))
-            same[0] = first == ep.last_key and int(ts[rows[0]]) - ep.last_ns <= DUPLICATE_NS
-            # What Zeek records (see absorb): zero windows, data not exactly at SND.NXT,
-            # a segment beyond it (a hole).
-            peer = (win[rows] == 0) | np.where(p > 0, s_rel != nxt_before, s_rel > nxt_before)
-            bad[rows] |= far | keep_shape | rtx | same | peer
-            sides.append((ep, rows, a_rel, end, hi_before))
+            his.append(hi0)
+        n = len(frame)
+        fc, fs = from_client, ~from_client
+        data = plen > 0
+
+        def rel(col: np.ndarray, to_c: int, to_s: int) -> np.ndarray:
+            """col minus the row's side's value, mod 2**32, in [-2**31, 2**31)."""
+            return ((col - np.where(fc, to_c - _HALF, to_s - _HALF)) & _MASK32) - _HALF
+
+        s_rel = rel(seq, c.snd_nxt, s.snd_nxt)
+        a_rel = rel(ack, c.max_ack, s.max_ack)
+        end = s_rel + plen
+        # Before each row (n + 1 values: the last is after every row), relative to the
+        # side's: what the client, the server had sent (SND.NXT, at least 0), the highest
+        # data end of the client, of the server (at least what it was).
+        masks = np.stack((fc, fs, fc & data, fs & data))
+        start = np.array([[0], [0], [his[0]], [his[1]]], dtype=np.int64)
+        most = np.empty((4, n + 1), dtype=np.int64)
+        most[:, :1] = start
+        np.maximum.accumulate(np.where(masks, end, -_MOD), axis=1, out=most[:, 1:])
+        np.maximum(most[:, 1:], start, out=most[:, 1:])
+        sent_c, sent_s, hi_c, hi_s = most
+        nxt_before = np.where(fc, sent_c[:-1], sent_s[:-1])
+        hi_before = np.where(fc, hi_c[:-1], hi_s[:-1])
+        # the peer's ACK beyond what this side sent so far: a gap (Zeek)
+        bad = rel(ack, s.snd_nxt, c.snd_nxt) > np.where(fc, sent_s[:-1], sent_c[:-1])
+        bad |= (np.abs(s_rel) >= _FAR) | (np.abs(a_rel) >= _FAR)
+        bad |= (plen <= 1) & (nxt_before - s_rel == 1)  # keep-alive shape
+        bad |= data & (end <= hi_before)  # retransmitted data
+        # What Zeek records (see absorb): zero windows, data not exactly at SND.NXT, a
+        # segment beyond it (a hole).
+        bad |= (win == 0) | np.where(data, s_rel != nxt_before, s_rel > nxt_before)
+        # A duplicate: the side's previous segment again (seq and ack first; the other
+        # fields only where those repeat), within DUPLICATE_NS.
+        at = np.arange(n)
+        last_c = np.maximum.accumulate(np.where(fc, at, -1))
+        last_s = np.maximum.accumulate(np.where(fc, -1, at))
+        prev = np.empty(n, dtype=np.int64)
+        prev[0] = -1
+        np.copyto(prev[1:], np.where(fc[1:], last_c[:-1], last_s[:-1]))
+        q = np.maximum(prev, 0)
+        same = (prev >= 0) & (seq[q] == seq) & (ack[q] == ack)
+        if same.any():
+            at = np.flatnonzero(same)
+            q = q[at]
+            for col in (flags, plen, win):
+                same[at] &= col[at] == col[q]
+            same[at] &= (ts[at] - ts[q]) <= DUPLICATE_NS
+        for ep, side in ((c, fc), (s, fs)):
+            if side.any():
+                i = int(np.argmax(side))
+                same[i] = ((int(seq[i]), int(ack[i]), int(flags[i]), int(plen[i]),
+                            int(win[i])) == ep.last_key
+                           and int(ts[i]) - ep.last_ns <= DUPLICATE_NS)  # type: ignore
+        bad |= same
         stop = int(np.argmax(bad)) if bad.any() else n
         if stop == 0:
             return 0
+        peers_ok = conn.peers.fast_rows()
         firsts: list[tuple[int, bool, bool]] = []
-        for ep, rows, a_rel, end, hi_before in sides:
-            m = int(np.searchsorted(rows, stop))
+        for ep, side, sent, hi, last, is_c in ((c, fc, sent_c, hi_c, last_c, True),
+                                               (s, fs, sent_s, hi_s, last_s, False)):
+            mine = side[:stop]
+            m = int(np.count_nonzero(mine))
             if m == 0:
                 continue
-            pm = plen[rows[:m]]
-            for ok, data in zip(peers_ok[ep is conn.client], (False, True), strict=True):
-                kind = pm > 0 if data else pm == 0
-                if not ok and kind.any():  # the side's first ACK / data: Zeek's A / D
-                    firsts.append((int(rows[int(np.argmax(kind))]), ep is conn.client, data))
-            r, e, p = rows[:m], end[:m], plen[rows[:m]]
+            for ok, want in zip(peers_ok[is_c], (False, True), strict=True):
+                if not ok:  # the side's first ACK / data: Zeek's A / D
+                    kind = mine & (data[:stop] if want else ~data[:stop])
+                    if kind.any():
+                        firsts.append((int(np.argmax(kind)), is_c, want))
             base = ep.snd_nxt
             assert base is not None and ep.max_ack is not None
-            top = int(e.max())
+            top = int(sent[stop])
             if top > 0:
                 ep.snd_nxt = (base + top) % _MOD
-            data = p > 0
-            if data.any():
-                hb = hi_before[:m][data]
-                gain = np.where(hb == -_MOD, p[data], np.minimum(p[data], e[data] - hb))
-                ep.bytes += int(gain.sum())
-                ep.data_hi = int((base + e[data][-1]) % _MOD)  # each one raised it
-                ep.last_data_ns = ep.last_payload_ns = int(ts[r[data][-1]])
+            mine_data = mine & data[:stop]
+            if mine_data.any():
+                # new bytes: the part above the highest data end before (all of it if
+                # none: end - (-2**32) is more than any length)
+                ep.bytes += int(np.sum(np.minimum(plen[:stop], end[:stop] - hi_before[:stop]),
+                                       where=mine_data))
+                ep.data_hi = (base + int(hi[stop])) % _MOD  # each one raised it
+                i = stop - 1 - int(np.argmax(mine_data[::-1]))
+                ep.last_data_ns = ep.last_payload_ns = int(ts[i])
                 ep.rtx_run_start_ns = None
-            amax = int(a_rel[:m].max())
+            amax = int(np.max(a_rel[:stop], where=mine, initial=-_MOD))
             if amax > 0:
                 ep.max_ack = (ep.max_ack + amax) % _MOD
-            last = int(r[-1])
+            i = int(last[stop - 1])
             ep.rtx_run = 0
-            ep.window = int(win[last])
-            ep.last_key = (int(seq[last]), int(ack[last]), int(flags[last]), int(plen[last]),
-                           int(win[last]))
-            ep.last_ns = int(ts[last])
+            ep.window = int(win[i])
+            ep.last_key = (int(seq[i]), int(ack[i]), int(flags[i]), int(plen[i]), int(win[i]))
+            ep.last_ns = int(ts[i])
             ep.packets += m
         conn.packets += stop
         conn.last_ts = max(conn.last_ts, int(ts[:stop].max()))
         conn.last_frame = int(frame[stop - 1])
-        for _, from_client_, data in sorted(firsts):
-            conn.peers.first_letter(from_client_, data)
-        c, s = conn.client, conn.server
+        for _, from_client_, is_data in sorted(firsts):
+            conn.peers.first_letter(from_client_, is_data)
         conn.peers.absorbed(c.snd_nxt, s.snd_nxt, c.max_ack, s.max_ack,  # type: ignore
                             conn.last_ts)
         return stop

@@ -2,7 +2,8 @@
 
 Each side keeps what it has sent (snd_nxt) and what it has received (rcv_nxt); a segment
 can be lost after the capture point (captured, never delivered) or before it (delivered
-nowhere, never captured), so tests can express what a vantage point sees.
+nowhere, never captured), or be delivered but missed by the capture, so tests can express
+what a vantage point sees.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class Conv:
              lost: str | None = None, seq: int | None = None, ack: int | None = None,
              wscale: int = -1) -> Segment:
         """``who`` ('c' or 's') sends a segment. ``lost``: None (delivered and captured),
-        'after' (captured, not delivered), 'before' (not captured, not delivered)."""
+        'after' (captured, not delivered), 'before' (not captured, not delivered),
+        'unseen' (delivered, not captured: the capture dropped it)."""
         src, dst = (self.client, self.server) if who == "c" else (self.server, self.client)
         self.t += dt
         s = src.snd_nxt if seq is None else seq
@@ -64,7 +66,7 @@ class Conv:
             self.segments.append(seg)
         else:
             seg = None
-        if lost is None and not flags & RST:
+        if lost in (None, "unseen") and not flags & RST:
             end = (s + seg_len) & MASK
             if flags & SYN:
                 dst.rcv_nxt = end

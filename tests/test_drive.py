@@ -43,7 +43,8 @@ def test_fast_path_equals_plain_path(path: Path, long_run: int, window: int,
 
 
 # Generated traffic: several interleaved conversations with retransmissions, duplicates,
-# keep-alives, reordering, losses, RSTs and port reuse, cut into batches anywhere.
+# keep-alives, reordering, losses (before and after the capture point), RSTs and port
+# reuse, cut into batches anywhere.
 
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
@@ -57,7 +58,7 @@ from builder import ACK, FIN, RST, SYN, Conv, Host  # noqa: E402
 
 OPS = st.sampled_from(["c_data", "s_data", "c_ack", "s_ack", "c_rtx", "s_rtx", "c_keep",
                        "dup", "swap", "c_lost", "c_fin", "s_fin", "s_rst", "reuse",
-                       "c_big", "wait", "s_overlap"])
+                       "c_big", "wait", "s_overlap", "c_miss"])
 
 
 def _conversation(ops: list[str], port: int, t0: float) -> list[Segment]:
@@ -83,6 +84,8 @@ def _conversation(ops: list[str], port: int, t0: float) -> list[Segment]:
             send(ACK, seq=(host.snd_nxt - 1) & 0xFFFFFFFF, dt=1)
         elif what == "lost":
             send(0, 100, lost="after", dt=0.001)
+        elif what == "miss":  # delivered, not captured: the peer's ACKs leave a gap
+            send(0, 100, lost="unseen", dt=0.001)
         elif what == "fin":
             send(FIN, dt=0.001)
         elif what == "rst":
@@ -149,6 +152,21 @@ def _check_equal(convs: list[list[str]], size: int) -> None:
     segments.sort(key=lambda s: s.ts_ns)
     segments = [s._replace(frame=i + 1) for i, s in enumerate(segments)]
     assert _events_fast(segments, size) == _events_plain(segments)
+
+
+@pytest.mark.parametrize("ops", [["c_miss", "s_ack", "s_ack"],
+                                 ["c_data", "c_miss", "s_ack", "s_data", "c_ack", "s_ack"]])
+@pytest.mark.parametrize("size", [2, 100])
+def test_runs_stop_at_an_ack_of_data_the_capture_missed(ops: list[str], size: int,
+                                                         monkeypatch) -> None:
+    """The server acknowledges client data the capture dropped: Zeek records a gap (``G``)
+    there, so that ACK goes through `feed`, not into a run (every run through numpy)."""
+    monkeypatch.setattr("tcplife.drive.LONG_RUN", 1)
+    monkeypatch.setattr("tcplife.drive.WINDOW", 2)
+    segments = _conversation(ops, 40000, 1_700_000_000.0)
+    plain = _events_plain(segments)
+    assert "G" in plain[-1].record.peers.zeek_history  # type: ignore[attr-defined]
+    assert _events_fast(segments, size) == plain
 
 
 @pytest.mark.parametrize("name", ["many_short.client.pcap", "port_reuse_close_wait.client.pcap",
