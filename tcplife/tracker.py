@@ -491,19 +491,19 @@ class Tracker:
         q = np.maximum(prev, 0)
         same = (prev >= 0) & (seq[q] == seq) & (ack[q] == ack)
         if same.any():
-            at = np.flatnonzero(same)
+            at = same.nonzero()[0]
             q = q[at]
             for col in (flags, plen, win):
                 same[at] &= col[at] == col[q]
             same[at] &= (ts[at] - ts[q]) <= DUPLICATE_NS
         for ep, side in ((c, fc), (s, fs)):
             if side.any():
-                i = int(np.argmax(side))
+                i = int(side.argmax())
                 same[i] = ((int(seq[i]), int(ack[i]), int(flags[i]), int(plen[i]),
                             int(win[i])) == ep.last_key
                            and int(ts[i]) - ep.last_ns <= DUPLICATE_NS)  # type: ignore
         bad |= same
-        stop = int(np.argmax(bad)) if bad.any() else n
+        stop = int(bad.argmax()) if bad.any() else n
         if stop == 0:
             return 0
         peers_ok = conn.peers.fast_rows()
@@ -518,7 +518,7 @@ class Tracker:
                 if not ok:  # the side's first ACK / data: Zeek's A / D
                     kind = mine & (data[:stop] if want else ~data[:stop])
                     if kind.any():
-                        firsts.append((int(np.argmax(kind)), is_c, want))
+                        firsts.append((int(kind.argmax()), is_c, want))
             base = ep.snd_nxt
             assert base is not None and ep.max_ack is not None
             top = int(sent[stop])
@@ -528,13 +528,13 @@ class Tracker:
             if mine_data.any():
                 # new bytes: the part above the highest data end before (all of it if
                 # none: end - (-2**32) is more than any length)
-                ep.bytes += int(np.sum(np.minimum(plen[:stop], end[:stop] - hi_before[:stop]),
-                                       where=mine_data))
+                ep.bytes += int(np.minimum(plen[:stop], end[:stop] - hi_before[:stop])
+                                .sum(where=mine_data))
                 ep.data_hi = (base + int(hi[stop])) % _MOD  # each one raised it
-                i = stop - 1 - int(np.argmax(mine_data[::-1]))
+                i = stop - 1 - int(mine_data[::-1].argmax())
                 ep.last_data_ns = ep.last_payload_ns = int(ts[i])
                 ep.rtx_run_start_ns = None
-            amax = int(np.max(a_rel[:stop], where=mine, initial=-_MOD))
+            amax = int(a_rel[:stop].max(where=mine, initial=-_MOD))
             if amax > 0:
                 ep.max_ack = (ep.max_ack + amax) % _MOD
             i = int(last[stop - 1])
