@@ -482,9 +482,9 @@ class Tracker:
         bad |= (win == 0) | np.where(data, s_rel != nxt_before, s_rel > nxt_before)
         # A duplicate: the side's previous segment again (seq and ack first; the other
         # fields only where those repeat), within DUPLICATE_NS.
-        at = np.arange(n)
-        last_c = np.maximum.accumulate(np.where(fc, at, -1))
-        last_s = np.maximum.accumulate(np.where(fc, -1, at))
+        row = np.arange(n)
+        last_c = np.maximum.accumulate(np.where(fc, row, -1))  # the side's last row so far
+        last_s = np.maximum.accumulate(np.where(fc, -1, row))
         prev = np.empty(n, dtype=np.int64)
         prev[0] = -1
         np.copyto(prev[1:], np.where(fc[1:], last_c[:-1], last_s[:-1]))
