@@ -101,6 +101,12 @@ class Tool:
         ok = self.ok_runs()
         return statistics.median(r["wall_s"] for r in ok) if ok else None
 
+    def range_s(self) -> str:
+        """The fastest and slowest run: on a shared VM the spread says how far to trust
+        the median."""
+        ok = [r["wall_s"] for r in self.ok_runs()]
+        return f"{min(ok):.2f}-{max(ok):.2f}" if ok else "-"
+
     def peak_rss_mb(self) -> float | None:
         ok = self.ok_runs()
         return max(r["maxrss_kb"] for r in ok) / 1024 if ok else None
@@ -236,18 +242,18 @@ def report(pcap: Path, packets: int, size: int, tools: list[Tool]) -> str:
         "",
         f"`{pcap}`: {packets:,} packets, {size / 1e6:,.1f} MB",
         "",
-        "| tool | median s | packets/s | peak RSS MB | runs ok |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| tool | median s | range s | packets/s | peak RSS MB | runs ok |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     by_name = {t.name: t for t in tools}
     for t in tools:
         if t.skipped:
-            lines.append(f"| {t.name} | skipped: {t.skipped} | | | |")
+            lines.append(f"| {t.name} | skipped: {t.skipped} | | | | |")
             continue
         med = t.median_s()
         pps = packets / med if med else None
         lines.append(
-            f"| {t.name} | {fmt(med, '.2f')} | {fmt(pps, ',.0f')} "
+            f"| {t.name} | {fmt(med, '.2f')} | {t.range_s()} | {fmt(pps, ',.0f')} "
             f"| {fmt(t.peak_rss_mb(), ',.0f')} | {len(t.ok_runs())}/{len(t.runs)} |"
         )
     lines.append("")
