@@ -289,8 +289,7 @@ class Collector:
                 anomalies=anomalies,
                 tcp_streams=pd.array(texts, dtype=CONNECTION_COLUMNS["tcp_streams"]),
                 tcp_stream_match=_stream_match(texts, owners),
-                # as `connection_row` computes them (int -> float, then the division)
-                first_ts=first / 1e9, last_ts=last / 1e9, duration=(last - first) / 1e9,
+                **_seconds(first, last),  # the floats `connection_row` gives
                 first_time=pd.to_datetime(first, unit="ns", utc=True),
                 last_time=pd.to_datetime(last, unit="ns", utc=True))
             frame = pd.DataFrame({name: cols[name] for name in names})
@@ -329,8 +328,7 @@ def connection_row(r: ConnectionRecord) -> dict[str, Any]:
     return {
         "conn_id": r.conn_id, "ip_version": r.ip_version, "client_addr": r.client_addr,
         "client_port": r.client_port, "server_addr": r.server_addr,
-        "server_port": r.server_port, "first_ts": r.first_ts_ns / 1e9,
-        "last_ts": r.last_ts_ns / 1e9, "duration": (r.last_ts_ns - r.first_ts_ns) / 1e9,
+        "server_port": r.server_port, **_seconds(r.first_ts_ns, r.last_ts_ns),
         "packets": r.packets, "client_bytes": r.client_bytes,
         "server_bytes": r.server_bytes, "client_state": r.client_state.value,
         "server_state": r.server_state.value, "close_kind": r.close_kind,
@@ -343,6 +341,13 @@ def connection_row(r: ConnectionRecord) -> dict[str, Any]:
         "first_ts_ns": r.first_ts_ns, "last_ts_ns": r.last_ts_ns,
         **peer_columns(r),
     }
+
+
+def _seconds(first_ns: Any, last_ns: Any) -> dict[str, Any]:
+    """``first_ts``, ``last_ts`` and ``duration`` from the nanosecond times (ints, or
+    int64 arrays: the same floats)."""
+    return {"first_ts": first_ns / 1e9, "last_ts": last_ns / 1e9,
+            "duration": (last_ns - first_ns) / 1e9}
 
 
 def peer_columns(r: ConnectionRecord) -> dict[str, Any]:

@@ -48,6 +48,10 @@ def spool(parent: str | os.PathLike[str] | None) -> Iterator[str | None]:
         _remove(path)
 
 
+#: how many times `_remove` tries before it warns and leaves the directory
+_REMOVE_TRIES = 20
+
+
 def _remove(path: str) -> None:
     """Remove a spool that tasks of a failed analysis may still be writing into.
 
@@ -68,9 +72,6 @@ def _remove(path: str) -> None:
         time.sleep(0.01 * (attempt + 1))
     warnings.warn(f"tcplife: could not remove the spool directory {gone}", stacklevel=3)
 
-
-#: how many times `_remove` tries before it warns and leaves the directory
-_REMOVE_TRIES = 20
 
 
 def concatenated(names: tuple[str, ...], chunks: list[dict[str, np.ndarray]]

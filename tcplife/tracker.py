@@ -445,7 +445,7 @@ class Tracker:
         assert c.max_ack is not None and s.max_ack is not None
         his = []
         for ep in (c, s):
-            hi0 = -_MOD if ep.data_hi is None else (ep.data_hi - ep.snd_nxt + _HALF) % _MOD - _HALF
+            hi0 = -_MOD if ep.data_hi is None else seq_diff(ep.data_hi, ep.snd_nxt)
             if hi0 != -_MOD and abs(hi0) >= _FAR:
                 return 0
             his.append(hi0)
@@ -454,7 +454,7 @@ class Tracker:
         data = plen > 0
 
         def rel(col: np.ndarray, to_c: int, to_s: int) -> np.ndarray:
-            """col minus the row's side's value, mod 2**32, in [-2**31, 2**31)."""
+            """`seq_diff` of each row of col and its side's value."""
             return ((col - np.where(fc, to_c - _HALF, to_s - _HALF)) & _MASK32) - _HALF
 
         s_rel = rel(seq, c.snd_nxt, s.snd_nxt)

@@ -30,6 +30,9 @@ class _Conversation:
         self.base_a: int | None = None
         self.base_b: int | None = None
 
+    def sent_by_a(self, seg: Segment) -> bool:
+        return seg.sport == self.a_port and seg.src == self.a_addr
+
 
 class WiresharkStreams:
     """Feed every TCP segment in capture order; `feed` returns its ``tcp.stream``."""
@@ -51,12 +54,10 @@ class WiresharkStreams:
         if conv is None:
             conv = self._new(seg)
         elif flags & (SYN | ACK | RST) == SYN:
-            base = conv.base_a if (seg.sport == conv.a_port and seg.src == conv.a_addr) \
-                else conv.base_b
+            base = conv.base_a if conv.sent_by_a(seg) else conv.base_b
             if base is not None and seg.seq != base:
                 conv = self._new(seg)  # port reuse: a new conversation on the 4-tuple
-        from_a = seg.sport == conv.a_port and seg.src == conv.a_addr
-        if from_a:
+        if conv.sent_by_a(seg):
             if conv.base_a is None:
                 conv.base_a = seg.seq
             if flags & ACK and conv.base_b is None and not flags & RST:
