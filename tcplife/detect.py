@@ -28,7 +28,22 @@ from tcplife.events import (
     Transition,
 )
 from tcplife.options import NS, Options
-from tcplife.states import CLIENT, SERVER, State
+from tcplife.states import (
+    CLIENT,
+    CLOSE_WAIT,
+    CLOSED,
+    CLOSING,
+    ESTABLISHED,
+    FIN_WAIT_1,
+    FIN_WAIT_2,
+    LAST_ACK,
+    SERVER,
+    SYN_RECEIVED,
+    SYN_SENT,
+    TIME_WAIT,
+    UNKNOWN,
+    State,
+)
 
 
 def clock(ts_ns: int) -> str:
@@ -112,7 +127,7 @@ class Refused(PerConnection):
 class SynUnanswered(PerConnection):
     def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
         r = v.record
-        if r.close_kind != "unanswered" or r.client_initial_state != State.CLOSED:
+        if r.close_kind != "unanswered" or r.client_initial_state != CLOSED:
             return
         n = 1 + len(v.named("syn_rtx", CLIENT))
         if n < 2:
@@ -129,7 +144,7 @@ class SynUnanswered(PerConnection):
 class HandshakeIncomplete(PerConnection):
     def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
         server = v.side_transitions(SERVER)
-        synrcvd = next((t for t in server if t.to_state == State.SYN_RECEIVED), None)
+        synrcvd = next((t for t in server if t.to_state == SYN_RECEIVED), None)
         if synrcvd is None:
             return
         # Established in the end, unless the ACKs were seen lost and the server never sent
@@ -138,7 +153,7 @@ class HandshakeIncomplete(PerConnection):
                         for n in v.named("ack_lost", SERVER))
         only_synacks = v.record.server_packets == (1 + len(v.named("synack_rtx", SERVER))
                                                    + len(v.named("rst_sent", SERVER)))
-        if any(t.to_state == State.ESTABLISHED for t in server) and not (acks_lost
+        if any(t.to_state == ESTABLISHED for t in server) and not (acks_lost
                                                                         and only_synacks):
             return
         n = 1 + len(v.named("synack_rtx", SERVER))
@@ -155,9 +170,9 @@ class HandshakeIncomplete(PerConnection):
                         "on the way, or a SYN flood)")
 
 
-_OPEN = {State.ESTABLISHED, State.CLOSE_WAIT, State.SYN_RECEIVED, State.UNKNOWN}
-_AFTER_CLOSE = {State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSING, State.LAST_ACK,
-                State.TIME_WAIT, State.CLOSED}
+_OPEN = {ESTABLISHED, CLOSE_WAIT, SYN_RECEIVED, UNKNOWN}
+_AFTER_CLOSE = {FIN_WAIT_1, FIN_WAIT_2, CLOSING, LAST_ACK,
+                TIME_WAIT, CLOSED}
 
 
 class Resets(PerConnection):
@@ -186,7 +201,7 @@ class Resets(PerConnection):
                        "close()" if unread else
                        "no unread data: an abortive close (SO_LINGER 0, an abort or a "
                        "crash); the peer sees 'connection reset by peer'")
-                if state == State.UNKNOWN and not unread:
+                if state == UNKNOWN and not unread:
                     why = ("too little of the connection was captured to tell whether data "
                            "was unread: an abortive close or a reset of unread data")
                 text = f"{v.who(note.side)} ended the connection with RST at " \
@@ -210,7 +225,7 @@ class LingeringCloseWait(PerConnection):
         for side in (CLIENT, SERVER):
             trans = v.side_transitions(side)
             for i, t in enumerate(trans):
-                if t.to_state != State.CLOSE_WAIT:
+                if t.to_state != CLOSE_WAIT:
                     continue
                 last_sent = getattr(v.record, f"{side}_last_ts_ns")
                 if last_sent is None or last_sent < t.ts_ns:
@@ -241,7 +256,7 @@ class FinWait2Timeout(PerConnection):
         for side in (CLIENT, SERVER):
             trans = v.side_transitions(side)
             for i, t in enumerate(trans):
-                if not (t.from_state == State.FIN_WAIT_2 and t.event == "timeout"
+                if not (t.from_state == FIN_WAIT_2 and t.event == "timeout"
                         and t.ts_ns <= v.capture_end_ns):
                     continue
                 entered = trans[i - 1] if i else t
@@ -258,7 +273,7 @@ class FinWait2Timeout(PerConnection):
 
 
 class MissingFinalAck(PerConnection):
-    _WAITING = {State.LAST_ACK, State.CLOSING, State.FIN_WAIT_1}
+    _WAITING = {LAST_ACK, CLOSING, FIN_WAIT_1}
 
     def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
         for side in (CLIENT, SERVER):
@@ -289,7 +304,7 @@ class MissingFinalAck(PerConnection):
 class SimultaneousClose(PerConnection):
     def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
         for t in v.transitions:
-            if t.to_state == State.CLOSING:
+            if t.to_state == CLOSING:
                 yield v.anomaly(t.ts_ns, t.side, "simultaneous_close", t.frame,
                                 f"{v.who(t.side)} received the peer's FIN at "
                                 f"{clock(t.ts_ns)} before the ACK of its own: both sides "
@@ -299,8 +314,8 @@ class SimultaneousClose(PerConnection):
 
 class SimultaneousOpen(PerConnection):
     def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
-        t = next((t for t in v.transitions if t.from_state == State.SYN_SENT
-                  and t.to_state == State.SYN_RECEIVED), None)
+        t = next((t for t in v.transitions if t.from_state == SYN_SENT
+                  and t.to_state == SYN_RECEIVED), None)
         if t is not None:
             # Both sides are clients: the row names the one with the lower address.
             r = v.record
@@ -429,7 +444,7 @@ class TimeWaitAccumulation:
         for side in (CLIENT, SERVER):
             trans = v.side_transitions(side)
             for i, t in enumerate(trans):
-                if t.to_state == State.TIME_WAIT:
+                if t.to_state == TIME_WAIT:
                     end = trans[i + 1].ts_ns if i + 1 < len(trans) else 1 << 62
                     addr = getattr(v.record, f"{side}_addr")
                     self.intervals[addr].append((t.ts_ns, end, v.record.conn_id, side,

@@ -42,6 +42,21 @@ class Ev(str, Enum):
         return self.value
 
 
+# The members as module names, for the per-segment code (see states.py).
+SEND_SYN = Ev.SEND_SYN
+SEND_SYNACK = Ev.SEND_SYNACK
+SEND_FIN = Ev.SEND_FIN
+SEND_RST = Ev.SEND_RST
+SEND_ACK = Ev.SEND_ACK
+RECV_SYN = Ev.RECV_SYN
+RECV_SYNACK = Ev.RECV_SYNACK
+RECV_ACK_SYN = Ev.RECV_ACK_SYN
+RECV_ACK_FIN = Ev.RECV_ACK_FIN
+RECV_FIN = Ev.RECV_FIN
+RECV_RST = Ev.RECV_RST
+RECV_ACK = Ev.RECV_ACK
+
+
 class Stay(NamedTuple):
     """A cell that keeps the state; ``note`` names an oddity worth recording, or is None."""
 

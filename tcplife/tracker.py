@@ -47,12 +47,43 @@ from tcplife.events import (
     Retraction,
     Transition,
 )
-from tcplife.machine import ALIVE, SYNCHRONIZED, Ev, Stay, step
+from tcplife.machine import (
+    ALIVE,
+    RECV_ACK_FIN,
+    RECV_ACK_SYN,
+    RECV_FIN,
+    RECV_RST,
+    RECV_SYN,
+    RECV_SYNACK,
+    SEND_ACK,
+    SEND_FIN,
+    SEND_RST,
+    SEND_SYN,
+    SEND_SYNACK,
+    SYNCHRONIZED,
+    Ev,
+    Stay,
+    step,
+)
 from tcplife.options import NS, Options
 from tcplife.peers import Peers, WiresharkStreams
 from tcplife.segment import ACK, FIN, RST, SYN, Segment
 from tcplife.seq import seq_add, seq_diff, seq_max
-from tcplife.states import CLIENT, SERVER, State
+from tcplife.states import (
+    CLIENT,
+    CLOSE_WAIT,
+    CLOSED,
+    ESTABLISHED,
+    FIN_WAIT_1,
+    FIN_WAIT_2,
+    LISTEN,
+    SERVER,
+    SYN_RECEIVED,
+    SYN_SENT,
+    TIME_WAIT,
+    UNKNOWN,
+    State,
+)
 
 #: Ports that are almost always the server side when no SYN tells the roles.
 WELL_KNOWN_SERVER_PORTS = frozenset({
@@ -255,11 +286,11 @@ class Tracker:
         else:
             caddr, cport, saddr, sport = seg.dst, seg.dport, seg.src, seg.sport
         if syn_only:  # the server's state shows when it answers (see _decide_server)
-            cstate, sstate = State.CLOSED, State.UNKNOWN
+            cstate, sstate = CLOSED, UNKNOWN
         elif synack:
-            cstate, sstate = State.SYN_SENT, State.LISTEN
+            cstate, sstate = SYN_SENT, LISTEN
         else:
-            cstate = sstate = State.UNKNOWN
+            cstate = sstate = UNKNOWN
         client = Endpoint(CLIENT, caddr, cport, cstate, cstate, since_ns=seg.ts_ns)
         server = Endpoint(SERVER, saddr, sport, sstate, sstate, since_ns=seg.ts_ns)
         if synack:
@@ -286,7 +317,7 @@ class Tracker:
             return sender.isn != seg.seq
         peer = conn.peer(sender)
         # The other side's SYN while ours is unanswered: simultaneous open.
-        return not (peer.state == State.SYN_SENT and sender.packets == 0)
+        return not (peer.state == SYN_SENT and sender.packets == 0)
 
     def _supersede(self, conn: Connection, seg: Segment) -> None:
         """A new SYN reuses the 4-tuple: the sender's old socket is gone, and a peer in
@@ -298,11 +329,11 @@ class Tracker:
         live = [f"{ep.side} {ep.state}" for ep in (sender, receiver) if ep.state in ALIVE]
         self._reuse_note = (f"new SYN reuses the 4-tuple of connection {conn.conn_id}, whose "
                             f"{' and '.join(live)} socket was still there") if live else None
-        if sender.state not in (State.CLOSED, State.LISTEN):
-            self._transition(conn, sender, State.CLOSED, "new SYN on the 4-tuple", seg.frame,
+        if sender.state not in (CLOSED, LISTEN):
+            self._transition(conn, sender, CLOSED, "new SYN on the 4-tuple", seg.frame,
                              seg.ts_ns, inferred=True, kind="")
-        if receiver.state == State.TIME_WAIT:
-            self._transition(conn, receiver, State.CLOSED, "recv SYN (new incarnation)",
+        if receiver.state == TIME_WAIT:
+            self._transition(conn, receiver, CLOSED, "recv SYN (new incarnation)",
                              seg.frame, seg.ts_ns, inferred=True, kind="")
         c, s = conn.client, conn.server
         for key in ((c.addr, c.port, s.addr, s.port), (s.addr, s.port, c.addr, c.port)):
@@ -356,7 +387,7 @@ class Tracker:
         if conn is None or conn.predecessor is not None:
             return None
         c, s = conn.client, conn.server
-        if c.state is not State.ESTABLISHED or s.state is not State.ESTABLISHED:
+        if c.state is not ESTABLISHED or s.state is not ESTABLISHED:
             return None
         for a, b in ((c, s), (s, c)):
             if a.fin_seq is not None or a.fin_seg is not None or a.got_fin \
@@ -576,7 +607,7 @@ class Tracker:
         if not (syn or rst):
             self._note_data_facts(conn, a, seg)
 
-        if a.state == State.UNKNOWN and not a.history and not conn.mid_stream \
+        if a.state == UNKNOWN and not a.history and not conn.mid_stream \
                 and a is conn.server and not (rst and not _rst_acceptable(a, b, seg)):
             self._decide_server(a, seg)  # (an RST the client would drop tells nothing)
         # 1. What this segment says about what its sender has received.
@@ -588,7 +619,7 @@ class Tracker:
             a.fin_hole = True  # a resends data from before its FIN: the peer missed it
         if not rst:
             self._check_evidence(conn, a, b, seg)
-        elif flags & ACK and a.got_fin and a.state not in (State.CLOSED, State.UNKNOWN) \
+        elif flags & ACK and a.got_fin and a.state not in (CLOSED, UNKNOWN) \
                 and not a.covers(seg.ack, b.fin_end):
             # An RST-ACK carries RCV.NXT too (tcp_send_active_reset): sent before the FIN.
             self._contradict(conn, a, "fin", seg,
@@ -623,23 +654,23 @@ class Tracker:
                 a.last_syn_ns = ts
             if a.isn is None:
                 a.isn = seg.seq
-            if not is_rtx or a.state in (State.CLOSED, State.LISTEN, State.UNKNOWN):
-                self._apply(conn, a, Ev.SEND_SYNACK if ackf else Ev.SEND_SYN, seg,
+            if not is_rtx or a.state in (CLOSED, LISTEN, UNKNOWN):
+                self._apply(conn, a, SEND_SYNACK if ackf else SEND_SYN, seg,
                             inferred=False)
         elif fin:
             fin_seq = seq_add(seg.seq, seg.payload_len)
-            cell = step(a.state, Ev.SEND_FIN)
+            cell = step(a.state, SEND_FIN)
             if a.fin_seq is None and isinstance(cell, Stay) and cell.note:
                 # e.g. a FIN before the handshake: noted, not taken as this side's FIN.
-                self._odd(conn, a, seg, cell.note, f"{Ev.SEND_FIN} in {a.state}")
+                self._odd(conn, a, seg, cell.note, f"{SEND_FIN} in {a.state}")
             elif a.fin_seq is None:
                 a.fin_seq = fin_seq
                 a.fin_seg = (seg.seq, ts)
                 a.last_data_ns = ts
-                self._apply(conn, a, Ev.SEND_FIN, seg, inferred=a.state == State.UNKNOWN)
+                self._apply(conn, a, SEND_FIN, seg, inferred=a.state == UNKNOWN)
                 if b.max_ack is not None and a.covers(b.max_ack, a.fin_end):
                     # The capture reordered them: the peer's ACK of this FIN came first.
-                    self._deduce_ack(conn, a, seg, Ev.RECV_ACK_FIN, "ack_fin")
+                    self._deduce_ack(conn, a, seg, RECV_ACK_FIN, "ack_fin")
             elif fin_seq == a.fin_seq and not self._piggybacked_ack(a, seg):
                 # hole: the peer still misses data before the FIN, which is why the FIN
                 # goes unacknowledged (it is resent with or after that data).
@@ -652,12 +683,12 @@ class Tracker:
         else:
             if a.rtt_ns is None and b.first_synack_ns is not None and ackf:
                 a.rtt_ns = ts - b.first_synack_ns  # the ACK answering the SYN-ACK
-            if a.state == State.UNKNOWN:
-                self._apply(conn, a, Ev.SEND_ACK, seg, inferred=True)
-            elif a.state in (State.SYN_SENT, State.SYN_RECEIVED) and ackf \
-                    or a.state == State.CLOSED:
-                self._apply(conn, a, Ev.SEND_ACK, seg, inferred=False)
-        if ackf and not rst and not fin and a.state in (State.FIN_WAIT_1, State.FIN_WAIT_2) \
+            if a.state == UNKNOWN:
+                self._apply(conn, a, SEND_ACK, seg, inferred=True)
+            elif a.state in (SYN_SENT, SYN_RECEIVED) and ackf \
+                    or a.state == CLOSED:
+                self._apply(conn, a, SEND_ACK, seg, inferred=False)
+        if ackf and not rst and not fin and a.state in (FIN_WAIT_1, FIN_WAIT_2) \
                 and a.max_ack is not None and not a.not_orphan:
             self._check_half_close(conn, a, b, seg)
         if fin and not rst:
@@ -669,8 +700,8 @@ class Tracker:
             self._recv_rst(conn, a, b, seg)
         else:
             self._recv(conn, a, b, seg)
-        if conn.client.state == State.CLOSED and conn.server.state in (State.CLOSED,
-                                                                        State.LISTEN):
+        if conn.client.state == CLOSED and conn.server.state in (CLOSED,
+                                                                        LISTEN):
             self._arm_eviction(conn)
 
     @staticmethod
@@ -688,7 +719,7 @@ class Tracker:
         behind = seq_diff(a.snd_nxt, seg.seq)
         peer = conn.peer(a)
         if seg.payload_len <= 1 and behind == 1 and not seg.flags & FIN \
-                and a.state in (State.ESTABLISHED, State.CLOSE_WAIT) and peer.window:
+                and a.state in (ESTABLISHED, CLOSE_WAIT) and peer.window:
             # seq = SND.NXT - 1 with at most one byte: a keep-alive probe (RFC 9293 3.8.4);
             # against a zero window the same shape is a window probe.
             self._odd(conn, a, seg, "keepalive_probe", "keep-alive probe")
@@ -764,7 +795,7 @@ class Tracker:
                 self._contradict(conn, a, "synack", seg, "SYN retransmitted")
         if fin and a.fin_seq is not None and seq_add(seg.seq, seg.payload_len) == a.fin_seq:
             self._rtx_contradicts_ack(conn, a, seg, "ack_fin", "FIN retransmitted")
-        if a.state == State.CLOSED and any(h.retract_on == "timeout" for h in a.history):
+        if a.state == CLOSED and any(h.retract_on == "timeout" for h in a.history):
             self._contradict(conn, a, "timeout", seg, "still sending after the timeout")
         if not ackf or syn:
             return
@@ -775,7 +806,7 @@ class Tracker:
             if not a.got_fin:
                 # Its own ACK shows it has the peer's FIN, which we had not credited.
                 a.got_fin = True
-                self._apply(conn, a, Ev.RECV_FIN, seg, inferred=False, kind="")
+                self._apply(conn, a, RECV_FIN, seg, inferred=False, kind="")
         elif a.got_fin:
             self._contradict(conn, a, "fin", seg,
                              "its ACK does not cover the peer's FIN: not received yet")
@@ -788,16 +819,16 @@ class Tracker:
         its state is UNKNOWN; afterwards the initial state holds from the start."""
         flags = seg.flags & (SYN | ACK | RST)
         if flags == SYN | ACK:
-            a.state = a.initial_state = State.LISTEN
+            a.state = a.initial_state = LISTEN
         elif flags & RST or flags == SYN:
-            a.state = a.initial_state = State.CLOSED
+            a.state = a.initial_state = CLOSED
 
     def _send_rst(self, conn: Connection, a: Endpoint, b: Endpoint, seg: Segment) -> None:
-        if a.state == State.UNKNOWN and a.side == SERVER and b.state == State.SYN_SENT \
+        if a.state == UNKNOWN and a.side == SERVER and b.state == SYN_SENT \
                 and not _rst_acceptable(a, b, seg):
             return  # forged, or from another host: the client drops it (see _recv_rst)
-        if a.side == SERVER and a.state == State.CLOSED and not a.history \
-                and b.state == State.SYN_SENT and a.initial_state == State.CLOSED \
+        if a.side == SERVER and a.state == CLOSED and not a.history \
+                and b.state == SYN_SENT and a.initial_state == CLOSED \
                 and not conn.refused and a.packets == 1:
             conn.refused = True  # answering the SYN with RST: nothing was listening
         unread = b.last_payload_ns is not None and (a.last_data_ns is None
@@ -807,21 +838,21 @@ class Tracker:
                                 {"state": a.state.value, "unread": unread,
                                  "ack": bool(seg.flags & ACK),
                                  "fin_sent": a.fin_seq is not None}))
-        if a.state == State.CLOSED:
+        if a.state == CLOSED:
             return
-        self._apply(conn, a, Ev.SEND_RST, seg, inferred=False)
-        if a.state == State.CLOSED:
+        self._apply(conn, a, SEND_RST, seg, inferred=False)
+        if a.state == CLOSED:
             conn.rst_closed = True
 
     def _recv_rst(self, conn: Connection, a: Endpoint, b: Endpoint, seg: Segment) -> None:
-        if b.state in (State.CLOSED, State.LISTEN):
+        if b.state in (CLOSED, LISTEN):
             return
         if not _rst_acceptable(a, b, seg):
             self._odd(conn, b, seg, "rst_ignored",
                       f"RST seq {seg.seq} outside what {b.side} would accept")
             return
-        self._apply(conn, b, Ev.RECV_RST, seg, inferred=True)
-        if b.state == State.CLOSED:
+        self._apply(conn, b, RECV_RST, seg, inferred=True)
+        if b.state == CLOSED:
             conn.rst_closed = True
 
     def _recv(self, conn: Connection, a: Endpoint, b: Endpoint, seg: Segment) -> None:
@@ -831,38 +862,38 @@ class Tracker:
         if syn:
             if ackf:
                 if b.isn is not None and seg.ack == seq_add(b.isn, 1):
-                    self._apply(conn, b, Ev.RECV_SYNACK, seg, inferred=True, kind="synack")
-                elif b.state == State.SYN_SENT:
+                    self._apply(conn, b, RECV_SYNACK, seg, inferred=True, kind="synack")
+                elif b.state == SYN_SENT:
                     self._odd(conn, b, seg, "bad_synack",
                               f"SYN-ACK acknowledges {seg.ack}, not the SYN")
             else:
-                self._apply(conn, b, Ev.RECV_SYN, seg, inferred=True)
+                self._apply(conn, b, RECV_SYN, seg, inferred=True)
             return
         # Segments from ``a`` reach ``b`` in the order sent: anything ``a`` sent after its
         # FIN implies the FIN arrived first (unless lost, which b's ACKs will show).
         if a.fin_seq is not None and not b.got_fin and not fin \
                 and seq_diff(seg.seq, a.fin_seq) > 0:
             b.got_fin = True
-            self._apply(conn, b, Ev.RECV_FIN, seg, inferred=True, kind="fin")
+            self._apply(conn, b, RECV_FIN, seg, inferred=True, kind="fin")
         if ackf:
-            if b.alt_isn is not None and b.state == State.SYN_RECEIVED \
+            if b.alt_isn is not None and b.state == SYN_RECEIVED \
                     and seg.ack == seq_add(b.alt_isn, 1):
                 b.isn, b.alt_isn = b.alt_isn, b.isn  # the client took the other SYN-ACK
                 b.snd_nxt = seg.ack
-            if b.isn is not None and b.state in (State.SYN_RECEIVED, State.SYN_SENT) \
+            if b.isn is not None and b.state in (SYN_RECEIVED, SYN_SENT) \
                     and b.covers(seg.ack, seq_add(b.isn, 1)):
-                self._deduce_ack(conn, b, seg, Ev.RECV_ACK_SYN, "ack_syn")
+                self._deduce_ack(conn, b, seg, RECV_ACK_SYN, "ack_syn")
             fin_end = b.fin_end
             if fin_end is not None and b.covers(seg.ack, fin_end):
-                self._deduce_ack(conn, b, seg, Ev.RECV_ACK_FIN, "ack_fin")
+                self._deduce_ack(conn, b, seg, RECV_ACK_FIN, "ack_fin")
         if fin:
             fin_seq = seq_add(seg.seq, seg.payload_len)
             if fin_seq != a.fin_seq:
                 return
             if not b.got_fin:
                 b.got_fin = True
-                self._apply(conn, b, Ev.RECV_FIN, seg, inferred=True, kind="fin")
-            elif b.state == State.TIME_WAIT:
+                self._apply(conn, b, RECV_FIN, seg, inferred=True, kind="fin")
+            elif b.state == TIME_WAIT:
                 # A retransmitted FIN restarts TIME_WAIT (Linux inet_twsk_reschedule).
                 b.since_ns = ts
                 b.timer_gen += 1
@@ -896,7 +927,7 @@ class Tracker:
             # A later ACK, captured just before this retransmission: it crossed it.
             if kind == "ack_fin":
                 a.fin_acked = True
-            ev = Ev.RECV_ACK_FIN if kind == "ack_fin" else Ev.RECV_ACK_SYN
+            ev = RECV_ACK_FIN if kind == "ack_fin" else RECV_ACK_SYN
             cell = step(a.state, ev)
             if isinstance(cell, State):
                 self._transition(conn, a, cell, str(ev), cover[1], cover[0], inferred=True,
@@ -911,7 +942,7 @@ class Tracker:
                 self._odd(conn, ep, seg, result.note, f"{ev} in {ep.state}")
             return
         self._transition(conn, ep, result, str(ev), seg.frame, seg.ts_ns,
-                         inferred=inferred or ep.state == State.UNKNOWN, kind=kind)
+                         inferred=inferred or ep.state == UNKNOWN, kind=kind)
 
     def _transition(self, conn: Connection, ep: Endpoint, to: State, event: str,
                     frame: int | None, ts: int, *, inferred: bool, kind: str) -> None:
@@ -948,7 +979,7 @@ class Tracker:
         if any(e.retract_on == "fin" for e in undone):
             ep.got_fin = False
         if kind == "timeout":
-            conn.timed_out = any(h.retract_on == "timeout" and h.from_state != State.TIME_WAIT
+            conn.timed_out = any(h.retract_on == "timeout" and h.from_state != TIME_WAIT
                                  for h in conn.client.history + conn.server.history)
         self._odd(conn, ep, seg, "retracted", f"{reason}: undid {len(undone)} transition(s)")
         self._arm_state_timer(conn, ep)
@@ -986,14 +1017,14 @@ class Tracker:
     def _arm_state_timer(self, conn: Connection, ep: Endpoint) -> None:
         o = self.options
         state = ep.state
-        if state == State.TIME_WAIT:
+        if state == TIME_WAIT:
             deadline = ep.since_ns + o.ns("time_wait")
-        elif state == State.FIN_WAIT_2 and not ep.not_orphan:
+        elif state == FIN_WAIT_2 and not ep.not_orphan:
             deadline = ep.since_ns + o.ns("fin_wait_2")
-        elif state == State.SYN_SENT:
+        elif state == SYN_SENT:
             deadline = (ep.first_syn_ns if ep.first_syn_ns is not None else ep.since_ns) \
                 + o.ns("syn_sent")
-        elif state == State.SYN_RECEIVED:
+        elif state == SYN_RECEIVED:
             first = ep.first_synack_ns if ep.first_synack_ns is not None else ep.since_ns
             deadline = first + o.ns("syn_received")
         else:
@@ -1020,15 +1051,15 @@ class Tracker:
             ep = conn.client if side == CLIENT else conn.server
             if gen != ep.timer_gen:
                 continue
-            if ep.state != State.TIME_WAIT:  # TIME_WAIT ending is the normal close
+            if ep.state != TIME_WAIT:  # TIME_WAIT ending is the normal close
                 conn.timed_out = True
-            self._transition(conn, ep, State.CLOSED, "timeout", None, deadline,
+            self._transition(conn, ep, CLOSED, "timeout", None, deadline,
                              inferred=True, kind="timeout")
             self._maybe_evict(conn)
 
     def _maybe_evict(self, conn: Connection) -> None:
-        if conn.client.state == State.CLOSED and conn.server.state in (State.CLOSED,
-                                                                        State.LISTEN):
+        if conn.client.state == CLOSED and conn.server.state in (CLOSED,
+                                                                        LISTEN):
             self._arm_eviction(conn)
 
     # ------------------------------------------------------------------ helpers
@@ -1068,7 +1099,7 @@ def _looks_like_server(sport: int, dport: int) -> bool:
 
 def _rst_acceptable(a: Endpoint, b: Endpoint, seg: Segment) -> bool:
     """Would ``b``'s kernel honour this RST from ``a``? (see the module docstring)"""
-    if b.state == State.SYN_SENT:
+    if b.state == SYN_SENT:
         return bool(seg.flags & ACK) and b.isn is not None and seg.ack == seq_add(b.isn, 1)
     expected = [x for x in (a.snd_nxt, b.max_ack) if x is not None]
     if not expected:
@@ -1091,7 +1122,7 @@ def _close_kind(conn: Connection) -> str:
         return "rst"
     if not ever_established and not conn.mid_stream:
         return "incomplete"
-    done = (State.CLOSED, State.TIME_WAIT, State.LISTEN)
+    done = (CLOSED, TIME_WAIT, LISTEN)
     if c.state in done and s.state in done:
         if c.fin_seq is not None and s.fin_seq is not None and not conn.timed_out:
             return "fin"
