@@ -13,12 +13,15 @@ each source of ``--mix`` repeated, its times shifted past the previous copy's en
 SIZE bytes of it (``2G``, ``500M``) are written, one source after the other in time.
 
 Each run is a fresh process (so peak RSS is its own): ``single`` is `analyze`;
-``memory:N`` is `analyze_dask` returning the tables to the client, ``parquet:N`` with
-``parquet_dir`` (the workers write the tables), on a local cluster of N worker processes
-with one thread each (start-up not counted); ``parquet:N:P``, ``memory:N:P``: with P flow
-partitions (default twice the workers). Reported: wall time, packets/s (TCP
-segments), MB/s of capture, the client's peak RSS (VmHWM: with a local cluster the
-scheduler runs in the client process) and each worker's. Equality: every run hashes its
+``memory:N`` is `analyze_dask` returning the tables to the client, with a spool directory
+in ``--tmp``; ``workers:N`` the same without that directory (each worker spools in its own
+scratch directory, the default on a caller's cluster); ``parquet:N`` with ``parquet_dir``
+(the workers write the tables, the spool inside the dataset). Each on a local cluster of N
+worker processes with one thread each (start-up not counted), handed over as a `Client`;
+``memory:N:P``, ``workers:N:P``, ``parquet:N:P``: with P flow partitions (default
+`default_partitions`). Reported: wall time, packets/s (TCP segments), MB/s of capture, the
+client's peak RSS (VmHWM: with a local cluster the scheduler runs in the client process)
+and each worker's. Equality: every run hashes its
 four tables after a stable sort by `tcplife.dataset.SORT_KEYS` (a Parquet dataset is read
 back for that, after its peak RSS was taken); the hashes must all match ``single``'s.
 """
@@ -216,8 +219,9 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             got: Any = analyze_dask(files, scheduler=client, parquet_dir=Path(tmp) / "ds",
                                     partitions=partitions)
         else:
-            spool = ({"spool_dir": tmp} if "spool_dir" in inspect.signature(analyze_dask)
-                     .parameters else {})  # this client's workers share the machine
+            spool = ({"spool_dir": tmp} if engine == "memory" and "spool_dir" in
+                     inspect.signature(analyze_dask).parameters
+                     else {})  # this client's workers share the machine
             got = analyze_dask(files, scheduler=client, partitions=partitions, **spool)
         report["seconds"] = time.perf_counter() - t0
         report["client_peak_mb"] = peak_rss_mb()
@@ -251,8 +255,8 @@ def main() -> None:
     ap.add_argument("--file-size", type=size_arg, default=size_arg("256M"),
                     help="with --build: bytes per rotated file (default 256M)")
     ap.add_argument("--runs", default="single,parquet:1,parquet:2,memory:2",
-                    help="runs in order: single, memory:N[:P], parquet:N[:P] (N workers, "
-                    "P partitions)")
+                    help="runs in order: single, memory:N[:P], workers:N[:P], parquet:N[:P] "
+                    "(N workers, P partitions)")
     ap.add_argument("--tmp", help="where a parquet run writes its dataset (default: $TMPDIR)")
     ap.add_argument("--json", type=Path, help="also write the reports here")
     ap.add_argument("--child", help=argparse.SUPPRESS)

@@ -182,7 +182,7 @@ def engine_options(command: F) -> F:
         help="With --engine dask: where the workers leave each stage's data for the next "
         "(a directory every worker reaches at that path; a subdirectory is made and "
         "removed); default: the -o directory of a Parquet dataset, else with a local "
-        "cluster the temporary directory, else none (kept in the workers' memory).")(wrapper)
+        "cluster the temporary directory, else each worker's own scratch directory.")(wrapper)
     wrapper = click.option(
         "--partitions", type=click.IntRange(min=1), default=None, metavar="N",
         help="With --engine dask: flow partitions (default: twice the workers' threads, or "

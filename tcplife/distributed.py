@@ -17,17 +17,16 @@ single process's).
 With ``parquet_dir``, stage (3) is not run: the tables are finished and written by the
 workers (`tcplife.dataset`), which this module hands the tracked partitions.
 
-Memory: with a spool (`tcplife.spool`; the default with ``parquet_dir`` or the local
-cluster, else ``spool_dir``), a read task writes its file's columns, partition by
-partition and read batch by read batch, to one spool file and returns only the file's head
-(stats, last time and frame, per partition a `Piece` and its ``_gaps`` tail); a partition
-task reads only its pieces. So a worker holds one read batch (`_READ_BYTES` of capture,
-plus the file's partition and time columns) while reading a file, one partition while
-tracking it (its segments, then its events), per thread, and between tasks only those
-handles: a few hundred bytes per file and partition, not the capture
-(tests/test_dask_memory.py). Without a spool (a
-caller's cluster, no ``parquet_dir`` or ``spool_dir``), the read columns wait in the
-workers' memory until the partitions are tracked. The tracked partitions of an in-memory
+Memory: through a spool (`tcplife.spool`: ``spool_dir``; else ``parquet_dir``; else, on
+the local cluster, the temporary directory; else each worker's own scratch directory), a
+read task writes its file's columns, partition by partition and read batch by read batch,
+to one spool file and returns only the file's head (stats, last time and frame, per
+partition a `Piece` and its ``_gaps`` tail); a partition task reads only its pieces (from
+a worker's own spool, the worker that read the file sends them: `WorkerPiece`). So a worker
+holds one read batch (`_READ_BYTES` of capture, plus the file's partition and time columns)
+while reading a file, one partition while tracking it (its segments, then its events), per
+thread, and between tasks only those handles: a few hundred bytes per file and partition,
+not the capture (tests/test_dask_memory.py). The tracked partitions of an in-memory
 `Result` are fetched by the client as each is done; the client holds the result tables, as
 `analyze` does (none with ``parquet_dir``). Knows nothing of the CLI.
 
@@ -85,7 +84,16 @@ from tcplife.events import (
 )
 from tcplife.options import Options
 from tcplife.segment import Segment
-from tcplife.spool import Appender, InMemory, Piece, load, spool
+from tcplife.spool import (
+    Appender,
+    Piece,
+    WorkerPiece,
+    WorkerSpool,
+    load,
+    spool,
+    worker_directory,
+    worker_spool,
+)
 from tcplife.tracker import Tracker
 
 #: after every packet: the key of events the end of input (`Tracker.finish`) emits
@@ -137,15 +145,13 @@ class _FileRead:
     stats: ReadStats
     last_seg_ts: int | None  #: the latest TCP segment time in the file
     last_seg_frame: int  #: the file-local frame number of its last TCP segment (0: none)
-    #: per partition, the `Batch` columns and ``gap_max``: in memory, or where in the
-    #: spool (`tcplife.spool.Piece`)
-    parts: list[dict[str, np.ndarray]] | list[Piece]
+    #: per partition, where in the spool its `Batch` columns and ``gap_max`` are
+    parts: list[Piece]
     v6_names: dict[int, str] = field(default_factory=dict)  #: IPv6 key -> text
     tails: list[int] = field(default_factory=list)  #: per partition, see `_gaps`
 
     def __sizeof__(self) -> int:  # for Dask (see `_PartitionOut.__sizeof__`)
-        return sum(a.nbytes for part in self.parts if isinstance(part, dict)
-                   for a in part.values()) + 100 * len(self.parts) + 4096
+        return 100 * len(self.parts) + 4096
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -185,14 +191,16 @@ def flow_partition(batch: Batch, nparts: int) -> np.ndarray:
 _COLUMNS = (*Batch.COLUMNS, "gap_max")
 
 
-def _read_file(path: str, nparts: int, spool: str | None = None, n: int = 0) -> _FileRead:
-    """The ``n``-th file of the set, cut into partitions; with a ``spool``, the partitions'
-    columns go to a file there (``read-NNNNN.bin``) batch by batch as they are read, not
-    into the task's result."""
+def _read_file(path: str, nparts: int, spool: str | WorkerSpool, n: int = 0) -> _FileRead:
+    """The ``n``-th file of the set, cut into partitions, whose columns go to a file in the
+    ``spool`` (``read-NNNNN.bin``; in this worker's own directory for a `WorkerSpool`)
+    batch by batch as they are read, not into the task's result."""
     stats = ReadStats()
-    sink: Appender | InMemory = (
-        InMemory(nparts, _COLUMNS) if spool is None
-        else Appender(os.path.join(spool, f"read-{n:05d}.bin"), nparts, _COLUMNS))
+    if isinstance(spool, WorkerSpool):
+        sink = Appender(os.path.join(worker_directory(spool), f"read-{n:05d}.bin"), nparts,
+                        _COLUMNS, kind=WorkerPiece)
+    else:
+        sink = Appender(os.path.join(spool, f"read-{n:05d}.bin"), nparts, _COLUMNS)
     last_frame = 0
     book: AddressBook | None = None
     all_part: list[np.ndarray] = []
@@ -255,11 +263,13 @@ def _gaps(part: np.ndarray, ts: np.ndarray, nparts: int
     return gaps, tails
 
 
+#: a partition's piece of a file: where its columns are (a `WorkerPiece` moved to another
+#: worker arrives as the columns themselves), the file's IPv6 names, its `_gaps` tail
+_Part = tuple[dict[str, np.ndarray] | Piece, dict[int, str], int]
+
+
 def _head(read: _FileRead) -> tuple[ReadStats, int | None, int]:
     return read.stats, read.last_seg_ts, read.last_seg_frame
-
-
-_Part = tuple[dict[str, np.ndarray] | Piece, dict[int, str], int]
 
 
 def _part_of(read: _FileRead, p: int) -> _Part:
@@ -566,8 +576,9 @@ def analyze_dask(source: _Sources, *,
     ``spool_dir``: a directory every worker reaches at that path, where the stages leave
     their data for the next one (in a hidden subdirectory, removed afterwards) instead of
     in the workers' memory. Default: with ``parquet_dir``, that directory; else, with the
-    local cluster (``scheduler`` None), the system's temporary directory; else none (the
-    stages' data stay in the workers' memory).
+    local cluster (``scheduler`` None), the system's temporary directory; else each worker's
+    own scratch directory (a partition's pieces then reach the worker that tracks it
+    through Dask, from the workers that read them).
 
     ``scheduler``: None for a `LocalCluster` on this machine's cores (one single-threaded
     worker process each), a scheduler address (``"tcp://host:8786"``) or a
@@ -575,6 +586,8 @@ def analyze_dask(source: _Sources, *,
     `default_partitions`); the result does not depend on it. ``on_event`` receives the events
     in the single process's order, but only once every partition is done.
     """
+    from distributed import wait
+
     options = resolve_options(options, tables, timeouts)
     if parquet_dir is not None and on_event is not None:
         raise ValueError("on_event needs the events in this process: not with parquet_dir")
@@ -582,12 +595,21 @@ def analyze_dask(source: _Sources, *,
     if not paths:
         raise FileNotFoundError(f"no capture files in {os.fspath(source)!r}"  # type: ignore
                                 if isinstance(source, (str, os.PathLike)) else "no captures")
+    parent = _spool_parent(spool_dir, parquet_dir, scheduler)
     with _client(scheduler) as client, \
-            spool(_spool_parent(spool_dir, parquet_dir, scheduler)) as where:
+            (spool(parent) if parent is not None else worker_spool(client)) as where:
         nparts = partitions or default_partitions(paths, _workers(client))
         reads = [client.submit(_read_file, path, nparts, where, n, pure=False)
                  for n, path in enumerate(paths)]
-        heads = client.gather([client.submit(_head, r) for r in reads])
+        # The tasks on a file's read run where it was read (a preference: one run
+        # elsewhere, as after a lost worker, gets the read moved, and a read of a worker's
+        # own spool then carries all its columns: `tcplife.spool.WorkerPiece`).
+        wait(reads)
+        holders = client.who_has(reads)
+        at_reader = [{"workers": list(holders[r.key]), "allow_other_workers": True}
+                     if holders.get(r.key) else {} for r in reads]
+        heads = client.gather([client.submit(_head, r, **at)
+                               for r, at in zip(reads, at_reader, strict=True)])
         offsets, frames = [], 0
         last_ts, last_frame = -1, 0
         for file_stats, file_last_ts, file_last_frame in heads:
@@ -597,7 +619,7 @@ def analyze_dask(source: _Sources, *,
                 last_frame = frames + file_last_frame
             frames += file_stats.frames
         stats = ReadStats()
-        for file_stats, _, _ in heads:
+        for file_stats, *_ in heads:
             stats.merge(file_stats)
         # Partitions dealt round the worker threads (a preference, not a rule): left to
         # itself the scheduler may queue two on one worker while another waits.
@@ -605,7 +627,8 @@ def analyze_dask(source: _Sources, *,
         # read its file, whose thread a partition being tracked would otherwise hold.
         slots = [w for w, n in sorted(client.nthreads().items()) for _ in range(n)]
         homes = [[slots[p % len(slots)]] if slots else None for p in range(nparts)]
-        pieces = [[client.submit(_part_of, r, p, priority=1) for r in reads]
+        pieces = [[client.submit(_part_of, r, p, priority=1, **at)
+                   for r, at in zip(reads, at_reader, strict=True)]
                   for p in range(nparts)]
         track: Callable[..., Any] = (_track_partition if parquet_dir is None
                                      else _track_and_index)
@@ -615,7 +638,7 @@ def analyze_dask(source: _Sources, *,
                    for p in range(nparts)]
         del reads, pieces
         if parquet_dir is not None:
-            assert where is not None  # a dataset always has its spool
+            assert isinstance(where, str)  # a dataset always has its shared spool
             return write_dataset(client, tracked, stats, options, tuple(tables), paths,
                                  parquet_dir, where, homes)
         outs = _gather_each(client, tracked)
@@ -625,7 +648,8 @@ def analyze_dask(source: _Sources, *,
 def _spool_parent(spool_dir: _Dir | None, parquet_dir: _Dir | None,
                   scheduler: Any) -> _Dir | None:
     """Where the spool goes: ``spool_dir``; else ``parquet_dir`` (the workers write there
-    anyway); else, for the local cluster, the temporary directory; else nowhere."""
+    anyway); else, for the local cluster, the temporary directory; else (None) each
+    worker's own scratch directory (`tcplife.spool.WorkerSpool`)."""
     if spool_dir is not None:
         return spool_dir
     if parquet_dir is not None:

@@ -4,14 +4,19 @@ instead of through the workers' memory.
 Owns: the spool directory (`spool`: a fresh hidden directory under the given parent, every
 file in it removed afterwards, after an error too), and the formats the stages write in
 it: `Appender` (a read task's columns, cut into groups and written chunk by chunk as
-they are read, one raw file; a `Piece` names one group and reads it back alone; `InMemory`
-the same without a file), `dump`/`undump` (one pickled object a file), and
-`save_arrays`/`load_array` (one ``.npy`` file an array, memory-mapped on reading). The
-spool must be reachable at the same path by every worker; the files' names are the
-callers'. Tasks only create files in the directory, never the directory itself, and the
-directory is renamed before it is removed, so a task still running after the analysis
-failed cannot leave anything behind. Knows nothing of
-events or tables.
+they are read, one raw file; a `Piece` names one group and reads it back alone),
+`dump`/`undump` (one pickled object a file), and `save_arrays`/`load_array` (one ``.npy``
+file an array, memory-mapped on reading). Such a spool must be reachable at the same path
+by every worker; the files' names are the callers'. Tasks only create files in the
+directory, never the directory itself, and the directory is renamed before it is removed,
+so a task still running after the analysis failed cannot leave anything behind.
+
+Where no directory is shared (a caller's cluster, no directory given), each worker spools
+in its own scratch directory (`WorkerSpool`, `worker_directory`, `remove_worker_spool`):
+there `Appender` gives `WorkerPiece`s, handles that the worker holding them reads back
+and that, when Dask moves one to another worker, carry their columns.
+
+Knows nothing of events or tables.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import pickle
 import shutil
 import tempfile
 import time
+import uuid
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,12 +40,9 @@ PREFIX = ".tcplife-spool-"
 
 
 @contextlib.contextmanager
-def spool(parent: str | os.PathLike[str] | None) -> Iterator[str | None]:
-    """A new spool directory under ``parent`` (None: no spool, None is yielded), removed
-    with its files when the block ends, however it ends."""
-    if parent is None:
-        yield None
-        return
+def spool(parent: str | os.PathLike[str]) -> Iterator[str]:
+    """A new spool directory under ``parent``, removed with its files when the block ends,
+    however it ends."""
     os.makedirs(parent, exist_ok=True)
     path = tempfile.mkdtemp(prefix=PREFIX, dir=parent)
     try:
@@ -86,6 +89,11 @@ def concatenated(names: tuple[str, ...], chunks: list[dict[str, np.ndarray]]
             else np.empty(0, dtype=np.int64) for name, parts in cols.items()}
 
 
+class WrongWorker(RuntimeError):
+    """A `WorkerPiece` read where its file is not: on another machine than the worker
+    that wrote it, or after its spool was removed."""
+
+
 @dataclass(frozen=True)
 class Piece:
     """One group of an `Appender`'s file: its chunks, each ``(start, rows, layout)``: from
@@ -108,12 +116,82 @@ class Piece:
         return concatenated(self.names, chunks)
 
 
+@dataclass(frozen=True)
+class WorkerPiece(Piece):
+    """A `Piece` in one worker's own scratch directory (`WorkerSpool`). In that worker's
+    memory it is a handle; pickled, as Dask does to hand it to a task on another worker,
+    it is its columns (read on the holding worker), which unpickle as a plain dict.
+    (Workers in one process hand each other the handle itself, and read the file.)"""
+
+    def load(self) -> dict[str, np.ndarray]:
+        try:
+            return Piece.load(self)
+        except FileNotFoundError as exc:
+            raise WrongWorker(f"{self.path} is not here: a worker's own spool file, read "
+                              "on another machine or after the spool was removed") from exc
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return dict, (Piece.load(self),)
+
+
+@dataclass(frozen=True)
+class WorkerSpool:
+    """Spool in each worker's own scratch directory, in a subdirectory ``name``."""
+
+    name: str
+
+
+def _this_worker_directory() -> str | None:
+    """The scratch directory of the Dask worker running this task (None outside one)."""
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().local_directory)
+    except (ImportError, ValueError):
+        return None
+
+
+def worker_directory(where: WorkerSpool) -> str:
+    """On a worker, in a task: its own spool directory, made if this is its first file."""
+    here = _this_worker_directory()
+    if here is None:
+        raise RuntimeError("a worker spool is only reachable from a Dask worker's task")
+    path = os.path.join(here, where.name)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def worker_spool(client: Any) -> Iterator[WorkerSpool]:
+    """A `WorkerSpool` for one analysis on ``client``'s cluster; when the block ends,
+    however it ends, every worker's directory of it is removed. (A read task of a failed
+    analysis that starts on a worker after that makes its directory again: it stays in the
+    worker's scratch space, which Dask removes when the worker stops.)"""
+    where = WorkerSpool(PREFIX + uuid.uuid4().hex)
+    try:
+        yield where
+    finally:
+        try:
+            client.run(remove_worker_spool, where.name)
+        except Exception as exc:  # noqa: BLE001 - a lost worker must not hide the result
+            warnings.warn(f"tcplife: could not remove the workers' spool directories "
+                          f"{where.name}: {exc}", stacklevel=3)
+
+
+def remove_worker_spool(name: str, dask_worker: Any) -> None:
+    """Run on every worker (`distributed.Client.run`): its spool directory ``name`` gone."""
+    path = os.path.join(str(dask_worker.local_directory), name)
+    if os.path.lexists(path):
+        _remove(path)
+
+
 class Appender:
     """Groups of columns (``names``) written chunk by chunk, as they come, to one file;
-    `close` gives a `Piece` per group. The writer holds no column."""
+    `close` gives a `Piece` (or ``kind``) per group. The writer holds no column."""
 
-    def __init__(self, path: str, groups: int, names: tuple[str, ...]) -> None:
-        self.path, self.names = path, names
+    def __init__(self, path: str, groups: int, names: tuple[str, ...],
+                 kind: type[Piece] = Piece) -> None:
+        self.path, self.names, self.kind = path, names, kind
         self._file = open(path, "wb")  # noqa: SIM115 - closed by `close`
         self._offset = 0
         self._layouts: dict[tuple[tuple[str, str], ...], int] = {}
@@ -132,27 +210,12 @@ class Appender:
     def close(self) -> list[Piece]:
         self._file.close()
         layouts = tuple(sorted(self._layouts, key=self._layouts.__getitem__))
-        return [Piece(self.path, self.names, layouts, tuple(c)) for c in self._chunks]
-
-
-class InMemory:
-    """`Appender`'s interface without a file: `close` gives each group's columns."""
-
-    def __init__(self, groups: int, names: tuple[str, ...]) -> None:
-        self.names = names
-        self._chunks: list[list[dict[str, np.ndarray]]] = [[] for _ in range(groups)]
-
-    def add(self, group: int, chunk: dict[str, np.ndarray]) -> None:
-        self._chunks[group].append(chunk)
-
-    def close(self) -> list[dict[str, np.ndarray]]:
-        out = [concatenated(self.names, chunks) for chunks in self._chunks]
-        self._chunks = []
-        return out
+        return [self.kind(self.path, self.names, layouts, tuple(c)) for c in self._chunks]
 
 
 def load(part: dict[str, np.ndarray] | Piece) -> dict[str, np.ndarray]:
-    """A group of columns, in memory or spooled."""
+    """A group of columns, spooled or (a `WorkerPiece` moved to another worker) in
+    memory."""
     return part.load() if isinstance(part, Piece) else part
 
 

@@ -11,6 +11,7 @@ worker, for a set and for one with six times the connections in as many files
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 from pathlib import Path
@@ -37,11 +38,30 @@ import tcplife  # noqa: E402
 import tcplife.distributed  # noqa: E402
 from tcplife.detect import ConnView, PerConnection  # noqa: E402
 from tcplife.distributed import _spool_parent, analyze_dask  # noqa: E402
-from tcplife.spool import PREFIX, Appender, InMemory, Piece, spool  # noqa: E402
+from tcplife.spool import (  # noqa: E402
+    PREFIX,
+    Appender,
+    Piece,
+    WorkerPiece,
+    WrongWorker,
+    concatenated,
+    spool,
+)
 
 #: the tasks at whose start the held bytes are taken: tracking and the dataset's stages
 #: (as `key_split` names them: without the leading underscore)
 WATCHED = ("track_partition", "track_and_index", "finish", "time_wait", "write")
+
+
+def handles(obj) -> bytes:
+    """``obj`` pickled as it is held: a `WorkerPiece` in its worker's memory is a handle
+    (pickling it, as Dask does to move it, would read its columns)."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = {  # type: ignore[attr-defined]
+        WorkerPiece: lambda p: (Piece, (p.path, p.names, p.layouts, p.chunks))}
+    pickler.dump(obj)
+    return buffer.getvalue()
 
 
 class Held(WorkerPlugin):
@@ -65,7 +85,7 @@ class Held(WorkerPlugin):
         held: dict[str, int] = {}  # by the name of the task that made the result
         for k in list(data.keys()):
             if key_split(k) not in self.skip:
-                size = len(pickle.dumps(data[k], protocol=pickle.HIGHEST_PROTOCOL))
+                size = len(handles(data[k]))
                 held[key_split(k)] = held.get(key_split(k), 0) + size
         self.records.append((key_split(key), held))
 
@@ -106,11 +126,12 @@ def capture_columns_bytes(files: list[Path]) -> int:
     return 110 * tcplife.analyze(files, tables=()).stats.tcp_segments
 
 
-@pytest.mark.parametrize("path", ["dataset", "memory"])
+@pytest.mark.parametrize("path", ["dataset", "memory", "workers"])
 def test_held_bytes_do_not_grow_with_the_capture(path, tmp_path, one_worker):
     """Six times the connections (~6x every file and every partition): at the start of
     every tracking task and every dataset stage, the worker holds the same few kB as on
-    the small set, far less than the capture's segments. (Without the spool, the read
+    the small set, far less than the capture's segments: with a dataset, with a spool
+    directory, and with neither (each worker's own spool). (Without a spool, the read
     tasks' columns, then the tracked events, then the collected tables were held: the
     held bytes grew with the set.) The in-memory result's tracked
     partitions go to the client as each finishes, so they are not counted there."""
@@ -119,8 +140,10 @@ def test_held_bytes_do_not_grow_with_the_capture(path, tmp_path, one_worker):
     for files in (small, big):
         if path == "dataset":
             kwargs, skip = {"parquet_dir": tmp_path / f"ds{len(maxima)}"}, ()
-        else:
+        elif path == "memory":
             kwargs, skip = {"spool_dir": tmp_path}, ("track_partition",)
+        else:
+            kwargs, skip = {}, ("track_partition",)
         seen = held_while_running(one_worker, files, skip, **kwargs)
         names = {name for name, _ in seen}
         assert names == ({"track_and_index", "finish", "time_wait", "write"}
@@ -189,7 +212,7 @@ def test_spooled_equals_in_memory_and_analyze(tmp_path, one_worker):
 
 def test_spool_parent():
     """The explicit directory; else the dataset's; else, for the local cluster only, the
-    temporary directory; a caller's cluster without either keeps the data in memory."""
+    temporary directory; a caller's cluster without either: None, each worker's own."""
     import tempfile
 
     assert _spool_parent("/s", "/ds", None) == "/s"
@@ -210,17 +233,16 @@ def test_spool_pieces_round_trip(tmp_path):
               (0, {"c": np.array([-1, -2, -3, -4], dtype=np.int64)}),
               (2, {"c": np.array([8], dtype=np.int64)})]
     names = ("a", "b", "c")
-    memory = InMemory(3, names)
+    groups = [concatenated(names, [c for g, c in chunks if g == group]) for group in range(3)]
     with spool(tmp_path) as where:
-        assert where is not None and Path(where).name.startswith(PREFIX)
+        assert Path(where).name.startswith(PREFIX)
         appender = Appender(str(Path(where) / "g.bin"), 3, names)
         for group, chunk in chunks:
             appender.add(group, chunk)
-            memory.add(group, chunk)
         pieces = appender.close()
-        assert all(isinstance(p, Piece) for p in pieces)
+        assert all(type(p) is Piece for p in pieces)
         back = [p.load() for p in pieces]
-        for got, want in zip(back, memory.close(), strict=True):
+        for got, want in zip(back, groups, strict=True):
             assert set(got) == set(want) == set(names)
             for name in names:
                 assert got[name].dtype == want[name].dtype
@@ -229,8 +251,27 @@ def test_spool_pieces_round_trip(tmp_path):
         assert back[0]["c"].tolist() == [-1, -2, -3, -4]
         assert back[1]["a"].tolist() == [] and back[1]["c"].tolist() == []
     assert list(tmp_path.iterdir()) == []
-    with spool(None) as nowhere:
-        assert nowhere is None
+
+
+def test_worker_piece_carries_its_columns(tmp_path):
+    """A piece of a worker's own spool, pickled (as Dask moves it to another worker),
+    is its columns: they unpickle after its file is gone. The handle itself, read where
+    its file is not, says so."""
+    import numpy as np
+
+    appender = Appender(str(tmp_path / "g.bin"), 2, ("a", "b"), kind=WorkerPiece)
+    appender.add(1, {"a": np.arange(4, dtype=np.int64), "b": np.arange(4, dtype=np.uint16)})
+    appender.add(1, {"a": np.array([9], dtype=np.int64), "b": np.array([7], np.uint16)})
+    empty, piece = appender.close()
+    assert type(piece) is WorkerPiece
+    moved, moved_empty = pickle.dumps(piece), pickle.dumps(empty)
+    (tmp_path / "g.bin").unlink()
+    back = pickle.loads(moved)
+    assert type(back) is dict and back["a"].tolist() == [0, 1, 2, 3, 9]
+    assert back["b"].dtype == np.uint16 and back["b"].tolist() == [0, 1, 2, 3, 7]
+    assert pickle.loads(moved_empty)["a"].tolist() == []
+    with pytest.raises(WrongWorker, match="not here"):
+        piece.load()
 
 
 @pytest.mark.parametrize("opts", [{"time_wait_threshold": 3},

@@ -8,6 +8,7 @@ list of files (which `analyze` reads as one capture).
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import struct
@@ -52,13 +53,23 @@ def client():
         cluster.close()
 
 
-@pytest.fixture(params=["memory", "spool"])
+def worker_spools(client) -> dict[str, list[str]]:
+    """Per worker, the spool directories left in its own scratch directory."""
+    from tcplife.spool import PREFIX
+
+    return client.run(lambda dask_worker: [
+        n for n in os.listdir(dask_worker.local_directory) if n.startswith(PREFIX)])
+
+
+@pytest.fixture(params=["workers", "spool"])
 def spooled(request, tmp_path):
-    """`analyze_dask`'s keywords: the stages' data in the workers' memory (a caller's
-    client, no ``parquet_dir``: the default), or in a spool directory, which must be gone
-    afterwards."""
-    if request.param == "memory":
+    """`analyze_dask`'s keywords: the stages' data in each worker's own scratch directory
+    (a caller's client, no ``parquet_dir`` or ``spool_dir``: the default), or in a spool
+    directory; either must be gone afterwards."""
+    if request.param == "workers":
+        client = request.getfixturevalue("client")
         yield {}
+        assert all(left == [] for left in worker_spools(client).values())
         return
     where = tmp_path / "spool-parent"
     where.mkdir()
@@ -213,13 +224,20 @@ def test_unreadable_file_raises_capture_error(tmp_path, client, spooled):
 
 
 def test_worker_processes(tmp_path):
-    """Real worker processes: everything crosses by pickle."""
+    """Real worker processes: everything crosses by pickle, with each worker's own spool
+    (the default on a caller's cluster), a spool directory, and a dataset."""
     whole = write_pcap(tmp_path / "w.pcap", many_conversations(20))
     files = rotate(whole, [11, 50, 99], tmp_path / "rot")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as c:
-        got = analyze_dask(tmp_path / "rot", scheduler=c)
+        got = analyze_dask(tmp_path / "rot", scheduler=c, partitions=4)
+        assert all(left == [] for left in worker_spools(c).values())
+        # Each worker spooled what it read in its own directory; pieces of it reached
+        # partitions tracked on the other worker (as their columns, by pickle).
+        moved = c.run(lambda dask_worker: [k for e in dask_worker.transfer_incoming_log
+                                           for k in e["keys"] if "_part_of" in str(k)])
+        assert any(moved.values()), moved
         spooled = analyze_dask(tmp_path / "rot", scheduler=c, spool_dir=tmp_path / "spool")
         assert c.run(lambda: tcplife.__file__) == {w: tcplife.__file__ for w in c.nthreads()}
         dataset = analyze_dask(tmp_path / "rot", scheduler=c, partitions=3,
