@@ -179,8 +179,11 @@ class Tracker:
             if self._reuse_note is not None:
                 self._note(conn, Oddity(conn.conn_id, seg.ts_ns, seg.frame, CLIENT,
                                         "port_reuse", self._reuse_note))
-        elif conn.predecessor is not None and self._belongs_to_predecessor(conn, seg):
-            conn = conn.predecessor
+        elif conn.predecessor is not None:
+            if self._belongs_to_predecessor(conn, seg):
+                conn = conn.predecessor
+            elif conn.predecessor is not None and seg.flags & (SYN | ACK) == SYN | ACK:
+                self._syn_taken(conn.predecessor, seg)
         conn.peers.feed(seg, seg.src == conn.client.addr and seg.sport == conn.client.port,
                         stream)
         self._process(conn, seg)
@@ -322,7 +325,11 @@ class Tracker:
     def _supersede(self, conn: Connection, seg: Segment) -> None:
         """A new SYN reuses the 4-tuple: the sender's old socket is gone, and a peer in
         TIME_WAIT accepts the SYN and drops its old socket (RFC 9293 3.10.7.4 note;
-        Linux tcp_timewait_state_process returns TCP_TW_SYN)."""
+        Linux tcp_timewait_state_process returns TCP_TW_SYN) if the SYN's sequence number
+        is after what it expects next. Otherwise Linux takes it only on a newer TCP
+        timestamp, which tcplife does not read: the TIME_WAIT lives on, beside the new
+        attempt, until its answer shows which (`_syn_taken`: a SYN-ACK; else the old
+        instance's ACK, the new client's RST that kills it, and the SYN again)."""
         sender = conn.client if seg.src == conn.client.addr and seg.sport == conn.client.port \
             else conn.server
         receiver = conn.peer(sender)
@@ -332,7 +339,9 @@ class Tracker:
         if sender.state not in (CLOSED, LISTEN):
             self._transition(conn, sender, CLOSED, "new SYN on the 4-tuple", seg.frame,
                              seg.ts_ns, inferred=True, kind="")
-        if receiver.state == TIME_WAIT:
+        expected = receiver.max_ack if receiver.max_ack is not None else sender.snd_nxt
+        if receiver.state == TIME_WAIT and (expected is None
+                                           or seq_diff(seg.seq, expected) > 0):
             self._transition(conn, receiver, CLOSED, "recv SYN (new incarnation)",
                              seg.frame, seg.ts_ns, inferred=True, kind="")
         c, s = conn.client, conn.server
@@ -344,6 +353,19 @@ class Tracker:
         # Otherwise the old socket lives on beside the new attempt: a synchronized socket
         # answers the SYN with a challenge ACK (RFC 5961 4), the new client answers that
         # with RST, which kills the old socket. Those segments go to the old instance.
+
+    def _syn_taken(self, old: Connection, seg: Segment) -> None:
+        """A SYN-ACK answers a new SYN that reused the 4-tuple while the answering side's
+        old socket was in TIME_WAIT (a SYN `_supersede` could not tell it would take):
+        the TIME_WAIT socket took the SYN, so it is gone, as of this SYN-ACK."""
+        side = old.client if seg.src == old.client.addr and seg.sport == old.client.port \
+            else old.server
+        if side.state != TIME_WAIT:
+            return
+        self._transition(old, side, CLOSED, "recv SYN (new incarnation: its SYN-ACK)",
+                         seg.frame, seg.ts_ns, inferred=True, kind="")
+        if old.peer(side).state not in ALIVE:
+            self._end(old)
 
     @staticmethod
     def _belongs_to_predecessor(conn: Connection, seg: Segment) -> bool:
@@ -840,9 +862,10 @@ class Tracker:
                                  "fin_sent": a.fin_seq is not None}))
         if a.state == CLOSED:
             return
+        was = a.state
         self._apply(conn, a, SEND_RST, seg, inferred=False)
-        if a.state == CLOSED:
-            conn.rst_closed = True
+        if a.state == CLOSED and was != TIME_WAIT:  # a closed connection's TIME_WAIT cut
+            conn.rst_closed = True                   # short is not an RST close
 
     def _recv_rst(self, conn: Connection, a: Endpoint, b: Endpoint, seg: Segment) -> None:
         if b.state in (CLOSED, LISTEN):
@@ -851,8 +874,9 @@ class Tracker:
             self._odd(conn, b, seg, "rst_ignored",
                       f"RST seq {seg.seq} outside what {b.side} would accept")
             return
+        was = b.state
         self._apply(conn, b, RECV_RST, seg, inferred=True)
-        if b.state == CLOSED:
+        if b.state == CLOSED and was != TIME_WAIT:
             conn.rst_closed = True
 
     def _recv(self, conn: Connection, a: Endpoint, b: Endpoint, seg: Segment) -> None:

@@ -160,3 +160,38 @@ def test_compare_normalises_ipv6_addresses() -> None:
                 for t, rs in rows.items()}
     assert any(rs for rs in expanded.values())
     assert golden.compare(expected, "client", SAMPLES, result=FakeResult(expanded)) == []
+
+
+#: lab scenarios in which the new SYN on a reused 4-tuple meets the server's old socket,
+#: which answers it with an ACK of the old connection; the client's RST (seq = that ACK's
+#: acknowledgment number) kills the old socket, and the SYN, sent again, opens the new one
+#: (the lab's `_verify_challenge` checked that sequence in both captures when they were made)
+REFUSED_REUSE = {"port_reuse_close_wait": "CLOSE_WAIT",
+                 "port_reuse_time_wait_refused": "TIME_WAIT"}
+
+
+@pytest.mark.parametrize(("name", "vantage"), [(n, v) for n in REFUSED_REUSE
+                                               for v in ("client", "server")])
+def test_old_socket_ends_at_the_clients_rst(name: str, vantage: str) -> None:
+    """The kernel ends the old server socket when the client's RST reaches it, not at the
+    new SYN (ss cannot see that microsecond; the capture's packet order does): its last
+    transition is at the RST's frame, found here by reading the capture with dpkt."""
+    import dpkt
+
+    import tcplife
+
+    path = SAMPLES / f"{name}.{vantage}.pcap"
+    with path.open("rb") as f:
+        frames = [(n, dpkt.ethernet.Ethernet(buf).data.data)
+                  for n, (_, buf) in enumerate(dpkt.pcap.Reader(f), start=1)]
+    rst = next(n for n, tcp in frames
+               if isinstance(tcp, dpkt.tcp.TCP) and tcp.flags & dpkt.tcp.TH_RST)
+    r = tcplife.analyze(path)
+    t = r.transitions
+    old = t[(t.conn_id == 0) & (t.side == "server")]
+    assert list(old.to_state)[-2:] == [REFUSED_REUSE[name], "CLOSED"]
+    assert (old.iloc[-1].frame, old.iloc[-1].event) == (rst, "recv RST")
+    new = t[(t.conn_id == 1) & (t.side == "server")]
+    assert list(new.to_state[:2]) == ["SYN_RECEIVED", "ESTABLISHED"]
+    assert list(r.connections.close_kind) == ["rst" if name == "port_reuse_close_wait"
+                                              else "fin", "fin"]

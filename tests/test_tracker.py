@@ -430,6 +430,51 @@ def test_port_reuse_while_the_old_server_socket_is_in_close_wait() -> None:
     assert r.connections.set_index("conn_id").loc[1].packets == 4  # SYN, SYN, SYN-ACK, ACK
 
 
+@pytest.mark.parametrize(("shape", "offset", "tw_end"), [
+    # the new ISN is after what the TIME_WAIT expects: Linux takes the SYN at once
+    ("taken", +1_000_000, (8, "recv SYN (new incarnation)")),
+    # before it, without timestamps: the old socket's ACK, the client's RST kills it
+    # (kernel: SYN, ACK, RST, SYN, SYN-ACK with net.ipv4.tcp_timestamps=0 on the client)
+    ("refused", -1_000_000, (10, "recv RST")),
+    # before it, with a newer TCP timestamp: Linux takes it; the SYN-ACK shows that
+    ("taken on its timestamp", -1_000_000, (9, "recv SYN (new incarnation: its SYN-ACK)")),
+])
+def test_new_syn_meets_the_servers_time_wait(shape: str, offset: int,
+                                             tw_end: tuple[int, str]) -> None:
+    """The server closed first and holds TIME_WAIT; the client reuses the 4-tuple. What
+    the TIME_WAIT does with the SYN depends on its sequence number (and timestamp); the
+    capture shows it, and tcplife must end the old socket where the kernel did."""
+    cv = Conv()
+    cv.handshake()
+    cv.s(FIN)
+    cv.c(ACK)
+    cv.c(FIN)
+    cv.s(ACK)  # frame 7: the server is in TIME_WAIT
+    cv.wait(1)
+    old_client_next, old_server_next = cv.client.snd_nxt, cv.server.snd_nxt
+    new_isn = (old_client_next + offset) % 2**32
+    cv.c(SYN, seq=new_isn, ack=0)  # frame 8
+    if shape == "refused":
+        cv.s(ACK, seq=old_server_next, ack=old_client_next)
+        cv.c(RST, seq=old_client_next)
+        cv.c(SYN, seq=new_isn, ack=0)
+    cv.server.rcv_nxt = new_isn + 1
+    cv.s(SYN | ACK, seq=50_000, ack=new_isn + 1)
+    cv.c(ACK, seq=new_isn + 1, ack=50_001)
+    r = run(cv.segments)
+    assert list(r.connections.conn_id) == [0, 1]
+    t = r.transitions
+    old_server = t[(t.conn_id == 0) & (t.side == "server")]
+    assert list(old_server.to_state)[-2:] == ["TIME_WAIT", "CLOSED"]
+    assert (old_server.iloc[-1].frame, old_server.iloc[-1].event) == tw_end
+    assert r.path("client", 1) == ["CLOSED", "SYN_SENT", "ESTABLISHED"]
+    assert r.path("server", 1) == ["LISTEN", "SYN_RECEIVED", "ESTABLISHED"]
+    conns = r.connections.set_index("conn_id")
+    assert conns.loc[1].packets == (4 if shape == "refused" else 3)
+    assert list(conns.close_kind) == ["fin", "open"]
+    assert conns.loc[1].client_bytes == 0
+
+
 # Shapes from the third-party corpus (tests/test_corpus.py names the captures).
 
 def test_forged_rst_before_the_synack_does_not_make_the_server_refuse() -> None:

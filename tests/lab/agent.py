@@ -14,7 +14,7 @@ Commands (``op`` plus arguments):
 - ``accept`` name (listener), as, timeout
 - ``connect`` name, addr, port, timeout, blocking (default true), bind_addr, bind_port
 - ``wait_connect`` name, timeout: finish a non-blocking connect
-- ``send`` name, n: send n bytes (one sendall)
+- ``send`` name, n, background: send n bytes (one sendall; in a thread if background)
 - ``recv`` name, n (int or "all"), timeout: read what is there (up to n)
 - ``close`` name; ``shutdown`` name, how (RD|WR|RDWR); ``linger0`` name; ``dup`` name, as
 - ``info`` name: local and remote address
@@ -161,7 +161,11 @@ def op_wait_connect(c: dict[str, Any]) -> dict[str, Any]:
 def op_send(c: dict[str, Any]) -> dict[str, Any]:
     s = _SOCKS[c["name"]]
     n = int(c.get("n", 100))
-    s.sendall(bytes([0x61 + i % 26 for i in range(n)]))
+    data = (bytes(range(0x61, 0x61 + 26)) * (n // 26 + 1))[:n]
+    if c.get("background"):  # more than the socket buffers hold: the peer reads meanwhile
+        threading.Thread(target=s.sendall, args=(data,), daemon=True).start()
+    else:
+        s.sendall(data)
     return {"ok": True, "sent": n}
 
 

@@ -566,6 +566,18 @@ DESIGNS: dict[str, Design] = {
                "connection's sequence numbers but come after the new SYN, so by capture "
                "order they are in instance 1's time span; the RST is what ends instance 0 "
                "on the server"]),
+    "port_reuse_time_wait_refused": Design(
+        [Row("port_reuse", "client", instance=1)],
+        explained={"rst:client": "the new SYN-SENT socket's RST answering the TIME-WAIT "
+                                 "socket's ACK (excluded from abortive_close by definition)",
+                   "rtx_syn:client": "the SYN retransmitted 2 jiffies after that RST (Linux "
+                                     "re-arms the SYN timer to TCP_TIMEOUT_MIN there)",
+                   "rtx_data:client": "retransmissions within the 64 MiB bulk transfer (a "
+                                      "full queue on the path drops segments): no kind "
+                                      "applies"},
+        notes=["port_reuse_time_wait_refused: the TIME-WAIT socket's ACK and the client's "
+               "RST carry the old connection's sequence numbers but come after the new SYN; "
+               "the RST is what ends instance 0's TIME-WAIT on the server"]),
     "keepalive": Design([Row("keepalive", "client")]),
     "half_open": Design(
         [Row("half_open", "client")],

@@ -648,6 +648,25 @@ def _verify_challenge(r: Run, pkts: dict[str, list[Packet]]) -> None:
                            f"SYN retransmitted {gap:.3f}s after the first, then SYN-ACK")
 
 
+def _reconnect_from(r: Run, port: int) -> None:
+    """Connect again from the client's old ``port`` (its SYN meets the server's old
+    socket: `_verify_challenge`), one exchange, close (client first)."""
+    r.mark("reconnect")
+    reply = r.c("connect", name="C2", addr=r.saddr, port=PORT, bind_addr=r.caddr,
+                bind_port=port, timeout=5.0)
+    r.notes.append(f"second connect() returned after {time.time() - r.marks['reconnect']:.3f}s"
+                   f" from local port {reply['local'][1]} (first: {port})")
+    r.accept("A2")
+    r.exchange(cname="C2", sname="A2")
+    r.settle()
+    r.checkpoint("reconnected", "client: ESTAB; server: LISTEN ESTAB")
+    r.c("close", name="C2")
+    r.settle(0.3)
+    r.s("close", name="A2")
+    r.settle()
+    r.checkpoint("second_closed", "client: TIME-WAIT; server: LISTEN")
+
+
 @scenario("The classic CLOSE-WAIT leak meets port reuse: the server accepts and never "
           "closes; the client closes and its orphaned FIN-WAIT-2 socket expires after 2 s "
           "(client net.ipv4.tcp_fin_timeout=2) while the server stays in CLOSE-WAIT. The "
@@ -672,20 +691,49 @@ def port_reuse_close_wait(r: Run) -> None:
     r.checkpoint("fin_wait_2", "client: FIN-WAIT-2; server: LISTEN CLOSE-WAIT")
     r.sleep_until("close", 3.2)
     r.checkpoint("before_reuse", "client: -; server: LISTEN CLOSE-WAIT")
-    r.mark("reconnect")
-    reply = r.c("connect", name="C2", addr=r.saddr, port=PORT, bind_addr=r.caddr,
-                bind_port=port, timeout=5.0)
-    r.notes.append(f"second connect() returned after {time.time() - r.marks['reconnect']:.3f}s"
-                   f" from local port {reply['local'][1]} (first: {port})")
-    r.accept("A2")
-    r.exchange(cname="C2", sname="A2")
+    _reconnect_from(r, port)
+
+
+#: what the client sends before the server closes first in port_reuse_time_wait_refused:
+#: more than Linux's ISN clock (64 ns ticks: ~15.6 M a second) advances between the two
+#: connections, so that the new ISN falls below what the TIME-WAIT socket expects next
+BULK = 64 << 20
+#: the links' MTU in that scenario
+JUMBO_MTU = 65000
+
+
+@scenario("Port reuse that a TIME-WAIT socket refuses: the client (net.ipv4.tcp_timestamps"
+          "=0) sends 64 MiB over links of MTU 65000, the server closes first and ends in "
+          "TIME-WAIT, and the client connects again from the same port. Its new ISN is "
+          "below what the TIME-WAIT socket expects next (Linux's ISN clock advanced less "
+          "than 64 MiB), and without a TCP timestamp the TIME-WAIT socket does not take "
+          "the SYN (tcp_timewait_state_process): it answers with an ACK of the old "
+          "connection, the SYN-SENT client answers that with RST, which kills the TIME-WAIT "
+          "socket, and the client's SYN retransmission opens a new connection on the same "
+          "4-tuple (closed by the client). Captures with snaplen 128.",
+          "server TIME-WAIT / client gone after the first connection; ESTAB/ESTAB on the "
+          "same 4-tuple after the reuse; client TIME-WAIT at the end",
+          sysctls=[("client", "net.ipv4.tcp_timestamps", 0)],
+          snaplen=128,
+          verify=_verify_challenge)
+def port_reuse_time_wait_refused(r: Run) -> None:
+    # 64 KB segments (the lab turns segmentation offloads off): a small capture
+    for role, dev in (("client", "eth0"), ("router", "ethc"), ("router", "eths"),
+                      ("server", "eth0")):
+        r.lab.nsexec(role, "ip", "link", "set", "dev", dev, "mtu", str(JUMBO_MTU))
+    r.open_connection()
+    r.c("send", name="C", n=BULK, background=True)
+    got = r.s("recv", name="A", n=BULK, timeout=20.0)["received"]
+    if got != BULK:
+        raise ScenarioError(f"bulk transfer short: {got}/{BULK}")
+    r.s("close", name="A")
     r.settle()
-    r.checkpoint("reconnected", "client: ESTAB; server: LISTEN ESTAB")
-    r.c("close", name="C2")
-    r.settle(0.3)
-    r.s("close", name="A2")
+    r.checkpoint("server_closed_first", "client: CLOSE-WAIT; server: LISTEN FIN-WAIT-2")
+    port = r.c("info", name="C")["local"][1]
+    r.c("close", name="C")
     r.settle()
-    r.checkpoint("second_closed", "client: TIME-WAIT; server: LISTEN")
+    r.checkpoint("server_time_wait", "client: -; server: LISTEN TIME-WAIT")
+    _reconnect_from(r, port)
 
 
 def _verify_keepalive(r: Run, pkts: dict[str, list[Packet]]) -> None:
