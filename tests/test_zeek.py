@@ -231,6 +231,12 @@ LAB_EXPECTED = {
     # First instance: client FIN "F", then (new SYN, challenge ACK) the client's RST "R":
     # orig RESET from CLOSED, peer open: RSTO. Second: a clean exchange.
     "port_reuse_close_wait": [("RSTO", "ShADadFR"), ("SF", "ShADadFf")],
+    # First instance: the exchange, then the client's 64 MiB: the server advertises a
+    # zero window 28 times ("w" at the 1st and the 10th: log scale), closes first (f F);
+    # the client's RST that kills the TIME_WAIT (routed to the old instance, as in
+    # port_reuse_close_wait) comes from a CLOSED endpoint whose peer is CLOSED: SF with
+    # "R". Second: a clean exchange.
+    "port_reuse_time_wait_refused": [("SF", "ShADadwwfFR"), ("SF", "ShADadFf")],
 }
 
 
