@@ -183,7 +183,7 @@ class Tracker:
             if self._belongs_to_predecessor(conn, seg):
                 conn = conn.predecessor
             elif conn.predecessor is not None and seg.flags & (SYN | ACK) == SYN | ACK:
-                self._syn_taken(conn.predecessor, seg)
+                self._syn_taken(conn, seg)
         conn.peers.feed(seg, seg.src == conn.client.addr and seg.sport == conn.client.port,
                         stream)
         self._process(conn, seg)
@@ -354,16 +354,20 @@ class Tracker:
         # answers the SYN with a challenge ACK (RFC 5961 4), the new client answers that
         # with RST, which kills the old socket. Those segments go to the old instance.
 
-    def _syn_taken(self, old: Connection, seg: Segment) -> None:
-        """A SYN-ACK answers a new SYN that reused the 4-tuple while the answering side's
-        old socket was in TIME_WAIT (a SYN `_supersede` could not tell it would take):
-        the TIME_WAIT socket took the SYN, so it is gone, as of this SYN-ACK."""
+    def _syn_taken(self, conn: Connection, seg: Segment) -> None:
+        """A SYN-ACK answers ``conn``'s SYN, which reused the 4-tuple while the answering
+        side's old socket was in TIME_WAIT (a SYN `_supersede` could not tell it would
+        take): the TIME_WAIT socket took the SYN, so it has been gone since that SYN (the
+        transition is dated at the SYN, known only now)."""
+        old = conn.predecessor
+        assert old is not None
         side = old.client if seg.src == old.client.addr and seg.sport == old.client.port \
             else old.server
         if side.state != TIME_WAIT:
             return
-        self._transition(old, side, CLOSED, "recv SYN (new incarnation: its SYN-ACK)",
-                         seg.frame, seg.ts_ns, inferred=True, kind="")
+        self._transition(old, side, CLOSED, "recv SYN (new incarnation, taken: its SYN-ACK "
+                         f"at frame {seg.frame})", conn.first_frame, conn.first_ts,
+                         inferred=True, kind="")
         if old.peer(side).state not in ALIVE:
             self._end(old)
 

@@ -195,3 +195,32 @@ def test_old_socket_ends_at_the_clients_rst(name: str, vantage: str) -> None:
     assert list(new.to_state[:2]) == ["SYN_RECEIVED", "ESTABLISHED"]
     assert list(r.connections.close_kind) == ["rst" if name == "port_reuse_close_wait"
                                               else "fin", "fin"]
+
+
+@pytest.mark.parametrize("vantage", ["client", "server"])
+def test_time_wait_taken_on_a_timestamp_ends_at_the_synack(vantage: str) -> None:
+    """port_reuse_time_wait_timestamp: the new SYN's sequence number is below what the
+    server's TIME_WAIT expects (the lab checked), but Linux takes it on its newer TCP
+    timestamp, which tcplife does not read: the SYN-ACK is what shows it, and the old
+    socket's TIME_WAIT is then ended where the kernel ended it, at the SYN; nothing of
+    the new attempt is taken for the old connection."""
+    import dpkt
+
+    import tcplife
+
+    path = SAMPLES / f"port_reuse_time_wait_timestamp.{vantage}.pcap"
+    with path.open("rb") as f:
+        tcps = [(n, tcp) for n, (_, buf) in enumerate(dpkt.pcap.Reader(f), start=1)
+                if isinstance(tcp := dpkt.ethernet.Ethernet(buf).data.data, dpkt.tcp.TCP)]
+    syns = [n for n, tcp in tcps if tcp.flags & (dpkt.tcp.TH_SYN | dpkt.tcp.TH_ACK)
+            == dpkt.tcp.TH_SYN]
+    synack = next(n for n, tcp in tcps
+                  if n > syns[1] and tcp.flags & dpkt.tcp.TH_SYN and tcp.flags & dpkt.tcp.TH_ACK)
+    r = tcplife.analyze(path)
+    t = r.transitions
+    old = t[(t.conn_id == 0) & (t.side == "server")]
+    assert list(old.to_state)[-2:] == ["TIME_WAIT", "CLOSED"]
+    assert (old.iloc[-1].frame, old.iloc[-1].event) \
+        == (syns[1], f"recv SYN (new incarnation, taken: its SYN-ACK at frame {synack})")
+    assert list(r.connections.close_kind) == ["fin", "fin"]
+    assert list(r.connections.packets)[1] == sum(1 for n, _ in tcps if n >= syns[1])

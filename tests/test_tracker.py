@@ -437,7 +437,8 @@ def test_port_reuse_while_the_old_server_socket_is_in_close_wait() -> None:
     # (kernel: SYN, ACK, RST, SYN, SYN-ACK with net.ipv4.tcp_timestamps=0 on the client)
     ("refused", -1_000_000, (10, "recv RST")),
     # before it, with a newer TCP timestamp: Linux takes it; the SYN-ACK shows that
-    ("taken on its timestamp", -1_000_000, (9, "recv SYN (new incarnation: its SYN-ACK)")),
+    ("taken on its timestamp", -1_000_000,
+     (8, "recv SYN (new incarnation, taken: its SYN-ACK at frame 9)")),
 ])
 def test_new_syn_meets_the_servers_time_wait(shape: str, offset: int,
                                              tw_end: tuple[int, str]) -> None:

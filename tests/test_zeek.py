@@ -237,6 +237,9 @@ LAB_EXPECTED = {
     # port_reuse_close_wait) comes from a CLOSED endpoint whose peer is CLOSED: SF with
     # "R". Second: a clean exchange.
     "port_reuse_time_wait_refused": [("SF", "ShADadwwfFR"), ("SF", "ShADadFf")],
+    # The same, without the ACK and RST (the TIME_WAIT takes the SYN): 43 zero windows,
+    # "ww" again. Second: a clean exchange.
+    "port_reuse_time_wait_timestamp": [("SF", "ShADadwwfF"), ("SF", "ShADadFf")],
 }
 
 

@@ -578,6 +578,11 @@ DESIGNS: dict[str, Design] = {
         notes=["port_reuse_time_wait_refused: the TIME-WAIT socket's ACK and the client's "
                "RST carry the old connection's sequence numbers but come after the new SYN; "
                "the RST is what ends instance 0's TIME-WAIT on the server"]),
+    "port_reuse_time_wait_timestamp": Design(
+        [Row("port_reuse", "client", instance=1)],
+        explained={"rtx_data:client": "retransmissions within the 64 MiB bulk transfer (a "
+                                      "full queue on the path drops segments): no kind "
+                                      "applies"}),
     "keepalive": Design([Row("keepalive", "client")]),
     "half_open": Design(
         [Row("half_open", "client")],

@@ -727,7 +727,13 @@ JUMBO_MTU = 65000
           snaplen=128,
           verify=_verify_challenge)
 def port_reuse_time_wait_refused(r: Run) -> None:
-    # 64 KB segments (the lab turns segmentation offloads off): a small capture
+    _reuse_below_time_wait(r)
+
+
+def _reuse_below_time_wait(r: Run) -> None:
+    """The client sends `BULK` over jumbo links (64 KB segments, as the lab turns
+    segmentation offloads off: a small capture), the server closes first and holds
+    TIME-WAIT, and the client connects again from the same port."""
     for role, dev in (("client", "eth0"), ("router", "ethc"), ("router", "eths"),
                       ("server", "eth0")):
         r.lab.nsexec(role, "ip", "link", "set", "dev", dev, "mtu", str(JUMBO_MTU))
@@ -744,6 +750,44 @@ def port_reuse_time_wait_refused(r: Run) -> None:
     r.settle()
     r.checkpoint("server_time_wait", "client: -; server: LISTEN TIME-WAIT")
     _reconnect_from(r, port)
+
+
+def _verify_taken_on_timestamp(r: Run, pkts: dict[str, list[Packet]]) -> None:
+    """After the reuse, each capture shows the new SYN answered by a SYN-ACK at once,
+    although its sequence number is not after the old connection's last client sequence
+    number (so the TIME-WAIT socket took it on its timestamp)."""
+    t0 = r.marks["reconnect"]
+    for vantage in ("client", "server"):
+        ps = pkts[vantage]
+        old_next = max(p.seq + p.length + p.fin for p in ps
+                       if p.ts < t0 - TRANSIT and _norm(p.src) == _norm(r.caddr))
+        after = [p for p in ps if p.ts >= t0 - TRANSIT][:2]
+        shape = [("S" if not p.ackf else "SA") if p.syn else "other" for p in after]
+        if shape != ["S", "SA"] or _norm(after[0].src) != _norm(r.caddr):
+            r.problems.append(f"{vantage}: the new SYN was not answered by a SYN-ACK: {shape}")
+            continue
+        below = (old_next - after[0].seq) % 2**32
+        if not 0 < below < 2**31:
+            r.problems.append(f"{vantage}: the new ISN {after[0].seq} is not below the old "
+                              f"connection's next client sequence number {old_next}")
+            continue
+        r.notes.append(f"{vantage}: new SYN seq={after[0].seq}, {below} below the old "
+                       f"connection's next client seq ({old_next}), answered by SYN-ACK "
+                       f"{1e6 * (after[1].ts - after[0].ts):.0f} us later")
+
+
+@scenario("Port reuse that a TIME-WAIT socket takes on its timestamp: as "
+          "port_reuse_time_wait_refused, but with TCP timestamps on (Linux's default). "
+          "The new ISN is again below what the TIME-WAIT socket expects next, but the SYN's "
+          "timestamp is newer than the last one it saw, so it takes the SYN "
+          "(tcp_timewait_state_process: TCP_TW_SYN), its socket is gone, and the listener "
+          "answers with a SYN-ACK at once. Captures with snaplen 128.",
+          "server TIME-WAIT / client gone after the first connection; ESTAB/ESTAB on the "
+          "same 4-tuple after the reuse; client TIME-WAIT at the end",
+          snaplen=128,
+          verify=_verify_taken_on_timestamp)
+def port_reuse_time_wait_timestamp(r: Run) -> None:
+    _reuse_below_time_wait(r)
 
 
 def _verify_keepalive(r: Run, pkts: dict[str, list[Packet]]) -> None:
