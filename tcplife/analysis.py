@@ -222,6 +222,7 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
     finally:
         if gc_was_on:
             gc.enable()
-    return consume.result(tracker.finish_chunks(), stats, [_source_name(s) for s in sources])
+    return consume.result(tracker.finish_chunks(end_ns=stats.last_ts_ns), stats,
+                          [_source_name(s) for s in sources])
 
 

@@ -36,7 +36,14 @@ TIMEOUTS: dict[str, str] = {
     "syn_received": "How long a SYN-ACK is retransmitted (tcp_synack_retries=5).",
     "close_wait_linger": "CLOSE_WAIT lasting longer than this is an anomaly.",
     "time_wait_threshold": "Sockets of one host in TIME_WAIT at once that make an anomaly.",
+    "port_range_low": "Lowest ephemeral port of the clients (net.ipv4.ip_local_port_range).",
+    "port_range_high": "Highest ephemeral port of the clients (net.ipv4.ip_local_port_range).",
+    "max_tw_buckets": "TIME_WAIT sockets a host may hold (net.ipv4.tcp_max_tw_buckets).",
+    "time_wait_share": "Share of the limit (0-1) a TIME_WAIT peak or projection must pass.",
 }
+
+_METAVARS = {"time_wait_threshold": "COUNT", "max_tw_buckets": "COUNT",
+             "port_range_low": "PORT", "port_range_high": "PORT", "time_wait_share": "SHARE"}
 
 
 @dataclass(frozen=True)
@@ -156,7 +163,7 @@ def timeout_options(command: F) -> F:
         wrapper = click.option(
             "--" + name.replace("_", "-"), name, type=click.FloatRange(min=0),
             default=getattr(Options, name), show_default=True,
-            metavar="COUNT" if name.endswith("threshold") else "SECONDS", help=text)(wrapper)
+            metavar=_METAVARS.get(name, "SECONDS"), help=text)(wrapper)
     return wrapper  # type: ignore[return-value]
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from tcplife.events import (
     Anomaly,
+    Claim,
     ConnectionEnded,
     ConnectionRecord,
     Event,
@@ -29,7 +30,9 @@ from tcplife.events import (
 )
 from tcplife.options import NS, Options
 from tcplife.states import (
+    CERTAIN,
     CLIENT,
+    DEFAULT_SEVERITY,
     CLOSE_WAIT,
     CLOSED,
     CLOSING,
@@ -88,8 +91,15 @@ class ConnView:
         return state
 
     def anomaly(self, ts_ns: int, side: str, kind: str, frame: int | None,
-                detail: str) -> Anomaly:
-        return Anomaly(self.record.conn_id, ts_ns, side, kind, frame, detail)
+                detail: str, *, severity: str | None = None, confidence: str = CERTAIN,
+                frames: Iterable[int | None] = (),
+                claims: Iterable[Claim] = ()) -> Anomaly:
+        """An anomaly row of this connection: ``severity`` defaults to the kind's
+        (`DEFAULT_SEVERITY`); ``frames`` beside ``frame`` are the other evidence."""
+        evidence = tuple(dict.fromkeys(f for f in (frame, *frames) if f is not None))
+        return Anomaly(self.record.conn_id, ts_ns, side, kind, frame, detail,
+                       severity or DEFAULT_SEVERITY[kind], confidence, evidence,
+                       tuple(claims))
 
 
 class Detector(Protocol):
@@ -457,6 +467,8 @@ class TimeWaitAccumulation:
             if len(at) and peak >= self.threshold:
                 start, _end, conn_id, side, frame = spans.span(int(at[0]))
                 yield Anomaly(conn_id, start, side, "time_wait_accumulation", frame,
+                              severity=DEFAULT_SEVERITY["time_wait_accumulation"],
+                              frames=() if frame is None else (frame,), detail=
                               f"host {host} had {peak} sockets in TIME_WAIT at once at "
                               f"{clock(start)} (threshold {self.threshold}): it closes "
                               "many short connections first; each holds its 4-tuple for "
@@ -522,6 +534,8 @@ class DetectorSet:
             elif isinstance(ev, ConnectionEnded):
                 rec = ev.record
                 self.capture_end_ns = max(self.capture_end_ns, rec.last_ts_ns)
+                if ev.at_end:  # its states: those at the capture's end, as now known
+                    rec.settle(ev.transitions, self.capture_end_ns)
                 out += self.judge(rec, ev.transitions, ev.notes, self.capture_end_ns)
         return out
 

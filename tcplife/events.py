@@ -81,9 +81,20 @@ class Oddity:
     facts: dict[str, object] | None = None
 
 
+#: One fact an anomaly's sentence states about a side: (side, state, ts_ns), "this side
+#: was in this state at this instant" (by the connection's transitions).
+Claim = tuple[str, State, int]
+
+
 @dataclass(slots=True)
 class Anomaly:
-    """A lifecycle anomaly, with its evidence and a sentence a person can act on."""
+    """A lifecycle anomaly, with its evidence and a sentence a person can act on.
+
+    ``severity`` (error, warning, info) follows the situation; ``confidence`` (certain,
+    likely, possible) says how far the packets prove the cause the sentence names
+    (`tcplife.states`). ``frames`` are the frames the verdict relies on (``frame`` first)
+    and ``claims`` the states the sentence asserts: the data the sentence was rendered
+    from, so that a reader (or a test) can check it against the transitions."""
 
     conn_id: int
     ts_ns: int
@@ -91,6 +102,10 @@ class Anomaly:
     kind: str
     frame: int | None
     detail: str
+    severity: str = "warning"
+    confidence: str = "certain"
+    frames: tuple[int, ...] = ()
+    claims: tuple[Claim, ...] = ()
 
 
 @dataclass(slots=True)
@@ -112,6 +127,8 @@ class ConnectionRecord:
     server_packets: int
     client_bytes: int
     server_bytes: int
+    #: each side's state at the end of the capture (its last frame): what ``ss`` showed
+    #: when the capture stopped
     client_state: State
     server_state: State
     client_initial_state: State
@@ -125,6 +142,36 @@ class ConnectionRecord:
     server_last_payload_ns: int | None = None
     anomalies: list[str] = field(default_factory=list)
     peers: PeerSummary | None = None  #: what Zeek, Wireshark, Suricata would say
+    #: where each side goes once the timeouts pending at the end have run, with no
+    #: further packet (None: as ``client_state``/``server_state``)
+    client_eventual_state: State | None = None
+    server_eventual_state: State | None = None
+
+    def settle(self, transitions: list[Transition], end_ns: int) -> None:
+        """Set ``client_state``/``server_state`` to each side's state at ``end_ns`` by
+        ``transitions`` (the connection's, in (ts_ns, tid) order), keeping the states
+        after every transition as the eventual ones."""
+        if self.client_eventual_state is None:
+            self.client_eventual_state = self.client_state
+        if self.server_eventual_state is None:
+            self.server_eventual_state = self.server_state
+        self.client_state = state_at_end(self.client_initial_state, transitions, "client",
+                                         end_ns)
+        self.server_state = state_at_end(self.server_initial_state, transitions, "server",
+                                         end_ns)
+
+
+def state_at_end(initial: State, transitions: list[Transition], side: str,
+                 end_ns: int) -> State:
+    """``side``'s state at ``end_ns``: the last of its ``transitions`` (in (ts_ns, tid)
+    order) dated at or before it, else its initial state: what ``state_at`` gives."""
+    state = initial
+    for t in transitions:
+        if t.ts_ns > end_ns:
+            break
+        if t.side == side:
+            state = t.to_state
+    return state
 
 
 @dataclass(slots=True)
@@ -138,6 +185,10 @@ class ConnectionEnded:
     record: ConnectionRecord
     transitions: list[Transition] = field(default_factory=list)
     notes: list[Oddity] = field(default_factory=list)
+    #: ended by the end of input (`Tracker.finish`), perhaps with timeouts still pending
+    #: then: its record's states are those at the end the tracker knew, which the caller
+    #: may `ConnectionRecord.settle` at the capture's true end
+    at_end: bool = False
 
 
 Event = ConnectionStarted | Transition | Retraction | Oddity | ConnectionEnded | Anomaly

@@ -28,15 +28,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from tcplife.states import ANOMALY_KINDS
 
-#: The anomaly kinds of the contract (``shared/CONTRACT.md``), for choosing among them.
-ANOMALY_KINDS: tuple[str, ...] = (
-    "refused", "syn_unanswered", "handshake_incomplete", "rst_on_close_unread_data",
-    "abortive_close", "lingering_close_wait", "fin_wait_2_timeout", "missing_final_ack",
-    "simultaneous_close", "simultaneous_open", "half_close", "write_after_close",
-    "half_open", "port_reuse", "time_wait_accumulation", "keepalive", "mid_stream",
-)
+__all__ = ["ANOMALY_KINDS", "Filter", "make_filter", "parse_host"]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def parse_host(text: str) -> Network:

@@ -26,7 +26,7 @@ from tcplife.events import (
     Transition,
 )
 from tcplife.peers.suricata import STATES as SURICATA_STATES
-from tcplife.states import CLOSE_KINDS, SIDES, STATE_ORDER, State
+from tcplife.states import CLOSE_KINDS, CONFIDENCES, SEVERITIES, SIDES, STATE_ORDER, State
 
 STATE_DTYPE = pd.CategoricalDtype(list(STATE_ORDER))
 SIDE_DTYPE = pd.CategoricalDtype(list(SIDES))
@@ -44,7 +44,8 @@ CONNECTION_COLUMNS: dict[str, Any] = {
     "client_port": "int32", "server_addr": "string", "server_port": "int32",
     "first_ts": "float64", "last_ts": "float64", "duration": "float64", "packets": "int64",
     "client_bytes": "int64", "server_bytes": "int64", "client_state": STATE_DTYPE,
-    "server_state": STATE_DTYPE, "close_kind": CLOSE_KIND_DTYPE, "anomalies": "object",
+    "server_state": STATE_DTYPE, "client_eventual_state": STATE_DTYPE,
+    "server_eventual_state": STATE_DTYPE, "close_kind": CLOSE_KIND_DTYPE, "anomalies": "object",
     "role_inferred": "bool", "mid_stream": "bool",
     "first_time": TIME_DTYPE, "last_time": TIME_DTYPE, "first_frame": "int64",
     "last_frame": "int64", "client_packets": "int64", "server_packets": "int64",
@@ -62,9 +63,12 @@ TRANSITION_COLUMNS: dict[str, Any] = {
     "port": "int32", "from_state": STATE_DTYPE, "to_state": STATE_DTYPE, "event": "string",
     "frame": "Int64", "inferred": "bool", "time": TIME_DTYPE, "ts_ns": "int64",
 }
+SEVERITY_DTYPE = pd.CategoricalDtype(list(SEVERITIES), ordered=True)  #: worst first
+CONFIDENCE_DTYPE = pd.CategoricalDtype(list(CONFIDENCES), ordered=True)
 ANOMALY_COLUMNS: dict[str, Any] = {
     "conn_id": "int64", "ts": "float64", "side": "string", "kind": "string",
-    "frame": "Int64", "detail": "string", "time": TIME_DTYPE, "ts_ns": "int64",
+    "frame": "Int64", "detail": "string", "severity": SEVERITY_DTYPE,
+    "confidence": CONFIDENCE_DTYPE, "time": TIME_DTYPE, "ts_ns": "int64",
 }
 ODDITY_COLUMNS: dict[str, Any] = {
     "conn_id": "int64", "ts": "float64", "side": "string", "name": "string",
@@ -331,7 +335,10 @@ def connection_row(r: ConnectionRecord) -> dict[str, Any]:
         "server_port": r.server_port, **_seconds(r.first_ts_ns, r.last_ts_ns),
         "packets": r.packets, "client_bytes": r.client_bytes,
         "server_bytes": r.server_bytes, "client_state": r.client_state.value,
-        "server_state": r.server_state.value, "close_kind": r.close_kind,
+        "server_state": r.server_state.value,
+        "client_eventual_state": (r.client_eventual_state or r.client_state).value,
+        "server_eventual_state": (r.server_eventual_state or r.server_state).value,
+        "close_kind": r.close_kind,
         "role_inferred": r.role_inferred, "mid_stream": r.mid_stream,
         "first_time": r.first_ts_ns, "last_time": r.last_ts_ns,
         "first_frame": r.first_frame, "last_frame": r.last_frame,

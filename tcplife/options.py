@@ -28,7 +28,15 @@ class Options:
     closed_linger: how long a fully closed connection is kept to absorb late packets
         (retransmissions, RSTs) before it is emitted and forgotten.
     time_wait_threshold: how many sockets of one host in TIME_WAIT at once count as an
-        accumulation (a count, not seconds).
+        accumulation (a count, not seconds), whatever the risk.
+    port_range_low, port_range_high: the clients' ephemeral port range
+        (net.ipv4.ip_local_port_range, 32768-60999): how many TIME_WAIT sockets one client
+        can hold towards one server address and port.
+    max_tw_buckets: how many TIME_WAIT sockets a host may hold at all
+        (net.ipv4.tcp_max_tw_buckets, 262,144): the server's limit.
+    time_wait_share: the share of the limit (0-1) that a host's TIME_WAIT peak, or the
+        count its rate of new TIME_WAIT sockets projects over ``time_wait``, must pass to
+        count as an accumulation.
     """
 
     time_wait: float = 60.0
@@ -39,12 +47,18 @@ class Options:
     idle: float = 300.0
     closed_linger: float = 120.0
     time_wait_threshold: float = 1000
+    port_range_low: float = 32768
+    port_range_high: float = 60999
+    max_tw_buckets: float = 262144
+    time_wait_share: float = 0.25
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
             if not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"option {f.name} must be a non-negative number of seconds")
+                raise ValueError(f"option {f.name} must be a non-negative number")
+        if self.port_range_high < self.port_range_low:
+            raise ValueError("option port_range_high must not be below port_range_low")
         # The tracker asks for these per segment: converted once.
         object.__setattr__(self, "_ns", {f.name: int(round(getattr(self, f.name) * NS))
                                          for f in fields(self)})

@@ -73,3 +73,36 @@ SIDES: tuple[str, str] = (CLIENT, SERVER)
 #: Values of the connections table's ``close_kind`` column.
 CLOSE_KINDS: tuple[str, ...] = ("fin", "rst", "refused", "unanswered", "incomplete", "open",
                                 "timeout")
+
+#: The anomaly kinds of the contract (``shared/CONTRACT.md``).
+ANOMALY_KINDS: tuple[str, ...] = (
+    "refused", "syn_unanswered", "listen_overflow", "handshake_incomplete",
+    "rst_on_close_unread_data", "abortive_close", "lingering_close_wait",
+    "fin_wait_2_timeout", "missing_final_ack", "final_ack_delayed", "simultaneous_close",
+    "simultaneous_open", "half_close", "write_after_close", "half_open", "port_reuse",
+    "time_wait_accumulation", "keepalive", "mid_stream",
+)
+
+#: An anomaly row's ``severity``, worst first: ``error`` (something failed or leaks),
+#: ``warning`` (worth a look), ``info`` (normal TCP, noted).
+SEVERITIES: tuple[str, ...] = ("error", "warning", "info")
+ERROR, WARNING, INFO = SEVERITIES
+
+#: An anomaly row's ``confidence``: ``certain`` (the packets show it), ``likely`` (the
+#: packets point to it; another cause is conceivable but rare), ``possible`` (the wire
+#: cannot tell this cause from another one, which the row names too).
+CONFIDENCES: tuple[str, ...] = ("certain", "likely", "possible")
+CERTAIN, LIKELY, POSSIBLE = CONFIDENCES
+
+#: Each kind's severity where its detector does not judge the situation otherwise (README
+#: "Anomaly rules" says when a row is more or less severe than this).
+DEFAULT_SEVERITY: dict[str, str] = {
+    "refused": ERROR, "syn_unanswered": ERROR, "listen_overflow": ERROR,
+    "handshake_incomplete": WARNING, "rst_on_close_unread_data": WARNING,
+    "abortive_close": WARNING, "lingering_close_wait": ERROR,
+    "fin_wait_2_timeout": WARNING, "missing_final_ack": WARNING,
+    "final_ack_delayed": INFO, "simultaneous_close": INFO, "simultaneous_open": INFO,
+    "half_close": INFO, "write_after_close": WARNING, "half_open": ERROR,
+    "port_reuse": INFO, "time_wait_accumulation": WARNING, "keepalive": INFO,
+    "mid_stream": INFO,
+}

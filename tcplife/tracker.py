@@ -158,6 +158,8 @@ class Tracker:
         self._out: list[Event] = []
         self._reuse_note: str | None = None
         self._wireshark = WiresharkStreams()
+        #: while `finish` runs: the capture's end, at which its records' states are taken
+        self._ending_at: int | None = None
 
     # ------------------------------------------------------------------ public API
     def feed(self, seg: Segment) -> list[Event]:
@@ -207,17 +209,23 @@ class Tracker:
         """When the next timer is due (ns), or None: the caller may sleep until then."""
         return self._timers[0][0] if self._timers else None
 
-    def finish(self) -> list[Event]:
-        """End of input. Timeouts still pending fire now, at their own deadlines (which may
-        lie after the last packet: a TIME_WAIT left at the end of the capture is reported
-        closing 60 s after it began, as Linux will close it); then every connection ends,
-        each side in its final state."""
-        return [ev for chunk in self.finish_chunks() for ev in chunk]
+    def finish(self, end_ns: int | None = None) -> list[Event]:
+        """End of input, the capture's end at ``end_ns`` (its last frame; default: the
+        latest segment's time). Each connection still open ends now: its record's
+        ``client_state``/``server_state`` are the sides' states at that end (what ``ss``
+        showed when the capture stopped), and its ``*_eventual_state`` those after the
+        timeouts still pending, which fire at their own deadlines (which may lie after the
+        last packet: a TIME_WAIT left at the end of the capture is reported closing 60 s
+        after it began, as Linux will close it)."""
+        return [ev for chunk in self.finish_chunks(end_ns=end_ns) for ev in chunk]
 
-    def finish_chunks(self, size: int = 4096) -> Iterator[list[Event]]:
+    def finish_chunks(self, size: int = 4096,
+                      end_ns: int | None = None) -> Iterator[list[Event]]:
         """`finish`'s events, the same in the same order, in lists of about ``size``: the
         end of a big capture need not hold every open connection's last events at once."""
         out = self._out = []
+        end = max(x for x in (end_ns, self.now_ns, 0) if x is not None)
+        self._ending_at = end
         timers = self._timers
         while timers:  # deadline by deadline: the order of one `_advance(_FOREVER)`
             self._advance(timers[0][0])
@@ -230,6 +238,7 @@ class Tracker:
                 yield self._out
                 out = self._out = []
         self._timers.clear()
+        self._ending_at = None
         yield out
 
     # ------------------------------------------------------------------ live mode
@@ -402,7 +411,11 @@ class Tracker:
         for key in ((c.addr, c.port, s.addr, s.port), (s.addr, s.port, c.addr, c.port)):
             if self._flows.get(key) is conn:
                 del self._flows[key]
-        self._out.append(ConnectionEnded(_record(conn), *_judged_by(conn)))
+        trans, notes = _judged_by(conn)
+        record = _record(conn)
+        if self._ending_at is not None:
+            record.settle(trans, self._ending_at)
+        self._out.append(ConnectionEnded(record, trans, notes, self._ending_at is not None))
 
     # ------------------------------------------------------------------ fast lane
     def steady(self, src: str, sport: int, dst: str, dport: int) -> Connection | None:
@@ -1168,7 +1181,8 @@ def _record(conn: Connection) -> ConnectionRecord:
         first_ts_ns=conn.first_ts, last_ts_ns=conn.last_ts, first_frame=conn.first_frame,
         last_frame=conn.last_frame, packets=conn.packets, client_packets=c.packets,
         server_packets=s.packets, client_bytes=c.bytes, server_bytes=s.bytes,
-        client_state=c.state, server_state=s.state, client_initial_state=c.initial_state,
+        client_state=c.state, server_state=s.state, client_eventual_state=c.state,
+        server_eventual_state=s.state, client_initial_state=c.initial_state,
         server_initial_state=s.initial_state, close_kind=_close_kind(conn),
         role_inferred=conn.role_inferred, mid_stream=conn.mid_stream,
         client_last_ts_ns=c.last_ns, server_last_ts_ns=s.last_ns,

@@ -36,7 +36,8 @@ T0 = pcapgen.T0_US / 1e6  # 1700000000.0 = 2023-11-14T22:13:20Z
 CONTRACT_CONNECTION_COLUMNS = [
     "conn_id", "ip_version", "client_addr", "client_port", "server_addr", "server_port",
     "first_ts", "last_ts", "duration", "packets", "client_bytes", "server_bytes",
-    "client_state", "server_state", "close_kind", "anomalies", "role_inferred", "mid_stream",
+    "client_state", "server_state", "client_eventual_state", "server_eventual_state",
+    "close_kind", "anomalies", "role_inferred", "mid_stream",
 ]
 COMMANDS: dict[str, tuple[list[str], dict[str, Any]]] = {
     "analyze": ([], CONNECTION_COLUMNS),
