@@ -32,10 +32,10 @@ from tcplife.options import NS, Options
 from tcplife.states import (
     CERTAIN,
     CLIENT,
-    DEFAULT_SEVERITY,
     CLOSE_WAIT,
     CLOSED,
     CLOSING,
+    DEFAULT_SEVERITY,
     ESTABLISHED,
     FIN_WAIT_1,
     FIN_WAIT_2,
