@@ -67,6 +67,14 @@ class Result:
         side of each connection that is not CLOSED at that instant."""
         return _state_at(self.connections, self.transitions, when)
 
+    def summary(self) -> dict[str, Any]:
+        """The summary ``tcplife analyze`` prints under its table, as data
+        (`tcplife.summary.summarize`): states at the capture's end, what was open then,
+        close kinds, anomalies by severity and kind, the capture's counters."""
+        from tcplife.summary import summarize
+
+        return summarize(self.connections, self.stats, self.transitions, self.anomalies)
+
     def plot_timeline(self, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> Any:
         """A chart of each side's states over time (a matplotlib Figure; saved to ``path``
         if given). Needs matplotlib; see `tcplife.plot.plot_timeline` for the options."""
@@ -160,9 +168,7 @@ class Sink:
                sources: list[str]) -> Result:
         """Feed ``final`` (the tracker's `finish_chunks`) once the capture's end is known,
         then the detectors' own end; build the tables."""
-        if stats.last_ts_ns is not None:  # the capture ends with its last frame, any kind
-            self.detectors.capture_end_ns = max(self.detectors.capture_end_ns,
-                                                stats.last_ts_ns)
+        self.detectors.end_input(stats.last_ts_ns)  # its last frame, of any kind
         for events in final:
             self(events)
         self(list(self.detectors.finish()))

@@ -288,9 +288,13 @@ def analyze_command(captures: tuple[str, ...], engine: dict[str, Any] | None,
 
     Columns: conn_id, ip_version, client_addr, client_port, server_addr, server_port,
     first_ts, last_ts, duration, packets, client_bytes, server_bytes, client_state,
-    server_state (each side's state at capture end), close_kind, anomalies,
-    role_inferred, mid_stream, then extra columns. The table shows a compact subset and
-    counts states, close kinds, anomalies and what the capture reader skipped.
+    server_state (each side's state at the capture's last frame: what ss showed when it
+    stopped), client_eventual_state, server_eventual_state (after the timeouts pending
+    then, with no further packet: a TIME_WAIT at the end eventually CLOSED), close_kind,
+    anomalies, role_inferred, mid_stream, then extra columns. The table shows a compact
+    subset, then the summary: states at the end, what was open then (and the oldest),
+    close kinds, anomalies (warnings and errors; info counted in one line), and what the
+    capture reader counted.
 
     With --engine dask, --format parquet and -o DIR (an existing directory, or a path
     ending in / or without an extension), the Dask workers write all four tables as a
@@ -306,7 +310,11 @@ def analyze_command(captures: tuple[str, ...], engine: dict[str, Any] | None,
     # columns: the whole table is never held as a DataFrame (--conn checks its ids
     # against the whole table first, so it takes the other way).
     streamed = out.streams and engine is None and not select.conn_ids
-    result = run_analysis(captures, timeouts, tables=("connections",), engine=engine,
+    # The table's summary says how long what is open at the end has been so and ranks
+    # the anomalies by severity: it needs the transitions and anomalies too.
+    tables = ("connections", "transitions", "anomalies") if out.format == "table" \
+        else ("connections",)
+    result = run_analysis(captures, timeouts, tables=tables, engine=engine,
                           stream_connections=streamed)
     flt = select.resolve(result)
     if streamed:
@@ -314,7 +322,18 @@ def analyze_command(captures: tuple[str, ...], engine: dict[str, Any] | None,
             STREAM_ROWS)), empty_frame(CONNECTION_COLUMNS))
         return
     rows = flt.connections(result.connections)
-    out.emit(rows, lambda: output.connections_view(rows, result.stats, result.sources))
+    out.emit(rows, lambda: output.connections_view(rows, _summary(result, rows),
+                                                   result.sources))
+
+
+def _summary(result: Result, rows: pd.DataFrame) -> dict[str, Any]:
+    """The summary of the selected connections (``rows``)."""
+    from tcplife.summary import summarize
+
+    ids = rows["conn_id"]
+    return summarize(rows, result.stats,
+                     result.transitions[result.transitions["conn_id"].isin(ids)],
+                     result.anomalies[result.anomalies["conn_id"].isin(ids)])
 
 
 @main.command("timeline", epilog=CAPTURE_EPILOG)
@@ -362,14 +381,24 @@ def timeline_command(captures: tuple[str, ...], select: Selection, plot_path: st
 @main.command("anomalies", epilog=CAPTURE_EPILOG)
 @capture_arguments
 @filter_options
+@click.option("--all", "show_all", is_flag=True,
+              help="In the table, list info rows too (normal TCP, noted: keepalive, "
+                   "mid_stream, ...); other formats always carry every row.")
 @timeout_options
 @output_options
-def anomalies_command(captures: tuple[str, ...], select: Selection,
+def anomalies_command(captures: tuple[str, ...], select: Selection, show_all: bool,
                       timeouts: dict[str, float], out: Output) -> None:
-    """Anomalies: which connection and side, when, the evidence frame, what it means."""
+    """Anomalies: which connection and side, when, how severe and how sure, the evidence
+    frame, what it means.
+
+    Columns: conn_id, ts, side, kind, frame, detail, severity (error, warning, info),
+    confidence (certain, likely, possible: where the wire cannot tell two causes apart,
+    the row names both and is not certain), time, ts_ns. The table hides info rows and
+    says how many (--all shows them).
+    """
     result = run_analysis(captures, timeouts, tables=("connections", "anomalies"))
     rows = select.resolve(result).anomalies(result.anomalies, result.connections)
-    out.emit(rows, lambda: output.anomalies_view(rows, result.sources))
+    out.emit(rows, lambda: output.anomalies_view(rows, result.sources, show_info=show_all))
 
 
 @main.command("at", epilog=CAPTURE_EPILOG)

@@ -397,6 +397,8 @@ def _finish(t: Tracked, n: int, options: Options, tables: tuple[str, ...],
     del out
     ends = iter(capture_end.tolist())
     for events in (during, at_end):
+        if events is at_end:
+            detectors.end_input(None)  # the capture ends are `capture_end`'s
         run: list[Event] = []
         for ev in events:
             run.append(ev)

@@ -45,6 +45,7 @@ from tcplife.states import (
     SYN_SENT,
     TIME_WAIT,
     UNKNOWN,
+    WARNING,
     State,
 )
 
@@ -98,7 +99,7 @@ class ConnView:
         (`DEFAULT_SEVERITY`); ``frames`` beside ``frame`` are the other evidence."""
         evidence = tuple(dict.fromkeys(f for f in (frame, *frames) if f is not None))
         return Anomaly(self.record.conn_id, ts_ns, side, kind, frame, detail,
-                       severity or DEFAULT_SEVERITY[kind], confidence, evidence,
+                       severity or DEFAULT_SEVERITY.get(kind, WARNING), confidence, evidence,
                        tuple(claims))
 
 
@@ -372,6 +373,7 @@ class Notes(PerConnection):
                             "inferred and the roles guessed from the ports")
 
 
+_FOREVER = 1 << 62
 _Span = tuple[int, int, int, str, "int | None"]  #: TIME_WAIT start, end, conn_id, side, frame
 _SIDE_CODE = {CLIENT: 0, SERVER: 1}
 
@@ -524,6 +526,14 @@ class DetectorSet:
         self.options = options
         self.detectors = detectors if detectors is not None else default_detectors(options)
         self.capture_end_ns = 0
+        self.input_ended = False
+
+    def end_input(self, last_ts_ns: int | None) -> None:
+        """The input has ended, its last frame at ``last_ts_ns`` (None: no frame): the
+        events fed from now on are the end of input's (`Tracker.finish`)."""
+        if last_ts_ns is not None:
+            self.capture_end_ns = max(self.capture_end_ns, last_ts_ns)
+        self.input_ended = True
 
     def feed(self, events: Iterable[Event]) -> list[Anomaly]:
         out: list[Anomaly] = []
@@ -534,8 +544,13 @@ class DetectorSet:
             elif isinstance(ev, ConnectionEnded):
                 rec = ev.record
                 self.capture_end_ns = max(self.capture_end_ns, rec.last_ts_ns)
-                if ev.at_end:  # its states: those at the capture's end, as now known
-                    rec.settle(ev.transitions, self.capture_end_ns)
+                if ev.at_end:
+                    # Its states are those at the capture's end once the input has ended;
+                    # an engine that ended it earlier than one process would have (a
+                    # partition's own end, `tcplife.distributed`) hands it over before
+                    # then: one process ended it before the end, after its timeouts.
+                    rec.settle(ev.transitions,
+                               self.capture_end_ns if self.input_ended else _FOREVER)
                 out += self.judge(rec, ev.transitions, ev.notes, self.capture_end_ns)
         return out
 

@@ -163,14 +163,15 @@ class ConnectionRecord:
 
 def state_at_end(initial: State, transitions: list[Transition], side: str,
                  end_ns: int) -> State:
-    """``side``'s state at ``end_ns``: the last of its ``transitions`` (in (ts_ns, tid)
-    order) dated at or before it, else its initial state: what ``state_at`` gives."""
-    state = initial
+    """``side``'s state at the end of the capture, at ``end_ns``: where its transitions
+    lead in the order they were made (``tid``), but for timeouts dated after the end.
+    Every transition a segment caused precedes the capture's end, whatever its stamp
+    (stamps may step back); with stamps in order this is the last transition dated at or
+    before ``end_ns``, which is what ``state_at`` gives."""
+    state, latest = initial, -1
     for t in transitions:
-        if t.ts_ns > end_ns:
-            break
-        if t.side == side:
-            state = t.to_state
+        if t.side == side and t.tid > latest and (t.frame is not None or t.ts_ns <= end_ns):
+            state, latest = t.to_state, t.tid
     return state
 
 

@@ -32,9 +32,9 @@ from rich.console import Console, ConsoleOptions, JustifyMethod, RenderableType,
 from rich.table import Table
 from rich.text import Text
 
-from tcplife.capture import ReadStats
 from tcplife.frames import to_ns
 from tcplife.safety import csv_text, open_output, terminal_text
+from tcplife.states import DEFAULT_SEVERITY
 
 FORMATS: tuple[str, ...] = ("table", "json", "jsonl", "csv", "parquet")
 
@@ -64,7 +64,9 @@ CLOSE_STYLES: dict[str, str] = {
     "incomplete": "yellow", "open": "cyan", "timeout": "yellow",
 }
 #: Anomaly kinds that are information rather than trouble.
-INFO_KINDS = frozenset({"keepalive", "mid_stream"})
+#: kinds that are normal TCP, noted (severity info by default): dim wherever shown
+INFO_KINDS = frozenset(k for k, s in DEFAULT_SEVERITY.items() if s == "info")
+SEVERITY_STYLES: dict[str, str] = {"error": "bold red", "warning": "yellow", "info": "dim"}
 
 TableBuilder = Callable[[], list[RenderableType]]
 
@@ -483,9 +485,9 @@ CONNECTION_VIEW = [
 ]
 
 
-def connections_view(connections: pd.DataFrame, stats: ReadStats,
+def connections_view(connections: pd.DataFrame, summary: dict[str, Any],
                      sources: list[str]) -> list[RenderableType]:
-    """``analyze``: a compact connections table, then the summary."""
+    """``analyze``: a compact connections table, then the summary (`summary_view`)."""
     day, with_date = date_span(connections["first_ts_ns"])
     rows: list[list[RenderableType]] = [[
         str(row.conn_id), endpoint(row.client_addr, row.client_port),
@@ -501,7 +503,7 @@ def connections_view(connections: pd.DataFrame, stats: ReadStats,
     table = FittedTable(_title("connections", sources, day), CONNECTION_VIEW, rows,
                         optional=("pkts", "duration", "bytes\nc→s", "bytes\ns→c", "start"),
                         caption=caption, gap=1)
-    return [table, summary_view(connections, stats)]
+    return [table, summary_view(summary)]
 
 
 def _counts(values: Iterable[Any], styles: dict[str, str] | None = None) -> Text:
@@ -515,24 +517,63 @@ def _counts(values: Iterable[Any], styles: dict[str, str] | None = None) -> Text
     return text if counts else Text("none", style="dim")
 
 
-def summary_view(connections: pd.DataFrame, stats: ReadStats) -> Table:
-    """Connections by final state per side, by close kind, anomalies by kind, and what
-    the capture reader counted."""
+def summary_view(summary: dict[str, Any]) -> Table:
+    """`tcplife.summary.summarize`'s dict for people: each side's state at the capture's
+    end, what was still open then, how connections closed, the anomalies that matter
+    (warnings and errors; info rows counted in one line), the capture's counters in words."""
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
-    grid.add_row("connections", str(len(connections)))
-    grid.add_row("client ends in", _counts(connections["client_state"], STATE_STYLES))
-    grid.add_row("server ends in", _counts(connections["server_state"], STATE_STYLES))
-    grid.add_row("closed by", _counts(connections["close_kind"], CLOSE_STYLES))
-    kinds = [k for kinds in connections["anomalies"] for k in (kinds or [])]
-    grid.add_row("anomalies", _counts(kinds, {k: "red" for k in kinds if k not in INFO_KINDS}))
-    grid.add_row("capture", (
-        f"{stats.frames} frames, {stats.tcp_segments} TCP segments, {stats.non_tcp} non-TCP, "
-        f"{stats.bad_checksums} bad checksums, {stats.truncated} truncated"))
-    if stats.warnings:
-        grid.add_row("warnings", Text(f"{len(stats.warnings)} (on stderr)", style="yellow"))
+    grid.add_row("connections", str(summary["connections"]))
+    grid.add_row("client ends in", _count_text(summary["client_ends_in"], STATE_STYLES))
+    grid.add_row("server ends in", _count_text(summary["server_ends_in"], STATE_STYLES))
+    open_end = Text()
+    for i, (state, entry) in enumerate(summary["open_at_end"].items()):
+        if i:
+            open_end.append("  ")
+        open_end.append(state, style=STATE_STYLES.get(state, ""))
+        open_end.append(f" {entry['count']}")
+        if "oldest_s" in entry and state != "ESTABLISHED":
+            open_end.append(f" (oldest {duration(entry['oldest_s'])})", style="dim")
+    grid.add_row("open at the end", open_end if summary["open_at_end"] else
+                 Text("none", style="dim"))
+    grid.add_row("closed by", _count_text(summary["closed_by"], CLOSE_STYLES))
+    anomalies = summary["anomalies"]
+    shown = Text()
+    for severity in ("error", "warning"):
+        for kind, n in anomalies[severity].items():
+            if shown:
+                shown.append("  ")
+            shown.append(kind, style=SEVERITY_STYLES[severity])
+            shown.append(f" {n}")
+    grid.add_row("anomalies", shown if shown else Text("none", style="dim"))
+    info = sum(anomalies["info"].values())
+    if info:
+        grid.add_row("information", Text(
+            ", ".join(f"{kind} {n}" for kind, n in anomalies["info"].items())
+            + " (normal TCP; anomalies --all lists them)", style="dim"))
+    cap = summary["capture"]
+    words = (f"{cap['frames']} frames, {cap['tcp_segments']} TCP segments, "
+             f"{cap['non_tcp']} non-TCP")
+    if cap["bad_checksums"]:
+        words += f", {cap['bad_checksums']} bad checksums"
+    grid.add_row("capture", words)
+    notes = []
+    for addr, n in cap["checksum_offload"].items():
+        notes.append(f"every segment {addr} sent ({n}) has an unfilled checksum: checksum "
+                     "offload on the capturing host (normal)")
+    if cap["truncated"]:
+        notes.append(f"{cap['truncated']} segments cut by the snap length: their headers "
+                     "were read (normal with tcpdump -s)")
+    if notes:
+        grid.add_row("", Text("; ".join(notes), style="dim"))
+    if cap["warnings"]:
+        grid.add_row("warnings", Text(f"{cap['warnings']} (on stderr)", style="yellow"))
     return grid
+
+
+def _count_text(counts: dict[str, int], styles: dict[str, str] | None = None) -> Text:
+    return _counts([name for name, n in counts.items() for _ in range(n)], styles)
 
 
 TIMELINE_VIEW = [
@@ -567,20 +608,35 @@ def timeline_view(transitions: pd.DataFrame, connections: pd.DataFrame,
 
 ANOMALY_VIEW = [
     Column("time"), Column("conn", "right"), Column("side"), Column("kind"),
-    Column("frame", "right"), Column("detail", wrap=True),
+    Column("severity"), Column("frame", "right"), Column("detail", wrap=True),
 ]
 
 
-def anomalies_view(anomalies: pd.DataFrame, sources: list[str]) -> list[RenderableType]:
-    """``anomalies``: what went wrong, where, the evidence frame, and what to do."""
+def anomalies_view(anomalies: pd.DataFrame, sources: list[str],
+                   show_info: bool = False) -> list[RenderableType]:
+    """``anomalies``: what went wrong, where, how sure, the evidence frame, and what to do.
+    Info rows (normal TCP, noted) are counted in the caption unless ``show_info``."""
     day, with_date = date_span(anomalies["ts_ns"])
-    rows: list[list[RenderableType]] = [[
-        clock(row.ts_ns, with_date), str(row.conn_id), str(row.side),
-        Text(str(row.kind), style="dim" if str(row.kind) in INFO_KINDS else "red"),
-        _int(row.frame), str(row.detail),
-    ] for row in anomalies.itertuples(index=False)]
+    hidden = 0
+    rows: list[list[RenderableType]] = []
+    for row in anomalies.itertuples(index=False):
+        severity = str(row.severity)
+        if severity == "info" and not show_info:
+            hidden += 1
+            continue
+        sure = "" if str(row.confidence) == "certain" else f" ({row.confidence})"
+        rows.append([
+            clock(row.ts_ns, with_date), str(row.conn_id), str(row.side),
+            Text(str(row.kind), style=SEVERITY_STYLES.get(severity, "")),
+            Text(severity + sure, style=SEVERITY_STYLES.get(severity, "")),
+            _int(row.frame), str(row.detail)])
+    caption = None if rows else ("no anomalies found" if not hidden else
+                                 "no warnings or errors")
+    if hidden:
+        more = f"{hidden} info row{'s' if hidden > 1 else ''} hidden (--all shows them)"
+        caption = more if caption is None else f"{caption}; {more}"
     return [FittedTable(_title("anomalies", sources, day), ANOMALY_VIEW, rows,
-                        caption=None if rows else "no anomalies found")]
+                        caption=caption)]
 
 
 STATE_AT_VIEW = [

@@ -126,10 +126,12 @@ def test_analyze_jsonl_is_the_default_off_a_terminal(close_pcap: Path) -> None:
     assert (row["packets"], row["client_bytes"], row["server_bytes"]) == (10, 100, 300)
     assert row["first_ts"] == T0 and row["duration"] == pytest.approx(3.01)
     assert row["first_time"] == "2023-11-14T22:13:20.000000Z"
-    # the capture ends 10 ms after the server's FIN, with the client in TIME_WAIT; the final
-    # state is taken after pending timeouts (TIME_WAIT ends 60 s after frame 9)
+    # the capture ends 10 ms after the server's FIN, with the client in TIME_WAIT (the state
+    # at the capture's end); the eventual state is taken after pending timeouts (TIME_WAIT
+    # ends 60 s after frame 9)
     assert (row["client_state"], row["server_state"], row["close_kind"]) == \
-        ("CLOSED", "CLOSED", "fin")
+        ("TIME_WAIT", "CLOSED", "fin")
+    assert (row["client_eventual_state"], row["server_eventual_state"]) == ("CLOSED", "CLOSED")
     assert row["anomalies"] == [] and row["role_inferred"] is False
 
 
@@ -138,8 +140,12 @@ def test_analyze_table_summary(close_pcap: Path) -> None:
     text = result.stdout
     assert "10.0.0.1:40000" in text and "10.0.0.2:80" in text
     assert "22:13:20.000000" in text
-    assert "client ends in  CLOSED 1" in text and "server ends in  CLOSED 1" in text
-    assert "10 frames, 10 TCP segments, 0 non-TCP, 0 bad checksums, 0 truncated" in text
+    # the capture ends 10 ms after the server's FIN: the client is in TIME_WAIT then
+    assert "client ends in   TIME_WAIT 1" in text and "server ends in   CLOSED 1" in text
+    assert "open at the end  TIME_WAIT 1 (oldest 10.0ms)" in text
+    # counters that are zero are news to no one: left out
+    assert "10 frames, 10 TCP segments, 0 non-TCP\n" in text
+    assert "checksum" not in text and "truncated" not in text
 
 
 @pytest.mark.parametrize(("when", "expected"), [
@@ -233,7 +239,8 @@ def test_output_file_and_extension(close_pcap: Path, tmp_path: Path) -> None:
     result = run("analyze", close_pcap, "-o", out)
     assert result.exit_code == 0 and result.stdout == ""
     [row] = list(csv.DictReader(out.open()))
-    assert row["client_state"] == "CLOSED" and row["role_inferred"] == "false"
+    assert row["client_state"] == "TIME_WAIT" and row["role_inferred"] == "false"
+    assert row["client_eventual_state"] == "CLOSED"
     assert row["first_time"] == "2023-11-14T22:13:20.000000Z"
 
 

@@ -249,7 +249,7 @@ class Decoder:
             if length & 1:
                 acc <<= 8
             if (acc + _TCP + length) % 0xFFFF:
-                stats.bad_checksums += 1
+                self._bad_checksum(src)
         elif end > size or self.verify_checksums:
             payload_len = self._irregular(data, tcp, tcp_header, end, wire_len, src, dst,
                                           verify, payload_len)
@@ -324,7 +324,7 @@ class Decoder:
             if segment_len & 1:
                 acc <<= 8
             if (acc + _TCP + segment_len) % 0xFFFF:
-                stats.bad_checksums += 1
+                self._bad_checksum(src)
         elif end > size or self.verify_checksums:
             payload_len = self._irregular(data, tcp, tcp_header, end, wire_len, src, dst,
                                           verify, payload_len)
@@ -381,8 +381,15 @@ class Decoder:
         if length & 1:
             acc <<= 8
         if (acc + _TCP + length) % 0xFFFF:
-            stats.bad_checksums += 1
+            self._bad_checksum(src)
         return payload_len
+
+    def _bad_checksum(self, src: bytes) -> None:
+        """Count a segment whose TCP checksum is wrong, by its sender."""
+        self.stats.bad_checksums += 1
+        names, family = ((self._v4_names, AF_INET) if len(src) == 4
+                         else (self._v6_names, AF_INET6))
+        self.stats.bad_checksum_senders[names.get(src) or self._name(names, family, src)] += 1
 
     @staticmethod
     def _name(cache: dict[bytes, str], family: int, packed: bytes) -> str:

@@ -1134,8 +1134,11 @@ class _BulkDecoder:
         stats.truncated += int(np.count_nonzero(cut))
         if self.verify and done:
             stats.unverified_checksums += int(np.count_nonzero(cut))
-            stats.bad_checksums += self._bad_checksums(
+            bad = self._bad_checksums(
                 s, wide, rows, off, v4, ipo, ihl, tcp_at, segment_len, end, whole)
+            stats.bad_checksums += len(bad)
+        else:
+            bad = np.empty(0, _I64)
         left = np.concatenate(irregular)
         left.sort()
         if not done:
@@ -1155,6 +1158,10 @@ class _BulkDecoder:
         if len(six):
             src[six], dst[six] = self._v6_keys(wide, _take(np.arange(len(off)), rows)[six],
                                                ipo[six])
+        if len(bad):  # by sender (one sender's every segment: checksum offload)
+            keys, counts = np.unique(src[bad], return_counts=True)
+            for key, n in zip(keys.tolist(), counts.tolist(), strict=True):
+                stats.bad_checksum_senders[self.book.name(key)] += n
         batch = Batch(
             self.book, _take(frames, rows), _take(rec.ts_ns, rows),
             np.where(v4, 4, 6).astype(_I64), src, th["sport"].astype(_I64), dst,
@@ -1168,13 +1175,14 @@ class _BulkDecoder:
         s: _Stream, wide: np.ndarray, rows: np.ndarray | None, off: np.ndarray,
         v4: np.ndarray, ipo: np.ndarray, ihl: np.ndarray, tcp_at: np.ndarray,
         segment_len: np.ndarray, end: np.ndarray, whole: np.ndarray,
-    ) -> int:
-        """How many wholly captured segments fail the TCP checksum: decode.py's test, the
-        addresses and the segment summed as one range (they are adjacent unless IPv4 has
-        options), plus protocol and length, nonzero mod 0xFFFF."""
+    ) -> np.ndarray:
+        """The rows (positions among the decoded ones) of the wholly captured segments that
+        fail the TCP checksum: decode.py's test, the addresses and the segment summed as
+        one range (they are adjacent unless IPv4 has options), plus protocol and length,
+        nonzero mod 0xFFFF."""
         w = np.flatnonzero(whole)
         if not len(w):
-            return 0
+            return w
         at = np.where(v4, ipo + 12, ipo + 8)[w]  # the source address
         stop = end[w]
         all_rows = np.arange(len(wide)) if rows is None else rows
@@ -1194,7 +1202,7 @@ class _BulkDecoder:
             sums[options] -= _store_sums(s, base + at[options] + 8,
                                          base + tcp_at[w[options]])
         check = sums + ((6 + segment_len[w]) << 8)  # x 256: the sums are little-endian
-        return int(np.count_nonzero(check % 0xFFFF))
+        return w[np.flatnonzero(check % 0xFFFF)]
 
     def _v6_keys(
         self, wide: np.ndarray, rows: np.ndarray, ipo: np.ndarray

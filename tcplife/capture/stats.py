@@ -30,6 +30,8 @@ class ReadStats:
     truncated: int = 0  #: segments cut by the snap length, used for their TCP header
     short_frames: int = 0  #: IP length > frame on the wire: payload clamped (as Wireshark)
     bad_checksums: int = 0  #: TCP checksum verified and wrong (segment still yielded)
+    #: `bad_checksums` by the sending address (all of one sender's: checksum offload)
+    bad_checksum_senders: Counter[str] = field(default_factory=Counter)
     unverified_checksums: int = 0  #: checksum not checked: truncated or fragmented
     link_types: Counter[int] = field(default_factory=Counter)  #: linktype -> frames
     first_ts_ns: int | None = None  #: timestamp of the first frame, integer ns
@@ -46,6 +48,7 @@ class ReadStats:
         self.truncated += other.truncated
         self.short_frames += other.short_frames
         self.bad_checksums += other.bad_checksums
+        self.bad_checksum_senders.update(other.bad_checksum_senders)
         self.unverified_checksums += other.unverified_checksums
         self.link_types.update(other.link_types)
         if other.first_ts_ns is not None and (
