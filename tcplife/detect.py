@@ -28,6 +28,7 @@ from tcplife.events import (
     Oddity,
     Transition,
 )
+from tcplife.machine import RECV_ACK_FIN
 from tcplife.options import NS, Options
 from tcplife.states import (
     CERTAIN,
@@ -40,6 +41,8 @@ from tcplife.states import (
     FIN_WAIT_1,
     FIN_WAIT_2,
     LAST_ACK,
+    LIKELY,
+    POSSIBLE,
     SERVER,
     SYN_RECEIVED,
     SYN_SENT,
@@ -187,16 +190,27 @@ _AFTER_CLOSE = {FIN_WAIT_1, FIN_WAIT_2, CLOSING, LAST_ACK,
 
 
 class Resets(PerConnection):
-    """rst_on_close_unread_data, abortive_close and write_after_close.
+    """rst_on_close_unread_data, abortive_close, write_after_close, and the keep-alive
+    give-up (half_open): each RST-ACK a side sent from an open state, classified on what
+    the wire shows (README "Anomaly rules").
 
-    The rule: a side that ends with RST instead of FIN had unread data if its peer sent
-    payload after this side's own last payload or FIN (the application never answered what
-    arrived, so it most likely never read it): the kernel resets on close() with data in
-    the receive buffer. Limits: data read but not answered looks the same; SO_LINGER 0 with
-    unread data is reported as unread data. An RST from a side that had already sent FIN
-    (or was gone) answering the peer's data is write_after_close, seen from the closed side.
-    An RST without the ACK flag is the kernel's answer for a connection it does not have
-    (tcp_v4_send_reset), never an application's close: it counts only as write_after_close.
+    - After keep-alive probes that the peer never answered: the kernel giving up on a
+      dead peer (Linux tcp_keepalive_timer sends this RST): ``half_open``, likely.
+    - Its last offered window was zero while the peer's data waited: its receive buffer
+      was full, the application not reading; close() with unread data resets (Linux
+      tcp_close): ``rst_on_close_unread_data``, likely. (The RST itself offers a window
+      again: the kernel purged the buffer before sending it; measured on Linux 6.x.)
+    - The peer sent data after this side's last data or FIN, with no such evidence: the
+      application closed with that data unread, or read it and closed with SO_LINGER 0,
+      or crashed or was killed; the packets are the same (kernel lab: close_unread_data
+      and linger0_after_read): ``abortive_close``, possible, naming both.
+    - Nothing from the peer was waiting: ``abortive_close`` (SO_LINGER 0, an abort),
+      likely: data read but not answered would look the same.
+
+    An RST from a side that had already sent FIN (or was gone) answering the peer's data is
+    write_after_close, seen from the closed side. An RST without the ACK flag is the
+    kernel's answer for a connection it does not have (tcp_v4_send_reset), never an
+    application's close: it counts only as write_after_close.
     """
 
     def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
@@ -205,29 +219,61 @@ class Resets(PerConnection):
             facts = note.facts or {}
             state, unread = State(str(facts.get("state"))), bool(facts.get("unread"))
             peer = _other(note.side)
+            before = (note.side, state, note.ts_ns - 1)  # the state the RST left
             if state in _OPEN and facts.get("ack", True):
-                kind = "rst_on_close_unread_data" if unread else "abortive_close"
-                why = (f"data from {v.who(peer)} was still unread, so the kernel reset the "
-                       "connection instead of closing it with FIN: read all input before "
-                       "close()" if unread else
-                       "no unread data: an abortive close (SO_LINGER 0, an abort or a "
-                       "crash); the peer sees 'connection reset by peer'")
-                if state == UNKNOWN and not unread:
-                    why = ("too little of the connection was captured to tell whether data "
-                           "was unread: an abortive close or a reset of unread data")
-                text = f"{v.who(note.side)} ended the connection with RST at " \
-                       f"{clock(note.ts_ns)} in {state.value}: {why}"
+                probes = int(facts.get("probes") or 0)  # type: ignore[call-overload]
+                if probes:
+                    since = int(facts.get("probe_since") or note.ts_ns)  # type: ignore
+                    row = v.anomaly(
+                        note.ts_ns, note.side, "half_open", note.frame,
+                        f"{v.who(note.side)} sent {probes} keep-alive probe"
+                        f"{'s' if probes > 1 else ''} from {clock(since)} that "
+                        f"{v.who(peer)} never answered; its kernel gave up and reset the "
+                        f"connection at {clock(note.ts_ns)}: the peer is gone (crashed, "
+                        "powered off, unreachable, or a middlebox dropped the flow)",
+                        confidence=LIKELY, claims=[before])
+                elif unread and facts.get("zero_window"):
+                    row = v.anomaly(
+                        note.ts_ns, note.side, "rst_on_close_unread_data", note.frame,
+                        f"{v.who(note.side)} ended the connection with RST at "
+                        f"{clock(note.ts_ns)} in {state.value}, its receive window closed "
+                        f"(zero): data from {v.who(peer)} filled its buffer unread, and "
+                        "closing a socket with unread data resets it instead of sending "
+                        "FIN: read all input before close()",
+                        confidence=LIKELY, claims=[before])
+                elif unread or state == UNKNOWN:
+                    what = (f"data from {v.who(peer)} had arrived after its last data"
+                            if unread else "too little of the connection was captured "
+                            "to tell whether data was waiting")
+                    row = v.anomaly(
+                        note.ts_ns, note.side, "abortive_close", note.frame,
+                        f"{v.who(note.side)} ended the connection with RST at "
+                        f"{clock(note.ts_ns)} in {state.value}; {what}. Two causes look "
+                        "the same on the wire: the application closed with that data "
+                        "unread (read all input before close()), or it read everything "
+                        "and closed with SO_LINGER 0 (or crashed, or was killed); the "
+                        "peer sees 'connection reset by peer'",
+                        confidence=POSSIBLE, claims=[before])
+                else:
+                    row = v.anomaly(
+                        note.ts_ns, note.side, "abortive_close", note.frame,
+                        f"{v.who(note.side)} ended the connection with RST at "
+                        f"{clock(note.ts_ns)} in {state.value}, no data from "
+                        f"{v.who(peer)} waiting: an abortive close (SO_LINGER 0, an abort "
+                        "or a crash); the peer sees 'connection reset by peer'",
+                        confidence=LIKELY, claims=[before])
             elif state in _AFTER_CLOSE and unread and facts.get("fin_sent"):
-                kind = "write_after_close"
-                text = (f"{v.who(peer)} sent data after {v.who(note.side)} had closed "
-                        f"({state.value}); {note.side} answered with RST at "
-                        f"{clock(note.ts_ns)}: the peer wrote to a closed connection "
-                        "(it did not notice the FIN, or ignored it)")
+                row = v.anomaly(
+                    note.ts_ns, note.side, "write_after_close", note.frame,
+                    f"{v.who(peer)} sent data after {v.who(note.side)} had closed "
+                    f"({state.value}); {note.side} answered with RST at "
+                    f"{clock(note.ts_ns)}: the peer wrote to a closed connection "
+                    "(it did not notice the FIN, or ignored it)", claims=[before])
             else:
                 continue
-            if (note.side, kind) not in seen:
-                seen.add((note.side, kind))
-                yield v.anomaly(note.ts_ns, note.side, kind, note.frame, text)
+            if (note.side, row.kind) not in seen:
+                seen.add((note.side, row.kind))
+                yield row
 
 
 class LingeringCloseWait(PerConnection):
@@ -284,6 +330,13 @@ class FinWait2Timeout(PerConnection):
 
 
 class MissingFinalAck(PerConnection):
+    """missing_final_ack and final_ack_delayed: a side that retransmitted its FIN (not to
+    fill a hole before it) was waiting for the ACK of it. If an ACK covering the FIN came
+    later (the side left FIN_WAIT_1, CLOSING or LAST_ACK on it), the final ACK was late or
+    lost once: ``final_ack_delayed`` (info). If none came by the end of the capture, or
+    before the side gave up (a timeout or an RST from a waiting state), the FIN was never
+    acknowledged: ``missing_final_ack``."""
+
     _WAITING = {LAST_ACK, CLOSING, FIN_WAIT_1}
 
     def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
@@ -291,25 +344,44 @@ class MissingFinalAck(PerConnection):
             rtx = [n for n in v.named("fin_rtx", side) if not (n.facts or {}).get("hole")]
             if not rtx or not getattr(v.record, f"{_other(side)}_packets"):
                 continue  # a peer never seen is no peer that failed to ACK (probes, scans)
+            first = rtx[0]
+            peer = _other(side)
+            acked = next((t for t in v.side_transitions(side)
+                          if t.from_state in self._WAITING and t.event == RECV_ACK_FIN.value
+                          and t.ts_ns >= first.ts_ns), None)
             lost = [n for n in v.named("ack_lost", side)
                     if (n.facts or {}).get("kind") == "ack_fin"]
-            waiting = [n for n in rtx if (n.facts or {}).get("state") in ("LAST_ACK",
-                                                                          "CLOSING")]
-            at_end = v.state_at(side, v.capture_end_ns)
-            if not (lost or waiting or at_end in self._WAITING):
+            sent = (f"{v.who(side)} retransmitted its FIN {len(rtx)} time"
+                    f"{'s' if len(rtx) > 1 else ''} from {clock(first.ts_ns)}")
+            if acked is not None:
+                how = (f"the first ACK{'s' if len(lost) > 1 else ''} {v.who(peer)} sent "
+                       "got lost on the way" if lost else "the ACK was late")
+                yield v.anomaly(first.ts_ns, side, "final_ack_delayed", first.frame,
+                                f"{sent} before its ACK arrived at {clock(acked.ts_ns)} "
+                                f"({secs(acked.ts_ns - first.ts_ns)} later): {how}; the FIN "
+                                "was acknowledged in the end",
+                                frames=[acked.frame] if acked.frame else (),
+                                claims=[(side, acked.from_state, acked.ts_ns - 1),
+                                        (side, acked.to_state, acked.ts_ns)])
                 continue
-            first = (lost or waiting or rtx)[0]
-            peer = _other(side)
-            if at_end in self._WAITING:
-                fate = f"it is left in {at_end.value} at the end of the capture"
-            else:
-                fate = f"it ended in {at_end.value}"
+            at_end = v.state_at(side, v.capture_end_ns)
             cause = (f"the ACKs {v.who(peer)} sent were lost on the way" if lost
                      else f"no ACK from {v.who(peer)} arrived")
+            gave_up = next((t for t in v.side_transitions(side)
+                            if t.from_state in self._WAITING and t.ts_ns >= first.ts_ns
+                            and t.ts_ns <= v.capture_end_ns), None)
+            if at_end in self._WAITING:
+                fate = f"it is left in {at_end.value} at the end of the capture"
+                claims = [(side, at_end, v.capture_end_ns)]
+            elif gave_up is not None:
+                fate = (f"it left {gave_up.from_state.value} at {clock(gave_up.ts_ns)} "
+                        f"({gave_up.event}) without it")
+                claims = [(side, gave_up.from_state, gave_up.ts_ns - 1)]
+            else:
+                continue  # never waiting for it in the capture: nothing missing
             yield v.anomaly(first.ts_ns, side, "missing_final_ack", first.frame,
-                            f"{v.who(side)} retransmitted its FIN {len(rtx)} time"
-                            f"{'s' if len(rtx) > 1 else ''} from {clock(rtx[0].ts_ns)}: "
-                            f"{cause}; {fate}")
+                            f"{sent} and it was never acknowledged: {cause}; {fate}",
+                            claims=claims)
 
 
 class SimultaneousClose(PerConnection):

@@ -56,6 +56,9 @@ class Endpoint:
     rtx_run: int = 0  #: retransmissions of old data since this side last sent new data
     rtx_run_start_ns: int | None = None
     silence_noted: bool = False
+    #: keep-alive probes sent since the peer last sent anything, and when the first was
+    probes: int = 0
+    probe_since_ns: int | None = None
     not_orphan: bool = False  #: proved alive after its FIN (ACKs new data): half close
     #: this side's transitions that a later contradiction may undo: all of them, the
     #: retracted ones removed (each carries its ``from_since_ns`` and ``retract_on``)

@@ -762,6 +762,10 @@ class Tracker:
             # seq = SND.NXT - 1 with at most one byte: a keep-alive probe (RFC 9293 3.8.4);
             # against a zero window the same shape is a window probe.
             self._odd(conn, a, seg, "keepalive_probe", "keep-alive probe")
+            if a.probe_since_ns is None or (peer.last_ns is not None
+                                            and peer.last_ns >= a.probe_since_ns):
+                a.probe_since_ns, a.probes = seg.ts_ns, 0  # the peer answered the last
+            a.probes += 1
             return
         if not seg.payload_len:
             # A bare ACK between retransmissions answers something heard from the peer
@@ -872,11 +876,19 @@ class Tracker:
             conn.refused = True  # answering the SYN with RST: nothing was listening
         unread = b.last_payload_ns is not None and (a.last_data_ns is None
                                                     or b.last_payload_ns > a.last_data_ns)
+        # Keep-alive probes the peer never answered: the kernel giving up on a dead peer
+        # sends this RST (Linux tcp_keepalive_timer), not the application.
+        probes = a.probes if a.probe_since_ns is not None and (
+            b.last_ns is None or b.last_ns < a.probe_since_ns) else 0
         self._note(conn, Oddity(conn.conn_id, seg.ts_ns, seg.frame, a.side, "rst_sent",
                                 f"RST sent in {a.state}",
                                 {"state": a.state.value, "unread": unread,
                                  "ack": bool(seg.flags & ACK),
-                                 "fin_sent": a.fin_seq is not None}))
+                                 "fin_sent": a.fin_seq is not None,
+                                 # the last window it offered was zero: its receive buffer
+                                 # was full, the application not reading
+                                 "zero_window": a.window == 0 and a.max_ack is not None,
+                                 "probes": probes, "probe_since": a.probe_since_ns}))
         if a.state == CLOSED:
             return
         was = a.state

@@ -45,7 +45,7 @@ class Conv:
 
     def send(self, who: str, flags: int, data: int = 0, *, dt: float = 0.01,
              lost: str | None = None, seq: int | None = None, ack: int | None = None,
-             wscale: int = -1) -> Segment:
+             wscale: int = -1, window: int = 65535) -> Segment:
         """``who`` ('c' or 's') sends a segment. ``lost``: None (delivered and captured),
         'after' (captured, not delivered), 'before' (not captured, not delivered),
         'unseen' (delivered, not captured: the capture dropped it)."""
@@ -62,7 +62,7 @@ class Conv:
         if lost is None or lost == "after":
             self.frame += 1
             seg = Segment(self.frame, int(round(self.t * 1e9)), 4, src.addr, src.port,
-                          dst.addr, dst.port, s, ack & MASK, flags, data, 65535, wscale)
+                          dst.addr, dst.port, s, ack & MASK, flags, data, window, wscale)
             self.segments.append(seg)
         else:
             seg = None

@@ -54,10 +54,47 @@ def handshake_incomplete(cv: Conv) -> None:
 
 
 def unread_rst(cv: Conv) -> None:
+    """Data arrived after the client's last data, then its RST: unread data and SO_LINGER 0
+    after reading look the same (kernel lab: close_unread_data, linger0_after_read)."""
     cv.handshake()
     cv.c(0, 100)
     cv.s(0, 5000)
+    cv.c(ACK)
     cv.c(RST | ACK, ack=cv.client.rcv_nxt)
+
+
+def unread_rst_zero_window(cv: Conv) -> None:
+    """The client's buffer filled (zero window) and it reset: unread data, on evidence
+    (its RST offers a window again: the kernel purged the buffer first)."""
+    cv.handshake()
+    cv.c(0, 100)
+    cv.s(0, 5000)
+    cv.c(ACK, window=0)
+    cv.s(ACK, seq=cv.server.snd_nxt - 1, dt=0.2)  # zero-window probe
+    cv.c(ACK, window=0)
+    cv.c(RST | ACK, ack=cv.client.rcv_nxt, window=1024)
+
+
+def keepalive_death(cv: Conv) -> None:
+    """Keep-alive probes into silence, then the client's kernel gives up with RST."""
+    cv.handshake()
+    cv.c(0, 100)
+    cv.s(0, 300)
+    cv.c(ACK)
+    for _ in range(3):
+        cv.c(ACK, seq=cv.client.snd_nxt - 1, dt=1, lost="after")
+    cv.c(RST | ACK, ack=cv.client.rcv_nxt, dt=1)
+
+
+def final_ack_late(cv: Conv) -> None:
+    """The server's FIN is resent before the client's ACK arrives, which then does."""
+    cv.handshake()
+    cv.c(FIN)
+    cv.s(ACK)
+    cv.s(FIN)
+    cv.c(ACK, lost="after")
+    cv.s(FIN, seq=cv.server.snd_nxt - 1, dt=0.3)
+    cv.c(ACK, dt=0.0001)
 
 
 def abortive(cv: Conv) -> None:
@@ -192,7 +229,12 @@ CASES: dict[str, tuple[Callable[[Conv], None], set[tuple[int, str, str]]]] = {
     "refused": (refused, {(0, "server", "refused")}),
     "syn_unanswered": (syn_unanswered, {(0, "client", "syn_unanswered")}),
     "handshake_incomplete": (handshake_incomplete, {(0, "server", "handshake_incomplete")}),
-    "unread_rst": (unread_rst, {(0, "client", "rst_on_close_unread_data")}),
+    "unread_rst": (unread_rst, {(0, "client", "abortive_close")}),
+    "unread_rst_zero_window": (unread_rst_zero_window,
+                               {(0, "client", "rst_on_close_unread_data")}),
+    "keepalive_death": (keepalive_death, {(0, "client", "half_open"),
+                                          (0, "client", "keepalive")}),
+    "final_ack_late": (final_ack_late, {(0, "server", "final_ack_delayed")}),
     "abortive": (abortive, {(0, "server", "abortive_close")}),
     "close_wait": (close_wait_forever, {(0, "server", "lingering_close_wait"),
                                         (0, "client", "half_close")}),
@@ -218,6 +260,33 @@ def test_exact_anomalies(name: str) -> None:
     for a in found:
         assert a.detail and a.ts_ns > 0
         assert a.frame is None or 1 <= a.frame <= len(cv.segments)
+
+
+#: (case, kind) -> (severity, confidence, words the sentence must hold)
+HOW_SURE: dict[tuple[str, str], tuple[str, str, tuple[str, ...]]] = {
+    # the wire cannot tell unread data from SO_LINGER 0: both causes named, possible
+    ("unread_rst", "abortive_close"): ("warning", "possible", ("unread", "SO_LINGER 0")),
+    ("abortive", "abortive_close"): ("warning", "likely", ("SO_LINGER 0",)),
+    ("unread_rst_zero_window", "rst_on_close_unread_data"): (
+        "warning", "likely", ("zero", "unread")),
+    # the kernel's give-up is a dead peer, not the application's close
+    ("keepalive_death", "half_open"): ("error", "likely", ("keep-alive", "gave up")),
+    ("keepalive_death", "keepalive"): ("info", "certain", ()),
+    ("final_ack_late", "final_ack_delayed"): ("info", "certain", ("acknowledged",)),
+    ("final_ack_lost", "missing_final_ack"): ("warning", "certain", ("never acknowledged",)),
+}
+
+
+@pytest.mark.parametrize(("name", "kind"), list(HOW_SURE))
+def test_severity_and_confidence(name: str, kind: str) -> None:
+    cv = Conv()
+    CASES[name][0](cv)
+    [a] = [a for a in detect(cv.segments, fin_wait_2=3, close_wait_linger=2)
+           if a.kind == kind]
+    severity, confidence, words = HOW_SURE[(name, kind)]
+    assert (a.severity, a.confidence) == (severity, confidence), a.detail
+    for word in words:
+        assert word in a.detail, (word, a.detail)
 
 
 def test_lingering_close_wait_sentence_names_side_time_and_duration() -> None:
