@@ -11,6 +11,7 @@ the terminal; never calls back into the tracker.
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from tcplife.events import (
     Oddity,
     Transition,
 )
-from tcplife.machine import RECV_ACK_FIN
+from tcplife.machine import RECV_ACK_FIN, SEND_SYN, SEND_SYNACK
 from tcplife.options import NS, Options
 from tcplife.states import (
     CERTAIN,
@@ -37,6 +38,7 @@ from tcplife.states import (
     CLOSED,
     CLOSING,
     DEFAULT_SEVERITY,
+    ERROR,
     ESTABLISHED,
     FIN_WAIT_1,
     FIN_WAIT_2,
@@ -138,21 +140,124 @@ class Refused(PerConnection):
                         "(connection refused)")
 
 
-class SynUnanswered(PerConnection):
+@dataclass
+class _Unanswered:
+    """One connection's SYNs (or repeated SYN-ACKs) that went unanswered, waiting for the
+    end of input to be judged against what the same service answered meanwhile."""
+
+    conn_id: int
+    times: list[int]  #: the unanswered segments' times, in order
+    frame: int | None
+    client: str
+    server: str
+    answered_at: int | None  #: when the service did answer this connection, if it did
+    synacks: bool  #: SYN-ACKs repeated after the client's ACK (else the client's SYNs)
+
+    @property
+    def reach_ns(self) -> int:
+        """How far from these segments another answer counts: the longest gap between
+        them (the client's or server's own retry interval), at least 1 s (Linux's first
+        SYN and SYN-ACK timeout, TCP_TIMEOUT_INIT)."""
+        gaps = [b - a for a, b in zip(self.times, self.times[1:], strict=False)]
+        return max([NS, *gaps])
+
+
+@dataclass
+class ListenOverflow:
+    """listen_overflow and syn_unanswered, judged across the connections of one service
+    (server address and port) at the end of input.
+
+    A connection's SYNs that got no answer (all of them, or those before the one that was
+    answered), or SYN-ACKs its server repeated after the client's ACK, are held until the
+    end. If the same service answered another connection's SYN within one retry interval
+    of them (`_Unanswered.reach_ns`: the schedule the retries themselves show), the
+    listener was alive and dropping: its accept queue was full (Linux counts the drops as
+    ListenOverflows): ``listen_overflow`` on the server side. Two or more lost segments, or
+    SYN-ACKs repeated after the ACK: likely; one SYN resent once and then answered:
+    possible (one lost packet looks the same). If nothing of the service answered in that
+    time, a connection that never got an answer after two SYNs or more is
+    ``syn_unanswered`` (a filter drops them, or the host is down); one SYN proves nothing
+    (the capture may end before the answer)."""
+
+    answers: dict[tuple[str, int], list[tuple[int, int]]] = field(
+        default_factory=lambda: defaultdict(list))  #: service -> (SYN-ACK time, conn_id)
+    pending: dict[tuple[str, int], list[_Unanswered]] = field(
+        default_factory=lambda: defaultdict(list))
+
     def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
         r = v.record
-        if r.close_kind != "unanswered" or r.client_initial_state != CLOSED:
-            return
-        n = 1 + len(v.named("syn_rtx", CLIENT))
-        if n < 2:
-            # One SYN proves nothing: the capture may end before the answer, or miss it
-            # (one direction captured); an unanswered SYN is sent again after 1 s.
-            return
-        last = r.client_last_ts_ns or r.last_ts_ns
-        yield v.anomaly(r.first_ts_ns, CLIENT, "syn_unanswered", r.first_frame,
-                        f"{v.who(CLIENT)} sent {n} SYN{'s' if n > 1 else ''} to "
-                        f"{v.who(SERVER)} between {clock(r.first_ts_ns)} and {clock(last)} "
-                        "and got no answer: a firewall drops them or the host is down")
+        service = (r.server_addr, r.server_port)
+        server = v.side_transitions(SERVER)
+        answer = next((t for t in server if t.event == SEND_SYNACK.value), None)
+        if answer is not None:
+            self.answers[service].append((answer.ts_ns, r.conn_id))
+        client = v.side_transitions(CLIENT)
+        syn = next((t for t in client if t.event == SEND_SYN.value), None)
+        if syn is not None and r.client_initial_state == CLOSED:
+            syns = [syn.ts_ns] + [n.ts_ns for n in v.named("syn_rtx", CLIENT)]
+            answered = answer.ts_ns if answer is not None else None
+            if answered is not None:
+                syns = [t for t in syns if t < answered][:-1]  # the last one was answered
+            if syns and (answered is not None or r.close_kind == "unanswered"):
+                self.pending[service].append(_Unanswered(
+                    r.conn_id, syns, syn.frame, v.who(CLIENT), v.who(SERVER), answered,
+                    synacks=False))
+        established = next((t for t in client if t.to_state == ESTABLISHED), None)
+        if answer is not None and established is not None:
+            # SYN-ACKs repeated well after the client's ACK (not crossing it)
+            after = [n for n in v.named("synack_rtx", SERVER)
+                     if n.ts_ns > established.ts_ns + NS // 5]
+            if after:
+                self.pending[service].append(_Unanswered(
+                    r.conn_id, [n.ts_ns for n in after], after[0].frame, v.who(CLIENT),
+                    v.who(SERVER), None, synacks=True))
+        return ()
+
+    def finish(self, capture_end_ns: int) -> Iterable[Anomaly]:
+        for service in sorted(self.pending):
+            answers = sorted(self.answers.get(service, ()))
+            times = [t for t, _ in answers]
+            for u in self.pending[service]:
+                lo = bisect_left(times, u.times[0] - u.reach_ns)
+                hi = bisect_right(times, u.times[-1] + u.reach_ns)
+                others = [(t, c) for t, c in answers[lo:hi] if c != u.conn_id]
+                if others:
+                    yield self._overflow(u, others)
+                elif not u.synacks and u.answered_at is None and len(u.times) >= 2:
+                    yield self._unanswered(u)
+
+    @staticmethod
+    def _overflow(u: _Unanswered, others: list[tuple[int, int]]) -> Anomaly:
+        n = len(u.times)
+        what = (f"repeated its SYN-ACK to {u.client} {n} time{'s' if n > 1 else ''} from "
+                f"{clock(u.times[0])} after the client's ACK (the kernel dropped that ACK)"
+                if u.synacks else
+                f"left {n} SYN{'s' if n > 1 else ''} from {u.client} unanswered from "
+                f"{clock(u.times[0])}" + (f" (answered at {clock(u.answered_at)})"
+                                           if u.answered_at is not None else ""))
+        sure = LIKELY if n >= 2 or u.synacks else POSSIBLE
+        doubt = ("" if sure == LIKELY else "; one SYN lost on the way looks the same")
+        near_ts, near_conn = min(others, key=lambda a: abs(a[0] - u.times[0]))
+        # a connection that got through in the end was delayed; one that did not, failed
+        severity = WARNING if u.answered_at is not None else ERROR
+        return Anomaly(
+            u.conn_id, u.times[0], SERVER, "listen_overflow", u.frame,
+            f"{u.server} {what} while it answered {len(others)} other connection"
+            f"{'s' if len(others) > 1 else ''} (conn {near_conn} at {clock(near_ts)}): "
+            "the listener's accept queue was full (backlog too small, or the application "
+            f"slow to accept()){doubt}", severity, sure,
+            () if u.frame is None else (u.frame,))
+
+    @staticmethod
+    def _unanswered(u: _Unanswered) -> Anomaly:
+        n = len(u.times)
+        return Anomaly(
+            u.conn_id, u.times[0], CLIENT, "syn_unanswered", u.frame,
+            f"{u.client} sent {n} SYNs to {u.server} between {clock(u.times[0])} and "
+            f"{clock(u.times[-1])} and got no answer, and nothing of that service answered "
+            "anyone meanwhile: a firewall drops them or the host is down",
+            DEFAULT_SEVERITY["syn_unanswered"], CERTAIN,
+            () if u.frame is None else (u.frame,))
 
 
 class HandshakeIncomplete(PerConnection):
@@ -584,7 +689,7 @@ def default_detectors(options: Options) -> list[Detector]:
     # that began before that packet lasted at most time_wait: intervals that ended longer
     # ago than this cannot overlap one still to come (a minute more for clock jitter).
     horizon = options.ns("closed_linger") + options.ns("time_wait") + 60 * NS
-    return [Refused(), SynUnanswered(), HandshakeIncomplete(), Resets(), LingeringCloseWait(),
+    return [Refused(), ListenOverflow(), HandshakeIncomplete(), Resets(), LingeringCloseWait(),
             FinWait2Timeout(), MissingFinalAck(), SimultaneousClose(), SimultaneousOpen(),
             Notes(), BoundedTimeWaitAccumulation(int(options.time_wait_threshold), horizon)]
 

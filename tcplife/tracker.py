@@ -406,6 +406,7 @@ class Tracker:
         if conn.finished:
             return
         conn.finished = True
+        self._decide_silent_server(conn)
         self._live.pop(conn.conn_id, None)
         c, s = conn.client, conn.server
         for key in ((c.addr, c.port, s.addr, s.port), (s.addr, s.port, c.addr, c.port)):
@@ -416,6 +417,20 @@ class Tracker:
         if self._ending_at is not None:
             record.settle(trans, self._ending_at)
         self._out.append(ConnectionEnded(record, trans, notes, self._ending_at is not None))
+
+    def _decide_silent_server(self, conn: Connection) -> None:
+        """A server that never answered the client's SYNs holds no socket for them, whether
+        they reached it or not (dropped by a full accept queue, a filter, a host that is
+        down): CLOSED, not UNKNOWN, once the client sent its SYN again or a second passed
+        (Linux's first SYN timeout) without an answer; before that the answer may still be
+        on its way."""
+        c, s = conn.client, conn.server
+        if s.state != UNKNOWN or s.packets or s.history or conn.mid_stream \
+                or c.first_syn_ns is None or c.last_syn_ns is None:
+            return
+        end = self._ending_at if self._ending_at is not None else (self.now_ns or 0)
+        if c.last_syn_ns > c.first_syn_ns or end - c.first_syn_ns >= NS:
+            s.state = s.initial_state = CLOSED
 
     # ------------------------------------------------------------------ fast lane
     def steady(self, src: str, sport: int, dst: str, dport: int) -> Connection | None:

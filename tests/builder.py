@@ -129,8 +129,7 @@ def run(segments: list[Segment], **opts: float) -> Run:
 
     for seg in segments:
         consume(tracker.feed(seg))
-    if segments:
-        detectors.capture_end_ns = segments[-1].ts_ns
+    detectors.end_input(segments[-1].ts_ns if segments else None)
     consume(tracker.finish())
     more = detectors.finish()
     found.extend(more)
