@@ -64,8 +64,9 @@ def table_exporter(fmt: str, extension: str) -> Exporter:
 
 
 def zeek_exporter(result: Result, directory: Path) -> list[Path]:
-    """Zeek's ``conn.log`` (TSV with Zeek's header lines, readable by zeek-cut), plus
-    ``capture.json``."""
+    """Zeek's ``conn.log`` (TSV with Zeek's header lines, readable by zeek-cut), one line
+    per Zeek connection (Zeek's inactivity timer may split a connection instance into
+    several: `tcplife.peers.zeek_log`), plus ``capture.json``."""
     from datetime import datetime, timezone
 
     from tcplife.peers.zeek_log import write_zeek_conn_log

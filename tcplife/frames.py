@@ -55,7 +55,8 @@ CONNECTION_COLUMNS: dict[str, Any] = {
     # Suricata").
     "zeek_conn_state": ZEEK_CONN_STATE_DTYPE, "zeek_history": "string",
     "zeek_orig": SIDE_DTYPE, "zeek_orig_bytes": "int64", "zeek_resp_bytes": "int64",
-    "zeek_duration": "float64", "tcp_stream": "int64", "tcp_streams": "string",
+    "zeek_duration": "float64", "zeek_records": "int64", "zeek_later_records": "string",
+    "tcp_stream": "int64", "tcp_streams": "string",
     "tcp_stream_match": STREAM_MATCH_DTYPE, "suricata_state": SURICATA_STATE_DTYPE,
 }
 TRANSITION_COLUMNS: dict[str, Any] = {
@@ -364,6 +365,7 @@ def peer_columns(r: ConnectionRecord) -> dict[str, Any]:
         "zeek_conn_state": p.zeek_conn_state, "zeek_history": p.zeek_history,
         "zeek_orig": p.zeek_orig, "zeek_orig_bytes": p.zeek_orig_bytes,
         "zeek_resp_bytes": p.zeek_resp_bytes, "zeek_duration": p.zeek_duration_ns / 1e9,
+        "zeek_records": p.zeek_records, "zeek_later_records": p.zeek_later_json,
         "tcp_stream": p.tcp_stream, "tcp_streams": ",".join(map(str, p.tcp_streams)),
         "suricata_state": p.suricata_state,
     }

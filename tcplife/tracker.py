@@ -464,8 +464,11 @@ class Tracker:
         """
         c, s = conn.client, conn.server
         peers_ok = conn.peers.fast_rows()
+        idle, c0, s0 = conn.peers.inactivity_ns(), c.packets, s.packets
         n = 0
         for frame, ts, from_client, seq, ack, flags, plen, win in rows:
+            if ts - conn.last_ts >= idle:  # Zeek's inactivity timer: a new Zeek connection
+                break
             a = c if from_client else s
             key = (seq, ack, flags, plen, win)
             if key == a.last_key and ts - a.last_ns <= DUPLICATE_NS:  # type: ignore[operator]
@@ -513,7 +516,7 @@ class Tracker:
             n += 1
         if n:
             conn.peers.absorbed(c.snd_nxt, s.snd_nxt, c.max_ack, s.max_ack,  # type: ignore
-                                conn.last_ts)
+                                conn.last_ts, c.packets - c0, s.packets - s0)
         return n
 
     def absorb_columns(self, conn: Connection, from_client: np.ndarray, frame: np.ndarray,
@@ -588,10 +591,15 @@ class Tracker:
                             int(win[i])) == ep.last_key
                            and int(ts[i]) - ep.last_ns <= DUPLICATE_NS)  # type: ignore
         bad |= same
+        # Zeek's inactivity timer: a segment that long after the previous one starts a new
+        # Zeek connection (tcplife.peers.zeek), so it goes through `feed`.
+        before = np.maximum.accumulate(np.concatenate(([conn.last_ts], ts[:-1])))
+        bad |= ts - before >= conn.peers.inactivity_ns()
         stop = int(bad.argmax()) if bad.any() else n
         if stop == 0:
             return 0
         peers_ok = conn.peers.fast_rows()
+        c0, s0 = c.packets, s.packets
         firsts: list[tuple[int, bool, bool]] = []
         for ep, side, sent, hi, last, is_c in ((c, fc, sent_c, hi_c, last_c, True),
                                                (s, fs, sent_s, hi_s, last_s, False)):
@@ -634,7 +642,7 @@ class Tracker:
         for _, from_client_, is_data in sorted(firsts):
             conn.peers.first_letter(from_client_, is_data)
         conn.peers.absorbed(c.snd_nxt, s.snd_nxt, c.max_ack, s.max_ack,  # type: ignore
-                            conn.last_ts)
+                            conn.last_ts, c.packets - c0, s.packets - s0)
         return stop
 
     # ------------------------------------------------------------------ segments

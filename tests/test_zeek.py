@@ -162,12 +162,40 @@ def test_zeek_baseline_headers_only_capture() -> None:
 
 @needs_corpus
 def test_zeek_baseline_split_by_its_inactivity_timer() -> None:
-    """core.expire-all-timers conn-all.log: the 18-byte segment, its ACK, and the same
-    segment again 300 s later are two Zeek connections ("Da", then "D"): the first expired
-    after tcp_inactivity_timeout (5 min). tcplife keeps one instance, in which the resend
-    is a retransmission: "DaT"."""
-    (row,) = _rows(CORPUS / "zeek__tcp__retransmit-timeout.pcapng")
-    assert row[1:3] == ("OTH", "DaT")
+    """core.expire-all-timers conn-all.log (``max_timer_expires=0``: every due timer
+    fires): the 18-byte segment, its ACK, and the same segment again exactly 300 s after
+    the ACK are two Zeek connections: ``0.000010 18 0 OTH Da 1 1`` and ``- - - OTH D 1
+    0`` (duration and sizes unset: a zero duration). Zeek's inactivity timer removes the
+    first at ``last_time + tcp_inactivity_timeout <= t`` (here equal). tcplife keeps one
+    instance; its row describes the first Zeek connection and counts two."""
+    import io
+
+    from tcplife.peers.zeek_log import write_zeek_conn_log
+
+    path = CORPUS / "zeek__tcp__retransmit-timeout.pcapng"
+    (row,) = _rows(path)
+    assert row[1:5] + row[7:] == ("OTH", "Da", 18, 0, 0.00001)
+    c = tcplife.analyze(path).connections
+    out = io.StringIO()
+    write_zeek_conn_log(c, out)
+    names = ("id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "duration", "orig_bytes",
+             "resp_bytes", "conn_state", "history", "orig_pkts", "resp_pkts")
+    lines = [line.split("\t") for line in out.getvalue().splitlines()]
+    fields = next(line[1:] for line in lines if line[0] == "#fields")
+    assert [tuple(line[fields.index(n)] for n in names)
+            for line in lines if not line[0].startswith("#")] == [
+        ("10.0.0.1", "51889", "192.168.0.1", "80", "0.000010", "18", "0", "OTH", "Da", "1",
+         "1"),
+        ("10.0.0.1", "51889", "192.168.0.1", "80", "-", "-", "-", "OTH", "D", "1", "0")]
+    c = c.iloc[0]
+    assert c.zeek_records == 2
+    (later,) = z.records_from_json(c.zeek_later_records)
+    assert later == z.ZeekRecord(start_ns=629503500000040000, orig="client", duration_ns=0,
+                                 orig_bytes=18, resp_bytes=0, conn_state="OTH",
+                                 history="D", orig_pkts=1, resp_pkts=0)
+    # conn-limited.log (the default max_timer_expires, 300, with 300 script timers due
+    # first): the timer does not get to fire, one connection "DaT", 300.000010 s. Not
+    # modelled (tcplife fires every due timer, as conn-all.log's run does).
 
 
 # ---------------------------------------------------------------- 2. kernel-lab captures
@@ -473,3 +501,240 @@ def test_zeek_baseline_fin_retransmission_endpoint_states() -> None:
     assert (rec.orig_bytes(), rec.resp_bytes()) == (0, 0)
     (row,) = _rows(path)
     assert row[1:7] == ("RSTR", "SFhr", 0, 0, 3, 2)
+
+
+# ---------------------------------------------------------------- 4. inactivity timeouts
+# Zeek's inactivity timer (src/session/Session.cc, Session::InactivityTimer; timers run
+# before each packet, src/RunState.cc dispatch_packet) removes a connection when
+# last_time + inactivity_timeout <= the next packet's time; that packet then starts a new
+# Zeek connection: no SYN, so a partial one, flipped ("^") if it comes from a likely
+# server port. The timeout is tcp_inactivity_timeout (5 min) once an endpoint has left the
+# handshake states, udp_inactivity_timeout (1 min) before (TCPAnalyzer::MakeSessionAdapter,
+# TCP_Endpoint::SetState). Expected conn.log lines derived by hand below.
+LOG_FIELDS = ("ts", "id.orig_p", "duration", "orig_bytes", "resp_bytes", "conn_state",
+              "history", "orig_pkts", "resp_pkts")
+
+
+def _conn_log(connections) -> list[tuple[str, ...]]:
+    """The conn.log lines the writer makes of ``connections``, cut to LOG_FIELDS."""
+    import io
+
+    from tcplife.peers.zeek_log import write_zeek_conn_log
+
+    out = io.StringIO()
+    write_zeek_conn_log(connections, out)
+    lines = [line.split("\t") for line in out.getvalue().splitlines()]
+    names = next(line[1:] for line in lines if line[0] == "#fields")
+    return [tuple(line[names.index(n)] for n in LOG_FIELDS)
+            for line in lines if not line[0].startswith("#")]
+
+
+def _before_gap() -> Conv:
+    """Handshake, 100 bytes up (ACKed), 200 down (ACKed): one Zeek connection so far.
+
+    t=1000.01 SYN (S), .02 SYN-ACK (h), .03 ACK (A), .04 client data 100 (D), .05 server
+    ACK (a), .06 server data 200 (d), .07 client ACK (A already): history ShADad, both
+    endpoints established (S1), orig_bytes 100, resp_bytes 200, 4 and 3 packets, duration
+    0.06 s."""
+    cv = Conv(t=1000.0)
+    cv.handshake()
+    cv.c(0, 100)
+    cv.s(ACK)
+    cv.s(0, 200)
+    cv.c(ACK)
+    return cv
+
+
+FIRST = ("1000.010000", "40000", "0.060000", "100", "200", "S1", "ShADad", "4", "3")
+
+
+def test_idle_six_minutes_then_the_client_speaks_two_zeek_connections() -> None:
+    """After 360 s of silence (more than 5 min) the client sends 50 bytes: Zeek forgot the
+    connection; this packet (ACK, no SYN, from port 40000: not a likely server port, no
+    flip) starts a partial one whose originator is the client: data "D", the server's ACK
+    "a", FINs "F" then "f", the client's last ACK "A". Both endpoints went PARTIAL ->
+    CLOSED: SF. Sizes from sequence numbers: the client's start is 1101 - 1, its last
+    1151 + FIN: 52 - 1 - 1 (FIN) = 50; the server's start is the client's ACK - 1, its FIN
+    alone: 0. Duration: the client's data (1360.08) to the server's FIN (1360.11), which
+    closes both sides (the last ACK no longer moves last_time). Packets 3 and 2."""
+    cv = _before_gap()
+    cv.wait(360)
+    cv.c(0, 50)
+    cv.s(ACK)
+    cv.c(FIN)
+    cv.s(FIN)
+    cv.c(ACK)
+    r = run(cv.segments)
+    (row,) = r.connections.itertuples()
+    assert (row.zeek_records, row.zeek_history, str(row.zeek_conn_state)) == (
+        2, "ShADad", "S1")
+    assert (row.zeek_orig_bytes, row.zeek_resp_bytes) == (100, 200)
+    assert round(row.zeek_duration, 6) == 0.06
+    assert _conn_log(r.connections) == [
+        FIRST, ("1360.080000", "40000", "0.030000", "50", "0", "SF", "DaFfA", "3", "2")]
+
+
+def test_idle_six_minutes_then_the_server_speaks_flips() -> None:
+    """The same silence, then the server (port 80, a likely server port) sends first: the
+    new Zeek connection starts from a non-SYN packet of a likely server port, so Zeek flips
+    it (``^``): the client stays the originator, the server's data is "d", the client's
+    ACK "A", the server's FIN "f", the client's FIN "F", the server's last ACK "a". SF;
+    orig_bytes 0 (the client's FIN only), resp_bytes 50; duration from the server's data
+    (1360.08) to the client's FIN (1360.11); packets 2 (client) and 3 (server)."""
+    cv = _before_gap()
+    cv.wait(360)
+    cv.s(0, 50)
+    cv.c(ACK)
+    cv.s(FIN)
+    cv.c(FIN)
+    cv.s(ACK)
+    r = run(cv.segments)
+    assert _conn_log(r.connections) == [
+        FIRST, ("1360.080000", "40000", "0.030000", "0", "50", "SF", "^dAfFa", "2", "3")]
+    assert r.connections.zeek_records.tolist() == [2]
+
+
+@pytest.mark.parametrize(("gap_ns", "records"), [
+    (299 * 10**9, 1),  # 4 min 59 s: no split
+    (300 * 10**9 - 1000, 1),  # 1 us short of 5 min: no split
+    (300 * 10**9, 2),  # last_time + 300 s <= t: expired (Zeek's own baseline has this case)
+    (301 * 10**9, 2)])
+def test_inactivity_timeout_boundary(gap_ns: int, records: int) -> None:
+    """The client's data comes ``gap_ns`` after the client's ACK at 1000.07. One Zeek
+    connection: the history goes on (D, a, A already seen; F, f new): ShADadFf, SF, 150
+    and 200 bytes, 7 packets from the client (SYN, ACK, data, ACK, data, FIN, ACK) and 5
+    from the server, duration from the SYN to the server's FIN (0.06 s + the gap + 0.03
+    s). Two: as in the six-minute case."""
+    cv = _before_gap()
+    n = len(cv.segments)
+    cv.c(0, 50)
+    cv.s(ACK)
+    cv.c(FIN)
+    cv.s(FIN)
+    cv.c(ACK)
+    last = cv.segments[n - 1].ts_ns
+    segs = cv.segments[:n] + [s._replace(ts_ns=last + gap_ns + i * 10**7)
+                              for i, s in enumerate(cv.segments[n:])]
+    r = run(segs)
+    assert r.connections.zeek_records.tolist() == [records]
+    log = _conn_log(r.connections)
+    if records == 1:
+        assert [line[2:] for line in log] == [
+            (f"{(gap_ns + 3 * 10**7 + 6 * 10**7) / 1e9:.6f}", "150", "200", "SF", "ShADadFf",
+             "7", "5")]
+    else:
+        assert [line[2:] for line in log] == [
+            FIRST[2:], ("0.030000", "50", "0", "SF", "DaFfA", "3", "2")]
+
+
+def test_handshake_uses_the_shorter_timeout() -> None:
+    """Before an endpoint leaves the handshake states the timeout is udp_inactivity_timeout,
+    1 min: a SYN, then the same SYN again 61 s later. The first Zeek connection is the
+    lone SYN (S0 "S", duration 0: unset), the retransmission starts a new one that
+    completes: S, h, A, F, f (the last ACK adds nothing): SF, 4 and 2 packets, duration
+    from that SYN (1061.02) to the server's FIN (1061.06). (Zeek's attempt timer, not
+    modelled, would already have logged the lone SYN 5 s after it, with the same result.)
+    After the handshake, 61 s of silence split nothing (the boundary test above)."""
+    cv = Conv(t=1000.0)
+    cv.c(SYN, ack=0)
+    cv.wait(61)
+    cv.c(SYN, ack=0, seq=1000)
+    cv.s(SYN | ACK)
+    cv.c(ACK)
+    cv.c(FIN)
+    cv.s(FIN)
+    cv.c(ACK)
+    r = run(cv.segments)
+    assert len(r.connections) == 1
+    assert _conn_log(r.connections) == [
+        ("1000.010000", "40000", "-", "-", "-", "S0", "S", "1", "0"),
+        ("1061.020000", "40000", "0.040000", "0", "0", "SF", "ShAFf", "4", "2")]
+
+
+def _bulk_with_gap() -> list:
+    """Handshake at 1000.01-.03, then 150 times (client data 100 bytes, server ACK), 1 ms
+    apart; 301 s of silence; then 100 more pairs: every segment after the handshake is an
+    in-order ACK/data segment, one run the fast path absorbs in bulk.
+
+    First Zeek connection: S h A D a: "ShADa", both established (S1), orig_bytes 15000,
+    resp_bytes 0, packets 152 (SYN, ACK, 150 data) and 151; duration from the SYN (1000.01)
+    to the 150th ACK (1000.33): 0.32 s. Second: the client's data at 1301.331, no SYN, not
+    from a likely server port: "D", the server's ACK "a"; both endpoints partial: OTH;
+    orig_bytes 10000 (start = first seq - 1), resp_bytes 0; 100 and 100 packets; duration
+    to the last ACK: 0.199 s."""
+    cv = Conv(t=1000.0)
+    cv.handshake()
+    for i in range(250):
+        if i == 150:
+            cv.wait(301)
+        cv.c(0, 100, dt=0.001)
+        cv.s(ACK, dt=0.001)
+    return cv.segments
+
+
+BULK_LOG = [("1000.010000", "40000", "0.320000", "15000", "0", "S1", "ShADa", "152", "151"),
+            ("1301.331000", "40000", "0.199000", "10000", "0", "OTH", "Da", "100", "100")]
+
+
+@pytest.mark.parametrize("long_run", [1, 64, 10**9])  # numpy, default, row by row
+@pytest.mark.parametrize("size", [7, 10**6])  # batches of 7 segments, one batch
+def test_split_inside_a_bulk_run(long_run: int, size: int, monkeypatch) -> None:
+    from tcplife.capture.columns import AddressBook, Batch
+    from tcplife.drive import drive
+    from tcplife.frames import Collector
+    from tcplife.tracker import Tracker
+
+    segs = _bulk_with_gap()
+    plain = run(segs).connections
+    assert _conn_log(plain) == BULK_LOG
+    monkeypatch.setattr("tcplife.drive.LONG_RUN", long_run)
+    col, t, book = Collector(), Tracker(), AddressBook()
+    drive([Batch.from_segments(segs[i:i + size], book) for i in range(0, len(segs), size)],
+          t, col.add)
+    col.add(t.finish())
+    fast = col.connections()
+    assert _conn_log(fast) == BULK_LOG
+    assert fast.zeek_records.tolist() == [2]
+    assert fast.zeek_later_records.tolist() == plain.zeek_later_records.tolist()
+
+
+def test_records_json_round_trip() -> None:
+    recs = [z.ZeekRecord(1, "server", 2, 3, 4, "OTH", "^dA", 5, 6)]
+    assert z.records_from_json(z.records_json(recs)) == recs
+    assert z.records_json([]) == "" and z.records_from_json("") == []
+
+
+def test_dask_engine_gives_the_same_zeek_records(tmp_path: Path) -> None:
+    """tcplife.analyze_dask over rotated files (one cut inside the six-minute silence,
+    others elsewhere) equals `analyze` of the same files, Zeek columns included: the first
+    connection (pcapgen's orderly close, 360 s of silence before the client's FIN) makes
+    two Zeek connections, the second connection (another port, 100 s later) one."""
+    import pandas as pd
+
+    distributed = pytest.importorskip("distributed")
+    from dataclasses import replace
+
+    from pcapgen import orderly_close, write_pcap
+
+    from tcplife.distributed import analyze_dask
+
+    idle = [s if i < 6 else replace(s, ts_us=s.ts_us + 360_000_000)
+            for i, s in enumerate(orderly_close())]
+    other = orderly_close(t0_us=idle[0].ts_us + 100_000_000, client=("10.0.0.1", 40001))
+    segs = sorted(idle + other, key=lambda s: s.ts_us)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                       dashboard_address=":0")
+    client = distributed.Client(cluster)
+    try:
+        for cuts in ([16], [3, 8, 16]):  # segs[15] is the last before the silence ends
+            bounds = [0, *cuts, len(segs)]
+            pieces = zip(bounds, bounds[1:], strict=False)
+            files = [write_pcap(tmp_path / f"cut{cuts[-1]}-{len(cuts)}.pcap{i or ''}",
+                                segs[a:b]) for i, (a, b) in enumerate(pieces)]
+            want = tcplife.analyze(files).connections
+            assert want.zeek_records.tolist() == [2, 1]
+            got = analyze_dask(files, scheduler=client, partitions=3).connections
+            pd.testing.assert_frame_equal(got, want, check_exact=True)
+    finally:
+        client.close()
+        cluster.close()

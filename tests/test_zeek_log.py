@@ -125,3 +125,68 @@ def test_readme_excerpt_is_what_the_writer_writes() -> None:
     out = io.StringIO()
     write_zeek_conn_log(result.connections, out, open_time=t, close_time=t)
     assert out.getvalue().splitlines()[:-1] == shown
+
+
+def _split_and_short():
+    """Two connections, merged by time. A (port 40000): handshake at 1000.01-.03, 100
+    bytes up and 200 down with their ACKs (to 1000.07), 360 s of silence, then 50 bytes
+    up, the server's ACK, FINs both ways and the last ACK (1360.08-.12): Zeek's inactivity
+    timer (5 min) makes it two Zeek connections. B (port 40001): handshake at
+    1100.01-.03, FINs at .04 and .05, last ACK .06: one."""
+    from builder import ACK, FIN, Conv, Host
+
+    a = Conv(t=1000.0)
+    a.handshake()
+    a.c(0, 100)
+    a.s(ACK)
+    a.s(0, 200)
+    a.c(ACK)
+    a.wait(360)
+    a.c(0, 50)
+    a.s(ACK)
+    a.c(FIN)
+    a.s(FIN)
+    a.c(ACK)
+    b = Conv(client=Host("10.0.0.1", 40001, 5000), t=1100.0)
+    b.handshake()
+    b.c(FIN)
+    b.s(FIN)
+    b.c(ACK)
+    segs = sorted(a.segments + b.segments, key=lambda s: s.ts_ns)
+    return [s._replace(frame=i) for i, s in enumerate(segs, start=1)]
+
+
+def test_one_line_per_zeek_connection_in_order_of_first_packet() -> None:
+    """A's second Zeek connection starts after B: lines A1, B, A2, each with its own ts
+    and uid. By hand (Zeek's rules, tests/test_zeek.py section 4):
+    A1: ShADad, S1, 100 and 200 bytes, 4 and 3 packets, 0.06 s (SYN to the client's ACK);
+    B: S h A F f (the last ACK adds nothing), SF, 0 bytes, 4 and 2 packets, 0.04 s (SYN to
+    the server's FIN, after which both sides have closed);
+    A2: no SYN, from port 40000 (no flip): D a F f A, SF, 50 (52 sequence numbers from
+    start = first seq - 1, less one for the FIN) and 0 bytes, 3 and 2 packets, 0.03 s."""
+    from builder import run
+
+    connections = run(_split_and_short()).connections
+    assert connections.zeek_records.tolist() == [2, 1]
+    out = io.StringIO()
+    write_zeek_conn_log(connections, out, open_time=T0, close_time=T0)
+    cols = ["ts", "id.orig_p", "id.resp_p", "duration", "orig_bytes", "resp_bytes",
+            "conn_state", "history", "orig_pkts", "resp_pkts"]
+    assert zeek_cut(out.getvalue(), cols) == [
+        ["1000.010000", "40000", "80", "0.060000", "100", "200", "S1", "ShADad", "4", "3"],
+        ["1100.010000", "40001", "80", "0.040000", "0", "0", "SF", "ShAFf", "4", "2"],
+        ["1360.080000", "40000", "80", "0.030000", "50", "0", "SF", "DaFfA", "3", "2"]]
+    uids = [u for (u,) in zeek_cut(out.getvalue(), ["uid"])]
+    assert len(set(uids)) == 3 and all(re.fullmatch(r"C[0-9A-Za-z]{17}", u) for u in uids)
+
+
+def test_a_table_without_the_later_records_column_gives_one_line_a_row() -> None:
+    """A connections table from before ``zeek_later_records`` (or cut to some columns)
+    still writes: one line per row, the row's packets."""
+    from builder import run
+
+    connections = run(_split_and_short()).connections.drop(columns="zeek_later_records")
+    out = io.StringIO()
+    write_zeek_conn_log(connections, out)
+    assert zeek_cut(out.getvalue(), ["id.orig_p", "history", "orig_pkts"]) == [
+        ["40000", "ShADad", "7"], ["40001", "ShAFf", "4"]]

@@ -1,8 +1,9 @@
 """What Zeek, Wireshark and Suricata would say about each connection instance.
 
 Owns: `Peers`, the per-connection bundle of recorders the tracker feeds (Zeek's history and
-endpoint states, Suricata's session state, the Wireshark ``tcp.stream`` numbers the
-instance's segments fall in), and `PeerSummary`, what ends up in the connection's record.
+endpoint states, for each Zeek connection the instance makes; Suricata's session state; the
+Wireshark ``tcp.stream`` numbers the instance's segments fall in), and `PeerSummary`, what
+ends up in the connection's record.
 The recorders live in `tcplife.peers.zeek`, `tcplife.peers.suricata` and
 `tcplife.peers.wireshark`; the conn.log writer in `tcplife.peers.zeek_log`.
 
@@ -15,15 +16,17 @@ from dataclasses import dataclass, field
 
 from tcplife.peers.suricata import SuricataRecorder
 from tcplife.peers.wireshark import WiresharkStreams
-from tcplife.peers.zeek import ZeekRecorder
+from tcplife.peers.zeek import ZeekRecord, ZeekReplay, records_json
 from tcplife.segment import Segment
 
-__all__ = ["PeerSummary", "Peers", "WiresharkStreams"]
+__all__ = ["PeerSummary", "Peers", "WiresharkStreams", "ZeekRecord"]
 
 
 @dataclass(slots=True)
 class PeerSummary:
-    """The peers' verdicts on one connection instance."""
+    """The peers' verdicts on one connection instance. The ``zeek_*`` values describe the
+    first Zeek connection of the instance; Zeek's inactivity timer may split the instance
+    into more (`zeek_later`, in order)."""
 
     zeek_conn_state: str
     zeek_history: str
@@ -35,6 +38,19 @@ class PeerSummary:
     #: every tcp.stream the instance's segments fall in (more than one: Wireshark splits it)
     tcp_streams: list[int] = field(default_factory=list)
     suricata_state: str = "none"
+    #: the Zeek connections after the first (Zeek's inactivity timer expired between two
+    #: packets of the instance); empty almost always
+    zeek_later: tuple[ZeekRecord, ...] = ()
+
+    @property
+    def zeek_records(self) -> int:
+        """How many Zeek connections (conn.log lines) the instance makes."""
+        return 1 + len(self.zeek_later)
+
+    @property
+    def zeek_later_json(self) -> str:
+        """`zeek_later` as JSON (`tcplife.peers.zeek.records_json`): "" when empty."""
+        return records_json(self.zeek_later)
 
 
 class Peers:
@@ -43,7 +59,7 @@ class Peers:
     __slots__ = ("zeek", "suricata", "streams", "first_stream")
 
     def __init__(self, seg: Segment, sender_is_client: bool) -> None:
-        self.zeek = ZeekRecorder(seg, sender_is_client)
+        self.zeek = ZeekReplay(seg, sender_is_client)
         self.suricata = SuricataRecorder()
         self.first_stream = -1
         #: further tcp.streams (Wireshark split the instance); None while only the first
@@ -75,17 +91,27 @@ class Peers:
         """An absorbed segment is its side's first ACK (``A``) or data (``D``) packet."""
         self.zeek.first_letter(from_client, data)
 
+    def inactivity_ns(self) -> int:
+        """A run absorbed in bulk must stop at a segment this long or longer after the
+        previous one: Zeek's inactivity timer makes it start a new Zeek connection."""
+        return self.zeek.inactivity_ns()
+
     def absorbed(self, client_nxt: int, server_nxt: int, client_max_ack: int,
-                 server_max_ack: int, last_ns: int) -> None:
-        self.zeek.absorbed(client_nxt, server_nxt, client_max_ack, server_max_ack, last_ns)
+                 server_max_ack: int, last_ns: int, client_pkts: int = 0,
+                 server_pkts: int = 0) -> None:
+        """A run was absorbed: the sides' maxima and last time after it, and how many
+        packets of each side it held."""
+        self.zeek.absorbed(client_nxt, server_nxt, client_max_ack, server_max_ack, last_ns,
+                           client_pkts, server_pkts)
         self.suricata.absorbed(client_nxt, server_nxt)
 
     def summary(self) -> PeerSummary:
-        z = self.zeek
+        first, *later = self.zeek.records()
         return PeerSummary(
-            zeek_conn_state=z.conn_state(), zeek_history=z.history,
-            zeek_orig="client" if z.orig_is_client else "server",
-            zeek_orig_bytes=z.orig_bytes(), zeek_resp_bytes=z.resp_bytes(),
-            zeek_duration_ns=z.last_ns - z.start_ns, tcp_stream=self.first_stream,
+            zeek_conn_state=first.conn_state, zeek_history=first.history,
+            zeek_orig=first.orig, zeek_orig_bytes=first.orig_bytes,
+            zeek_resp_bytes=first.resp_bytes, zeek_duration_ns=first.duration_ns,
+            tcp_stream=self.first_stream,
             tcp_streams=sorted({self.first_stream, *(self.streams or ())}
-                               - {-1}), suricata_state=self.suricata.state)
+                               - {-1}), suricata_state=self.suricata.state,
+            zeek_later=tuple(later))

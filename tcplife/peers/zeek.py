@@ -10,22 +10,55 @@ connection creation in ``TCPAnalyzer::WantConnection``), and `conn_state`, the f
 ``scripts/base/protocols/conn/main.zeek``. Sequence numbers are 32-bit as in Zeek; the
 wrap counters Zeek keeps for connections over 4 GB are not modelled.
 
+`ZeekReplay` holds the Zeek connections one tcplife instance makes: Zeek's inactivity timer
+can log and forget a connection in the middle of a tcplife instance, and the next packet of
+the 4-tuple then starts a new Zeek connection (`ZeekRecord`, one conn.log line each). The
+rule, from Zeek's source (paths in zeek/zeek):
+
+- ``src/session/Session.cc``, ``Session::InactivityTimer(t)``: the connection is removed
+  when ``last_time + inactivity_timeout <= t``, else the timer is re-armed at
+  ``last_time + inactivity_timeout``. The timer is armed at ``last_time + timeout``
+  (``SetInactivityTimeout``), so it never lies beyond the current deadline.
+- ``src/RunState.cc``, ``dispatch_packet``: network time is set to the packet's time and
+  ``expire_timers()`` (``TimerMgr::DoAdvance``: every timer with ``Time() <= t``, re-armed
+  ones included) runs *before* ``ProcessPacket``. So the connection is gone before its next
+  packet exactly when that packet comes ``timeout`` or more after ``last_time`` (whether
+  another connection's packet fired the timer earlier changes nothing); the packet then
+  finds no connection and makes a new one (``IPBasedAnalyzer::AnalyzePacket`` ->
+  ``NewConn``: ``WantConnection``'s flip for a first packet that is not a bare SYN, an
+  empty history, endpoints ``INACTIVE``).
+- ``last_time`` is the time of the connection's last packet, not updated once both sides
+  have closed (``TCPSessionAdapter::Process``: ``SetLastTime`` unless both ``did_close``).
+- The timeout: ``TCPAnalyzer::MakeSessionAdapter`` (``src/packet_analysis/protocol/tcp/
+  TCP.cc``) starts a TCP connection with ``udp_inactivity_timeout`` (1 min), and
+  ``TCP_Endpoint::SetState`` (``src/analyzer/protocol/tcp/TCP_Endpoint.cc``) switches to
+  ``tcp_inactivity_timeout`` (5 min) when an endpoint first leaves the handshake states
+  (inactive, SYN sent, SYN-ACK sent); both from ``scripts/base/init-bare.zeek``.
+
 Knows nothing of tcplife's own states, of captures or of pandas. The tracker feeds it every
 segment of a connection instance (`process`) or, for a run of in-order ACK/data segments
 absorbed in bulk, lets it catch up in O(1) (`quiet`, `fast_rows`, `absorbed`): such a run
 changes nothing Zeek records beyond counters and a side's first ``A`` or ``D``
 (`first_letter`), as long as no segment in it has a zero window, carries data anywhere but
-at the side's SND.NXT, or acknowledges more than the peer sent (the fast path sends those
-through `process`).
+at the side's SND.NXT, acknowledges more than the peer sent, or comes `inactivity_ns` or
+more after the previous one (the fast path sends those through `process`).
 
 Not modelled (see the README, "Side by side with Zeek, Wireshark, Suricata"): ``c`` (bad
 checksums: segments carry no checksum verdict), ``g`` (content gaps: Zeek's reassembler),
-``x``; Zeek's own timers (a connection attempt unanswered for 5 s, an idle one for 5 min,
-or a closed one quiet for 5 s is logged and a later packet starts a new Zeek connection):
-one tcplife instance gives one Zeek record.
+``x``; Zeek's other timers (``AttemptTimer``: a connection attempt unanswered for
+``tcp_attempt_delay``, 5 s; the close timers: a closed or reset connection forgotten
+``tcp_close_delay``/``tcp_reset_delay``, 5 s, after its last packet; ``ExpireTimer``,
+``PartialCloseTimer``), after which a later packet would start a new Zeek connection too;
+``max_timer_expires`` (at most 300 timers fire per packet: a burst of expiries can delay
+one); network time is each packet's own time (Zeek's never goes back, so a capture whose
+times step back across connections may fire a timer earlier in Zeek).
 """
 
 from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
 
 from tcplife.segment import ACK, FIN, RST, SYN, Segment
 
@@ -52,6 +85,16 @@ LIKELY_SERVER_PORTS = frozenset({
 })
 
 
+#: Zeek's ``tcp_inactivity_timeout`` (``scripts/base/init-bare.zeek``: ``const
+#: tcp_inactivity_timeout = 5 min &redef``), in ns: a TCP connection past its handshake that
+#: sees no packet for this long is logged and forgotten (``Session::InactivityTimer``).
+TCP_INACTIVITY_TIMEOUT_NS = 300 * 10**9
+#: Zeek's ``udp_inactivity_timeout`` (init-bare.zeek: ``1 min``), in ns: the inactivity
+#: timeout a TCP connection starts with (``TCPAnalyzer::MakeSessionAdapter``) until an
+#: endpoint leaves the handshake states (``TCP_Endpoint::SetState``).
+HANDSHAKE_INACTIVITY_TIMEOUT_NS = 60 * 10**9
+
+
 def _delta(a: int, b: int) -> int:
     """Zeek's ``seq_delta``: ``a - b`` as a signed 32-bit number."""
     d = (a - b) & _MASK
@@ -64,7 +107,7 @@ class _Endpoint:
     __slots__ = ("is_orig", "state", "prev_state", "start", "ack", "last", "hist_syn",
                  "hist_fin", "hist_rst", "rxmt_cnt", "rxmt_thresh", "win0_cnt",
                  "win0_thresh", "gap_cnt", "gap_thresh", "fin_cnt", "fin_seq", "did_close",
-                 "first_seen", "reassem", "trim", "blocks")
+                 "first_seen", "reassem", "trim", "blocks", "pkts")
 
     def __init__(self, is_orig: bool) -> None:
         self.is_orig = is_orig
@@ -81,6 +124,7 @@ class _Endpoint:
         # blocks received above a hole, sorted [seq, upper) pairs.
         self.reassem = self.trim = 1
         self.blocks: list[list[int]] | tuple[()] = ()  #: () until the first hole
+        self.pkts = 0  #: packets of this side (conn.log's orig_pkts / resp_pkts)
 
     def set_state(self, new: int) -> None:
         if new != self.state:
@@ -105,6 +149,83 @@ def likely_server(port: int) -> bool:
     return port in LIKELY_SERVER_PORTS
 
 
+@dataclass(frozen=True, slots=True)
+class ZeekRecord:
+    """One Zeek connection, as its conn.log line gives it (times in ns)."""
+
+    start_ns: int  #: ``ts``: its first packet
+    orig: str  #: which tcplife side is ``id.orig_h``: "client" or "server"
+    duration_ns: int  #: ``duration``: last_time - start_time
+    orig_bytes: int
+    resp_bytes: int
+    conn_state: str
+    history: str
+    orig_pkts: int
+    resp_pkts: int
+
+
+def records_json(records: tuple[ZeekRecord, ...] | list[ZeekRecord]) -> str:
+    """``records`` as a JSON list of objects (`ZeekRecord`'s fields); "" for none."""
+    if not records:
+        return ""
+    return json.dumps([dataclasses.asdict(r) for r in records], separators=(",", ":"))
+
+
+def records_from_json(text: str | None) -> list[ZeekRecord]:
+    """The inverse of `records_json` (None, "" or a missing value: no records)."""
+    if not isinstance(text, str) or not text:
+        return []
+    return [ZeekRecord(**fields) for fields in json.loads(text)]
+
+
+class ZeekReplay:
+    """The Zeek connections of one tcplife instance: the current one (a `ZeekRecorder`)
+    and those Zeek's inactivity timer already logged (`done`). Same interface as the
+    recorder for the tracker's fast path."""
+
+    __slots__ = ("current", "done")
+
+    def __init__(self, seg: Segment, sender_is_client: bool) -> None:
+        self.current = ZeekRecorder(seg, sender_is_client)
+        self.done: list[ZeekRecord] | None = None  #: None while there is one connection
+
+    def process(self, seg: Segment, from_client: bool) -> None:
+        cur = self.current
+        if seg.ts_ns - cur.last_ns >= cur.inactivity_ns:  # cur.expired(seg.ts_ns), inlined
+            # Zeek removed the connection (timers run before the packet is processed):
+            # this packet starts a new one, with its own uid, flip and history.
+            if self.done is None:
+                self.done = []
+            self.done.append(cur.record())
+            cur = self.current = ZeekRecorder(seg, from_client)
+        cur.process(seg, from_client)
+
+    def records(self) -> list[ZeekRecord]:
+        """Every Zeek connection of the instance, in order (the last as it stands)."""
+        return [*(self.done or ()), self.current.record()]
+
+    def inactivity_ns(self) -> int:
+        """The current connection's inactivity timeout: a segment that comes this long or
+        longer after the previous one starts a new Zeek connection (not for bulk runs)."""
+        return self.current.inactivity_ns
+
+    def quiet(self, client_nxt: int | None, server_nxt: int | None,
+              client_max_ack: int | None, server_max_ack: int | None) -> bool:
+        return self.current.quiet(client_nxt, server_nxt, client_max_ack, server_max_ack)
+
+    def fast_rows(self) -> tuple[tuple[bool, bool], tuple[bool, bool]]:
+        return self.current.fast_rows()
+
+    def first_letter(self, from_client: bool, data: bool) -> None:
+        self.current.first_letter(from_client, data)
+
+    def absorbed(self, client_nxt: int, server_nxt: int, client_max_ack: int,
+                 server_max_ack: int, last_ns: int, client_pkts: int = 0,
+                 server_pkts: int = 0) -> None:
+        self.current.absorbed(client_nxt, server_nxt, client_max_ack, server_max_ack,
+                              last_ns, client_pkts, server_pkts)
+
+
 class ZeekRecorder:
     """Zeek's history and endpoint states for one connection instance.
 
@@ -113,7 +234,7 @@ class ZeekRecorder:
     """
 
     __slots__ = ("client", "server", "orig_is_client", "letters", "hist_seen",
-                 "start_ns", "last_ns", "is_partial")
+                 "start_ns", "last_ns", "is_partial", "inactivity_ns")
 
     def __init__(self, seg: Segment, sender_is_client: bool) -> None:
         self.client = _Endpoint(sender_is_client)
@@ -121,8 +242,10 @@ class ZeekRecorder:
         self.orig_is_client = sender_is_client  # the first packet's sender originates
         self.letters = ""  #: the history so far (a str: a list costs 3x per connection)
         self.hist_seen = 0
-        self.start_ns = self.last_ns = seg.ts_ns
+        self.start_ns = self.last_ns = seg.ts_ns  #: Zeek's start_time and last_time
         self.is_partial = False
+        #: the inactivity timeout in force (Session::inactivity_timeout)
+        self.inactivity_ns = HANDSHAKE_INACTIVITY_TIMEOUT_NS
         # TCPAnalyzer::WantConnection: a first packet that is not a bare SYN makes a partial
         # connection; if its source port looks like a server's, the roles are flipped
         # (both plausible: only for a non-SYN packet from the lower port).
@@ -153,6 +276,20 @@ class ZeekRecorder:
     def conn_state(self) -> str:
         o, r = self.orig(), self.resp()
         return conn_state(o.state, r.state, o.size(r), r.size(o), self.history)
+
+    def expired(self, ts_ns: int) -> bool:
+        """Has Zeek's inactivity timer removed this connection before a packet stamped
+        ``ts_ns``? (``last_time + inactivity_timeout <= t``: see the module docstring.)"""
+        return ts_ns - self.last_ns >= self.inactivity_ns
+
+    def record(self) -> ZeekRecord:
+        """This connection's conn.log values as they stand."""
+        o, r = self.orig(), self.resp()
+        return ZeekRecord(
+            start_ns=self.start_ns, orig="client" if self.orig_is_client else "server",
+            duration_ns=self.last_ns - self.start_ns, orig_bytes=o.size(r),
+            resp_bytes=r.size(o), conn_state=self.conn_state(), history=self.letters,
+            orig_pkts=o.pkts, resp_pkts=r.pkts)
 
     # ------------------------------------------------------------------ history
     def _check(self, ep: _Endpoint, mask: int, code: str) -> bool:
@@ -231,6 +368,7 @@ class ZeekRecorder:
     def process(self, seg: Segment, from_client: bool) -> None:
         """TCPAnalyzer::DeliverPacket for one segment of this connection."""
         ep, peer = (self.client, self.server) if from_client else (self.server, self.client)
+        ep.pkts += 1
         flags, base, ack, length = seg.flags, seg.seq, seg.ack, seg.payload_len
         if not flags & (SYN | FIN | RST) and ep.first_seen \
                 and PARTIAL <= ep.state <= ESTABLISHED and PARTIAL <= peer.state <= ESTABLISHED:
@@ -275,6 +413,10 @@ class ZeekRecorder:
                         peer.ack = ack
         delta_last = self._update_last_seq(ep, one_past, flags, length)
         do_close = self._update_state(ep, peer, base, length, delta_last, flags)
+        if ep.state >= PARTIAL or peer.state >= PARTIAL:
+            # TCP_Endpoint::SetState: the first endpoint out of the handshake states sets
+            # tcp_inactivity_timeout (for good: nothing sets it back).
+            self.inactivity_ns = TCP_INACTIVITY_TIMEOUT_NS
         if flags & ACK:  # after the state machine: gaps revealed by a FIN or RST don't count
             self._ack_received(peer, ep, rel_ack)
         if length > 0 and not flags & RST and rel_seq >= 0:
@@ -479,8 +621,12 @@ class ZeekRecorder:
             self._check(ep, HIST_ACK_PKT, "A")
 
     def absorbed(self, client_nxt: int, server_nxt: int, client_max_ack: int,
-                 server_max_ack: int, last_ns: int) -> None:
-        """After a run absorbed in bulk: the maxima moved as tcplife's did."""
+                 server_max_ack: int, last_ns: int, client_pkts: int = 0,
+                 server_pkts: int = 0) -> None:
+        """After a run absorbed in bulk: the maxima moved as tcplife's did; the run held
+        ``client_pkts`` and ``server_pkts`` packets of each side."""
+        self.client.pkts += client_pkts
+        self.server.pkts += server_pkts
         self.client.last, self.server.last = client_nxt, server_nxt
         self.server.ack, self.client.ack = client_max_ack, server_max_ack
         for ep in (self.client, self.server):
