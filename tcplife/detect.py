@@ -42,6 +42,7 @@ from tcplife.states import (
     ESTABLISHED,
     FIN_WAIT_1,
     FIN_WAIT_2,
+    INFO,
     LAST_ACK,
     LIKELY,
     POSSIBLE,
@@ -286,7 +287,8 @@ class HandshakeIncomplete(PerConnection):
                         f"{v.who(SERVER)} sent SYN-ACK at {clock(synrcvd.ts_ns)} ({n} time"
                         f"{'s' if n > 1 else ''}) and never got the handshake's final ACK from "
                         f"{v.who(CLIENT)}; it sat in SYN_RECEIVED and {how} (ACKs dropped "
-                        "on the way, or a SYN flood)")
+                        "on the way, or a SYN flood)",
+                        claims=[(SERVER, SYN_RECEIVED, synrcvd.ts_ns)])
 
 
 _OPEN = {ESTABLISHED, CLOSE_WAIT, SYN_RECEIVED, UNKNOWN}
@@ -324,7 +326,9 @@ class Resets(PerConnection):
             facts = note.facts or {}
             state, unread = State(str(facts.get("state"))), bool(facts.get("unread"))
             peer = _other(note.side)
-            before = (note.side, state, note.ts_ns - 1)  # the state the RST left
+            # the state the RST left (none to claim when it is the connection's first packet)
+            before = (note.side, state, note.ts_ns - 1)
+            claims = [before] if note.ts_ns > v.record.first_ts_ns else []
             if state in _OPEN and facts.get("ack", True):
                 probes = int(facts.get("probes") or 0)  # type: ignore[call-overload]
                 if probes:
@@ -336,7 +340,7 @@ class Resets(PerConnection):
                         f"{v.who(peer)} never answered; its kernel gave up and reset the "
                         f"connection at {clock(note.ts_ns)}: the peer is gone (crashed, "
                         "powered off, unreachable, or a middlebox dropped the flow)",
-                        confidence=LIKELY, claims=[before])
+                        confidence=LIKELY, claims=claims)
                 elif unread and facts.get("zero_window"):
                     row = v.anomaly(
                         note.ts_ns, note.side, "rst_on_close_unread_data", note.frame,
@@ -345,7 +349,7 @@ class Resets(PerConnection):
                         f"(zero): data from {v.who(peer)} filled its buffer unread, and "
                         "closing a socket with unread data resets it instead of sending "
                         "FIN: read all input before close()",
-                        confidence=LIKELY, claims=[before])
+                        confidence=LIKELY, claims=claims)
                 elif unread or state == UNKNOWN:
                     what = (f"data from {v.who(peer)} had arrived after its last data"
                             if unread else "too little of the connection was captured "
@@ -358,7 +362,7 @@ class Resets(PerConnection):
                         "unread (read all input before close()), or it read everything "
                         "and closed with SO_LINGER 0 (or crashed, or was killed); the "
                         "peer sees 'connection reset by peer'",
-                        confidence=POSSIBLE, claims=[before])
+                        confidence=POSSIBLE, claims=claims)
                 else:
                     row = v.anomaly(
                         note.ts_ns, note.side, "abortive_close", note.frame,
@@ -366,14 +370,14 @@ class Resets(PerConnection):
                         f"{clock(note.ts_ns)} in {state.value}, no data from "
                         f"{v.who(peer)} waiting: an abortive close (SO_LINGER 0, an abort "
                         "or a crash); the peer sees 'connection reset by peer'",
-                        confidence=LIKELY, claims=[before])
+                        confidence=LIKELY, claims=claims)
             elif state in _AFTER_CLOSE and unread and facts.get("fin_sent"):
                 row = v.anomaly(
                     note.ts_ns, note.side, "write_after_close", note.frame,
                     f"{v.who(peer)} sent data after {v.who(note.side)} had closed "
                     f"({state.value}); {note.side} answered with RST at "
                     f"{clock(note.ts_ns)}: the peer wrote to a closed connection "
-                    "(it did not notice the FIN, or ignored it)", claims=[before])
+                    "(it did not notice the FIN, or ignored it)", claims=claims)
             else:
                 continue
             if (note.side, row.kind) not in seen:
@@ -401,16 +405,31 @@ class LingeringCloseWait(PerConnection):
                 # answers (slow, or unaware that it must close too), not a forgotten socket.
                 wrote = getattr(v.record, f"{side}_last_payload_ns")
                 wrote = min(wrote, end) if wrote is not None and wrote > t.ts_ns else None
-                peer_state = v.state_at(_other(side), end)
+                peer = _other(side)
+                peer_state = v.state_at(peer, end)
                 idle = ("" if wrote is None else f" (it went on sending data until "
                         f"{clock(wrote)}: the peer had only shut down writing)")
-                until = ("to the end of the capture; the application is not calling close()"
-                         if open_to_end else f"until it closed at {clock(end)}; the "
-                         "application was slow to call close()")
+                claims = [(side, CLOSE_WAIT, t.ts_ns), (side, CLOSE_WAIT, end - 1),
+                          (peer, peer_state, end)]
+                if open_to_end:
+                    until = ("to the end of the capture, still open then; the application "
+                             "is not calling close()")
+                    claims.append((side, CLOSE_WAIT, v.capture_end_ns))
+                elif "RST" in nxt.event:  # type: ignore[union-attr]
+                    who = "its own RST" if nxt.event.startswith("send") else \
+                        f"an RST from {v.who(peer)}"  # type: ignore[union-attr]
+                    until = (f"until {who} ended it at {clock(end)}, not a close(): the "
+                             "application had not closed it by then")
+                else:
+                    until = (f"until it closed at {clock(end)} ({nxt.event}); the "  # type: ignore
+                             "application was slow to call close()")
                 yield v.anomaly(t.ts_ns, side, "lingering_close_wait", t.frame,
                                 f"{v.who(side)} received FIN at {clock(t.ts_ns)} and did "
                                 f"not close: CLOSE_WAIT for {secs(end - t.ts_ns)}{idle} {until} "
-                                f"(the peer is in {peer_state.value})")
+                                f"(the peer is in {peer_state.value})",
+                                severity=ERROR if open_to_end else WARNING,
+                                frames=() if nxt is None or open_to_end else [nxt.frame],
+                                claims=claims)
 
 
 class FinWait2Timeout(PerConnection):
@@ -431,7 +450,10 @@ class FinWait2Timeout(PerConnection):
                                 f"peer's FIN; it expired at {clock(t.ts_ns)} after "
                                 f"{secs(t.ts_ns - entered.ts_ns)} (tcp_fin_timeout) while "
                                 f"{v.who(peer)} was in {v.state_at(peer, t.ts_ns).value}"
-                                f"{tail}")
+                                f"{tail}",
+                                claims=[(side, FIN_WAIT_2, t.ts_ns - 1),
+                                        (side, CLOSED, t.ts_ns),
+                                        (peer, v.state_at(peer, t.ts_ns), t.ts_ns)])
 
 
 class MissingFinalAck(PerConnection):
@@ -497,7 +519,8 @@ class SimultaneousClose(PerConnection):
                                 f"{v.who(t.side)} received the peer's FIN at "
                                 f"{clock(t.ts_ns)} before the ACK of its own: both sides "
                                 "closed at once (FINs crossed) and pass through CLOSING; "
-                                "harmless, but both end in TIME_WAIT")
+                                "harmless, but both end in TIME_WAIT",
+                                claims=[(t.side, CLOSING, t.ts_ns)])
 
 
 class SimultaneousOpen(PerConnection):
@@ -528,11 +551,19 @@ class Notes(PerConnection):
                                 f"acknowledged at {clock(note.ts_ns)}: a half-close "
                                 "(shutdown(SHUT_WR)); fine if intended")
             for note in v.named("silence_rtx", side)[:1]:
+                # the peer spoke again later: the path came back (a warning); it never
+                # did by the end of the capture: the peer is gone (an error)
+                heard = getattr(v.record, f"{peer}_last_ts_ns")
+                back = heard is not None and heard > note.ts_ns
+                fate = (f"{v.who(peer)} answered again at {clock(heard)}: the path or the "
+                        "peer was gone for a while (half-open meanwhile)" if back else
+                        f"{v.who(peer)} never answered: the peer is gone or unreachable "
+                        "(half-open); only a timeout or keep-alive will tell the "
+                        "application")
                 yield v.anomaly(note.ts_ns, side, "half_open", note.frame,
                                 f"{v.who(side)} retransmitted data from {clock(note.ts_ns)} "
-                                f"and {v.who(peer)} never answered: the peer is gone or "
-                                "unreachable (half-open); only a timeout or keep-alive "
-                                "will tell the application")
+                                f"into silence; {fate}",
+                                severity=WARNING if back else ERROR)
             probes = v.named("keepalive_probe", side)
             if probes:
                 yield v.anomaly(probes[0].ts_ns, side, "keepalive", probes[0].frame,
@@ -540,8 +571,14 @@ class Notes(PerConnection):
                                 f"{'s' if len(probes) > 1 else ''} on the idle connection "
                                 f"from {clock(probes[0].ts_ns)} (SO_KEEPALIVE); information")
         for note in v.named("port_reuse")[:1]:
+            # a TIME_WAIT socket is there to meet reuse (RFC 9293 3.10.7.4, Linux
+            # tcp_timewait_state_process): info; an open socket met by a new SYN: warning
+            met = (note.facts or {}).get("states") or ()
+            normal = bool(met) and all(m == TIME_WAIT.value for m in met)  # type: ignore
             yield v.anomaly(note.ts_ns, CLIENT, "port_reuse", note.frame,
-                            f"{v.who(CLIENT)} at {clock(note.ts_ns)}: {note.detail}")
+                            f"{v.who(CLIENT)} at {clock(note.ts_ns)}: {note.detail}"
+                            + ("; normal: TIME_WAIT is there for this" if normal else ""),
+                            severity=INFO if normal else WARNING)
         r = v.record
         if r.mid_stream:
             yield v.anomaly(r.first_ts_ns, CLIENT, "mid_stream", r.first_frame,

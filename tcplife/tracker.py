@@ -157,6 +157,7 @@ class Tracker:
         self.now_ns: int | None = None
         self._out: list[Event] = []
         self._reuse_note: str | None = None
+        self._reuse_states: list[str] = []  #: the states the reuse met, for its note
         self._wireshark = WiresharkStreams()
         #: while `finish` runs: the capture's end, at which its records' states are taken
         self._ending_at: int | None = None
@@ -180,7 +181,8 @@ class Tracker:
                 conn.predecessor = old
             if self._reuse_note is not None:
                 self._note(conn, Oddity(conn.conn_id, seg.ts_ns, seg.frame, CLIENT,
-                                        "port_reuse", self._reuse_note))
+                                        "port_reuse", self._reuse_note,
+                                        {"states": self._reuse_states}))
         elif conn.predecessor is not None:
             if self._belongs_to_predecessor(conn, seg):
                 conn = conn.predecessor
@@ -342,7 +344,9 @@ class Tracker:
         sender = conn.client if seg.src == conn.client.addr and seg.sport == conn.client.port \
             else conn.server
         receiver = conn.peer(sender)
-        live = [f"{ep.side} {ep.state}" for ep in (sender, receiver) if ep.state in ALIVE]
+        alive = [ep for ep in (sender, receiver) if ep.state in ALIVE]
+        live = [f"{ep.side} {ep.state}" for ep in alive]
+        self._reuse_states = [ep.state.value for ep in alive]
         self._reuse_note = (f"new SYN reuses the 4-tuple of connection {conn.conn_id}, whose "
                             f"{' and '.join(live)} socket was still there") if live else None
         if sender.state not in (CLOSED, LISTEN):
