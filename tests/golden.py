@@ -259,3 +259,223 @@ def compare_anomalies(path: str | Path, vantage: str) -> list[str]:
                         for a in result.anomalies.itertuples())
     return [f"{expected['scenario']}/{vantage}: missing {sorted(want - got)}, "
             f"extra {sorted(got - want)} (tcplife said: {details})"]
+
+
+# --------------------------------------------------------------------------- the end
+
+
+#: An end checkpoint has no TCP segment at or after ``ts - END_QUIET`` in any capture of
+#: its run (the lab's QUIET rule): what ``ss`` showed then is what was true at the
+#: capture's end, unless a timer without a packet changed a state after the last frame.
+END_QUIET = 0.05
+
+#: (scenario, vantage) -> {side: why that side's state at the end checkpoint cannot be
+#: known from that capture}. Each was checked by hand against the captures: the side's
+#: socket changed state after the capture's last frame without sending or receiving a
+#: packet that this capture shows (so no tool could tell, from this capture, what ``ss``
+#: says at the end), or the segment that changed it never reached this vantage.
+UNKNOWABLE_AT_END: dict[tuple[str, str], dict[str, str]] = {
+    ("syn_dropped", "client"): {
+        "client": "connect() gives up silently (no RST: tcp_write_timeout ends a SYN-SENT "
+                  "socket with tcp_done) 7 s after the first SYN, about 3 s after the "
+                  "capture's last frame (the last SYN retransmission)",
+        "server": "no SYN got an answer: SYNs dropped before the server (no socket, CLOSED) "
+                  "and SYN-ACKs lost on the way back (SYN-RECV) look the same at the "
+                  "client's vantage"},
+    ("keepalive_dead_peer", "client"): {
+        "server": "after the router began dropping everything, nothing from the server "
+                  "reaches the client's vantage: the client's keep-alive RST leaves, and "
+                  "whether it reached the server (CLOSED) or was dropped (ESTAB) looks the "
+                  "same there"},
+    ("keepalive_dead_peer", "server"): {
+        "client": "nothing from the client reaches the server's vantage after the drop "
+                  "began: its keep-alive probes and RST are all dropped before it"},
+    ("peer_vanishes_mid_transfer", "client"): {
+        "client": "the client gives up silently (no RST: tcp_write_err after "
+                  "tcp_retries2) after the capture's last frame, its last retransmission",
+        "server": "nothing from the server reaches the client's vantage after the drop "
+                  "began; the server stays ESTAB, which silence cannot tell from gone"},
+    ("peer_vanishes_mid_transfer", "server"): {
+        "client": "nothing from the client reaches the server's vantage after the drop "
+                  "began: its retransmissions are dropped before it, and it gives up "
+                  "silently"},
+}
+
+
+def end_checkpoint(expected: dict[str, Any]) -> dict[str, Any] | None:
+    """The checkpoint flagged ``"end": true`` (the capture's end), if any."""
+    flagged = [cp for cp in expected["checkpoints"] if cp.get("end")]
+    return flagged[-1] if flagged else None
+
+
+def _lab_endpoint_state(checkpoint: dict[str, Any], role: str, local: Endpoint,
+                        remote: Endpoint) -> str:
+    """The state ``ss`` gave the socket (local, remote) in namespace ``role`` (CLOSED when
+    it is not listed)."""
+    for s in checkpoint["ss"].get(role, []):
+        if _ep(*s["local"]) == local and _ep(*s["remote"]) == remote \
+                and s["state"] != "LISTEN":
+            return SS_TO_TCPLIFE.get(s["state"], s["state"])
+    return "CLOSED"
+
+
+def compare_end(expected: str | Path | dict[str, Any], vantage: str,
+                sample_dir: str | Path | None = None, result: Any = None) -> list[str]:
+    """tcplife's ``connections.client_state`` / ``server_state`` (each side at the capture's
+    last frame) against ``ss`` at the end checkpoint, for every flow the capture shows: the
+    latest instance of each 4-tuple has the kernel's states (a socket ``ss`` does not list
+    is CLOSED), earlier instances of it are CLOSED on both sides. Sides listed in
+    `UNKNOWABLE_AT_END` (or in `UNKNOWABLE` at that checkpoint) are skipped. ``result``
+    (anything with ``connections``) replaces the call to ``tcplife.analyze``."""
+    if isinstance(expected, (str, Path)):
+        base = Path(sample_dir) if sample_dir is not None else Path(expected).parent
+        expected = load_expected(expected)
+    else:
+        base = Path(sample_dir) if sample_dir is not None else Path(".")
+    cp = end_checkpoint(expected)
+    name = expected["scenario"]
+    if cp is None:
+        return [f"{name}: no end checkpoint"]
+    if result is None:
+        import tcplife
+
+        result = tcplife.analyze(str(base / expected["captures"][vantage]["file"]),
+                                 **expected.get("options", {}))
+    where = f"{name}/{vantage} @ end ({cp['name']})"
+    clients = {norm_addr(a) for a in expected["hosts"]["client"]}
+    skip = {**UNKNOWABLE.get((name, vantage, cp["name"]), {}),
+            **UNKNOWABLE_AT_END.get((name, vantage), {})}
+    instances: dict[tuple[Any, ...], list[Any]] = {}
+    for row in result.connections.sort_values("conn_id").itertuples():
+        c, s = _ep(row.client_addr, row.client_port), _ep(row.server_addr, row.server_port)
+        instances.setdefault(_flow_key(c, s, clients), []).append(row)
+    problems: list[str] = []
+    for flow in expected["captures"][vantage]["visible_flows"]:
+        lab_client = _ep(flow[0], flow[1])
+        lab_server = _ep(flow[2], flow[3])
+        rows = instances.get((*lab_client, *lab_server), [])
+        text = f"{lab_client[0]}:{lab_client[1]} -> {lab_server[0]}:{lab_server[1]}"
+        if not rows:
+            problems.append(f"{where}: {text}: tcplife has no connection")
+            continue
+        for i, row in enumerate(rows):
+            states = {_ep(row.client_addr, row.client_port): str(row.client_state),
+                      _ep(row.server_addr, row.server_port): str(row.server_state)}
+            for role, me, peer in (("client", lab_client, lab_server),
+                                   ("server", lab_server, lab_client)):
+                if role in skip:
+                    continue
+                ours = states.get(me, "?")
+                kernel = "CLOSED" if i < len(rows) - 1 else \
+                    _lab_endpoint_state(cp, role, me, peer)
+                if ours != kernel:
+                    latest = "" if i == len(rows) - 1 else " (an earlier instance)"
+                    problems.append(f"{where}: {text} conn {row.conn_id}{latest}: {role} "
+                                    f"{ours} at the last frame, kernel {kernel}")
+    return problems
+
+
+# --------------------------------------------------------------------------- frames
+
+
+def _pcap_frames(data: bytes) -> list[tuple[int, int, bytes]]:
+    """(timestamp ns, link type, frame bytes) of every record of a pcap file."""
+    import struct
+
+    magic = data[:4]
+    order = {b"\xd4\xc3\xb2\xa1": "<", b"\x4d\x3c\xb2\xa1": "<",
+             b"\xa1\xb2\xc3\xd4": ">", b"\xa1\xb2\x3c\x4d": ">"}[magic]
+    nano = magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+    linktype = struct.unpack(order + "I", data[20:24])[0] & 0x0FFFFFFF
+    out, pos = [], 24
+    while pos + 16 <= len(data):
+        sec, frac, incl, _orig = struct.unpack(order + "IIII", data[pos:pos + 16])
+        ns = sec * 1_000_000_000 + (frac if nano else frac * 1000)
+        out.append((ns, linktype, data[pos + 16:pos + 16 + incl]))
+        pos += 16 + incl
+    return out
+
+
+def _pcapng_frames(data: bytes) -> list[tuple[int, int, bytes]]:
+    """(timestamp ns, link type, frame bytes) of every timestamped packet of a pcapng file
+    (enhanced and obsolete packet blocks; if_tsresol honoured)."""
+    import struct
+
+    out: list[tuple[int, int, bytes]] = []
+    order = "<"
+    ifaces: list[tuple[int, int]] = []  # (link type, units per second)
+    pos = 0
+    while pos + 12 <= len(data):
+        btype = struct.unpack(order + "I", data[pos:pos + 4])[0]
+        if btype == 0x0A0D0D0A:  # section header: byte order from its magic
+            order = "<" if data[pos + 8:pos + 12] == b"\x4d\x3c\x2b\x1a" else ">"
+            ifaces = []
+        blen = struct.unpack(order + "I", data[pos + 4:pos + 8])[0]
+        if blen < 12:
+            break
+        body = data[pos + 8:pos + blen - 4]
+        if btype == 1:  # interface description
+            link = struct.unpack(order + "H", body[:2])[0]
+            units = 1_000_000
+            opt = 8
+            while opt + 4 <= len(body):
+                code, olen = struct.unpack(order + "HH", body[opt:opt + 4])
+                if code == 0:
+                    break
+                if code == 9 and olen >= 1:
+                    v = body[opt + 4]
+                    units = 2 ** (v & 0x7F) if v & 0x80 else 10 ** v
+                opt += 4 + olen + (-olen % 4)
+            ifaces.append((link, units))
+        elif btype in (6, 2):  # enhanced / obsolete packet block
+            if btype == 6:
+                iface, hi, lo, cap = struct.unpack(order + "IIII", body[:16])
+                frame = body[20:20 + cap]
+            else:
+                iface, _drops, hi, lo, cap = struct.unpack(order + "HHIII", body[:16])
+                frame = body[20:20 + cap]
+            link, units = ifaces[iface]
+            ticks = (hi << 32) | lo
+            out.append((ticks * 1_000_000_000 // units, link, frame))
+        pos += blen
+    return out
+
+
+def capture_frames(path: str | Path) -> list[tuple[int, int, bytes]]:
+    """(timestamp ns, link type, frame bytes) of every frame of a pcap or pcapng file, read
+    here (not by tcplife)."""
+    data = Path(path).read_bytes()
+    if data[:4] == b"\x0a\x0d\x0d\x0a":
+        return _pcapng_frames(data)
+    return _pcap_frames(data)
+
+
+def last_frame_ns(path: str | Path) -> int | None:
+    """The timestamp (ns) of the capture's last frame, any kind (None: no frame)."""
+    frames = capture_frames(path)
+    return max(ns for ns, _, _ in frames) if frames else None
+
+
+def tcp_frame_times_ns(path: str | Path) -> list[int]:
+    """Timestamps of the frames that carry a TCP segment (Ethernet, Linux SLL/SLL2, raw
+    IP), decoded with dpkt."""
+    import dpkt
+
+    out = []
+    for ns, link, frame in capture_frames(path):
+        try:
+            if link == 1:
+                ip = dpkt.ethernet.Ethernet(frame).data
+            elif link == 113:
+                ip = dpkt.sll.SLL(frame).data
+            elif link == 276:
+                ip = dpkt.sll2.SLL2(frame).data
+            elif link in (12, 101, 228, 229):
+                ip = (dpkt.ip6.IP6 if frame[:1] and frame[0] >> 4 == 6 else dpkt.ip.IP)(frame)
+            else:
+                continue
+        except (dpkt.UnpackError, IndexError):
+            continue
+        if isinstance(ip, (dpkt.ip.IP, dpkt.ip6.IP6)) and isinstance(ip.data, dpkt.tcp.TCP):
+            out.append(ns)
+    return out
