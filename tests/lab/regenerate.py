@@ -207,8 +207,10 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: every lab was cleaned up", file=sys.stderr)
         return 130
     failed = [n for n, o in results.items() if o.problems]
+    skipped = [n for n, o in results.items() if o.skipped]
     write_readme(args.out)
-    print(f"{len(results) - len(failed)} scenarios written, {len(failed)} failed "
+    print(f"{len(results) - len(failed) - len(skipped)} scenarios written, {len(skipped)} "
+          f"skipped, {len(failed)} failed "
           f"in {time.time() - t0:.1f}s", file=sys.stderr)
     return 1 if failed else 0
 

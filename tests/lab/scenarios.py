@@ -10,7 +10,12 @@ kernel did what the scenario expects, and writes ``NAME.*.pcap*`` and
 A scenario is a function of a `Run`, the small DSL: ``r.c(op, ...)`` / ``r.s(op, ...)`` send
 an agent command to the client / server, ``r.settle()`` sleeps, ``r.checkpoint(name,
 expect)`` records ``ss -tanH`` in both namespaces (and checks the states against
-``expect``), ``r.lab.drop(match)`` / ``r.lab.undrop(handle)`` add or remove router drops.
+``expect``), ``r.lab.drop(match)`` / ``r.lab.undrop(handle)`` add or remove router drops,
+``r.lab.delay_queue`` / ``r.lab.queue`` hold chosen packets in the router for a while
+(NFQUEUE, `nfqdelay.py`). Every run ends with ``r.end_checkpoint()`` (the scenario calls it
+as its last step where the states change after its last checkpoint, else `run_once` does):
+``ss`` at the capture's end, flagged ``end``, after which the captures stop at once and no
+segment may have been captured.
 """
 
 from __future__ import annotations
