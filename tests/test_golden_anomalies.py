@@ -8,6 +8,7 @@ must report nothing else.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +82,50 @@ def test_compare_anomalies_checks_severity_and_confidence() -> None:
     extra = golden.compare_anomalies(path, "client", FakeResult(
         expected, "client", [row, {**row, "side": "server", "kind": "keepalive"}]))
     assert len(extra) == 1 and "extra [(0, 'server', 'keepalive')]" in extra[0], extra
+
+
+# --------------------------------------------------------------------------- the lab's truth
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="the lab reads captures with tshark")
+@pytest.mark.parametrize(("name", "flow", "side", "holds", "fails"), [
+    # the server's FIN was acknowledged once the drop was lifted: delayed, not missing
+    ("final_ack_dropped", 0, "server", "final_ack_delayed", "missing_final_ack"),
+    ("simultaneous_close", 0, "client", "final_ack_delayed", "missing_final_ack"),
+    ("fins_cross_acks_delayed", 0, "server", "final_ack_delayed", "missing_final_ack"),
+    # the third client's SYN went unanswered while the listener had just answered others;
+    # the first client's SYN was answered at once
+    ("listen_no_accept", 2, "server", "listen_overflow", "syn_unanswered"),
+    # keep-alive probes into silence are a dead peer; the RST after them is the kernel's
+    ("keepalive_dead_peer", 0, "client", "half_open", "write_after_close"),
+    ("linger0_after_read", 0, "client", "abortive_close", "write_after_close"),
+])
+def test_lab_evidence_tells_kinds_apart(name: str, flow: int, side: str, holds: str,
+                                        fails: str) -> None:
+    """`tests/lab/anomalies.py` checks each declared row in the committed captures: the
+    kind the design declares passes, a kind it does not declare is refused."""
+    from lab import anomalies
+    from lab.netlab import read_packets
+
+    path = SAMPLES / f"{name}.expected.json"
+    expected = golden.load_expected(path)
+    pkts = {v: read_packets(SAMPLES / c["file"]) for v, c in expected["captures"].items()}
+    ctx = anomalies.Ctx(expected, pkts, anomalies.DESIGNS[name])
+    conn = ctx.conn("client", ctx.all_flows()[flow], 0)
+    assert conn is not None
+    assert anomalies.EVIDENCE[holds](ctx, "client", conn, side) is None
+    assert anomalies.EVIDENCE[fails](ctx, "client", conn, side) is not None
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="the lab reads captures with tshark")
+def test_listen_overflow_needs_a_listener_answering_others() -> None:
+    """The first client of listen_no_accept was answered at once: no listen_overflow."""
+    from lab import anomalies
+    from lab.netlab import read_packets
+
+    expected = golden.load_expected(SAMPLES / "listen_no_accept.expected.json")
+    pkts = {v: read_packets(SAMPLES / c["file"]) for v, c in expected["captures"].items()}
+    ctx = anomalies.Ctx(expected, pkts, anomalies.DESIGNS["listen_no_accept"])
+    first = ctx.conn("server", ctx.all_flows()[0], 0)
+    assert first is not None
+    assert anomalies.ev_listen_overflow(ctx, "server", first, "server") is not None
