@@ -1429,8 +1429,9 @@ def fins_cross_acks_delayed(r: Run) -> None:
     # FINs held until +0.5 s; FIN retransmissions at about +0.2 (TLP) and +0.4 s
     r.sleep_until("close", 0.3)
     r.checkpoint("fins_held", "client: FIN-WAIT-1; server: LISTEN FIN-WAIT-1")
-    # the peer's FIN arrives at +0.5 s, the ACKs of the own FIN at about +1.0 s
-    r.sleep_until("close", 0.62)
+    # the peer's FIN arrives at +0.5 s, its first retransmission at +0.7 s, the ACKs of
+    # the own FIN at about +1.0 s
+    r.sleep_until("close", 0.59)
     r.checkpoint("closing", "client: CLOSING; server: LISTEN CLOSING")
     r.sleep_until("close", 2.6)
     r.notes.extend(f"router: {line}" for line in delayer.stop() if line.startswith("HELD"))
