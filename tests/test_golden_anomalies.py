@@ -3,7 +3,12 @@
 Each ``sample_pcaps/*.expected.json`` lists, per vantage capture, the anomalies that really
 happened in that run (decided from the scenario's design and checked in the packets, not
 from tcplife): for every listed (connection, side, kind) tcplife must report it, and it
-must report nothing else.
+must report nothing else, with one documented exception (`golden.APP_RST_KINDS`: an
+application's RST, where an ``abortive_close`` row of confidence ``possible`` answers a
+``rst_on_close_unread_data`` truth, the wire being the same); every row must carry a
+severity and a confidence of the contract. Self-tests of that comparison, and tests that
+the lab's evidence (`tests/lab/anomalies.py`) tells the kinds issue 18 redefined apart on
+the committed captures.
 """
 
 from __future__ import annotations
