@@ -58,6 +58,76 @@ def test_golden(path: Path, vantage: str) -> None:
     assert problems == [], "\n".join(problems)
 
 
+
+# --------------------------------------------------------------------------- the end
+
+CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "pcaps"
+END_CAPTURES = sorted({SAMPLES / golden.load_expected(p)["captures"][v]["file"]
+                       for p, v in CASES})
+CORPUS_CAPTURES = sorted(p for p in CORPUS.glob("*") if p.suffix in (".pcap", ".pcapng")) \
+    if CORPUS.is_dir() else []
+
+
+@pytest.mark.parametrize("path", EXPECTED, ids=[p.name for p in EXPECTED])
+def test_sample_has_an_end_checkpoint(path: Path) -> None:
+    """Every sample's last checkpoint is its end checkpoint: flagged ``end``, and no TCP
+    segment in any of its captures at or after ``ts - END_QUIET`` (read with dpkt)."""
+    expected = golden.load_expected(path)
+    cp = golden.end_checkpoint(expected)
+    assert cp is not None and cp is expected["checkpoints"][-1], path.name
+    total = 0
+    for vantage in golden.vantages(expected):
+        times = golden.tcp_frame_times_ns(SAMPLES / expected["captures"][vantage]["file"])
+        total += len(times)
+        late = [t for t in times if t >= round((cp["ts"] - golden.END_QUIET) * 1e9)]
+        assert late == [], f"{vantage}: {len(late)} TCP segment(s) after the end checkpoint"
+    assert total > 0, "no TCP segment decoded"
+
+
+@pytest.mark.parametrize(("path", "vantage"), CASES,
+                         ids=[f"{p.name.removesuffix('.expected.json')}-{v}" for p, v in CASES])
+def test_golden_end_states(path: Path, vantage: str) -> None:
+    """``client_state``/``server_state`` equal the kernel's ``ss`` at the capture's end."""
+    problems = golden.compare_end(path, vantage)
+    assert problems == [], "\n".join(problems)
+
+
+def _end_states_problems(capture: Path, options: dict[str, Any]) -> list[str]:
+    import tcplife
+
+    result = tcplife.analyze(str(capture), **options)
+    last = golden.last_frame_ns(capture)
+    if last is None:
+        assert result.connections.empty
+        return []
+    snap = result.state_at(pd.Timestamp(last, unit="ns", tz="UTC"))
+    alive = {(int(r.conn_id), str(r.side)): str(r.state) for r in snap.itertuples()}
+    problems = []
+    for row in result.connections.itertuples():
+        for side in ("client", "server"):
+            want = alive.get((int(row.conn_id), side), "CLOSED")
+            got = str(getattr(row, f"{side}_state"))
+            if got != want:
+                problems.append(f"{capture.name} conn {row.conn_id} {side}: {side}_state "
+                                f"{got}, state_at(last frame) {want}")
+    return problems
+
+
+@pytest.mark.parametrize("capture", END_CAPTURES, ids=[p.name for p in END_CAPTURES])
+def test_end_states_are_state_at_the_last_frame_samples(capture: Path) -> None:
+    options = next(golden.load_expected(p).get("options", {}) for p in EXPECTED
+                   if p.name.split(".")[0] == capture.name.split(".")[0])
+    assert _end_states_problems(capture, options) == []
+
+
+@pytest.mark.parametrize("capture", CORPUS_CAPTURES or [None],
+                         ids=[p.name for p in CORPUS_CAPTURES] or ["corpus-absent"])
+def test_end_states_are_state_at_the_last_frame_corpus(capture: Path | None) -> None:
+    if capture is None:
+        pytest.skip(f"../shared/corpus (third-party captures) is absent: {CORPUS}")
+    assert _end_states_problems(capture, {}) == []
+
+
 # --------------------------------------------------------------------------- self-tests
 
 
@@ -224,3 +294,33 @@ def test_time_wait_taken_on_a_timestamp_ends_at_the_synack(vantage: str) -> None
         == (syns[1], f"recv SYN (new incarnation, taken: its SYN-ACK at frame {synack})")
     assert list(r.connections.close_kind) == ["fin", "fin"]
     assert list(r.connections.packets)[1] == sum(1 for n, _ in tcps if n >= syns[1])
+
+
+class FakeConnections:
+    """Answers ``connections`` with the given rows."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.connections = pd.DataFrame(rows, columns=[
+            "conn_id", "client_addr", "client_port", "server_addr", "server_port",
+            "client_state", "server_state"])
+
+
+def test_compare_end_reports_a_wrong_end_state() -> None:
+    expected = _sample("normal_close_client_first")
+    (flow,) = expected["captures"]["client"]["visible_flows"]
+    row = {"conn_id": 0, "client_addr": flow[0], "client_port": flow[1],
+           "server_addr": flow[2], "server_port": flow[3], "client_state": "TIME_WAIT",
+           "server_state": "CLOSED"}
+    assert golden.compare_end(expected, "client", SAMPLES,
+                              result=FakeConnections([row])) == []
+    wrong = golden.compare_end(expected, "client", SAMPLES,
+                               result=FakeConnections([{**row, "client_state": "CLOSED"}]))
+    assert len(wrong) == 1 and "client CLOSED at the last frame, kernel TIME_WAIT" in wrong[0]
+    # an earlier instance of the same 4-tuple must be CLOSED on both sides
+    old = {**row, "conn_id": 0, "client_state": "FIN_WAIT_2"}
+    two = golden.compare_end(expected, "client", SAMPLES,
+                             result=FakeConnections([old, {**row, "conn_id": 1}]))
+    assert len(two) == 1 and "earlier instance" in two[0], two
+    assert golden.compare_end(expected, "client", SAMPLES, result=FakeConnections(
+        [])) == [f"normal_close_client_first/client @ end (after_server_close): "
+                 f"{flow[0]}:{flow[1]} -> {flow[2]}:{flow[3]}: tcplife has no connection"]

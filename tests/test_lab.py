@@ -2,7 +2,10 @@
 
 Owns: running `tests/lab` end to end in a temporary directory (needs root, ip, nft,
 tcpdump, ss, tshark, dumpcap; skipped otherwise) and the golden comparison
-(`golden.compare`) on those fresh captures. Scenarios run in parallel (about a minute).
+(`golden.compare`, `golden.compare_end` at the end checkpoint every run records,
+`golden.compare_anomalies`) on those fresh captures. A scenario whose extra command is
+missing (`Scenario.needs`: iptables for fins_cross_acks_delayed) is skipped, naming it.
+Scenarios run in parallel (about a minute).
 """
 
 from __future__ import annotations
@@ -34,13 +37,17 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any
 def test_lab_scenario(fresh: tuple[Path, dict[str, Any]], name: str) -> None:
     out, results = fresh
     outcome = results[name]
+    if outcome.skipped:
+        pytest.skip(outcome.skipped)
     assert not outcome.problems, "\n".join(outcome.problems)
     path = out / f"{name}.expected.json"
     expected = golden.load_expected(path)
     assert expected["checkpoints"], "no checkpoint recorded"
+    assert golden.end_checkpoint(expected) is expected["checkpoints"][-1], "no end checkpoint"
     problems: list[str] = []
     for vantage in golden.vantages(expected):
         problems += golden.compare(path, vantage)
+        problems += golden.compare_end(path, vantage)
         if "anomalies" in expected:
             problems += golden.compare_anomalies(path, vantage)
     assert problems == [], "\n".join(problems)

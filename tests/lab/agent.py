@@ -24,7 +24,8 @@ Commands (``op`` plus arguments):
   background threads (protocol below); ``serve_stats``: what the server threads saw
 - ``traffic`` addr, port, plan, workers, req: run the client side of ``plan`` (a list of
   ``[requests, "C"|"S"]``: how many requests on one connection, and who closes first)
-  with ``workers`` threads; answers the local ports used
+  with ``workers`` threads; answers the local ports used. ``interval`` (seconds, default 0):
+  the connections start at most that often (paced, for a steady rate)
 
 Request/response protocol of ``serve``/``traffic``: a request is ``req`` bytes ending in
 a newline whose first byte is ``K`` (more requests follow), ``C`` (last request: the
@@ -326,6 +327,8 @@ def op_traffic(c: dict[str, Any]) -> dict[str, Any]:
     errors: list[str] = []
     nxt = iter(range(len(plan)))
     lock = threading.Lock()
+    interval = float(c.get("interval", 0.0))
+    t0 = time.monotonic()
 
     def worker() -> None:
         while True:
@@ -333,6 +336,8 @@ def op_traffic(c: dict[str, Any]) -> dict[str, Any]:
                 i = next(nxt, None)
             if i is None:
                 return
+            if interval:
+                time.sleep(max(0.0, t0 + i * interval - time.monotonic()))
             try:
                 ports[i] = _client_conn(c["addr"], int(c["port"]), *plan[i], req, resp)
             except OSError as exc:

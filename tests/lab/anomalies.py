@@ -29,15 +29,25 @@ from typing import Any
 
 from .netlab import CLIENT4, CLIENT6, Packet, read_packets
 
-KINDS = ("refused", "syn_unanswered", "handshake_incomplete", "rst_on_close_unread_data",
-         "abortive_close", "lingering_close_wait", "fin_wait_2_timeout", "missing_final_ack",
-         "simultaneous_close", "simultaneous_open", "half_close", "write_after_close",
-         "half_open", "port_reuse", "time_wait_accumulation", "keepalive", "mid_stream")
+KINDS = ("refused", "syn_unanswered", "listen_overflow", "handshake_incomplete",
+         "rst_on_close_unread_data", "abortive_close", "lingering_close_wait",
+         "fin_wait_2_timeout", "missing_final_ack", "final_ack_delayed", "simultaneous_close",
+         "simultaneous_open", "half_close", "write_after_close", "half_open", "port_reuse",
+         "time_wait_accumulation", "keepalive", "mid_stream")
 
 #: Thresholds used unless a scenario says otherwise (`Design`).
 DEFAULT_CLOSE_WAIT_LINGER = 5.0
 DEFAULT_TIME_WAIT_THRESHOLD = 20
 TIME_WAIT_LEN = 60.0
+#: Linux's default net.ipv4.ip_local_port_range, and the share of it (or of the
+#: expected file's ``options`` port_range_low/high) that a client's TIME-WAIT peak
+#: towards one service must reach to be a risk (tcplife.Options.time_wait_share)
+PORT_RANGE = (32768, 60999)
+TIME_WAIT_SHARE = 0.25
+#: How long a listener counts as "answering others" around an unanswered SYN: Linux's
+#: first SYN retransmission comes 1 s after the SYN (TCP_TIMEOUT_INIT), so a SYN-ACK to
+#: another client within the SYN's first retry interval on either side
+LISTEN_ANSWER_WINDOW = 1.0
 
 #: Capture name -> the namespace it was taken in (as in scenarios.CAPTURE_SIDE).
 CAPTURE_SIDE = {"client": "client", "server": "server", "any": "server",
@@ -189,6 +199,31 @@ def ev_syn_unanswered(ctx: Ctx, v: str, c: Conn, side: str) -> str | None:
     return None
 
 
+def ev_listen_overflow(ctx: Ctx, v: str, c: Conn, side: str) -> str | None:
+    """The client's SYN went unanswered (a later SYN with the same ISN was sent) while the
+    listener answered another client's SYN within `LISTEN_ANSWER_WINDOW` before it; or the
+    server repeated its SYN-ACK after the client's ACK had reached the server's capture."""
+    syns = c.bare_syns("client")
+    synacks = c.synacks("server")
+    unanswered = [p for i, p in enumerate(syns[:-1])
+                  if not [a for a in synacks if p.ts < a.ts <= syns[i + 1].ts]]
+    if unanswered:
+        t = unanswered[0].ts
+        others = [a for flow, conns in ctx.conns[v].items() if flow[:2] != c.flow[:2]
+                  for o in conns for a in o.synacks("server")
+                  if t - LISTEN_ANSWER_WINDOW <= a.ts <= t]
+        if others:
+            return None
+        return "an unanswered SYN, but the listener answered no other client just before"
+    own = ctx.conn(ctx.own("server"), c.flow, c.instance)
+    if own is not None and own.synacks("server"):
+        isn1 = (own.synacks("server")[0].seq + 1) & 0xFFFFFFFF
+        acks = [p.ts for p in own.by("client") if p.ackf and not p.syn and p.ack == isn1]
+        if acks and [a for a in own.synacks("server") if a.ts > acks[0]]:
+            return None
+    return "no unanswered SYN and no SYN-ACK repeated after the client's ACK"
+
+
 def ev_handshake_incomplete(ctx: Ctx, v: str, c: Conn, side: str) -> str | None:
     sa = c.synacks("server")
     if len(sa) < 2 or len({p.seq for p in sa}) != 1:
@@ -220,12 +255,13 @@ def ev_rst_on_close_unread_data(ctx: Ctx, v: str, c: Conn, side: str) -> str | N
 
 
 def ev_abortive_close(ctx: Ctx, v: str, c: Conn, side: str) -> str | None:
+    """The side ended an established connection with RST instead of FIN. (Whether data was
+    left unread is the design's to say: the wire cannot tell; see linger0_after_read.)"""
     if not c.rsts(side) or c.fins(side):
         return f"{side} did not end with RST instead of FIN"
-    t = _last_own_data(c, side)
-    late = [p for p in c.payload(PEER[side]) if t < p.ts < c.rsts(side)[0].ts]
-    if late:
-        return f"the {PEER[side]} sent payload after the {side}'s last payload"
+    if not c.bare_syns("client") or not c.synacks("server") or \
+            c.rsts(side)[0].ts < c.synacks("server")[0].ts:
+        return "the RST does not end an established connection"
     return None
 
 
@@ -276,23 +312,45 @@ def ev_fin_wait_2_timeout(ctx: Ctx, v: str, c: Conn, side: str) -> str | None:
     return None
 
 
-def ev_missing_final_ack(ctx: Ctx, v: str, c: Conn, side: str) -> str | None:
-    fins = c.fins(side)
-    if len(fins) < 2:
-        return f"{side}'s FIN not retransmitted"
-    end = _fin_end(fins[0])
-    # The peer's own capture shows an ACK covering the FIN, sent before a retransmission.
-    peer = ctx.conn(ctx.own(PEER[side]), c.flow, c.instance)
+def _fin_acks(ctx: Ctx, c: Conn, side: str) -> tuple[list[float], list[float]] | str:
+    """(the side's FIN retransmission times, times ACKs covering its FIN arrived), both at
+    the side's own capture; or why they cannot be had."""
     mine = ctx.conn(ctx.own(side), c.flow, c.instance)
-    if peer is None or mine is None:
-        return "a capture lacks the connection"
-    acked = [p.ts for p in peer.by(PEER[side]) if p.ackf and _covers(p.ack, end)]
-    rtx = [p.ts for p in mine.fins(side)[1:]]
-    if not acked or not any(t > acked[0] for t in rtx):
-        return "no FIN retransmission after the peer had sent an ACK covering it"
-    arrived = [p.ts for p in mine.by(PEER[side]) if p.ackf and _covers(p.ack, end)]
-    if arrived and arrived[0] < max(rtx) and arrived[0] <= acked[0] + 0.02:
-        return "the peer's ACK did arrive"
+    if mine is None or not mine.fins(side):
+        return f"the {side}'s own capture lacks its FIN"
+    fins = mine.fins(side)
+    end = _fin_end(fins[0])
+    acks = [p.ts for p in mine.by(PEER[side]) if p.ackf and _covers(p.ack, end)]
+    return [p.ts for p in fins[1:]], acks
+
+
+def ev_missing_final_ack(ctx: Ctx, v: str, c: Conn, side: str) -> str | None:
+    """A FIN retransmitted and never acknowledged: no ACK covering it ever reached the
+    side (its own capture), to the end of the capture."""
+    got = _fin_acks(ctx, c, side)
+    if isinstance(got, str):
+        return got
+    rtx, acks = got
+    if not rtx:
+        return f"{side}'s FIN not retransmitted"
+    if acks:
+        return f"an ACK covering the {side}'s FIN arrived ({len(acks)})"
+    return None
+
+
+def ev_final_ack_delayed(ctx: Ctx, v: str, c: Conn, side: str) -> str | None:
+    """The side retransmitted its FIN before any ACK covering it arrived, and such an ACK
+    did arrive (own capture)."""
+    got = _fin_acks(ctx, c, side)
+    if isinstance(got, str):
+        return got
+    rtx, acks = got
+    if not rtx:
+        return f"{side}'s FIN not retransmitted"
+    if not acks:
+        return f"the {side}'s FIN was never acknowledged"
+    if not rtx[0] < acks[0]:
+        return f"the {side}'s FIN was acknowledged before its first retransmission"
     return None
 
 
@@ -342,13 +400,15 @@ def ev_write_after_close(ctx: Ctx, v: str, c: Conn, side: str) -> str | None:
 
 
 def ev_half_open(ctx: Ctx, v: str, c: Conn, side: str) -> str | None:
-    data = c.payload(side)
+    """The side transmits one segment 3+ times (data retransmissions, or keep-alive
+    probes) and hears nothing from the peer meanwhile (own capture)."""
+    data = c.payload(side) + keepalive_probes(c, side)
     groups: dict[tuple[int, int], list[Packet]] = {}
-    for p in data:
+    for p in sorted(data, key=lambda q: q.ts):
         groups.setdefault((p.seq, p.length), []).append(p)
     rtx = [g for g in groups.values() if len(g) >= 3]
     if not rtx:
-        return f"no {side} data transmitted 3 times"
+        return f"no {side} data or probe transmitted 3 times"
     g = rtx[0]
     own = ctx.conn(ctx.own(side), c.flow, c.instance)
     if own is None:
@@ -388,16 +448,29 @@ def ev_mid_stream(ctx: Ctx, v: str, c: Conn, side: str) -> str | None:
     return None
 
 
+def time_wait_limit(ctx: Ctx, side: str) -> int:
+    """The TIME-WAIT peak that is a risk for ``side``: the threshold count, or (client) the
+    share of the ephemeral port range (the expected file's options, else Linux's)."""
+    limit = ctx.design.time_wait_threshold
+    if side == "client":
+        opts = ctx.expected.get("options", {})
+        low = int(opts.get("port_range_low", PORT_RANGE[0]))
+        high = int(opts.get("port_range_high", PORT_RANGE[1]))
+        limit = min(limit, int(TIME_WAIT_SHARE * (high - low + 1)))
+    return limit
+
+
 def ev_time_wait_accumulation(ctx: Ctx, v: str, c: Conn, side: str) -> str | None:
     peak = time_wait_peak(ctx, v, side)
-    if peak is None or peak[0] < ctx.design.time_wait_threshold:
-        return f"TIME-WAIT peak {peak and peak[0]} below the threshold"
+    limit = time_wait_limit(ctx, side)
+    if peak is None or peak[0] < limit:
+        return f"TIME-WAIT peak {peak and peak[0]} below {limit}"
     if peak[1] != (c.flow, c.instance):
         return f"the peak is on {peak[1]}, not on this connection"
     n = max(sum(1 for s in cp["ss"].get(side, []) if s["state"] == "TIME-WAIT")
             for cp in ctx.expected["checkpoints"])
-    if n < ctx.design.time_wait_threshold:
-        return f"ss never lists {ctx.design.time_wait_threshold} TIME-WAIT sockets ({n})"
+    if n < limit:
+        return f"ss never lists {limit} TIME-WAIT sockets ({n})"
     return None
 
 
@@ -498,9 +571,15 @@ _SERVER_SIDE_CAPTURES = ("server", "any")
 
 DESIGNS: dict[str, Design] = {
     "refused": Design([Row("refused", "server")]),
-    "listen_no_accept": Design(explained={
-        "rtx_syn:client": "the third client's first SYN is ignored while the accept queue "
-                          "is full; its retransmission is answered (not syn_unanswered)"}),
+    "listen_no_accept": Design(
+        [Row("listen_overflow", "server", flow=2)],
+        notes=["listen_overflow (server) on the third client's connection: the listener "
+               "(backlog 1, two connections queued, none accepted) answered the first two "
+               "clients' SYNs at once and left the third client's first SYN unanswered (its "
+               "accept queue was full); the SYN retransmitted a second later, after one "
+               "accept(), was answered. No capture shows a SYN-ACK repeated after a "
+               "client's ACK (every handshake ACK arrived). Not syn_unanswered: the "
+               "retransmission was answered"]),
     "normal_close_client_first": Design(notes=[
         "the server's CLOSE-WAIT lasts about 1.6 s by design (threshold 5 s)"]),
     "server_never_closes": Design(
@@ -518,23 +597,24 @@ DESIGNS: dict[str, Design] = {
     "linger0": Design([Row("abortive_close", "client")]),
     "simultaneous_close": Design(
         [Row("simultaneous_close", "client"), Row("simultaneous_close", "server"),
-         Row("missing_final_ack", "client"), Row("missing_final_ack", "server")],
+         Row("final_ack_delayed", "client"), Row("final_ack_delayed", "server")],
         explained={"rtx_fin:client": "FIN-WAIT-1 retransmissions while FINs are dropped, "
                                      "then CLOSING ones while ACKs are dropped",
                    "rtx_fin:server": "as for the client"},
-        notes=["missing_final_ack on both sides: after the FINs crossed each side sent a "
-               "pure ACK of the peer's FIN (dropped) and the peer retransmitted its FIN in "
-               "CLOSING; the FIN-WAIT-1 retransmissions before (FINs dropped) are not the "
-               "anomaly. Each vantage shows it for both sides: the own FIN retransmitted "
-               "in CLOSING with no ACK arriving, the peer's FIN retransmitted after the own "
-               "ACK of it left"]),
+        notes=["final_ack_delayed on both sides, not missing_final_ack: each side "
+               "retransmitted its FIN (FINs dropped, then pure ACKs dropped) before an ACK "
+               "covering it arrived, and one did arrive: the peer's last FIN retransmission "
+               "carries it (checked at each side's own capture). Each vantage shows both "
+               "sides' FIN retransmissions and the ACKs that ended them"]),
     "final_ack_dropped": Design(
-        [Row("missing_final_ack", "server")],
-        explained={"rtx_fin:server": "LAST-ACK retransmissions (missing_final_ack)"},
-        notes=["missing_final_ack (server) is listed at both vantages: the client capture "
-               "shows its ACKs of the server's FIN leaving and the FIN retransmitted anyway; "
-               "the server capture shows the FIN retransmitted in LAST-ACK with no ACK "
-               "arriving until the drop is lifted"]),
+        [Row("final_ack_delayed", "server")],
+        explained={"rtx_fin:server": "LAST-ACK retransmissions (final_ack_delayed)"},
+        notes=["final_ack_delayed (server), not missing_final_ack: the server retransmitted "
+               "its FIN in LAST-ACK while the client's ACKs were dropped, and the client's "
+               "ACK of the next retransmission, once the drop was lifted, reached it (the "
+               "server capture shows an ACK covering the FIN arriving). Listed at both "
+               "vantages: the client capture shows the FIN retransmitted after its ACKs "
+               "left, and its last ACK of it"]),
     "syn_dropped": Design([Row("syn_unanswered", "client", hidden=_hidden(
         server="the router drops every SYN before the server's capture point: the server "
                "capture has no segment at all"))]),
@@ -604,6 +684,59 @@ DESIGNS: dict[str, Design] = {
                "host holds only the 12 server-first closes, below the threshold, so no row "
                "for it; every CLOSE-WAIT lasts milliseconds (threshold 1 s); no RST, no "
                "retransmission"]),
+    "keepalive_dead_peer": Design(
+        [Row("half_open", "client", hidden=_hidden(
+            server="the server capture shows nothing after the drop: the client's probes "
+                   "and RST are dropped before it")),
+         Row("keepalive", "client", hidden=_hidden(
+             server="the probes never reach the server's capture point"))],
+        explained={"rst:client": "the client's kernel gives up after the third unanswered "
+                                 "probe and resets (tcp_keepalive_timer: "
+                                 "tcp_send_active_reset, tcp_write_err): the kernel's "
+                                 "give-up on a dead peer (half_open), not an application's "
+                                 "abort, so neither abortive_close nor "
+                                 "rst_on_close_unread_data"},
+        notes=["half_open (client): three keep-alive probes (the same segment, seq = "
+               "snd_nxt - 1) into silence, then the kernel's RST; the server, never told, "
+               "stays ESTABLISHED (ss at the end)"]),
+    "peer_vanishes_mid_transfer": Design(
+        [Row("half_open", "client", hidden=_hidden(
+            server="the server capture shows nothing after the drop: the client's data "
+                   "and retransmissions are dropped before it"))],
+        notes=["half_open (client): 300 bytes retransmitted into silence until the client's "
+               "kernel gives up (net.ipv4.tcp_retries2=3) without any segment: no RST, so "
+               "no abortive_close; the server stays ESTABLISHED (ss at the end)"]),
+    "linger0_after_read": Design(
+        [Row("abortive_close", "client")],
+        notes=["abortive_close (client): the client read all 700 bytes, then closed with "
+               "SO_LINGER {1, 0}; the wire is that of close_unread_data (the server's data, "
+               "the client's ACK, its RST), so a tool can only say 'abortive close, or "
+               "unread data' (confidence possible)"]),
+    "close_wait_rst": Design(
+        [Row("lingering_close_wait", "server"), Row("abortive_close", "server")],
+        close_wait_linger=2.0,
+        notes=["lingering_close_wait (server): about 3 s in CLOSE-WAIT (threshold 2 s), "
+               "ended by the server's RST, not a FIN; abortive_close (server): SO_LINGER 0 "
+               "close from CLOSE-WAIT after reading everything. The client's FIN-WAIT-2 "
+               "(orphaned, tcp_fin_timeout 60 s) ends at that RST: no kind of its own "
+               "(not fin_wait_2_timeout: it did not expire; not write_after_close: no data "
+               "arrived)"]),
+    "short_loop_port_range": Design(
+        [Row("time_wait_accumulation", "client", flow="tw_peak:client")],
+        time_wait_threshold=1000,
+        notes=["time_wait_accumulation (client): 64 client TIME-WAIT sockets towards "
+               "10.231.2.2:8080 at once, 32 % of the client's 200-port range (options "
+               "port_range_low/high), and new ones at about 32 a second, which would fill "
+               "the range in about 6 s, well within the 60 s TIME-WAIT; the threshold count "
+               "(1000) is far off, so only the risk rule applies. The row is on the last "
+               "connection, whose TIME-WAIT made the peak"]),
+    "fins_cross_acks_delayed": Design(
+        [Row("simultaneous_close", "client"), Row("simultaneous_close", "server"),
+         Row("final_ack_delayed", "client"), Row("final_ack_delayed", "server")],
+        notes=["final_ack_delayed on both sides, not missing_final_ack: each FIN was "
+               "retransmitted while held, and acknowledged 0.5 s after the FINs crossed (the "
+               "router delays, never drops); simultaneous_close on both sides: ss showed "
+               "both in CLOSING"]),
     "simultaneous_open": Design(
         [Row("simultaneous_open", "client")],
         explained={"rtx_syn:client": "the first SYNs are dropped on purpose; the "
@@ -654,7 +787,7 @@ def audit(ctx: Ctx, v: str) -> dict[str, list[str]]:
                     add(f"close_wait:{side}", f"{tag} {span[1] - span[0]:.3f}s")
     for side in ("client", "server"):
         peak = time_wait_peak(ctx, v, side)
-        if peak and peak[0] >= ctx.design.time_wait_threshold:
+        if peak and peak[0] >= time_wait_limit(ctx, side):
             add(f"time_wait:{side}", f"{peak[0]} at once, peak on {peak[1]}")
     return out
 
@@ -663,12 +796,14 @@ def audit(ctx: Ctx, v: str) -> dict[str, list[str]]:
 COVERS: dict[str, Callable[[str], list[str]]] = {
     "refused": lambda s: [f"rst:{s}", "no_answer"],
     "syn_unanswered": lambda s: [f"rtx_syn:{s}", "no_answer"],
+    "listen_overflow": lambda s: ["rtx_syn:client", f"rtx_synack:{s}"],
     "handshake_incomplete": lambda s: [f"rtx_synack:{s}"],
     "rst_on_close_unread_data": lambda s: [f"rst:{s}"],
     "abortive_close": lambda s: [f"rst:{s}"],
     "lingering_close_wait": lambda s: [f"close_wait:{s}"],
     "fin_wait_2_timeout": lambda s: [],
     "missing_final_ack": lambda s: [f"rtx_fin:{s}"],
+    "final_ack_delayed": lambda s: [f"rtx_fin:{s}"],
     "simultaneous_close": lambda s: [],
     "simultaneous_open": lambda s: [],
     "half_close": lambda s: [],

@@ -10,6 +10,8 @@ Owns: everything that touches the host's network stack for the kernel lab.
 - `Agent`: a `tests/lab/agent.py` process in one namespace, driven by JSON lines.
 - `Capture`: a tcpdump or dumpcap process writing a capture file, started only once it
   really listens and stopped with SIGINT.
+- `DelayQueue`: `tests/lab/nfqdelay.py` in the router namespace, holding the packets that
+  nftables rules (`Lab.queue`) send to its NFQUEUE queues for a fixed delay (nothing dropped).
 - `parse_ss`: ``ss -tanH`` lines to dicts; `read_packets`: a capture's TCP segments via
   tshark (never via tcplife).
 """
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 AGENT = Path(__file__).with_name("agent.py")
+NFQDELAY = Path(__file__).with_name("nfqdelay.py")
 
 #: Addresses of the lab (only ever used inside the lab's own namespaces).
 CLIENT4, ROUTER_C4, ROUTER_S4, SERVER4 = "10.231.1.2", "10.231.1.1", "10.231.2.1", "10.231.2.2"
@@ -249,6 +252,57 @@ class Capture:
         return self.stderr_text
 
 
+# --------------------------------------------------------------------------- delay
+
+
+class DelayQueue:
+    """`nfqdelay.py` in a namespace: queue number -> seconds each queued packet is held."""
+
+    def __init__(self, ns: str, delays: dict[int, float]) -> None:
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-u", str(NFQDELAY),
+             *[f"{q}:{d}" for q, d in delays.items()]],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+        self.log: list[str] = []
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def reader() -> None:
+            assert self.proc.stdout is not None
+            for line in self.proc.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=reader, daemon=True).start()
+        self._lines = lines
+        try:
+            first = lines.get(timeout=10)
+        except queue.Empty:
+            first = None
+        if first is None or first.strip() != "ready":
+            self.stop()
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            raise LabError(f"nfqdelay did not start: {first!r} {err.strip()}")
+
+    def stop(self) -> list[str]:
+        """SIGTERM (held packets are accepted first); return the per-packet log lines."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        while True:
+            try:
+                line = self._lines.get(timeout=1)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.log.append(line.rstrip("\n"))
+        return self.log
+
+
 # --------------------------------------------------------------------------- packets
 
 
@@ -328,6 +382,7 @@ class Lab:
         self._created: list[str] = []
         self.agents: list[Agent] = []
         self.captures: list[Capture] = []
+        self.delayers: list[DelayQueue] = []
         self.offloads_disabled = False
         self.notes: list[str] = []
 
@@ -429,6 +484,9 @@ class Lab:
         for agent in self.agents:
             with contextlib.suppress(Exception):
                 agent.stop()
+        for delayer in self.delayers:
+            with contextlib.suppress(Exception):
+                delayer.stop()
         for ns in reversed(self._created):
             # Any process still inside is one of ours (agents, captures): end it by pid.
             with contextlib.suppress(Exception):
@@ -465,6 +523,25 @@ class Lab:
         if not m:
             raise LabError(f"no handle in nft output: {out!r}")
         return int(m.group(1))
+
+    def delay_queue(self, delays: dict[int, float]) -> DelayQueue:
+        """Start the router's NFQUEUE delay line (queue number -> seconds held)."""
+        d = DelayQueue(self.ns["router"], delays)
+        self.delayers.append(d)
+        return d
+
+    def queue(self, match: list[str], num: int) -> list[str]:
+        """Send the router's forwarded packets matching ``match`` (iptables arguments, e.g.
+        ``["-p", "tcp", "--tcp-flags", "ALL", "ACK"]``) to NFQUEUE queue ``num`` (a
+        `DelayQueue`). This kernel's nftables lacks the ``queue`` expression
+        (CONFIG_NFT_QUEUE), so the rule is an iptables one (the xt NFQUEUE target); needs
+        the ``iptables`` command. Returns the rule, for `unqueue`."""
+        rule = ["FORWARD", *match, "-j", "NFQUEUE", "--queue-num", str(num)]
+        self.nsexec("router", "iptables", "-w", "-A", *rule)
+        return rule
+
+    def unqueue(self, rule: list[str]) -> None:
+        self.nsexec("router", "iptables", "-w", "-D", *rule)
 
     def undrop(self, handle: int) -> None:
         self.nft(f"delete rule {NFT_TABLE} labfwd handle {handle}\n")

@@ -10,7 +10,12 @@ kernel did what the scenario expects, and writes ``NAME.*.pcap*`` and
 A scenario is a function of a `Run`, the small DSL: ``r.c(op, ...)`` / ``r.s(op, ...)`` send
 an agent command to the client / server, ``r.settle()`` sleeps, ``r.checkpoint(name,
 expect)`` records ``ss -tanH`` in both namespaces (and checks the states against
-``expect``), ``r.lab.drop(match)`` / ``r.lab.undrop(handle)`` add or remove router drops.
+``expect``), ``r.lab.drop(match)`` / ``r.lab.undrop(handle)`` add or remove router drops,
+``r.lab.delay_queue`` / ``r.lab.queue`` hold chosen packets in the router for a while
+(NFQUEUE, `nfqdelay.py`). Every run ends with ``r.end_checkpoint()`` (the scenario calls it
+as its last step where the states change after its last checkpoint, else `run_once` does):
+``ss`` at the capture's end, flagged ``end``, after which the captures stop at once and no
+segment may have been captured.
 """
 
 from __future__ import annotations
@@ -67,6 +72,8 @@ class Checkpoint:
     ts_end: float
     raw: dict[str, str]
     ss: dict[str, list[dict[str, Any]]]
+    #: the capture's end: no segment after it until the captures stop (`end_checkpoint`)
+    end: bool = False
 
 
 @dataclass
@@ -151,14 +158,17 @@ class Run:
         if (got, got2) != (req, resp):
             raise ScenarioError(f"exchange short: {got}/{req}, {got2}/{resp}")
 
-    def checkpoint(self, name: str, expect: str | None = None) -> Checkpoint:
+    def checkpoint(self, name: str, expect: str | None = None, end: bool = False
+                   ) -> Checkpoint:
         """Record ss in both namespaces. ``expect``: ``"client: ESTAB; server: LISTEN ESTAB"``
         (every socket's state, any order; ``-`` for none)."""
         ts = time.time()
         raw = self.lab.ss_all()
         ts_end = time.time()
-        pause(2 * QUIET)  # the next action must not fall inside the quiet window
-        cp = Checkpoint(name, ts, ts_end, raw, {k: parse_ss(v) for k, v in raw.items()})
+        if not end:
+            pause(2 * QUIET)  # the next action must not fall inside the quiet window
+        cp = Checkpoint(name, ts, ts_end, raw, {k: parse_ss(v) for k, v in raw.items()},
+                        end=end)
         self.checkpoints.append(cp)
         if expect is not None:
             for part in expect.split(";"):
@@ -169,6 +179,17 @@ class Run:
                     self.problems.append(f"checkpoint {name}: {role.strip()} ss states {got}, "
                                          f"scenario expected {want}")
         return cp
+
+    def end_checkpoint(self, expect: str | None = None) -> Checkpoint:
+        """The last step of every run: ``ss`` at the capture's end (named ``end``, flagged),
+        after which the captures stop at once; `run_once` checks that no segment was
+        captured after it. ``expect`` defaults to the states of the previous checkpoint
+        (a scenario whose states change after its last checkpoint calls this itself)."""
+        if expect is None and self.checkpoints:
+            expect = "; ".join(
+                f"{role}: " + (" ".join(d["state"] for d in socks) or "-")
+                for role, socks in self.checkpoints[-1].ss.items())
+        return self.checkpoint("end", expect, end=True)
 
 
 # --------------------------------------------------------------------------- registry
@@ -189,6 +210,14 @@ class Scenario:
     late_capture: bool = False
     verify: Callable[[Run, dict[str, list[Packet]]], None] | None = None
     snaplen: int = 256
+    #: commands this scenario needs beyond the lab's (`missing_needs`)
+    needs: tuple[str, ...] = ()
+    #: ``option_hints`` of the expected file: kernel settings of the run that tcplife has
+    #: no option for, and what that means for its answers
+    hints: dict[str, Any] = field(default_factory=dict)
+
+    def missing_needs(self) -> list[str]:
+        return [t for t in self.needs if shutil.which(t) is None]
 
 
 SCENARIOS: dict[str, Scenario] = {}
@@ -1058,6 +1087,357 @@ def simultaneous_open(r: Run) -> None:
     r.checkpoint("closed", "client: TIME-WAIT; server: -")
 
 
+def _after(r: Run, pkts: dict[str, list[Packet]], vantage: str, mark: str) -> list[Packet]:
+    return [p for p in pkts[vantage] if p.ts > r.marks[mark]]
+
+
+def _snd_nxt(ps: list[Packet], addr: str) -> int:
+    """The next sequence number of the sender ``addr`` after the segments ``ps``."""
+    return max(p.seq + p.length + p.syn + p.fin for p in _from(ps, addr)) & 0xFFFFFFFF
+
+
+def _verify_keepalive_dead_peer(r: Run, pkts: dict[str, list[Packet]]) -> None:
+    """After the drop: at the client's vantage only the client's segments, 3 keep-alive
+    probes (seq = snd_nxt - 1, no payload) then one RST (seq = snd_nxt) and nothing else;
+    at the server's vantage nothing at all."""
+    before = [p for p in pkts["client"] if p.ts <= r.marks["drop"]]
+    nxt = _snd_nxt(before, r.caddr)
+    after = _after(r, pkts, "client", "drop")
+    probes = [p for p in after if not p.flags & 0x07 and p.length == 0
+              and p.seq == (nxt - 1) & 0xFFFFFFFF and _norm(p.src) == _norm(r.caddr)]
+    rsts = [p for p in after if p.rst]
+    if (len(probes) != 3 or len(rsts) != 1 or after != probes + rsts or rsts[0].seq != nxt
+            or _norm(rsts[0].src) != _norm(r.caddr)):
+        r.problems.append(f"client: not 3 probes and an RST after the drop: "
+                          f"{[(p.flag_text(), p.seq - nxt, p.length) for p in after]}")
+    else:
+        t = [p.ts for p in after]
+        r.notes.append(f"client: keep-alive probes {probes[0].ts - r.marks['idle']:.3f}s "
+                       f"after the last data, then every "
+                       f"{[round(b - a, 3) for a, b in zip(t, t[1:-1], strict=False)]} s; "
+                       f"the kernel's RST (seq = snd_nxt) {t[-1] - t[-2]:.3f}s after the "
+                       "third probe; nothing from the server")
+    if _after(r, pkts, "server", "drop"):
+        r.problems.append("server: segments after the drop")
+
+
+@scenario("Keep-alive finds a vanished peer: the client sets SO_KEEPALIVE with "
+          "TCP_KEEPIDLE=1, TCP_KEEPINTVL=1 and TCP_KEEPCNT=3 (s); after a request/response "
+          "the router drops every segment between the hosts. The client's kernel sends 3 "
+          "keep-alive probes a second apart, none answered, then gives up: it sends an RST "
+          "(tcp_keepalive_timer: tcp_send_active_reset, then tcp_write_err; the RST is "
+          "dropped too) and the socket is gone. The server, with nothing to send, stays "
+          "ESTABLISHED: a half-open connection. Captures with snaplen 128.",
+          "ESTAB/ESTAB while the client probes; client gone, server still ESTAB at the end",
+          snaplen=128, verify=_verify_keepalive_dead_peer)
+def keepalive_dead_peer(r: Run) -> None:
+    r.listen()
+    r.connect()
+    r.c("keepalive", name="C", idle=1, intvl=1, cnt=3)
+    r.accept()
+    r.exchange()
+    r.mark("idle")
+    r.settle(0.3)
+    r.mark("drop")
+    r.lab.drop("meta l4proto tcp")
+    # probes at about +1, +2, +3 s after the last data, the RST at about +4 s
+    r.sleep_until("idle", 2.5)
+    r.checkpoint("probing", "client: ESTAB; server: LISTEN ESTAB")
+    r.sleep_until("idle", 5.2)
+    r.end_checkpoint("client: -; server: LISTEN ESTAB")
+
+
+def _verify_peer_vanishes(r: Run, pkts: dict[str, list[Packet]]) -> None:
+    """After the drop: at the client's vantage only the client's one data segment,
+    transmitted 4+ times, no RST and no FIN; at the server's vantage nothing."""
+    after = _after(r, pkts, "client", "drop")
+    data = [p for p in after if p.length]
+    odd = [p for p in after if p not in data or p.flags & 0x07]
+    if len({(p.seq, p.length) for p in data}) != 1 or len(data) < 4 or odd:
+        r.problems.append(f"client: not one segment retransmitted into silence: "
+                          f"{[(p.flag_text(), p.seq, p.length) for p in after]}")
+    else:
+        gone = r.marks["gone"]
+        r.notes.append(f"client: the same {data[0].length} bytes sent {len(data)} times at "
+                       f"+{[round(p.ts - data[0].ts, 3) for p in data]} s; no RST, no FIN: "
+                       f"ss first showed the socket gone {gone - data[0].ts:.2f}s after the "
+                       "first transmission")
+    if _after(r, pkts, "server", "drop"):
+        r.problems.append("server: segments after the drop")
+
+
+@scenario("A peer that vanishes mid-transfer: the client namespace has "
+          "net.ipv4.tcp_retries2=3. After a request/response the router drops every segment "
+          "between the hosts; the client writes 300 bytes and retransmits them (TLP, then "
+          "RTO backoff) into silence until its kernel gives up (tcp_write_timeout: "
+          "tcp_retries2 exceeded, tcp_write_err): the socket is gone WITHOUT an RST or any "
+          "other segment on the wire. The server saw nothing and stays ESTABLISHED. Captures "
+          "with snaplen 128.",
+          "ESTAB/ESTAB while the client retransmits; client gone, server still ESTAB at "
+          "the end",
+          sysctls=[("client", "net.ipv4.tcp_retries2", 3)], snaplen=128,
+          verify=_verify_peer_vanishes,
+          hints={"client:net.ipv4.tcp_retries2": 3,
+                 "note": "tcplife needs no option for the anomaly (half_open shows in the "
+                         "retransmissions). The give-up is silent and comes seconds after "
+                         "the capture's last frame, so client_state (at the last frame) is "
+                         "ESTABLISHED whatever tcplife knows; only client_eventual_state "
+                         "could say CLOSED, and only with a retransmission give-up timeout "
+                         "(tcp_retries2) option, which tcplife does not have"})
+def peer_vanishes_mid_transfer(r: Run) -> None:
+    r.open_connection()
+    r.checkpoint("established", "client: ESTAB; server: LISTEN ESTAB")
+    r.mark("drop")
+    r.lab.drop("meta l4proto tcp")
+    r.mark("send")
+    r.c("send", name="C", n=300)
+    # retransmissions at about +0.2 (TLP), +0.4, +0.8, +1.6 s; given up at about +3.3 s
+    r.sleep_until("send", 1.2)
+    r.checkpoint("retransmitting", "client: ESTAB; server: LISTEN ESTAB")
+    deadline = time.time() + 12.0
+    while time.time() < deadline:
+        if not parse_ss(r.lab.ss_all(("client",))["client"]):
+            break
+        pause(0.1)
+    r.mark("gone")
+    r.settle(1.0)
+    r.end_checkpoint("client: -; server: LISTEN ESTAB")
+
+
+def _verify_linger0_after_read(r: Run, pkts: dict[str, list[Packet]]) -> None:
+    """The wire of close_unread_data: after the server's 700 bytes, the client's pure ACK
+    of them and its RST (seq = snd_nxt, ack = the server's snd_nxt), nothing else."""
+    for vantage in ("client", "server"):
+        ps = pkts[vantage]
+        last_data = max(i for i, p in enumerate(ps) if p.length == 700)
+        tail = ps[last_data + 1:]
+        shape = [p.flag_text() + (">" if _norm(p.src) == _norm(r.caddr) else "<")
+                 for p in tail]
+        ok = shape in (["." + ">", "R." + ">"], ["." + ">", "R" + ">"])
+        if ok:
+            nxt_c = _snd_nxt(ps[:last_data + 1], r.caddr)
+            nxt_s = _snd_nxt(ps[:last_data + 1], r.saddr)
+            ok = tail[1].seq == nxt_c and tail[0].ack == nxt_s
+        if not ok:
+            r.problems.append(f"{vantage}: not [ACK, RST] after the server's data: {shape}")
+        else:
+            r.notes.append(f"{vantage}: after the server's 700 bytes the client's ACK and "
+                           f"its [{tail[1].flag_text()}] (seq = snd_nxt): the wire of "
+                           "close_unread_data")
+
+
+@scenario("The wire of close_unread_data with a different cause: the server sends 700 bytes "
+          "that the client READS (all of them; the lab checks), then the client sets "
+          "SO_LINGER {on, 0} and closes: an RST. On the wire (the server's data, the client's "
+          "ACK, the client's RST) this is close_unread_data; only the application knows that "
+          "nothing was left unread.",
+          "ESTAB/ESTAB after the read; both gone after the client's close (RST)",
+          verify=_verify_linger0_after_read)
+def linger0_after_read(r: Run) -> None:
+    r.open_connection()
+    r.s("send", name="A", n=700)
+    got = r.c("recv", name="C", n=700, timeout=2.0)
+    if got["received"] != 700:
+        raise ScenarioError(f"the client read {got['received']} of 700 bytes")
+    r.notes.append("the client read all 700 bytes before its close")
+    r.settle()
+    r.c("linger0", name="C")
+    r.checkpoint("read_all", "client: ESTAB; server: LISTEN ESTAB")
+    r.c("close", name="C")
+    r.settle()
+    r.checkpoint("after_client_close", "client: -; server: LISTEN")
+
+
+def _verify_close_wait_rst(r: Run, pkts: dict[str, list[Packet]]) -> None:
+    """The client's FIN, the server's ACK of it, about 3 s of silence, then the server's
+    RST (no FIN from the server) and nothing after it."""
+    for vantage in ("client", "server"):
+        ps = pkts[vantage]
+        fins = [p for p in ps if p.fin]
+        rsts = [p for p in ps if p.rst]
+        ok = (len(fins) == 1 and _norm(fins[0].src) == _norm(r.caddr) and len(rsts) == 1
+              and _norm(rsts[0].src) == _norm(r.saddr) and ps[-1] is rsts[0])
+        if not ok:
+            r.problems.append(f"{vantage}: not one client FIN and a final server RST")
+            continue
+        gap = rsts[0].ts - fins[0].ts
+        between = [p for p in ps if fins[0].ts < p.ts < rsts[0].ts]
+        if gap < 2.5 or len(between) != 1:
+            r.problems.append(f"{vantage}: CLOSE-WAIT of {gap:.3f}s, {len(between)} segments "
+                              "inside it (expected only the ACK of the FIN)")
+        else:
+            r.notes.append(f"{vantage}: the server's [{rsts[0].flag_text()}] {gap:.3f}s "
+                           "after the client's FIN (CLOSE-WAIT ended by an RST)")
+
+
+@scenario("A CLOSE-WAIT ended by an RST: the client closes first (FIN; its orphaned socket "
+          "waits in FIN-WAIT-2); the server reads everything (end of file) but stays in "
+          "CLOSE-WAIT about 3 s, then sets SO_LINGER {on, 0} and closes: an RST from "
+          "CLOSE-WAIT (tcp_close -> tcp_disconnect: tcp_need_reset), which also ends the "
+          "client's FIN-WAIT-2 socket. Captures with snaplen 128.",
+          "client FIN-WAIT-2 / server CLOSE-WAIT for about 3 s; both gone after the "
+          "server's RST",
+          snaplen=128, verify=_verify_close_wait_rst)
+def close_wait_rst(r: Run) -> None:
+    r.open_connection()
+    r.checkpoint("established", "client: ESTAB; server: LISTEN ESTAB")
+    r.mark("close")
+    r.c("close", name="C")
+    eof = r.s("recv", name="A", timeout=2.0)
+    if not eof["eof"] or eof["received"]:
+        raise ScenarioError(f"the server did not read end of file: {eof}")
+    r.settle()
+    r.checkpoint("close_wait", "client: FIN-WAIT-2; server: LISTEN CLOSE-WAIT")
+    r.sleep_until("close", 3.0)
+    r.s("linger0", name="A")
+    r.s("close", name="A")
+    r.settle()
+    r.checkpoint("after_server_rst", "client: -; server: LISTEN")
+
+
+#: the client namespace's ephemeral port range in short_loop_port_range (200 ports)
+PORT_RANGE = (40000, 40199)
+#: connections of short_loop_port_range and their rate (per second)
+LOOP, LOOP_RATE = 64, 32.0
+
+
+def _verify_port_loop(r: Run, pkts: dict[str, list[Packet]]) -> None:
+    """Every connection on its own port of the range, closed client first, no RST, no
+    retransmission."""
+    for vantage in ("client", "server"):
+        ps = pkts[vantage]
+        syns = [p for p in ps if p.syn and not p.ackf]
+        ports = {p.sport for p in syns}
+        rst = [p for p in ps if p.rst]
+        seen: dict[tuple[Any, ...], int] = {}
+        for p in ps:
+            if p.length or p.syn or p.fin:
+                seen[_key(p)[:5]] = seen.get(_key(p)[:5], 0) + 1
+        rtx = sum(1 for n in seen.values() if n > 1)
+        first_fin: dict[int, str] = {}
+        for p in ps:
+            if p.fin:
+                port = p.sport if _norm(p.src) == _norm(r.caddr) else p.dport
+                first_fin.setdefault(port, "client" if _norm(p.src) == _norm(r.caddr)
+                                     else "server")
+        inside = all(PORT_RANGE[0] <= port <= PORT_RANGE[1] for port in ports)
+        if (len(syns) != LOOP or len(ports) != LOOP or not inside or rst or rtx
+                or set(first_fin.values()) != {"client"} or len(first_fin) != LOOP):
+            r.problems.append(f"{vantage}: {len(syns)} SYNs on {len(ports)} ports (in range: "
+                              f"{inside}), {len(rst)} RST, {rtx} retransmitted, first FINs "
+                              f"{sorted(set(first_fin.values()))}")
+        else:
+            span = syns[-1].ts - syns[0].ts
+            r.notes.append(f"{vantage}: {LOOP} connections on distinct ports "
+                           f"{min(ports)}-{max(ports)} in {span:.2f}s "
+                           f"({(LOOP - 1) / span:.1f}/s), client closes first, no RST, no "
+                           "retransmission")
+
+
+@scenario(f"A loop of {LOOP} short connections fast enough to threaten the port range: the "
+          "client namespace's net.ipv4.ip_local_port_range is 40000-40199 (200 ports); one "
+          f"request/response per connection, the client closes first, paced at "
+          f"{LOOP_RATE:.0f} connections a second. Each leaves a client TIME-WAIT socket for "
+          f"60 s: at this rate the range is used up in {200 / LOOP_RATE:.1f} s, well within "
+          "the TIME-WAIT minute. Captures with snaplen 128.",
+          f"{LOOP} client TIME-WAIT sockets (on distinct ports of the range) at the end; "
+          "server only LISTEN",
+          options={"port_range_low": PORT_RANGE[0], "port_range_high": PORT_RANGE[1]},
+          sysctls=[("client", "net.ipv4.ip_local_port_range",
+                    f"{PORT_RANGE[0]} {PORT_RANGE[1]}")],
+          snaplen=128, verify=_verify_port_loop)
+def short_loop_port_range(r: Run) -> None:
+    r.listen(backlog=128)
+    r.s("serve", name="L", resp=80)
+    r.mark("loop")
+    reply = r.client.call("traffic", addr=r.saddr, port=PORT, plan=[[1, "C"]] * LOOP,
+                          workers=1, req=40, resp=80, interval=1.0 / LOOP_RATE, wait=60.0)
+    r.notes.append(f"{LOOP} connections in {time.time() - r.marks['loop']:.2f}s")
+    ports = reply["ports"]
+    if len(set(ports)) != LOOP or not all(PORT_RANGE[0] <= p <= PORT_RANGE[1] for p in ports):
+        raise ScenarioError(f"client ports not distinct within the range: {ports}")
+    r.settle(0.5)
+    stats = r.s("serve_stats")
+    if stats["errors"] or stats["conns"] != LOOP:
+        raise ScenarioError(f"server: {stats}")
+    r.checkpoint("loop_done", "client: " + " ".join(["TIME-WAIT"] * LOOP) + "; server: LISTEN")
+
+
+#: NFQUEUE queues and hold times (s) of fins_cross_acks_delayed
+FIN_QUEUE, ACK_QUEUE, HOLD = 1, 2, 0.5
+
+
+def _verify_delayed_acks(r: Run, pkts: dict[str, list[Packet]]) -> None:
+    """At each side's own capture: its FIN left before the peer's FIN arrived (crossed), it
+    retransmitted its FIN before an ACK covering it arrived, an ACK covering it did
+    arrive, and the router dropped nothing (every segment one side sent reached the
+    other)."""
+    for vantage, me, peer in (("client", r.caddr, r.saddr), ("server", r.saddr, r.caddr)):
+        ps = pkts[vantage]
+        mine = [p for p in _from(ps, me) if p.fin]
+        theirs = [p for p in _from(ps, peer) if p.fin]
+        if not mine or not theirs or not mine[0].ts < theirs[0].ts:
+            r.problems.append(f"{vantage}: FINs did not cross")
+            continue
+        end = (mine[0].seq + 1) & 0xFFFFFFFF
+        acks = [p for p in _from(ps, peer) if p.ackf and ((p.ack - end) & 0xFFFFFFFF)
+                < 0x80000000]
+        if len(mine) < 2 or not acks or not mine[1].ts < acks[0].ts:
+            r.problems.append(f"{vantage}: own FIN not retransmitted before its ACK arrived "
+                              f"({len(mine)} FINs, first ACK {acks[:1]})")
+            continue
+        r.notes.append(f"{vantage}: own FIN, the peer's FIN {theirs[0].ts - mine[0].ts:.3f}s "
+                       f"later, own FIN sent {len(mine)} times (the last at "
+                       f"+{mine[-1].ts - mine[0].ts:.3f}s), its first ACK "
+                       f"[{acks[0].flag_text()}] at +{acks[0].ts - mine[0].ts:.3f}s")
+    sent_c = {_key(p) for p in _from(pkts["client"], r.caddr)}
+    got_s = {_key(p) for p in _from(pkts["server"], r.caddr)}
+    sent_s = {_key(p) for p in _from(pkts["server"], r.saddr)}
+    got_c = {_key(p) for p in _from(pkts["client"], r.saddr)}
+    if sent_c - got_s or sent_s - got_c:
+        r.problems.append(f"segments lost: {len(sent_c - got_s)} client->server, "
+                          f"{len(sent_s - got_c)} server->client")
+
+
+@scenario(f"Crossing FINs whose ACKs are delayed, not lost: after a request/response the "
+          f"router sends every segment with FIN and every pure ACK to an NFQUEUE delay line "
+          f"that holds each {HOLD} s and then delivers it (tests/lab/nfqdelay.py; nothing is "
+          "dropped). Both sides close at the same moment: each FIN is held, so both sides "
+          "sit in FIN-WAIT-1 and retransmit their FINs; each receives the peer's FIN before "
+          "any ACK of its own (CLOSING) and acknowledges it; the ACKs arrive 0.5 s later and "
+          "take both sides to TIME-WAIT. Every FIN was acknowledged. Needs the iptables "
+          "command (this kernel's nftables has no queue expression). Captures with snaplen "
+          "128.",
+          "ESTAB/ESTAB; FIN-WAIT-1 on both sides while the FINs are held; CLOSING on both "
+          "sides; TIME-WAIT on both sides at the end",
+          snaplen=128, verify=_verify_delayed_acks, needs=("iptables",))
+def fins_cross_acks_delayed(r: Run) -> None:
+    import threading
+
+    r.open_connection()
+    r.checkpoint("established", "client: ESTAB; server: LISTEN ESTAB")
+    delayer = r.lab.delay_queue({FIN_QUEUE: HOLD, ACK_QUEUE: HOLD})
+    r.lab.queue(["-p", "tcp", "--tcp-flags", "FIN", "FIN"], FIN_QUEUE)
+    r.lab.queue(["-p", "tcp", "--tcp-flags", "ALL", "ACK"], ACK_QUEUE)
+    threads = [threading.Thread(target=agent.call, args=("close",), kwargs={"name": name})
+               for agent, name in ((r.client, "C"), (r.server, "A"))]
+    r.mark("close")
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # FINs held until +0.5 s; FIN retransmissions at about +0.2 (TLP) and +0.4 s
+    r.sleep_until("close", 0.3)
+    r.checkpoint("fins_held", "client: FIN-WAIT-1; server: LISTEN FIN-WAIT-1")
+    # the peer's FIN arrives at +0.5 s, its first retransmission at +0.7 s, the ACKs of
+    # the own FIN at about +1.0 s
+    r.sleep_until("close", 0.59)
+    r.checkpoint("closing", "client: CLOSING; server: LISTEN CLOSING")
+    r.sleep_until("close", 2.6)
+    r.notes.extend(f"router: {line}" for line in delayer.stop() if line.startswith("HELD"))
+    r.checkpoint("after_acks", "client: TIME-WAIT; server: LISTEN TIME-WAIT")
+
+
 # --------------------------------------------------------------------------- running
 
 
@@ -1184,6 +1564,23 @@ def _quiet_problems(run: Run, pkts: dict[str, list[Packet]]) -> list[str]:
     return out
 
 
+def _end_problems(run: Run, pkts: dict[str, list[Packet]]) -> list[str]:
+    """The end checkpoint is the last one and no segment follows it in any capture."""
+    ends = [i for i, cp in enumerate(run.checkpoints) if cp.end]
+    if ends != [len(run.checkpoints) - 1]:
+        return [f"end checkpoint misplaced: {ends} of {len(run.checkpoints)}"]
+    cp = run.checkpoints[-1]
+    out = []
+    for vantage, ps in pkts.items():
+        late = [p for p in ps if p.ts >= cp.ts - QUIET]
+        if late:
+            p = late[0]
+            out.append(f"end checkpoint: {vantage} has {len(late)} segment(s) after it, the "
+                       f"first at {p.ts - cp.ts:+.3f}s ({p.src}:{p.sport} > {p.dst}:{p.dport} "
+                       f"[{p.flag_text()}] len {p.length})")
+    return out
+
+
 @dataclass
 class Outcome:
     name: str
@@ -1193,6 +1590,8 @@ class Outcome:
     problems: list[str]
     attempts: int
     seconds: float
+    #: why the scenario was not run (a command it needs is missing)
+    skipped: str = ""
 
 
 def run_once(spec: Scenario, out: Path) -> Outcome:
@@ -1210,13 +1609,16 @@ def run_once(spec: Scenario, out: Path) -> Outcome:
             if not spec.late_capture:
                 run.start_captures()
             spec.fn(run)
-            run.settle(0.5)
+            if not (run.checkpoints and run.checkpoints[-1].end):
+                run.settle(0.3)
+                run.end_checkpoint()
             for cap in run.captures.values():
                 cap.stop()
         pkts = {v: read_packets(c.path) for v, c in run.captures.items()}
         if spec.verify is not None:
             spec.verify(run, pkts)
         run.problems.extend(_quiet_problems(run, pkts))
+        run.problems.extend(_end_problems(run, pkts))
         expected = _expected(spec, run, pkts)
         truth = ground_truth(spec.name, expected, pkts)
         run.problems.extend(f"anomaly ground truth: {p}" for p in truth.problems)
@@ -1239,7 +1641,10 @@ def run_once(spec: Scenario, out: Path) -> Outcome:
 
 
 def _checkpoint_json(cp: Checkpoint, blind: dict[str, list[str]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": cp.name, "ts": round(cp.ts, 6), "ss": cp.ss}
+    out: dict[str, Any] = {"name": cp.name, "ts": round(cp.ts, 6)}
+    if cp.end:
+        out["end"] = True
+    out["ss"] = cp.ss
     if blind:
         peer = {"client": "server", "server": "client"}
         out["blind"] = {v: [peer[CAPTURE_SIDE[v]]] for v in blind}
@@ -1264,6 +1669,7 @@ def _expected(spec: Scenario, run: Run, pkts: dict[str, list[Packet]]) -> dict[s
         "kernel": platform.release(),
         "options": dict(spec.options),
         "sysctls": {f"{role}:{key}": value for role, key, value in spec.sysctls},
+        **({"option_hints": dict(spec.hints)} if spec.hints else {}),
         "hosts": HOSTS,
         "captures": captures,
         "checkpoints": [_checkpoint_json(cp, blind.get(cp.name, {}))
@@ -1289,6 +1695,11 @@ def dump_json(obj: Any, indent: int = 0, width: int = 100) -> str:
 def run_scenario(name: str, out: Path, attempts: int = 3) -> Outcome:
     """Run a scenario until a run has no problem (at most ``attempts`` runs)."""
     spec = SCENARIOS[name]
+    missing = spec.missing_needs()
+    if missing:
+        why = f"{name} needs {', '.join(missing)} (Debian package iptables: the NFQUEUE " \
+              "target; this kernel's nftables has no queue expression)"
+        return Outcome(name, {}, [], [], [], 0, 0.0, skipped=why)
     problems: list[str] = []
     for attempt in range(1, attempts + 1):
         if ABORT.is_set():
