@@ -897,6 +897,8 @@ class Tracker:
         if a.state == UNKNOWN and a.side == SERVER and b.state == SYN_SENT \
                 and not _rst_acceptable(a, b, seg):
             return  # forged, or from another host: the client drops it (see _recv_rst)
+        if not seg.flags & ACK and a.history and a.history[-1].retract_on == "ack_syn":
+            self._no_socket(conn, a, seg)
         if a.side == SERVER and a.state == CLOSED and not a.history \
                 and b.state == SYN_SENT and a.initial_state == CLOSED \
                 and not conn.refused and a.packets == 1:
@@ -922,6 +924,23 @@ class Tracker:
         self._apply(conn, a, SEND_RST, seg, inferred=False)
         if a.state == CLOSED and was != TIME_WAIT:  # a closed connection's TIME_WAIT cut
             conn.rst_closed = True                   # short is not an RST close
+
+    def _no_socket(self, conn: Connection, a: Endpoint, seg: Segment) -> None:
+        """A bare RST (no ACK flag) is the kernel's answer for a connection it has no
+        socket for (tcp_v4_send_reset answering a segment with ACK); a synchronized socket
+        that aborts sends RST-ACK (tcp_send_active_reset). So the handshake's last ACK,
+        deduced received, never was: undo that, and if the request socket's SYN-ACK
+        retries ran out before this RST, it ended then (the timeout its timer would have
+        fired), so the RST comes from no socket."""
+        self._contradict(conn, a, "ack_syn", seg,
+                         "a bare RST: its kernel had no socket for the connection")
+        if a.state == SYN_RECEIVED:
+            first = a.first_synack_ns if a.first_synack_ns is not None else a.since_ns
+            deadline = first + self.options.ns("syn_received")
+            if deadline <= seg.ts_ns:
+                conn.timed_out = True
+                self._transition(conn, a, CLOSED, "timeout", None, deadline,
+                                 inferred=True, kind="timeout")
 
     def _recv_rst(self, conn: Connection, a: Endpoint, b: Endpoint, seg: Segment) -> None:
         if b.state in (CLOSED, LISTEN):

@@ -582,3 +582,25 @@ def test_finish_in_chunks_gives_the_same_events() -> None:
     chunks = list(chunked.finish_chunks(size=50))
     assert [repr(e) for c in chunks for e in c] == want and len(want) == 2 * 300
     assert len(chunks) > 10 and all(50 <= len(c) <= 60 for c in chunks[:-1])
+
+
+def test_bare_rst_shows_the_handshake_never_completed() -> None:
+    """A bare RST (no ACK flag) answers a segment for which the kernel has no socket
+    (tcp_v4_send_reset); a socket that aborts sends RST-ACK. So the server, deduced
+    ESTABLISHED from the client's ACK, never got it: its request socket gave up after
+    its SYN-ACK retries (syn_received), and the RST came from no socket (kernel lab:
+    handshake_ack_dropped, whose server capture shows exactly this path)."""
+    cv = Conv()
+    cv.c(SYN)
+    cv.s(SYN | ACK)
+    cv.c(ACK, lost="after")
+    cv.s(SYN | ACK, seq=cv.server.isn, dt=1.0)
+    cv.c(ACK, lost="after", dt=0.0001)
+    cv.c(0, 100, dt=8.0, lost="after")
+    cv.s(RST, seq=cv.client.rcv_nxt, ack=0, dt=0.0001)
+    r = run(cv.segments, syn_received=7)
+    assert r.path("server") == ["LISTEN", "SYN_RECEIVED", "CLOSED"]
+    t = r.transitions
+    gave_up = t[(t.side == "server") & (t.to_state == "CLOSED")].iloc[0]
+    assert gave_up.event == "timeout"
+    assert gave_up.ts == pytest.approx(cv.segments[1].ts_ns / 1e9 + 7)
