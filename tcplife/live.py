@@ -3,9 +3,10 @@
 Owns: `live()` and `LiveSession`, the loop that wires a live packet source to the same
 `Tracker`, `DetectorSet` and table schemas as `tcplife.analyze`; the wall clock between
 packets (timers fire when their deadline passes, not when the next packet comes); early
-notice of a CLOSE_WAIT that lingers; bounded memory (idle flows given up, a cap on tracked
-flows, a bounded history of finished connections); and the DataFrames of what was seen so
-far. Knows nothing of click or the terminal (that is `tcplife.cli_live`).
+notice of a CLOSE_WAIT that lingers; the run's end (what is open judged at the stop, nothing
+dated after it); bounded memory (idle flows given up, a cap on tracked flows, a bounded
+history of finished connections); and the DataFrames of what was seen so far. Knows
+nothing of click or the terminal (that is `tcplife.cli_live`).
 
 Time. The tracker's time comes from packet timestamps, as in file mode. When the source has
 nothing to read, the clock is moved on to the wall clock less `CLOCK_LAG` (packets wait up
@@ -80,7 +81,7 @@ from tcplife.frames import (
 )
 from tcplife.options import NS, Options
 from tcplife.segment import Segment
-from tcplife.states import CLIENT, SERVER, State
+from tcplife.states import CERTAIN, CLIENT, DEFAULT_SEVERITY, SERVER, State
 from tcplife.tracker import Tracker
 
 #: How far behind the wall clock the tracker's clock is moved when no packet is waiting.
@@ -122,6 +123,8 @@ class EarlyAnomaly:
     kind: str
     frame: int | None
     detail: str
+    severity: str = "warning"  #: as the `Anomaly` that would say it
+    confidence: str = CERTAIN
 
 
 @dataclass(slots=True)
@@ -478,7 +481,8 @@ class LiveSession:
                                               recs[0].last_ts_ns),
                                           skip=(TimeWaitAccumulation,)):
                 yield from self._early(EarlyAnomaly(a.conn_id, a.ts_ns, a.side, a.kind,
-                                                    a.frame, a.detail))
+                                                    a.frame, a.detail, a.severity,
+                                                    a.confidence))
 
     def _early(self, ev: EarlyAnomaly) -> Iterator[LiveEvent]:
         done = self._early_done.setdefault(ev.conn_id, set())
@@ -517,7 +521,7 @@ class LiveSession:
                 conn_id, now, side, "lingering_close_wait", frame,
                 f"{who} received FIN at {clock(since)} and has not closed: CLOSE_WAIT for "
                 f"{secs(now - since)} so far; the application is not calling close() (the "
-                f"peer is in {peer.value})"))
+                f"peer is in {peer.value})", DEFAULT_SEVERITY["lingering_close_wait"]))
 
     def _housekeeping(self) -> Iterator[LiveEvent]:
         """Once a second: give up idle flows, refresh the drop counts."""
@@ -708,7 +712,8 @@ def event_row(ev: LiveEvent) -> dict[str, Any] | None:
     if isinstance(ev, (Anomaly, EarlyAnomaly)):
         return {"type": "anomaly", "conn_id": ev.conn_id, "ts": ev.ts_ns / NS,
                 "time": _iso(ev.ts_ns), "side": ev.side, "kind": ev.kind, "frame": ev.frame,
-                "detail": ev.detail, "final": isinstance(ev, Anomaly)}
+                "detail": ev.detail, "severity": ev.severity, "confidence": ev.confidence,
+                "final": isinstance(ev, Anomaly)}
     if isinstance(ev, ConnectionEnded):
         return {"type": "closed", **record_row(ev.record)}
     if isinstance(ev, ConnectionStarted):

@@ -31,6 +31,7 @@ from tcplife.live import (
     event_row,
 )
 from tcplife.options import NS, Options
+from tcplife.states import CONFIDENCES, SEVERITIES
 
 from builder import FIN, Conv
 
@@ -494,6 +495,9 @@ def test_cli_live_judges_what_is_open_when_it_stops(monkeypatch: pytest.MonkeyPa
                          ("server", "lingering_close_wait", True)]
     final = next(r for r in rows if r["type"] == "anomaly" and r["final"])
     assert final["frame"] == fin.frame  # type: ignore[attr-defined]
+    early = next(r for r in rows if r["type"] == "anomaly" and not r["final"])
+    assert early["severity"] == final["severity"] and final["severity"] in SEVERITIES
+    assert final["confidence"] in CONFIDENCES
     lasted = end - fin.ts_ns / NS  # type: ignore[attr-defined]
     assert f"CLOSE_WAIT for {lasted:.1f} s" in final["detail"]
     closed = [r for r in rows if r["type"] == "closed"]
