@@ -33,6 +33,7 @@ from tcplife.live import EarlyAnomaly, LiveSession, LiveWarning, Tick, event_row
 from tcplife.live import live as start_live
 from tcplife.options import NS, Options
 from tcplife.output import CLOSE_STYLES, INFO_KINDS, STATE_STYLES, clock, endpoint
+from tcplife.states import STATE_ORDER
 
 _encode = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
 
@@ -82,8 +83,10 @@ def live(iface: str, bpf: tuple[str, ...], fmt: str | None, duration: float | No
 
     BPF FILTER is in tcpdump syntax (e.g. tcp port 8080); the words are joined. Needs root
     or the CAP_NET_RAW capability. Ctrl-C, --duration or --count end the run with a
-    summary: pending timeouts fire and every connection still open is judged, as at the
-    end of a capture file.
+    summary. The run ends at that moment: every connection still open is judged then, as
+    a capture file is at its last frame (a CLOSE_WAIT is counted to the stop), and no
+    event is dated after it; the closed rows' *_eventual_state columns say where the
+    timeouts still pending would take each side. jsonl ends with a "stopped" row.
     """
     fmt = fmt or ("table" if sys.stdout.isatty() else "jsonl")
     session = start_live(iface, " ".join(bpf) or None, duration=duration, count=count,
@@ -132,9 +135,10 @@ def _run_jsonl(session: LiveSession, stream: IO[str], all_events: bool) -> None:
             stream.flush()
 
 
-def _summary(session: LiveSession, write: str | None, fmt: str) -> None:
+def summary_lines(session: LiveSession) -> list[str]:
+    """The summary of a run, line by line (without the ``tcplife:`` prefix)."""
     c = session.counters
-    seconds = ((c.stopped_ns or time.time_ns()) - c.started_ns) / NS
+    seconds = ((c.end_ns or c.stopped_ns or time.time_ns()) - c.started_ns) / NS
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(c.close_kinds.items())) or "none"
     anomalies = ", ".join(f"{k} {n}" for k, n in sorted(c.anomalies.items())) or "none"
     lines = [
@@ -144,11 +148,28 @@ def _summary(session: LiveSession, write: str | None, fmt: str) -> None:
         f"connections {c.connections}: {kinds}",
         f"anomalies: {anomalies}",
     ]
+    if c.open_at_end:
+        parts = []
+        for state in STATE_ORDER:
+            if state in c.open_at_end:
+                oldest = c.oldest_close_wait_ns if state == "CLOSE_WAIT" else None
+                parts.append(f"{state} {c.open_at_end[state]}" + (
+                    "" if oldest is None else f" (oldest {oldest / NS:.1f} s)"))
+        lines.append("sides open when it stopped: " + ", ".join(parts))
     if c.early:
         lines.append("noticed live before the end: " + ", ".join(
             f"{k} {n}" for k, n in sorted(c.early.items())))
+    if c.unconfirmed:
+        lines.append("noticed live, then not confirmed by the final verdict (later packets "
+                     "changed the reading): " + ", ".join(
+                         f"{k} {n}" for k, n in sorted(c.unconfirmed.items())))
     if c.given_up_idle or c.given_up_cap:
         lines.append(f"given up: {c.given_up_idle} idle, {c.given_up_cap} over the flow cap")
+    return lines
+
+
+def _summary(session: LiveSession, write: str | None, fmt: str) -> None:
+    lines = summary_lines(session)
     if write:
         lines.append(f"capture written to {write}")
     console = Console(stderr=fmt == "jsonl", highlight=False, soft_wrap=True)

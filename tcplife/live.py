@@ -3,9 +3,10 @@
 Owns: `live()` and `LiveSession`, the loop that wires a live packet source to the same
 `Tracker`, `DetectorSet` and table schemas as `tcplife.analyze`; the wall clock between
 packets (timers fire when their deadline passes, not when the next packet comes); early
-notice of a CLOSE_WAIT that lingers; bounded memory (idle flows given up, a cap on tracked
-flows, a bounded history of finished connections); and the DataFrames of what was seen so
-far. Knows nothing of click or the terminal (that is `tcplife.cli_live`).
+notice of a CLOSE_WAIT that lingers; the run's end (what is open judged at the stop, nothing
+dated after it); bounded memory (idle flows given up, a cap on tracked flows, a bounded
+history of finished connections); and the DataFrames of what was seen so far. Knows
+nothing of click or the terminal (that is `tcplife.cli_live`).
 
 Time. The tracker's time comes from packet timestamps, as in file mode. When the source has
 nothing to read, the clock is moved on to the wall clock less `CLOCK_LAG` (packets wait up
@@ -14,14 +15,28 @@ timestamp than a timer already fired would be judged differently from the file m
 Under load every read returns packets, and their own timestamps drive the timers exactly as
 in file mode.
 
+The end of a run is a moment. At ``duration``, `stop()` (Ctrl-C), the end of a source's
+input or when the consumer leaves the loop, the run ends at the wall clock of that moment
+(`Stopped`, ``LiveCounters.end_ns``): the timers due by then fire, and every connection
+still open is judged at that instant, as the file mode judges one at its last frame. A
+CLOSE_WAIT silent since its FIN is measured to the stop, so the `EarlyAnomaly` announced
+during the run is confirmed by the final `Anomaly`. Nothing is dated after the stop: the
+timeouts still pending then (a TIME_WAIT, an orphaned FIN_WAIT_2) are not fired into the
+future as events; a record's ``*_eventual_state`` still says where each side would go.
+While the run goes on, the detectors' "end of the capture" is the tracker's clock: a timer
+that fired on the clock happened within the run.
+
 Same answer as the file. The final tables (`LiveSession.result()` after the end) are those
-that `tcplife.analyze` gives on the `write=` capture of the same run: the same tracker and
-detectors see the same segments and timers in the same order, and the capture's end is its
-last frame in both. Two live-only mechanisms break that equality only when they act, and
-both are counted and reported: a flow silent for longer than ``idle`` is given up (ended as
-it stands), and past ``max_flows`` the least recently active flows are dropped. Early
-notices (`EarlyAnomaly`) are live only: the detector's final verdict comes when the
-connection ends.
+that `tcplife.analyze` gives on the `write=` capture of the same run, when the run ends at
+that capture's last frame (end of input), but for the transitions dated after it (the file
+mode lists the pending timeouts at their deadlines; a live run does not): the same tracker
+and detectors see the same segments and timers in the same order. A run stopped later than
+its last frame judges what is open at the later instant (`Result.state_at` of the file
+mode at the stop gives its states). Two live-only mechanisms break that equality only
+when they act, and both are counted and reported: a flow silent for longer than ``idle``
+is given up (ended as it stands), and past ``max_flows`` the least recently active flows
+are dropped. Early notices (`EarlyAnomaly`) are live only: the detector's final verdict
+comes when the connection ends.
 """
 
 from __future__ import annotations
@@ -66,7 +81,7 @@ from tcplife.frames import (
 )
 from tcplife.options import NS, Options
 from tcplife.segment import Segment
-from tcplife.states import CLIENT, SERVER, State
+from tcplife.states import CERTAIN, CLIENT, DEFAULT_SEVERITY, SERVER, State
 from tcplife.tracker import Tracker
 
 #: How far behind the wall clock the tracker's clock is moved when no packet is waiting.
@@ -81,7 +96,9 @@ BATCH_FAST = 256
 
 
 class PacketSource(Protocol):
-    """What the session reads from: `tcplife.capture.live.LiveCapture`, or a test double."""
+    """What the session reads from: `tcplife.capture.live.LiveCapture`, or a test double.
+    A source whose input can end may say so with a true ``exhausted`` attribute: the run
+    then stops ("end of input") at that moment."""
 
     stats: ReadStats
     frames: int
@@ -106,6 +123,8 @@ class EarlyAnomaly:
     kind: str
     frame: int | None
     detail: str
+    severity: str = "warning"  #: as the `Anomaly` that would say it
+    confidence: str = CERTAIN
 
 
 @dataclass(slots=True)
@@ -115,6 +134,15 @@ class LiveWarning:
     ts_ns: int
     kind: str  #: ``flow_cap``, ``drops``, ``given_up``
     detail: str
+
+
+@dataclass(slots=True)
+class Stopped:
+    """The run's end, yielded last: what was still open was judged at ``ts_ns``, and no
+    event is dated after it."""
+
+    ts_ns: int
+    reason: str  #: ``duration``, ``count``, ``interrupted``, ``end of input``, ...
 
 
 @dataclass(slots=True)
@@ -142,12 +170,20 @@ class LiveCounters:
     started_ns: int = 0
     stopped_ns: int | None = None
     stop_reason: str = ""
+    #: the instant the run ended, at which what was still open was judged
+    end_ns: int | None = None
     close_kinds: dict[str, int] = field(default_factory=dict)
     anomalies: dict[str, int] = field(default_factory=dict)
     early: dict[str, int] = field(default_factory=dict)
+    #: early notices that no final verdict confirmed (the tracker revised its reading)
+    unconfirmed: dict[str, int] = field(default_factory=dict)
+    #: sides still open when the run ended, per state
+    open_at_end: dict[str, int] = field(default_factory=dict)
+    #: the longest CLOSE_WAIT still open when the run ended (ns), if any
+    oldest_close_wait_ns: int | None = None
 
 
-LiveEvent = Event | EarlyAnomaly | LiveWarning | Tick
+LiveEvent = Event | EarlyAnomaly | LiveWarning | Tick | Stopped
 
 
 class _History:
@@ -194,9 +230,12 @@ class LiveSession:
     `result()` gives the DataFrames of what was seen so far, `counters` the summary.
 
     The loop ends at ``duration`` seconds, after ``count`` frames, when `stop()` is called
-    (from a signal handler, another thread or the loop's consumer), or when the consumer
-    stops iterating; the end then fires pending timeouts and judges every connection
-    still open, as the file mode does at the end of a capture.
+    (from a signal handler, another thread or the loop's consumer), when the source's input
+    ends, or when the consumer stops iterating. The end is the wall clock of that moment:
+    the timers due by then fire, every connection still open is judged at that instant
+    (its record's states are those at the stop, its eventual states those after the
+    timeouts still pending), and a `Stopped` event closes the stream; no event is dated
+    after it.
     """
 
     def __init__(self, source: PacketSource, options: Options | None = None, *,
@@ -225,6 +264,9 @@ class LiveSession:
         self._close_wait_due: list[tuple[int, int, str, int]] = []  # (due, conn, side, tid)
         self._early_done: dict[int, set[tuple[str, str]]] = {}
         self._judged: set[int] = set()
+        self._unconfirmed: dict[tuple[int, str, str], None] = {}  # early, no verdict yet
+        self._end_ns: int | None = None  # set when the run ends
+        self._beyond: set[int] = set()  # tids of transitions dated after the end
         self._cap_warned = False
         self._dropped_seen = 0
 
@@ -300,11 +342,13 @@ class LiveSession:
             with self._lock:  # `result()` from another thread waits for this turn
                 if segments:
                     yield from self._consume_segments(segments)
+                elif getattr(source, "exhausted", False):
+                    self.stop("end of input")
                 elif not self._stopping:
                     # Nothing waiting: the wall clock may move the tracker's clock on.
                     target = self._wall_ns() - int(CLOCK_LAG * NS)
                     if self.tracker.now_ns is not None and target > self.tracker.now_ns:
-                        yield from self._consume(self.tracker.advance(target))
+                        yield from self._consume(self._advance(target))
                 yield from self._early_notices()
                 now = self._monotonic()
                 if now >= next_housekeeping:
@@ -317,6 +361,13 @@ class LiveSession:
                 self.stop("count")
         with self._lock:
             yield from self._finish()
+
+    def _advance(self, now_ns: int) -> list[Event]:
+        """Move the tracker's clock on to ``now_ns`` (the timers due by then fire). The
+        capture seen so far reaches that instant: for the detectors, what a timer did by
+        then happened within the run (the file mode's end is its last frame)."""
+        self.detectors.capture_end_ns = max(self.detectors.capture_end_ns, now_ns)
+        return self.tracker.advance(now_ns)
 
     def _consume_segments(self, segments: list[Segment]) -> Iterator[LiveEvent]:
         self.counters.segments += len(segments)
@@ -345,7 +396,15 @@ class LiveSession:
                     ended[a.conn_id].anomalies.append(a.kind)
             events = events + found
         counters = self.counters
+        end, beyond = self._end_ns, self._beyond
+        ended: list[int] = []
         for ev in events:
+            if end is not None:  # the run has ended: nothing is dated after its end
+                if isinstance(ev, Transition) and ev.ts_ns > end:
+                    beyond.add(ev.tid)  # a pending timeout: the eventual states say it
+                    continue
+                if isinstance(ev, Retraction) and ev.tid in beyond:
+                    continue
             self.history.add(ev)
             if isinstance(ev, Transition):
                 key = (ev.conn_id, ev.side)
@@ -367,16 +426,39 @@ class LiveSession:
                 counters.closed += 1
                 kind = ev.record.close_kind
                 counters.close_kinds[kind] = counters.close_kinds.get(kind, 0) + 1
+                if ev.at_end:
+                    self._count_open_at_end(ev.record)
                 for side in (CLIENT, SERVER):
                     self._close_wait.pop((ev.record.conn_id, side), None)
                 self._early_done.pop(ev.record.conn_id, None)
                 self._judged.discard(ev.record.conn_id)
+                ended.append(ev.record.conn_id)
             elif isinstance(ev, Anomaly):
                 counters.anomalies[ev.kind] = counters.anomalies.get(ev.kind, 0) + 1
+                self._unconfirmed.pop((ev.conn_id, ev.side, ev.kind), None)
             elif isinstance(ev, Oddity):
                 continue  # notes are for the detectors, not for the person watching
             yield ev
+        if ended and self._unconfirmed:  # their verdicts came with them: what is left,
+            gone = set(ended)             # the final verdict did not confirm
+            for key in [k for k in self._unconfirmed if k[0] in gone]:
+                del self._unconfirmed[key]
+                counters.unconfirmed[key[2]] = counters.unconfirmed.get(key[2], 0) + 1
         yield from self._judge_closed(events)
+
+    def _count_open_at_end(self, rec: ConnectionRecord) -> None:
+        """The summary's "open when it stopped": each side not closed at the end."""
+        counters = self.counters
+        for side in (CLIENT, SERVER):
+            state = getattr(rec, f"{side}_state")
+            if state in (State.CLOSED, State.LISTEN):
+                continue
+            counters.open_at_end[state.value] = counters.open_at_end.get(state.value, 0) + 1
+            held = self._close_wait.get((rec.conn_id, side))
+            if state is State.CLOSE_WAIT and held is not None and self._end_ns is not None:
+                age = self._end_ns - held[1]
+                if counters.oldest_close_wait_ns is None or age > counters.oldest_close_wait_ns:
+                    counters.oldest_close_wait_ns = age
 
     def _judge_closed(self, events: list[Event]) -> Iterator[LiveEvent]:
         """A connection whose sides are both done (CLOSED, TIME_WAIT) is judged at once by
@@ -399,13 +481,15 @@ class LiveSession:
                                               recs[0].last_ts_ns),
                                           skip=(TimeWaitAccumulation,)):
                 yield from self._early(EarlyAnomaly(a.conn_id, a.ts_ns, a.side, a.kind,
-                                                    a.frame, a.detail))
+                                                    a.frame, a.detail, a.severity,
+                                                    a.confidence))
 
     def _early(self, ev: EarlyAnomaly) -> Iterator[LiveEvent]:
         done = self._early_done.setdefault(ev.conn_id, set())
         if (ev.side, ev.kind) not in done:
             done.add((ev.side, ev.kind))
             self.counters.early[ev.kind] = self.counters.early.get(ev.kind, 0) + 1
+            self._unconfirmed[(ev.conn_id, ev.side, ev.kind)] = None
             yield ev
 
     def _early_notices(self) -> Iterator[LiveEvent]:
@@ -437,13 +521,15 @@ class LiveSession:
                 conn_id, now, side, "lingering_close_wait", frame,
                 f"{who} received FIN at {clock(since)} and has not closed: CLOSE_WAIT for "
                 f"{secs(now - since)} so far; the application is not calling close() (the "
-                f"peer is in {peer.value})"))
+                f"peer is in {peer.value})", DEFAULT_SEVERITY["lingering_close_wait"]))
 
     def _housekeeping(self) -> Iterator[LiveEvent]:
         """Once a second: give up idle flows, refresh the drop counts."""
         now = self.tracker.now_ns
         if now is not None:
             before = now - self.options.ns("idle")
+            # judged as they stand now: silent until this instant of the run
+            self.detectors.capture_end_ns = max(self.detectors.capture_end_ns, now)
             events = self.tracker.give_up_idle(before)
             if events:
                 n = sum(isinstance(e, ConnectionEnded) for e in events)
@@ -473,6 +559,9 @@ class LiveSession:
     def _enforce_cap(self) -> Iterator[LiveEvent]:
         excess = self.tracker.open_count() - self.max_flows
         n = excess + max(1, self.max_flows // 10)  # make room in steps, not per packet
+        if self.tracker.now_ns is not None:  # judged as they stand now
+            self.detectors.capture_end_ns = max(self.detectors.capture_end_ns,
+                                                self.tracker.now_ns)
         events = self.tracker.give_up_oldest(n)
         self.counters.given_up_cap += sum(isinstance(e, ConnectionEnded) for e in events)
         if not self._cap_warned:
@@ -484,6 +573,8 @@ class LiveSession:
         yield from self._consume(events)
 
     def _finish(self) -> Iterator[LiveEvent]:
+        """The run's end: the wall clock of this moment (or the last frame, if later) is
+        the end at which every connection still open is judged."""
         if self._finished:
             return
         self._finished = True
@@ -491,12 +582,22 @@ class LiveSession:
             self.source.flush()
         finally:
             try:
-                stats = self.source.stats
-                if stats.last_ts_ns is not None:  # the capture ends with its last frame
-                    self.detectors.capture_end_ns = max(self.detectors.capture_end_ns,
-                                                        stats.last_ts_ns)
-                yield from self._consume(self.tracker.finish())
+                end = self._wall_ns()
+                for ts in (self.source.stats.last_ts_ns, self.tracker.now_ns):
+                    if ts is not None and ts > end:
+                        end = ts
+                self.counters.end_ns = end
+                yield from self._consume(self._advance(end))  # timers due by the end
+                self._end_ns = end  # from here on, nothing dated after it is emitted
+                yield from self._consume(self.tracker.finish(end_ns=end))
                 yield from self._consume(list(self.detectors.finish()))
+                for key in self._unconfirmed:
+                    self.counters.unconfirmed[key[2]] = \
+                        self.counters.unconfirmed.get(key[2], 0) + 1
+                self._unconfirmed.clear()
+                if not self.counters.stop_reason:
+                    self.counters.stop_reason = "stopped"
+                yield Stopped(end, self.counters.stop_reason)
             finally:
                 self.source.close()
                 self.counters.stopped_ns = self._wall_ns()
@@ -599,8 +700,9 @@ def record_row(rec: ConnectionRecord) -> dict[str, Any]:
 
 def event_row(ev: LiveEvent) -> dict[str, Any] | None:
     """One event as a JSON-ready row: ``type`` (``transition``, ``retraction``,
-    ``anomaly``, ``closed``, ``opened``, ``warning``) and the column names of the matching
-    table; None for a `Tick`. Anomaly rows say ``final``: false for an `EarlyAnomaly`."""
+    ``anomaly``, ``closed``, ``opened``, ``warning``, ``stopped``: the last, the instant the
+    run ended) and the column names of the matching table; None for a `Tick`. Anomaly rows
+    say ``final``: false for an `EarlyAnomaly`."""
     if isinstance(ev, Transition):
         return {"type": "transition", "conn_id": ev.conn_id, "ts": ev.ts_ns / NS,
                 "time": _iso(ev.ts_ns), "side": ev.side, "addr": ev.addr, "port": ev.port,
@@ -610,7 +712,8 @@ def event_row(ev: LiveEvent) -> dict[str, Any] | None:
     if isinstance(ev, (Anomaly, EarlyAnomaly)):
         return {"type": "anomaly", "conn_id": ev.conn_id, "ts": ev.ts_ns / NS,
                 "time": _iso(ev.ts_ns), "side": ev.side, "kind": ev.kind, "frame": ev.frame,
-                "detail": ev.detail, "final": isinstance(ev, Anomaly)}
+                "detail": ev.detail, "severity": ev.severity, "confidence": ev.confidence,
+                "final": isinstance(ev, Anomaly)}
     if isinstance(ev, ConnectionEnded):
         return {"type": "closed", **record_row(ev.record)}
     if isinstance(ev, ConnectionStarted):
@@ -624,4 +727,7 @@ def event_row(ev: LiveEvent) -> dict[str, Any] | None:
                 "ts": ev.ts_ns / NS, "frame": ev.frame, "reason": ev.reason}
     if isinstance(ev, LiveWarning):
         return {"type": "warning", "kind": ev.kind, "ts": ev.ts_ns / NS, "detail": ev.detail}
+    if isinstance(ev, Stopped):
+        return {"type": "stopped", "ts": ev.ts_ns / NS, "time": _iso(ev.ts_ns),
+                "reason": ev.reason}
     return None

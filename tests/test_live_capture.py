@@ -8,7 +8,12 @@ checks:
 - what the live stream says at each checkpoint matches ``ss -tan`` in the namespace then;
 - a lingering CLOSE_WAIT is reported on the clock, while ``ss`` still shows CLOSE-WAIT;
 - after Ctrl-C (SIGINT) the command ends with status 0 and a summary, and its final rows
-  (connections, transitions, anomalies) equal `tcplife analyze` on the ``--write`` file;
+  (connections, transitions, anomalies) equal `tcplife analyze` on the ``--write`` file,
+  judged at the run's stop (the ``stopped`` row): each side's state is the file mode's at
+  that instant, and no transition is dated after it;
+- a server that never closes, with ``--duration``: the CLOSE_WAIT announced during the run
+  is in the final rows and the summary, counted to the stop, and the states in the final
+  row are what ``ss`` shows once the run has ended;
 - without CAP_NET_RAW it fails with one line naming root or CAP_NET_RAW, and a missing
   interface or a bad filter is one line too.
 """
@@ -34,6 +39,7 @@ import pytest
 from lab.netlab import Agent, parse_ss
 
 import tcplife
+from tcplife.capture import read_segments
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -255,16 +261,28 @@ def test_live_matches_ss_and_file_mode(netns: str, tmp_path: Path) -> None:
     assert rc == 0, err
     assert "interrupted after" in err and "dropped by the kernel 0" in err
 
-    # The final rows equal the file mode on the written capture.
+    # The final rows equal the file mode on the written capture, judged at the run's stop
+    # (the last row): the file mode's states at that instant, its transitions up to it.
+    assert live.rows[-1]["type"] == "stopped" and live.rows[-1]["reason"] == "interrupted"
+    end_ns = round(live.rows[-1]["ts"] * 1e6) * 1000
+    assert all(r["ts"] <= live.rows[-1]["ts"] for r in live.rows if "ts" in r)
     options = tcplife.Options(close_wait_linger=1, syn_sent=3)
     result = tcplife.analyze(pcap, options=options)
     closed = sorted((r for r in live.rows if r["type"] == "closed"), key=lambda r: r["conn_id"])
-    cols = ["conn_id", "client_port", "server_port", "client_state", "server_state",
-            "close_kind", "packets", "first_frame", "last_frame"]
+    cols = ["conn_id", "client_port", "server_port", "close_kind", "packets", "first_frame",
+            "last_frame", "client_eventual_state", "server_eventual_state"]
     file_conns = result.connections
     assert [[r[c] for c in cols] for r in closed] == \
         [[str(v) if isinstance(v, str) else v for v in row]
          for row in file_conns[cols].astype(object).values.tolist()]
+    file_trans = result.transitions[result.transitions["ts_ns"] <= end_ns]
+    for side in ("client", "server"):
+        at_stop = {int(c): str(t) for c, s, t in zip(
+            file_trans["conn_id"], file_trans["side"], file_trans["to_state"], strict=True)
+            if s == side}
+        assert [r[f"{side}_state"] for r in closed] == [
+            at_stop.get(int(c), str(i)) for c, i in zip(
+                file_conns["conn_id"], file_conns[f"{side}_initial_state"], strict=True)]
     assert [sorted(r["anomalies"]) for r in closed] == \
         [sorted(a) for a in file_conns["anomalies"]]
     final = sorted((r["conn_id"], r["side"], r["kind"], r["frame"]) for r in live.rows
@@ -278,12 +296,66 @@ def test_live_matches_ss_and_file_mode(netns: str, tmp_path: Path) -> None:
     retracted = {r["tid"] for r in live.rows if r["type"] == "retraction"}
     trans = [(r["conn_id"], r["side"], r["from_state"], r["to_state"], r["frame"])
              for r in live.rows if r["type"] == "transition" and r["tid"] not in retracted]
-    file_trans = result.transitions
     assert sorted(trans, key=str) == sorted(
         [(int(c), str(s), str(f), str(t), None if pd.isna(fr) else int(fr))
          for c, s, f, t, fr in zip(file_trans["conn_id"], file_trans["side"],
                                    file_trans["from_state"], file_trans["to_state"],
                                    file_trans["frame"].astype(object), strict=True)], key=str)
+
+
+def test_duration_judges_the_close_wait_open_at_the_stop(netns: str, tmp_path: Path) -> None:
+    """Issue 18's case: ``tcplife live --duration 8 --close-wait-linger 2`` while a server
+    never closes. The early notice comes while ``ss`` shows CLOSE-WAIT; after the run the
+    final rows keep it (counted to the stop), the summary counts it, the connection's
+    states are what ``ss`` still shows, and nothing is dated after the ``stopped`` row (the
+    client's FIN_WAIT_2 timeout, 60 s later, is only its eventual state)."""
+    ns = netns
+    pcap = tmp_path / "cw.pcap"
+    live = LiveProcess(ns, "-i", "lo", "--format", "jsonl", "--duration", "8",
+                       "--close-wait-linger", "2", "--write", str(pcap), "tcp", "port", "8080")
+    server, client = Agent(ns, "server"), Agent(ns, "client")
+    try:
+        server.call("listen", name="L", addr="127.0.0.1", port=8080)
+        c = client.call("connect", name="c", addr="127.0.0.1", port=8080)
+        server.call("accept", name="L", **{"as": "s"})
+        client.call("send", name="c", n=100)
+        server.call("recv", name="s", n=100, timeout=2)
+        client.call("close", name="c")  # the server never closes "s"
+        cport = c["local"][1]
+        early = live.wait_for(lambda r: r["type"] == "anomaly" and not r["final"]
+                              and r["kind"] == "lingering_close_wait", timeout=6)
+        assert early["side"] == "server"
+        assert ss_states(ns, {8080})[(8080, cport)] == "CLOSE_WAIT"
+        live.proc.wait(timeout=60)  # --duration ends it
+        at_end = ss_states(ns, {8080})  # nothing moved since: what was open at the stop
+    finally:
+        client.stop()
+        server.stop()
+        rc, err = live.stop()
+    assert rc == 0, err
+    assert at_end == {(8080, cport): "CLOSE_WAIT", (cport, 8080): "FIN_WAIT_2"}
+    rows = live.rows
+    assert rows[-1]["type"] == "stopped" and rows[-1]["reason"] == "duration"
+    end = rows[-1]["ts"]
+    assert all(r["ts"] <= end for r in rows if "ts" in r)
+    assert not [r for r in rows if r["type"] == "transition" and r["to_state"] == "CLOSED"]
+    closed = [r for r in rows if r["type"] == "closed"]
+    assert len(closed) == 1
+    row = closed[0]
+    assert (row["client_port"], row["server_port"]) == (cport, 8080)
+    assert (row["server_state"], row["client_state"]) == (at_end[(8080, cport)],
+                                                          at_end[(cport, 8080)])
+    assert row["client_eventual_state"] == "CLOSED"  # tcp_fin_timeout, orphaned
+    assert row["anomalies"] == ["lingering_close_wait"] and row["close_kind"] == "open"
+    final = [r for r in rows if r["type"] == "anomaly" and r["final"]]
+    assert [(r["side"], r["kind"]) for r in final] == [("server", "lingering_close_wait")]
+    # counted from the FIN the server received (in the written capture) to the stop
+    fin = next(s for s in read_segments(pcap) if s.flags & 0x01 and s.dport == 8080)
+    assert final[0]["frame"] == fin.frame
+    lasted = re.search(r"CLOSE_WAIT for ([\d.]+) s", final[0]["detail"])
+    assert lasted and abs(float(lasted[1]) - (end - fin.ts_ns / 1e9)) <= 0.051
+    assert re.search(r"anomalies: (.*, )?lingering_close_wait 1\b", err), err
+    assert "duration after" in err and "CLOSE_WAIT 1 (oldest" in err
 
 
 @pytest.mark.parametrize("iface", ["lo", "any"])
