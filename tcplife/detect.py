@@ -11,8 +11,7 @@ the terminal; never calls back into the tracker.
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_left, bisect_right
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -163,36 +162,49 @@ class _Unanswered:
         return max([NS, *gaps])
 
 
-@dataclass
 class ListenOverflow:
     """listen_overflow and syn_unanswered, judged across the connections of one service
-    (server address and port) at the end of input.
+    (server address and port).
 
     A connection's SYNs that got no answer (all of them, or those before the one that was
-    answered), or SYN-ACKs its server repeated after the client's ACK, are held until the
-    end. If the same service answered another connection's SYN within one retry interval
-    of them (`_Unanswered.reach_ns`: the schedule the retries themselves show), the
-    listener was alive and dropping: its accept queue was full (Linux counts the drops as
-    ListenOverflows): ``listen_overflow`` on the server side. Two or more lost segments, or
-    SYN-ACKs repeated after the ACK: likely; one SYN resent once and then answered:
-    possible (one lost packet looks the same). If nothing of the service answered in that
-    time, a connection that never got an answer after two SYNs or more is
-    ``syn_unanswered`` (a filter drops them, or the host is down); one SYN proves nothing
-    (the capture may end before the answer)."""
+    answered), or SYN-ACKs its server repeated after the client's ACK, are judged against
+    the SYN-ACKs the same service sent to other connections (seen as they happen, from the
+    transitions). If one came within one retry interval of them (`_Unanswered.reach_ns`:
+    the schedule the retries themselves show), the listener was alive and dropping: its
+    accept queue was full (Linux counts the drops as ListenOverflows): ``listen_overflow``
+    on the server side. Two or more lost segments, or SYN-ACKs repeated after the ACK:
+    likely; one SYN resent once and then answered: possible (one lost packet looks the
+    same). If nothing of the service answered in that time, a connection that never got
+    an answer after two SYNs or more is ``syn_unanswered`` (a filter drops them, or the
+    host is down); one SYN proves nothing (the capture may end before the answer).
 
-    answers: dict[tuple[str, int], list[tuple[int, int]]] = field(
-        default_factory=lambda: defaultdict(list))  #: service -> (SYN-ACK time, conn_id)
-    pending: dict[tuple[str, int], list[_Unanswered]] = field(
-        default_factory=lambda: defaultdict(list))
+    A connection is judged when it ends if the capture has passed the end of its window
+    by then (the usual case: a client gives up long after its last SYN), else at the end
+    of input. SYN-ACKs older than any window still to judge are forgotten."""
+
+    def __init__(self, options: Options | None = None) -> None:
+        syn_sent = (options or Options()).ns("syn_sent")
+        #: a window reaches at most one retry interval (< syn_sent) before the first SYN,
+        #: which is at most syn_sent before the connection ends
+        self.horizon_ns = 2 * syn_sent + 60 * NS
+        self.answers: dict[tuple[str, int], deque[tuple[int, int]]] = defaultdict(deque)
+        self.pending: list[_Unanswered] = []
+        self._services: dict[int, tuple[str, int]] = {}  #: pending conn_id -> service
+
+    def on_transition(self, t: Transition) -> None:
+        if t.side == SERVER and t.event == SEND_SYNACK.value:
+            answers = self.answers[(t.addr, t.port)]
+            answers.append((t.ts_ns, t.conn_id))
+            while answers and answers[0][0] < t.ts_ns - self.horizon_ns:
+                answers.popleft()
 
     def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
         r = v.record
         service = (r.server_addr, r.server_port)
         server = v.side_transitions(SERVER)
         answer = next((t for t in server if t.event == SEND_SYNACK.value), None)
-        if answer is not None:
-            self.answers[service].append((answer.ts_ns, r.conn_id))
         client = v.side_transitions(CLIENT)
+        found: list[_Unanswered] = []
         syn = next((t for t in client if t.event == SEND_SYN.value), None)
         if syn is not None and r.client_initial_state == CLOSED:
             syns = [syn.ts_ns] + [n.ts_ns for n in v.named("syn_rtx", CLIENT)]
@@ -200,32 +212,37 @@ class ListenOverflow:
             if answered is not None:
                 syns = [t for t in syns if t < answered][:-1]  # the last one was answered
             if syns and (answered is not None or r.close_kind == "unanswered"):
-                self.pending[service].append(_Unanswered(
-                    r.conn_id, syns, syn.frame, v.who(CLIENT), v.who(SERVER), answered,
-                    synacks=False))
+                found.append(_Unanswered(r.conn_id, syns, syn.frame, v.who(CLIENT),
+                                         v.who(SERVER), answered, synacks=False))
         established = next((t for t in client if t.to_state == ESTABLISHED), None)
         if answer is not None and established is not None:
             # SYN-ACKs repeated well after the client's ACK (not crossing it)
             after = [n for n in v.named("synack_rtx", SERVER)
                      if n.ts_ns > established.ts_ns + NS // 5]
             if after:
-                self.pending[service].append(_Unanswered(
-                    r.conn_id, [n.ts_ns for n in after], after[0].frame, v.who(CLIENT),
-                    v.who(SERVER), None, synacks=True))
-        return ()
+                found.append(_Unanswered(r.conn_id, [n.ts_ns for n in after],
+                                         after[0].frame, v.who(CLIENT), v.who(SERVER),
+                                         None, synacks=True))
+        for u in found:
+            if v.capture_end_ns >= u.times[-1] + u.reach_ns:
+                yield from self._judge(service, u)
+            else:
+                self.pending.append(u)
+                self._services[id(u)] = service
 
     def finish(self, capture_end_ns: int) -> Iterable[Anomaly]:
-        for service in sorted(self.pending):
-            answers = sorted(self.answers.get(service, ()))
-            times = [t for t, _ in answers]
-            for u in self.pending[service]:
-                lo = bisect_left(times, u.times[0] - u.reach_ns)
-                hi = bisect_right(times, u.times[-1] + u.reach_ns)
-                others = [(t, c) for t, c in answers[lo:hi] if c != u.conn_id]
-                if others:
-                    yield self._overflow(u, others)
-                elif not u.synacks and u.answered_at is None and len(u.times) >= 2:
-                    yield self._unanswered(u)
+        for u in self.pending:
+            yield from self._judge(self._services[id(u)], u)
+        self.pending.clear()
+
+    def _judge(self, service: tuple[str, int], u: _Unanswered) -> Iterable[Anomaly]:
+        lo, hi = u.times[0] - u.reach_ns, u.times[-1] + u.reach_ns
+        others = [(t, c) for t, c in self.answers.get(service, ())
+                  if lo <= t <= hi and c != u.conn_id]
+        if others:
+            yield self._overflow(u, others)
+        elif not u.synacks and u.answered_at is None and len(u.times) >= 2:
+            yield self._unanswered(u)
 
     @staticmethod
     def _overflow(u: _Unanswered, others: list[tuple[int, int]]) -> Anomaly:
@@ -412,8 +429,9 @@ class LingeringCloseWait(PerConnection):
                 claims = [(side, CLOSE_WAIT, t.ts_ns), (side, CLOSE_WAIT, end - 1),
                           (peer, peer_state, end)]
                 if open_to_end:
-                    until = ("to the end of the capture, still open then; the application "
-                             "is not calling close()")
+                    until = (f"until the end of the capture (or of the live run) at "
+                             f"{clock(end)}, still open then; the application is not "
+                             "calling close()")
                     claims.append((side, CLOSE_WAIT, v.capture_end_ns))
                 elif "RST" in nxt.event:  # type: ignore[union-attr]
                     who = "its own RST" if nxt.event.startswith("send") else \
@@ -727,9 +745,9 @@ def default_detectors(options: Options) -> list[Detector]:
     # that began before that packet lasted at most time_wait: intervals that ended longer
     # ago than this cannot overlap one still to come (a minute more for clock jitter).
     horizon = options.ns("closed_linger") + options.ns("time_wait") + 60 * NS
-    return [Refused(), ListenOverflow(), HandshakeIncomplete(), Resets(), LingeringCloseWait(),
-            FinWait2Timeout(), MissingFinalAck(), SimultaneousClose(), SimultaneousOpen(),
-            Notes(), BoundedTimeWaitAccumulation(int(options.time_wait_threshold), horizon)]
+    return [Refused(), ListenOverflow(options), HandshakeIncomplete(), Resets(),
+            LingeringCloseWait(), FinWait2Timeout(), MissingFinalAck(), SimultaneousClose(),
+            SimultaneousOpen(), Notes(), BoundedTimeWaitAccumulation(int(options.time_wait_threshold), horizon)]
 
 
 class DetectorSet:
@@ -742,6 +760,9 @@ class DetectorSet:
         self.detectors = detectors if detectors is not None else default_detectors(options)
         self.capture_end_ns = 0
         self.input_ended = False
+        #: detectors that also follow the transitions as they happen (`on_transition`)
+        self._watchers = [d.on_transition for d in self.detectors  # type: ignore[attr-defined]
+                          if hasattr(d, "on_transition")]
 
     def end_input(self, last_ts_ns: int | None) -> None:
         """The input has ended, its last frame at ``last_ts_ns`` (None: no frame): the
@@ -756,6 +777,8 @@ class DetectorSet:
             if isinstance(ev, Transition):
                 if ev.frame is not None and ev.ts_ns > self.capture_end_ns:
                     self.capture_end_ns = ev.ts_ns
+                for watch in self._watchers:
+                    watch(ev)
             elif isinstance(ev, ConnectionEnded):
                 rec = ev.record
                 self.capture_end_ns = max(self.capture_end_ns, rec.last_ts_ns)

@@ -384,10 +384,15 @@ class LiveSession:
         if self.tracker.open_count() > self.max_flows:
             yield from self._enforce_cap()
 
-    def _consume(self, events: list[Event]) -> Iterator[LiveEvent]:
-        if not events:
+    def _consume(self, events: list[Event], last: bool = False) -> Iterator[LiveEvent]:
+        """The events through the detectors and out; ``last``: the end of input's, with
+        the detectors' own end (verdicts across connections), whose kinds reach the rows
+        of the connections ending with it."""
+        if not events and not last:
             return
         found = self.detectors.feed(events)
+        if last:
+            found += self.detectors.finish()
         if found:  # the kinds on the record of the connection they judge, for its row
             ended = {e.record.conn_id: e.record for e in events
                      if isinstance(e, ConnectionEnded)}
@@ -589,8 +594,8 @@ class LiveSession:
                 self.counters.end_ns = end
                 yield from self._consume(self._advance(end))  # timers due by the end
                 self._end_ns = end  # from here on, nothing dated after it is emitted
-                yield from self._consume(self.tracker.finish(end_ns=end))
-                yield from self._consume(list(self.detectors.finish()))
+                self.detectors.end_input(end)
+                yield from self._consume(self.tracker.finish(end_ns=end), last=True)
                 for key in self._unconfirmed:
                     self.counters.unconfirmed[key[2]] = \
                         self.counters.unconfirmed.get(key[2], 0) + 1
