@@ -9,9 +9,9 @@ Three levels:
    for Zeek), the test says so and compares what remains.
 2. The kernel-lab captures, with the expected values derived by hand from Zeek's rules
    (each comment walks through the packets, as tshark shows them). Derived as Zeek would
-   log the packets captured whole: these captures are cut at 256 (clean_traffic: 128)
-   bytes, and Zeek, given the truncated frames, would add content-gap letters (``g``/``G``)
-   for the data it could not reassemble.
+   log the packets captured whole: these captures are cut at 256 or 128 bytes (README of
+   sample_pcaps), and Zeek, given the truncated frames, would add content-gap letters
+   (``g``/``G``) for the data it could not reassemble.
 3. One scripted conversation per rule (tests/builder.py).
 """
 
@@ -215,12 +215,24 @@ LAB_EXPECTED = {
     "final_ack_dropped": [("SF", "ShADadFf")],
     # The client's FIN retransmitted before the server's crossing FIN: one "F".
     "simultaneous_close": [("SF", "ShADadFf")],
+    # fins_cross_acks_delayed: the client's FIN (frame 10) "F", resent at the same
+    # sequence number three times (11, 12, 17: the last now ACKing the server's FIN) - a
+    # FIN repeats its letter only at a new position (rel_seq + len != hist_last_FIN);
+    # the server's FIN (13) "f", resent three times (15, 18, 22) at the same position:
+    # nothing. The delayed pure ACKs both ways (14, 16, 19, 20, 21, 23-25) add nothing
+    # ("A" and "a" already seen; no payload, so no "T"/"t"). Both endpoints CLOSED: SF.
+    "fins_cross_acks_delayed": [("SF", "ShADadFf")],
     # Server closes first: f before F.
     "server_killed": [("SF", "ShADadfF")],
     # The 200-byte write sent six times at seq 121: the first copy is "D"-class data
     # already recorded, the 2nd is Zeek's first retransmission "T" (the 10th would add
     # another "T"; there are five).
     "half_open": [("SF", "ShADadTFf")],
+    # peer_vanishes_mid_transfer: as half_open, the 300 bytes at seq 121 sent six times
+    # (frames 10-14, 17): "D" already, the 2nd copy the first retransmission "T" (the
+    # 10th would be the next); then nothing more - no RST, no FIN: both endpoints still
+    # ESTABLISHED: S1.
+    "peer_vanishes_mid_transfer": [("S1", "ShADadT")],
     # The client shuts down writing (F), the server goes on sending (its data is already
     # "d"), then closes (f).
     "shutdown_wr_peer_sends": [("SF", "ShADadFf")],
@@ -228,9 +240,22 @@ LAB_EXPECTED = {
     "linger0": [("RSTO", "ShADadR")],
     "close_unread_data": [("RSTO", "ShADadR")],
     "shutdown_rd": [("RSTO", "ShADadR")],
+    # linger0_after_read: the server's 700 bytes (frame 10, "d" already), the client's
+    # ACK, then its RST (12) from ESTABLISHED: "R", orig RESET, resp ESTABLISHED: RSTO.
+    "linger0_after_read": [("RSTO", "ShADadR")],
+    # keepalive_dead_peer: three keep-alive probes (frames 10-12: seq = SND.NXT - 1, no
+    # payload) are pure ACKs, "A" already seen, and no "T" (update_last_seq calls
+    # DidRxmit only for len > 0; Zeek has no keep-alive rule of its own); the kernel's RST
+    # (15, seq = SND.NXT) "R": orig RESET while the responder, which never saw a thing
+    # after the response, is ESTABLISHED: RSTO.
+    "keepalive_dead_peer": [("RSTO", "ShADadR")],
     # Client FIN, then its RST after the FIN_WAIT_2 timeout answers the server's data:
     # orig RESET (from CLOSED, the peer not closed), RSTO.
     "fin_wait_2_timeout_then_data": [("RSTO", "ShADadFR")],
+    # close_wait_rst, the mirror image: the client's FIN (frame 10) "F", the server's
+    # ACK of it (11, "a" already), the server's RST from CLOSE-WAIT (12) "r": resp
+    # ESTABLISHED -> RESET (UpdateEstablishedState) while orig is CLOSED: RSTR.
+    "close_wait_rst": [("RSTR", "ShADadFr")],
     # FINs both ways, then the client's RST: a RST from a CLOSED endpoint whose peer is
     # CLOSED too changes nothing (UpdateClosedState): SF, with "R" in the history.
     "server_never_closes": [("SF", "ShADadFfR")],
@@ -248,6 +273,11 @@ LAB_EXPECTED = {
     # Handshakes completed by the kernel, never accepted: S1 "ShA" (the third client
     # repeats its SYN at the same ISN: nothing more).
     "listen_no_accept": [("S1", "ShA")] * 3,
+    # short_loop_port_range: 64 connections, each the same ten segments (tshark, per
+    # tcp.stream): SYN S, SYN-ACK h, ACK A, 40-byte request D, ACK a, 80-byte response d,
+    # ACK, the client's FIN F, the server's FIN-ACK f, the last ACK: SF; all from the
+    # client (distinct ports 40004-40198, none a likely server port).
+    "short_loop_port_range": [("SF", "ShADadFf")] * 64,
     # The capture begins with the client's request (no SYN): partial, no flip (44470 is
     # not a likely server port): "D", then the server's data "d", ACK "A", close F a f.
     "mid_stream": [("SF", "DdAFaf")],
