@@ -747,7 +747,8 @@ def default_detectors(options: Options) -> list[Detector]:
     horizon = options.ns("closed_linger") + options.ns("time_wait") + 60 * NS
     return [Refused(), ListenOverflow(options), HandshakeIncomplete(), Resets(),
             LingeringCloseWait(), FinWait2Timeout(), MissingFinalAck(), SimultaneousClose(),
-            SimultaneousOpen(), Notes(), BoundedTimeWaitAccumulation(int(options.time_wait_threshold), horizon)]
+            SimultaneousOpen(), Notes(),
+            BoundedTimeWaitAccumulation(int(options.time_wait_threshold), horizon)]
 
 
 class DetectorSet:
