@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,6 +26,7 @@ from tcplife.frames import CONNECTION_COLUMNS, Collector, empty_frame
 from tcplife.frames import state_at as _state_at
 from tcplife.options import Options
 from tcplife.segment import Segment
+from tcplife.times import parse_time
 from tcplife.tracker import Tracker
 
 #: the tables `analyze` can keep
@@ -63,9 +65,17 @@ class Result:
             yield self.connections.iloc[start:start + size]
 
     def state_at(self, when: float | int | str | datetime | pd.Timestamp) -> pd.DataFrame:
-        """Like ``ss -tan`` at ``when`` (epoch seconds, ISO string or datetime): one row per
-        side of each connection that is not CLOSED at that instant."""
-        return _state_at(self.connections, self.transitions, when)
+        """Like ``ss -tan`` at ``when``: one row per side of each connection that is not
+        CLOSED at that instant. ``when`` takes the CLI's forms (`tcplife.times`): epoch
+        seconds, ISO 8601, a datetime, ``HH:MM:SS[.ffffff]`` on the capture's date,
+        ``"start"``, ``"end"`` (what ``client_state``/``server_state`` say), ``"+S"``
+        after the first frame, ``"-S"`` before the last. A time outside the capture gives
+        a `UserWarning` naming its span."""
+        ns, notes = parse_time(when).resolve(self.stats.first_ts_ns, self.stats.last_ts_ns)
+        for note in notes:
+            warnings.warn(note, UserWarning, stacklevel=2)
+        return _state_at(self.connections, self.transitions,
+                         pd.Timestamp(ns, unit="ns", tz="UTC"))
 
     def summary(self) -> dict[str, Any]:
         """The summary ``tcplife analyze`` prints under its table, as data

@@ -42,6 +42,7 @@ from tcplife.cli_options import (
     TIMEOUTS,
     Output,
     Selection,
+    absolute_ns,
     capture_arguments,
     conn_option,
     engine_options,
@@ -54,6 +55,7 @@ from tcplife.distributed import analyze_dask, capture_files
 from tcplife.export import EXPORT_FORMATS, export
 from tcplife.frames import CONNECTION_COLUMNS, empty_frame
 from tcplife.safety import terminal_text
+from tcplife.times import When
 
 #: Messages, warnings, errors and the progress bar: never on stdout, which carries rows.
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -407,18 +409,20 @@ def anomalies_command(captures: tuple[str, ...], select: Selection, show_all: bo
 @filter_options(window=False)
 @timeout_options
 @output_options
-def at_command(when: tuple[int, bool], captures: tuple[str, ...], select: Selection,
+def at_command(when: When, captures: tuple[str, ...], select: Selection,
                timeouts: dict[str, float], out: Output) -> None:
     """The sockets each side held at TIME, like `ss -tan` run then.
 
     TIME is epoch seconds (1700000002.5), an ISO 8601 time (2023-11-14T22:13:22.5Z; UTC
-    when no offset is given) or +SECONDS after the capture's first packet (+2.5).
-    A side is listed unless it is CLOSED; `since` is when it entered its state.
+    when no offset is given), a time of day as the tables print it (22:13:22.5, on the
+    capture's date), start or end (the first or last frame), +SECONDS after the first
+    frame or -SECONDS before the last. A time outside the capture gets a warning naming
+    its span. A side is listed unless it is CLOSED; `since` is when it entered its state.
+    `at end` lists what the connections table's client_state/server_state say.
     """
     result = run_analysis(captures, timeouts, tables=("connections", "transitions"))
-    ns, relative = when
-    if relative:
-        ns += result.stats.first_ts_ns or 0
+    ns = absolute_ns(when, result)
+    assert ns is not None
     snapshot = result.state_at(pd.Timestamp(ns, unit="ns", tz="UTC"))
     rows = select.resolve(result).snapshot(snapshot, result.connections)
     out.emit(rows, lambda: output.state_at_view(rows, ns, result.sources))

@@ -22,9 +22,9 @@ import pandas as pd
 from tcplife import output
 from tcplife.analysis import Result
 from tcplife.filters import ANOMALY_KINDS, Filter, parse_host
-from tcplife.frames import to_ns
 from tcplife.options import Options
 from tcplife.states import STATE_ORDER
+from tcplife.times import TimeError, When, parse_time
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -212,34 +212,32 @@ def capture_arguments(command: F) -> F:
 
 
 class Instant(click.ParamType):
-    """TIME: epoch seconds, an ISO 8601 time (UTC unless it says otherwise), or +SECONDS
-    after the capture's first packet. Converts to ``(ns, relative)``."""
+    """TIME, any of the forms of `tcplife.times` (epoch seconds, ISO 8601, HH:MM:SS on the
+    capture's date, start, end, +S, -S). Converts to a `tcplife.times.When`, made absolute
+    against the capture by `absolute_ns`."""
 
     name = "time"
 
     def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> tuple[int, bool]:
-        if isinstance(value, tuple):
-            return value
-        text = str(value).strip()
-        relative = text.startswith("+")
+                ctx: click.Context | None) -> When:
         try:
-            ns = round(float(text[1:]) * 1e9) if relative else to_ns(text)
-            valid = not pd.isna(pd.Timestamp(ns, unit="ns"))  # in range, not NaT ("nan")
-        except (ValueError, TypeError, OverflowError):
-            valid = False
-        if not valid:
-            self.fail(f"{value!r} is neither epoch seconds, an ISO 8601 time nor +SECONDS",
-                      param, ctx)
-        return ns, relative
+            return parse_time(value)
+        except TimeError as exc:
+            self.fail(str(exc), param, ctx)
 
 
-def absolute_ns(when: tuple[int, bool] | None, result: Result) -> int | None:
-    """An `Instant` made absolute: +SECONDS count from the capture's first frame."""
+def absolute_ns(when: When | None, result: Result) -> int | None:
+    """An `Instant` made absolute against the capture; a time outside it, or a time of
+    day in a capture that spans days, gets a warning on stderr."""
     if when is None:
         return None
-    ns, relative = when
-    return ns + (result.stats.first_ts_ns or 0) if relative else ns
+    try:
+        ns, notes = when.resolve(result.stats.first_ts_ns, result.stats.last_ts_ns)
+    except TimeError as exc:
+        raise click.UsageError(str(exc)) from exc
+    for note in notes:
+        click.echo(f"tcplife: warning: {note}", err=True)
+    return ns
 
 
 class Host(click.ParamType):
