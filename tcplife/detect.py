@@ -455,6 +455,8 @@ class Spans:
         of the host's TIME_WAIT sockets as a client towards it (services in order), then
         those as a server (None), from every client."""
         codes = self.arrays()[5]
+        if not len(codes):
+            return []
         order = np.argsort(codes, kind="stable")
         found, first = np.unique(codes[order], return_index=True)
         parts = np.split(order, first[1:])

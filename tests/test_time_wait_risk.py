@@ -371,3 +371,20 @@ def test_dask_gives_the_rows_analyze_gives(tmp_path: Path) -> None:
         restore(pd.read_parquet(got.directory / "anomalies"), "anomalies"), expected,
         check_exact=True)
     pd.testing.assert_frame_equal(in_memory.anomalies, want.anomalies, check_exact=True)
+
+
+
+def test_holders_of_spans() -> None:
+    """`Spans.groups`: the client's intervals per service (in order), then the server's;
+    none for no interval. Merging re-numbers the other's services."""
+    from tcplife.detect import Spans
+
+    assert Spans().groups() == []
+    a, b = Spans(), Spans()
+    a.append((1, 2, 0, "client", 5), ("10.0.0.3", 80))
+    a.append((1, 2, 1, "server", None))
+    b.append((3, 4, 2, "client", 7), ("10.0.0.2", 443))
+    b.append((3, 4, 3, "client", 8), ("10.0.0.3", 80))
+    a.extend(b)
+    got = [(service, [a.span(int(i))[2] for i in rows]) for service, rows in a.groups()]
+    assert got == [(("10.0.0.2", 443), [2]), (("10.0.0.3", 80), [0, 3]), (None, [1])]
