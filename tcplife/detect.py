@@ -739,10 +739,10 @@ class TimeWaitAccumulation:
                       "(EADDRNOTAVAIL): reuse connections (keep-alive, pooling), let the "
                       "server close first, or widen net.ipv4.ip_local_port_range")
         else:
-            holder = f"as the server{peak_at}"
+            holder = f"as the server{peak_at} (from every client together)"
             limit = (f"{p.limit:,} (net.ipv4.tcp_max_tw_buckets: the most TIME_WAIT sockets "
                      "the kernel keeps)")
-            advice = ("past it, it closes sockets at once without TIME_WAIT "
+            advice = ("past the limit the kernel closes sockets at once, without TIME_WAIT "
                       "(TcpExtTCPTimeWaitOverflow), so late segments of old connections "
                       "may reach new ones: let the clients close first, or reuse "
                       "connections (keep-alive)")
@@ -753,7 +753,7 @@ class TimeWaitAccumulation:
         else:
             window = f"in the busiest {secs(p.window_ns)}"
             if p.window_at is not None:
-                window += f" (from {clock(_unkey(p.window_at)[0])})"
+                window += f", from {clock(_unkey(p.window_at)[0])}"
         bar = limits.share * p.limit
         reasons = []
         if p.peak >= p.limit:

@@ -242,7 +242,7 @@ def test_a_long_capture_rates_its_busiest_window() -> None:
                   port_range_high=60399)
     check(found, closes, [Row(199, "client", "warning", "certain", (
         "had 125 sockets in TIME_WAIT at once",
-        "125 new ones in the busiest 10 s (from 22:13:35.000) (12.5/s)",
+        "125 new ones in the busiest 10 s, from 22:13:35.000 (12.5/s)",
         "would hold 125 at once",
         "the peak passed 25% of the limit and the projection passes 25% of the limit:"))])
     assert found[0].frames == (2 * 199 + 2, 2 * 75 + 2)  # the peak's, the window's first
