@@ -21,11 +21,13 @@ worker's memory holds one partition at a time per thread, never the capture:
 4. ``_finish`` (per partition): events renumbered, the per-connection detectors and the
    `Collector`, exactly as `tcplife.analysis.Sink` runs them; the transitions and oddities
    parts written at once; the cross-connection detector (`TimeWaitAccumulation`, per host)
-   only gathers its TIME_WAIT intervals, bucketed by host. The connections and anomalies
-   (a `Collector` of their compact columns) and the intervals go to the spool.
-5. ``_time_wait`` (per host bucket): the per-host peaks over every partition's intervals;
-   the few anomalies come back to the client, which routes each to the partition that
-   owns its connection.
+   only gathers its TIME_WAIT intervals, bucketed by host, and the first packet of its
+   earliest connection. The connections and anomalies (a `Collector` of their compact
+   columns) and the intervals go to the spool.
+5. ``_time_wait`` (per host bucket): the per-host verdicts over every partition's intervals,
+   from the capture's span (the earliest first packet of every partition to the capture's
+   end); the few anomalies come back to the client, which routes each to the partition
+   that owns its connection.
 6. ``_write`` (per partition): those anomalies added, the connections and anomalies
    parts built and written.
 
@@ -353,11 +355,12 @@ _AT_ONCE = ("transitions", "oddities")
 class _Finished:
     """A finished partition: the rows of the tables written so far, and where in the
     spool the rest is (the collector of connections and anomalies; per host bucket, the
-    TIME_WAIT intervals, None for none)."""
+    TIME_WAIT intervals, None for none); the first packet of its earliest connection."""
 
     rows: dict[str, int]
     collector: str
     time_wait: list[str | None]
+    since_ns: int | None = None
 
 
 def _host_bucket(host: str, buckets: int) -> int:
@@ -381,7 +384,7 @@ def _finish(t: Tracked, n: int, options: Options, tables: tuple[str, ...],
     # The plain TIME_WAIT sweep: the bounded one drops intervals away from this
     # partition's own peak, which another partition's intervals may make the host's.
     detectors = DetectorSet(options, [
-        TimeWaitAccumulation(d.threshold) if isinstance(d, TimeWaitAccumulation) else d
+        d.plain() if isinstance(d, TimeWaitAccumulation) else d
         for d in detect.default_detectors(options)])
     cross = [d for d in detectors.detectors if not isinstance(d, PerConnection)]
     if not all(isinstance(d, TimeWaitAccumulation) for d in cross):
@@ -415,31 +418,36 @@ def _finish(t: Tracked, n: int, options: Options, tables: tuple[str, ...],
     rows = _write_tables(now, directory, t.p, tuple(x for x in tables if x in _AT_ONCE))
     del now
     spans: list[dict[str, Spans]] = [{} for _ in range(n)]
+    since = [d.since_ns for d in cross if d.since_ns is not None]  # type: ignore[attr-defined]
     for detector in cross:
         for host, intervals in detector.intervals.items():  # type: ignore[attr-defined]
             spans[_host_bucket(host, n)].setdefault(host, Spans()).extend(intervals)
     return _Finished(rows, dump(later, t.prefix + ".collector.pkl"),
                      [dump(bucket, f"{t.prefix}.b{b:05d}.spans.pkl") if bucket else None
-                      for b, bucket in enumerate(spans)])
+                      for b, bucket in enumerate(spans)], min(since, default=None))
 
 
-def _bucket(finished: _Finished, b: int) -> str | None:
-    return finished.time_wait[b]
+def _bucket(finished: _Finished, b: int) -> tuple[str | None, int | None]:
+    return finished.time_wait[b], finished.since_ns
 
 
 # ------------------------------------------------------------- 5. per host
-def _time_wait(pieces: list[str | None], threshold: int,
+def _time_wait(pieces: list[tuple[str | None, int | None]], options: Options,
                capture_end: int) -> list[tuple[str, Anomaly]]:
     """`TimeWaitAccumulation.finish` over one bucket of hosts (every partition's
-    intervals of them, read from the spool), with each host."""
+    intervals of them, read from the spool), with each host; every partition's earliest
+    first packet makes the capture's span."""
     hosts: dict[str, Spans] = {}
-    for piece in pieces:
+    for piece, _ in pieces:
         for host, intervals in (undump(piece) if piece is not None else {}).items():
             hosts.setdefault(host, Spans()).extend(intervals)
+    since = min((s for _, s in pieces if s is not None), default=None)
+    [rule] = [d for d in detect.default_detectors(options)
+              if isinstance(d, TimeWaitAccumulation)]
     found = []
     for host in sorted(hosts):
-        detector = TimeWaitAccumulation(threshold)
-        detector.intervals = {host: hosts[host]}
+        detector = rule.plain()
+        detector.intervals, detector.since_ns = {host: hosts[host]}, since
         found += [(host, a) for a in detector.finish(capture_end)]
     return found
 
@@ -536,7 +544,7 @@ def write_dataset(client: Any, tracked: list[Any], stats: ReadStats, options: Op
                    pure=False) for p in range(n)]
     found = client.gather([client.submit(_time_wait, [at(p, _bucket, f, b)
                                                       for p, f in enumerate(finished)],
-                                         int(options.time_wait_threshold), latest)
+                                         options, latest)
                            for b in range(n)])
     owner = np.empty(sum(len(c) for c in conn_ids), dtype=np.int32)
     for p, ids in enumerate(conn_ids):

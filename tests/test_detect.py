@@ -402,3 +402,34 @@ def test_time_wait_sweep_equals_the_tuple_sweep(seed: int) -> None:
     if at is not None:  # every interval active at that edge, and no other
         assert len(active) == peak
         assert all(col.span(int(i))[0] <= at[0] for i in active)
+
+
+def test_a_client_at_100_connections_a_second_fills_a_small_port_range() -> None:
+    """Through the tracker: 200 client-first closes towards 10.0.0.2:80 from ports
+    60000-60199, one connection every 10 ms (each takes 9 segments 10 ms apart: first
+    packet at 10 ms after its start, TIME_WAIT at its server's FIN, 80 ms later), with
+    ip_local_port_range 60000-60199 (200 ports, 25 %: 50). The capture runs from the first
+    packet (0.01 s) to the last (1.99 + 0.09 = 2.08 s): 2.07 s, shorter than the 60 s of
+    TIME_WAIT, so the rate is 200 / 2.07 s = 96.6/s, projecting 96.6 x 60 = 5,797. All 200
+    are in TIME_WAIT at the end (the peak, reached by the last, conn 199): that is the
+    whole range, an error, certain; no count threshold needed (1000 by default)."""
+    segments = []
+    base = Conv()
+    for i in range(200):
+        cv = Conv(t=base.t + i * 0.01)
+        cv.client.port = 60000 + i
+        clean_close(cv)
+        segments += cv.segments
+    segments.sort(key=lambda s: s.ts_ns)
+    segments = [s._replace(frame=i + 1) for i, s in enumerate(segments)]
+    found = detect(segments, port_range_low=60000, port_range_high=60199)
+    assert kinds(found) == {(199, "client", "time_wait_accumulation")}
+    [row] = found
+    assert (row.severity, row.confidence) == ("error", "certain")
+    assert row.frame == 199 * 9 + 8  # conn 199's 8th segment (the server's FIN), the last
+    for text in ("had 200 sockets in TIME_WAIT at once towards 10.0.0.2:80",
+                 "200 new ones in the capture's 2.1 s (96.6/s)", "would hold 5,797 at once",
+                 "the limit is 200 (ephemeral ports 60000-60199"):
+        assert text in row.detail, row.detail
+    # the default range (28,232; 25 %: 7,058) is far from 200 at once or 5,797 projected
+    assert detect(segments) == []
