@@ -62,7 +62,13 @@ import pandas as pd
 
 from tcplife import detect
 from tcplife.capture import ReadStats
-from tcplife.detect import DetectorSet, PerConnection, Spans, TimeWaitAccumulation
+from tcplife.detect import (
+    DetectorSet,
+    ListenOverflow,
+    PerConnection,
+    Spans,
+    TimeWaitAccumulation,
+)
 from tcplife.events import (
     Anomaly,
     ConnectionEnded,
@@ -361,6 +367,9 @@ class _Finished:
     collector: str
     time_wait: list[str | None]
     since_ns: int | None = None
+    #: per service bucket, the SYN-ACKs and unanswered connections `ListenOverflow`
+    #: gathered (None for none)
+    listen: list[str | None] = field(default_factory=list)
 
 
 def _host_bucket(host: str, buckets: int) -> int:
@@ -383,13 +392,17 @@ def _finish(t: Tracked, n: int, options: Options, tables: tuple[str, ...],
 
     # The plain TIME_WAIT sweep: the bounded one drops intervals away from this
     # partition's own peak, which another partition's intervals may make the host's.
+    # The service's answers from other partitions decide an unanswered SYN: every one is
+    # gathered and judged per service bucket (`_listen`).
     detectors = DetectorSet(options, [
-        d.plain() if isinstance(d, TimeWaitAccumulation) else d
+        d.plain() if isinstance(d, TimeWaitAccumulation)
+        else ListenOverflow(options, defer=True) if isinstance(d, ListenOverflow) else d
         for d in detect.default_detectors(options)])
     cross = [d for d in detectors.detectors if not isinstance(d, PerConnection)]
-    if not all(isinstance(d, TimeWaitAccumulation) for d in cross):
+    if not all(isinstance(d, (TimeWaitAccumulation, ListenOverflow)) for d in cross):
         raise NotImplementedError("a cross-connection detector other than "
-                                  "TimeWaitAccumulation cannot run per partition")
+                                  "TimeWaitAccumulation and ListenOverflow cannot run per "
+                                  "partition")
     now = Collector(name for name in tables if name in _AT_ONCE)
     later = Collector(name for name in tables if name not in _AT_ONCE)
     during: list[Event] = []
@@ -418,13 +431,57 @@ def _finish(t: Tracked, n: int, options: Options, tables: tuple[str, ...],
     rows = _write_tables(now, directory, t.p, tuple(x for x in tables if x in _AT_ONCE))
     del now
     spans: list[dict[str, Spans]] = [{} for _ in range(n)]
-    since = [d.since_ns for d in cross if d.since_ns is not None]  # type: ignore[attr-defined]
-    for detector in cross:
-        for host, intervals in detector.intervals.items():  # type: ignore[attr-defined]
+    listen: list[_Listen] = [_Listen({}, []) for _ in range(n)]
+    waits = [d for d in cross if isinstance(d, TimeWaitAccumulation)]
+    since = [d.since_ns for d in waits if d.since_ns is not None]
+    for detector in waits:
+        for host, intervals in detector.intervals.items():
             spans[_host_bucket(host, n)].setdefault(host, Spans()).extend(intervals)
+    for lo in (d for d in cross if isinstance(d, ListenOverflow)):
+        for service, answers in lo.answers.items():
+            listen[_host_bucket(_service_key(service), n)].answers[service] = \
+                np.array(answers, dtype=np.int64).reshape(-1, 2)
+        for u in lo.pending:
+            listen[_host_bucket(_service_key(u.service), n)].pending.append(u)
     return _Finished(rows, dump(later, t.prefix + ".collector.pkl"),
                      [dump(bucket, f"{t.prefix}.b{b:05d}.spans.pkl") if bucket else None
-                      for b, bucket in enumerate(spans)], min(since, default=None))
+                      for b, bucket in enumerate(spans)], min(since, default=None),
+                     [dump(bucket, f"{t.prefix}.b{b:05d}.listen.pkl")
+                      if bucket.pending or bucket.answers else None
+                      for b, bucket in enumerate(listen)])
+
+
+@dataclass
+class _Listen:
+    """One partition's share of a service bucket for `ListenOverflow`: per service its
+    SYN-ACKs as (time, conn_id) rows, and its connections left unanswered."""
+
+    answers: dict[tuple[str, int], np.ndarray]
+    pending: list[Any]
+
+
+def _service_key(service: tuple[str, int]) -> str:
+    return f"{service[0]}|{service[1]}"
+
+
+def _listen_bucket(finished: _Finished, b: int) -> str | None:
+    return finished.listen[b] if finished.listen else None
+
+
+def _listen(pieces: list[str | None], options: Options) -> list[tuple[str, Anomaly]]:
+    """`ListenOverflow` over one bucket of services: every partition's SYN-ACKs towards
+    them and every connection they left unanswered, judged together."""
+    detector = ListenOverflow(options, defer=True)
+    for piece in pieces:
+        if piece is None:
+            continue
+        part: _Listen = undump(piece)
+        for service, rows in part.answers.items():
+            detector.answers[service].extend(map(tuple, rows.tolist()))
+        detector.pending += part.pending
+    detector.pending.sort(key=lambda u: (u.times[0], u.conn_id))
+    return [(_service_key(u.service), a) for u in list(detector.pending)
+            for a in detector.judge(u)]
 
 
 def _bucket(finished: _Finished, b: int) -> tuple[str | None, int | None]:
@@ -546,6 +603,10 @@ def write_dataset(client: Any, tracked: list[Any], stats: ReadStats, options: Op
                                                       for p, f in enumerate(finished)],
                                          options, latest)
                            for b in range(n)])
+    found += client.gather([client.submit(_listen, [at(p, _listen_bucket, f, b)
+                                                    for p, f in enumerate(finished)],
+                                          options)
+                            for b in range(n)])
     owner = np.empty(sum(len(c) for c in conn_ids), dtype=np.int32)
     for p, ids in enumerate(conn_ids):
         owner[ids] = p

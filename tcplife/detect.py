@@ -152,6 +152,7 @@ class _Unanswered:
     server: str
     answered_at: int | None  #: when the service did answer this connection, if it did
     synacks: bool  #: SYN-ACKs repeated after the client's ACK (else the client's SYNs)
+    service: tuple[str, int] = ("", 0)  #: the server address and port
 
     @property
     def reach_ns(self) -> int:
@@ -182,20 +183,24 @@ class ListenOverflow:
     by then (the usual case: a client gives up long after its last SYN), else at the end
     of input. SYN-ACKs older than any window still to judge are forgotten."""
 
-    def __init__(self, options: Options | None = None) -> None:
+    def __init__(self, options: Options | None = None, *, defer: bool = False) -> None:
         syn_sent = (options or Options()).ns("syn_sent")
         #: a window reaches at most one retry interval (< syn_sent) before the first SYN,
         #: which is at most syn_sent before the connection ends
         self.horizon_ns = 2 * syn_sent + 60 * NS
+        #: judge nothing before the end, forget nothing: this instance sees a part of the
+        #: connections, and its answers and pending ones are judged with the others'
+        #: (`tcplife.dataset`)
+        self.defer = defer
         self.answers: dict[tuple[str, int], deque[tuple[int, int]]] = defaultdict(deque)
         self.pending: list[_Unanswered] = []
-        self._services: dict[int, tuple[str, int]] = {}  #: pending conn_id -> service
 
     def on_transition(self, t: Transition) -> None:
         if t.side == SERVER and t.event == SEND_SYNACK.value:
             answers = self.answers[(t.addr, t.port)]
             answers.append((t.ts_ns, t.conn_id))
-            while answers and answers[0][0] < t.ts_ns - self.horizon_ns:
+            while not self.defer and answers and \
+                    answers[0][0] < t.ts_ns - self.horizon_ns:
                 answers.popleft()
 
     def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
@@ -213,7 +218,7 @@ class ListenOverflow:
                 syns = [t for t in syns if t < answered][:-1]  # the last one was answered
             if syns and (answered is not None or r.close_kind == "unanswered"):
                 found.append(_Unanswered(r.conn_id, syns, syn.frame, v.who(CLIENT),
-                                         v.who(SERVER), answered, synacks=False))
+                                         v.who(SERVER), answered, False, service))
         established = next((t for t in client if t.to_state == ESTABLISHED), None)
         if answer is not None and established is not None:
             # SYN-ACKs repeated well after the client's ACK (not crossing it)
@@ -222,22 +227,21 @@ class ListenOverflow:
             if after:
                 found.append(_Unanswered(r.conn_id, [n.ts_ns for n in after],
                                          after[0].frame, v.who(CLIENT), v.who(SERVER),
-                                         None, synacks=True))
+                                         None, True, service))
         for u in found:
-            if v.capture_end_ns >= u.times[-1] + u.reach_ns:
-                yield from self._judge(service, u)
+            if not self.defer and v.capture_end_ns >= u.times[-1] + u.reach_ns:
+                yield from self.judge(u)
             else:
                 self.pending.append(u)
-                self._services[id(u)] = service
 
     def finish(self, capture_end_ns: int) -> Iterable[Anomaly]:
         for u in self.pending:
-            yield from self._judge(self._services[id(u)], u)
+            yield from self.judge(u)
         self.pending.clear()
 
-    def _judge(self, service: tuple[str, int], u: _Unanswered) -> Iterable[Anomaly]:
+    def judge(self, u: _Unanswered) -> Iterable[Anomaly]:
         lo, hi = u.times[0] - u.reach_ns, u.times[-1] + u.reach_ns
-        others = [(t, c) for t, c in self.answers.get(service, ())
+        others = [(t, c) for t, c in self.answers.get(u.service, ())
                   if lo <= t <= hi and c != u.conn_id]
         if others:
             yield self._overflow(u, others)

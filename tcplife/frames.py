@@ -320,7 +320,9 @@ class Collector:
         return frame[list(TRANSITION_COLUMNS)]
 
     def anomalies_frame(self) -> pd.DataFrame:
-        return _timed_rows(sorted(self.anomalies, key=lambda a: (a.ts_ns, a.conn_id)),
+        # a total order: engines that meet the rows in different orders give one table
+        return _timed_rows(sorted(self.anomalies,
+                                  key=lambda a: (a.ts_ns, a.conn_id, a.side, a.kind)),
                            ANOMALY_COLUMNS)
 
     def oddities_frame(self) -> pd.DataFrame:

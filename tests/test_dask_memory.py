@@ -146,8 +146,9 @@ def test_held_bytes_do_not_grow_with_the_capture(path, tmp_path, one_worker):
             kwargs, skip = {}, ("track_partition",)
         seen = held_while_running(one_worker, files, skip, **kwargs)
         names = {name for name, _ in seen}
-        assert names == ({"track_and_index", "finish", "time_wait", "write"}
-                         if path == "dataset" else {"track_partition"})
+        # (the per-service stage, `listen`, holds as little and may end unseen)
+        assert names - {"listen"} == ({"track_and_index", "finish", "time_wait", "write"}
+                                      if path == "dataset" else {"track_partition"})
         maxima.append(max(((sum(held.values()), name, held) for name, held in seen),
                           key=lambda x: x[0]))
     columns = [capture_columns_bytes(small), capture_columns_bytes(big)]

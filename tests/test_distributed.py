@@ -541,3 +541,16 @@ def test_default_partitions_follow_the_set_size(tmp_path, monkeypatch):
     assert default_partitions(files, 4) == 8  # twice the threads is more
     assert default_partitions([*files, str(tmp_path / "gone.pcap")], 1) == 6
     assert default_partitions([], 3) == 6
+
+
+@pytest.mark.parametrize("partitions", [2, 3])
+def test_parquet_dataset_listen_overflow_across_partitions(partitions, tmp_path, client):
+    """listen_overflow needs the service's answers to other connections, which the flow
+    partitioning puts elsewhere: every partition's SYN-ACKs and unanswered connections
+    are judged together per service bucket, as one process judges them."""
+    capture = SAMPLES / "listen_no_accept.server.pcap"
+    want = tcplife.analyze(capture)
+    assert set(want.anomalies["kind"]) == {"listen_overflow"}
+    got = analyze_dask([capture], scheduler=client, partitions=partitions,
+                       parquet_dir=tmp_path / "ds")
+    assert_dataset_same(got, want)
