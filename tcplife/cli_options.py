@@ -34,6 +34,8 @@ TIMEOUTS: dict[str, str] = {
     "fin_wait_2": "Lifetime of an orphaned FIN_WAIT_2 socket (net.ipv4.tcp_fin_timeout).",
     "syn_sent": "How long connect() retries its SYN (tcp_syn_retries=6).",
     "syn_received": "How long a SYN-ACK is retransmitted (tcp_synack_retries=5).",
+    "retransmit": "How long data is retransmitted into silence before the kernel gives up "
+                  "(tcp_retries2=15).",
     "close_wait_linger": "CLOSE_WAIT lasting longer than this is an anomaly.",
     "time_wait_threshold": "Sockets of one host in TIME_WAIT at once that make an anomaly.",
     "port_range_low": "Lowest ephemeral port of the clients (net.ipv4.ip_local_port_range).",

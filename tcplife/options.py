@@ -23,6 +23,9 @@ class Options:
         same time: measured in the kernel lab with tcp_syn_retries=2, 7 s).
     syn_received: how long a request socket retransmits its SYN-ACK: tcp_synack_retries=5
         gives 1+2+4+8+16+32 = 63 s.
+    retransmit: how long after its first retransmission a side retransmitting data into
+        silence keeps trying before its kernel gives up, silently (tcp_retries2=15: about
+        924.6 s, 15.4 min; Linux sends no RST then, the socket is just gone).
     close_wait_linger: how long CLOSE_WAIT may last before it counts as an anomaly.
     idle: when a silent flow is given up (live mode) and its state no longer trusted.
     closed_linger: how long a fully closed connection is kept to absorb late packets
@@ -43,6 +46,7 @@ class Options:
     fin_wait_2: float = 60.0
     syn_sent: float = 127.0
     syn_received: float = 63.0
+    retransmit: float = 924.6
     close_wait_linger: float = 10.0
     idle: float = 300.0
     closed_linger: float = 120.0

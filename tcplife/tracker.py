@@ -73,9 +73,11 @@ from tcplife.states import (
     CLIENT,
     CLOSE_WAIT,
     CLOSED,
+    CLOSING,
     ESTABLISHED,
     FIN_WAIT_1,
     FIN_WAIT_2,
+    LAST_ACK,
     LISTEN,
     SERVER,
     SYN_RECEIVED,
@@ -96,6 +98,8 @@ WELL_KNOWN_SERVER_PORTS = frozenset({
 _FOREVER = 1 << 62
 _COMPACT_MIN = 4096
 _MIN_RTO_NS = 200_000_000  #: Linux TCP_RTO_MIN
+#: states in which a side retransmits data until the kernel gives up (tcp_retries2)
+_RETRANSMITTING = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
 
 
 _MOD, _HALF, _FAR = 1 << 32, 1 << 31, 1 << 30
@@ -807,6 +811,10 @@ class Tracker:
         a.rtx_run += 1
         if a.rtx_run == 1:
             a.rtx_run_start_ns = seg.ts_ns
+            # Linux gives up retransmitting into silence after tcp_retries2, silently (no
+            # RST: tcp_write_timeout -> tcp_write_err): the `retransmit` timeout.
+            self._push_timer(seg.ts_ns + self.options.ns("retransmit"), conn, a.side,
+                             seg.ts_ns, "rtx")
         if a.rtx_run >= 3 and seg.ts_ns - a.rtx_run_start_ns >= NS and not a.silence_noted \
                 and not seg.flags & FIN:  # a FIN sent again is missing_final_ack's evidence
             a.silence_noted = True
@@ -1104,6 +1112,10 @@ class Tracker:
             if entry[4] == "evict":
                 if entry[5] != conn.evict_gen:
                     continue
+            elif entry[4] == "rtx":
+                if entry[5] != (conn.client if entry[2] == CLIENT
+                                else conn.server).rtx_run_start_ns:
+                    continue
             elif entry[5] != (conn.client if entry[2] == CLIENT else conn.server).timer_gen:
                 continue
             keep.append(entry)
@@ -1148,6 +1160,17 @@ class Tracker:
                     self._end(conn)
                 continue
             ep = conn.client if side == CLIENT else conn.server
+            if kind == "rtx":
+                # the run of retransmissions armed at ``gen`` still stands (no new data
+                # since) and the peer stayed silent since it began: the kernel gave up
+                peer = conn.peer(ep)
+                if ep.rtx_run_start_ns == gen and ep.state in _RETRANSMITTING and (
+                        peer.last_ns is None or peer.last_ns < gen):
+                    conn.timed_out = True
+                    self._transition(conn, ep, CLOSED, "timeout", None, deadline,
+                                     inferred=True, kind="timeout")
+                    self._maybe_evict(conn)
+                continue
             if gen != ep.timer_gen:
                 continue
             if ep.state != TIME_WAIT:  # TIME_WAIT ending is the normal close

@@ -433,3 +433,72 @@ def test_a_client_at_100_connections_a_second_fills_a_small_port_range() -> None
         assert text in row.detail, row.detail
     # the default range (28,232; 25 %: 7,058) is far from 200 at once or 5,797 projected
     assert detect(segments) == []
+
+
+# ------------------------------------------------------------ judged across a service
+def _clients(*scripts: tuple[float, Callable[[Conv], None]]) -> list[Segment]:
+    """Connections from one client host to one service (10.0.0.2:80), each from its own
+    port and starting at its own offset (seconds), merged in time order."""
+    from builder import Host
+
+    segs: list[Segment] = []
+    for i, (start, script) in enumerate(scripts):
+        cv = Conv(client=Host("10.0.0.1", 40000 + i, 1000 + 7919 * i))
+        cv.t += start
+        script(cv)
+        segs += cv.segments
+    segs.sort(key=lambda s: s.ts_ns)
+    return [s._replace(frame=i + 1) for i, s in enumerate(segs)]
+
+
+def answered(cv: Conv) -> None:
+    cv.handshake()
+
+
+def dropped_syns(cv: Conv) -> None:  # three SYNs, 1 s then 2 s apart, never answered
+    cv.c(SYN)
+    cv.c(SYN, seq=cv.client.isn, dt=1.0)
+    cv.c(SYN, seq=cv.client.isn, dt=2.0)
+
+
+def one_syn_dropped(cv: Conv) -> None:  # the first SYN unanswered, its retry answered
+    cv.c(SYN)
+    cv.c(SYN, seq=cv.client.isn, dt=1.0)
+    cv.s(SYN | ACK, dt=0.0001)
+    cv.c(ACK)
+
+
+#: (scripts, expected (conn_id, side, kind, severity, confidence))
+ACROSS: dict[str, tuple[list[tuple[float, Callable[[Conv], None]]],
+                        set[tuple[int, str, str, str, str]]]] = {
+    # the service answered conn 0 0.3 s before conn 1's SYNs: its queue was full
+    "overflow": ([(0.0, answered), (0.3, dropped_syns)],
+                 {(1, "server", "listen_overflow", "error", "likely")}),
+    # it answers another client in the middle of conn 1's retries
+    "overflow_meanwhile": ([(0.0, dropped_syns), (1.5, answered)],
+                           {(0, "server", "listen_overflow", "error", "likely")}),
+    # answered long before (outside one retry interval, 2 s, of the SYNs): nothing of the
+    # service answered while they were sent: a filter, or the host is down
+    "filtered": ([(0.0, answered), (10.0, dropped_syns)],
+                 {(1, "client", "syn_unanswered", "error", "certain")}),
+    "alone": ([(0.0, dropped_syns)], {(0, "client", "syn_unanswered", "error", "certain")}),
+    # one SYN lost and its retry answered while the service answered others: possible
+    "one_lost": ([(0.0, answered), (0.2, one_syn_dropped)],
+                 {(1, "server", "listen_overflow", "warning", "possible")}),
+    # the same alone: one lost packet, nothing to say
+    "one_lost_alone": ([(0.0, one_syn_dropped)], set()),
+}
+
+
+@pytest.mark.parametrize("name", list(ACROSS))
+def test_judged_across_the_service(name: str) -> None:
+    scripts, expected = ACROSS[name]
+    found = detect(_clients(*scripts), syn_sent=7)
+    assert {(a.conn_id, a.side, a.kind, a.severity, a.confidence) for a in found} == expected
+
+
+def test_silent_server_is_closed_not_unknown() -> None:
+    """The server never answered: it holds no socket for the SYNs (not UNKNOWN)."""
+    r = run(_clients((0.0, dropped_syns)), syn_sent=7)
+    assert r.connections.iloc[0].server_state == "CLOSED"
+    assert r.connections.iloc[0].server_initial_state == "CLOSED"

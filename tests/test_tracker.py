@@ -604,3 +604,33 @@ def test_bare_rst_shows_the_handshake_never_completed() -> None:
     gave_up = t[(t.side == "server") & (t.to_state == "CLOSED")].iloc[0]
     assert gave_up.event == "timeout"
     assert gave_up.ts == pytest.approx(cv.segments[1].ts_ns / 1e9 + 7)
+
+
+def test_retransmissions_into_silence_end_the_side_by_timeout() -> None:
+    """Linux gives up retransmitting data into silence after tcp_retries2 and drops the
+    socket silently, no RST (tcp_write_timeout -> tcp_write_err; kernel lab
+    peer_vanishes_mid_transfer): with retransmit=3, the client is CLOSED 3 s after its
+    first retransmission; an answer from the peer in between (or new data) cancels it."""
+    cv = Conv()
+    cv.handshake()
+    cv.c(0, 100, lost="after")
+    first = cv.c(0, 100, seq=cv.client.snd_nxt - 100, dt=0.2, lost="after")
+    for gap in (0.4, 0.8, 1.6):
+        cv.c(0, 100, seq=cv.client.snd_nxt - 100, dt=gap, lost="after")
+    r = run(cv.segments, retransmit=3)
+    assert r.path("client") == ["CLOSED", "SYN_SENT", "ESTABLISHED", "CLOSED"]
+    t = r.transitions
+    gave_up = t[(t.side == "client") & (t.to_state == "CLOSED")].iloc[0]
+    assert gave_up.event == "timeout" and gave_up.inferred
+    assert gave_up.ts_ns == first.ts_ns + 3 * 10**9
+    # the eventual state only: the capture ended before the kernel gave up
+    assert r.connections.iloc[0].client_state == "ESTABLISHED"
+    assert r.connections.iloc[0].client_eventual_state == "CLOSED"
+
+    answered = Conv()
+    answered.handshake()
+    answered.c(0, 100, lost="after")
+    answered.c(0, 100, seq=answered.client.snd_nxt - 100, dt=0.2)
+    answered.s(ACK, dt=0.01)  # the peer speaks: not silence
+    assert run(answered.segments, retransmit=3).path("client") == [
+        "CLOSED", "SYN_SENT", "ESTABLISHED"]

@@ -29,8 +29,11 @@ from tcplife.machine import TABLE, Ev
 from tcplife.segment import Segment
 from tcplife.states import State
 
+#: states a timer ends: TIME_WAIT, orphaned FIN_WAIT_2, SYN and SYN-ACK retries, and data
+#: retransmitted into silence (tcp_retries2) in the states that send it
 TIMER_STATES = frozenset({State.TIME_WAIT, State.FIN_WAIT_2, State.SYN_SENT,
-                          State.SYN_RECEIVED})
+                          State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT,
+                          State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK})
 EVENTS = {str(ev): ev for ev in Ev}
 HOSTS = [("10.0.0.1", 40000), ("10.0.0.2", 80), ("10.0.0.1", 40001), ("10.0.0.3", 80),
          ("fd00::1", 443), ("fd00::2", 50000)]
