@@ -69,7 +69,7 @@ CONFIDENCE_DTYPE = pd.CategoricalDtype(list(CONFIDENCES), ordered=True)
 ANOMALY_COLUMNS: dict[str, Any] = {
     "conn_id": "int64", "ts": "float64", "side": "string", "kind": "string",
     "frame": "Int64", "detail": "string", "severity": SEVERITY_DTYPE,
-    "confidence": CONFIDENCE_DTYPE, "time": TIME_DTYPE, "ts_ns": "int64",
+    "confidence": CONFIDENCE_DTYPE, "frames": "object", "time": TIME_DTYPE, "ts_ns": "int64",
 }
 ODDITY_COLUMNS: dict[str, Any] = {
     "conn_id": "int64", "ts": "float64", "side": "string", "name": "string",
@@ -419,6 +419,8 @@ def _timed_rows(items: list[Any], schema: dict[str, Any]) -> pd.DataFrame:
                 cols[name].append(item.ts_ns / 1e9)
             elif name == "time":
                 cols[name].append(item.ts_ns)
+            elif name == "frames":  # the evidence frames, as a list
+                cols[name].append(list(item.frames))
             else:
                 cols[name].append(getattr(item, name))
     return _frame(cols, schema)
