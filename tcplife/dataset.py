@@ -439,10 +439,10 @@ def _finish(t: Tracked, n: int, options: Options, tables: tuple[str, ...],
             spans[_host_bucket(host, n)].setdefault(host, Spans()).extend(intervals)
     for lo in (d for d in cross if isinstance(d, ListenOverflow)):
         for service, answers in lo.answers.items():
-            listen[_host_bucket(_service_key(service), n)].answers[service] = \
+            listen[_host_bucket(service[0], n)].answers[service] = \
                 np.array(answers, dtype=np.int64).reshape(-1, 2)
         for u in lo.pending:
-            listen[_host_bucket(_service_key(u.service), n)].pending.append(u)
+            listen[_host_bucket(u.service[0], n)].pending.append(u)
     return _Finished(rows, dump(later, t.prefix + ".collector.pkl"),
                      [dump(bucket, f"{t.prefix}.b{b:05d}.spans.pkl") if bucket else None
                       for b, bucket in enumerate(spans)], min(since, default=None),
@@ -469,8 +469,10 @@ def _listen_bucket(finished: _Finished, b: int) -> str | None:
 
 
 def _listen(pieces: list[str | None], options: Options) -> list[tuple[str, Anomaly]]:
-    """`ListenOverflow` over one bucket of services: every partition's SYN-ACKs towards
-    them and every connection they left unanswered, judged together."""
+    """`ListenOverflow` over one bucket of server hosts (all of a host's services in one
+    bucket: whether the host answered on other ports tells a filter from a dead host):
+    every partition's SYN-ACKs from them and every connection they left unanswered,
+    judged together."""
     detector = ListenOverflow(options, defer=True)
     for piece in pieces:
         if piece is None:

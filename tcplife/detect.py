@@ -246,7 +246,11 @@ class ListenOverflow:
         if others:
             yield self._overflow(u, others)
         elif not u.synacks and u.answered_at is None and len(u.times) >= 2:
-            yield self._unanswered(u)
+            # the same host answering on another port meanwhile is up: not a dead host
+            host_up = any(lo <= t <= hi for service, answers in self.answers.items()
+                          if service[0] == u.service[0] and service != u.service
+                          for t, _ in answers)
+            yield self._unanswered(u, host_up)
 
     @staticmethod
     def _overflow(u: _Unanswered, others: list[tuple[int, int]]) -> Anomaly:
@@ -271,13 +275,16 @@ class ListenOverflow:
             () if u.frame is None else (u.frame,))
 
     @staticmethod
-    def _unanswered(u: _Unanswered) -> Anomaly:
+    def _unanswered(u: _Unanswered, host_up: bool) -> Anomaly:
         n = len(u.times)
+        cause = ("its host answered on other ports meanwhile, so it is up: a firewall drops "
+                 "the SYNs to this port" if host_up else
+                 "a firewall drops them or the host is down")
         return Anomaly(
             u.conn_id, u.times[0], CLIENT, "syn_unanswered", u.frame,
             f"{u.client} sent {n} SYNs to {u.server} between {clock(u.times[0])} and "
             f"{clock(u.times[-1])} and got no answer, and nothing of that service answered "
-            "anyone meanwhile: a firewall drops them or the host is down",
+            f"anyone meanwhile: {cause}",
             DEFAULT_SEVERITY["syn_unanswered"], CERTAIN,
             () if u.frame is None else (u.frame,))
 

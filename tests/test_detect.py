@@ -502,3 +502,22 @@ def test_silent_server_is_closed_not_unknown() -> None:
     r = run(_clients((0.0, dropped_syns)), syn_sent=7)
     assert r.connections.iloc[0].server_state == "CLOSED"
     assert r.connections.iloc[0].server_initial_state == "CLOSED"
+
+
+def test_unanswered_port_on_a_host_that_answers_elsewhere_is_filtered() -> None:
+    """Nothing answers on port 80, but the host answers on 443 meanwhile: it is up, so a
+    filter drops the SYNs (not 'the host is down')."""
+    from builder import Host
+
+    segs: list[Segment] = []
+    for start, port, script in ((0.0, 80, dropped_syns), (1.5, 443, answered)):
+        cv = Conv(client=Host("10.0.0.1", 40000 + port, 1000 + port),
+                  server=Host("10.0.0.2", port, 900_000))
+        cv.t += start
+        script(cv)
+        segs += cv.segments
+    segs.sort(key=lambda s: s.ts_ns)
+    found = detect([s._replace(frame=i + 1) for i, s in enumerate(segs)], syn_sent=7)
+    [row] = found
+    assert (row.conn_id, row.kind) == (0, "syn_unanswered")
+    assert "answered on other ports" in row.detail and "host is down" not in row.detail
