@@ -28,7 +28,7 @@ from tcplife.events import (
     Oddity,
     Transition,
 )
-from tcplife.machine import RECV_ACK_FIN, SEND_SYN, SEND_SYNACK
+from tcplife.machine import RECV_ACK_FIN, SEND_FIN, SEND_SYN, SEND_SYNACK
 from tcplife.options import NS, Options
 from tcplife.states import (
     CERTAIN,
@@ -216,7 +216,9 @@ class ListenOverflow:
             answered = answer.ts_ns if answer is not None else None
             if answered is not None:
                 syns = [t for t in syns if t < answered][:-1]  # the last one was answered
-            if syns and (answered is not None or r.close_kind == "unanswered"):
+            # a SYN with FIN (a scan probe) opens nothing: no listener answers it
+            if syns and (answered is not None or r.close_kind == "unanswered") \
+                    and not v.named("syn_with_fin", CLIENT):
                 found.append(_Unanswered(r.conn_id, syns, syn.frame, v.who(CLIENT),
                                          v.who(SERVER), answered, False, service))
         established = next((t for t in client if t.to_state == ESTABLISHED), None)
@@ -243,8 +245,8 @@ class ListenOverflow:
         lo, hi = u.times[0] - u.reach_ns, u.times[-1] + u.reach_ns
         others = [(t, c) for t, c in self.answers.get(u.service, ())
                   if lo <= t <= hi and c != u.conn_id]
-        if others:
-            yield self._overflow(u, others)
+        if others and (len(u.times) >= 2 or u.answered_at is not None or u.synacks):
+            yield self._overflow(u, others)  # (one SYN never answered proves nothing)
         elif not u.synacks and u.answered_at is None and len(u.times) >= 2:
             # the same host answering on another port meanwhile is up: not a dead host
             host_up = any(lo <= t <= hi for service, answers in self.answers.items()
@@ -311,11 +313,17 @@ class HandshakeIncomplete(PerConnection):
             return  # one SYN-ACK proves nothing (as for syn_unanswered)
         how = (f"gave up at {clock(end.ts_ns)} ({end.event})" if gave_up and end is not None
                else "still waits at the end of the capture")
+        # the client's ACK was captured, and only the server's bare RST shows it never
+        # arrived: lost after the capture point, as far as the wire shows
+        no_socket = any("bare RST" in n.detail for n in v.named("retracted", SERVER))
+        seen = (" (its bare RST shows it had no connection although an ACK from the client "
+                "was captured: lost after the capture point)" if no_socket else "")
         yield v.anomaly(synrcvd.ts_ns, SERVER, "handshake_incomplete", synrcvd.frame,
                         f"{v.who(SERVER)} sent SYN-ACK at {clock(synrcvd.ts_ns)} ({n} time"
                         f"{'s' if n > 1 else ''}) and never got the handshake's final ACK from "
-                        f"{v.who(CLIENT)}; it sat in SYN_RECEIVED and {how} (ACKs dropped "
-                        "on the way, or a SYN flood)",
+                        f"{v.who(CLIENT)}{seen}; it sat in SYN_RECEIVED and {how} (ACKs "
+                        "dropped on the way, or a SYN flood)",
+                        confidence=LIKELY if no_socket else CERTAIN,
                         claims=[(SERVER, SYN_RECEIVED, synrcvd.ts_ns)])
 
 
@@ -512,6 +520,12 @@ class MissingFinalAck(PerConnection):
             sent = (f"{v.who(side)} retransmitted its FIN {len(rtx)} time"
                     f"{'s' if len(rtx) > 1 else ''} from {clock(first.ts_ns)}")
             if acked is not None:
+                sent_at = next((t.ts_ns for t in v.side_transitions(side)
+                                if t.event == SEND_FIN.value), first.ts_ns)
+                if acked.ts_ns - sent_at < MIN_RTO_NS:
+                    # acknowledged sooner than any retransmission timer (Linux's minimum
+                    # RTO): not late; the FIN sent again that soon was no loss recovery
+                    continue
                 how = (f"the first ACK{'s' if len(lost) > 1 else ''} {v.who(peer)} sent "
                        "got lost on the way" if lost else "the ACK was late")
                 yield v.anomaly(first.ts_ns, side, "final_ack_delayed", first.frame,
@@ -524,9 +538,11 @@ class MissingFinalAck(PerConnection):
             at_end = v.state_at(side, v.capture_end_ns)
             cause = (f"the ACKs {v.who(peer)} sent were lost on the way" if lost
                      else f"no ACK from {v.who(peer)} arrived")
+            # the kernel giving up waiting (a timeout), not an RST for another reason
             gave_up = next((t for t in v.side_transitions(side)
                             if t.from_state in self._WAITING and t.ts_ns >= first.ts_ns
-                            and t.ts_ns <= v.capture_end_ns), None)
+                            and t.ts_ns <= v.capture_end_ns and t.event == "timeout"),
+                           None)
             if at_end in self._WAITING:
                 fate = f"it is left in {at_end.value} at the end of the capture"
                 claims = [(side, at_end, v.capture_end_ns)]
@@ -618,6 +634,7 @@ class Notes(PerConnection):
 
 
 _FOREVER = 1 << 62
+MIN_RTO_NS = 200_000_000  #: Linux TCP_RTO_MIN: no retransmission timer fires sooner
 _Span = tuple[int, int, int, str, "int | None"]  #: TIME_WAIT start, end, conn_id, side, frame
 _SIDE_CODE = {CLIENT: 0, SERVER: 1}
 

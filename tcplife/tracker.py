@@ -695,6 +695,10 @@ class Tracker:
             self._contradict(conn, a, "fin", seg,
                              "its RST does not acknowledge the peer's FIN: not received yet")
 
+        if syn and fin and not rst and a.state in (CLOSED, UNKNOWN, SYN_SENT):
+            # no stack opens a connection with SYN+FIN (Linux drops it in LISTEN): a probe
+            self._odd(conn, a, seg, "syn_with_fin", "SYN with FIN: a scan probe")
+
         # 2. The sender's own change.
         if rst:
             self._send_rst(conn, a, b, seg)
@@ -905,7 +909,8 @@ class Tracker:
         if a.state == UNKNOWN and a.side == SERVER and b.state == SYN_SENT \
                 and not _rst_acceptable(a, b, seg):
             return  # forged, or from another host: the client drops it (see _recv_rst)
-        if not seg.flags & ACK and a.history and a.history[-1].retract_on == "ack_syn":
+        if not seg.flags & ACK and a.history and a.history[-1].retract_on == "ack_syn" \
+                and a.data_hi is None:  # (a side that sent data had its connection)
             self._no_socket(conn, a, seg)
         if a.side == SERVER and a.state == CLOSED and not a.history \
                 and b.state == SYN_SENT and a.initial_state == CLOSED \
