@@ -53,7 +53,7 @@ from tcplife.cli_options import (
 from tcplife.cli_options import Instant as Instant  # re-exported: tests and plug-ins use it
 from tcplife.distributed import analyze_dask, capture_files
 from tcplife.export import EXPORT_FORMATS, export
-from tcplife.frames import CONNECTION_COLUMNS, empty_frame
+from tcplife.frames import CONNECTION_COLUMNS, empty_frame, state_at
 from tcplife.safety import terminal_text
 from tcplife.times import When
 
@@ -423,7 +423,9 @@ def at_command(when: When, captures: tuple[str, ...], select: Selection,
     result = run_analysis(captures, timeouts, tables=("connections", "transitions"))
     ns = absolute_ns(when, result)
     assert ns is not None
-    snapshot = result.state_at(pd.Timestamp(ns, unit="ns", tz="UTC"))
+    # (the time was resolved and warned about once, above)
+    snapshot = state_at(result.connections, result.transitions,
+                        pd.Timestamp(ns, unit="ns", tz="UTC"))
     rows = select.resolve(result).snapshot(snapshot, result.connections)
     out.emit(rows, lambda: output.state_at_view(rows, ns, result.sources))
 

@@ -289,7 +289,7 @@ def test_ladder_svg_of_an_anomaly() -> None:
                  "--format", "svg")
     root = parse_svg(result.stdout)
     texts = [t.text for t in root.findall(f".//{SVG}text[@class='anomaly']")]
-    assert texts == ["⚠ missing_final_ack (server)"]
+    assert texts == ["⚠ final_ack_delayed (server)"]  # its FIN was acknowledged in the end
 
 
 # --- the timeline chart -------------------------------------------------------------------
