@@ -154,8 +154,9 @@ def arrow_schema(table: str) -> Any:
 
     schema = pa.Schema.from_pandas(empty_frame(SCHEMAS[table]), preserve_index=False)
     for i, f in enumerate(schema):
-        if SCHEMAS[table][f.name] == "object":  # the anomaly kinds of a connection
-            schema = schema.set(i, pa.field(f.name, pa.list_(pa.string())))
+        if SCHEMAS[table][f.name] == "object":  # lists: a connection's anomaly kinds,
+            item = pa.int64() if f.name == "frames" else pa.string()  # a row's frames
+            schema = schema.set(i, pa.field(f.name, pa.list_(item)))
     return schema
 
 
