@@ -915,7 +915,7 @@ class TimeWaitAccumulation:
             trans = v.side_transitions(side)
             for i, t in enumerate(trans):
                 if t.to_state == TIME_WAIT:
-                    end = trans[i + 1].ts_ns if i + 1 < len(trans) else 1 << 62
+                    end = trans[i + 1].ts_ns if i + 1 < len(trans) else _FOREVER
                     service = (r.server_addr, r.server_port) if side == CLIENT else None
                     self.intervals[getattr(r, f"{side}_addr")].append(
                         (t.ts_ns, end, r.conn_id, side, t.frame), service)
@@ -965,8 +965,6 @@ class TimeWaitAccumulation:
                   host_at: _Key | None) -> Anomaly | None:
         """The row of one holder, if a rule reports it (``host_peak``: the host's count, when
         it reached the threshold on an interval of this holder, ``host_at``)."""
-        from tcplife.states import ERROR, LIKELY, WARNING
-
         limits = self.limits
         assert limits is not None
         projection = p.projection(limits.time_wait_ns)
