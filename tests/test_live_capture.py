@@ -453,6 +453,12 @@ def test_under_load_live_equals_its_capture(tmp_path: Path) -> None:
             result.connections["packets"].tolist(), strict=True))
     final = sorted((r["conn_id"], r["side"], r["kind"]) for r in rows
                    if r["type"] == "anomaly" and r["final"])
-    assert final == sorted(zip(result.anomalies["conn_id"].tolist(),
-                               result.anomalies["side"].tolist(),
-                               result.anomalies["kind"].tolist(), strict=True))
+    file_rows = sorted(zip(result.anomalies["conn_id"].tolist(),
+                           result.anomalies["side"].tolist(),
+                           result.anomalies["kind"].tolist(), strict=True))
+    # The TIME_WAIT risk projects the rate of new TIME_WAIT sockets over the span seen:
+    # the live run saw the seconds of silence after its last frame (to --duration), the
+    # file ends at its last frame, so the live rate is no higher: its rows are a subset.
+    pile = "time_wait_accumulation"
+    assert [r for r in final if r[2] != pile] == [r for r in file_rows if r[2] != pile]
+    assert {r for r in final if r[2] == pile} <= {r for r in file_rows if r[2] == pile}
