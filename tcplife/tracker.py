@@ -924,19 +924,22 @@ class Tracker:
     @staticmethod
     def _sent_before_fin(a: Endpoint, b: Endpoint, seg: Segment) -> bool:
         """``a``'s segment, whose ACK does not cover ``b``'s FIN, captured after that FIN
-        (its latest transmission) within the crossing window: did it cross the FIN (sent before the FIN arrived,
-        which then arrived just after) rather than follow a FIN that was lost? Capture
-        order cannot tell when both pass within microseconds (a side's own capture may even
-        list the arrival first). The timestamp echo shows when it was sent: Linux puts in
-        TSecr the ts_recent it holds (tcp_established_options), and an in-order segment
-        updates ts_recent on arrival (tcp_ack with FLAG_UPDATE_TS_RECENT ->
-        tcp_replace_ts_recent), so a TSecr older than the FIN's TSval was sent before the
-        FIN arrived, whatever the capture order. Within the window the FIN is then taken
-        as delivered just after, as an ACK crossing a retransmission is
-        (`_rtx_contradicts_ack`). A TSecr as new as the FIN's TSval (one millisecond
-        holds many segments), a segment long after the FIN (lost), or a segment or FIN
-        without timestamps: the FIN counts as not received, as before."""
-        if seg.tsecr < 0 or b.fin_tsval < 0 or b.last_fin_ns is None:
+        (its latest transmission) within the crossing window: did it cross the FIN (sent
+        before the FIN arrived, which then arrived just after) rather than follow a FIN
+        that was lost? Capture order cannot tell when both pass within microseconds (a
+        side's own capture may even list the arrival first). The timestamp echo shows when
+        it was sent: Linux puts in TSecr the ts_recent it holds (tcp_established_options),
+        and an in-order segment updates ts_recent on arrival (tcp_ack with
+        FLAG_UPDATE_TS_RECENT -> tcp_replace_ts_recent), so a TSecr older than the FIN's
+        TSval was sent before the FIN arrived, whatever the capture order. Within the
+        window the FIN is then taken as delivered just after, as an ACK crossing a
+        retransmission is (`_rtx_contradicts_ack`), provided the segment's ACK stands
+        exactly at the FIN: everything the peer sent before it had arrived, only the FIN
+        was on its way (a segment that also misses data before the FIN shows a side not
+        taking in what arrives, whatever its timestamps). A TSecr as new as the FIN's TSval
+        (one millisecond holds many segments), a segment long after the FIN (lost), or a
+        segment or FIN without timestamps: the FIN counts as not received, as before."""
+        if seg.tsecr < 0 or b.fin_tsval < 0 or b.last_fin_ns is None or seg.ack != b.fin_seq:
             return False
         if seg.ts_ns - b.last_fin_ns > a.crossing_window_ns():
             return False  # long after: the FIN was lost, whatever the timestamps say

@@ -708,6 +708,24 @@ def test_fins_crossing_in_the_same_microsecond_listed_the_other_way(timestamps: 
     assert r.at(fins_at + 0.1)[(0, "client")] == ("CLOSING" if timestamps else "FIN_WAIT_1")
 
 
+def test_fin_after_unacknowledged_data_is_not_taken_as_crossing() -> None:
+    """The client's segment misses the server's data before the FIN too (its ACK stands
+    before the data; sv tcp-fastopen-10-syn-data-ignore: a client not taking in what
+    arrives, whose TSecr lags by seconds): no crossing is presumed, the FIN counts as not
+    received (the client closes with an RST from FIN_WAIT_1, never CLOSING; the server,
+    which did get the client's FIN, went through CLOSING)."""
+    cv = Conv(timestamps=True)
+    cv.handshake()
+    ack, tsecr = cv.client.rcv_nxt, cv.client.ts_recent
+    cv.s(0, 24)
+    cv.s(FIN, dt=0.00003)
+    cv.c(FIN, ack=ack, tsecr=tsecr, dt=0.011)
+    cv.c(RST, dt=0.0015)
+    r = run(cv.segments)
+    assert r.path("client")[2:] == ["ESTABLISHED", "FIN_WAIT_1", "CLOSED"]
+    assert {(a.side, a.kind) for a in r.anomalies} == {("server", "simultaneous_close")}
+
+
 @pytest.mark.parametrize("crossed", [True, False])
 def test_fin_not_acknowledged_with_timestamps(crossed: bool) -> None:
     """The client's data segment does not acknowledge the server's FIN and echoes an older
