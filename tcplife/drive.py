@@ -180,7 +180,8 @@ def _drive_batch(batch: Batch, tracker: Tracker, emit: Callable[[list[Event]], N
             return _new_segment(Segment, (
                 w["frame"][r], w["ts_ns"][r], w["ip_version"][r], name(w["src"][r]),
                 w["sport"][r], name(w["dst"][r]), w["dport"][r], w["seq"][r], w["ack"][r],
-                w["flags"][r], w["payload_len"][r], w["window"][r], w["wscale"][r]))
+                w["flags"][r], w["payload_len"][r], w["window"][r], w["wscale"][r],
+                w["tsval"][r], w["tsecr"][r]))
     else:
         cols = []
         segment_at = batch.segment

@@ -1,8 +1,9 @@
 """One side of a connection as an observer reconstructs it.
 
-Owns: the per-side bookkeeping the tracker needs (state, sequence space seen, what this
-side is believed to have received, the transitions that may still be retracted) and the
-pure helpers that read it. Knows nothing of captures or of the other side's object.
+Owns: the per-side bookkeeping the tracker needs (state, sequence space seen, TCP
+timestamps, what this side is believed to have received, the transitions that may still be
+retracted) and the pure helpers that read it. Knows nothing of captures or of the other
+side's object.
 """
 
 from __future__ import annotations
@@ -64,6 +65,11 @@ class Endpoint:
     #: retracted ones removed (each carries its ``from_since_ns`` and ``retract_on``)
     history: list[Transition] = field(default_factory=list)
     timer_gen: int = 0  #: bumped on every state change; stale timers compare unequal
+    # TCP timestamps (RFC 7323), -1 when the segments carried none. Kept only from the
+    # first FIN of the connection on (its segments all go through `Tracker.feed`, none
+    # through the bulk absorb paths), which is all the rules that use them need.
+    tsval_hi: int = -1  #: the newest TSval this side sent since the connection's first FIN
+    fin_tsval: int = -1  #: the TSval of the segment that last carried this side's FIN
 
     @property
     def fin_end(self) -> int | None:

@@ -38,6 +38,10 @@ class Segment(NamedTuple):
     payload_len: int  #: payload length from the IP length, even when the snap length cut it
     window: int = 65535  #: raw (unscaled) window field
     wscale: int = -1  #: window-scale option shift count, -1 when absent (only on SYNs)
+    #: TCP timestamp option (kind 8, RFC 7323): the sender's clock (TSval) and the latest
+    #: TSval it had taken from its peer (TSecr), raw 32-bit values; -1 when absent
+    tsval: int = -1
+    tsecr: int = -1
 
 
 def flag_string(flags: int) -> str:

@@ -339,12 +339,11 @@ class Tracker:
 
     def _supersede(self, conn: Connection, seg: Segment) -> None:
         """A new SYN reuses the 4-tuple: the sender's old socket is gone, and a peer in
-        TIME_WAIT accepts the SYN and drops its old socket (RFC 9293 3.10.7.4 note;
-        Linux tcp_timewait_state_process returns TCP_TW_SYN) if the SYN's sequence number
-        is after what it expects next. Otherwise Linux takes it only on a newer TCP
-        timestamp, which tcplife does not read: the TIME_WAIT lives on, beside the new
-        attempt, until its answer shows which (`_syn_taken`: a SYN-ACK; else the old
-        instance's ACK, the new client's RST that kills it, and the SYN again)."""
+        TIME_WAIT may accept the SYN and drop its old socket (RFC 9293 3.10.7.4 note;
+        Linux tcp_timewait_state_process returns TCP_TW_SYN), as `_tw_takes` decides. When
+        that cannot be told at the SYN, the TIME_WAIT lives on, beside the new attempt,
+        until its answer shows which (`_syn_taken`: a SYN-ACK; else the old instance's
+        ACK, the new client's RST that kills it, and the SYN again)."""
         sender = conn.client if seg.src == conn.client.addr and seg.sport == conn.client.port \
             else conn.server
         receiver = conn.peer(sender)
@@ -356,10 +355,9 @@ class Tracker:
         if sender.state not in (CLOSED, LISTEN):
             self._transition(conn, sender, CLOSED, "new SYN on the 4-tuple", seg.frame,
                              seg.ts_ns, inferred=True, kind="")
-        expected = receiver.max_ack if receiver.max_ack is not None else sender.snd_nxt
-        if receiver.state == TIME_WAIT and (expected is None
-                                           or seq_diff(seg.seq, expected) > 0):
-            self._transition(conn, receiver, CLOSED, "recv SYN (new incarnation)",
+        taken = self._tw_takes(sender, receiver, seg) if receiver.state == TIME_WAIT else None
+        if taken is not None:
+            self._transition(conn, receiver, CLOSED, f"recv SYN (new incarnation{taken})",
                              seg.frame, seg.ts_ns, inferred=True, kind="")
         c, s = conn.client, conn.server
         for key in ((c.addr, c.port, s.addr, s.port), (s.addr, s.port, c.addr, c.port)):
@@ -370,6 +368,35 @@ class Tracker:
         # Otherwise the old socket lives on beside the new attempt: a synchronized socket
         # answers the SYN with a challenge ACK (RFC 5961 4), the new client answers that
         # with RST, which kills the old socket. Those segments go to the old instance.
+
+    @staticmethod
+    def _tw_takes(sender: Endpoint, receiver: Endpoint, seg: Segment) -> str | None:
+        """Does ``receiver``, in TIME_WAIT, take ``sender``'s new SYN at once? None if that
+        cannot be told at the SYN, else what the transition's event text adds ("" when
+        the sequence number decided, as it always did).
+
+        Linux tcp_timewait_state_process returns TCP_TW_SYN for a SYN (no ACK, no RST)
+        that PAWS does not reject (tcp_paws_reject: its TSval older than the socket's
+        ts_recent) and whose sequence number is after tw_rcv_nxt, or whose TSval is newer
+        than ts_recent (``(s32)(tw_ts_recent - rcv_tsval) < 0``). Timestamps count when
+        the old connection used them (tw_ts_recent_stamp is set only then): both sides'
+        segments since its first FIN carried them, and so does the SYN. ts_recent is a
+        TSval the TIME_WAIT side received from ``sender``, so at most the newest one the
+        capture saw ``sender`` send (TSvals only grow): a SYN newer than that is newer than
+        ts_recent; one as new is not rejected; an older one may be rejected by PAWS, which
+        its answer will show. The event text names the timestamp when it decided (a
+        sequence number not after tw_rcv_nxt). Without timestamps the sequence number
+        decides alone."""
+        expected = receiver.max_ack if receiver.max_ack is not None else sender.snd_nxt
+        seq_after = expected is None or seq_diff(seg.seq, expected) > 0
+        if seg.tsval >= 0 and sender.tsval_hi >= 0 and receiver.tsval_hi >= 0:
+            age = seq_diff(seg.tsval, sender.tsval_hi)  # (s32) difference, as PAWS's
+            if age < 0:
+                return None
+            if seq_after:
+                return ""
+            return ": newer timestamp" if age > 0 else None
+        return "" if seq_after else None
 
     def _syn_taken(self, conn: Connection, seg: Segment) -> None:
         """A SYN-ACK answers ``conn``'s SYN, which reused the 4-tuple while the answering
@@ -674,6 +701,9 @@ class Tracker:
         a.last_key = key
         a.last_ns = ts
         syn, fin, rst, ackf = flags & SYN, flags & FIN, flags & RST, flags & ACK
+        if seg.tsval >= 0 and (fin or a.fin_seq is not None or b.fin_seq is not None) \
+                and (a.tsval_hi < 0 or seq_diff(seg.tsval, a.tsval_hi) > 0):
+            a.tsval_hi = seg.tsval
         if not (syn or rst):
             self._note_data_facts(conn, a, seg)
 
@@ -687,8 +717,9 @@ class Tracker:
             b.fin_hole = True  # a's ACK, sent after the FIN reached it, shows a gap
         if a.fin_seg is not None and seg.payload_len and seq_diff(seg.seq, a.fin_seg[0]) < 0:
             a.fin_hole = True  # a resends data from before its FIN: the peer missed it
+        crossed = False
         if not rst:
-            self._check_evidence(conn, a, b, seg)
+            crossed = self._check_evidence(conn, a, b, seg)
         elif flags & ACK and a.got_fin and a.state not in (CLOSED, UNKNOWN) \
                 and not a.covers(seg.ack, b.fin_end):
             # An RST-ACK carries RCV.NXT too (tcp_send_active_reset): sent before the FIN.
@@ -767,6 +798,7 @@ class Tracker:
             self._check_half_close(conn, a, b, seg)
         if fin and not rst:
             a.last_fin_ns = ts
+            a.fin_tsval = seg.tsval
         self._track_sequence(a, seg)
 
         # 3. What the receiver is deduced to have received.
@@ -774,6 +806,8 @@ class Tracker:
             self._recv_rst(conn, a, b, seg)
         else:
             self._recv(conn, a, b, seg)
+        if crossed:
+            self._fin_after(conn, a, b, seg)
         if conn.client.state == CLOSED and conn.server.state in (CLOSED,
                                                                         LISTEN):
             self._arm_eviction(conn)
@@ -866,8 +900,9 @@ class Tracker:
             a.wscale = seg.wscale
 
     def _check_evidence(self, conn: Connection, a: Endpoint, b: Endpoint,
-                        seg: Segment) -> None:
-        """Confront what we deduced about ``a`` with the segment ``a`` just sent."""
+                        seg: Segment) -> bool:
+        """Confront what we deduced about ``a`` with the segment ``a`` just sent. True when
+        its timestamps show it crossed the peer's FIN (see `_sent_before_fin`)."""
         flags = seg.flags
         syn, fin, ackf = flags & SYN, flags & FIN, flags & ACK
         if syn and a.isn is not None and seg.seq == a.isn:
@@ -880,18 +915,67 @@ class Tracker:
         if a.state == CLOSED and any(h.retract_on == "timeout" for h in a.history):
             self._contradict(conn, a, "timeout", seg, "still sending after the timeout")
         if not ackf or syn:
-            return
+            return False
         fin_end = b.fin_end
         if fin_end is None:
-            return
+            return False
         if a.covers(seg.ack, fin_end):
             if not a.got_fin:
                 # Its own ACK shows it has the peer's FIN, which we had not credited.
                 a.got_fin = True
                 self._apply(conn, a, RECV_FIN, seg, inferred=False, kind="")
         elif a.got_fin:
+            crossed = self._sent_before_fin(a, b, seg)
             self._contradict(conn, a, "fin", seg,
+                             "its TSecr predates the peer's FIN: sent before it arrived"
+                             if crossed else
                              "its ACK does not cover the peer's FIN: not received yet")
+            return crossed
+        return False
+
+    @staticmethod
+    def _sent_before_fin(a: Endpoint, b: Endpoint, seg: Segment) -> bool:
+        """``a``'s segment, whose ACK does not cover ``b``'s FIN, captured after that FIN
+        (its latest transmission) within the crossing window: did it cross the FIN (sent
+        before the FIN arrived, which then arrived just after) rather than follow a FIN
+        that was lost? Capture order cannot tell when both pass within microseconds (a
+        side's own capture may even list the arrival first). The timestamp echo shows when
+        it was sent: Linux puts in TSecr the ts_recent it holds (tcp_established_options),
+        and an in-order segment updates ts_recent on arrival (tcp_ack with
+        FLAG_UPDATE_TS_RECENT -> tcp_replace_ts_recent), so a TSecr older than the FIN's
+        TSval was sent before the FIN arrived, whatever the capture order. Within the
+        window the FIN is then taken as delivered just after, as an ACK crossing a
+        retransmission is (`_rtx_contradicts_ack`), provided the segment's ACK stands
+        exactly at the FIN: everything the peer sent before it had arrived, only the FIN
+        was on its way (a segment that also misses data before the FIN shows a side not
+        taking in what arrives, whatever its timestamps). A TSecr as new as the FIN's TSval
+        (one millisecond holds many segments), a segment long after the FIN (lost), or a
+        segment or FIN without timestamps: the FIN counts as not received, as before."""
+        if seg.tsecr < 0 or b.fin_tsval < 0 or b.last_fin_ns is None or seg.ack != b.fin_seq:
+            return False
+        if seg.ts_ns - b.last_fin_ns > a.crossing_window_ns():
+            return False  # long after: the FIN was lost, whatever the timestamps say
+        return seq_diff(seg.tsecr, b.fin_tsval) < 0
+
+    def _fin_after(self, conn: Connection, a: Endpoint, b: Endpoint, seg: Segment) -> None:
+        """``a``'s segment crossed ``b``'s FIN (`_sent_before_fin`): the receipt of the
+        FIN, retracted because the capture listed it first, comes after this segment's
+        own change (and with it the ACK of ``a``'s FIN that the FIN's segment carried)."""
+        if a.got_fin or b.fin_end is None:
+            return
+        cell = step(a.state, RECV_FIN)
+        if not isinstance(cell, State):
+            return
+        a.got_fin = True
+        self._transition(conn, a, cell, "recv FIN (after its own segment, by TSecr)",
+                         seg.frame, seg.ts_ns, inferred=True, kind="fin")
+        if a.fin_end is not None and b.max_ack is not None and a.covers(b.max_ack, a.fin_end):
+            cell = step(a.state, RECV_ACK_FIN)
+            if isinstance(cell, State):
+                a.fin_acked = True
+                a.last_fin_cover = (seg.ts_ns, seg.frame)
+                self._transition(conn, a, cell, str(RECV_ACK_FIN), seg.frame, seg.ts_ns,
+                                 inferred=True, kind="ack_fin")
 
     @staticmethod
     def _decide_server(a: Endpoint, seg: Segment) -> None:

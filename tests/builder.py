@@ -30,6 +30,7 @@ class Host:
     isn: int
     snd_nxt: int = 0
     rcv_nxt: int | None = None
+    ts_recent: int = 0  #: the newest TSval received from the peer (with Conv.timestamps)
 
     def __post_init__(self) -> None:
         self.snd_nxt = self.isn
@@ -42,13 +43,19 @@ class Conv:
     t: float = 1_700_000_000.0
     frame: int = 0
     segments: list[Segment] = field(default_factory=list)
+    #: give every segment a TCP timestamp option: TSval the sender's millisecond clock
+    #: (``t`` in ms plus ``ts_base``), TSecr the newest TSval it had received
+    timestamps: bool = False
+    ts_base: int = 0
 
     def send(self, who: str, flags: int, data: int = 0, *, dt: float = 0.01,
              lost: str | None = None, seq: int | None = None, ack: int | None = None,
-             wscale: int = -1, window: int = 65535) -> Segment:
+             wscale: int = -1, window: int = 65535, tsval: int | None = None,
+             tsecr: int | None = None) -> Segment:
         """``who`` ('c' or 's') sends a segment. ``lost``: None (delivered and captured),
         'after' (captured, not delivered), 'before' (not captured, not delivered),
-        'unseen' (delivered, not captured: the capture dropped it)."""
+        'unseen' (delivered, not captured: the capture dropped it). ``tsval``/``tsecr``:
+        the timestamp option's values (default: absent, or as `timestamps` makes them)."""
         src, dst = (self.client, self.server) if who == "c" else (self.server, self.client)
         self.t += dt
         s = src.snd_nxt if seq is None else seq
@@ -56,16 +63,24 @@ class Conv:
             ack = src.rcv_nxt if src.rcv_nxt is not None else 0
         if ack and not flags & RST:
             flags |= ACK
+        if self.timestamps:
+            tsval = (int(self.t * 1000) + self.ts_base) & MASK if tsval is None else tsval
+            tsecr = src.ts_recent if tsecr is None else tsecr
+        tsval = -1 if tsval is None else tsval
+        tsecr = -1 if tsecr is None else tsecr
         seg_len = data + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
         if seq is None and not flags & RST:
             src.snd_nxt = (s + seg_len) & MASK
         if lost is None or lost == "after":
             self.frame += 1
             seg = Segment(self.frame, int(round(self.t * 1e9)), 4, src.addr, src.port,
-                          dst.addr, dst.port, s, ack & MASK, flags, data, window, wscale)
+                          dst.addr, dst.port, s, ack & MASK, flags, data, window, wscale,
+                          tsval, tsecr)
             self.segments.append(seg)
         else:
             seg = None
+        if lost in (None, "unseen") and tsval >= 0:
+            dst.ts_recent = tsval
         if lost in (None, "unseen") and not flags & RST:
             end = (s + seg_len) & MASK
             if flags & SYN:

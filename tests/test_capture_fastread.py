@@ -197,6 +197,28 @@ def tcp_v6(**kw: object) -> bytes:
     return ipv6_tcp(*V6, **kw)
 
 
+def _ts(tsval: int, tsecr: int) -> bytes:
+    return b"\x08\x0a" + struct.pack("!II", tsval, tsecr)
+
+
+#: (TCP options, (TSval, TSecr) by Linux's tcp_parse_options walk), options padded with
+#: EOL to 4 bytes by the builder
+TS_CASES = [
+    (b"\x01\x01" + _ts(0xDEADBEEF, 0x01020304), (0xDEADBEEF, 0x01020304)),  # Linux's layout
+    (b"\x02\x04\x05\xb4\x04\x02" + _ts(7, 0) + b"\x01\x03\x03\x07", (7, 0)),  # Linux SYN
+    (b"\x01" + _ts(0xFFFFFFFF, 5) + b"\x01", (0xFFFFFFFF, 5)),  # at an odd offset
+    (b"\x01\x01\x05\x0a" + b"\x11" * 8 + b"\x01" + _ts(9, 10) + b"\x01", (9, 10)),  # SACK
+    (b"\x01\x01\x08\x0a\0\0\0\1", (-1, -1)),  # cut by the end of the header
+    (b"\x08\x06\0\0\0\1" + b"\x01\x01" + _ts(3, 4), (3, 4)),  # other length: skipped
+    (b"\x00\x01" + _ts(3, 4), (-1, -1)),  # after EOL
+    (b"\x02\x01" + _ts(3, 4), (-1, -1)),  # a length below 2 ends the walk
+    (b"\x01" + _ts(1, 2) + b"\x01" + _ts(5, 6), (5, 6)),  # the later one counts
+    (b"\x03\x03\x07" + _ts(11, 12) + b"\x01\x01\x01", (11, 12)),  # after wscale
+    # an option running past the header after it ends the walk, but keeps what was found
+    (b"\x01\x01" + _ts(13, 14) + b"\x01\x01\x22\x09", (13, 14)),
+]
+
+
 def _packets() -> dict[str, bytes]:
     """IP packets: ordinary, odd and broken (the link layer is added later)."""
     out: dict[str, bytes] = {}
@@ -214,6 +236,8 @@ def _packets() -> dict[str, bytes]:
         out[f"{name}-opts-not-syn"] = make(flags=ACK, options=WS_LINUX)
         for i, opts in enumerate(WS_ODD):
             out[f"{name}-syn-odd{i}"] = make(flags=SYN, options=opts)
+        for i, (opts, _) in enumerate(TS_CASES):
+            out[f"{name}-ts{i}"] = make(flags=ACK, options=opts, payload=b"t" * i)
     v4 = out["v4-data-odd"]
     out["v4-ip-options"] = tcp_v4(ip_options=b"\x94\x04\0\0" + b"\x01" * 8, payload=b"x" * 9)
     out["v4-ip-options-bad"] = tcp_v4(ip_options=b"\x01" * 4, payload=b"x", bad_checksum=True)
@@ -318,6 +342,42 @@ def test_every_link_type_and_oddity_in_pcap(linktype: int, endian: str, nano: bo
         assert stats.tcp_segments and stats.non_tcp and stats.undecodable
         assert stats.bad_checksums and stats.unverified_checksums and stats.fragments
         assert stats.short_frames and {s.wscale for s in segments} >= {-1, 0, 7, 8}
+
+
+@pytest.mark.parametrize("make", [tcp_v4, tcp_v6], ids=["v4", "v6"])
+def test_timestamp_option_in_every_layout(make: Callable[..., bytes]) -> None:
+    """Both readers give the TSval/TSecr that Linux's option walk finds, wherever the
+    option sits, and none when it is cut (by the header's end or the snap length)."""
+    frames = [ethernet(make(flags=ACK, options=opts, payload=b"p" * i),
+                       0x86DD if make is tcp_v6 else 0x0800)
+              for i, (opts, _) in enumerate(TS_CASES)]
+    want = [expected for _, expected in TS_CASES]
+    segments, _ = same(pcap_of(frames * 40))  # enough rows for the bulk decoder
+    assert [(s.tsval, s.tsecr) for s in segments] == want * 40
+    # the snap length cuts Linux's layout inside the option: no timestamp
+    linux = frames[0]  # no payload: the frame ends with the option
+    packets = [(T0, i, linux[:cut], len(linux))
+               for i, cut in enumerate(range(len(linux) - 12, len(linux) + 1))]
+    segments, _ = same(pcap_file(packets * 10, 1, snaplen=len(linux)))
+    assert [(s.tsval, s.tsecr) for s in segments] == (
+        [(-1, -1)] * 12 + [(0xDEADBEEF, 0x01020304)]) * 10
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="needs tshark")
+@pytest.mark.parametrize("path", [p for p in SAMPLES if "time_wait" in p.name
+                                  or "simultaneous" in p.name or "fins_cross" in p.name],
+                         ids=lambda p: p.name)
+def test_sample_timestamps_match_tshark(path: Path) -> None:
+    """TSval and TSecr of every segment, both readers, against tshark's dissection."""
+    out = subprocess.run(
+        ["tshark", "-n", "-r", str(path), "-Y", "tcp", "-T", "fields", "-E", "separator=|",
+         "-E", "occurrence=l", "-e", "tcp.options.timestamp.tsval",
+         "-e", "tcp.options.timestamp.tsecr"], capture_output=True, text=True, check=True)
+    want = [tuple(int(v) if v else -1 for v in line.split("|"))
+            for line in out.stdout.splitlines()]
+    segments, _, _ = read_both(path)
+    assert [(s.tsval, s.tsecr) for s in segments] == want
+    assert len(want) == len(segments) > 0
 
 
 @pytest.mark.parametrize("snaplen", [34, 54, 58, 60, 66, 74, 96, 128, 200])

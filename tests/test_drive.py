@@ -62,7 +62,8 @@ OPS = st.sampled_from(["c_data", "s_data", "c_ack", "s_ack", "c_rtx", "s_rtx", "
 
 
 def _conversation(ops: list[str], port: int, t0: float) -> list[Segment]:
-    cv = Conv(client=Host("10.0.0.1", port, 1000 + port), t=t0)
+    # TCP timestamps on every other conversation (the first, the third)
+    cv = Conv(client=Host("10.0.0.1", port, 1000 + port), t=t0, timestamps=port % 2 == 0)
     cv.handshake()
     for op in ops:
         who, _, what = op.partition("_")
@@ -293,3 +294,39 @@ def test_fast_path_with_timestamps_stepping_back(short_slice: int, convs: list[l
         assert _events_fast(segments, size) == _events_plain(segments)
     finally:
         tcplife.drive.SHORT_SLICE = saved
+
+
+@pytest.mark.parametrize("size", [1, 7, 1000])
+def test_fast_path_with_a_time_wait_taken_on_its_timestamp(size: int) -> None:
+    """A bulk transfer with TCP timestamps (absorbed in runs), the server's TIME_WAIT, and a
+    SYN reusing the 4-tuple with a lower ISN but a newer TSval: the fast path takes it at
+    the SYN as the plain path does."""
+    import tcplife.drive
+
+    cv = Conv(timestamps=True)
+    cv.handshake()
+    for _ in range(300):
+        cv.c(0, 1448, dt=0.0001)
+        cv.s(ACK, dt=0.0001)
+    cv.s(FIN)
+    cv.c(ACK)
+    cv.c(FIN)
+    cv.s(ACK)
+    cv.wait(1)
+    cv.client.isn = cv.client.snd_nxt = (cv.client.snd_nxt - 10_000_000) & 0xFFFFFFFF
+    cv.client.rcv_nxt = cv.server.rcv_nxt = None
+    cv.c(SYN, ack=0)
+    cv.s(SYN | ACK)
+    cv.c(ACK)
+    for _ in range(100):
+        cv.c(0, 1448, dt=0.0001)
+        cv.s(ACK, dt=0.0001)
+    saved = tcplife.drive.LONG_RUN
+    tcplife.drive.LONG_RUN = 8
+    try:
+        fast = _events_fast(cv.segments, size)
+    finally:
+        tcplife.drive.LONG_RUN = saved
+    assert fast == _events_plain(cv.segments)
+    assert any(getattr(e, "event", "") == "recv SYN (new incarnation: newer timestamp)"
+               for e in fast)

@@ -268,12 +268,15 @@ def test_old_socket_ends_at_the_clients_rst(name: str, vantage: str) -> None:
 
 
 @pytest.mark.parametrize("vantage", ["client", "server"])
-def test_time_wait_taken_on_a_timestamp_ends_at_the_synack(vantage: str) -> None:
+def test_time_wait_taken_on_a_timestamp_at_the_syn(vantage: str) -> None:
     """port_reuse_time_wait_timestamp: the new SYN's sequence number is below what the
-    server's TIME_WAIT expects (the lab checked), but Linux takes it on its newer TCP
-    timestamp, which tcplife does not read: the SYN-ACK is what shows it, and the old
-    socket's TIME_WAIT is then ended where the kernel ended it, at the SYN; nothing of
-    the new attempt is taken for the old connection."""
+    server's TIME_WAIT expects (the lab checked), but its TCP timestamp is newer than the
+    last one the client sent (dpkt reads them here), so Linux takes it
+    (tcp_timewait_state_process: TCP_TW_SYN): the old socket's TIME_WAIT ends at the SYN,
+    said to be on the timestamp; nothing of the new attempt is taken for the old
+    connection."""
+    import struct
+
     import dpkt
 
     import tcplife
@@ -282,16 +285,24 @@ def test_time_wait_taken_on_a_timestamp_ends_at_the_synack(vantage: str) -> None
     with path.open("rb") as f:
         tcps = [(n, tcp) for n, (_, buf) in enumerate(dpkt.pcap.Reader(f), start=1)
                 if isinstance(tcp := dpkt.ethernet.Ethernet(buf).data.data, dpkt.tcp.TCP)]
+
+    def tsval(tcp: dpkt.tcp.TCP) -> int:
+        data = next(d for k, d in dpkt.tcp.parse_opts(tcp.opts) if k == dpkt.tcp.TCP_OPT_TIMESTAMP)
+        return struct.unpack("!I", data[:4])[0]
+
     syns = [n for n, tcp in tcps if tcp.flags & (dpkt.tcp.TH_SYN | dpkt.tcp.TH_ACK)
             == dpkt.tcp.TH_SYN]
-    synack = next(n for n, tcp in tcps
-                  if n > syns[1] and tcp.flags & dpkt.tcp.TH_SYN and tcp.flags & dpkt.tcp.TH_ACK)
+    client_port = dict(tcps)[syns[0]].sport
+    before = [tcp for n, tcp in tcps if n < syns[1] and tcp.sport == client_port]
+    syn = dict(tcps)[syns[1]]
+    assert tsval(syn) > max(tsval(tcp) for tcp in before)  # newer (no wrap in the capture)
+    assert syn.seq < max(tcp.seq + len(tcp.data) + 1 for tcp in before)  # below rcv_nxt
     r = tcplife.analyze(path)
     t = r.transitions
     old = t[(t.conn_id == 0) & (t.side == "server")]
     assert list(old.to_state)[-2:] == ["TIME_WAIT", "CLOSED"]
     assert (old.iloc[-1].frame, old.iloc[-1].event) \
-        == (syns[1], f"recv SYN (new incarnation, taken: its SYN-ACK at frame {synack})")
+        == (syns[1], "recv SYN (new incarnation: newer timestamp)")
     assert list(r.connections.close_kind) == ["fin", "fin"]
     assert list(r.connections.packets)[1] == sum(1 for n, _ in tcps if n >= syns[1])
 

@@ -634,3 +634,142 @@ def test_retransmissions_into_silence_end_the_side_by_timeout() -> None:
     answered.s(ACK, dt=0.01)  # the peer speaks: not silence
     assert run(answered.segments, retransmit=3).path("client") == [
         "CLOSED", "SYN_SENT", "ESTABLISHED"]
+
+
+# TCP timestamps (issue 18, item 10): Linux tcp_timewait_state_process takes a SYN at a
+# TIME_WAIT socket (TCP_TW_SYN) if PAWS does not reject it and its sequence number is after
+# tw_rcv_nxt or its TSval is newer than tw_ts_recent; tcp_paws_reject rejects a TSval older
+# than tw_ts_recent. The client's last TSval before the SYN is its FIN's (frame 6).
+@pytest.mark.parametrize(("isn_offset", "ts_offset", "refused", "tw_end"), [
+    # newer TSval, lower sequence number: taken on the timestamp, at the SYN
+    (-1_000_000, +500, False, (8, "recv SYN (new incarnation: newer timestamp)")),
+    # newer TSval, higher sequence number: taken, on the sequence number as always
+    (+1_000_000, +500, False, (8, "recv SYN (new incarnation)")),
+    # as new a TSval, higher sequence number: not rejected by PAWS, taken on the sequence
+    (+1_000_000, 0, False, (8, "recv SYN (new incarnation)")),
+    # as new a TSval, lower sequence number: neither rule takes it
+    (-1_000_000, 0, True, (10, "recv RST")),
+    # older TSval, higher sequence number: PAWS rejects it (ACK of the old connection,
+    # the client's RST kills the TIME_WAIT, then the SYN again)
+    (+1_000_000, -500, True, (10, "recv RST")),
+    # older TSval, lower sequence number: refused, as without timestamps
+    (-1_000_000, -500, True, (10, "recv RST")),
+])
+def test_new_syn_meets_a_time_wait_with_timestamps(
+        isn_offset: int, ts_offset: int, refused: bool, tw_end: tuple[int, str]) -> None:
+    cv = Conv(timestamps=True, ts_base=123_456)
+    cv.handshake()
+    cv.s(FIN)
+    cv.c(ACK)
+    cv.c(FIN)  # frame 6: the client's newest TSval
+    cv.s(ACK)  # frame 7: the server is in TIME_WAIT
+    client_fin_tsval = cv.segments[5].tsval
+    assert client_fin_tsval >= 0 and cv.segments[6].tsecr == client_fin_tsval
+    cv.wait(1)
+    old_client_next, old_server_next = cv.client.snd_nxt, cv.server.snd_nxt
+    new_isn = (old_client_next + isn_offset) % 2**32
+    cv.c(SYN, seq=new_isn, ack=0, tsval=client_fin_tsval + ts_offset, tsecr=0)  # frame 8
+    syn_at = cv.now()
+    if refused:
+        cv.s(ACK, seq=old_server_next, ack=old_client_next)
+        cv.c(RST, seq=old_client_next, tsval=-1, tsecr=-1)
+        cv.c(SYN, seq=new_isn, ack=0, tsval=client_fin_tsval + ts_offset, tsecr=0)
+    cv.server.rcv_nxt = new_isn + 1
+    cv.s(SYN | ACK, seq=50_000, ack=new_isn + 1, dt=0.5)
+    cv.c(ACK, seq=new_isn + 1, ack=50_001)
+    r = run(cv.segments)
+    t = r.transitions
+    old_server = t[(t.conn_id == 0) & (t.side == "server")]
+    assert list(old_server.to_state)[-2:] == ["TIME_WAIT", "CLOSED"]
+    assert (old_server.iloc[-1].frame, old_server.iloc[-1].event) == tw_end
+    assert r.path("server", 1) == ["LISTEN", "SYN_RECEIVED", "ESTABLISHED"]
+    # between the SYN and its answer, the TIME_WAIT is gone only if taken at the SYN
+    # (a side that is CLOSED is not listed)
+    assert r.at(syn_at + 0.005).get((0, "server")) == ("TIME_WAIT" if refused else None)
+
+
+def test_syn_taken_on_its_timestamp_without_an_answer() -> None:
+    """The capture ends at the SYN: its newer TSval alone shows the TIME_WAIT took it
+    (no SYN-ACK needed to tell); without timestamps the TIME_WAIT is still there."""
+    finals = {}
+    for timestamps in (True, False):
+        cv = Conv(timestamps=timestamps)
+        cv.handshake()
+        cv.s(FIN)
+        cv.c(ACK)
+        cv.c(FIN)
+        cv.s(ACK)
+        cv.wait(1)
+        cv.c(SYN, seq=(cv.client.snd_nxt - 1_000_000) % 2**32, ack=0)
+        r = run(cv.segments)
+        finals[timestamps] = r.final("server", 0)
+    assert finals == {True: "CLOSED", False: "TIME_WAIT"}
+
+
+@pytest.mark.parametrize("timestamps", [True, False])
+def test_fins_crossing_in_the_same_microsecond_listed_the_other_way(timestamps: bool) -> None:
+    """At the client's own capture, the server's FIN arrives in the microsecond the
+    client sends its own, and the capture lists the arrival first. The client's FIN does
+    not acknowledge the server's FIN and its TSecr predates the FIN's TSval: it was sent
+    before the FIN arrived, which the client then had (CLOSING from then on, as the kernel
+    goes FIN_WAIT_1 -> CLOSING on it). The client's ACK of the server's FIN is not
+    captured; the server's ACK of the client's FIN comes 0.3 s later. Without timestamps
+    the capture order is all there is: the receipt is retracted, and only the server's
+    later ACK (sent after its FIN) shows it."""
+    cv = Conv(timestamps=timestamps)
+    cv.handshake()
+    c_fin, s_fin = cv.client.snd_nxt, cv.server.snd_nxt
+    c_ack, c_tsecr = cv.client.rcv_nxt, cv.client.ts_recent
+    cv.s(FIN, seq=s_fin, dt=0.2)  # frame 4: arrives, captured first...
+    cv.c(FIN, seq=c_fin, ack=c_ack, tsecr=c_tsecr if timestamps else None, dt=0)  # ...sent
+    fins_at = cv.now()
+    cv.c(ACK, seq=c_fin + 1, ack=s_fin + 1, lost="unseen", dt=0.00001)  # not captured
+    cv.s(ACK, seq=s_fin + 1, ack=c_fin + 1, dt=0.3)  # frame 6
+    r = run(cv.segments)
+    assert r.path("client")[2:] == ["ESTABLISHED", "FIN_WAIT_1", "CLOSING", "TIME_WAIT",
+                                    "CLOSED"]
+    t = r.transitions
+    closing = t[(t.side == "client") & (t.to_state == "CLOSING")].iloc[0]
+    if timestamps:
+        assert (closing.frame, closing.event) == (
+            5, "recv FIN (after its own segment, by TSecr)")
+    else:
+        assert (closing.frame, closing.event) == (6, "recv FIN")
+    assert r.at(fins_at + 0.1)[(0, "client")] == ("CLOSING" if timestamps else "FIN_WAIT_1")
+
+
+def test_fin_after_unacknowledged_data_is_not_taken_as_crossing() -> None:
+    """The client's segment misses the server's data before the FIN too (its ACK stands
+    before the data; sv tcp-fastopen-10-syn-data-ignore: a client not taking in what
+    arrives, whose TSecr lags by seconds): no crossing is presumed, the FIN counts as not
+    received (the client closes with an RST from FIN_WAIT_1, never CLOSING; the server,
+    which did get the client's FIN, went through CLOSING)."""
+    cv = Conv(timestamps=True)
+    cv.handshake()
+    ack, tsecr = cv.client.rcv_nxt, cv.client.ts_recent
+    cv.s(0, 24)
+    cv.s(FIN, dt=0.00003)
+    cv.c(FIN, ack=ack, tsecr=tsecr, dt=0.011)
+    cv.c(RST, dt=0.0015)
+    r = run(cv.segments)
+    assert r.path("client")[2:] == ["ESTABLISHED", "FIN_WAIT_1", "CLOSED"]
+    assert {(a.side, a.kind) for a in r.anomalies} == {("server", "simultaneous_close")}
+
+
+@pytest.mark.parametrize("crossed", [True, False])
+def test_fin_not_acknowledged_with_timestamps(crossed: bool) -> None:
+    """The client's data segment does not acknowledge the server's FIN and echoes an older
+    TSval. Sent in the instant the FIN arrived (captured 10 us after it): they crossed, and
+    the FIN is taken as arriving just after (CLOSE_WAIT from that segment on). Sent 0.2 s
+    after a FIN lost after the capture point (past the crossing window): the FIN was lost,
+    the receipt is retracted and not re-applied, as without timestamps."""
+    cv = Conv(timestamps=True)
+    cv.handshake()
+    ack, tsecr = cv.client.rcv_nxt, cv.client.ts_recent
+    cv.s(FIN, lost=None if crossed else "after")
+    cv.c(0, 10, ack=ack, tsecr=tsecr, dt=0.00001 if crossed else 0.2)
+    mid = cv.now() + 0.001
+    r = run(cv.segments)
+    want = "CLOSE_WAIT" if crossed else "ESTABLISHED"
+    assert r.at(mid)[(0, "client")] == want
+    assert r.final("client") == want

@@ -75,9 +75,11 @@ class Batch:
     payload_len: np.ndarray
     window: np.ndarray
     wscale: np.ndarray
+    tsval: np.ndarray  #: TCP timestamp option's TSval, -1 when absent
+    tsecr: np.ndarray  #: TCP timestamp option's TSecr, -1 when absent
 
     COLUMNS = ("frame", "ts_ns", "ip_version", "src", "sport", "dst", "dport", "seq", "ack",
-               "flags", "payload_len", "window", "wscale")
+               "flags", "payload_len", "window", "wscale", "tsval", "tsecr")
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -99,7 +101,8 @@ class Batch:
             int(self.frame[i]), int(self.ts_ns[i]), int(self.ip_version[i]),
             name(int(self.src[i])), int(self.sport[i]), name(int(self.dst[i])),
             int(self.dport[i]), int(self.seq[i]), int(self.ack[i]), int(self.flags[i]),
-            int(self.payload_len[i]), int(self.window[i]), int(self.wscale[i])))
+            int(self.payload_len[i]), int(self.window[i]), int(self.wscale[i]),
+            int(self.tsval[i]), int(self.tsecr[i])))
 
     def segments(self, rows: Sequence[int] | np.ndarray | None = None) -> list[Segment]:
         """The `Segment`s of ``rows`` (all rows by default), built column-wise."""

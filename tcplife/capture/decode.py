@@ -2,7 +2,8 @@
 
 Owns: the link-type table (linktype number -> function finding the IP header), IPv4
 options and fragments, IPv6 extension headers, the TCP header fields tcplife needs, the
-window-scale option on SYNs, and TCP checksum verification. Every failure becomes a count
+window-scale option on SYNs, the timestamp option on every segment, and TCP checksum
+verification. Every failure becomes a count
 in `ReadStats` (and, for an unknown link type, one warning); no exception escapes.
 Must not know about file formats (it gets captured bytes and a link type) or connection
 state. Only the outermost IP header is decoded: TCP inside tunnels (IP-in-IP, GRE, VXLAN)
@@ -162,6 +163,47 @@ def window_scale(data: bytes, start: int, end: int) -> int:
     return -1
 
 
+_TS = struct.Struct("!II").unpack_from
+_NO_TS = (-1, -1)
+_NONE = (-1, -1, -1)  # no options: (wscale, TSval, TSecr)
+
+
+def timestamps(data: bytes, start: int, end: int) -> tuple[int, int]:
+    """(TSval, TSecr) of the timestamp option (kind 8, length 10) in data[start:end], or
+    (-1, -1). The walk is Linux's tcp_parse_options: EOL ends it, NOP is one byte, any other
+    option needs its length byte, a length below 2 or beyond the area (an option cut by the
+    header or by the snap length) ends it, a timestamp option of another length is skipped,
+    and a later timestamp option replaces an earlier one."""
+    found = _NO_TS
+    p = start
+    while p < end:
+        kind = data[p]
+        if kind == 0:
+            break
+        if kind == 1:
+            p += 1
+            continue
+        if p + 1 >= end:
+            break
+        length = data[p + 1]
+        if length < 2 or p + length > end:
+            break
+        if kind == 8 and length == 10:
+            found = _TS(data, p + 2)
+        p += length
+    return found
+
+
+def _options(data: bytes, tcp: int, tcp_header: int, size: int, flags: int
+             ) -> tuple[int, int, int]:
+    """(wscale, TSval, TSecr) of the options of the TCP header at ``tcp``."""
+    end = min(tcp + tcp_header, size)
+    wscale = window_scale(data, tcp + 20, end) if flags & SYN else -1
+    if end == tcp + 32 and data[tcp + 20 : tcp + 24] == b"\x01\x01\x08\x0a":
+        return (wscale, *_TS(data, tcp + 24))  # Linux's layout after the handshake
+    return (wscale, *timestamps(data, tcp + 20, end))
+
+
 class Decoder:
     """Decodes captured frames of one read into Segments, counting into `stats`."""
 
@@ -253,12 +295,10 @@ class Decoder:
         elif end > size or self.verify_checksums:
             payload_len = self._irregular(data, tcp, tcp_header, end, wire_len, src, dst,
                                           verify, payload_len)
-        wscale = -1
-        if flags & SYN and tcp_header > 20:
-            wscale = window_scale(data, tcp + 20, min(tcp + tcp_header, size))
+        opts = _options(data, tcp, tcp_header, size, flags) if tcp_header > 20 else _NONE
         stats.tcp_segments += 1
         return self._segment(self._v4_names, AF_INET, frame, ts_ns, 4, src, sport, dst, dport,
-                             (seq, ack, flags, payload_len, window, wscale))
+                             (seq, ack, flags, payload_len, window, *opts))
 
     def _ipv6(
         self, frame: int, ts_ns: int, wire_len: int, data: bytes, ip: int
@@ -328,12 +368,10 @@ class Decoder:
         elif end > size or self.verify_checksums:
             payload_len = self._irregular(data, tcp, tcp_header, end, wire_len, src, dst,
                                           verify, payload_len)
-        wscale = -1
-        if flags & SYN and tcp_header > 20:
-            wscale = window_scale(data, tcp + 20, min(tcp + tcp_header, size))
+        opts = _options(data, tcp, tcp_header, size, flags) if tcp_header > 20 else _NONE
         stats.tcp_segments += 1
         return self._segment(self._v6_names, AF_INET6, frame, ts_ns, 6, src, sport, dst, dport,
-                             (seq, ack, flags, payload_len, window, wscale))
+                             (seq, ack, flags, payload_len, window, *opts))
 
     def _segment(self, names: dict[bytes, str], family: int, frame: int, ts_ns: int,
                  version: int, src: bytes, sport: int, dst: bytes, dport: int,

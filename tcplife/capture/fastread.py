@@ -34,8 +34,9 @@ the next one may wait (a live ``tcpdump -w - |`` is not held back).
    fragments, truncated (snap length), unverified and bad checksums. The TCP checksum is
    one ``np.add.reduceat`` over 32-bit words per segment (addresses and segment are one
    range; little-endian words, which mod 0xFFFF is 256 times the big-endian sum); the
-   window-scale option of SYNs is `decode.window_scale`'s walk, vectorised, with Linux's
-   option layout read directly. Link types in bulk: Ethernet with up to two VLAN tags,
+   window-scale option of SYNs and the timestamp option of every segment are
+   `decode.window_scale`'s and `decode.timestamps`' walks, vectorised, with Linux's
+   option layouts read directly. Link types in bulk: Ethernet with up to two VLAN tags,
    Linux SLL and SLL2, NULL/LOOP, raw IP (1, 113, 276, 0, 108, 12, 14, 101, 228, 229);
    IPv4 with or without options; IPv6 without extension headers.
 3. **The rest one by one**: unknown link types, three or more VLAN tags, IPv4 first
@@ -975,6 +976,50 @@ def _window_scales(s: _Stream, start: np.ndarray, end: np.ndarray) -> np.ndarray
     return result
 
 
+def _ts_options(s: _Stream, start: np.ndarray, end: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """`decode.timestamps` for many option areas ``store[start:end]`` (at most 40 bytes):
+    (TSval, TSecr), -1 where absent."""
+    count = len(start)
+    tsval = np.full(count, -1, _I64)
+    tsecr = np.full(count, -1, _I64)
+    if not count:
+        return tsval, tsecr
+    raw = s.rows(start, 42)  # 40 option bytes, 2 spare for the lookahead
+    limit = end - start
+    opts = raw.astype(_I64)
+
+    def words(r: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        b = [opts[r, at + k] for k in range(8)]
+        return ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3],
+                (b[4] << 24) | (b[5] << 16) | (b[6] << 8) | b[7])
+
+    # Linux's layout after the handshake (NOP NOP TS, nothing after), as decode.py
+    linux = (limit == 12) & (raw[:, 0] == 1) & (raw[:, 1] == 1) & (raw[:, 2] == 8) \
+        & (raw[:, 3] == 10)
+    r = np.flatnonzero(linux)
+    tsval[r], tsecr[r] = words(r, np.full(len(r), 4, _I64))
+    live = np.flatnonzero(~linux & (limit > 0))
+    p = np.zeros(count, _I64)
+    while len(live):
+        at = p[live]
+        kind = opts[live, at]
+        nop = kind == 1
+        p[live[nop]] += 1
+        rest = ~nop & (kind != 0) & (at + 1 < limit[live])
+        r, at, kind = live[rest], at[rest], kind[rest]
+        length = opts[r, at + 1]
+        ok = (length >= 2) & (at + length <= limit[r])
+        r, at, kind, length = r[ok], at[ok], kind[ok], length[ok]
+        ts = (kind == 8) & (length == 10)
+        if ts.any():
+            tsval[r[ts]], tsecr[r[ts]] = words(r[ts], at[ts] + 2)
+        p[r] += length
+        live = np.concatenate((live[nop], r))
+        live = live[p[live] < limit[live]]
+    return tsval, tsecr
+
+
 class _BulkDecoder:
     """Frames -> one `Batch`: bulk columns for the regular frames, the plain `Decoder` for
     the rest, counters into `stats` exactly as the `Decoder` would count them."""
@@ -1152,6 +1197,13 @@ class _BulkDecoder:
             at = _take(off, rows)[syn] + tcp_at[syn]
             wscale[syn] = _window_scales(
                 s, at + 20, at + np.minimum(header_len[syn], size[syn] - tcp_at[syn]))
+        tsval = np.full(done, -1, _I64)
+        tsecr = np.full(done, -1, _I64)
+        opt = np.flatnonzero(header_len > 20)
+        if len(opt):
+            at = _take(off, rows)[opt] + tcp_at[opt]
+            tsval[opt], tsecr[opt] = _ts_options(
+                s, at + 20, at + np.minimum(header_len[opt], size[opt] - tcp_at[opt]))
         src = f["src4"].astype(_I64)
         dst = f["dst4"].astype(_I64)
         six = np.flatnonzero(~v4)
@@ -1166,7 +1218,7 @@ class _BulkDecoder:
             self.book, _take(frames, rows), _take(rec.ts_ns, rows),
             np.where(v4, 4, 6).astype(_I64), src, th["sport"].astype(_I64), dst,
             th["dport"].astype(_I64), th["seq"].astype(_I64), th["ack"].astype(_I64), flags,
-            payload_len, th["window"].astype(_I64), wscale,
+            payload_len, th["window"].astype(_I64), wscale, tsval, tsecr,
         )
         return batch, left
 
