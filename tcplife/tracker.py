@@ -211,6 +211,11 @@ class Tracker:
             self.now_ns = now_ns
         return out
 
+    def _saw(self, ts_ns: int) -> None:
+        """The latest time a segment showed (the bulk paths: `feed` sets it itself)."""
+        if self.now_ns is None or ts_ns > self.now_ns:
+            self.now_ns = ts_ns
+
     def next_deadline(self) -> int | None:
         """When the next timer is due (ns), or None: the caller may sleep until then."""
         return self._timers[0][0] if self._timers else None
@@ -552,6 +557,7 @@ class Tracker:
         if n:
             conn.peers.absorbed(c.snd_nxt, s.snd_nxt, c.max_ack, s.max_ack,  # type: ignore
                                 conn.last_ts, c.packets - c0, s.packets - s0)
+            self._saw(conn.last_ts)
         return n
 
     def absorb_columns(self, conn: Connection, from_client: np.ndarray, frame: np.ndarray,
@@ -678,6 +684,7 @@ class Tracker:
             conn.peers.first_letter(from_client_, is_data)
         conn.peers.absorbed(c.snd_nxt, s.snd_nxt, c.max_ack, s.max_ack,  # type: ignore
                             conn.last_ts, c.packets - c0, s.packets - s0)
+        self._saw(conn.last_ts)
         return stop
 
     # ------------------------------------------------------------------ segments

@@ -51,6 +51,8 @@ from hypothesis import strategies as st  # noqa: E402
 
 from tcplife.capture.columns import AddressBook, Batch  # noqa: E402
 from tcplife.drive import drive  # noqa: E402
+from tcplife.events import ConnectionEnded  # noqa: E402
+from tcplife.options import Options  # noqa: E402
 from tcplife.segment import Segment  # noqa: E402
 from tcplife.tracker import Tracker  # noqa: E402
 
@@ -330,3 +332,32 @@ def test_fast_path_with_a_time_wait_taken_on_its_timestamp(size: int) -> None:
     assert fast == _events_plain(cv.segments)
     assert any(getattr(e, "event", "") == "recv SYN (new incarnation: newer timestamp)"
                for e in fast)
+
+
+def test_fast_path_keeps_the_tracker_clock() -> None:
+    """The bulk paths move `Tracker.now_ns` as `feed` does, so a tracker driven in bulk
+    and finished without an explicit end takes its records' end states at the same
+    instant as one fed segment by segment (it stayed at the last segment fed one by one,
+    before the bulk run: here a TIME_WAIT of another connection expired in between)."""
+    first = Conv(client=Host("10.0.0.1", 40001, 1000))
+    first.handshake()
+    first.c(FIN)
+    first.s(FIN)
+    first.c(ACK)  # client TIME_WAIT from here, 1 s (time_wait=1) ...
+    bulk = Conv(client=Host("10.0.0.1", 40002, 5000))
+    bulk.t = first.t
+    bulk.handshake()
+    for _ in range(400):  # ... while a steady transfer runs 4 s, the capture ending in it
+        bulk.s(0, 1000, dt=0.005)
+        bulk.c(ACK, dt=0.005)
+    segs = sorted(first.segments + bulk.segments, key=lambda s: s.ts_ns)
+    segs = [s._replace(frame=i + 1) for i, s in enumerate(segs)]
+    fast, plain = Tracker(Options(time_wait=1)), Tracker(Options(time_wait=1))
+    fast_out: list[Any] = []
+    drive([Batch.from_segments(segs, AddressBook())], fast, fast_out.extend)
+    plain_out = [ev for seg in segs for ev in plain.feed(seg)]
+    assert fast.now_ns == plain.now_ns == segs[-1].ts_ns
+    ended = [sorted((e.record.conn_id, e.record.client_state, e.record.server_state)
+                    for e in out if isinstance(e, ConnectionEnded))
+             for out in (fast_out + fast.finish(), plain_out + plain.finish())]
+    assert ended[0] == ended[1]
