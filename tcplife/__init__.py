@@ -2,22 +2,53 @@
 
 The public surface: `analyze` (captures -> `Result` with DataFrames), the sans-IO
 `Tracker` (segments -> events) for embedding and live capture, and the vocabulary.
+
+Names are imported on first use (PEP 562), so ``import tcplife`` and the command line
+start without loading pandas, numpy, pyarrow, matplotlib or dask; each is imported by
+the part that needs it.
 """
 
 from __future__ import annotations
 
-from tcplife.analysis import Result, analyze
-from tcplife.capture import CaptureError, ReadStats, read_segments
-from tcplife.dataset import ParquetDataset
-from tcplife.distributed import analyze_dask
-from tcplife.live import LiveSession, live
-from tcplife.options import Options
-from tcplife.segment import Segment
-from tcplife.states import State
-from tcplife.tracker import Tracker
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+#: public name -> the module that defines it
+_WHERE: dict[str, str] = {
+    "CaptureError": "tcplife.capture", "ReadStats": "tcplife.capture",
+    "read_segments": "tcplife.capture", "Result": "tcplife.analysis",
+    "analyze": "tcplife.analysis", "ParquetDataset": "tcplife.dataset",
+    "analyze_dask": "tcplife.distributed", "LiveSession": "tcplife.live",
+    "live": "tcplife.live", "Options": "tcplife.options", "Segment": "tcplife.segment",
+    "State": "tcplife.states", "Tracker": "tcplife.tracker",
+}
 
 __all__ = ["CaptureError", "LiveSession", "Options", "ParquetDataset", "ReadStats", "Result",
            "Segment", "State", "Tracker", "__version__", "analyze", "analyze_dask", "live",
            "read_segments"]
+
+if TYPE_CHECKING:
+    from tcplife.analysis import Result, analyze
+    from tcplife.capture import CaptureError, ReadStats, read_segments
+    from tcplife.dataset import ParquetDataset
+    from tcplife.distributed import analyze_dask
+    from tcplife.live import LiveSession, live
+    from tcplife.options import Options
+    from tcplife.segment import Segment
+    from tcplife.states import State
+    from tcplife.tracker import Tracker
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tcplife' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once: later lookups do not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

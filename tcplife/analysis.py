@@ -1,7 +1,9 @@
 """The one place that wires the stages together for capture files.
 
-capture source -> Segments -> Tracker -> events -> Collector -> DataFrames (`Result`).
-Owns: `analyze()` and `Result`. Nothing downstream calls back upstream.
+capture source -> Segments -> Tracker -> events -> Collector -> tables (`Result`).
+Owns: `analyze()` and `Result`. Nothing downstream calls back upstream. Imports no
+pandas: `Result` builds its DataFrames when they are first asked for, and the command
+line reads its tables as `tcplife.rows.Rows` instead.
 """
 
 from __future__ import annotations
@@ -10,46 +12,145 @@ import gc
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, Any, Union
+from typing import IO, TYPE_CHECKING, Any, Union
 
-import pandas as pd
-
+from tcplife import schema
 from tcplife.capture import ReadStats, read_segments
 from tcplife.capture.columns import Batch
 from tcplife.capture.fastread import read_batches
+from tcplife.collect import Collector
 from tcplife.detect import DetectorSet
 from tcplife.drive import drive
 from tcplife.events import Event
-from tcplife.frames import CONNECTION_COLUMNS, Collector, empty_frame
-from tcplife.frames import state_at as _state_at
 from tcplife.options import Options
+from tcplife.rows import Rows
 from tcplife.segment import Segment
+from tcplife.snapshot import state_at_rows
 from tcplife.times import parse_time
 from tcplife.tracker import Tracker
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 #: the tables `analyze` can keep
-TABLES = ("connections", "transitions", "anomalies", "oddities")
+TABLES = schema.TABLES
+SCHEMAS: dict[str, schema.Schema] = {
+    "connections": schema.CONNECTIONS, "transitions": schema.TRANSITIONS,
+    "anomalies": schema.ANOMALIES, "oddities": schema.ODDITIES}
 
 Source = Union[str, "os.PathLike[str]", IO[bytes]]
 
 
 @dataclass
-class Result:
-    """What `analyze` returns: the tables of the contract, plus what the reader saw."""
+class LazyTable:
+    """A table an engine can give two ways, each built only when first asked for:
+    ``rows`` (`Rows`, plain Python values, no pandas) and ``frame`` (a DataFrame)."""
 
-    connections: pd.DataFrame
-    transitions: pd.DataFrame
-    anomalies: pd.DataFrame
-    oddities: pd.DataFrame
-    stats: ReadStats
-    options: Options
-    sources: list[str] = field(default_factory=list)
-    #: set when `analyze` was asked to ``stream_connections``: the connections table,
-    #: in frames of a given size, built from compact columns as they are read
-    connection_frames: Callable[[int], Iterator[pd.DataFrame]] | None = field(
-        default=None, repr=False, compare=False)
+    rows: Callable[[], Rows]
+    frame: Callable[[], Any]
+    count: Callable[[], int]
+
+
+class Result:
+    """What `analyze` returns: the tables of the contract, plus what the reader saw.
+
+    ``connections``, ``transitions``, ``anomalies`` and ``oddities`` are DataFrames,
+    built on first use (importing pandas then); `table` gives a table as it is at hand
+    (`Rows` where pandas has not been needed), which is what the command line prints.
+    """
+
+    def __init__(self, connections: Any = None, transitions: Any = None,
+                 anomalies: Any = None, oddities: Any = None, *,
+                 stats: ReadStats, options: Options, sources: list[str] | None = None,
+                 connection_frames: Callable[[int], Iterator[Any]] | None = None,
+                 connection_rows: Callable[[int], Iterator[Rows]] | None = None) -> None:
+        #: per table: a DataFrame, `Rows`, a `LazyTable`, or None (empty)
+        self._tables: dict[str, Any] = {"connections": connections,
+                                        "transitions": transitions,
+                                        "anomalies": anomalies, "oddities": oddities}
+        self._frames: dict[str, Any] = {}
+        self._rows: dict[str, Rows] = {}
+        self.stats = stats
+        self.options = options
+        self.sources: list[str] = list(sources or [])
+        #: set when `analyze` was asked to ``stream_connections``: the connections table,
+        #: in pieces of a given size, built from compact columns as they are read
+        self.connection_frames = connection_frames
+        self.connection_rows = connection_rows
+
+    # --- the tables -----------------------------------------------------------------
+
+    def _frame(self, name: str) -> pd.DataFrame:
+        frame = self._frames.get(name)
+        if frame is None:
+            held = self._tables[name]
+            if isinstance(held, LazyTable):
+                frame = held.frame()
+            elif isinstance(held, Rows):
+                frame = held.to_pandas()
+            elif held is None:
+                frame = Rows.empty(SCHEMAS[name]).to_pandas()
+            else:
+                frame = held
+            self._frames[name] = frame
+        return frame
+
+    def _set(self, name: str, value: Any) -> None:
+        self._tables[name] = value
+        self._frames.pop(name, None)
+        self._rows.pop(name, None)
+
+    connections = property(lambda self: self._frame("connections"),
+                           lambda self, v: self._set("connections", v),
+                           doc="One row per connection instance (a DataFrame).")
+    transitions = property(lambda self: self._frame("transitions"),
+                           lambda self, v: self._set("transitions", v),
+                           doc="One row per state change of one side (a DataFrame).")
+    anomalies = property(lambda self: self._frame("anomalies"),
+                         lambda self, v: self._set("anomalies", v),
+                         doc="One row per anomaly (a DataFrame).")
+    oddities = property(lambda self: self._frame("oddities"),
+                        lambda self, v: self._set("oddities", v),
+                        doc="One row per surprise the tracker went past (a DataFrame).")
+
+    def table(self, name: str) -> Any:
+        """Table ``name`` as it is at hand: the DataFrame if one was built or given, else
+        `Rows` (built without pandas). Filters, the summary, the views and the writers
+        take either."""
+        if name in self._frames:
+            return self._frames[name]
+        rows = self._rows.get(name)
+        if rows is not None:
+            return rows
+        held = self._tables[name]
+        if isinstance(held, LazyTable):
+            rows = self._rows[name] = held.rows()
+            return rows
+        if held is None:
+            return Rows.empty(SCHEMAS[name])
+        return held
+
+    def count(self, name: str) -> int:
+        """Rows of table ``name``, without building it."""
+        if name in self._frames:
+            return len(self._frames[name])
+        held = self._tables[name]
+        if isinstance(held, LazyTable):
+            return held.count()
+        return 0 if held is None else len(held)
+
+    def replace(self, **tables: Any) -> Result:
+        """A copy with some tables replaced (DataFrames or `Rows`)."""
+        out = Result(**{name: self.table(name) if name not in self._frames else
+                        self._frames[name] for name in TABLES},
+                     stats=self.stats, options=self.options, sources=self.sources)
+        for name, value in tables.items():
+            if name not in TABLES:
+                raise TypeError(f"unknown table {name!r}")
+            out._set(name, value)
+        return out
 
     @property
     def warnings(self) -> list[str]:
@@ -61,8 +162,34 @@ class Result:
         if self.connection_frames is not None:
             yield from self.connection_frames(size)
             return
-        for start in range(0, len(self.connections), size):
-            yield self.connections.iloc[start:start + size]
+        frame = self.connections
+        for start in range(0, len(frame), size):
+            yield frame.iloc[start:start + size]
+
+    def iter_connection_rows(self, size: int = 50_000) -> Iterator[Any]:
+        """`iter_connections` as `Rows` where the engine can give them (no pandas), else
+        as DataFrame pieces."""
+        if self.connection_rows is not None:
+            yield from self.connection_rows(size)
+            return
+        if self.connection_frames is not None:
+            yield from self.connection_frames(size)
+            return
+        table = self.table("connections")
+        if isinstance(table, Rows):
+            for start in range(0, len(table), size):
+                yield table.take(list(range(start, min(start + size, len(table)))))
+            return
+        for start in range(0, len(table), size):
+            yield table.iloc[start:start + size]
+
+    def at_ns(self, when: float | int | str | datetime | Any) -> int:
+        """``when`` (any form of `tcplife.times`) as integer ns; a time outside the
+        capture gives a `UserWarning` naming its span."""
+        ns, notes = parse_time(when).resolve(self.stats.first_ts_ns, self.stats.last_ts_ns)
+        for note in notes:
+            warnings.warn(note, UserWarning, stacklevel=3)
+        return ns
 
     def state_at(self, when: float | int | str | datetime | pd.Timestamp) -> pd.DataFrame:
         """Like ``ss -tan`` at ``when``: one row per side of each connection that is not
@@ -71,11 +198,8 @@ class Result:
         ``"start"``, ``"end"`` (what ``client_state``/``server_state`` say), ``"+S"``
         after the first frame, ``"-S"`` before the last. A time outside the capture gives
         a `UserWarning` naming its span."""
-        ns, notes = parse_time(when).resolve(self.stats.first_ts_ns, self.stats.last_ts_ns)
-        for note in notes:
-            warnings.warn(note, UserWarning, stacklevel=2)
-        return _state_at(self.connections, self.transitions,
-                         pd.Timestamp(ns, unit="ns", tz="UTC"))
+        ns = self.at_ns(when)
+        return state_at_rows(self.connections, self.transitions, ns).to_pandas()
 
     def summary(self) -> dict[str, Any]:
         """The summary ``tcplife analyze`` prints under its table, as data
@@ -83,7 +207,14 @@ class Result:
         close kinds, anomalies by severity and kind, the capture's counters."""
         from tcplife.summary import summarize
 
-        return summarize(self.connections, self.stats, self.transitions, self.anomalies)
+        return summarize(self._best("connections"), self.stats,
+                         transitions=self._best("transitions"),
+                         anomalies=self._best("anomalies"))
+
+    def _best(self, name: str) -> Any:
+        """Table ``name`` as `Rows` if they were built already, else as the DataFrame
+        (the Python API's own form)."""
+        return self._rows[name] if name in self._rows else self._frame(name)
 
     def plot_timeline(self, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> Any:
         """A chart of each side's states over time (a matplotlib Figure; saved to ``path``
@@ -91,6 +222,39 @@ class Result:
         from tcplife.plot import plot_timeline
 
         return plot_timeline(self, path, **kwargs)
+
+    def __repr__(self) -> str:
+        return "\n".join(self._describe())
+
+    def _describe(self) -> list[str]:
+        """A few lines of counts: what `repr` shows (a notebook cell's output)."""
+        s = self.stats
+        names = ", ".join(os.path.basename(n) or n for n in self.sources) or "?"
+        if s.first_ts_ns is not None and s.last_ts_ns is not None:
+            from tcplife.output import clock
+
+            span = (f", {clock(s.first_ts_ns, with_date=True)} – "
+                    f"{clock(s.last_ts_ns)} UTC ({(s.last_ts_ns - s.first_ts_ns) / 1e9:.3f} s)")
+        else:
+            span = ""
+        lines = [f"<tcplife Result: {names}: {s.frames} frames, {s.tcp_segments} TCP "
+                 f"segments{span}>"]
+        counts = {name: self.count(name) for name in TABLES}
+        lines.append("  " + ", ".join(f"{n} {name}" for name, n in counts.items()))
+        if counts["anomalies"]:
+            by: dict[str, int] = {}
+            from tcplife.rows import column_of
+
+            for severity in column_of(self.table("anomalies"), "severity"):
+                by[str(severity)] = by.get(str(severity), 0) + 1
+            lines.append("  anomalies: " + ", ".join(
+                f"{by[sev]} {sev}" for sev in ("error", "warning", "info") if sev in by))
+        if s.warnings:
+            lines.append(f"  {len(s.warnings)} reader warning"
+                         f"{'s' if len(s.warnings) > 1 else ''} (.warnings)")
+        lines.append("  (DataFrames: .connections .transitions .anomalies .oddities; "
+                     ".summary(); .state_at(when))")
+        return lines
 
 
 def _source_name(source: Source) -> str:
@@ -182,15 +346,28 @@ class Sink:
         for events in final:
             self(events)
         self(list(self.detectors.finish()))
-        c = self.collector
-        if self.stream_connections:
-            return Result(connections=empty_frame(CONNECTION_COLUMNS),
-                          transitions=c.transitions(), anomalies=c.anomalies_frame(),
-                          oddities=c.oddities_frame(), stats=stats, options=self.options,
-                          sources=sources, connection_frames=c.connection_frames)
-        return Result(connections=c.connections(), transitions=c.transitions(),
-                      anomalies=c.anomalies_frame(), oddities=c.oddities_frame(),
-                      stats=stats, options=self.options, sources=sources)
+        return collected_result(self.collector, stats, self.options, sources,
+                                self.stream_connections)
+
+
+def collected_result(c: Collector, stats: ReadStats, options: Options, sources: list[str],
+                     stream_connections: bool = False) -> Result:
+    """The `Result` of a collector's tables, each built (as `Rows` or a DataFrame) only
+    when asked for."""
+    def trans_count() -> int:
+        order = c.transition_order()
+        return 0 if order is None else len(order)
+
+    tables = {
+        "connections": None if stream_connections else LazyTable(
+            c.all_connection_rows, c.connections, lambda: len(c._conns)),
+        "transitions": LazyTable(c.transition_rows, c.transitions, trans_count),
+        "anomalies": LazyTable(c.anomaly_rows, c.anomalies_frame, lambda: len(c.anomalies)),
+        "oddities": LazyTable(c.oddity_rows, c.oddities_frame, lambda: len(c.oddities)),
+    }
+    return Result(**tables, stats=stats, options=options, sources=sources,
+                  connection_frames=c.connection_frames if stream_connections else None,
+                  connection_rows=c.connection_rows if stream_connections else None)
 
 
 def analyze(source: Source | list[Source], *, options: Options | None = None,

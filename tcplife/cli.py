@@ -14,29 +14,18 @@ Another module's command plugs in with one line at the end of this file:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import os
 import sys
 import threading
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
-import pandas as pd
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.text import Text
 
 from tcplife import __version__, output
-from tcplife.analysis import TABLES, Result, analyze
 from tcplife.capture import CaptureError
 from tcplife.cli_options import (
     TIMEOUTS,
@@ -51,11 +40,20 @@ from tcplife.cli_options import (
     timeout_options,
 )
 from tcplife.cli_options import Instant as Instant  # re-exported: tests and plug-ins use it
-from tcplife.distributed import analyze_dask, capture_files
 from tcplife.export import EXPORT_FORMATS, export
-from tcplife.frames import CONNECTION_COLUMNS, empty_frame, state_at
+from tcplife.rows import Rows, column_of
 from tcplife.safety import terminal_text
+from tcplife.schema import CONNECTIONS, TABLES
 from tcplife.times import When
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from tcplife.analysis import Result
+
+# Start-up: `tcplife --help` and a JSON-lines, CSV or table run import neither pandas nor
+# numpy's users until they are needed (the analysis imports numpy; pandas, pyarrow,
+# matplotlib and dask only the commands and formats that use them).
 
 #: Messages, warnings, errors and the progress bar: never on stdout, which carries rows.
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -157,6 +155,15 @@ class ProgressBar:
         self._timer.start()
 
     def show(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         with self._lock:
             if self.bar is None:
                 self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
@@ -204,6 +211,8 @@ def progress_bar() -> Iterator[ProgressBar | None]:
 
 def _spool_stdin(captures: tuple[str, ...]) -> list[Any]:
     """Standard input read into memory, for commands that read the capture twice."""
+    from tcplife.capture.paths import capture_files
+
     sources: list[Any] = []
     for capture in captures:
         if capture == "-":
@@ -218,6 +227,8 @@ def _spool_stdin(captures: tuple[str, ...]) -> list[Any]:
 def capture_list(captures: tuple[str, ...], dask: bool) -> list[str]:
     """The capture files the arguments name (directories and globs expanded, ``-`` kept);
     with ``dask``, checked fit for the Dask engine (files only, Dask installed)."""
+    from tcplife.capture.paths import capture_files
+
     if captures.count("-") > 1:
         raise click.UsageError("standard input (-) can be read only once")
     files = [f for capture in captures for f in capture_files(capture)]
@@ -245,8 +256,12 @@ def run_analysis(captures: tuple[str, ...], timeouts: dict[str, float],
     default engine only)."""
     files = capture_list(captures, dask=engine is not None)
     if engine is not None:
+        from tcplife.distributed import analyze_dask
+
         result = analyze_dask(files, tables=tables, **engine, **timeouts)
     else:
+        from tcplife.analysis import analyze
+
         with progress_bar() as bar:
             result = analyze(sources if sources is not None else files,
                              tables=tables, progress=bar,
@@ -267,6 +282,8 @@ def write_parquet_dataset(captures: tuple[str, ...], engine: dict[str, Any] | No
     if select != Selection():
         raise click.UsageError("row filters do not apply to a Parquet dataset: filter "
                                "when reading it")
+    from tcplife.distributed import analyze_dask
+
     files = capture_list(captures, dask=True)
     dataset = analyze_dask(files, parquet_dir=directory, **engine, **timeouts)
     for warning in dataset.warnings:
@@ -320,22 +337,26 @@ def analyze_command(captures: tuple[str, ...], engine: dict[str, Any] | None,
                           stream_connections=streamed)
     flt = select.resolve(result)
     if streamed:
-        out.emit_frames((flt.connections(frame) for frame in result.iter_connections(
-            STREAM_ROWS)), empty_frame(CONNECTION_COLUMNS))
+        out.emit_frames((flt.connections(piece) for piece in result.iter_connection_rows(
+            STREAM_ROWS)), Rows.empty(CONNECTIONS))
         return
-    rows = flt.connections(result.connections)
+    rows = flt.connections(result.table("connections"))
     out.emit(rows, lambda: output.connections_view(rows, _summary(result, rows),
                                                    result.sources))
 
 
-def _summary(result: Result, rows: pd.DataFrame) -> dict[str, Any]:
+def _summary(result: Result, rows: Any) -> dict[str, Any]:
     """The summary of the selected connections (``rows``)."""
+    from tcplife.rows import select
     from tcplife.summary import summarize
 
-    ids = rows["conn_id"]
-    return summarize(rows, result.stats,
-                     result.transitions[result.transitions["conn_id"].isin(ids)],
-                     result.anomalies[result.anomalies["conn_id"].isin(ids)])
+    ids = set(column_of(rows, "conn_id"))
+
+    def of_rows(name: str) -> Any:
+        table = result.table(name)
+        return select(table, [c in ids for c in column_of(table, "conn_id")])
+
+    return summarize(rows, result.stats, of_rows("transitions"), of_rows("anomalies"))
 
 
 @main.command("timeline", epilog=CAPTURE_EPILOG)
@@ -372,12 +393,13 @@ def timeline_command(captures: tuple[str, ...], select: Selection, plot_path: st
         from tcplife.plot import plot_timeline
 
         figure = plot_timeline(result, plot_path, conn_ids=sorted(flt.selected_ids(
-            result.connections)) if not flt.empty else None)
+            result.table("connections"))) if not flt.empty else None)
         message("note", f"wrote {plot_path} ({figure.get_size_inches()[0]:.0f}×"
                 f"{figure.get_size_inches()[1]:.0f} in)", "dim")
         return
-    rows = flt.transitions(result.transitions, result.connections)
-    out.emit(rows, lambda: output.timeline_view(rows, result.connections, result.sources))
+    conns = result.table("connections")
+    rows = flt.transitions(result.table("transitions"), conns)
+    out.emit(rows, lambda: output.timeline_view(rows, conns, result.sources))
 
 
 @main.command("anomalies", epilog=CAPTURE_EPILOG)
@@ -399,7 +421,8 @@ def anomalies_command(captures: tuple[str, ...], select: Selection, show_all: bo
     says how many (--all shows them).
     """
     result = run_analysis(captures, timeouts, tables=("connections", "anomalies"))
-    rows = select.resolve(result).anomalies(result.anomalies, result.connections)
+    rows = select.resolve(result).anomalies(result.table("anomalies"),
+                                            result.table("connections"))
     out.emit(rows, lambda: output.anomalies_view(rows, result.sources, show_info=show_all))
 
 
@@ -424,14 +447,16 @@ def at_command(when: When, captures: tuple[str, ...], select: Selection,
     ns = absolute_ns(when, result)
     assert ns is not None
     # (the time was resolved and warned about once, above)
-    snapshot = state_at(result.connections, result.transitions,
-                        pd.Timestamp(ns, unit="ns", tz="UTC"))
-    rows = select.resolve(result).snapshot(snapshot, result.connections)
+    from tcplife.snapshot import state_at_rows
+
+    conns = result.table("connections")
+    snapshot = state_at_rows(conns, result.table("transitions"), ns)
+    rows = select.resolve(result).snapshot(snapshot, conns)
     out.emit(rows, lambda: output.state_at_view(rows, ns, result.sources))
 
 
 def _packets(captures: tuple[str, ...], timeouts: dict[str, float],
-             select: Selection) -> tuple[Result, pd.DataFrame, pd.DataFrame]:
+             select: Selection) -> tuple[Result, Any, Any]:
     """Analyse, choose connections, read their packets again: (result, the chosen
     connections, their packets)."""
     from tcplife.packets import read_packets
@@ -533,16 +558,20 @@ def export_command(captures: tuple[str, ...], directory: str, fmt: str, select: 
     timeouts used and the tcplife version. The filters apply to every table. The paths
     written are listed on standard output, one per line.
     """
+    from tcplife.rows import select as select_rows
+
     result = run_analysis(captures, timeouts)
     flt = select.resolve(result)
-    chosen = dataclasses.replace(
-        result,
-        connections=flt.connections(result.connections),
-        transitions=flt.transitions(result.transitions, result.connections),
-        anomalies=flt.anomalies(result.anomalies, result.connections),
-        oddities=result.oddities if flt.empty else result.oddities[
-            result.oddities["conn_id"].isin(flt.selected_ids(result.connections))
-        ].reset_index(drop=True))
+    conns = result.table("connections")
+    oddities = result.table("oddities")
+    if not flt.empty:
+        ids = flt.selected_ids(conns)
+        oddities = select_rows(oddities, [c in ids for c in column_of(oddities, "conn_id")])
+    chosen = result.replace(
+        connections=flt.connections(conns),
+        transitions=flt.transitions(result.table("transitions"), conns),
+        anomalies=flt.anomalies(result.table("anomalies"), conns),
+        oddities=oddities)
     for path in export(chosen, directory, fmt):
         click.echo(str(path))
 

@@ -14,7 +14,7 @@ import sys
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 from rich.console import Console, Group, RenderableType
@@ -29,11 +29,12 @@ from tcplife.events import (
     Retraction,
     Transition,
 )
-from tcplife.live import EarlyAnomaly, LiveSession, LiveWarning, Tick, event_row
-from tcplife.live import live as start_live
 from tcplife.options import NS, Options
 from tcplife.output import CLOSE_STYLES, INFO_KINDS, STATE_STYLES, clock, endpoint
 from tcplife.states import STATE_ORDER
+
+if TYPE_CHECKING:
+    from tcplife.live import LiveSession
 
 _encode = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
 
@@ -88,6 +89,8 @@ def live(iface: str, bpf: tuple[str, ...], fmt: str | None, duration: float | No
     event is dated after it; the closed rows' *_eventual_state columns say where the
     timeouts still pending would take each side. jsonl ends with a "stopped" row.
     """
+    from tcplife.live import live as start_live  # (the analysis: imported when used)
+
     fmt = fmt or ("table" if sys.stdout.isatty() else "jsonl")
     session = start_live(iface, " ".join(bpf) or None, duration=duration, count=count,
                          write=write, snaplen=snaplen, buffer_mb=buffer_mb,
@@ -122,6 +125,7 @@ def message(level: str, text: str, style: str) -> None:
 
 
 def _run_jsonl(session: LiveSession, stream: IO[str], all_events: bool) -> None:
+    from tcplife.live import LiveWarning, Tick, event_row
     for ev in session:
         if isinstance(ev, Tick):
             continue
@@ -189,6 +193,7 @@ class Screen:
         self.started = time.monotonic()
 
     def update(self, ev: Any) -> None:
+        from tcplife.live import EarlyAnomaly, LiveWarning
         now = time.monotonic()
         if isinstance(ev, ConnectionStarted):
             self.rows[ev.conn_id] = {
@@ -230,6 +235,7 @@ class Screen:
             del self.rows[conn_id]
 
     def render(self, height: int) -> RenderableType:
+        from tcplife.live import EarlyAnomaly
         c = self.session.counters
         now = time.monotonic()
         elapsed = now - self.started
@@ -282,6 +288,7 @@ class Screen:
 
 
 def _run_table(session: LiveSession, iface: str, bpf: str) -> None:
+    from tcplife.live import Tick
     console = Console(highlight=False)
     screen = Screen(session, iface + (f" — {bpf}" if bpf else ""))
     with Live(console=console, auto_refresh=False, transient=False,

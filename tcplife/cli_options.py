@@ -14,17 +14,19 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import pandas as pd
 
 from tcplife import output
-from tcplife.analysis import Result
 from tcplife.filters import ANOMALY_KINDS, Filter, parse_host
 from tcplife.options import Options
+from tcplife.rows import column_of
 from tcplife.states import STATE_ORDER
 from tcplife.times import TimeError, When, parse_time
+
+if TYPE_CHECKING:
+    from tcplife.analysis import Result
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -69,7 +71,7 @@ class Output:
         return (os.path.isdir(path) or path.endswith(("/", os.sep))
                 or not Path(path).suffix)
 
-    def emit(self, frame: pd.DataFrame, table: output.TableBuilder) -> None:
+    def emit(self, frame: Any, table: output.TableBuilder) -> None:
         output.write(frame, self.format, self.path, sys.stdout, table)
 
     @property
@@ -77,7 +79,7 @@ class Output:
         """Whether the format is written a frame at a time (`emit_frames`)."""
         return self.format in output.STREAMED_FORMATS
 
-    def emit_frames(self, frames: Iterable[pd.DataFrame], empty: pd.DataFrame) -> None:
+    def emit_frames(self, frames: Iterable[Any], empty: Any) -> None:
         output.write_frames(frames, self.format, self.path, sys.stdout, empty)
 
     def write_text(self, text: str) -> None:
@@ -100,12 +102,16 @@ def output_options(command: F | None = None, *, formats: Sequence[str] = output.
     def decorate(command: F) -> F:
         @functools.wraps(command)
         def wrapper(*args: Any, fmt: str | None, path: str | None, **kwargs: Any) -> Any:
-            if fmt or not default:
-                chosen = output.choose_format(fmt, path, sys.stdout.isatty())
-            elif path and path != "-":
-                chosen = output.EXTENSION_FORMATS.get(Path(path).suffix.lower(), default)
-            else:
-                chosen = default
+            try:
+                if fmt or not default:
+                    chosen = output.choose_format(fmt, path, sys.stdout.isatty(),
+                                                  tuple(formats))
+                elif path and path != "-":
+                    chosen = output.format_of_path(path, default, tuple(formats))
+                else:
+                    chosen = default
+            except output.UnknownExtension as exc:
+                raise click.UsageError(str(exc)) from exc
             if chosen not in formats:
                 raise click.UsageError(f"this command does not write {chosen}; formats: "
                                        f"{', '.join(formats)}")
@@ -272,10 +278,10 @@ class Selection:
     until: tuple[int, bool] | None = None
 
     def resolve(self, result: Result) -> Filter:
-        ids = result.connections["conn_id"]
+        ids = set(column_of(result.table("connections"), "conn_id"))
         for conn_id in self.conn_ids:
-            if not (ids == conn_id).any():
-                known = f"ids 0–{ids.max()}" if len(ids) else "the capture has no connections"
+            if conn_id not in ids:
+                known = f"ids 0–{max(ids)}" if ids else "the capture has no connections"
                 raise click.BadParameter(f"no connection {conn_id} ({known})",
                                          param_hint="--conn")
         return Filter(self.hosts, self.ports, self.conn_ids,

@@ -51,11 +51,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import glob
 import hashlib
 import heapq
 import os
-import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -67,6 +65,7 @@ from tcplife.analysis import TABLES, Result, Sink, resolve_options
 from tcplife.capture import ReadStats
 from tcplife.capture.columns import V6_BASE, AddressBook, Batch
 from tcplife.capture.fastread import read_batches
+from tcplife.capture.paths import capture_files, natural
 from tcplife.dataset import (
     ParquetDataset,
     Tracked,
@@ -110,30 +109,7 @@ _M3 = np.uint64(0x94D049BB133111EB)
 
 
 # ---------------------------------------------------------------------- inputs
-def _natural(name: str) -> list[Any]:
-    """``cap2`` before ``cap10`` (tcpdump -C numbering), text compared as text."""
-    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
-
-
-def capture_files(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
-                  ) -> list[str]:
-    """The capture files of a directory (files only, in natural name order), a glob
-    (natural order) or a list (kept in its order)."""
-    if not isinstance(source, (str, os.PathLike)):
-        return [os.fspath(p) for p in source]
-    text = os.fspath(source)
-    if os.path.isfile(text) or text == "-":
-        return [text]
-    if os.path.isdir(text):
-        names = [os.path.join(text, n) for n in os.listdir(text)
-                 if os.path.isfile(os.path.join(text, n)) and not n.startswith(".")]
-    elif glob.has_magic(text):
-        names = [n for n in glob.glob(text) if os.path.isfile(n)]
-        if not names:  # a file name with [ or * in it, or a typo: the reader says which
-            return [text]
-    else:
-        return [text]
-    return sorted(names, key=lambda n: _natural(os.path.basename(n)))
+_natural = natural
 
 
 # ---------------------------------------------------------------------- stage 1: read

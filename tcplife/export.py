@@ -19,17 +19,21 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from tcplife import output
-from tcplife.analysis import TABLES, Result  # the tables exported, in this order
+from tcplife.schema import TABLES  # the tables exported, in this order
 
-Exporter = Callable[[Result, Path], list[Path]]
+if TYPE_CHECKING:
+    from tcplife.analysis import Result
+
+Exporter = Callable[["Result", Path], list[Path]]
 
 
-def tables(result: Result) -> dict[str, pd.DataFrame]:
-    return {name: getattr(result, name) for name in TABLES}
+def tables(result: Result) -> dict[str, Any]:
+    """The tables as they are at hand (`tcplife.rows.Rows` or DataFrames: the writers
+    take either; only Parquet and Zeek's log need pandas)."""
+    return {name: result.table(name) for name in TABLES}
 
 
 def capture_metadata(result: Result) -> dict[str, object]:

@@ -4,8 +4,9 @@ time window, the filters a user of tshark or ``ss`` expects.
 Owns: `Filter` and how each criterion applies to each table. A filter first chooses
 *connections* (`Filter.conn_ids`); each table is then cut to those connections and, where
 its rows carry a time, a state or a kind, to the rows that match. Knows nothing of click,
-captures or output formats: DataFrames in, DataFrames out (same columns and dtypes,
-always a DataFrame, empty when nothing matches).
+captures or output formats: a table in, the same kind of table out -- `tcplife.rows.Rows`
+(the command line, without pandas) or a DataFrame (same columns and dtypes), empty when
+nothing matches.
 
 How each criterion reads:
 
@@ -25,9 +26,9 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-import pandas as pd
-
+from tcplife.rows import column_of, select
 from tcplife.states import ANOMALY_KINDS
 
 __all__ = ["ANOMALY_KINDS", "Filter", "make_filter", "parse_host"]
@@ -41,22 +42,33 @@ def parse_host(text: str) -> Network:
     return ipaddress.ip_network(text.strip(), strict=False)
 
 
-def _in_networks(addresses: pd.Series, networks: tuple[Network, ...]) -> pd.Series:
+def _in_networks(addresses: list[Any], networks: tuple[Network, ...]) -> list[bool]:
     """Whether each address lies in one of the networks (addresses parsed once each)."""
-    verdict: dict[str, bool] = {}
-    for addr in pd.unique(addresses.dropna().astype(str)):
-        try:
-            ip = ipaddress.ip_address(addr)
-        except ValueError:
-            verdict[addr] = False
-            continue
-        verdict[addr] = any(ip.version == net.version and ip in net for net in networks)
-    return addresses.astype(object).map(lambda a: verdict.get(str(a), False)).astype(bool)
+    verdict: dict[Any, bool] = {}
+    out = []
+    for addr in addresses:
+        found = verdict.get(addr)
+        if found is None:
+            found = False
+            if addr is not None:
+                try:
+                    ip = ipaddress.ip_address(str(addr))
+                    found = any(ip.version == net.version and ip in net for net in networks)
+                except ValueError:
+                    pass
+            verdict[addr] = found
+        out.append(found)
+    return out
+
+
+def _and(keep: list[bool], more: Iterable[bool]) -> list[bool]:
+    return [a and b for a, b in zip(keep, more, strict=True)]
 
 
 @dataclass(frozen=True)
 class Filter:
-    """What to keep; an empty criterion keeps everything."""
+    """What to keep; an empty criterion keeps everything. Tables are `Rows` or
+    DataFrames; each method returns the kind it was given."""
 
     hosts: tuple[Network, ...] = ()
     ports: tuple[int, ...] = ()
@@ -71,46 +83,52 @@ class Filter:
         return not (self.hosts or self.ports or self.conn_ids or self.states or self.kinds
                     or self.since_ns is not None or self.until_ns is not None)
 
-    def selected_ids(self, connections: pd.DataFrame) -> set[int]:
+    def selected_ids(self, connections: Any) -> set[int]:
         """The conn_ids of the connections the filter keeps."""
-        return set(connections.loc[self.connection_mask(connections), "conn_id"].tolist())
+        return {int(c) for c, k in zip(column_of(connections, "conn_id"),
+                                       self.connection_mask(connections), strict=True) if k}
 
-    def connection_mask(self, connections: pd.DataFrame) -> pd.Series:
-        keep = pd.Series(True, index=connections.index)
+    def connection_mask(self, connections: Any) -> list[bool]:
+        col = _columns(connections)
+        keep = [True] * len(connections)
         if self.hosts:
-            keep &= (_in_networks(connections["client_addr"], self.hosts)
-                     | _in_networks(connections["server_addr"], self.hosts))
+            keep = _and(keep, (a or b for a, b in zip(
+                _in_networks(col("client_addr"), self.hosts),
+                _in_networks(col("server_addr"), self.hosts), strict=True)))
         if self.ports:
-            keep &= (connections["client_port"].isin(self.ports)
-                     | connections["server_port"].isin(self.ports))
+            ports = set(self.ports)
+            keep = _and(keep, (a in ports or b in ports for a, b in zip(
+                col("client_port"), col("server_port"), strict=True)))
         if self.conn_ids:
-            keep &= connections["conn_id"].isin(self.conn_ids)
+            ids = set(self.conn_ids)
+            keep = _and(keep, (c in ids for c in col("conn_id")))
         if self.states:
-            keep &= (connections["client_state"].astype(object).isin(self.states)
-                     | connections["server_state"].astype(object).isin(self.states))
+            states = set(self.states)
+            keep = _and(keep, (a in states or b in states for a, b in zip(
+                col("client_state"), col("server_state"), strict=True)))
         if self.kinds:
             wanted = set(self.kinds)
-            keep &= connections["anomalies"].map(lambda ks: bool(wanted & set(ks or ())))
+            keep = _and(keep, (bool(wanted & set(ks or ())) for ks in col("anomalies")))
         if self.until_ns is not None:
-            keep &= connections["first_ts_ns"] <= self.until_ns
+            keep = _and(keep, (t <= self.until_ns for t in col("first_ts_ns")))
         if self.since_ns is not None:
-            keep &= connections["last_ts_ns"] >= self.since_ns
-        return keep.astype(bool)
-
-    def _window(self, frame: pd.DataFrame) -> pd.Series:
-        keep = pd.Series(True, index=frame.index)
-        if self.since_ns is not None:
-            keep &= frame["ts_ns"] >= self.since_ns
-        if self.until_ns is not None:
-            keep &= frame["ts_ns"] <= self.until_ns
+            keep = _and(keep, (t >= self.since_ns for t in col("last_ts_ns")))
         return keep
 
-    def connections(self, connections: pd.DataFrame) -> pd.DataFrame:
+    def _window(self, table: Any) -> list[bool]:
+        keep = [True] * len(table)
+        if self.since_ns is None and self.until_ns is None:
+            return keep
+        low = self.since_ns if self.since_ns is not None else -(1 << 63)
+        high = self.until_ns if self.until_ns is not None else 1 << 63
+        return [low <= t <= high for t in column_of(table, "ts_ns")]
+
+    def connections(self, connections: Any) -> Any:
         if self.empty:
             return connections
-        return connections[self.connection_mask(connections)].reset_index(drop=True)
+        return select(connections, self.connection_mask(connections))
 
-    def transitions(self, transitions: pd.DataFrame, connections: pd.DataFrame) -> pd.DataFrame:
+    def transitions(self, transitions: Any, connections: Any) -> Any:
         """Transitions of the kept connections, in the window, entering one of ``states``
         (a state filter here asks for the moments a side entered the state, so it does not
         also require the connection to end in it)."""
@@ -118,31 +136,48 @@ class Filter:
             return transitions
         ids = Filter(self.hosts, self.ports, self.conn_ids, (), self.kinds,
                      self.since_ns, self.until_ns).selected_ids(connections)
-        keep = transitions["conn_id"].isin(ids) & self._window(transitions)
+        keep = _and([c in ids for c in column_of(transitions, "conn_id")],
+                    self._window(transitions))
         if self.states:
-            keep &= transitions["to_state"].astype(object).isin(self.states)
-        return transitions[keep.astype(bool)].reset_index(drop=True)
+            states = set(self.states)
+            keep = _and(keep, (s in states for s in column_of(transitions, "to_state")))
+        return select(transitions, keep)
 
-    def anomalies(self, anomalies: pd.DataFrame, connections: pd.DataFrame) -> pd.DataFrame:
+    def anomalies(self, anomalies: Any, connections: Any) -> Any:
         if self.empty:
             return anomalies
-        keep = anomalies["conn_id"].isin(self.selected_ids(connections)) & \
-            self._window(anomalies)
+        ids = self.selected_ids(connections)
+        keep = _and([c in ids for c in column_of(anomalies, "conn_id")],
+                    self._window(anomalies))
         if self.kinds:
-            keep &= anomalies["kind"].astype(object).isin(self.kinds)
-        return anomalies[keep.astype(bool)].reset_index(drop=True)
+            kinds = set(self.kinds)
+            keep = _and(keep, (k in kinds for k in column_of(anomalies, "kind")))
+        return select(anomalies, keep)
 
-    def snapshot(self, snapshot: pd.DataFrame, connections: pd.DataFrame) -> pd.DataFrame:
+    def snapshot(self, snapshot: Any, connections: Any) -> Any:
         """A `state_at` snapshot: sockets of the kept connections in one of ``states``
         (the time window does not apply: the snapshot is one instant)."""
         if self.empty:
             return snapshot
         ids = Filter(self.hosts, self.ports, self.conn_ids, (), self.kinds).selected_ids(
             connections)
-        keep = snapshot["conn_id"].isin(ids)
+        keep = [c in ids for c in column_of(snapshot, "conn_id")]
         if self.states:
-            keep &= snapshot["state"].astype(object).isin(self.states)
-        return snapshot[keep.astype(bool)].reset_index(drop=True)
+            states = set(self.states)
+            keep = _and(keep, (s in states for s in column_of(snapshot, "state")))
+        return select(snapshot, keep)
+
+
+def _columns(table: Any) -> Any:
+    """``name -> column_of(table, name)``, each column read once."""
+    cache: dict[str, list[Any]] = {}
+
+    def col(name: str) -> list[Any]:
+        if name not in cache:
+            cache[name] = column_of(table, name)
+        return cache[name]
+
+    return col
 
 
 def make_filter(hosts: Iterable[str] = (), ports: Iterable[int] = (),

@@ -48,13 +48,12 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tcplife.analysis import Result
 from tcplife.capture.columns import AddressBook, Batch
 from tcplife.capture.stats import ReadStats
+from tcplife.collect import Collector, connection_row
 from tcplife.detect import (
     DetectorSet,
     TimeWaitAccumulation,
@@ -72,17 +71,14 @@ from tcplife.events import (
     Retraction,
     Transition,
 )
-from tcplife.frames import (
-    CONNECTION_COLUMNS,
-    ODDITY_COLUMNS,
-    Collector,
-    connection_row,
-    empty_frame,
-)
 from tcplife.options import NS, Options
+from tcplife.schema import CONNECTIONS
 from tcplife.segment import Segment
 from tcplife.states import CERTAIN, CLIENT, DEFAULT_SEVERITY, SERVER, State
 from tcplife.tracker import Tracker
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: How far behind the wall clock the tracker's clock is moved when no packet is waiting.
 CLOCK_LAG = 0.5
@@ -635,7 +631,6 @@ class LiveSession:
         return Result(connections=collector.connections(),
                       transitions=collector.transitions(),
                       anomalies=collector.anomalies_frame(),
-                      oddities=empty_frame(ODDITY_COLUMNS),
                       stats=self.source.stats, options=self.options, sources=[self.name])
 
     def open_connections(self) -> pd.DataFrame:
@@ -700,7 +695,7 @@ def record_row(rec: ConnectionRecord) -> dict[str, Any]:
     # for: a live row says only whether this instance spans several tcp.streams.
     row["tcp_stream_match"] = ("split" if rec.peers is not None
                                and len(rec.peers.tcp_streams) > 1 else "same")
-    return {name: row[name] for name in CONNECTION_COLUMNS}
+    return {name: row[name] for name in CONNECTIONS}
 
 
 def event_row(ev: LiveEvent) -> dict[str, Any] | None:

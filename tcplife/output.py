@@ -1,14 +1,16 @@
 """Writing tcplife's tables: rich tables for people; JSON, JSONL, CSV and Parquet for programs.
 
-Owns: the output formats and how a DataFrame of the public schemas (`tcplife.frames`)
-becomes rows in each of them -- the DataFrame's column names unchanged, float seconds kept,
-datetime columns as ISO 8601 strings ending in ``Z``, NA as null, categoricals as strings,
-lists as arrays -- and the terminal views: consistent state colours, compact columns, UTC
-clock times with the date once in the title, the ``analyze`` summary.
+Owns: the output formats and how a table of the public schemas (`tcplife.rows.Rows`, or a
+pandas DataFrame of `tcplife.frames`) becomes rows in each of them -- the column names
+unchanged, float seconds kept, datetime columns as ISO 8601 strings ending in ``Z``, NA
+as null, categoricals as strings, lists as arrays -- and the terminal views: consistent
+state colours, compact columns, UTC clock times with the date once in the title, the
+``analyze`` summary.
 
-Knows nothing of click, of captures or of how the tables were computed: DataFrames (and
+Knows nothing of click, of captures or of how the tables were computed: tables (and
 `ReadStats`) in, text or a file out. Machine formats are written row by row as they are
-converted, never collected into one big string.
+converted, never collected into one big string. `Rows` are written without importing
+pandas (only Parquet needs it, through pyarrow).
 """
 
 from __future__ import annotations
@@ -21,18 +23,17 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
 
-import pandas as pd
 from rich import box
 from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, JustifyMethod, RenderableType, RenderResult
 from rich.table import Table
 from rich.text import Text
 
-from tcplife.frames import to_ns
+from tcplife.rows import Rows, column_of
 from tcplife.safety import csv_text, open_output, terminal_text
 from tcplife.states import DEFAULT_SEVERITY
 
@@ -78,17 +79,39 @@ class OutputError(Exception):
     """The output cannot be produced as asked (e.g. Parquet to a terminal)."""
 
 
-def choose_format(fmt: str | None, path: str | None, stdout_is_terminal: bool) -> str:
-    """The explicit ``--format``; else from ``-o FILE``'s extension (jsonl if unknown);
-    else ``table`` on a terminal and ``jsonl`` into a pipe or file."""
+def choose_format(fmt: str | None, path: str | None, stdout_is_terminal: bool,
+                  allowed: tuple[str, ...] = FORMATS) -> str:
+    """The explicit ``--format``; else from ``-o FILE``'s extension (jsonl for a name
+    without one); else ``table`` on a terminal and ``jsonl`` into a pipe or file. An
+    extension that names no format raises `UnknownExtension`."""
     if fmt:
         return fmt
     if path and path != "-":
-        return EXTENSION_FORMATS.get(Path(path).suffix.lower(), "jsonl")
+        return format_of_path(path, "jsonl", allowed)
     return "table" if stdout_is_terminal else "jsonl"
 
 
-def write(frame: pd.DataFrame, fmt: str, path: str | None, stdout: IO[str],
+class UnknownExtension(ValueError):
+    """``-o FILE`` whose extension names no format (and no ``--format`` says one)."""
+
+
+def format_of_path(path: str, default: str, allowed: tuple[str, ...] = FORMATS) -> str:
+    """The format ``-o path``'s extension names; ``default`` for a name without an
+    extension; `UnknownExtension` for any other extension (naming those of ``allowed``
+    formats)."""
+    suffix = Path(path).suffix.lower()
+    if not suffix:
+        return default
+    found = EXTENSION_FORMATS.get(suffix)
+    if found is None:
+        raise UnknownExtension(
+            f"-o {path}: {suffix} names no output format; use one of "
+            f"{' '.join(e for e, f in EXTENSION_FORMATS.items() if f in allowed)} or say "
+            "--format")
+    return found
+
+
+def write(frame: Any, fmt: str, path: str | None, stdout: IO[str],
           table: TableBuilder) -> None:
     """Write ``frame`` as ``fmt`` to ``path`` (``None`` or ``-``: ``stdout``). For the
     ``table`` format, ``table()`` builds the renderables (called only then)."""
@@ -109,8 +132,8 @@ def write(frame: pd.DataFrame, fmt: str, path: str | None, stdout: IO[str],
 STREAMED_FORMATS = ("jsonl", "csv")
 
 
-def write_frames(frames: Iterable[pd.DataFrame], fmt: str, path: str | None,
-                 stdout: IO[str], empty: pd.DataFrame) -> None:
+def write_frames(frames: Iterable[Any], fmt: str, path: str | None,
+                 stdout: IO[str], empty: Any) -> None:
     """Write consecutive pieces of one table as ``fmt`` (one of `STREAMED_FORMATS`): the
     same text `write` gives for their concatenation, holding one piece at a time.
     ``empty``: the table's columns, for the CSV header when there are no pieces."""
@@ -135,7 +158,7 @@ def write_frames(frames: Iterable[pd.DataFrame], fmt: str, path: str | None,
         run(stream)
 
 
-def _write_text(frame: pd.DataFrame, fmt: str, stream: IO[str], table: TableBuilder) -> None:
+def _write_text(frame: Any, fmt: str, stream: IO[str], table: TableBuilder) -> None:
     if fmt == "table":
         console = table_console(stream)
         for renderable in table():
@@ -164,9 +187,11 @@ def table_console(stream: IO[str]) -> Console:
 # --- machine formats ------------------------------------------------------------------
 
 
-def _iso(series: pd.Series) -> list[str | None]:
+def _iso(series: Any) -> list[str | None]:
     """tz-aware datetimes -> ISO 8601 UTC with ``Z``: microseconds, or nanoseconds when
     any value has them."""
+    import pandas as pd
+
     utc = series.dt.tz_convert("UTC")
     sub_us = (utc.dt.nanosecond != 0).any()
     frac = utc.dt.microsecond * 1000 + utc.dt.nanosecond
@@ -177,21 +202,50 @@ def _iso(series: pd.Series) -> list[str | None]:
     return [None if pd.isna(v) else v for v in text.astype(object).tolist()]
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def iso_ns(values: list[int | None]) -> list[str | None]:
+    """Integer ns since the epoch -> the ISO 8601 text `_iso` gives for the same
+    datetimes: microseconds, or nanoseconds when any value has them."""
+    sub_us = any(v is not None and v % 1000 for v in values)
+    out: list[str | None] = []
+    seconds_text: dict[int, str] = {}
+    for v in values:
+        if v is None:
+            out.append(None)
+            continue
+        sec, frac = divmod(v, 1_000_000_000)
+        text = seconds_text.get(sec)
+        if text is None:
+            text = seconds_text[sec] = (_EPOCH + timedelta(seconds=sec)).strftime(
+                "%Y-%m-%dT%H:%M:%S")
+        out.append(f"{text}.{frac:09d}Z" if sub_us else f"{text}.{frac // 1000:06d}Z")
+    return out
+
+
+def _is_na(value: Any) -> bool:
+    """None, or pandas' NA / NaT (recognised without importing pandas)."""
+    return value is None or type(value).__name__ in ("NAType", "NaTType")
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    if value is pd.NA or value is pd.NaT:
+    if _is_na(value):
         return None
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalar
         return value.item()
     return value
 
 
-def column_values(series: pd.Series) -> list[Any]:
-    """One column as JSON-ready Python values: ISO strings for datetimes, str for
-    categoricals, None for NA/NaN, lists as lists."""
+def column_values(series: Any) -> list[Any]:
+    """One DataFrame column as JSON-ready Python values: ISO strings for datetimes, str
+    for categoricals, None for NA/NaN, lists as lists."""
+    import pandas as pd
+
     if isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(
             series.dtype):
         if not isinstance(series.dtype, pd.DatetimeTZDtype):
@@ -204,9 +258,29 @@ def column_values(series: pd.Series) -> list[Any]:
     return [_plain(v) for v in series.astype(object).tolist()]
 
 
-def iter_records(frame: pd.DataFrame, chunk: int = 10_000) -> Iterator[dict[str, Any]]:
-    """The rows of ``frame`` as dicts keyed by its column names, converted a chunk of
-    rows at a time."""
+def rows_values(values: list[Any], spec: str) -> list[Any]:
+    """One `Rows` column as the JSON-ready values `column_values` gives for the same
+    column of a DataFrame."""
+    if spec == "time":
+        return iso_ns(values)
+    if spec == "float64":
+        return [None if v is None or math.isnan(v) else v for v in values]
+    if spec == "object":
+        return [_plain(v) for v in values]
+    return values
+
+
+def iter_records(frame: Any, chunk: int = 10_000) -> Iterator[dict[str, Any]]:
+    """The rows of ``frame`` (`Rows` or a DataFrame) as dicts keyed by its column names,
+    converted a chunk of rows at a time."""
+    if isinstance(frame, Rows):
+        names = frame.names
+        for start in range(0, len(frame), chunk):
+            columns = [rows_values(frame.column(name)[start:start + chunk], spec)
+                       for name, spec in frame.schema.items()]
+            for values in zip(*columns, strict=True):
+                yield dict(zip(names, values, strict=True))
+        return
     names = [str(c) for c in frame.columns]
     for start in range(0, len(frame), chunk):
         part = frame.iloc[start:start + chunk]
@@ -219,13 +293,13 @@ def _dumps(record: dict[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, allow_nan=False)
 
 
-def write_jsonl(frame: pd.DataFrame, stream: IO[str]) -> None:
+def write_jsonl(frame: Any, stream: IO[str]) -> None:
     """One JSON object per line; nothing at all for an empty table."""
     for record in iter_records(frame):
         stream.write(_dumps(record) + "\n")
 
 
-def write_json(frame: pd.DataFrame, stream: IO[str]) -> None:
+def write_json(frame: Any, stream: IO[str]) -> None:
     """One JSON array of objects (``[]`` for an empty table)."""
     stream.write("[")
     for i, record in enumerate(iter_records(frame)):
@@ -243,16 +317,17 @@ def _csv_cell(value: Any) -> Any:
     return value
 
 
-def write_csv(frame: pd.DataFrame, stream: IO[str], header: bool = True) -> None:
+def write_csv(frame: Any, stream: IO[str], header: bool = True) -> None:
     """A header, then one line per row: lists joined with ``;``, NA empty."""
     writer = csv.writer(stream, lineterminator="\n")
     if header:
-        writer.writerow([str(c) for c in frame.columns])
+        writer.writerow(frame.names if isinstance(frame, Rows) else
+                        [str(c) for c in frame.columns])
     for record in iter_records(frame):
         writer.writerow([csv_text(_csv_cell(v)) for v in record.values()])
 
 
-def write_parquet(frame: pd.DataFrame, path: str) -> None:
+def write_parquet(frame: Any, path: str) -> None:
     """Parquet via pyarrow, dtypes kept (categoricals as dictionaries, UTC timestamps);
     list columns are typed ``list<string>`` even when every list is empty."""
     try:
@@ -261,6 +336,8 @@ def write_parquet(frame: pd.DataFrame, path: str) -> None:
     except ImportError as exc:  # pragma: no cover - pyarrow is an optional dependency
         raise OutputError("parquet output needs pyarrow: pip install 'tcplife[parquet]'") \
             from exc
+    if isinstance(frame, Rows):
+        frame = frame.to_pandas()
     table = pa.Table.from_pandas(frame, preserve_index=False)
     for i, field in enumerate(table.schema):
         column = frame[field.name]
@@ -311,14 +388,14 @@ def duration(seconds: float | None) -> str:
 
 def endpoint(addr: Any, port: Any) -> str:
     """``addr:port``, with IPv6 addresses in brackets as ``ss`` prints them."""
-    if addr is None or addr is pd.NA:
+    if _is_na(addr):
         return ""
     host = f"[{addr}]" if ":" in str(addr) else str(addr)
     return f"{host}:{port}"
 
 
 def state_text(state: Any, prefix: str = "") -> Text:
-    name = "" if state is None or state is pd.NA else str(state)
+    name = "" if _is_na(state) else str(state)
     return Text(prefix + name, style=STATE_STYLES.get(name, ""))
 
 
@@ -453,7 +530,7 @@ def _cell_text(cell: RenderableType) -> str:
 
 
 def _int(value: Any) -> str:
-    return "" if value is None or value is pd.NA else str(int(value))
+    return "" if _is_na(value) else str(int(value))
 
 
 def _title(what: str, sources: list[str], day: str) -> str:
@@ -485,10 +562,10 @@ CONNECTION_VIEW = [
 ]
 
 
-def connections_view(connections: pd.DataFrame, summary: dict[str, Any],
+def connections_view(connections: Any, summary: dict[str, Any],
                      sources: list[str]) -> list[RenderableType]:
     """``analyze``: a compact connections table, then the summary (`summary_view`)."""
-    day, with_date = date_span(connections["first_ts_ns"])
+    day, with_date = date_span(column_of(connections, "first_ts_ns"))
     rows: list[list[RenderableType]] = [[
         str(row.conn_id), endpoint(row.client_addr, row.client_port),
         endpoint(row.server_addr, row.server_port), clock(row.first_ts_ns, with_date),
@@ -498,7 +575,7 @@ def connections_view(connections: pd.DataFrame, summary: dict[str, Any],
         flags_text(row.anomalies or [], bool(row.mid_stream), bool(row.role_inferred)),
     ] for row in connections.itertuples(index=False)]
     caption = None if rows else "no TCP connections"
-    if connections["role_inferred"].any():
+    if any(column_of(connections, "role_inferred")):
         caption = "roles?: no SYN seen, client and server guessed"
     table = FittedTable(_title("connections", sources, day), CONNECTION_VIEW, rows,
                         optional=("pkts", "duration", "bytes\nc→s", "bytes\ns→c", "start"),
@@ -507,7 +584,7 @@ def connections_view(connections: pd.DataFrame, summary: dict[str, Any],
 
 
 def _counts(values: Iterable[Any], styles: dict[str, str] | None = None) -> Text:
-    counts = Counter(str(v) for v in values if v is not None and v is not pd.NA)
+    counts = Counter(str(v) for v in values if not _is_na(v))
     text = Text()
     for i, (name, n) in enumerate(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))):
         if i:
@@ -583,12 +660,13 @@ TIMELINE_VIEW = [
 ]
 
 
-def timeline_view(transitions: pd.DataFrame, connections: pd.DataFrame,
+def timeline_view(transitions: Any, connections: Any,
                   sources: list[str]) -> list[RenderableType]:
     """``timeline``: one line per state change of one side, like bcc's tcpstates; ``held``
     is how long the side had been in the old state."""
-    day, with_date = date_span(transitions["ts_ns"])
-    first_ns = dict(zip(connections["conn_id"], connections["first_ts_ns"], strict=True))
+    day, with_date = date_span(column_of(transitions, "ts_ns"))
+    first_ns = dict(zip(column_of(connections, "conn_id"),
+                        column_of(connections, "first_ts_ns"), strict=True))
     previous: dict[tuple[int, str], int] = {}
     rows: list[list[RenderableType]] = []
     for row in transitions.itertuples(index=False):
@@ -612,11 +690,11 @@ ANOMALY_VIEW = [
 ]
 
 
-def anomalies_view(anomalies: pd.DataFrame, sources: list[str],
+def anomalies_view(anomalies: Any, sources: list[str],
                    show_info: bool = False) -> list[RenderableType]:
     """``anomalies``: what went wrong, where, how sure, the evidence frame, and what to do.
     Info rows (normal TCP, noted) are counted in the caption unless ``show_info``."""
-    day, with_date = date_span(anomalies["ts_ns"])
+    day, with_date = date_span(column_of(anomalies, "ts_ns"))
     hidden = 0
     rows: list[list[RenderableType]] = []
     for row in anomalies.itertuples(index=False):
@@ -645,14 +723,14 @@ STATE_AT_VIEW = [
 ]
 
 
-def state_at_view(snapshot: pd.DataFrame, at_ns: int,
+def state_at_view(snapshot: Any, at_ns: int,
                   sources: list[str]) -> list[RenderableType]:
     """``at``: the sockets each side held at one instant, like ``ss -tan``; ``since`` is
     when the side entered its state and ``for`` how long it had been in it."""
     day, _ = date_span([at_ns])
     rows: list[list[RenderableType]] = []
     for row in snapshot.itertuples(index=False):
-        since_ns = to_ns(float(row.since))
+        since_ns = int(round(float(row.since) * 1e6)) * 1000  # as `frames.to_ns`
         other_day = since_ns // 86_400_000_000_000 != at_ns // 86_400_000_000_000
         rows.append([state_text(row.state), endpoint(row.local_addr, row.local_port),
                      endpoint(row.remote_addr, row.remote_port), str(row.conn_id),
@@ -671,12 +749,12 @@ PACKETS_VIEW = [
 ]
 
 
-def packets_view(packets: pd.DataFrame, sources: list[str],
+def packets_view(packets: Any, sources: list[str],
                  tshark: str | None = None) -> list[RenderableType]:
     """``frames``: the packets of chosen connections, as tshark lists them (relative
     seq/ack, time since the connection's first packet), with each side's state after
     each packet; a state is written only where it changes."""
-    day, _ = date_span(packets["ts_ns"][:1])
+    day, _ = date_span(column_of(packets, "ts_ns")[:1])
     rows: list[list[RenderableType]] = []
     last: dict[tuple[int, str], str] = {}
     for row in packets.itertuples(index=False):

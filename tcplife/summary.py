@@ -2,8 +2,9 @@
 
 Owns: `summarize` (tables and read counters in, a plain dict out) and the words for the
 capture's counters that are normal (checksums left to the NIC, payload cut by the snap
-length) against those that are news. Knows nothing of the terminal: `tcplife.output`
-renders the dict, `Result.summary()` returns it.
+length) against those that are news. The tables may be `tcplife.rows.Rows` (the command
+line, without pandas) or DataFrames (`Result.summary()`). Knows nothing of the terminal:
+`tcplife.output` renders the dict, `Result.summary()` returns it.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-import pandas as pd
-
 from tcplife.capture import ReadStats
+from tcplife.rows import column_of
 from tcplife.states import DEFAULT_SEVERITY, SEVERITIES, SIDES
 
 #: states a side can hold that `ss` lists (CLOSED is no socket; LISTEN is not one
@@ -22,26 +22,25 @@ _NOT_OPEN = frozenset({"CLOSED", "LISTEN"})
 
 
 def _counts(values: Any) -> dict[str, int]:
-    counts = Counter(str(v) for v in values if v is not None and v is not pd.NA)
+    counts = Counter(str(v) for v in values if v is not None)
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def open_at_end(connections: pd.DataFrame, transitions: pd.DataFrame | None,
+def open_at_end(connections: Any, transitions: Any | None,
                 end_ns: int | None) -> dict[str, dict[str, Any]]:
     """The sockets still there at the capture's end, by state: ``count`` and, where the
     transitions are at hand, ``oldest_s`` (the longest any of them had been in it)."""
     entered: dict[tuple[int, str], int] = {}
     if transitions is not None and len(transitions):
-        if end_ns is not None:
-            transitions = transitions[transitions["ts_ns"] <= end_ns]
-        last = transitions.groupby(["conn_id", "side"], observed=True, sort=False).tail(1)
-        entered = {(int(c), str(s)): int(t) for c, s, t in
-                   zip(last["conn_id"], last["side"], last["ts_ns"], strict=True)}
+        for c, s, t in zip(column_of(transitions, "conn_id"), column_of(transitions, "side"),
+                           column_of(transitions, "ts_ns"), strict=True):
+            if end_ns is None or t <= end_ns:  # the last one at or before the end
+                entered[(int(c), str(s))] = int(t)
     out: dict[str, dict[str, Any]] = {}
+    ids, firsts = column_of(connections, "conn_id"), column_of(connections, "first_ts_ns")
     for side in SIDES:
-        states = connections[f"{side}_state"].astype(str)
-        for conn_id, state, first in zip(connections["conn_id"], states,
-                                         connections["first_ts_ns"], strict=True):
+        states = [str(v) for v in column_of(connections, f"{side}_state")]
+        for conn_id, state, first in zip(ids, states, firsts, strict=True):
             if state in _NOT_OPEN:
                 continue
             entry = out.setdefault(state, {"count": 0})
@@ -53,17 +52,17 @@ def open_at_end(connections: pd.DataFrame, transitions: pd.DataFrame | None,
     return dict(sorted(out.items(), key=lambda kv: -kv[1]["count"]))
 
 
-def anomaly_counts(connections: pd.DataFrame,
-                   anomalies: pd.DataFrame | None) -> dict[str, dict[str, int]]:
+def anomaly_counts(connections: Any, anomalies: Any | None) -> dict[str, dict[str, int]]:
     """Anomaly rows by severity, then kind (from the anomalies table; without it, one per
     connection and kind at the kind's default severity)."""
     out: dict[str, dict[str, int]] = {s: {} for s in SEVERITIES}
     if anomalies is not None:
-        for severity, kind in zip(anomalies["severity"].astype(str),
-                                  anomalies["kind"].astype(str), strict=True):
+        for severity, kind in zip(column_of(anomalies, "severity"),
+                                  column_of(anomalies, "kind"), strict=True):
+            severity, kind = str(severity), str(kind)
             out[severity][kind] = out[severity].get(kind, 0) + 1
     else:
-        for kinds in connections["anomalies"]:
+        for kinds in column_of(connections, "anomalies"):
             for kind in kinds if kinds is not None else ():
                 severity = DEFAULT_SEVERITY.get(kind, "warning")
                 out[severity][kind] = out[severity].get(kind, 0) + 1
@@ -71,17 +70,17 @@ def anomaly_counts(connections: pd.DataFrame,
             for s, k in out.items()}
 
 
-def _sent_by(connections: pd.DataFrame) -> dict[str, int]:
+def _sent_by(connections: Any) -> dict[str, int]:
     """TCP segments each address sent, over the connections."""
     sent: Counter[str] = Counter()
     for side in SIDES:
-        for addr, n in zip(connections[f"{side}_addr"].astype(str),
-                           connections[f"{side}_packets"], strict=True):
-            sent[addr] += int(n)
+        for addr, n in zip(column_of(connections, f"{side}_addr"),
+                           column_of(connections, f"{side}_packets"), strict=True):
+            sent[str(addr)] += int(n)
     return dict(sent)
 
 
-def capture_notes(stats: ReadStats, connections: pd.DataFrame) -> dict[str, Any]:
+def capture_notes(stats: ReadStats, connections: Any) -> dict[str, Any]:
     """What the reader counted, split into what is normal and what is news.
 
     Checksums: a host that captures its own traffic with checksum offload sees every
@@ -102,18 +101,17 @@ def capture_notes(stats: ReadStats, connections: pd.DataFrame) -> dict[str, Any]
             "warnings": len(stats.warnings)}
 
 
-def summarize(connections: pd.DataFrame, stats: ReadStats,
-              transitions: pd.DataFrame | None = None,
-              anomalies: pd.DataFrame | None = None) -> dict[str, Any]:
+def summarize(connections: Any, stats: ReadStats, transitions: Any | None = None,
+              anomalies: Any | None = None) -> dict[str, Any]:
     """The summary of one analysis: connections, each side's state at the capture's end,
     what is open at the end (and for how long), how they closed, anomalies by severity
     and kind, the capture's counters."""
     return {
         "connections": len(connections),
-        "client_ends_in": _counts(connections["client_state"]),
-        "server_ends_in": _counts(connections["server_state"]),
+        "client_ends_in": _counts(column_of(connections, "client_state")),
+        "server_ends_in": _counts(column_of(connections, "server_state")),
         "open_at_end": open_at_end(connections, transitions, stats.last_ts_ns),
-        "closed_by": _counts(connections["close_kind"]),
+        "closed_by": _counts(column_of(connections, "close_kind")),
         "anomalies": anomaly_counts(connections, anomalies),
         "capture": capture_notes(stats, connections),
     }
