@@ -38,20 +38,23 @@ from rich.text import Text
 from tcplife import __version__, output
 from tcplife.analysis import TABLES, Result, analyze
 from tcplife.capture import CaptureError
+from tcplife.capture.sources import find_captures
 from tcplife.cli_options import (
     TIMEOUTS,
     Output,
     Selection,
     absolute_ns,
     capture_arguments,
+    capture_filter,
     conn_option,
     engine_options,
     filter_options,
     output_options,
+    read_options,
     timeout_options,
 )
 from tcplife.cli_options import Instant as Instant  # re-exported: tests and plug-ins use it
-from tcplife.distributed import analyze_dask, capture_files
+from tcplife.distributed import analyze_dask
 from tcplife.export import EXPORT_FORMATS, export
 from tcplife.frames import CONNECTION_COLUMNS, empty_frame, state_at
 from tcplife.safety import terminal_text
@@ -211,7 +214,7 @@ def _spool_stdin(captures: tuple[str, ...]) -> list[Any]:
             spooled.name = "<stdin>"
             sources.append(spooled)
         else:
-            sources.extend(capture_files(capture))
+            sources.extend(find_captures([capture]).files)
     return sources
 
 
@@ -220,7 +223,10 @@ def capture_list(captures: tuple[str, ...], dask: bool) -> list[str]:
     with ``dask``, checked fit for the Dask engine (files only, Dask installed)."""
     if captures.count("-") > 1:
         raise click.UsageError("standard input (-) can be read only once")
-    files = [f for capture in captures for f in capture_files(capture)]
+    found = find_captures(captures)  # each checked: an unreadable one is an error now
+    for warning in found.warnings:
+        message("warning", warning, "yellow")
+    files = found.files
     if not files:  # an empty directory: nothing could be read
         raise CaptureError(f"no capture files in {' '.join(captures)}")
     if dask:
@@ -245,12 +251,14 @@ def run_analysis(captures: tuple[str, ...], timeouts: dict[str, float],
     default engine only)."""
     files = capture_list(captures, dask=engine is not None)
     if engine is not None:
-        result = analyze_dask(files, tables=tables, **engine, **timeouts)
+        result = analyze_dask(files, tables=tables, capture_filter=capture_filter(),
+                              **engine, **timeouts)
     else:
         with progress_bar() as bar:
             result = analyze(sources if sources is not None else files,
                              tables=tables, progress=bar,
-                             stream_connections=stream_connections, **timeouts)
+                             stream_connections=stream_connections,
+                             capture_filter=capture_filter(), **timeouts)
     for warning in result.warnings:
         message("warning", warning, "yellow")
     return result
@@ -268,7 +276,8 @@ def write_parquet_dataset(captures: tuple[str, ...], engine: dict[str, Any] | No
         raise click.UsageError("row filters do not apply to a Parquet dataset: filter "
                                "when reading it")
     files = capture_list(captures, dask=True)
-    dataset = analyze_dask(files, parquet_dir=directory, **engine, **timeouts)
+    dataset = analyze_dask(files, parquet_dir=directory, capture_filter=capture_filter(),
+                           **engine, **timeouts)
     for warning in dataset.warnings:
         message("warning", warning, "yellow")
     rows = ", ".join(f"{n} {table}" for table, n in dataset.rows.items())
@@ -280,6 +289,7 @@ def write_parquet_dataset(captures: tuple[str, ...], engine: dict[str, Any] | No
 
 @main.command("analyze", epilog=CAPTURE_EPILOG)
 @capture_arguments
+@read_options
 @engine_options
 @filter_options
 @timeout_options
@@ -340,6 +350,7 @@ def _summary(result: Result, rows: pd.DataFrame) -> dict[str, Any]:
 
 @main.command("timeline", epilog=CAPTURE_EPILOG)
 @capture_arguments
+@read_options
 @filter_options
 @click.option("--plot", "plot_path", metavar="FILE.png|FILE.svg",
               type=click.Path(dir_okay=False),
@@ -382,6 +393,7 @@ def timeline_command(captures: tuple[str, ...], select: Selection, plot_path: st
 
 @main.command("anomalies", epilog=CAPTURE_EPILOG)
 @capture_arguments
+@read_options
 @filter_options
 @click.option("--all", "show_all", is_flag=True,
               help="In the table, list info rows too (normal TCP, noted: keepalive, "
@@ -406,6 +418,7 @@ def anomalies_command(captures: tuple[str, ...], select: Selection, show_all: bo
 @main.command("at", epilog=CAPTURE_EPILOG)
 @click.argument("when", metavar="TIME", type=Instant())
 @capture_arguments
+@read_options
 @filter_options(window=False)
 @timeout_options
 @output_options
@@ -443,7 +456,8 @@ def _packets(captures: tuple[str, ...], timeouts: dict[str, float],
     for source in sources:
         if isinstance(source, io.BytesIO):
             source.seek(0)
-    return result, conns, read_packets(sources, conns, result.transitions)
+    return result, conns, read_packets(sources, conns, result.transitions,
+                                       capture_filter=capture_filter())
 
 
 def _tshark_command(result: Result, conn: Any) -> str:
@@ -456,6 +470,7 @@ def _tshark_command(result: Result, conn: Any) -> str:
 
 @main.command("frames", epilog=CAPTURE_EPILOG)
 @capture_arguments
+@read_options
 @filter_options
 @timeout_options
 @output_options
@@ -485,6 +500,7 @@ def ladder_width() -> int:
 
 @main.command("ladder", epilog=CAPTURE_EPILOG)
 @capture_arguments
+@read_options
 @conn_option(required=True, multiple=False)
 @timeout_options
 @output_options(formats=("table", "svg", "json", "jsonl", "csv", "parquet"), default="table")
@@ -515,6 +531,7 @@ def ladder_command(captures: tuple[str, ...], conn_id: int, timeouts: dict[str, 
 
 @main.command("export", epilog=CAPTURE_EPILOG)
 @capture_arguments
+@read_options
 @click.option("-d", "--directory", required=True, metavar="DIR",
               type=click.Path(file_okay=False),
               help="Write the tables into DIR (created if missing; files of the same names "
