@@ -65,8 +65,9 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 #: Shown under every command's help.
 CAPTURE_EPILOG = ("CAPTURE: a pcap or pcapng file (gzipped is fine) or - for standard input. "
-                  "Several captures are analysed as one, read in the order given; a directory or a "
-                  "quoted glob stands for its files in name order (cap, cap1, cap2, cap10).")
+                  "Several captures are analysed as one, merged by time as mergecap merges them "
+                  "(in any order; overlapping ones get a warning); a directory or a quoted glob "
+                  "stands for its captures (other files skipped with a warning).")
 
 #: The progress bar appears only once reading has taken this long (seconds).
 PROGRESS_DELAY = 0.5
@@ -124,8 +125,9 @@ def main(debug: bool) -> None:
     """Reconstruct each side's TCP state over time from packet captures.
 
     CAPTURE is a pcap or pcapng file (gzipped is fine), or - for standard input. Several
-    captures are read one after the other and analysed as one capture: frame numbers go
-    on counting across them, so give them in time order.
+    captures are merged by time, as mergecap merges them, and analysed as one capture,
+    whatever order they are given in. --filter EXPR (BPF, as tcpdump -r FILE EXPR) keeps
+    only the frames it matches.
 
     Rows go to standard output as a table on a terminal and as JSON lines otherwise
     (--format, -o FILE); warnings and errors go to standard error. Exit status: 0 done,
