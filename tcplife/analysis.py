@@ -11,15 +11,16 @@ from __future__ import annotations
 import gc
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, Union
 
 from tcplife import schema
-from tcplife.capture import ReadStats, read_segments
+from tcplife.capture import ReadStats
+from tcplife.capture.bpf import CaptureFilter, as_filter
 from tcplife.capture.columns import Batch
-from tcplife.capture.fastread import read_batches
+from tcplife.capture.merge import first_times, merged_batches, merged_segments
 from tcplife.collect import Collector
 from tcplife.detect import DetectorSet
 from tcplife.drive import drive
@@ -264,20 +265,16 @@ def _source_name(source: Source) -> str:
                                                              str) else "<stream>"
 
 
-def iter_segments(sources: Iterable[Source], stats: ReadStats) -> Iterator[Segment]:
-    """Segments of several captures read one after the other as one capture; frame
-    numbers continue across files (frame N of the second file is reported as
-    ``frames_in_first_file + N``)."""
-    offset = 0
-    for source in sources:
-        file_stats = ReadStats()
-        if offset == 0:
-            yield from read_segments(source, file_stats)
-        else:
-            for seg in read_segments(source, file_stats):
-                yield seg._replace(frame=seg.frame + offset)
-        offset += file_stats.frames
-        stats.merge(file_stats)
+def iter_segments(sources: Sequence[Source], stats: ReadStats, *,
+                  firsts: Sequence[int | None] | None = None,
+                  capture_filter: str | CaptureFilter | None = None) -> Iterator[Segment]:
+    """Segments of several captures as one capture, merged by time as mergecap merges
+    them, whatever order they are given in (`tcplife.capture.merge`); frames are numbered
+    in that order and ``stats.locate(frame)`` says which file and frame each is.
+    ``firsts``: their first times if known (`tcplife.capture.merge.first_times`).
+    ``capture_filter``: a BPF expression; frames it leaves out keep their numbers."""
+    return merged_segments(list(sources), stats, firsts=firsts,
+                           capture_filter=capture_filter)
 
 
 #: capture bytes per batch read; `tcplife.drive` joins four of them where a few busy flows
@@ -288,19 +285,14 @@ def iter_segments(sources: Iterable[Source], stats: ReadStats) -> Iterator[Segme
 BATCH_BYTES = 2 << 20
 
 
-def iter_batches(sources: Iterable[Source], stats: ReadStats) -> Iterator[Batch]:
+def iter_batches(sources: Sequence[Source], stats: ReadStats, *,
+                 firsts: Sequence[int | None] | None = None,
+                 capture_filter: str | CaptureFilter | None = None) -> Iterator[Batch]:
     """The segments of `iter_segments` as `Batch`es, read in bulk by
     `tcplife.capture.fastread` (which promises the same segments and the same stats as the
-    plain reader); frame numbers continue across files as in `iter_segments`."""
-    offset = 0
-    for source in sources:
-        file_stats = ReadStats()
-        for batch in read_batches(source, file_stats, batch_bytes=BATCH_BYTES):
-            if offset:
-                batch.frame += offset
-            yield batch
-        offset += file_stats.frames
-        stats.merge(file_stats)
+    plain reader), merged and numbered as in `iter_segments`."""
+    return merged_batches(list(sources), stats, firsts=firsts,
+                          capture_filter=capture_filter, batch_bytes=BATCH_BYTES)
 
 
 def resolve_options(options: Options | None, tables: Iterable[str],
@@ -374,9 +366,15 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
             on_event: Callable[[Event], None] | None = None, fast: bool = True,
             tables: Iterable[str] = TABLES,
             progress: Callable[[int, int | None], None] | None = None,
-            stream_connections: bool = False, **timeouts: float) -> Result:
+            stream_connections: bool = False,
+            capture_filter: str | CaptureFilter | None = None, **timeouts: float) -> Result:
     """Analyse one capture (a path, ``"-"`` for stdin, or a binary file object) or a list
-    of captures read in order as one. Timeouts (seconds) override Linux's defaults:
+    of captures as one, merged by time as mergecap merges them whatever their order
+    (overlapping captures get a warning; ``result.stats.locate(frame)`` gives the file
+    and frame within it of any frame number). ``capture_filter``: a BPF expression, as
+    ``tcpdump -r FILE EXPR`` takes it (libpcap compiles it; `FilterError`, a ValueError,
+    if it will not): frames it leaves out are counted in ``stats.filtered_out`` and keep
+    their numbers. Timeouts (seconds) override Linux's defaults:
     ``time_wait``, ``fin_wait_2``, ``syn_sent``, ``syn_received``, ``close_wait_linger``,
     ``idle``, ``closed_linger``.
 
@@ -393,6 +391,10 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
     """
     options = resolve_options(options, tables, timeouts)
     sources: list[Source] = list(source) if isinstance(source, (list, tuple)) else [source]
+    flt = as_filter(capture_filter)
+    if flt is not None:
+        flt.check()
+    firsts = first_times(sources)  # before `watch`, whose streams cannot be read twice
     if progress is not None:
         from tcplife.progress import watch
         sources = watch(sources, progress)
@@ -406,9 +408,10 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
     gc.disable()
     try:
         if fast:
-            drive(iter_batches(sources, stats), tracker, consume)
+            drive(iter_batches(sources, stats, firsts=firsts, capture_filter=flt), tracker,
+                  consume)
         else:
-            for seg in iter_segments(sources, stats):
+            for seg in iter_segments(sources, stats, firsts=firsts, capture_filter=flt):
                 events = tracker.feed(seg)
                 if events:
                     consume(events)

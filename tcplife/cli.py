@@ -27,16 +27,19 @@ from rich.text import Text
 
 from tcplife import __version__, output
 from tcplife.capture import CaptureError
+from tcplife.capture.sources import find_captures
 from tcplife.cli_options import (
     TIMEOUTS,
     Output,
     Selection,
     absolute_ns,
     capture_arguments,
+    capture_filter,
     conn_option,
     engine_options,
     filter_options,
     output_options,
+    read_options,
     timeout_options,
 )
 from tcplife.cli_options import Instant as Instant  # re-exported: tests and plug-ins use it
@@ -60,8 +63,9 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 #: Shown under every command's help.
 CAPTURE_EPILOG = ("CAPTURE: a pcap or pcapng file (gzipped is fine) or - for standard input. "
-                  "Several captures are analysed as one, read in the order given; a directory or a "
-                  "quoted glob stands for its files in name order (cap, cap1, cap2, cap10).")
+                  "Several captures are analysed as one, merged by time as mergecap merges them "
+                  "(in any order; overlapping ones get a warning); a directory or a quoted glob "
+                  "stands for its captures (other files skipped with a warning).")
 
 #: The progress bar appears only once reading has taken this long (seconds).
 PROGRESS_DELAY = 0.5
@@ -119,8 +123,9 @@ def main(debug: bool) -> None:
     """Reconstruct each side's TCP state over time from packet captures.
 
     CAPTURE is a pcap or pcapng file (gzipped is fine), or - for standard input. Several
-    captures are read one after the other and analysed as one capture: frame numbers go
-    on counting across them, so give them in time order.
+    captures are merged by time, as mergecap merges them, and analysed as one capture,
+    whatever order they are given in. --filter EXPR (BPF, as tcpdump -r FILE EXPR) keeps
+    only the frames it matches.
 
     Rows go to standard output as a table on a terminal and as JSON lines otherwise
     (--format, -o FILE); warnings and errors go to standard error. Exit status: 0 done,
@@ -211,8 +216,6 @@ def progress_bar() -> Iterator[ProgressBar | None]:
 
 def _spool_stdin(captures: tuple[str, ...]) -> list[Any]:
     """Standard input read into memory, for commands that read the capture twice."""
-    from tcplife.capture.paths import capture_files
-
     sources: list[Any] = []
     for capture in captures:
         if capture == "-":
@@ -220,18 +223,19 @@ def _spool_stdin(captures: tuple[str, ...]) -> list[Any]:
             spooled.name = "<stdin>"
             sources.append(spooled)
         else:
-            sources.extend(capture_files(capture))
+            sources.extend(find_captures([capture]).files)
     return sources
 
 
 def capture_list(captures: tuple[str, ...], dask: bool) -> list[str]:
     """The capture files the arguments name (directories and globs expanded, ``-`` kept);
     with ``dask``, checked fit for the Dask engine (files only, Dask installed)."""
-    from tcplife.capture.paths import capture_files
-
     if captures.count("-") > 1:
         raise click.UsageError("standard input (-) can be read only once")
-    files = [f for capture in captures for f in capture_files(capture)]
+    found = find_captures(captures)  # each checked: an unreadable one is an error now
+    for warning in found.warnings:
+        message("warning", warning, "yellow")
+    files = found.files
     if not files:  # an empty directory: nothing could be read
         raise CaptureError(f"no capture files in {' '.join(captures)}")
     if dask:
@@ -258,14 +262,16 @@ def run_analysis(captures: tuple[str, ...], timeouts: dict[str, float],
     if engine is not None:
         from tcplife.distributed import analyze_dask
 
-        result = analyze_dask(files, tables=tables, **engine, **timeouts)
+        result = analyze_dask(files, tables=tables, capture_filter=capture_filter(),
+                              **engine, **timeouts)
     else:
         from tcplife.analysis import analyze
 
         with progress_bar() as bar:
             result = analyze(sources if sources is not None else files,
                              tables=tables, progress=bar,
-                             stream_connections=stream_connections, **timeouts)
+                             stream_connections=stream_connections,
+                             capture_filter=capture_filter(), **timeouts)
     for warning in result.warnings:
         message("warning", warning, "yellow")
     return result
@@ -285,7 +291,8 @@ def write_parquet_dataset(captures: tuple[str, ...], engine: dict[str, Any] | No
     from tcplife.distributed import analyze_dask
 
     files = capture_list(captures, dask=True)
-    dataset = analyze_dask(files, parquet_dir=directory, **engine, **timeouts)
+    dataset = analyze_dask(files, parquet_dir=directory, capture_filter=capture_filter(),
+                           **engine, **timeouts)
     for warning in dataset.warnings:
         message("warning", warning, "yellow")
     rows = ", ".join(f"{n} {table}" for table, n in dataset.rows.items())
@@ -297,6 +304,7 @@ def write_parquet_dataset(captures: tuple[str, ...], engine: dict[str, Any] | No
 
 @main.command("analyze", epilog=CAPTURE_EPILOG)
 @capture_arguments
+@read_options
 @engine_options
 @filter_options
 @timeout_options
@@ -361,6 +369,7 @@ def _summary(result: Result, rows: Any) -> dict[str, Any]:
 
 @main.command("timeline", epilog=CAPTURE_EPILOG)
 @capture_arguments
+@read_options
 @filter_options
 @click.option("--plot", "plot_path", metavar="FILE.png|FILE.svg",
               type=click.Path(dir_okay=False),
@@ -404,6 +413,7 @@ def timeline_command(captures: tuple[str, ...], select: Selection, plot_path: st
 
 @main.command("anomalies", epilog=CAPTURE_EPILOG)
 @capture_arguments
+@read_options
 @filter_options
 @click.option("--all", "show_all", is_flag=True,
               help="In the table, list info rows too (normal TCP, noted: keepalive, "
@@ -429,6 +439,7 @@ def anomalies_command(captures: tuple[str, ...], select: Selection, show_all: bo
 @main.command("at", epilog=CAPTURE_EPILOG)
 @click.argument("when", metavar="TIME", type=Instant())
 @capture_arguments
+@read_options
 @filter_options(window=False)
 @timeout_options
 @output_options
@@ -468,7 +479,8 @@ def _packets(captures: tuple[str, ...], timeouts: dict[str, float],
     for source in sources:
         if isinstance(source, io.BytesIO):
             source.seek(0)
-    return result, conns, read_packets(sources, conns, result.transitions)
+    return result, conns, read_packets(sources, conns, result.transitions,
+                                       capture_filter=capture_filter())
 
 
 def _tshark_command(result: Result, conn: Any) -> str:
@@ -481,6 +493,7 @@ def _tshark_command(result: Result, conn: Any) -> str:
 
 @main.command("frames", epilog=CAPTURE_EPILOG)
 @capture_arguments
+@read_options
 @filter_options
 @timeout_options
 @output_options
@@ -510,6 +523,7 @@ def ladder_width() -> int:
 
 @main.command("ladder", epilog=CAPTURE_EPILOG)
 @capture_arguments
+@read_options
 @conn_option(required=True, multiple=False)
 @timeout_options
 @output_options(formats=("table", "svg", "json", "jsonl", "csv", "parquet"), default="table")
@@ -540,6 +554,7 @@ def ladder_command(captures: tuple[str, ...], conn_id: int, timeouts: dict[str, 
 
 @main.command("export", epilog=CAPTURE_EPILOG)
 @capture_arguments
+@read_options
 @click.option("-d", "--directory", required=True, metavar="DIR",
               type=click.Path(file_okay=False),
               help="Write the tables into DIR (created if missing; files of the same names "

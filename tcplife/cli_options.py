@@ -215,8 +215,52 @@ def engine_options(command: F) -> F:
 
 
 def capture_arguments(command: F) -> F:
+    # readable=False: a capture that cannot be read is the reader's one-line error (exit
+    # 1), not click's usage error (exit 2)
     return click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...",
-                          type=click.Path(allow_dash=True))(command)  # type: ignore[return-value]
+                          type=click.Path(allow_dash=True, readable=False)
+                          )(command)  # type: ignore[return-value]
+
+
+def _check_filter(ctx: click.Context, param: click.Parameter, value: str | None
+                  ) -> str | None:
+    from tcplife.capture.bpf import CaptureFilter, FilterError
+
+    if value is None or not value.strip():
+        return None
+    try:
+        CaptureFilter(value).check()
+    except FilterError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    return value
+
+
+#: where `read_options` leaves the command's ``--filter`` (in the click context's meta)
+CAPTURE_FILTER = "tcplife.capture_filter"
+
+
+def read_options(command: F) -> F:
+    """``--filter EXPR``: a BPF expression (libpcap's, as ``tcpdump -r FILE EXPR``) that
+    frames must match to be analysed. Every read of the command applies it: it is left in
+    the click context (`capture_filter` reads it), so command bodies need not pass it on.
+    One that libpcap will not compile is a usage error."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, capture_filter: str | None, **kwargs: Any) -> Any:
+        click.get_current_context().meta[CAPTURE_FILTER] = capture_filter
+        return command(*args, **kwargs)
+
+    return click.option(  # type: ignore[return-value]
+        "--filter", "capture_filter", metavar="EXPR", default=None, callback=_check_filter,
+        help="Analyse only the frames this BPF expression matches, as tcpdump -r FILE "
+        "EXPR selects them (e.g. 'tcp port 443', 'host 10.0.0.1'); the others keep their "
+        "frame numbers and are counted as filtered out.")(wrapper)
+
+
+def capture_filter() -> str | None:
+    """The running command's ``--filter`` (None: none, or no command running)."""
+    ctx = click.get_current_context(silent=True)
+    return None if ctx is None else ctx.meta.get(CAPTURE_FILTER)
 
 
 class Instant(click.ParamType):

@@ -62,10 +62,12 @@ from typing import Any, overload
 import numpy as np
 
 from tcplife.analysis import TABLES, Result, Sink, resolve_options
-from tcplife.capture import ReadStats
+from tcplife.capture import CaptureError, ReadStats
+from tcplife.capture.bpf import as_filter
 from tcplife.capture.columns import V6_BASE, AddressBook, Batch
 from tcplife.capture.fastread import read_batches
-from tcplife.capture.paths import capture_files, natural
+from tcplife.capture.merge import first_times, overlap_warning, time_order
+from tcplife.capture.sources import capture_files as capture_files  # re-exported
 from tcplife.dataset import (
     ParquetDataset,
     Tracked,
@@ -109,9 +111,6 @@ _M3 = np.uint64(0x94D049BB133111EB)
 
 
 # ---------------------------------------------------------------------- inputs
-_natural = natural
-
-
 # ---------------------------------------------------------------------- stage 1: read
 @dataclass
 class _FileRead:
@@ -167,10 +166,12 @@ def flow_partition(batch: Batch, nparts: int) -> np.ndarray:
 _COLUMNS = (*Batch.COLUMNS, "gap_max")
 
 
-def _read_file(path: str, nparts: int, spool: str | WorkerSpool, n: int = 0) -> _FileRead:
+def _read_file(path: str, nparts: int, spool: str | WorkerSpool, n: int = 0,
+               capture_filter: str | None = None) -> _FileRead:
     """The ``n``-th file of the set, cut into partitions, whose columns go to a file in the
     ``spool`` (``read-NNNNN.bin``; in this worker's own directory for a `WorkerSpool`)
-    batch by batch as they are read, not into the task's result."""
+    batch by batch as they are read, not into the task's result. ``capture_filter``: a
+    BPF expression (`tcplife.capture.bpf`)."""
     stats = ReadStats()
     if isinstance(spool, WorkerSpool):
         sink = Appender(os.path.join(worker_directory(spool), f"read-{n:05d}.bin"), nparts,
@@ -182,7 +183,8 @@ def _read_file(path: str, nparts: int, spool: str | WorkerSpool, n: int = 0) -> 
     all_part: list[np.ndarray] = []
     all_ts: list[np.ndarray] = []
     try:
-        for batch in read_batches(path, stats, batch_bytes=_READ_BYTES):
+        for batch in read_batches(path, stats, batch_bytes=_READ_BYTES,
+                                  capture_filter=capture_filter):
             book = batch.book
             part = flow_partition(batch, nparts)
             all_part.append(part)
@@ -519,7 +521,8 @@ def analyze_dask(source: _Sources, *, scheduler: Any = ..., partitions: int | No
                  options: Options | None = ...,
                  on_event: Callable[[Event], None] | None = ...,
                  tables: Iterable[str] = ..., parquet_dir: None = ...,
-                 spool_dir: _Dir | None = ..., **timeouts: float) -> Result: ...
+                 spool_dir: _Dir | None = ..., capture_filter: str | None = ...,
+                 **timeouts: float) -> Result: ...
 
 
 @overload
@@ -527,7 +530,8 @@ def analyze_dask(source: _Sources, *, scheduler: Any = ..., partitions: int | No
                  options: Options | None = ...,
                  on_event: Callable[[Event], None] | None = ...,
                  tables: Iterable[str] = ..., parquet_dir: _Dir,
-                 spool_dir: _Dir | None = ..., **timeouts: float) -> ParquetDataset: ...
+                 spool_dir: _Dir | None = ..., capture_filter: str | None = ...,
+                 **timeouts: float) -> ParquetDataset: ...
 
 
 def analyze_dask(source: _Sources, *,
@@ -536,10 +540,14 @@ def analyze_dask(source: _Sources, *,
                  on_event: Callable[[Event], None] | None = None,
                  tables: Iterable[str] = TABLES,
                  parquet_dir: _Dir | None = None,
-                 spool_dir: _Dir | None = None,
+                 spool_dir: _Dir | None = None, capture_filter: str | None = None,
                  **timeouts: float) -> Result | ParquetDataset:
-    """`tcplife.analyze` of the captures of a directory, a glob or a list (read in natural
-    name order, as one capture), computed on a Dask cluster; the same `Result`.
+    """`tcplife.analyze` of the captures of a directory, a glob or a list (as one capture,
+    ordered by their first frames' times as `analyze` orders them), computed on a Dask
+    cluster; the same `Result`, frame map included. The files are read in parallel, so
+    files that overlap in time (which `analyze` merges frame by frame) are a
+    `CaptureError` here, found once they are read. ``capture_filter``: a BPF expression,
+    as `analyze`'s.
 
     ``parquet_dir``: instead of a `Result`, the workers write the ``tables`` as a Parquet
     dataset there (``DIR/connections/part-00000.parquet``, ...; one part per partition,
@@ -571,11 +579,18 @@ def analyze_dask(source: _Sources, *,
     if not paths:
         raise FileNotFoundError(f"no capture files in {os.fspath(source)!r}"  # type: ignore
                                 if isinstance(source, (str, os.PathLike)) else "no captures")
+    flt = as_filter(capture_filter)
+    if flt is not None:
+        capture_filter = flt.check().expression
+    firsts = first_times(paths)
+    given = time_order(list(range(len(paths))), firsts)  # the arguments' positions
+    paths = [paths[i] for i in given]
     parent = _spool_parent(spool_dir, parquet_dir, scheduler)
     with _client(scheduler) as client, \
             (spool(parent) if parent is not None else worker_spool(client)) as where:
         nparts = partitions or default_partitions(paths, _workers(client))
-        reads = [client.submit(_read_file, path, nparts, where, n, pure=False)
+        reads = [client.submit(_read_file, path, nparts, where, n, capture_filter,
+                               pure=False)
                  for n, path in enumerate(paths)]
         # The tasks on a file's read run where it was read (a preference: one run
         # elsewhere, as after a lost worker, gets the read moved, and a read of a worker's
@@ -586,6 +601,7 @@ def analyze_dask(source: _Sources, *,
                      if holders.get(r.key) else {} for r in reads]
         heads = client.gather([client.submit(_head, r, **at)
                                for r, at in zip(reads, at_reader, strict=True)])
+        _check_sequential(paths, [(firsts[i], -i) for i in given], heads)
         offsets, frames = [], 0
         last_ts, last_frame = -1, 0
         for file_stats, file_last_ts, file_last_frame in heads:
@@ -619,6 +635,25 @@ def analyze_dask(source: _Sources, *,
                                  parquet_dir, where, homes)
         outs = _gather_each(client, tracked)
     return _result(outs, stats, options, tables, on_event, paths)
+
+
+def _check_sequential(paths: list[str], keys: list[tuple[int | None, int]],
+                      heads: list[tuple[ReadStats, int | None, int]]) -> None:
+    """`CaptureError` where a file (in time order) has a frame after the next file's first
+    (merge ``keys``: first time, minus the position in the arguments: mergecap's rule),
+    which `analyze` would merge frame by frame and the parallel reads cannot. A file's
+    latest time is taken as the later of its last frame's and its latest TCP segment's."""
+    for k in range(len(paths) - 1):
+        stats, last_seg, _ = heads[k]
+        latest = max((t for t in (stats.last_ts_ns, last_seg) if t is not None), default=None)
+        first_next, neg_next = keys[k + 1]
+        if latest is None or first_next is None:
+            continue
+        if (latest, keys[k][1]) > (first_next, neg_next):
+            a, b = paths[k], paths[k + 1]
+            raise CaptureError(overlap_warning([a, b]).split(";")[0] + ": --engine dask "
+                               "reads files one after the other; use --engine single, or "
+                               f"merge them first: mergecap -w merged.pcap {a} {b}")
 
 
 def _spool_parent(spool_dir: _Dir | None, parquet_dir: _Dir | None,

@@ -75,15 +75,17 @@ class _Matcher:
 
 
 def read_packets(sources: Sequence[Source], connections: pd.DataFrame,
-                 transitions: pd.DataFrame) -> pd.DataFrame:
+                 transitions: pd.DataFrame, *,
+                 capture_filter: str | None = None) -> pd.DataFrame:
     """The segments of the connections in ``connections`` (rows of the connections
-    table), read again from ``sources`` (which must be the captures analysed, in the same
-    order; file objects are read from where they stand). Reading stops after the last
-    frame of the last chosen connection."""
+    table), read again from ``sources`` (the captures analysed, merged by time as the
+    analysis merged them; file objects are read from where they stand) with the analysis'
+    ``capture_filter``. Reading stops after the last frame of the last chosen
+    connection."""
     matcher = _Matcher(connections)
     rows: list[tuple[int, str, Segment]] = []
     if len(connections):
-        for seg in iter_segments(sources, ReadStats()):
+        for seg in iter_segments(sources, ReadStats(), capture_filter=capture_filter):
             if seg.frame > matcher.last_frame:
                 break
             found = matcher.match(seg)

@@ -8,6 +8,7 @@ list of files (which `analyze` reads as one capture).
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import shutil
@@ -24,6 +25,7 @@ from pcapgen import T0_US, Seg, orderly_close, write_pcap  # noqa: E402
 
 import tcplife  # noqa: E402
 from tcplife.analysis import TABLES  # noqa: E402
+from tcplife.capture import CaptureError  # noqa: E402
 from tcplife.dataset import SORT_KEYS, ParquetDataset, restore  # noqa: E402
 from tcplife.detect import ConnView, PerConnection  # noqa: E402
 from tcplife.distributed import (  # noqa: E402
@@ -93,7 +95,15 @@ def records(path: Path) -> tuple[bytes, list[bytes]]:
 def rotate(path: Path, cuts: list[int], outdir: Path, stem: str = "cap") -> list[Path]:
     """Cut a classic pcap before each record index of ``cuts``: tcpdump -C's numbering."""
     header, recs = records(path)
-    bounds = [0, *sorted(set(c for c in cuts if 0 < c < len(recs))), len(recs)]
+    # Only where the files do not overlap in time (every frame before the cut earlier
+    # than every frame after it): overlapping files are merged frame by frame by time,
+    # as mergecap merges them, which the Dask engine refuses (test_overlap_is_refused).
+    endian = "<" if header[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    ts = [struct.unpack(endian + "II", r[:8]) for r in recs]
+    before = list(itertools.accumulate(ts, max))
+    after = list(itertools.accumulate(reversed(ts), min))[::-1]
+    cuts = [c for c in cuts if 0 < c < len(recs) and before[c - 1] < after[c]]
+    bounds = [0, *sorted(set(cuts)), len(recs)]
     outdir.mkdir(parents=True, exist_ok=True)
     files = []
     for i, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False)):
@@ -181,8 +191,9 @@ def test_every_cut_of_one_conversation(tmp_path, client):
 
 
 def test_lab_captures_as_one_set(tmp_path, client, spooled):
-    """Different lab captures as the rotated files of one set (link types differ)."""
-    files = [SAMPLES / n for n in ("many_short.client.pcap", "refused.client.pcap",
+    """Different lab captures as the rotated files of one set (link types differ), given
+    out of time order (they do not overlap in time)."""
+    files = [SAMPLES / n for n in ("many_short.client.pcap", "ipv6.any.pcap",
                                    "linger0.server.pcap", "close_unread_data.client.pcap")]
     assert_same(analyze_dask(files, scheduler=client, partitions=3, **spooled),
                 tcplife.analyze(files))
@@ -204,6 +215,25 @@ def test_tables_and_on_event(tmp_path, client):
     want = tcplife.analyze(files, tables=("connections",))
     assert_same(got, want)
     assert len(seen) > len(want.connections)
+
+
+def test_overlap_is_refused(tmp_path, client):
+    files = [str(SAMPLES / f"half_open.{side}.pcap") for side in ("client", "server")]
+    with pytest.raises(CaptureError, match="overlap in time.*--engine single"):
+        analyze_dask(files, scheduler=client)
+
+
+def test_files_in_any_order_and_filter(tmp_path, client):
+    path = SAMPLES / "clean_traffic.client.pcap"
+    _, recs = records(path)
+    files = rotate(path, list(range(1, len(recs), 500)), tmp_path / "ring")
+    assert len(files) > 2
+    backwards = [str(f) for f in files[::-1]]
+    assert_same(analyze_dask(backwards, scheduler=client), tcplife.analyze(backwards))
+    expr = "tcp[tcpflags] & (tcp-syn|tcp-fin) != 0"
+    got = analyze_dask(backwards, scheduler=client, capture_filter=expr)
+    assert_same(got, tcplife.analyze(backwards, capture_filter=expr))
+    assert got.stats.filtered_out > 0 and got.stats.files == [str(f) for f in files]
 
 
 def test_capture_files_natural_order(tmp_path):

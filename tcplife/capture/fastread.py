@@ -69,6 +69,7 @@ from dpkt.pcapng import (
 )
 
 from ..segment import SYN, Segment
+from .bpf import CaptureFilter, as_filter
 from .columns import AddressBook, Batch
 from .decode import Decoder
 from .files import READ_ERRORS, OpenedCapture, Source, open_capture
@@ -159,6 +160,8 @@ def read_batches(
     *,
     verify_checksums: bool = True,
     batch_bytes: int = 8 << 20,
+    capture_filter: str | CaptureFilter | None = None,
+    frame_times: bool = False,
 ) -> Iterator[Batch]:
     """Yield the TCP segments of a capture as `Batch`es, in capture order.
 
@@ -167,6 +170,10 @@ def read_batches(
     Every batch holds at least one segment and all share one `AddressBook`. A batch covers
     about ``batch_bytes`` (at least 4 KiB) of capture; from a pipe or other stream that is
     not a regular file, whatever one read brought (nothing is held back waiting for more).
+
+    ``frame_times=True`` (for `tcplife.capture.merge`) yields instead, per walk of the
+    buffer, ``(batch or None, frames before it, time of each of its frames)``: the times
+    of every frame the walk found, TCP or not, kept by the filter or not, in order.
     """
     if stats is None:
         stats = ReadStats()
@@ -194,8 +201,11 @@ def read_batches(
             closer()
         opened.close()
         raise
+    stats.add_run(stats.frames + 1, stats.add_file(opened.name), 1)
     bulk = _BulkDecoder(stats, Decoder(stats, opened.name, verify_checksums), AddressBook(),
-                        verify_checksums)
+                        verify_checksums, as_filter(capture_filter))
+    if frame_times:
+        return _timed_batches(opened, closer, stream, walker, bulk)  # type: ignore[return-value]
     return _batches(opened, closer, stream, walker, bulk, size if regular else 0)
 
 
@@ -284,6 +294,33 @@ def _batches(
                 yield parts[0] if len(parts) == 1 else Batch.joined(parts)
                 parts = []
                 start = stream.base + pos
+            if done:
+                return
+            stream.refill(pos, need)
+            pos = 0
+    finally:
+        if closer is not None:
+            closer()
+        opened.close()
+
+
+def _timed_batches(
+    opened: OpenedCapture, closer: Callable[[], None] | None, stream: _Stream,
+    walker: _Walker, bulk: _BulkDecoder,
+) -> Iterator[tuple[Batch | None, int, np.ndarray]]:
+    """`_batches` a walk at a time, each with the times of all its frames."""
+    try:
+        pos = 0
+        while True:
+            records, pos, need, done = walker.walk(stream, pos)
+            times = records.ts_ns
+            if records.huge:
+                times = times.copy()
+                for row, ts in records.huge.items():
+                    times[row] = min(max(ts, _INT64_MIN), _INT64_MAX)
+            batch = bulk.batch(stream, records, walker.pending)
+            if len(times) or batch is not None:
+                yield batch, records.first_frame, times
             if done:
                 return
             stream.refill(pos, need)
@@ -1025,13 +1062,34 @@ class _BulkDecoder:
     the rest, counters into `stats` exactly as the `Decoder` would count them."""
 
     def __init__(
-        self, stats: ReadStats, decoder: Decoder, book: AddressBook, verify_checksums: bool
+        self, stats: ReadStats, decoder: Decoder, book: AddressBook, verify_checksums: bool,
+        capture_filter: CaptureFilter | None = None,
     ) -> None:
         self.stats = stats
         self.decoder = decoder
         self.book = book
         self.verify = verify_checksums
+        self.filter = capture_filter
         self.pack = _Packer(book).pack
+
+    def _kept(self, s: _Stream, rec: _Records) -> np.ndarray:
+        """Which frames of `rec` the capture filter keeps (libpcap, frame by frame)."""
+        assert self.filter is not None
+        keep = np.empty(len(rec.off), bool)
+        view = s.view
+        kinds = np.unique(rec.linktype).tolist()
+        for lt in kinds:
+            rows = None if len(kinds) == 1 else np.flatnonzero(rec.linktype == lt)
+            match = self.filter.matcher(lt)
+            cols = (rec.off, rec.caplen, rec.wire_len) if rows is None else \
+                (rec.off[rows], rec.caplen[rows], rec.wire_len[rows])
+            found = [match(bytes(view[o : o + c]), w)
+                     for o, c, w in zip(*(c.tolist() for c in cols), strict=True)]
+            if rows is None:
+                keep[:] = found
+            else:
+                keep[rows] = found
+        return keep
 
     def batch(self, s: _Stream, rec: _Records, pending: list[tuple[int, str]]) -> Batch | None:
         stats = self.stats
@@ -1047,6 +1105,21 @@ class _BulkDecoder:
             if stats.first_ts_ns is None:
                 stats.first_ts_ns = rec.huge.get(0, int(rec.ts_ns[0]))
             stats.last_ts_ns = rec.huge.get(count - 1, int(rec.ts_ns[-1]))
+            if self.filter is not None:
+                keep = self._kept(s, rec)
+                kept = int(np.count_nonzero(keep))
+                if kept < count:
+                    stats.filtered_out += count - kept
+                    rows = np.flatnonzero(keep)
+                    new_row = np.cumsum(keep) - 1
+                    rec = _Records(rec.first_frame, rec.off[rows], rec.caplen[rows],
+                                   rec.wire_len[rows], rec.ts_ns[rows], rec.linktype[rows],
+                                   {int(new_row[r]): t for r, t in rec.huge.items()
+                                    if keep[r]})
+                    frames = frames[rows]
+                    count = kept
+                    lts = _link_types(rec.linktype) if kept else []
+        if count:
             bulk, rest = self._bulk(s, rec, frames, lts)
         segments = self._one_by_one(s, rec, frames, rest, pending)
         if not segments:
