@@ -25,6 +25,7 @@ from tcplife.collect import Collector
 from tcplife.detect import DetectorSet
 from tcplife.drive import drive
 from tcplife.events import Event
+from tcplife.framemap import several, with_files
 from tcplife.options import Options
 from tcplife.rows import Rows
 from tcplife.segment import Segment
@@ -350,16 +351,32 @@ def collected_result(c: Collector, stats: ReadStats, options: Options, sources: 
         order = c.transition_order()
         return 0 if order is None else len(order)
 
+    def named(make: Callable[..., Any]) -> Callable[..., Any]:
+        """A table maker whose frames name their files (several captures)."""
+        if not several(stats):
+            return make
+        return lambda *args: with_files(make(*args), stats)
+
+    def named_parts(make: Callable[[int], Iterator[Any]]) -> Callable[[int], Iterator[Any]]:
+        if not several(stats):
+            return make
+        return lambda size: (with_files(part, stats) for part in make(size))
+
     tables = {
         "connections": None if stream_connections else LazyTable(
-            c.all_connection_rows, c.connections, lambda: len(c._conns)),
-        "transitions": LazyTable(c.transition_rows, c.transitions, trans_count),
-        "anomalies": LazyTable(c.anomaly_rows, c.anomalies_frame, lambda: len(c.anomalies)),
-        "oddities": LazyTable(c.oddity_rows, c.oddities_frame, lambda: len(c.oddities)),
+            named(c.all_connection_rows), named(c.connections), lambda: len(c._conns)),
+        "transitions": LazyTable(named(c.transition_rows), named(c.transitions),
+                                 trans_count),
+        "anomalies": LazyTable(named(c.anomaly_rows), named(c.anomalies_frame),
+                               lambda: len(c.anomalies)),
+        "oddities": LazyTable(named(c.oddity_rows), named(c.oddities_frame),
+                              lambda: len(c.oddities)),
     }
     return Result(**tables, stats=stats, options=options, sources=sources,
-                  connection_frames=c.connection_frames if stream_connections else None,
-                  connection_rows=c.connection_rows if stream_connections else None)
+                  connection_frames=named_parts(c.connection_frames)
+                  if stream_connections else None,
+                  connection_rows=named_parts(c.connection_rows)
+                  if stream_connections else None)
 
 
 def analyze(source: Source | list[Source], *, options: Options | None = None,

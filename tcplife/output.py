@@ -632,6 +632,10 @@ def summary_view(summary: dict[str, Any]) -> Table:
     cap = summary["capture"]
     words = (f"{cap['frames']} frames, {cap['tcp_segments']} TCP segments, "
              f"{cap['non_tcp']} non-TCP")
+    if cap.get("files", 1) > 1:
+        words = f"{cap['files']} files merged by time, " + words
+    if cap.get("filtered_out"):
+        words += f", {cap['filtered_out']} frames filtered out (--filter)"
     if cap["bad_checksums"]:
         words += f", {cap['bad_checksums']} bad checksums"
     grid.add_row("capture", words)

@@ -98,6 +98,7 @@ def capture_notes(stats: ReadStats, connections: Any) -> dict[str, Any]:
     return {"frames": stats.frames, "tcp_segments": stats.tcp_segments,
             "non_tcp": stats.non_tcp, "truncated": stats.truncated,
             "bad_checksums": bad, "checksum_offload": offload,
+            "filtered_out": stats.filtered_out, "files": len(set(stats.files)),
             "warnings": len(stats.warnings)}
 
 

@@ -1,0 +1,84 @@
+"""Several captures: every row with a frame names its file, and the frame counts within it
+(CONTRACT "Frames"), so ``tshark -r FILE -Y frame.number==N`` finds it. Checked against
+the files themselves, read with dpkt: the frame a row names has the row's time."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+from pathlib import Path
+
+import dpkt
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+import tcplife
+from tcplife import output
+from tcplife.cli import main
+
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_pcaps"
+CAPTURE = SAMPLES / "port_reuse_close_wait.server.pcap"
+
+pytestmark = pytest.mark.skipif(shutil.which("editcap") is None,
+                                reason="needs editcap (Debian package tshark)")
+
+
+@pytest.fixture(scope="module")
+def ring(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The capture cut into files of 7 frames, as a ring buffer would leave it."""
+    where = tmp_path_factory.mktemp("ring")
+    subprocess.run(["editcap", "-F", "pcap", "-c", "7", str(CAPTURE), str(where / "ring.pcap")],
+                   check=True, capture_output=True)
+    files = sorted(where.iterdir())
+    assert len(files) >= 4
+    return files
+
+
+def frame_times(path: Path) -> list[int]:
+    """Each frame's time in ns, frame N at index N - 1."""
+    with open(path, "rb") as stream:
+        return [int(round(float(ts) * 1e6)) * 1000 for ts, _ in dpkt.pcap.Reader(stream)]
+
+
+def test_rows_name_their_file_and_frame(ring: list[Path]) -> None:
+    result = tcplife.analyze([str(p) for p in reversed(ring)])  # given in the wrong order
+    times = {str(p): frame_times(p) for p in ring}
+    whole = tcplife.analyze(CAPTURE)
+    assert len(result.connections) == len(whole.connections)
+    t = result.transitions
+    assert list(t.columns).index("file") == list(t.columns).index("frame") + 1
+    checked = 0
+    for row in t.itertuples():
+        if pd.isna(row.frame):  # a timeout: no frame, no file
+            assert pd.isna(row.file)
+            continue
+        assert times[row.file][int(row.frame) - 1] == row.ts_ns
+        checked += 1
+    assert checked >= 10
+    assert {r.file for r in t.itertuples() if isinstance(r.file, str)} == set(times)
+    for row in result.connections.itertuples():
+        assert times[row.first_file][row.first_frame - 1] == row.first_ts_ns
+        assert times[row.last_file][row.last_frame - 1] == row.last_ts_ns
+    for row in result.anomalies.itertuples():
+        assert 1 <= row.frame <= len(times[row.file])
+        assert all(1 <= f <= max(len(v) for v in times.values()) for f in row.frames)
+
+
+def test_one_capture_has_no_file_columns() -> None:
+    result = tcplife.analyze(CAPTURE)
+    for table in (result.connections, result.transitions, result.anomalies):
+        assert not {"file", "first_file", "last_file"} & set(table.columns)
+
+
+def test_the_cli_rows_equal_the_api_rows(ring: list[Path]) -> None:
+    result = tcplife.analyze([str(p) for p in ring])
+    for command, table in (("analyze", "connections"), ("timeline", "transitions"),
+                           ("anomalies", "anomalies")):
+        done = CliRunner().invoke(main, [command, str(ring[0].parent), "--format", "jsonl"])
+        assert done.exit_code == 0, done.output
+        stream = io.StringIO()
+        output.write_jsonl(getattr(result, table), stream)
+        assert done.stdout == stream.getvalue(), command
+        assert '"file"' in done.stdout or '"first_file"' in done.stdout
