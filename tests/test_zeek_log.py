@@ -113,8 +113,8 @@ def test_writes_to_a_path_and_an_empty_table(tmp_path: Path) -> None:
 
 
 def test_readme_excerpt_is_what_the_writer_writes() -> None:
-    """README, "Side by side": the conn.log shown is this code's output."""
-    readme = (ROOT / "README.md").read_text()
+    """docs/peers.md: the conn.log shown is this code's output."""
+    readme = (ROOT / "docs" / "peers.md").read_text()
     start = readme.index("#separator \\x09\n#set_separator")
     shown = readme[start:readme.index("#close", start)].splitlines()
     lab = ROOT / "sample_pcaps"
