@@ -360,8 +360,10 @@ def filter_options(command: F | None = None, *, window: bool = True,
                 help="Only connections that began by TIME, rows up to TIME.")(wrapper)
             wrapper = click.option(
                 "--since", type=Instant(), metavar="TIME",
-                help="Only connections still alive at TIME, rows from TIME on "
-                     "(epoch seconds, ISO 8601, +SECONDS after the first frame).")(wrapper)
+                help="Only connections still alive at TIME, rows from TIME on (TIME as "
+                     "the tables print it, HH:MM:SS[.ffffff] on the capture's date; or "
+                     "start, end, +S after the first frame, -S before the last, epoch "
+                     "seconds, ISO 8601).")(wrapper)
         wrapper = click.option(
             "--kind", "kinds", multiple=True, metavar="KIND",
             type=click.Choice(ANOMALY_KINDS),
