@@ -19,7 +19,7 @@ For each capture it prints, and checks (exit status 1 if a check fails):
    all three cases.)
 3. tcptrace, if installed: its connection count (``tcptrace -n``), and how many it calls
    complete and reset, next to tcplife's; differences are listed, not failed (the two
-   tools do not define a connection the same way; see the README).
+   tools do not define a connection the same way; see docs/performance.md).
 """
 
 from __future__ import annotations

@@ -335,7 +335,7 @@ _AFTER_CLOSE = {FIN_WAIT_1, FIN_WAIT_2, CLOSING, LAST_ACK,
 class Resets(PerConnection):
     """rst_on_close_unread_data, abortive_close, write_after_close, and the keep-alive
     give-up (half_open): each RST-ACK a side sent from an open state, classified on what
-    the wire shows (README "Anomaly rules").
+    the wire shows (docs/anomalies.md).
 
     - After keep-alive probes that the peer never answered: the kernel giving up on a
       dead peer (Linux tcp_keepalive_timer sends this RST): ``half_open``, likely.

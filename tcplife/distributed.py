@@ -44,7 +44,7 @@ the single process's arming order); a timer whose deadline the clock passed (a s
 stamped ahead of later ones) fires, in one process, at the next segment stamped past it,
 but is keyed before the next segment: the order of events (and so the running capture end
 the detectors are given) may differ, tests/test_distributed.py pins a case; a step back of
-more than a read batch, which `analyze`'s fast path does not see (README, Limits).
+more than a read batch, which `analyze`'s fast path does not see (docs/dask.md, Limits).
 """
 
 from __future__ import annotations

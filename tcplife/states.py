@@ -94,8 +94,8 @@ ERROR, WARNING, INFO = SEVERITIES
 CONFIDENCES: tuple[str, ...] = ("certain", "likely", "possible")
 CERTAIN, LIKELY, POSSIBLE = CONFIDENCES
 
-#: Each kind's severity where its detector does not judge the situation otherwise (README
-#: "Anomaly rules" says when a row is more or less severe than this).
+#: Each kind's severity where its detector does not judge the situation otherwise
+#: (docs/anomalies.md says when a row is more or less severe than this).
 DEFAULT_SEVERITY: dict[str, str] = {
     "refused": ERROR, "syn_unanswered": ERROR, "listen_overflow": ERROR,
     "handshake_incomplete": WARNING, "rst_on_close_unread_data": WARNING,

@@ -2,7 +2,7 @@
 `fuzz/fuzz_tcplife.py` for 15 s each, seeded with sample captures, and a hypothesis
 fallback over mutated captures that runs even where atheris is not installed.
 
-A longer run is a command (see README, "Bad input and fuzzing"):
+A longer run is a command (see docs/testing.md):
 ``python tests/fuzz/fuzz_tcplife.py capture -max_total_time=3600 CORPUS SEEDS``.
 Each crash found becomes a regression test in tests/test_hostile_regressions.py.
 """
@@ -49,7 +49,7 @@ def test_atheris(target: str, tmp_path: Path) -> None:
         for seed in SEEDS:
             shutil.copy(seed, seeds / seed.name)
     # A fixed seed and a fixed number of runs (the time budget only bounds it): the suite
-    # must not fail by chance. Longer, random runs are the documented command (README).
+    # must not fail by chance. Longer, random runs are the documented command (docs/testing.md).
     env = dict(os.environ, PYTHONPATH=str(REPO), OPENBLAS_NUM_THREADS="1",
                PYTHONHASHSEED="0")
     proc = subprocess.run(

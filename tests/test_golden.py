@@ -33,7 +33,7 @@ def test_sample_set_is_not_empty() -> None:
 
 @pytest.mark.parametrize("path", EXPECTED, ids=[p.name for p in EXPECTED])
 def test_expected_has_anomaly_ground_truth(path: Path) -> None:
-    """Every expected file lists its anomalies per capture (format in the README)."""
+    """Every expected file lists its anomalies per capture (format in sample_pcaps/README.md)."""
     expected = golden.load_expected(path)
     opts = expected["anomaly_options"]
     assert opts["close_wait_linger"] >= 0 and opts["time_wait_threshold"] >= 1

@@ -161,7 +161,7 @@ def test_cli_every_case_bounded(corpus_dir: Path) -> None:
 @pytest.mark.parametrize("fmt", ["jsonl", "table"])
 def test_cli_every_command_and_format(corpus_dir: Path, fmt: str) -> None:
     """Every command renders what the damage left, as rows and as terminal tables: the
-    last case of every family (a full run of all cases is in the README's numbers)."""
+    last case of every family (a full run of all cases is in docs/input.md)."""
     sample = list({c.family: c for c in CASES}.values())
     for command in ("analyze", "timeline", "anomalies", "at +0.5"):
         for row in _harness([corpus_dir / c.name for c in sample], command, fmt):

@@ -95,7 +95,7 @@ def test_every_capture_was_compared() -> None:
 def test_where_tcplife_and_wireshark_split_differently() -> None:
     """The old socket of a reused 4-tuple answering the new SYN (challenge ACK, or a
     TIME_WAIT's ACK, then the RST that kills it), and a split handshake: nowhere else
-    (README, "Side by side")."""
+    (docs/peers.md)."""
     differ = {}
     for path in CAPTURES:
         c = tcplife.analyze(path).connections

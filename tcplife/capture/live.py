@@ -5,7 +5,7 @@ what the kernel has captured in batches, decoding it with the file reader's `Dec
 optionally writing every frame to a pcap file as it comes (`--write`), and the drop counts
 (kernel and interface) that libpcap reports. Must not know about connection state.
 
-Why cypcap (see the README's "Live capture"): a binding of the modern libpcap API
+Why cypcap (see docs/live.md): a binding of the modern libpcap API
 (``pcap_create``/``pcap_activate`` with buffer size, immediate mode, timestamp precision,
 ``pcap_stats``, selectable fd, dumpers), Cython-compiled, whose wheels carry libpcap 1.10
 (TPACKET_V3 ring) so ``pip install`` needs no compiler or libpcap-dev. Measured on this

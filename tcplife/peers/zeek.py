@@ -43,7 +43,7 @@ changes nothing Zeek records beyond counters and a side's first ``A`` or ``D``
 at the side's SND.NXT, acknowledges more than the peer sent, or comes `inactivity_ns` or
 more after the previous one (the fast path sends those through `process`).
 
-Not modelled (see the README, "Side by side with Zeek, Wireshark, Suricata"): ``c`` (bad
+Not modelled (see docs/peers.md): ``c`` (bad
 checksums: segments carry no checksum verdict), ``g`` (content gaps: Zeek's reassembler),
 ``x``; Zeek's other timers (``AttemptTimer``: a connection attempt unanswered for
 ``tcp_attempt_delay``, 5 s; the close timers: a closed or reset connection forgotten
