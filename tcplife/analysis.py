@@ -48,11 +48,14 @@ Source = Union[str, "os.PathLike[str]", IO[bytes]]
 @dataclass
 class LazyTable:
     """A table an engine can give two ways, each built only when first asked for:
-    ``rows`` (`Rows`, plain Python values, no pandas) and ``frame`` (a DataFrame)."""
+    ``rows`` (`Rows`, plain Python values, no pandas) and ``frame`` (a DataFrame).
+    ``numbered``: the frame with frames numbered in the order they were read, without
+    the file columns of several captures (`Result.read_order`), where those differ."""
 
     rows: Callable[[], Rows]
     frame: Callable[[], Any]
     count: Callable[[], int]
+    numbered: Callable[[], Any] | None = None
 
 
 class Result:
@@ -133,6 +136,16 @@ class Result:
         if held is None:
             return Rows.empty(SCHEMAS[name])
         return held
+
+    def read_order(self, name: str) -> pd.DataFrame:
+        """Table ``name`` as a DataFrame whose frames are numbered in the order they were
+        read (several captures merged by time, one count over all; no file columns):
+        what re-reading the captures for their packets matches against. The same as
+        the table itself for one capture."""
+        held = self._tables[name]
+        if isinstance(held, LazyTable) and held.numbered is not None:
+            return held.numbered()
+        return self._frame(name)
 
     def count(self, name: str) -> int:
         """Rows of table ``name``, without building it."""
@@ -357,20 +370,22 @@ def collected_result(c: Collector, stats: ReadStats, options: Options, sources: 
             return make
         return lambda *args: with_files(make(*args), stats)
 
+    def table(rows: Callable[[], Rows], frame: Callable[[], Any],
+              count: Callable[[], int]) -> LazyTable:
+        return LazyTable(named(rows), named(frame), count,
+                         frame if several(stats) else None)
+
     def named_parts(make: Callable[[int], Iterator[Any]]) -> Callable[[int], Iterator[Any]]:
         if not several(stats):
             return make
         return lambda size: (with_files(part, stats) for part in make(size))
 
     tables = {
-        "connections": None if stream_connections else LazyTable(
-            named(c.all_connection_rows), named(c.connections), lambda: len(c._conns)),
-        "transitions": LazyTable(named(c.transition_rows), named(c.transitions),
-                                 trans_count),
-        "anomalies": LazyTable(named(c.anomaly_rows), named(c.anomalies_frame),
-                               lambda: len(c.anomalies)),
-        "oddities": LazyTable(named(c.oddity_rows), named(c.oddities_frame),
-                              lambda: len(c.oddities)),
+        "connections": None if stream_connections else table(
+            c.all_connection_rows, c.connections, lambda: len(c._conns)),
+        "transitions": table(c.transition_rows, c.transitions, trans_count),
+        "anomalies": table(c.anomaly_rows, c.anomalies_frame, lambda: len(c.anomalies)),
+        "oddities": table(c.oddity_rows, c.oddities_frame, lambda: len(c.oddities)),
     }
     return Result(**tables, stats=stats, options=options, sources=sources,
                   connection_frames=named_parts(c.connection_frames)

@@ -475,19 +475,31 @@ def _packets(captures: tuple[str, ...], timeouts: dict[str, float],
     sources = _spool_stdin(captures)
     result = run_analysis(captures, timeouts, sources,
                           tables=("connections", "transitions", "anomalies"))
-    conns = select.resolve(result).connections(result.connections)
+    # Packets are matched to connections by frame numbers in the order of reading
+    # (several captures: one count over the merged files); rows name their file after.
+    conns = select.resolve(result).connections(result.read_order("connections"))
     for source in sources:
         if isinstance(source, io.BytesIO):
             source.seek(0)
-    return result, conns, read_packets(sources, conns, result.transitions,
+    return result, conns, read_packets(sources, conns, result.read_order("transitions"),
                                        capture_filter=capture_filter())
 
 
-def _tshark_command(result: Result, conn: Any) -> str:
+def _tshark_command(result: Result, conn_id: int) -> str | None:
+    """The tshark command line showing connection ``conn_id``'s frames; None where no
+    one file holds them all (several captures, and the connection spans files)."""
+    from tcplife.framemap import several
     from tcplife.packets import tshark_filter
 
-    read = f"-r {result.sources[0]} " if len(result.sources) == 1 and \
-        result.sources[0] not in ("-", "<stdin>") else ""
+    connections = result.connections
+    conn = next(connections[connections["conn_id"] == conn_id].itertuples(index=False))
+    if several(result.stats):
+        if conn.first_file != conn.last_file:
+            return None
+        source = str(conn.first_file)
+    else:
+        source = result.sources[0] if len(result.sources) == 1 else "-"
+    read = f"-r {source} " if source not in ("-", "<stdin>") else ""
     return f"tshark {read}-Y '{tshark_filter(conn)}'"
 
 
@@ -507,10 +519,14 @@ def frames_command(captures: tuple[str, ...], select: Selection,
     packet. For one connection, the equivalent tshark display filter goes to stderr.
     Captures are read twice (standard input is held in memory for that).
     """
+    from tcplife.framemap import with_files
+
     result, conns, packets = _packets(captures, timeouts, select)
-    tshark = _tshark_command(result, next(conns.itertuples())) if len(conns) == 1 else None
+    tshark = _tshark_command(result, int(conns["conn_id"].iloc[0])) \
+        if len(conns) == 1 else None
     if tshark is not None and (out.format != "table" or not out.to_stdout):
         message("note", f"the same frames: {tshark}", "dim")
+    packets = with_files(packets, result.stats)
     out.emit(packets, lambda: output.packets_view(packets, result.sources, tshark))
 
 
@@ -542,14 +558,17 @@ def ladder_command(captures: tuple[str, ...], conn_id: int, timeouts: dict[str, 
 
     result, conns, packets = _packets(captures, timeouts, Selection(conn_ids=(conn_id,)))
     conn = next(conns.itertuples(index=False))
-    ladder = build_ladder(conn, packets, result.transitions, result.anomalies,
-                          result.sources, _tshark_command(result, conn))
+    ladder = build_ladder(conn, packets, result.read_order("transitions"),
+                          result.read_order("anomalies"), result.sources,
+                          _tshark_command(result, conn_id) or "")
     if out.format == "svg":
         out.write_text(ladder_svg(ladder))
         if not out.to_stdout:
             message("note", f"wrote {out.path} ({ladder.packets} packets)", "dim")
         return
-    out.emit(packets, lambda: ladder_lines(ladder, ladder_width()))
+    from tcplife.framemap import with_files
+
+    out.emit(with_files(packets, result.stats), lambda: ladder_lines(ladder, ladder_width()))
 
 
 @main.command("export", epilog=CAPTURE_EPILOG)

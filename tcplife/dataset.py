@@ -78,6 +78,7 @@ from tcplife.events import (
     Retraction,
     Transition,
 )
+from tcplife.framemap import slim, with_file_columns, with_files
 from tcplife.frames import (
     ANOMALY_COLUMNS,
     CONNECTION_COLUMNS,
@@ -88,6 +89,7 @@ from tcplife.frames import (
 )
 from tcplife.options import Options
 from tcplife.output import OutputError
+from tcplife.schema import FILE_COLUMNS
 from tcplife.spool import dump, load_array, save_arrays, undump
 
 #: each table's columns and dtypes
@@ -131,8 +133,11 @@ class ParquetDataset:
 
 def restore(frame: pd.DataFrame, table: str, sort: bool = True) -> pd.DataFrame:
     """A table read back from Parquet with `Result`'s dtypes (Parquet keeps categories as
-    the values present, lists as arrays); stable-sorted by `SORT_KEYS` if ``sort``."""
+    the values present, lists as arrays); stable-sorted by `SORT_KEYS` if ``sort``. The
+    file columns of several captures are kept where the dataset has them."""
     schema = SCHEMAS[table]
+    if set(FILE_COLUMN_NAMES) & set(frame.columns):
+        schema = with_file_columns(schema)
     out = {}
     for name, dtype in schema.items():
         column = frame[name]
@@ -148,17 +153,22 @@ def restore(frame: pd.DataFrame, table: str, sort: bool = True) -> pd.DataFrame:
     return frame
 
 
-def arrow_schema(table: str) -> Any:
-    """The Parquet schema of a table: one for every part, empty or not."""
+def arrow_schema(table: str, files: bool = False) -> Any:
+    """The Parquet schema of a table: one for every part, empty or not. ``files``: with
+    the file columns of several captures (`tcplife.framemap`)."""
     import pyarrow as pa
 
-    schema = pa.Schema.from_pandas(empty_frame(SCHEMAS[table]), preserve_index=False)
+    columns = with_file_columns(SCHEMAS[table]) if files else SCHEMAS[table]
+    schema = pa.Schema.from_pandas(empty_frame(columns), preserve_index=False)
     for i, f in enumerate(schema):
-        if SCHEMAS[table][f.name] == "object":  # lists: a connection's anomaly kinds,
+        if columns[f.name] == "object":  # lists: a connection's anomaly kinds,
             item = pa.int64() if f.name == "frames" else pa.string()  # a row's frames
             schema = schema.set(i, pa.field(f.name, pa.list_(item)))
     return schema
 
+
+#: the file columns several captures add (`tcplife.framemap`)
+FILE_COLUMN_NAMES = tuple(name for name, _ in FILE_COLUMNS.values())
 
 _REUSE = re.compile(r"(reuses the 4-tuple of connection )(\d+)")
 
@@ -379,7 +389,8 @@ def _host_bucket(host: str, buckets: int) -> int:
 
 
 def _finish(t: Tracked, n: int, options: Options, tables: tuple[str, ...],
-            last_ts_ns: int | None, directory: str) -> _Finished:
+            last_ts_ns: int | None, directory: str,
+            fmap: ReadStats | None = None) -> _Finished:
     """Stage 4: the events renumbered (by the maps `_save_numbers` wrote), the
     per-connection detectors and the `Collector`; the transitions and oddities written
     at once."""
@@ -429,7 +440,8 @@ def _finish(t: Tracked, n: int, options: Options, tables: tuple[str, ...],
         now.add(batch)
         later.add(batch)
     del during, at_end
-    rows = _write_tables(now, directory, t.p, tuple(x for x in tables if x in _AT_ONCE))
+    rows = _write_tables(now, directory, t.p, tuple(x for x in tables if x in _AT_ONCE),
+                         fmap)
     del now
     spans: list[dict[str, Spans]] = [{} for _ in range(n)]
     listen: list[_Listen] = [_Listen({}, []) for _ in range(n)]
@@ -517,9 +529,10 @@ def part_name(p: int) -> str:
     return f"part-{p:05d}.parquet"
 
 
-def _write_tables(c: Collector, directory: str, p: int,
-                 tables: tuple[str, ...]) -> dict[str, int]:
-    """The partition's part of each of ``tables``, built from ``c``; their rows."""
+def _write_tables(c: Collector, directory: str, p: int, tables: tuple[str, ...],
+                 fmap: ReadStats | None = None) -> dict[str, int]:
+    """The partition's part of each of ``tables``, built from ``c``; their rows.
+    ``fmap``: the frame map of several captures (`tcplife.framemap.slim`)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -528,7 +541,10 @@ def _write_tables(c: Collector, directory: str, p: int,
     rows = {}
     for table in tables:
         frame = build[table]()
-        arrow = pa.Table.from_pandas(frame, schema=arrow_schema(table), preserve_index=False)
+        if fmap is not None:
+            frame = with_files(frame, fmap)
+        arrow = pa.Table.from_pandas(frame, schema=arrow_schema(table, fmap is not None),
+                                     preserve_index=False)
         pq.write_table(arrow, os.path.join(directory, table, part_name(p)))
         rows[table] = len(frame)
         del frame, arrow
@@ -536,12 +552,13 @@ def _write_tables(c: Collector, directory: str, p: int,
 
 
 def _write(finished: _Finished, directory: str, p: int, extra: list[Anomaly],
-           tables: tuple[str, ...]) -> dict[str, int]:
+           tables: tuple[str, ...], fmap: ReadStats | None = None) -> dict[str, int]:
     """Stage 6: the tables `_finish` left, with the time-wait anomalies added."""
     c: Collector = undump(finished.collector)
     c.add(extra)
     return {**finished.rows,
-            **_write_tables(c, directory, p, tuple(t for t in tables if t not in _AT_ONCE))}
+            **_write_tables(c, directory, p, tuple(t for t in tables if t not in _AT_ONCE),
+                            fmap)}
 
 
 def prepare_directory(directory: Path, tables: tuple[str, ...]) -> None:
@@ -600,8 +617,9 @@ def write_dataset(client: Any, tracked: list[Any], stats: ReadStats, options: Op
     client.gather([at(p, _save_numbers, done[p], (conn_ids[p], streams[p]), pure=False)
                    for p in range(n)])
     del streams
+    fmap = slim(stats)
     finished = [at(p, _finish, done[p], n, options, tables, stats.last_ts_ns, str(root),
-                   pure=False) for p in range(n)]
+                   fmap, pure=False) for p in range(n)]
     found = client.gather([client.submit(_time_wait, [at(p, _bucket, f, b)
                                                       for p, f in enumerate(finished)],
                                          options, latest)
@@ -617,8 +635,8 @@ def write_dataset(client: Any, tracked: list[Any], stats: ReadStats, options: Op
     for _, anomaly in sorted((pair for bucket in found for pair in bucket),
                              key=lambda pair: pair[0]):
         extra[int(owner[anomaly.conn_id])].append(anomaly)
-    counts = client.gather([at(p, _write, f, str(root), p, extra[p], tables, pure=False)
-                            for p, f in enumerate(finished)])
+    counts = client.gather([at(p, _write, f, str(root), p, extra[p], tables, fmap,
+                               pure=False) for p, f in enumerate(finished)])
     rows = {t: sum(c[t] for c in counts) for t in tables}
     dataset = ParquetDataset(root, rows, stats, options, paths)
     write_metadata(dataset)

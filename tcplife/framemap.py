@@ -23,6 +23,27 @@ def several(stats: ReadStats) -> bool:
     return len(set(stats.files)) > 1
 
 
+def slim(stats: ReadStats) -> ReadStats | None:
+    """Only the frame map of ``stats`` (to hand to workers), or None for one file."""
+    if not several(stats):
+        return None
+    return ReadStats(frames=stats.frames, files=list(stats.files),
+                     run_starts=list(stats.run_starts), run_files=list(stats.run_files),
+                     run_file_frames=list(stats.run_file_frames))
+
+
+def with_file_columns(columns: dict[str, Any]) -> dict[str, Any]:
+    """Column -> spec or dtype, with the file columns of several captures inserted after
+    their frame columns (as `with_files` inserts them)."""
+    out: dict[str, Any] = {}
+    for name, kind in columns.items():
+        out[name] = kind
+        if name in FILE_COLUMNS:
+            file_name, spec = FILE_COLUMNS[name]
+            out[file_name] = spec
+    return out
+
+
 def _locate(stats: ReadStats, frames: list[Any]) -> tuple[list[str | None], list[Any]]:
     """Each frame (None: none) -> (its file or None, its number in that file or None)."""
     numbers = [0 if f is None else int(f) for f in frames]

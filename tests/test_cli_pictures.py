@@ -101,9 +101,13 @@ def test_frames_of_the_second_capture_and_tshark_note(close_pcap: Path,
     result = run("frames", "--conn", "1", close_pcap, later_pcap, "--format", "csv")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == ",".join(PACKET_COLUMNS)
-    assert [int(line.split(",")[1]) for line in lines[1:]] == list(range(11, 21))
-    assert "tcp.srcport==40001" in result.stderr and "frame.number>=11" in result.stderr
+    # several captures: each row names its file, frames count within it
+    columns = list(PACKET_COLUMNS)
+    assert lines[0] == ",".join([*columns[:2], "file", *columns[2:]])
+    assert [int(line.split(",")[1]) for line in lines[1:]] == list(range(1, 11))
+    assert {line.split(",")[2] for line in lines[1:]} == {str(later_pcap)}
+    assert "tcp.srcport==40001" in result.stderr and "frame.number>=1 " in result.stderr
+    assert f"-r {later_pcap} " in result.stderr
 
 
 def test_frames_table_is_one_line_per_packet(close_pcap: Path) -> None:
