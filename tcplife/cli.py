@@ -531,9 +531,11 @@ def frames_command(captures: tuple[str, ...], select: Selection,
 
 
 def ladder_width() -> int:
-    """The terminal's width (at most 140) on a terminal, else 100 columns."""
+    """The width the ladder is drawn at: the terminal's on a terminal, else ``COLUMNS``
+    if set (as for tables), else 100; at most 140 (wider arrows show nothing more)."""
     if not sys.stdout.isatty():
-        return 100
+        columns = os.environ.get("COLUMNS", "")
+        return min(int(columns), 140) if columns.isdigit() and int(columns) > 0 else 100
     return min(Console(file=sys.stdout).width, 140)
 
 

@@ -3,7 +3,8 @@
 Owns: `Ladder` (one step per packet of the connection, plus one per timeout, each with
 the state changes it caused on either side and the anomalies it is the evidence of),
 built from the ``packets``, ``transitions`` and ``anomalies`` tables; `ladder_lines`,
-the diagram as rich `Text` lines for a terminal of about 100 columns; `ladder_svg`, the
+the diagram as rich `Text` lines for a terminal of any width (narrowed, or stacked
+below about 60 columns: see `ladder_lines`); `ladder_svg`, the
 same drawing as SVG text. Knows nothing of click or captures: tables in, text out.
 
 The drawing follows the ladders of TCP textbooks and Wireshark's flow graph: the client
@@ -23,6 +24,7 @@ from xml.sax.saxutils import escape
 import pandas as pd
 from rich.text import Text
 
+from tcplife.fit import abbreviate_state, wrap_text
 from tcplife.output import INFO_KINDS, STATE_COLOURS, STATE_STYLES, clock, date_span, endpoint
 
 SIDES = ("client", "server")
@@ -131,40 +133,104 @@ def _arrow_style(packet: Any) -> str:
 # --- terminal ---------------------------------------------------------------------------
 
 FRAME_W, TIME_W, STATE_W = 6, 11, 13
+#: The diagram at its full size needs this many columns (an arrow of 24 cells).
+WIDE = FRAME_W + 1 + TIME_W + 1 + 2 * STATE_W + 24
+#: Narrower than its columns and an arrow of this many cells, the ladder is stacked.
+MIN_ARROW = 20
 
 
-def _state_cell(change: Change | None, right: bool) -> Text:
+@dataclass(frozen=True)
+class Geometry:
+    """Where the columns of a terminal ladder go: frame, +seconds, the client's states,
+    the arrow between the two lifelines, the server's states. ``short``: states written
+    as ``ss`` writes them (`tcplife.fit.STATE_ABBREVIATIONS`)."""
+
+    frame_w: int
+    time_w: int
+    state_w: int
+    arrow_w: int
+    short: bool = False
+
+    @property
+    def lead(self) -> int:
+        return self.frame_w + 1 + self.time_w + 1
+
+
+def geometry(ladder: Ladder, width: int) -> Geometry | None:
+    """The layout for ``width`` columns: the full one (from `WIDE` columns) when every
+    arrow's label fits on its arrow; else columns as narrow as the ladder's own frames,
+    times and (abbreviated) states allow, if that gives the arrows more room; None if
+    the arrow would then be narrower than `MIN_ARROW` (or an anomaly's name)."""
+    full = Geometry(FRAME_W, TIME_W, STATE_W, width - (WIDE - 24))
+    longest = max([len(s.label) for s in ladder.steps if s.packet is not None], default=0)
+    if width >= WIDE and longest + 8 <= full.arrow_w:
+        return full
+    frame_w = max([5] + [len(str(s.frame)) for s in ladder.steps if s.frame is not None])
+    time_w = max([8] + [len(_rel(ladder, s.ts_ns)) for s in ladder.steps])
+    labels = [abbreviate_state(ch.label) for s in ladder.steps for side in SIDES
+              for ch in s.changes[side]] + [abbreviate_state(v) for v in ladder.initial.values()]
+    state_w = max([6] + [len(label) for label in labels])
+    narrow = Geometry(frame_w, time_w, state_w,
+                      width - (frame_w + 1 + time_w + 1 + 2 * state_w), short=True)
+    kinds = [len(kind) + 4 for s in ladder.steps for kind, _ in s.anomalies]
+    if width >= WIDE and narrow.arrow_w <= full.arrow_w:
+        return full
+    return narrow if narrow.arrow_w >= max([MIN_ARROW] + kinds) else None
+
+
+def _state_cell(change: Change | None, right: bool, geo: Geometry) -> Text:
     if change is None:
-        return Text(" " * STATE_W)
-    text = Text(change.label, style=STATE_STYLES.get(change.state, ""))
-    text.truncate(STATE_W)
-    pad = " " * (STATE_W - text.cell_len)
+        return Text(" " * geo.state_w)
+    label = abbreviate_state(change.label) if geo.short else change.label
+    text = Text(label, style=STATE_STYLES.get(change.state, ""))
+    pad = " " * (geo.state_w - text.cell_len)
     return Text.assemble(pad, text) if right else Text.assemble(text, pad)
 
 
-def _arrow(label: str, width: int, to_right: bool, style: str) -> Text:
+def _label_lines(label: str, first: int, rest: int) -> list[str]:
+    """The arrow's label in lines: as much as fits in ``first`` cells (on the arrow), the
+    rest in lines of ``rest``; the flags (``[PSH, ACK]``) are one piece."""
+    flags, _, numbers = label.partition("] ")
+    pieces = [flags + "]", *numbers.split()] if numbers else [label]
+    lines: list[str] = []
+    for piece in pieces:
+        room = first if len(lines) == 1 else rest
+        if lines and len(lines[-1]) + 1 + len(piece) <= room:
+            lines[-1] += " " + piece
+        else:
+            lines.append(piece)
+    return lines
+
+
+def _arrow(label: str, width: int, to_right: bool, style: str) -> list[Text]:
+    """An arrow between the lifelines with as much of its label as fits on it; the rest
+    of the label on lines under it."""
     inner = width - 2  # the two lifelines
-    body = f" {label} "
-    if len(body) > inner - 4:
-        body = body[:max(inner - 5, 1)] + "… "
-    fill = "─" * max(inner - 3 - len(body), 0)
+    lines = _label_lines(label, inner - 6, inner - 2)
+    if len(lines[0]) > inner - 6:  # not even the flags fit on it: all of it under it
+        body, rest = " ", lines
+    else:
+        body, rest = f" {lines[0]} ", lines[1:]
+    fill = "─" * max(inner - 3 - len(body), 1)
     line = ("──" + body + fill + "▶") if to_right else ("◀" + fill + body + "──")
-    return Text.assemble("│", (line, style), "│")
+    return [Text.assemble("│", (line, style), "│"),
+            *(piece for text in rest for piece in _middle(text, width, style))]
 
 
-def _middle(text: str, width: int, style: str) -> Text:
+def _middle(text: str, width: int, style: str) -> list[Text]:
+    """``text`` centred between the lifelines, on as many lines as it needs."""
     inner = width - 2
-    body = text[:inner]
-    left = (inner - len(body)) // 2
-    return Text.assemble("│", " " * left, (body, style), " " * (inner - left - len(body)), "│")
+    out = []
+    for piece in wrap_text(Text(text), inner) if text else [Text("")]:
+        body = piece.plain
+        left = (inner - len(body)) // 2
+        out.append(Text.assemble("│", " " * left, (body, style),
+                                 " " * (inner - left - len(body)), "│"))
+    return out
 
 
-def ladder_lines(ladder: Ladder, width: int = 100) -> list[Text]:
-    """The diagram as lines of at most ``width`` cells (at least 80 is sensible), except
-    the last, the tshark command line; every line is marked ``no_wrap``."""
+def _title_lines(ladder: Ladder, width: int) -> list[Text]:
     conn = ladder.conn
-    arrow_w = max(width - (FRAME_W + TIME_W + 2 * STATE_W + 4), 24)
-    lead = FRAME_W + 1 + TIME_W + 1
     day, _ = date_span([int(conn.first_ts_ns)])
     names = ", ".join(os.path.basename(s) or s for s in ladder.sources)
     title = Text(f"ladder of connection {int(conn.conn_id)}", style="bold")
@@ -173,52 +239,113 @@ def ladder_lines(ladder: Ladder, width: int = 100) -> list[Text]:
     when = f"t=0 at {clock(int(conn.first_ts_ns))} {day}"
     if title.cell_len + 3 + len(when) <= width:
         title.append(f" — {when}")
-        titles = [title]
-    else:  # a long file name: the time on a line of its own
-        title.truncate(width, overflow="ellipsis")
-        titles = [title, Text(when)]
+        return [title]
+    return [*wrap_text(title, width), Text(when)]  # the time on a line of its own
+
+
+def ladder_lines(ladder: Ladder, width: int = 100) -> list[Text]:
+    """The diagram as lines of at most ``width`` cells, except the last, the tshark
+    command line (printed whole, to be copied); every line is marked ``no_wrap``.
+
+    From `WIDE` (69) columns the full diagram, its arrows as wide as the width allows;
+    narrower, the columns shrink to the ladder's own values and states are written as
+    ``ss`` writes them; narrower than that (about 60 columns), `ladder_stacked`. An
+    arrow's label that does not fit on it continues on the lines under it, and never a
+    value is cut to ``…``."""
+    geo = geometry(ladder, width)
+    if geo is None:
+        return ladder_stacked(ladder, width)
+    conn = ladder.conn
+    lines = _title_lines(ladder, width)
     client = endpoint(conn.client_addr, conn.client_port)
     server = endpoint(conn.server_addr, conn.server_port)
-    gap = " " * max(arrow_w - 2 - len(client) - len(server), 1)
-    header = Text.assemble(
-        (f"{'frame':>{FRAME_W}} {'+seconds':>{TIME_W}} {'client state':>{STATE_W}}", "bold"),
-        "│", (client, "bold"), gap, (server, "bold"), "│", ("server state", "bold"))
-    lines = [*titles, header]
+    names = ("client state", "server state") if not geo.short else ("client", "server")
+    if len(client) + len(server) + 1 <= geo.arrow_w - 2:
+        gap = " " * (geo.arrow_w - 2 - len(client) - len(server))
+        middle = Text.assemble((client, "bold"), gap, (server, "bold"))
+    else:  # the endpoints above the diagram, whole
+        lines += [Text.assemble(("client ", "bold"), client),
+                  Text.assemble(("server ", "bold"), server)]
+        middle = Text(" " * (geo.arrow_w - 2))
+    lines.append(Text.assemble(
+        (f"{'frame':>{geo.frame_w}} {'+seconds':>{geo.time_w}} {names[0]:>{geo.state_w}}",
+         "bold"), "│", middle, "│", (names[1], "bold")))
+    blank = " " * geo.lead
     initial = {side: Change(ladder.initial[side], False, "initial") for side in SIDES}
-    lines.append(Text.assemble(" " * lead, _state_cell(initial["client"], True),
-                               _middle("", arrow_w, ""), _state_cell(initial["server"], False)))
+    lines.append(Text.assemble(blank, _state_cell(initial["client"], True, geo),
+                               _middle("", geo.arrow_w, "")[0],
+                               _state_cell(initial["server"], False, geo)))
     for step in ladder.steps:
         c, s = step.changes["client"], step.changes["server"]
         frame = "" if step.frame is None or step.packet is None else str(step.frame)
-        left = Text(f"{frame:>{FRAME_W}} {_rel(ladder, step.ts_ns):>{TIME_W}} ")
+        left = Text(f"{frame:>{geo.frame_w}} {_rel(ladder, step.ts_ns):>{geo.time_w}} ")
         if step.packet is not None:
-            middle = _arrow(step.label, arrow_w, str(step.packet.sender) == "client",
-                            _arrow_style(step.packet))
+            middles = _arrow(step.label, geo.arrow_w, str(step.packet.sender) == "client",
+                             _arrow_style(step.packet))
         elif c or s:
-            middle = _middle("· · timeout · ·", arrow_w, "dim")
+            middles = _middle("· · timeout · ·", geo.arrow_w, "dim")
         else:
-            middle = _middle("", arrow_w, "")
-            left = Text(" " * lead)
-        lines.append(Text.assemble(left, _state_cell(c[0] if c else None, True), middle,
-                                   _state_cell(s[0] if s else None, False)))
-        for i in range(1, max(len(c), len(s))):  # a side changing twice on one packet
+            middles = _middle("", geo.arrow_w, "")
+            left = Text(blank)
+        for i in range(max(len(c), len(s), len(middles))):
             lines.append(Text.assemble(
-                " " * lead, _state_cell(c[i] if i < len(c) else None, True),
-                _middle("", arrow_w, ""), _state_cell(s[i] if i < len(s) else None, False)))
+                left if i == 0 else blank, _state_cell(c[i] if i < len(c) else None, True, geo),
+                middles[i] if i < len(middles) else _middle("", geo.arrow_w, "")[0],
+                _state_cell(s[i] if i < len(s) else None, False, geo)))
         for kind, side in step.anomalies:
-            lines.append(Text.assemble(
-                " " * lead, " " * STATE_W,
-                _middle(f"⚠ {kind} ({side})", arrow_w,
-                        "dim" if kind in INFO_KINDS else "bold red"), " " * STATE_W))
-    lines.append(Text(f"{ladder.packets} packets; ~ inferred: deduced from the peer's "
-                      "packets or a timeout, not seen on that side", style="dim"))
-    if bool(conn.role_inferred):
-        lines.append(Text("no SYN seen: which side is the client was guessed", style="dim"))
+            for middle in _middle(f"⚠ {kind} ({side})", geo.arrow_w,
+                                  "dim" if kind in INFO_KINDS else "bold red"):
+                lines.append(Text.assemble(blank, " " * geo.state_w, middle,
+                                           " " * geo.state_w))
+    return _footer(ladder, lines, width)
+
+
+def _footer(ladder: Ladder, lines: list[Text], width: int) -> list[Text]:
+    notes = [f"{ladder.packets} packets; ~ inferred: deduced from the peer's packets or a "
+             "timeout, not seen on that side"]
+    if bool(ladder.conn.role_inferred):
+        notes.append("no SYN seen: which side is the client was guessed")
+    for note in notes:
+        lines += wrap_text(Text(note, style="dim"), width)
     if ladder.tshark:
         lines.append(Text(ladder.tshark, style="dim"))
     for line in lines:
+        line.rstrip()
         line.no_wrap, line.overflow = True, "ignore"
     return lines
+
+
+def ladder_stacked(ladder: Ladder, width: int) -> list[Text]:
+    """The ladder for a terminal too narrow for the diagram: one block per step, its
+    frame, time and direction, then its label, each side's new states and its anomalies
+    on lines of their own (full state names)."""
+    conn = ladder.conn
+    lines = _title_lines(ladder, width)
+    lines += [Text.assemble(("client ", "bold"), endpoint(conn.client_addr, conn.client_port)),
+              Text.assemble(("server ", "bold"), endpoint(conn.server_addr, conn.server_port)),
+              Text(f"initial: client {ladder.initial['client']}, "
+                   f"server {ladder.initial['server']}")]
+    for step in ladder.steps:
+        lines.append(Text(""))
+        head = f"+{_rel(ladder, step.ts_ns)}"
+        if step.packet is not None:
+            to_right = str(step.packet.sender) == "client"
+            head = (f"frame {step.frame} {head} "
+                    + ("client ──▶ server" if to_right else "client ◀── server"))
+            lines += wrap_text(Text(head, style="bold"), width)
+            lines += [Text.assemble("  ", piece) for piece in wrap_text(
+                Text(step.label, style=_arrow_style(step.packet)), width - 2)]
+        elif step.changes["client"] or step.changes["server"]:
+            lines.append(Text(f"{head} timeout", style="bold"))
+        for side in SIDES:
+            for change in step.changes[side]:
+                lines.append(Text.assemble(f"  {side} ", (change.label,
+                                           STATE_STYLES.get(change.state, ""))))
+        for kind, side in step.anomalies:
+            lines += wrap_text(Text(f"  ⚠ {kind} ({side})",
+                               style="dim" if kind in INFO_KINDS else "bold red"), width)
+    lines.append(Text(""))
+    return _footer(ladder, lines, width)
 
 
 # --- SVG ----------------------------------------------------------------------------------

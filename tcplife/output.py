@@ -16,25 +16,21 @@ pandas (only Parquet needs it, through pyarrow).
 from __future__ import annotations
 
 import csv
-import functools
 import json
 import math
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from rich import box
-from rich.cells import cell_len
-from rich.console import Console, ConsoleOptions, JustifyMethod, RenderableType, RenderResult
-from rich.table import Table
+from rich.console import Console, RenderableType
 from rich.text import Text
 
+from tcplife.fit import Column, FittedTable, LabelledLines
 from tcplife.rows import Rows, column_of
-from tcplife.safety import csv_text, open_output, terminal_text
+from tcplife.safety import csv_text, open_output
 from tcplife.states import DEFAULT_SEVERITY
 
 FORMATS: tuple[str, ...] = ("table", "json", "jsonl", "csv", "parquet")
@@ -70,10 +66,6 @@ INFO_KINDS = frozenset(k for k, s in DEFAULT_SEVERITY.items() if s == "info")
 SEVERITY_STYLES: dict[str, str] = {"error": "bold red", "warning": "yellow", "info": "dim"}
 
 TableBuilder = Callable[[], list[RenderableType]]
-
-#: Tables longer than this are printed as aligned lines (`FittedTable.lines`).
-LONG_TABLE = 500
-
 
 class OutputError(Exception):
     """The output cannot be produced as asked (e.g. Parquet to a terminal)."""
@@ -399,136 +391,6 @@ def state_text(state: Any, prefix: str = "") -> Text:
     return Text(prefix + name, style=STATE_STYLES.get(name, ""))
 
 
-@dataclass(frozen=True)
-class Column:
-    """A column of a terminal view; only ``wrap`` columns may be narrowed by wrapping."""
-
-    header: str
-    justify: JustifyMethod = "left"
-    wrap: bool = False
-
-
-class FittedTable:
-    """A table that drops its ``optional`` columns, in that order, until it fits the width
-    it is rendered at, instead of truncating every cell to ``…``."""
-
-    def __init__(self, title: str, columns: list[Column], rows: list[list[RenderableType]],
-                 optional: tuple[str, ...] = (), caption: str | None = None,
-                 gap: int = 2) -> None:
-        # text from captures and file names: no markup, no control characters
-        self.title, self.columns = Text(terminal_text(title), style="bold"), columns
-        self.rows = [[_safe_cell(cell) for cell in row] for row in rows]
-        self.optional, self.caption, self.gap = optional, caption, gap
-
-    def table(self, dropped: frozenset[str] = frozenset()) -> Table:
-        keep = [i for i, c in enumerate(self.columns) if c.header not in dropped]
-        table = Table(title=self.title, caption=self.caption, box=box.SIMPLE_HEAD,
-                      padding=(0, self.gap - 1), collapse_padding=True, pad_edge=False,
-                      show_edge=False,
-                      header_style="bold", title_style="bold", caption_justify="left")
-        for i in keep:
-            column = self.columns[i]
-            table.add_column(column.header, justify=column.justify, no_wrap=not column.wrap,
-                             overflow="fold" if column.wrap else "ellipsis",
-                             min_width=self._widths[i] if column.wrap else None)
-        for row in self.rows:
-            table.add_row(*(row[i] for i in keep))
-        return table
-
-    @functools.cached_property
-    def _widths(self) -> list[int]:
-        """Cells each column needs: its widest cell, or for a wrapping column its header
-        or longest word (at most 12)."""
-        widths = []
-        for i, column in enumerate(self.columns):
-            header = max(cell_len(line) for line in column.header.split("\n"))
-            cells = [_cell_text(row[i]) for row in self.rows]
-            if column.wrap:
-                words = [cell_len(word) for text in cells for word in text.split()]
-                widths.append(max([header, min(max(words, default=0), 12)]))
-            else:
-                widths.append(max([header] + [cell_len(text) for text in cells]))
-        return widths
-
-    def width(self, dropped: frozenset[str]) -> int:
-        """The width needed without truncating a cell, once ``dropped`` are left out."""
-        kept = [w for w, c in zip(self._widths, self.columns, strict=True)
-                if c.header not in dropped]
-        return sum(kept) + self.gap * (len(kept) - 1)
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        dropped: frozenset[str] = frozenset()
-        for header in self.optional:
-            if self.width(dropped) <= options.max_width:
-                break
-            dropped |= {header}
-        if len(self.rows) > LONG_TABLE:
-            yield from self.lines(dropped)
-        else:
-            yield self.table(dropped)
-
-    def lines(self, dropped: frozenset[str] = frozenset()) -> Iterator[Text]:
-        """The table as plain aligned lines, one per row, never wrapped (a wrapping column
-        runs on to the right): how long tables are printed, since laying out a rich
-        `Table` costs milliseconds per row. Same columns, styles and look otherwise."""
-        keep = [i for i, c in enumerate(self.columns) if c.header not in dropped]
-        widths = {i: self._widths[i] for i in keep}
-        for i in keep:
-            if self.columns[i].wrap and i != keep[-1]:  # not wrapped here: its widest cell
-                widths[i] = max([widths[i]] + [cell_len(_cell_text(r[i])) for r in self.rows])
-        total = sum(widths.values()) + self.gap * (len(keep) - 1)
-        sep = " " * self.gap
-
-        def line(cells: list[RenderableType], style: str = "") -> Text:
-            text = Text(style=style, no_wrap=True, overflow="ignore")
-            for n, i in enumerate(keep):
-                cell = cells[i]
-                piece = cell if isinstance(cell, Text) else Text(str(cell))
-                pad = " " * max(widths[i] - piece.cell_len, 0)
-                last = n == len(keep) - 1
-                if self.columns[i].justify == "right":
-                    text.append(pad)
-                    text.append_text(piece)
-                else:
-                    text.append_text(piece)
-                    if not last:
-                        text.append(pad)
-                if not last:
-                    text.append(sep)
-            text.rstrip()
-            return text
-
-        margin = " " * max((total - self.title.cell_len) // 2, 0)
-        yield Text.assemble(margin, self.title, no_wrap=True, overflow="ignore")
-        header_lines = max(len(c.header.split("\n")) for c in self.columns)
-        for k in range(header_lines):
-            parts = []
-            for c in self.columns:
-                split = c.header.split("\n")
-                split = [""] * (header_lines - len(split)) + split  # bottom-aligned
-                parts.append(split[k])
-            yield line(list(parts), "bold")
-        yield Text("─" * total, no_wrap=True, overflow="ignore")
-        for row in self.rows:
-            yield line(row)
-        if self.caption:
-            yield Text(self.caption, no_wrap=True, overflow="ignore")
-
-
-def _safe_cell(cell: RenderableType) -> RenderableType:
-    """A table cell as Text (a str would be parsed as rich markup: ``[fd00::1]:80`` is a
-    tag to rich), with control characters escaped."""
-    if isinstance(cell, str):
-        return Text(terminal_text(cell))
-    if isinstance(cell, Text) and not cell.plain.isprintable():
-        return Text(terminal_text(cell.plain), style=cell.style)
-    return cell
-
-
-def _cell_text(cell: RenderableType) -> str:
-    return cell.plain if isinstance(cell, Text) else cell if isinstance(cell, str) else ""
-
-
 def _int(value: Any) -> str:
     return "" if _is_na(value) else str(int(value))
 
@@ -556,8 +418,9 @@ def flags_text(kinds: Iterable[str], mid_stream: bool, role_inferred: bool) -> T
 
 CONNECTION_VIEW = [
     Column("id", "right"), Column("client"), Column("server"), Column("start"),
-    Column("duration", "right"), Column("pkts", "right"), Column("bytes\nc→s", "right"),
-    Column("bytes\ns→c", "right"), Column("client\nstate"), Column("server\nstate"),
+    Column("duration", "right", short="dur"), Column("pkts", "right"),
+    Column("bytes\nc→s", "right"), Column("bytes\ns→c", "right"),
+    Column("client\nstate", state=True), Column("server\nstate", state=True),
     Column("close"), Column("flags", wrap=True),
 ]
 
@@ -578,7 +441,6 @@ def connections_view(connections: Any, summary: dict[str, Any],
     if any(column_of(connections, "role_inferred")):
         caption = "roles?: no SYN seen, client and server guessed"
     table = FittedTable(_title("connections", sources, day), CONNECTION_VIEW, rows,
-                        optional=("pkts", "duration", "bytes\nc→s", "bytes\ns→c", "start"),
                         caption=caption, gap=1)
     return [table, summary_view(summary)]
 
@@ -594,13 +456,11 @@ def _counts(values: Iterable[Any], styles: dict[str, str] | None = None) -> Text
     return text if counts else Text("none", style="dim")
 
 
-def summary_view(summary: dict[str, Any]) -> Table:
+def summary_view(summary: dict[str, Any]) -> LabelledLines:
     """`tcplife.summary.summarize`'s dict for people: each side's state at the capture's
     end, what was still open then, how connections closed, the anomalies that matter
     (warnings and errors; info rows counted in one line), the capture's counters in words."""
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column()
+    grid = LabelledLines()
     grid.add_row("connections", str(summary["connections"]))
     grid.add_row("client ends in", _count_text(summary["client_ends_in"], STATE_STYLES))
     grid.add_row("server ends in", _count_text(summary["server_ends_in"], STATE_STYLES))
@@ -658,9 +518,9 @@ def _count_text(counts: dict[str, int], styles: dict[str, str] | None = None) ->
 
 
 TIMELINE_VIEW = [
-    Column("time"), Column("conn", "right"), Column("side"), Column("address"),
-    Column("from"), Column(""), Column("to"), Column("event", wrap=True), Column("frame", "right"),
-    Column("held", "right"),
+    Column("time"), Column("conn", "right", short="id"), Column("side"), Column("address"),
+    Column("from", state=True), Column(""), Column("to", state=True),
+    Column("event", wrap=True), Column("frame", "right"), Column("held", "right"),
 ]
 
 
@@ -685,11 +545,11 @@ def timeline_view(transitions: Any, connections: Any,
     caption = ("~ inferred: deduced from the peer's packets or a timeout, not seen on this "
                "side" if rows else "no state changes")
     return [FittedTable(_title("transitions", sources, day), TIMELINE_VIEW, rows,
-                        optional=("held", "frame"), caption=caption)]
+                        caption=caption)]
 
 
 ANOMALY_VIEW = [
-    Column("time"), Column("conn", "right"), Column("side"), Column("kind"),
+    Column("time"), Column("conn", "right", short="id"), Column("side"), Column("kind"),
     Column("severity"), Column("frame", "right"), Column("detail", wrap=True),
 ]
 
@@ -722,8 +582,9 @@ def anomalies_view(anomalies: Any, sources: list[str],
 
 
 STATE_AT_VIEW = [
-    Column("State"), Column("Local Address:Port"), Column("Peer Address:Port"),
-    Column("conn", "right"), Column("side"), Column("since"), Column("for", "right"),
+    Column("State", state=True), Column("Local Address:Port", short="Local"),
+    Column("Peer Address:Port", short="Peer"), Column("conn", "right", short="id"),
+    Column("side"), Column("since"), Column("for", "right"),
 ]
 
 
@@ -741,15 +602,16 @@ def state_at_view(snapshot: Any, at_ns: int,
                      str(row.side), clock(since_ns, other_day),
                      duration((at_ns - since_ns) / 1e9)])
     return [FittedTable(_title(f"sockets at {clock(at_ns)}", sources, day), STATE_AT_VIEW,
-                        rows, optional=("for", "since"),
-                        caption=None if rows else "no connection open at that instant")]
+                        rows, caption=None if rows else "no connection open at that instant")]
 
 
 PACKETS_VIEW = [
-    Column("frame", "right"), Column("+seconds", "right"), Column("conn", "right"),
-    Column("source"), Column(""), Column("destination"), Column("flags"),
-    Column("seq", "right"), Column("ack", "right"), Column("len", "right"),
-    Column("win", "right"), Column("client state"), Column("server state"),
+    Column("frame", "right"), Column("+seconds", "right", short="+s"),
+    Column("conn", "right", short="id"), Column("source"), Column(""),
+    Column("destination", short="dest"), Column("flags"), Column("seq", "right"),
+    Column("ack", "right"), Column("len", "right"), Column("win", "right"),
+    Column("client state", short="client", state=True),
+    Column("server state", short="server", state=True),
 ]
 
 
@@ -777,7 +639,6 @@ def packets_view(packets: Any, sources: list[str],
             str(row.rel_seq), _int(row.rel_ack), str(row.len), str(row.window), *cells])
     views: list[RenderableType] = [FittedTable(
         _title("frames", sources, day), PACKETS_VIEW, rows,
-        optional=("win", "conn", "+seconds", "server state", "client state"),
         caption=None if rows else "no packets", gap=1)]
     if tshark:  # one line, never wrapped, so that it can be copied
         views.append(Text(tshark, style="dim", no_wrap=True, overflow="ignore"))

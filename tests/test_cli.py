@@ -63,7 +63,10 @@ def later_pcap(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run(*args: str | Path, input: bytes | None = None) -> Result:
-    return CliRunner().invoke(main, [str(a) for a in args], input=input)
+    """The CLI as into a pipe without COLUMNS (tables 120 wide, ladders 100), whatever
+    the runner sets (pytest-xdist's workers have COLUMNS=80)."""
+    return CliRunner().invoke(main, [str(a) for a in args], input=input,
+                              env={"COLUMNS": None})
 
 
 def jsonl(text: str) -> list[dict[str, Any]]:
