@@ -48,6 +48,7 @@ from tcplife.cli_options import (
     engine_options,
     filter_options,
     output_options,
+    sample_option,
     timeout_options,
 )
 from tcplife.cli_options import Instant as Instant  # re-exported: tests and plug-ins use it
@@ -279,6 +280,7 @@ def write_parquet_dataset(captures: tuple[str, ...], engine: dict[str, Any] | No
 
 
 @main.command("analyze", epilog=CAPTURE_EPILOG)
+@sample_option
 @capture_arguments
 @engine_options
 @filter_options
@@ -339,6 +341,7 @@ def _summary(result: Result, rows: pd.DataFrame) -> dict[str, Any]:
 
 
 @main.command("timeline", epilog=CAPTURE_EPILOG)
+@sample_option
 @capture_arguments
 @filter_options
 @click.option("--plot", "plot_path", metavar="FILE.png|FILE.svg",
@@ -381,6 +384,7 @@ def timeline_command(captures: tuple[str, ...], select: Selection, plot_path: st
 
 
 @main.command("anomalies", epilog=CAPTURE_EPILOG)
+@sample_option
 @capture_arguments
 @filter_options
 @click.option("--all", "show_all", is_flag=True,
@@ -405,6 +409,7 @@ def anomalies_command(captures: tuple[str, ...], select: Selection, show_all: bo
 
 @main.command("at", epilog=CAPTURE_EPILOG)
 @click.argument("when", metavar="TIME", type=Instant())
+@sample_option
 @capture_arguments
 @filter_options(window=False)
 @timeout_options
@@ -455,6 +460,7 @@ def _tshark_command(result: Result, conn: Any) -> str:
 
 
 @main.command("frames", epilog=CAPTURE_EPILOG)
+@sample_option
 @capture_arguments
 @filter_options
 @timeout_options
@@ -484,6 +490,7 @@ def ladder_width() -> int:
 
 
 @main.command("ladder", epilog=CAPTURE_EPILOG)
+@sample_option
 @capture_arguments
 @conn_option(required=True, multiple=False)
 @timeout_options
@@ -514,6 +521,7 @@ def ladder_command(captures: tuple[str, ...], conn_id: int, timeouts: dict[str, 
 
 
 @main.command("export", epilog=CAPTURE_EPILOG)
+@sample_option
 @capture_arguments
 @click.option("-d", "--directory", required=True, metavar="DIR",
               type=click.Path(file_okay=False),
