@@ -66,6 +66,15 @@ CAPTURE_EPILOG = ("CAPTURE: a pcap or pcapng file (gzipped is fine) or - for sta
                   "Several captures are analysed as one, read in the order given; a directory or a "
                   "quoted glob stands for its files in name order (cap, cap1, cap2, cap10).")
 
+
+def epilog(*examples: str) -> str:
+    """A command's epilog: `CAPTURE_EPILOG`, then its examples, one a line, last in its
+    help (``\\b`` keeps click from re-wrapping them). ``capture.pcap`` in an example
+    stands for the reader's capture; ``--sample NAME`` reads one that comes with tcplife.
+    Every example runs as printed (tests/test_help_examples.py)."""
+    return CAPTURE_EPILOG + "\n\n\b\nExamples:\n" + "\n".join(f"  {e}" for e in examples)
+
+
 #: The progress bar appears only once reading has taken this long (seconds).
 PROGRESS_DELAY = 0.5
 #: Rows per piece when `tcplife analyze` writes JSON lines or CSV a piece at a time.
@@ -115,7 +124,9 @@ class TcplifeGroup(click.Group):
                            "(run with --debug for the traceback)") from exc
 
 
-@click.group(cls=TcplifeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=TcplifeGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="\b\nExamples:\n  tcplife analyze --sample list\n"
+                    "  tcplife analyze --sample clean\n  tcplife anomalies capture.pcap")
 @click.version_option(__version__, prog_name="tcplife")
 @click.option("--debug", is_flag=True, help="Show the traceback of any error.")
 def main(debug: bool) -> None:
@@ -279,7 +290,9 @@ def write_parquet_dataset(captures: tuple[str, ...], engine: dict[str, Any] | No
 # --- the commands -------------------------------------------------------------------------
 
 
-@main.command("analyze", epilog=CAPTURE_EPILOG)
+@main.command("analyze", epilog=epilog(
+    "tcplife analyze --sample clean",
+    "tcplife analyze capture.pcap --state CLOSE_WAIT -o open.csv"))
 @sample_option
 @capture_arguments
 @engine_options
@@ -340,7 +353,9 @@ def _summary(result: Result, rows: pd.DataFrame) -> dict[str, Any]:
                      result.anomalies[result.anomalies["conn_id"].isin(ids)])
 
 
-@main.command("timeline", epilog=CAPTURE_EPILOG)
+@main.command("timeline", epilog=epilog(
+    "tcplife timeline --sample close_wait",
+    "tcplife timeline capture.pcap --conn 3 --format csv"))
 @sample_option
 @capture_arguments
 @filter_options
@@ -383,7 +398,9 @@ def timeline_command(captures: tuple[str, ...], select: Selection, plot_path: st
     out.emit(rows, lambda: output.timeline_view(rows, result.connections, result.sources))
 
 
-@main.command("anomalies", epilog=CAPTURE_EPILOG)
+@main.command("anomalies", epilog=epilog(
+    "tcplife anomalies --sample dead_peer --all",
+    "tcplife anomalies capture.pcap --kind lingering_close_wait --close-wait-linger 30"))
 @sample_option
 @capture_arguments
 @filter_options
@@ -407,7 +424,9 @@ def anomalies_command(captures: tuple[str, ...], select: Selection, show_all: bo
     out.emit(rows, lambda: output.anomalies_view(rows, result.sources, show_info=show_all))
 
 
-@main.command("at", epilog=CAPTURE_EPILOG)
+@main.command("at", epilog=epilog(
+    "tcplife at 01:20:40 --sample close_wait",
+    "tcplife at +2.5 capture.pcap --state TIME_WAIT"))
 @click.argument("when", metavar="TIME", type=Instant())
 @sample_option
 @capture_arguments
@@ -459,7 +478,9 @@ def _tshark_command(result: Result, conn: Any) -> str:
     return f"tshark {read}-Y '{tshark_filter(conn)}'"
 
 
-@main.command("frames", epilog=CAPTURE_EPILOG)
+@main.command("frames", epilog=epilog(
+    "tcplife frames --sample unread_data",
+    "tcplife frames capture.pcap --conn 3 -o conn3.csv"))
 @sample_option
 @capture_arguments
 @filter_options
@@ -489,7 +510,9 @@ def ladder_width() -> int:
     return min(Console(file=sys.stdout).width, 140)
 
 
-@main.command("ladder", epilog=CAPTURE_EPILOG)
+@main.command("ladder", epilog=epilog(
+    "tcplife ladder --sample close_wait --conn 0",
+    "tcplife ladder capture.pcap --conn 3 -o conn3.svg"))
 @sample_option
 @capture_arguments
 @conn_option(required=True, multiple=False)
@@ -520,7 +543,9 @@ def ladder_command(captures: tuple[str, ...], conn_id: int, timeouts: dict[str, 
     out.emit(packets, lambda: ladder_lines(ladder, ladder_width()))
 
 
-@main.command("export", epilog=CAPTURE_EPILOG)
+@main.command("export", epilog=epilog(
+    "tcplife export --sample clean -d clean/",
+    "tcplife export capture.pcap -d out/ --format jsonl"))
 @sample_option
 @capture_arguments
 @click.option("-d", "--directory", required=True, metavar="DIR",
