@@ -20,6 +20,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "needs beyond a fresh clone (tests/needs.py)")
 
 
+@pytest.hookimpl(tryfirst=True)  # before skipif marks and an empty parameter set's skip
 def pytest_runtest_setup(item: pytest.Item) -> None:
     needs.check_marks(item)
 
