@@ -155,3 +155,21 @@ def test_every_reading_command_takes_sample(command: str, tmp_path: Path) -> Non
     assert result.output.strip()
     listing = CliRunner().invoke(main, [command, "--sample", "list"])
     assert listing.exit_code == 0 and listing.output.split()[0] == samples.names()[0]
+
+
+def test_path_from_a_zip_archive_is_a_copy(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Imported from a zip (no file on disk): `path` copies the sample out once."""
+    import zipfile
+
+    archive = tmp_path / "tcplife.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for sample in samples.SAMPLES:
+            zipped.write(PACKAGE_DIR / sample.file, f"tcplife/samples/{sample.file}")
+    monkeypatch.setattr(samples.resources, "files",
+                        lambda package: zipfile.Path(archive, "tcplife/samples/"))
+    monkeypatch.setattr(samples.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    copy = samples.path("dead_peer")
+    assert copy.parent == tmp_path / "tmp" / "tcplife-samples"
+    assert copy.read_bytes() == (PACKAGE_DIR / "keepalive_dead_peer.client.pcap").read_bytes()
+    assert samples.path("dead_peer") == copy and len(list(copy.parent.iterdir())) == 1
