@@ -30,7 +30,7 @@ from tcplife.frames import (
     TRANSITION_COLUMNS,
 )
 
-from needs import CORPUS_PCAPS, needs
+from needs import CORPUS_PCAPS, needs, require_module
 
 REPO = Path(__file__).resolve().parents[1]
 ZEEK_HTTP = CORPUS_PCAPS / "zeek__http__get.pcap"
@@ -83,6 +83,8 @@ def states(rows: list[dict[str, Any]]) -> dict[tuple[int, str], str]:
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_command_every_format(command: str, fmt: str, close_pcap: Path,
                                     tmp_path: Path) -> None:
+    if fmt == "parquet":
+        require_module("pyarrow")
     extra, schema = COMMANDS[command]
     out = tmp_path / f"out.{fmt}"
     args = [command, *extra, close_pcap, "--format", fmt]
@@ -246,6 +248,7 @@ def test_output_file_and_extension(close_pcap: Path, tmp_path: Path) -> None:
     assert row["first_time"] == "2023-11-14T22:13:20.000000Z"
 
 
+@needs(modules=("pyarrow",))
 def test_parquet_round_trip(close_pcap: Path, tmp_path: Path) -> None:
     from tcplife import analyze
 
