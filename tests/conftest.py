@@ -39,7 +39,12 @@ def _no_skip(report: pytest.TestReport | pytest.CollectReport) -> None:
 def pytest_runtest_makereport(item: pytest.Item,
                               call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     outcome = yield
-    _no_skip(outcome.get_result())
+    report = outcome.get_result()
+    if report.skipped and isinstance(report.longrepr, tuple) and \
+            report.longrepr[0].endswith("needs.py"):  # say which test, not where it skipped
+        path, line, _ = item.location
+        report.longrepr = (path, (line or 0) + 1, report.longrepr[2])
+    _no_skip(report)
 
 
 @pytest.hookimpl(hookwrapper=True)

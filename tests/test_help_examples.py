@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from pathlib import Path
 
 import click
 import pytest
@@ -40,13 +41,22 @@ def help_examples(args: list[str]) -> list[list[str]]:
     return [shlex.split(line)[1:] for line in examples]
 
 
-def run_example(args: list[str]) -> click.testing.Result:
+def mkdir(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
+def run_example(args: list[str], cwd: Path) -> click.testing.Result:
+    """Run ``tcplife ARGS`` in-process in the empty directory ``cwd``."""
     clean = str(samples.path("clean"))
     args = [clean if arg == "capture.pcap" else arg for arg in args]
-    runner = CliRunner()
-    with runner.isolated_filesystem():
-        result = runner.invoke(main, args)
-        written = [name for _, _, files in os.walk(".") for name in files]
+    before = os.getcwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(main, args)
+    finally:
+        os.chdir(before)
+    written = [name for _, _, files in os.walk(cwd) for name in files]
     assert result.exit_code == 0, f"tcplife {shlex.join(args)}: {result.output}"
     if "--sample" in args:  # a sample example is chosen to show something, quietly
         assert result.output.strip() or written, f"tcplife {shlex.join(args)}: no output"
@@ -59,26 +69,26 @@ def test_every_command_is_covered() -> None:
             "live"} <= set(COMMANDS)
 
 
-def test_main_help_ends_with_examples_that_run() -> None:
-    for args in help_examples([]):
-        run_example(args)
+def test_main_help_ends_with_examples_that_run(tmp_path: Path) -> None:
+    for n, args in enumerate(help_examples([])):
+        run_example(args, mkdir(tmp_path / str(n)))
 
 
 @pytest.mark.parametrize("command", [c for c in COMMANDS if c != "live"])
-def test_help_ends_with_examples_that_run(command: str) -> None:
+def test_help_ends_with_examples_that_run(command: str, tmp_path: Path) -> None:
     examples = help_examples([command])
     assert all(args[0] == command for args in examples)
     assert any("--sample" in args for args in examples), "one example needs no capture"
-    for args in examples:
-        run_example(args)
+    for n, args in enumerate(examples):
+        run_example(args, mkdir(tmp_path / str(n)))
 
 
-def test_live_help_ends_with_examples_that_run() -> None:
+def test_live_help_ends_with_examples_that_run(tmp_path: Path) -> None:
     examples = help_examples(["live"])
     assert all(args[0] == "live" for args in examples)
     require_root()
     require_module("cypcap")
-    for args in examples:
+    for n, args in enumerate(examples):
         # on lo, for a moment, as JSON lines: the options as printed, bounded
         args = ["lo" if prev in ("-i", "--interface") else arg
                 for prev, arg in zip(["", *args[:-1]], args, strict=True)]
@@ -88,5 +98,5 @@ def test_live_help_ends_with_examples_that_run() -> None:
             args += ["--duration", "0.3"]
         if "--format" not in args:
             args += ["--format", "jsonl"]
-        result = run_example(args)
+        result = run_example(args, mkdir(tmp_path / str(n)))
         assert "stopped" in result.output, result.output
