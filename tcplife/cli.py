@@ -40,6 +40,7 @@ from tcplife.cli_options import (
     filter_options,
     output_options,
     read_options,
+    sample_option,
     timeout_options,
 )
 from tcplife.cli_options import Instant as Instant  # re-exported: tests and plug-ins use it
@@ -66,6 +67,15 @@ CAPTURE_EPILOG = ("CAPTURE: a pcap or pcapng file (gzipped is fine) or - for sta
                   "Several captures are analysed as one, merged by time as mergecap merges them "
                   "(in any order; overlapping ones get a warning); a directory or a quoted glob "
                   "stands for its captures (other files skipped with a warning).")
+
+
+def epilog(*examples: str) -> str:
+    """A command's epilog: `CAPTURE_EPILOG`, then its examples, one a line, last in its
+    help (``\\b`` keeps click from re-wrapping them). ``capture.pcap`` in an example
+    stands for the reader's capture; ``--sample NAME`` reads one that comes with tcplife.
+    Every example runs as printed (tests/test_help_examples.py)."""
+    return CAPTURE_EPILOG + "\n\n\b\nExamples:\n" + "\n".join(f"  {e}" for e in examples)
+
 
 #: The progress bar appears only once reading has taken this long (seconds).
 PROGRESS_DELAY = 0.5
@@ -116,7 +126,9 @@ class TcplifeGroup(click.Group):
                            "(run with --debug for the traceback)") from exc
 
 
-@click.group(cls=TcplifeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=TcplifeGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="\b\nExamples:\n  tcplife analyze --sample list\n"
+                    "  tcplife analyze --sample clean\n  tcplife anomalies capture.pcap")
 @click.version_option(__version__, prog_name="tcplife")
 @click.option("--debug", is_flag=True, help="Show the traceback of any error.")
 def main(debug: bool) -> None:
@@ -302,7 +314,10 @@ def write_parquet_dataset(captures: tuple[str, ...], engine: dict[str, Any] | No
 # --- the commands -------------------------------------------------------------------------
 
 
-@main.command("analyze", epilog=CAPTURE_EPILOG)
+@main.command("analyze", epilog=epilog(
+    "tcplife analyze --sample clean",
+    "tcplife analyze capture.pcap --state CLOSE_WAIT -o open.csv"))
+@sample_option
 @capture_arguments
 @read_options
 @engine_options
@@ -367,7 +382,10 @@ def _summary(result: Result, rows: Any) -> dict[str, Any]:
     return summarize(rows, result.stats, of_rows("transitions"), of_rows("anomalies"))
 
 
-@main.command("timeline", epilog=CAPTURE_EPILOG)
+@main.command("timeline", epilog=epilog(
+    "tcplife timeline --sample close_wait",
+    "tcplife timeline capture.pcap --conn 3 --format csv"))
+@sample_option
 @capture_arguments
 @read_options
 @filter_options
@@ -411,7 +429,10 @@ def timeline_command(captures: tuple[str, ...], select: Selection, plot_path: st
     out.emit(rows, lambda: output.timeline_view(rows, conns, result.sources))
 
 
-@main.command("anomalies", epilog=CAPTURE_EPILOG)
+@main.command("anomalies", epilog=epilog(
+    "tcplife anomalies --sample dead_peer --all",
+    "tcplife anomalies capture.pcap --kind lingering_close_wait --close-wait-linger 30"))
+@sample_option
 @capture_arguments
 @read_options
 @filter_options
@@ -436,8 +457,11 @@ def anomalies_command(captures: tuple[str, ...], select: Selection, show_all: bo
     out.emit(rows, lambda: output.anomalies_view(rows, result.sources, show_info=show_all))
 
 
-@main.command("at", epilog=CAPTURE_EPILOG)
+@main.command("at", epilog=epilog(
+    "tcplife at 01:20:40 --sample close_wait",
+    "tcplife at +2.5 capture.pcap --state TIME_WAIT"))
 @click.argument("when", metavar="TIME", type=Instant())
+@sample_option
 @capture_arguments
 @read_options
 @filter_options(window=False)
@@ -503,7 +527,10 @@ def _tshark_command(result: Result, conn_id: int) -> str | None:
     return f"tshark {read}-Y '{tshark_filter(conn)}'"
 
 
-@main.command("frames", epilog=CAPTURE_EPILOG)
+@main.command("frames", epilog=epilog(
+    "tcplife frames --sample unread_data",
+    "tcplife frames capture.pcap --conn 3 -o conn3.csv"))
+@sample_option
 @capture_arguments
 @read_options
 @filter_options
@@ -539,7 +566,10 @@ def ladder_width() -> int:
     return min(Console(file=sys.stdout).width, 140)
 
 
-@main.command("ladder", epilog=CAPTURE_EPILOG)
+@main.command("ladder", epilog=epilog(
+    "tcplife ladder --sample close_wait --conn 0",
+    "tcplife ladder capture.pcap --conn 3 -o conn3.svg"))
+@sample_option
 @capture_arguments
 @read_options
 @conn_option(required=True, multiple=False)
@@ -573,7 +603,10 @@ def ladder_command(captures: tuple[str, ...], conn_id: int, timeouts: dict[str, 
     out.emit(with_files(packets, result.stats), lambda: ladder_lines(ladder, ladder_width()))
 
 
-@main.command("export", epilog=CAPTURE_EPILOG)
+@main.command("export", epilog=epilog(
+    "tcplife export --sample clean -d clean/",
+    "tcplife export capture.pcap -d out/ --format jsonl"))
+@sample_option
 @capture_arguments
 @read_options
 @click.option("-d", "--directory", required=True, metavar="DIR",

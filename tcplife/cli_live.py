@@ -47,7 +47,13 @@ def live_command(timeout_options: Callable[[Any], Any]) -> click.Command:
     """The ``live`` command with the timeout options that every command shares, handed in
     by `tcplife.cli` (which registers it; this module does not import the CLI module, so
     either can be imported first)."""
-    return click.command("live")(timeout_options(live))
+    return click.command("live", epilog=EXAMPLES)(timeout_options(live))
+
+
+#: The end of ``tcplife live --help`` (``\\b``: click keeps the lines as they are).
+EXAMPLES = ("\b\nExamples:\n"
+            "  tcplife live -i eth0 port 443\n"
+            "  tcplife live -i any --duration 60 --format jsonl -w live.pcap")
 
 
 @click.option("-i", "--interface", "iface", default="any", show_default=True,

@@ -263,6 +263,74 @@ def capture_filter() -> str | None:
     return None if ctx is None else ctx.meta.get(CAPTURE_FILTER)
 
 
+class SampleName(click.ParamType):
+    """NAME of a capture that comes with tcplife (`tcplife.samples`), or ``list``."""
+
+    name = "sample"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> str:
+        from tcplife import samples
+
+        if value == "list" or value in samples.names():
+            return str(value)
+        self.fail(f"no sample {value!r}; the samples are: {', '.join(samples.names())} "
+                  "(--sample list says what each shows)", param, ctx)
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter,
+                       incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        from tcplife import samples
+
+        return [CompletionItem(name, help=samples.describe(name))
+                for name in samples.names() if name.startswith(incomplete)]
+
+
+def _list_samples(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """``--sample list``: the names with one line each, then exit 0."""
+    if value != "list" or ctx.resilient_parsing:
+        return value
+    from tcplife import samples
+
+    width = max(map(len, samples.names()))
+    for name in samples.names():
+        click.echo(f"{name:<{width}}  {samples.describe(name)}")
+    ctx.exit(0)
+
+
+def sample_option(command: F) -> F:
+    """``--sample NAME``: read a capture that comes with tcplife (`tcplife.samples`)
+    instead of CAPTURE arguments; ``--sample list`` lists them. Goes directly above
+    `capture_arguments`, whose CAPTURE... it makes optional: the command receives
+    ``captures`` either way, and neither given is a usage error."""
+    captures = [param for param in getattr(command, "__click_params__", ())
+                if isinstance(param, click.Argument) and param.name == "captures"]
+    if not captures:
+        raise TypeError("sample_option goes above capture_arguments")
+    captures[0].required = False
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, sample: str | None, captures: tuple[str, ...],
+                **kwargs: Any) -> Any:
+        if sample is not None:
+            if captures:
+                raise click.UsageError("give CAPTURE... or --sample NAME, not both")
+            from tcplife import samples
+
+            captures = (str(samples.path(sample)),)
+        elif not captures:
+            raise click.UsageError("Missing argument 'CAPTURE...' (or --sample NAME, a "
+                                   "capture that comes with tcplife: --sample list)")
+        return command(*args, captures=captures, **kwargs)
+
+    return click.option(  # type: ignore[return-value]
+        "--sample", type=SampleName(), metavar="NAME", is_eager=True,
+        callback=_list_samples,
+        help="Read NAME, a capture that comes with tcplife, instead of CAPTURE "
+             "(--sample list: the names, one line each).")(wrapper)
+
+
 class Instant(click.ParamType):
     """TIME, any of the forms of `tcplife.times` (epoch seconds, ISO 8601, HH:MM:SS on the
     capture's date, start, end, +S, -S). Converts to a `tcplife.times.When`, made absolute

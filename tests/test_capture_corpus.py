@@ -40,9 +40,11 @@ import pytest
 from tcplife.capture import ReadStats, read_segments
 from tcplife.segment import SYN, Segment
 
+from needs import needs
+
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "pcaps"
 FILES = sorted(CORPUS.glob("*.pcap*")) if CORPUS.is_dir() else []
-needs_corpus = pytest.mark.skipif(not FILES, reason=f"corpus not found at {CORPUS}")
+needs_corpus = needs(corpus=True)
 TSHARK = shutil.which("tshark")
 
 #: file -> (frames, TCP segments == tshark -Y tcp, bad checksums == tshark's)

@@ -53,6 +53,7 @@ from capture_builders import (
     spb,
     tcp_segment,
 )
+from needs import needs
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = sorted((REPO / "sample_pcaps").glob("*.pcap*"))
@@ -138,7 +139,7 @@ def test_sample_captures(path: Path) -> None:
                 assert len(batches) >= path.stat().st_size // (3 * SMALL)
 
 
-@pytest.mark.skipif(not CORPUS, reason=f"corpus not found at {CORPUS_DIR}")
+@needs(corpus=True)
 @pytest.mark.parametrize("path", CORPUS, ids=[p.name for p in CORPUS])
 def test_corpus_captures(path: Path) -> None:
     for verify in (True, False):

@@ -2,7 +2,7 @@
 
 Inputs are generated here with `pcapgen` (a conversation whose states were worked out by
 hand from its packets), plus the read-only third-party capture
-``/work/shared/corpus/pcaps/zeek__http__get.pcap`` (from Zeek's test suite) when present.
+``../shared/corpus/pcaps/zeek__http__get.pcap`` (from Zeek's test suite) when present.
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ from tcplife.frames import (
     TRANSITION_COLUMNS,
 )
 
+from needs import CORPUS_PCAPS, needs, require_module
+
 REPO = Path(__file__).resolve().parents[1]
-ZEEK_HTTP = Path("/work/shared/corpus/pcaps/zeek__http__get.pcap")
+ZEEK_HTTP = CORPUS_PCAPS / "zeek__http__get.pcap"
 T0 = pcapgen.T0_US / 1e6  # 1700000000.0 = 2023-11-14T22:13:20Z
 CONTRACT_CONNECTION_COLUMNS = [
     "conn_id", "ip_version", "client_addr", "client_port", "server_addr", "server_port",
@@ -84,6 +86,8 @@ def states(rows: list[dict[str, Any]]) -> dict[tuple[int, str], str]:
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_command_every_format(command: str, fmt: str, close_pcap: Path,
                                     tmp_path: Path) -> None:
+    if fmt == "parquet":
+        require_module("pyarrow")
     extra, schema = COMMANDS[command]
     out = tmp_path / f"out.{fmt}"
     args = [command, *extra, close_pcap, "--format", fmt]
@@ -250,6 +254,7 @@ def test_output_file_and_extension(close_pcap: Path, tmp_path: Path) -> None:
     assert row["first_time"] == "2023-11-14T22:13:20.000000Z"
 
 
+@needs(modules=("pyarrow",))
 def test_parquet_round_trip(close_pcap: Path, tmp_path: Path) -> None:
     from tcplife import analyze
 
@@ -355,7 +360,7 @@ def test_python_m_errors(tmp_path: Path) -> None:
     assert python_m("at", "yesterday-ish", tmp_path / "nope.pcap").returncode == 2
 
 
-@pytest.mark.skipif(not ZEEK_HTTP.exists(), reason="third-party corpus not present")
+@needs(corpus=True)
 def test_python_m_third_party_capture() -> None:
     """Zeek's http/get.pcap: one HTTP GET, client closes first (FIN at frame 12)."""
     proc = python_m("analyze", ZEEK_HTTP, "--format", "table")

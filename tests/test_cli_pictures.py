@@ -24,6 +24,8 @@ import tcplife
 from tcplife.cli import main
 from tcplife.packets import PACKET_COLUMNS
 
+from needs import needs, require_module
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "sample_pcaps"
 SVG = "{http://www.w3.org/2000/svg}"
@@ -226,6 +228,8 @@ def test_ladder_machine_formats_are_the_packet_rows(fmt: str, close_pcap: Path,
                                                     tmp_path: Path) -> None:
     import pandas as pd
 
+    if fmt == "parquet":
+        require_module("pyarrow")
     out = tmp_path / f"ladder.{fmt}"
     result = run("ladder", "--conn", "0", close_pcap, "--format", fmt, "-o", out)
     assert result.exit_code == 0, result.output
@@ -313,6 +317,7 @@ def has_colour(image: Any, hex_colour: str, at_least: int = 50) -> bool:
     return sum(n for n, c in image.getcolors(1 << 20) if c == rgb) >= at_least
 
 
+@needs(modules=("matplotlib",))
 def test_plot_png_one_connection(close_pcap: Path, tmp_path: Path) -> None:
     from tcplife.output import STATE_COLOURS
 
@@ -329,6 +334,7 @@ def test_plot_png_one_connection(close_pcap: Path, tmp_path: Path) -> None:
     assert not has_colour(image, STATE_COLOURS["CLOSING"])  # never in CLOSING
 
 
+@needs(modules=("matplotlib",))
 def test_plot_png_many_connections_and_filters(tmp_path: Path) -> None:
     from tcplife.output import STATE_COLOURS
 
@@ -343,6 +349,7 @@ def test_plot_png_many_connections_and_filters(tmp_path: Path) -> None:
     assert png_pixels(few).size[1] < image.size[1]
 
 
+@needs(modules=("matplotlib",))
 def test_plot_svg_and_api(close_pcap: Path, tmp_path: Path) -> None:
     out = tmp_path / "chart.svg"
     assert run("timeline", close_pcap, "--plot", out).exit_code == 0
@@ -414,6 +421,7 @@ def test_packets_and_ladders_of_every_lab_capture(capture: str) -> None:
         assert written == len(changes)
 
 
+@needs(modules=("matplotlib",))  # its last step draws a chart
 def test_frames_of_an_empty_capture(tmp_path: Path) -> None:
     empty = pcapgen.write_pcap(tmp_path / "empty.pcap", [])
     result = run("frames", empty, "--format", "csv")

@@ -14,13 +14,15 @@ import pytest
 
 import tcplife
 
+from needs import needs
+
 # shared/ sits beside the checkout, in development and in CI.
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "pcaps"
 FILES = sorted(CORPUS.glob("*.pcap*")) if CORPUS.is_dir() else []
 TSHARK = json.loads((Path(__file__).parent / "data" / "corpus_tshark_streams.json")
                     .read_text())["first_frame_of_stream"]
 
-needs_corpus = pytest.mark.skipif(not FILES, reason=f"corpus not found at {CORPUS}")
+needs_corpus = needs(corpus=True)
 
 
 @needs_corpus

@@ -16,6 +16,7 @@ import pytest
 from lab.anomalies import KINDS as ANOMALY_KINDS
 
 import golden
+from needs import require_corpus
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_pcaps"
 EXPECTED = sorted(SAMPLES.glob("*.expected.json"))
@@ -124,7 +125,7 @@ def test_end_states_are_state_at_the_last_frame_samples(capture: Path) -> None:
                          ids=[p.name for p in CORPUS_CAPTURES] or ["corpus-absent"])
 def test_end_states_are_state_at_the_last_frame_corpus(capture: Path | None) -> None:
     if capture is None:
-        pytest.skip(f"../shared/corpus (third-party captures) is absent: {CORPUS}")
+        require_corpus()
     assert _end_states_problems(capture, {}) == []
 
 

@@ -25,7 +25,6 @@ import os
 import queue
 import re
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -41,11 +40,11 @@ from lab.netlab import Agent, parse_ss
 import tcplife
 from tcplife.capture import read_segments
 
+from needs import needs
+
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or any(shutil.which(t) is None for t in ("ip", "ss", "nft")),
-    reason="live capture tests need root, ip, ss and nft")
+pytestmark = needs("ip", "ss", "nft", root=True)
 
 SS_NAMES = {"ESTAB": "ESTABLISHED", "SYN-SENT": "SYN_SENT", "SYN-RECV": "SYN_RECEIVED",
             "FIN-WAIT-1": "FIN_WAIT_1", "FIN-WAIT-2": "FIN_WAIT_2",
@@ -396,7 +395,7 @@ def _one_line_error(cmd: list[str]) -> str:
     return lines[0]
 
 
-@pytest.mark.skipif(shutil.which("capsh") is None, reason="needs capsh (libcap2-bin)")
+@needs("capsh")
 def test_without_cap_net_raw_one_line_error() -> None:
     # root, but with CAP_NET_RAW dropped from the bounding set: as an ordinary user
     line = _one_line_error(["capsh", "--drop=cap_net_raw", "--", "-c",
@@ -413,8 +412,7 @@ def test_missing_interface_and_bad_filter() -> None:
     assert "bad capture filter" in line
 
 
-@pytest.mark.skipif(shutil.which("nginx") is None or shutil.which("wrk") is None,
-                    reason="needs nginx and wrk (apt-get install nginx-light wrk)")
+@needs("nginx", "wrk")
 def test_under_load_live_equals_its_capture(tmp_path: Path) -> None:
     """A short version of benchmarks/live_load.py: wrk making a new connection per request
     against nginx for 4 s while tcplife live writes its capture. Whatever the kernel drops

@@ -17,6 +17,8 @@ from tcplife import output
 from tcplife.cli import main
 from tcplife.safety import csv_text, open_output, terminal_text
 
+from needs import needs, require_module
+
 REPO = Path(__file__).resolve().parents[1]
 CLOSE = REPO / "sample_pcaps" / "normal_close_client_first.client.pcap"
 IPV6 = REPO / "sample_pcaps" / "ipv6.client.pcap"
@@ -115,6 +117,8 @@ def _listing(root: Path) -> set[str]:
                                   "out.parquet", "weird:name.parquet", "s3:x.csv", "-x.csv"])
 def test_output_writes_exactly_the_named_file(name: str, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    if name.endswith(".parquet"):
+        require_module("pyarrow")
     monkeypatch.chdir(tmp_path)
     before = _listing(tmp_path)
     result = CliRunner().invoke(main, ["analyze", str(CLOSE), "-o", name])
@@ -134,6 +138,7 @@ def test_output_refuses_a_symlink_to_a_file(tmp_path: Path) -> None:
     assert precious.read_text() == "keep me\n"
 
 
+@needs(modules=("pyarrow",))  # its -o names a .parquet file
 def test_output_refuses_a_dangling_symlink(tmp_path: Path) -> None:
     link = tmp_path / "out.csv"
     link.symlink_to(tmp_path / "elsewhere" / "planted")

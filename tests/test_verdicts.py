@@ -21,6 +21,8 @@ from tcplife.events import Anomaly
 from tcplife.frames import state_at
 from tcplife.states import ANOMALY_KINDS, CONFIDENCES, SEVERITIES
 
+from needs import require_corpus
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "sample_pcaps"
 CORPUS = REPO.parent / "shared" / "corpus" / "pcaps"
@@ -76,7 +78,7 @@ def test_sample_sentences_agree_with_transitions(path: Path,
 def test_corpus_sentences_agree_with_transitions() -> None:
     cases = _corpus_cases()
     if not cases:
-        pytest.skip(f"the third-party corpus is not at {CORPUS} (see README)")
+        require_corpus()
     problems = [p for path, options in cases for p in check_claims(path, options)]
     assert problems == []
 

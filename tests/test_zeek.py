@@ -26,11 +26,12 @@ from tcplife.peers import zeek as z
 from tcplife.peers.zeek import conn_state
 
 from builder import ACK, FIN, RST, SYN, Conv, Host, run
+from needs import needs
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB = ROOT / "sample_pcaps"
 CORPUS = ROOT.parent / "shared" / "corpus" / "pcaps"
-needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason=f"corpus not at {CORPUS}")
+needs_corpus = needs(corpus=True)
 
 
 def _rows(path: Path) -> list[tuple]:

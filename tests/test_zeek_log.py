@@ -19,10 +19,12 @@ import pytest
 import tcplife
 from tcplife.peers.zeek_log import FIELDS, TYPES, conn_uid, write_zeek_conn_log
 
+from needs import needs
+
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus" / "pcaps"
 WIKIPEDIA = CORPUS / "zeek__wikipedia.pcap"
-needs_corpus = pytest.mark.skipif(not WIKIPEDIA.exists(), reason=f"corpus not at {CORPUS}")
+needs_corpus = needs(corpus=True)
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
 
