@@ -586,6 +586,7 @@ def ladder_command(captures: tuple[str, ...], conn_id: int, timeouts: dict[str, 
     draws the same as SVG; json/jsonl/csv/parquet give the packet rows of `frames`.
     The default is the diagram, even into a pipe.
     """
+    from tcplife.framemap import several
     from tcplife.ladder import build_ladder, ladder_lines, ladder_svg
 
     result, conns, packets = _packets(captures, timeouts, Selection(conn_ids=(conn_id,)))
@@ -593,6 +594,14 @@ def ladder_command(captures: tuple[str, ...], conn_id: int, timeouts: dict[str, 
     ladder = build_ladder(conn, packets, result.read_order("transitions"),
                           result.read_order("anomalies"), result.sources,
                           _tshark_command(result, conn_id) or "")
+    if several(result.stats):  # frames as their files number them; the files in the title
+        files = []
+        for step in ladder.steps:
+            if step.frame is not None:
+                name, step.frame = result.stats.locate(step.frame)
+                if name not in files:
+                    files.append(name)
+        ladder.sources = files
     if out.format == "svg":
         out.write_text(ladder_svg(ladder))
         if not out.to_stdout:

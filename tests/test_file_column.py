@@ -5,6 +5,7 @@ the files themselves, read with dpkt: the frame a row names has the row's time."
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -82,3 +83,27 @@ def test_the_cli_rows_equal_the_api_rows(ring: list[Path]) -> None:
         output.write_jsonl(getattr(result, table), stream)
         assert done.stdout == stream.getvalue(), command
         assert '"file"' in done.stdout or '"first_file"' in done.stdout
+
+
+def test_frames_and_ladder_rows_name_their_file(ring: list[Path]) -> None:
+    """The packets of a connection that spans two files: each row's frame is found in
+    its file, at the row's time; the ladder's diagram numbers frames the same way."""
+    times = {str(p): frame_times(p) for p in ring}
+    result = tcplife.analyze([str(p) for p in ring])
+    spans = result.connections[result.connections["first_file"]
+                               != result.connections["last_file"]]
+    assert len(spans), "the ring must cut a connection in two"
+    conn = int(spans["conn_id"].iloc[0])
+    for command in ("frames", "ladder"):
+        done = CliRunner().invoke(main, [command, *map(str, ring), "--conn", str(conn),
+                                         "--format", "jsonl"])
+        assert done.exit_code == 0, done.output
+        rows = [json.loads(line) for line in done.stdout.splitlines()]
+        assert len({r["file"] for r in rows}) >= 2
+        for r in rows:
+            assert times[r["file"]][r["frame"] - 1] == r["ts_ns"]
+    diagram = CliRunner().invoke(main, ["ladder", *map(str, ring), "--conn", str(conn)])
+    assert diagram.exit_code == 0
+    shown = [int(line.split()[0]) for line in diagram.stdout.splitlines()
+             if "│" in line and line.split()[0].isdigit()]
+    assert shown == [r["frame"] for r in rows]
