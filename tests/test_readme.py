@@ -6,8 +6,11 @@ command; the lines after it, up to the next ``$ `` line or the end of the block,
 prints on a terminal 100 columns wide. A line ``...`` in the output stands for lines left out.
 An HTML comment ``<!-- readme-test: skip REASON -->`` on the line just before a block skips
 the commands of that block (for features not on main yet); remove it when they are.
+``<!-- readme-test: columns N -->`` there says the block shows a terminal N columns wide
+instead (the text around it should say so).
 
-The commands run in-process (click's CliRunner) from the repository root with ``COLUMNS=100``.
+The commands run in-process (click's CliRunner) from the repository root with ``COLUMNS=100``
+(or the block's N).
 The README shows what a terminal shows, where the default format is ``table``; the runner's
 output is not a terminal, so ``--format table`` is added to commands that name no format.
 
@@ -30,6 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 MAX_LINES = 400
 SKIP = re.compile(r"<!--\s*readme-test:\s*skip\s*(.*?)\s*-->")
+COLUMNS = re.compile(r"<!--\s*readme-test:\s*columns\s+(\d+)\s*-->")
+WIDTH = 100  # the terminal's width where a block does not say
 FENCE = re.compile(r"^```(\w*)\s*$")
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
@@ -40,6 +45,7 @@ class Command:
     text: str  # the command as printed, without "$ "
     expected: list[str]  # the output shown under it, right-stripped
     skip: str | None  # why it is skipped, or None
+    columns: int = WIDTH  # the width of the terminal the output was printed on
 
 
 def readme_commands(text: str) -> list[Command]:
@@ -55,6 +61,7 @@ def readme_commands(text: str) -> list[Command]:
         lang = fence.group(1)
         before = lines[i - 1] if i else ""
         skip = SKIP.search(before)
+        width = COLUMNS.search(before)
         end = i + 1
         while end < len(lines) and not FENCE.match(lines[end]):
             end += 1
@@ -66,7 +73,8 @@ def readme_commands(text: str) -> list[Command]:
                     current = None
                     if line.startswith("$ tcplife "):
                         current = Command(n + 1, line[2:], [],
-                                          (skip.group(1) or "marked skip") if skip else None)
+                                          (skip.group(1) or "marked skip") if skip else None,
+                                          int(width.group(1)) if width else WIDTH)
                         commands.append(current)
                 elif current is not None:
                     current.expected.append(line.rstrip())
@@ -74,8 +82,9 @@ def readme_commands(text: str) -> list[Command]:
     return commands
 
 
-def run(command: str) -> tuple[int, str, BaseException | None]:
-    """Run one README command in-process from the repository root, as a terminal would."""
+def run(command: str, columns: int = WIDTH) -> tuple[int, str, BaseException | None]:
+    """Run one README command in-process from the repository root, as a terminal
+    ``columns`` wide would."""
     from tcplife.cli import main
 
     args = shlex.split(command)
@@ -87,7 +96,7 @@ def run(command: str) -> tuple[int, str, BaseException | None]:
     runner = CliRunner()
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(ROOT)
-        result = runner.invoke(main, args, env={"COLUMNS": "100", "NO_COLOR": "1"},
+        result = runner.invoke(main, args, env={"COLUMNS": str(columns), "NO_COLOR": "1"},
                                catch_exceptions=True)
     exc = result.exception if not isinstance(result.exception, SystemExit) else None
     return result.exit_code, result.output, exc
@@ -150,7 +159,7 @@ def test_readme_has_commands() -> None:
 def test_readme_command_runs(cmd: Command) -> None:
     if cmd.skip:
         pytest.skip(f"README line {cmd.line}: {cmd.skip}")
-    code, output, exc = run(cmd.text)
+    code, output, exc = run(cmd.text, cmd.columns)
     assert exc is None, f"README line {cmd.line}: {cmd.text}: raised {exc!r}"
     assert code == 0, f"README line {cmd.line}: {cmd.text}: exit {code}\n{output}"
 
@@ -159,11 +168,21 @@ def test_readme_command_runs(cmd: Command) -> None:
 def test_readme_output_is_real(cmd: Command) -> None:
     if cmd.skip:
         pytest.skip(f"README line {cmd.line}: {cmd.skip}")
-    _code, output, _exc = run(cmd.text)
+    _code, output, _exc = run(cmd.text, cmd.columns)
     actual = [line.rstrip() for line in output.splitlines()]
     assert matches(cmd.expected, actual), (
         f"README line {cmd.line}: `{cmd.text}` prints something else now; "
         f"`python3 tests/test_readme.py` shows what. Today:\n" + "\n".join(actual))
+
+
+def test_block_directives() -> None:
+    text = "\n".join([
+        "<!-- readme-test: columns 120 -->", "```console", "$ tcplife a", "x", "```",
+        "<!-- readme-test: skip not yet -->", "```console", "$ tcplife b", "y", "```",
+        "```console", "$ tcplife c", "z", "$ echo", "w", "```", "```python", "$ tcplife d", "```"])
+    got = [(c.text, c.expected, c.skip, c.columns) for c in readme_commands(text)]
+    assert got == [("tcplife a", ["x"], None, 120), ("tcplife b", ["y"], "not yet", WIDTH),
+                   ("tcplife c", ["z"], None, WIDTH)]
 
 
 def test_matches_ellipsis() -> None:
@@ -224,8 +243,8 @@ def test_readme_anomaly_table_is_the_contract() -> None:
 
 if __name__ == "__main__":
     for cmd in COMMANDS:
-        code, output, exc = run(cmd.text)
-        print(f"$ {cmd.text}")
+        code, output, exc = run(cmd.text, cmd.columns)
+        print(f"$ {cmd.text}" + (f"    [{cmd.columns} columns]" if cmd.columns != WIDTH else ""))
         print("\n".join(line.rstrip() for line in output.splitlines()))
         if code or exc:
             print(f"[README line {cmd.line}: exit {code} {exc!r}]", file=sys.stderr)
