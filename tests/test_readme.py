@@ -1,5 +1,5 @@
-"""The README's promises: its commands run as printed and print what it shows; it stays short;
-its links lead somewhere; its anomaly table is the contract's.
+"""The README's promises: its commands and Python cells run as printed and print what it shows;
+it stays short; its links lead somewhere; its anomaly table is the contract's.
 
 Convention: in the README's ```console blocks, a line starting with ``$ tcplife `` is a
 command; the lines after it, up to the next ``$ `` line or the end of the block, are what it
@@ -16,6 +16,10 @@ output is not a terminal, so ``--format table`` is added to commands that name n
 
 ``python3 tests/test_readme.py`` prints each command and what it prints today, to paste into
 the README after a change of output.
+
+The ```python blocks run in order in one namespace, from the repository root, as notebook
+cells: where a plain ``` block follows one, it shows what the cell prints, or the repr of its
+last expression.
 """
 
 from __future__ import annotations
@@ -128,6 +132,66 @@ def matches(expected: list[str], actual: list[str]) -> bool:
         else:
             return False
     return pos <= stop
+
+
+def python_examples(text: str) -> list[tuple[int, str, list[str] | None]]:
+    """The ```python blocks of ``text`` in order: (line of the block, its code, the lines of
+    the plain ``` block right after it, or None where none follows)."""
+    lines = text.splitlines()
+    blocks: list[tuple[int, str, list[str] | None]] = []
+    i = 0
+    while i < len(lines):
+        fence = FENCE.match(lines[i])
+        if not fence:
+            i += 1
+            continue
+        end = i + 1
+        while end < len(lines) and not FENCE.match(lines[end]):
+            end += 1
+        if fence.group(1) == "python":
+            shown = None
+            if end + 1 < len(lines) and lines[end + 1].rstrip() == "```":
+                out_end = end + 2
+                while out_end < len(lines) and not FENCE.match(lines[out_end]):
+                    out_end += 1
+                shown = [line.rstrip() for line in lines[end + 2:out_end]]
+            blocks.append((i + 1, "\n".join(lines[i + 1:end]), shown))
+        i = end + 1
+    return blocks
+
+
+def run_python(code: str, namespace: dict) -> list[str]:
+    """Run ``code`` as a notebook cell would: what it prints, or the repr of its last
+    expression."""
+    import ast
+    import contextlib
+    import io
+
+    tree = ast.parse(code)
+    last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(tree, "<README>", "exec"), namespace)
+        if last is not None:
+            value = eval(compile(ast.Expression(last.value), "<README>", "eval"), namespace)
+            if value is not None:
+                print(repr(value))
+    return [line.rstrip() for line in printed.getvalue().splitlines()]
+
+
+def test_readme_python_examples_print_what_they_show() -> None:
+    """The README's Python cells, run in order in one namespace from the repository root,
+    print (or show as their last expression) what the block after each says."""
+    blocks = python_examples(README.read_text(encoding="utf-8"))
+    assert sum(shown is not None for _, _, shown in blocks) >= 3
+    namespace: dict = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(ROOT)
+        for line, code, shown in blocks:
+            actual = run_python(code, namespace)
+            if shown is not None:
+                assert actual == shown, (f"README line {line}: the cell shows something "
+                                         "else now:\n" + "\n".join(actual))
 
 
 def _slug(heading: str) -> str:
