@@ -43,8 +43,15 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tcplife' has no attribute {name!r}")
+    if module is None:  # a submodule (tcplife.samples, tcplife.filters, ...), as before
+        try:
+            value = importlib.import_module(f"tcplife.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"tcplife.{name}":
+                raise
+            raise AttributeError(f"module 'tcplife' has no attribute {name!r}") from None
+        globals()[name] = value
+        return value
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # once: later lookups do not come here
     return value

@@ -255,14 +255,14 @@ class Result:
         lines = [f"<tcplife Result: {names}: {s.frames} frames, {s.tcp_segments} TCP "
                  f"segments{span}>"]
         counts = {name: self.count(name) for name in TABLES}
-        lines.append("  " + ", ".join(f"{n} {name}" for name, n in counts.items()))
+        lines.append("  " + ", ".join(f"{n} {_plural(name, n)}" for name, n in counts.items()))
         if counts["anomalies"]:
             by: dict[str, int] = {}
             from tcplife.rows import column_of
 
             for severity in column_of(self.table("anomalies"), "severity"):
                 by[str(severity)] = by.get(str(severity), 0) + 1
-            lines.append("  anomalies: " + ", ".join(
+            lines.append("  anomalies by severity: " + ", ".join(
                 f"{by[sev]} {sev}" for sev in ("error", "warning", "info") if sev in by))
         if s.warnings:
             lines.append(f"  {len(s.warnings)} reader warning"
@@ -270,6 +270,12 @@ class Result:
         lines.append("  (DataFrames: .connections .transitions .anomalies .oddities; "
                      ".summary(); .state_at(when))")
         return lines
+
+
+def _plural(name: str, n: int) -> str:
+    """``connections`` -> ``connection`` for one (the table names are plurals)."""
+    return name[:-1] if n == 1 and name.endswith("s") and name != "anomalies" else \
+        ("anomaly" if n == 1 and name == "anomalies" else name)
 
 
 def _source_name(source: Source) -> str:

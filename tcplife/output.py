@@ -416,6 +416,24 @@ def flags_text(kinds: Iterable[str], mid_stream: bool, role_inferred: bool) -> T
     return text
 
 
+def _file_of(row: Any) -> str:
+    """The base name of a row's ``file`` (several captures), else ""."""
+    name = getattr(row, "file", None)
+    return "" if _is_na(name) else os.path.basename(str(name))
+
+
+def _with_files(columns: list[Column], rows: list[list[RenderableType]], files: list[str],
+                table: Any) -> tuple[list[Column], list[list[RenderableType]]]:
+    """With several captures (the table has a ``file`` column), a ``file`` column after
+    ``frame``: the frame numbers count within that file."""
+    names = table.names if isinstance(table, Rows) else [str(c) for c in table.columns]
+    if "file" not in names:
+        return columns, rows
+    at = next(i for i, c in enumerate(columns) if c.header == "frame") + 1
+    return ([*columns[:at], Column("file"), *columns[at:]],
+            [[*row[:at], name, *row[at:]] for row, name in zip(rows, files, strict=True)])
+
+
 CONNECTION_VIEW = [
     Column("id", "right"), Column("client"), Column("server"), Column("start"),
     Column("duration", "right", short="dur"), Column("pkts", "right"),
@@ -533,7 +551,9 @@ def timeline_view(transitions: Any, connections: Any,
                         column_of(connections, "first_ts_ns"), strict=True))
     previous: dict[tuple[int, str], int] = {}
     rows: list[list[RenderableType]] = []
+    files: list[str] = []
     for row in transitions.itertuples(index=False):
+        files.append(_file_of(row))
         key = (int(row.conn_id), str(row.side))
         since = previous.get(key, first_ns.get(key[0]))
         previous[key] = int(row.ts_ns)
@@ -544,7 +564,8 @@ def timeline_view(transitions: Any, connections: Any,
                      _int(row.frame), duration(held)])
     caption = ("~ inferred: deduced from the peer's packets or a timeout, not seen on this "
                "side" if rows else "no state changes")
-    return [FittedTable(_title("transitions", sources, day), TIMELINE_VIEW, rows,
+    columns, rows = _with_files(TIMELINE_VIEW, rows, files, transitions)
+    return [FittedTable(_title("transitions", sources, day), columns, rows,
                         caption=caption)]
 
 
@@ -561,11 +582,13 @@ def anomalies_view(anomalies: Any, sources: list[str],
     day, with_date = date_span(column_of(anomalies, "ts_ns"))
     hidden = 0
     rows: list[list[RenderableType]] = []
+    files: list[str] = []
     for row in anomalies.itertuples(index=False):
         severity = str(row.severity)
         if severity == "info" and not show_info:
             hidden += 1
             continue
+        files.append(_file_of(row))
         sure = "" if str(row.confidence) == "certain" else f" ({row.confidence})"
         rows.append([
             clock(row.ts_ns, with_date), str(row.conn_id), str(row.side),
@@ -577,7 +600,8 @@ def anomalies_view(anomalies: Any, sources: list[str],
     if hidden:
         more = f"{hidden} info row{'s' if hidden > 1 else ''} hidden (--all shows them)"
         caption = more if caption is None else f"{caption}; {more}"
-    return [FittedTable(_title("anomalies", sources, day), ANOMALY_VIEW, rows,
+    columns, rows = _with_files(ANOMALY_VIEW, rows, files, anomalies)
+    return [FittedTable(_title("anomalies", sources, day), columns, rows,
                         caption=caption)]
 
 
@@ -623,7 +647,9 @@ def packets_view(packets: Any, sources: list[str],
     day, _ = date_span(column_of(packets, "ts_ns")[:1])
     rows: list[list[RenderableType]] = []
     last: dict[tuple[int, str], str] = {}
+    files: list[str] = []
     for row in packets.itertuples(index=False):
+        files.append(_file_of(row))
         cells: list[RenderableType] = []
         for side in ("client", "server"):
             state = str(getattr(row, f"{side}_state"))
@@ -637,8 +663,9 @@ def packets_view(packets: Any, sources: list[str],
             Text(f"[{flags}]", style="red" if "RST" in flags else "cyan" if "SYN" in flags
                  else "yellow" if "FIN" in flags else ""),
             str(row.rel_seq), _int(row.rel_ack), str(row.len), str(row.window), *cells])
+    columns, rows = _with_files(PACKETS_VIEW, rows, files, packets)
     views: list[RenderableType] = [FittedTable(
-        _title("frames", sources, day), PACKETS_VIEW, rows,
+        _title("frames", sources, day), columns, rows,
         caption=None if rows else "no packets", gap=1)]
     if tshark:  # one line, never wrapped, so that it can be copied
         views.append(Text(tshark, style="dim", no_wrap=True, overflow="ignore"))

@@ -107,3 +107,16 @@ def test_frames_and_ladder_rows_name_their_file(ring: list[Path]) -> None:
     shown = [int(line.split()[0]) for line in diagram.stdout.splitlines()
              if "│" in line and line.split()[0].isdigit()]
     assert shown == [r["frame"] for r in rows]
+
+
+def test_tables_for_people_name_the_file_beside_the_frame(ring: list[Path]) -> None:
+    for command in ("timeline", "anomalies"):
+        done = CliRunner().invoke(main, [command, *map(str, ring), "--format", "table"],
+                                  env={"COLUMNS": "200"})
+        assert done.exit_code == 0
+        header = next(line for line in done.stdout.splitlines() if "frame" in line)
+        assert header.split().index("file") == header.split().index("frame") + 1
+        assert any(p.name in done.stdout for p in ring[1:])
+    single = CliRunner().invoke(main, ["timeline", str(CAPTURE), "--format", "table"],
+                                env={"COLUMNS": "200"})
+    assert " file " not in single.stdout

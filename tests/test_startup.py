@@ -200,7 +200,7 @@ def test_result_repr_is_a_few_lines_of_counts() -> None:
     assert "conn_id" not in text and "..." not in text  # no table dumped
     assert f"{len(result.connections)} connections" in text
     assert f"{len(result.transitions)} transitions" in text
-    assert f"{len(result.anomalies)} anomalies" in text
+    assert f"{len(result.anomalies)} anomal" in text
     assert f"{result.stats.frames} frames" in text
     assert "port_reuse_close_wait.server.pcap" in text
 

@@ -90,8 +90,8 @@ def time_order(sources: Sequence[T], firsts: Sequence[int | None]) -> list[T]:
 
 def overlap_warning(names: Sequence[str]) -> str:
     return (f"captures overlap in time: {', '.join(names)}; their frames were merged by "
-            "timestamp (as mergecap does), frame numbers count in that merged order and "
-            "each row's file and frame say where it came from")
+            "timestamp (as mergecap does); each row's file and frame (counted within that "
+            "file) say where it came from")
 
 
 # --- cursors: one open file each ---------------------------------------------------------
