@@ -9,6 +9,7 @@ line reads its tables as `tcplife.rows.Rows` instead.
 from __future__ import annotations
 
 import gc
+import glob
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -21,6 +22,7 @@ from tcplife.capture import ReadStats
 from tcplife.capture.bpf import CaptureFilter, as_filter
 from tcplife.capture.columns import Batch
 from tcplife.capture.merge import first_times, merged_batches, merged_segments
+from tcplife.capture.sources import find_captures
 from tcplife.collect import Collector
 from tcplife.detect import DetectorSet
 from tcplife.drive import drive
@@ -272,6 +274,24 @@ class Result:
         return lines
 
 
+def _expand_sources(sources: list[Source]) -> tuple[list[Source], list[str]]:
+    """A directory or a glob among ``sources`` stands for its captures (natural name
+    order), as on the command line: its other files are skipped, with the warnings
+    returned; a path to one file stays as it is (the reader says if it is no capture)."""
+    out: list[Source] = []
+    skipped: list[str] = []
+    for source in sources:
+        if isinstance(source, (str, os.PathLike)):
+            text = os.fspath(source)
+            if os.path.isdir(text) or (not os.path.exists(text) and glob.has_magic(text)):
+                found = find_captures([text])
+                out.extend(found.files)
+                skipped.extend(found.warnings)
+                continue
+        out.append(source)
+    return out, skipped
+
+
 def _plural(name: str, n: int) -> str:
     """``connections`` -> ``connection`` for one (the table names are plurals)."""
     return name[:-1] if n == 1 and name.endswith("s") and name != "anomalies" else \
@@ -428,7 +448,8 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
     a frame at a time, for writers that need not hold it whole.
     """
     options = resolve_options(options, tables, timeouts)
-    sources: list[Source] = list(source) if isinstance(source, (list, tuple)) else [source]
+    sources, skipped = _expand_sources(
+        list(source) if isinstance(source, (list, tuple)) else [source])
     flt = as_filter(capture_filter)
     if flt is not None:
         flt.check()
@@ -437,6 +458,7 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
         from tcplife.progress import watch
         sources = watch(sources, progress)
     stats = ReadStats()
+    stats.warnings.extend(skipped)
     tracker = Tracker(options)
     consume = Sink(options, tables, on_event, stream_connections)
 

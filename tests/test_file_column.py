@@ -120,3 +120,18 @@ def test_tables_for_people_name_the_file_beside_the_frame(ring: list[Path]) -> N
     single = CliRunner().invoke(main, ["timeline", str(CAPTURE), "--format", "table"],
                                 env={"COLUMNS": "200"})
     assert " file " not in single.stdout
+
+
+def test_analyze_takes_a_directory_or_glob_as_the_cli_does(ring: list[Path]) -> None:
+    folder = ring[0].parent
+    (folder / "notes.txt").write_text("not a capture\n")
+    try:
+        by_dir = tcplife.analyze(folder)
+        by_glob = tcplife.analyze(str(folder / "ring*"))
+        listed = tcplife.analyze([str(p) for p in ring])
+    finally:
+        (folder / "notes.txt").unlink()
+    assert [w for w in by_dir.warnings if "notes.txt" in w and "skipped" in w]
+    for got in (by_dir, by_glob):
+        pd.testing.assert_frame_equal(got.connections, listed.connections)
+        assert got.stats.files == listed.stats.files
