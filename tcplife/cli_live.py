@@ -95,8 +95,6 @@ def live(iface: str, bpf: tuple[str, ...], fmt: str | None, duration: float | No
     event is dated after it; the closed rows' *_eventual_state columns say where the
     timeouts still pending would take each side. jsonl ends with a "stopped" row.
     """
-    from tcplife.live import live as start_live  # (the analysis: imported when used)
-
     fmt = fmt or ("table" if sys.stdout.isatty() else "jsonl")
     session = start_live(iface, " ".join(bpf) or None, duration=duration, count=count,
                          write=write, snaplen=snaplen, buffer_mb=buffer_mb,
@@ -122,6 +120,13 @@ def live(iface: str, bpf: tuple[str, ...], fmt: str | None, duration: float | No
         for s, handler in previous.items():
             signal.signal(s, handler)
     _summary(session, write, fmt)
+
+
+def start_live(*args: Any, **kwargs: Any) -> LiveSession:
+    """`tcplife.live.live`, imported when a capture starts (not with the command line)."""
+    from tcplife.live import live as begin
+
+    return begin(*args, **kwargs)
 
 
 def message(level: str, text: str, style: str) -> None:

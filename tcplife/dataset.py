@@ -86,6 +86,7 @@ from tcplife.frames import (
     TRANSITION_COLUMNS,
     Collector,
     empty_frame,
+    widened,
 )
 from tcplife.options import Options
 from tcplife.output import OutputError
@@ -145,6 +146,8 @@ def restore(frame: pd.DataFrame, table: str, sort: bool = True) -> pd.DataFrame:
             lists = pd.Series([None] * len(column), dtype="object")
             lists[:] = [list(v) for v in column]
             out[name] = lists
+        elif isinstance(dtype, pd.CategoricalDtype):
+            out[name] = column.astype(widened(dtype, column.unique())).reset_index(drop=True)
         else:
             out[name] = column.astype(dtype).reset_index(drop=True)
     frame = pd.DataFrame(out)

@@ -98,11 +98,18 @@ def _series(values: list[Any], spec: str) -> Any:
         return series
     dtype = dtype_of(spec)
     if isinstance(dtype, pd.CategoricalDtype):
-        unknown = {v for v in values if v is not None} - set(dtype.categories)
-        if unknown:  # never lose a value the vocabulary does not know yet
-            dtype = pd.CategoricalDtype(list(dtype.categories) + sorted(unknown),
-                                        ordered=dtype.ordered)
+        dtype = widened(dtype, values)
     return pd.Series(values, dtype=dtype)
+
+
+def widened(dtype: pd.CategoricalDtype, values: Any) -> pd.CategoricalDtype:
+    """``dtype`` with the values it does not know appended to its categories (sorted):
+    a value outside the vocabulary (a plug-in detector's kind) is kept, never made NA."""
+    unknown = {v for v in values if isinstance(v, str)} - set(dtype.categories)
+    if not unknown:
+        return dtype
+    return pd.CategoricalDtype(list(dtype.categories) + sorted(unknown),
+                               ordered=dtype.ordered)
 
 
 def frame_from_rows(rows: Rows) -> pd.DataFrame:
