@@ -265,7 +265,8 @@ class Result:
             for severity in column_of(self.table("anomalies"), "severity"):
                 by[str(severity)] = by.get(str(severity), 0) + 1
             lines.append("  anomalies by severity: " + ", ".join(
-                f"{by[sev]} {sev}" for sev in ("error", "warning", "info") if sev in by))
+                f"{by[sev]} {sev}{'s' if by[sev] > 1 and sev != 'info' else ''}"
+                for sev in ("error", "warning", "info") if sev in by))
         if s.warnings:
             lines.append(f"  {len(s.warnings)} reader warning"
                          f"{'s' if len(s.warnings) > 1 else ''} (.warnings)")
