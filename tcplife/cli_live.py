@@ -95,6 +95,13 @@ def live(iface: str, bpf: tuple[str, ...], fmt: str | None, duration: float | No
     event is dated after it; the closed rows' *_eventual_state columns say where the
     timeouts still pending would take each side. jsonl ends with a "stopped" row.
     """
+    from tcplife.capture.bpf import CaptureFilter, FilterError
+
+    if bpf:  # a filter libpcap will not compile is a usage error, as --filter's is
+        try:
+            CaptureFilter(" ".join(bpf)).check()
+        except FilterError as exc:
+            raise click.BadParameter(str(exc), param_hint="BPF FILTER") from None
     fmt = fmt or ("table" if sys.stdout.isatty() else "jsonl")
     session = start_live(iface, " ".join(bpf) or None, duration=duration, count=count,
                          write=write, snaplen=snaplen, buffer_mb=buffer_mb,
