@@ -92,6 +92,9 @@ def find_captures(arguments: Iterable[str]) -> Captures:
             found.files.append(path)
             kept += 1
         if expanded and not kept:
+            names = [os.path.basename(f) for f in files]
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3
+                                            else "")
             raise CaptureError(f"{argument}: no capture files in it"
-                               + (f" ({len(files)} other files skipped)" if files else ""))
+                               + (f" (not captures: {shown})" if files else ""))
     return found
