@@ -22,8 +22,6 @@ from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.text import Text
 
 from tcplife import __version__, output
 from tcplife.capture import CaptureError
@@ -51,6 +49,7 @@ from tcplife.schema import CONNECTIONS, TABLES
 from tcplife.times import When
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.progress import Progress
 
     from tcplife.analysis import Result
@@ -60,7 +59,16 @@ if TYPE_CHECKING:
 # matplotlib and dask only the commands and formats that use them).
 
 #: Messages, warnings, errors and the progress bar: never on stdout, which carries rows.
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+#: (rich is imported with the first message: a JSON-lines run that says nothing needs none)
+_STDERR: list[Console] = []
+
+
+def stderr_console() -> Console:
+    if not _STDERR:
+        from rich.console import Console
+
+        _STDERR.append(Console(stderr=True, highlight=False, soft_wrap=True))
+    return _STDERR[0]
 
 #: Shown under every command's help.
 CAPTURE_EPILOG = ("CAPTURE: a pcap or pcapng file (gzipped is fine) or - for standard input. "
@@ -87,7 +95,10 @@ __all__ = ["TIMEOUTS", "CliError", "Instant", "main"]
 
 def message(level: str, text: str, style: str) -> None:
     """One ``tcplife: <level>: <text>`` line on stderr, never wrapped."""
-    stderr.print(Text.assemble((f"tcplife: {level}: ", style), terminal_text(text)))
+    from rich.text import Text
+
+    stderr_console().print(Text.assemble((f"tcplife: {level}: ", style),
+                                         terminal_text(text)))
 
 
 class CliError(click.ClickException):
@@ -216,7 +227,9 @@ class ProgressBar:
 
 @contextlib.contextmanager
 def progress_bar() -> Iterator[ProgressBar | None]:
-    bar = ProgressBar(stderr) if stderr.is_terminal else None
+    # (a pipe or a file is no terminal: decided without loading rich)
+    terminal = sys.stderr.isatty() and stderr_console().is_terminal
+    bar = ProgressBar(stderr_console()) if terminal else None
     if bar is not None:
         bar.start()
     try:
@@ -364,8 +377,15 @@ def analyze_command(captures: tuple[str, ...], engine: dict[str, Any] | None,
             STREAM_ROWS)), Rows.empty(CONNECTIONS))
         return
     rows = flt.connections(result.table("connections"))
-    out.emit(rows, lambda: output.connections_view(rows, _summary(result, rows),
+    out.emit(rows, lambda: _views().connections_view(rows, _summary(result, rows),
                                                    result.sources))
+
+
+def _views() -> Any:
+    """`tcplife.views`, imported for the table format only (it loads rich)."""
+    from tcplife import views
+
+    return views
 
 
 def _summary(result: Result, rows: Any) -> dict[str, Any]:
@@ -426,7 +446,7 @@ def timeline_command(captures: tuple[str, ...], select: Selection, plot_path: st
         return
     conns = result.table("connections")
     rows = flt.transitions(result.table("transitions"), conns)
-    out.emit(rows, lambda: output.timeline_view(rows, conns, result.sources))
+    out.emit(rows, lambda: _views().timeline_view(rows, conns, result.sources))
 
 
 @main.command("anomalies", epilog=epilog(
@@ -454,7 +474,7 @@ def anomalies_command(captures: tuple[str, ...], select: Selection, show_all: bo
     result = run_analysis(captures, timeouts, tables=("connections", "anomalies"))
     rows = select.resolve(result).anomalies(result.table("anomalies"),
                                             result.table("connections"))
-    out.emit(rows, lambda: output.anomalies_view(rows, result.sources, show_info=show_all))
+    out.emit(rows, lambda: _views().anomalies_view(rows, result.sources, show_info=show_all))
 
 
 @main.command("at", epilog=epilog(
@@ -487,7 +507,7 @@ def at_command(when: When, captures: tuple[str, ...], select: Selection,
     conns = result.table("connections")
     snapshot = state_at_rows(conns, result.table("transitions"), ns)
     rows = select.resolve(result).snapshot(snapshot, conns)
-    out.emit(rows, lambda: output.state_at_view(rows, ns, result.sources))
+    out.emit(rows, lambda: _views().state_at_view(rows, ns, result.sources))
 
 
 def _packets(captures: tuple[str, ...], timeouts: dict[str, float],
@@ -554,7 +574,7 @@ def frames_command(captures: tuple[str, ...], select: Selection,
     if tshark is not None and (out.format != "table" or not out.to_stdout):
         message("note", f"the same frames: {tshark}", "dim")
     packets = with_files(packets, result.stats)
-    out.emit(packets, lambda: output.packets_view(packets, result.sources, tshark))
+    out.emit(packets, lambda: _views().packets_view(packets, result.sources, tshark))
 
 
 def ladder_width() -> int:
@@ -563,6 +583,8 @@ def ladder_width() -> int:
     if not sys.stdout.isatty():
         columns = os.environ.get("COLUMNS", "")
         return min(int(columns), 140) if columns.isdigit() and int(columns) > 0 else 100
+    from rich.console import Console
+
     return min(Console(file=sys.stdout).width, 140)
 
 

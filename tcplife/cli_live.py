@@ -17,10 +17,6 @@ from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
 import click
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
 
 from tcplife.events import (
     Anomaly,
@@ -34,6 +30,8 @@ from tcplife.output import CLOSE_STYLES, INFO_KINDS, STATE_STYLES, clock, endpoi
 from tcplife.states import STATE_ORDER
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
+
     from tcplife.live import LiveSession
 
 _encode = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
@@ -95,6 +93,8 @@ def live(iface: str, bpf: tuple[str, ...], fmt: str | None, duration: float | No
     event is dated after it; the closed rows' *_eventual_state columns say where the
     timeouts still pending would take each side. jsonl ends with a "stopped" row.
     """
+    from rich.console import Console
+
     from tcplife.capture.bpf import CaptureFilter, FilterError
 
     if bpf:  # a filter libpcap will not compile is a usage error, as --filter's is
@@ -138,6 +138,9 @@ def start_live(*args: Any, **kwargs: Any) -> LiveSession:
 
 def message(level: str, text: str, style: str) -> None:
     """One ``tcplife: <level>: <text>`` line on stderr, as the other commands write it."""
+    from rich.console import Console
+    from rich.text import Text
+
     Console(stderr=True, highlight=False, soft_wrap=True).print(
         Text.assemble((f"tcplife: {level}: ", style), text))
 
@@ -191,6 +194,9 @@ def summary_lines(session: LiveSession) -> list[str]:
 
 
 def _summary(session: LiveSession, write: str | None, fmt: str) -> None:
+    from rich.console import Console
+    from rich.text import Text
+
     lines = summary_lines(session)
     if write:
         lines.append(f"capture written to {write}")
@@ -253,6 +259,10 @@ class Screen:
             del self.rows[conn_id]
 
     def render(self, height: int) -> RenderableType:
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
         from tcplife.live import EarlyAnomaly
         c = self.session.counters
         now = time.monotonic()
@@ -306,6 +316,9 @@ class Screen:
 
 
 def _run_table(session: LiveSession, iface: str, bpf: str) -> None:
+    from rich.console import Console
+    from rich.live import Live
+
     from tcplife.live import Tick
     console = Console(highlight=False)
     screen = Screen(session, iface + (f" — {bpf}" if bpf else ""))

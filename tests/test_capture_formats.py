@@ -354,3 +354,16 @@ def test_stats_merge() -> None:
     assert (a.first_ts_ns, a.last_ts_ns) == (2, 9)
     assert a.link_types == {1: 2, 101: 3} and a.warnings == ["x"]
     assert ReadStats().merge(ReadStats()).first_ts_ns is None
+
+
+def test_pcapng_codes_are_dpkts() -> None:
+    """The reader writes the pcapng block and option codes out (so that reading does not
+    import all of dpkt); they must be dpkt's, the reader of record."""
+    import dpkt.pcapng
+
+    from tcplife.capture import records
+
+    for name in ("PCAPNG_BT_SHB", "PCAPNG_BT_IDB", "PCAPNG_BT_PB", "PCAPNG_BT_SPB",
+                 "PCAPNG_BT_EPB", "PCAPNG_OPT_ENDOFOPT", "PCAPNG_OPT_IF_TSRESOL",
+                 "PCAPNG_OPT_IF_TSOFFSET"):
+        assert getattr(records, name) == getattr(dpkt.pcapng, name), name

@@ -19,6 +19,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 import tcplife
 from tcplife import output
@@ -236,3 +238,27 @@ def test_unknown_output_extension_is_a_usage_error(command: list[str], tmp_path:
         assert CliRunner().invoke(main, [command[0], str(SAMPLES / "refused.client.pcap"),
                                          "-o", str(plain)]).exit_code == 0
         json.loads(plain.read_text().splitlines()[0])
+
+
+@given(st.lists(st.integers(-(2**63), 2**63 - 1), max_size=60))
+def test_distinct_is_numpys_unique(values: list[int]) -> None:
+    import numpy as np
+
+    from tcplife.capture.columns import distinct
+
+    array = np.array(values, dtype=np.int64)
+    assert distinct(array) == np.unique(array).tolist()
+
+
+def test_a_small_run_does_not_load_numpy_ma() -> None:
+    """numpy 2's np.unique without return_* flags imports numpy.ma (~16 ms): the readers
+    use `distinct` instead."""
+    captures = [str(SAMPLES / "many_short.client.pcapng"), str(SAMPLES / "refused.client.pcap")]
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom tcplife.cli import main\n"
+            f"for c in {captures!r}:\n"
+            "    done = CliRunner().invoke(main, ['analyze', c, '--format', 'jsonl'])\n"
+            "    assert done.exit_code == 0\n"
+            "print('numpy.ma' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.strip() == "False"

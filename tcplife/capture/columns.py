@@ -124,3 +124,17 @@ class Batch:
                 values = [book.key_text(v) for v in values]
             cols[c] = np.array(values, dtype=np.int64)
         return cls(book, **cols)
+
+
+def distinct(values: np.ndarray) -> list[int]:
+    """The distinct values of an integer array in ascending order, as a list: what
+    ``np.unique(values).tolist()`` gives. (``np.unique`` without a ``return_*`` flag asks
+    ``np.ma.is_masked``, and numpy 2 then imports ``numpy.ma``: ~16 ms of a small
+    capture's run.)"""
+    if not len(values):
+        return []
+    ordered = np.sort(values, kind="stable")
+    keep = np.empty(len(ordered), dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep].tolist()

@@ -60,17 +60,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-from dpkt.pcapng import (
-    PCAPNG_BT_EPB,
-    PCAPNG_BT_IDB,
-    PCAPNG_BT_PB,
-    PCAPNG_BT_SHB,
-    PCAPNG_BT_SPB,
-)
 
 from ..segment import SYN, Segment
 from .bpf import CaptureFilter, as_filter
-from .columns import AddressBook, Batch
+from .columns import AddressBook, Batch, distinct
 from .decode import Decoder
 from .files import READ_ERRORS, OpenedCapture, Source, open_capture
 from .records import (
@@ -79,6 +72,11 @@ from .records import (
     MAX_BLOCK_LEN,
     MAX_TS_NS,
     MIN_TS_NS,
+    PCAPNG_BT_EPB,
+    PCAPNG_BT_IDB,
+    PCAPNG_BT_PB,
+    PCAPNG_BT_SHB,
+    PCAPNG_BT_SPB,
     _Endian,
     _Iface,
     _Input,
@@ -682,7 +680,7 @@ class _PcapngWalker(_Walker):
         ts = np.empty(len(k), _I64)
         linktype = np.empty(len(k), _I64)
         cut = len(k)
-        for i in np.unique(iface).tolist():
+        for i in distinct(iface):
             rows = iface == i
             lt, mul, div, offset_ns, _snaplen = ifaces[i]
             got = _timestamps(units[rows], mul, div, offset_ns)
@@ -868,7 +866,7 @@ def _cut(
             return wide[:, first : first + width]
         return wide[rows, first : first + width]
     out = np.empty((len(starts), width), np.uint8)
-    for start in np.unique(starts).tolist():
+    for start in distinct(starts):
         sel = np.flatnonzero(starts == start)
         out[sel] = wide[sel if rows is None else rows[sel], start : start + width]
     return out
@@ -971,7 +969,7 @@ def _store_sums(s: _Stream, start: np.ndarray, end: np.ndarray) -> np.ndarray:
         return out
     length = end - start
     bits = np.maximum(np.searchsorted(_POW2, length + 3, side="right"), 6)
-    for b in np.unique(bits).tolist():
+    for b in distinct(bits):
         rows = np.flatnonzero(bits == b)
         out[rows] = _le_sums(s.rows(start[rows], 1 << b), None, np.zeros(len(rows), _I64),
                              length[rows])
@@ -1077,7 +1075,7 @@ class _BulkDecoder:
         assert self.filter is not None
         keep = np.empty(len(rec.off), bool)
         view = s.view
-        kinds = np.unique(rec.linktype).tolist()
+        kinds = distinct(rec.linktype)
         for lt in kinds:
             rows = None if len(kinds) == 1 else np.flatnonzero(rec.linktype == lt)
             match = self.filter.matcher(lt)

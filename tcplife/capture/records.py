@@ -7,8 +7,8 @@ warning that names the byte offset (in the decompressed capture) and the frame n
 Must not know about link-layer, IP or TCP contents: `data` is handed on undecoded.
 
 Where dpkt is bypassed, and why. dpkt is the reader of record for protocol numbers (the
-pcapng block and option codes below come from ``dpkt.pcapng``), but its readers are not
-used for framing:
+pcapng block and option codes below are ``dpkt.pcapng``'s, checked by a test), but its
+readers are not used for framing:
 
 * ``dpkt.pcap.Reader`` returns timestamps as float (or Decimal for nanosecond files):
   floats lose nanosecond precision on epoch times. Here record headers are unpacked with
@@ -36,20 +36,21 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
-from dpkt.pcapng import (
-    PCAPNG_BT_EPB,
-    PCAPNG_BT_IDB,
-    PCAPNG_BT_PB,
-    PCAPNG_BT_SHB,
-    PCAPNG_BT_SPB,
-    PCAPNG_OPT_ENDOFOPT,
-    PCAPNG_OPT_IF_TSOFFSET,
-    PCAPNG_OPT_IF_TSRESOL,
-)
-
 from .errors import CaptureError
 from .files import PCAP_MAGICS, READ_ERRORS, OpenedCapture, read_exact
 from .stats import MAX_SIMILAR_WARNINGS, ReadStats
+
+# pcapng block types and option codes, as dpkt.pcapng names them (the values of the
+# pcapng specification; tests/test_capture_formats.py checks them against dpkt's own):
+# written out here so that reading a capture does not import all of dpkt (~30 ms).
+PCAPNG_BT_SHB = 0x0A0D0D0A  #: section header block
+PCAPNG_BT_IDB = 1  #: interface description block
+PCAPNG_BT_PB = 2  #: (obsolete) packet block
+PCAPNG_BT_SPB = 3  #: simple packet block
+PCAPNG_BT_EPB = 6  #: enhanced packet block
+PCAPNG_OPT_ENDOFOPT = 0
+PCAPNG_OPT_IF_TSRESOL = 9
+PCAPNG_OPT_IF_TSOFFSET = 14
 
 #: (frame_no, ts_ns, linktype, wire_len, captured bytes)
 Record = tuple[int, int, int, int, bytes]
