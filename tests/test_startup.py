@@ -207,7 +207,8 @@ def test_result_repr_is_a_few_lines_of_counts() -> None:
     assert "port_reuse_close_wait.server.pcap" in text
 
 
-def test_summary_is_what_the_cli_prints() -> None:
+def test_summary_is_what_the_cli_prints(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "120")  # both renderings at one width (xdist sets 80)
     capture = SAMPLES / "close_wait_rst.server.pcap"
     summary = tcplife.analyze(capture).summary()
     printed = CliRunner().invoke(main, ["analyze", str(capture), "--format", "table"],
