@@ -96,9 +96,9 @@ class Result:
             if isinstance(held, LazyTable):
                 frame = held.frame()
             elif isinstance(held, Rows):
-                frame = held.to_pandas()
+                frame = _frames().frame_from_rows(held)
             elif held is None:
-                frame = Rows.empty(SCHEMAS[name]).to_pandas()
+                frame = _frames().frame_from_rows(Rows.empty(SCHEMAS[name]))
             else:
                 frame = held
             self._frames[name] = frame
@@ -216,7 +216,8 @@ class Result:
         after the first frame, ``"-S"`` before the last. A time outside the capture gives
         a `UserWarning` naming its span."""
         ns = self.at_ns(when)
-        return state_at_rows(self.connections, self.transitions, ns).to_pandas()
+        return _frames().frame_from_rows(state_at_rows(self.connections, self.transitions,
+                                                       ns))
 
     def summary(self) -> dict[str, Any]:
         """The summary ``tcplife analyze`` prints under its table, as data
@@ -273,6 +274,13 @@ class Result:
         lines.append("  (DataFrames: .connections .transitions .anomalies .oddities; "
                      ".summary(); .state_at(when))")
         return lines
+
+
+def _frames() -> Any:
+    """`tcplife.frames`, imported when a DataFrame is first wanted (it imports pandas)."""
+    from tcplife import frames
+
+    return frames
 
 
 def _expand_sources(sources: list[Source]) -> tuple[list[Source], list[str]]:
@@ -409,13 +417,18 @@ def collected_result(c: Collector, stats: ReadStats, options: Options, sources: 
 
     tables = {
         "connections": None if stream_connections else table(
-            c.all_connection_rows, c.connections, lambda: len(c._conns)),
-        "transitions": table(c.transition_rows, c.transitions, trans_count),
-        "anomalies": table(c.anomaly_rows, c.anomalies_frame, lambda: len(c.anomalies)),
-        "oddities": table(c.oddity_rows, c.oddities_frame, lambda: len(c.oddities)),
+            c.all_connection_rows, lambda: _frames().connections_frame(c),
+            lambda: len(c._conns)),
+        "transitions": table(c.transition_rows, lambda: _frames().transitions_frame(c),
+                             trans_count),
+        "anomalies": table(c.anomaly_rows, lambda: _frames().anomalies_frame(c),
+                           lambda: len(c.anomalies)),
+        "oddities": table(c.oddity_rows, lambda: _frames().oddities_frame(c),
+                          lambda: len(c.oddities)),
     }
     return Result(**tables, stats=stats, options=options, sources=sources,
-                  connection_frames=named_parts(c.connection_frames)
+                  connection_frames=named_parts(
+                      lambda size: _frames().connection_frames(c, size))
                   if stream_connections else None,
                   connection_rows=named_parts(c.connection_rows)
                   if stream_connections else None)

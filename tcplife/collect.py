@@ -129,8 +129,7 @@ TRANSITION_BUFFER = {"tid": "int64", **{k: v for k, v in schema.TRANSITIONS.item
 
 class Collector:
     """Accumulates events in compact columns (`Columns`); gives the tables as `Rows`
-    (``*_rows``) or DataFrames (`connections`, `transitions`, `anomalies_frame`,
-    `oddities_frame`, which import pandas)."""
+    (``*_rows``; `tcplife.frames` makes DataFrames of a collector's tables)."""
 
     def __init__(self, tables: Iterable[str] = ("connections", "transitions", "anomalies",
                                                   "oddities")) -> None:
@@ -220,20 +219,6 @@ class Collector:
         parts = list(self.connection_rows())
         return parts[0] if parts else Rows.empty(schema.CONNECTIONS)
 
-    def connections(self) -> Any:
-        """The whole ``connections`` table as a DataFrame, in conn_id order."""
-        from tcplife.frames import connections_frame
-
-        return connections_frame(self)
-
-    def connection_frames(self, size: int) -> Iterator[Any]:
-        """The ``connections`` table in conn_id order as DataFrames of ``size`` rows
-        (their concatenation is `connections`): a writer holds one of them at a time,
-        beside the compact columns, instead of the whole table."""
-        from tcplife.frames import connection_frames
-
-        return connection_frames(self, size)
-
     # --- the transitions ------------------------------------------------------------
 
     def transition_order(self) -> np.ndarray | None:
@@ -257,11 +242,6 @@ class Collector:
         cols["time"] = cols["ts_ns"]
         return Rows(schema.TRANSITIONS, {n: cols[n] for n in schema.TRANSITIONS})
 
-    def transitions(self) -> Any:
-        from tcplife.frames import transitions_frame
-
-        return transitions_frame(self)
-
     # --- anomalies and oddities -----------------------------------------------------
 
     def sorted_anomalies(self) -> list[Anomaly]:
@@ -273,12 +253,6 @@ class Collector:
 
     def oddity_rows(self) -> Rows:
         return timed_rows(sorted(self.oddities, key=lambda o: o.ts_ns), schema.ODDITIES)
-
-    def anomalies_frame(self) -> Any:
-        return self.anomaly_rows().to_pandas()
-
-    def oddities_frame(self) -> Any:
-        return self.oddity_rows().to_pandas()
 
 
 def timed_rows(items: list[Any], specs: schema.Schema) -> Rows:

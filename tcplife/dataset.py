@@ -85,7 +85,11 @@ from tcplife.frames import (
     ODDITY_COLUMNS,
     TRANSITION_COLUMNS,
     Collector,
+    anomalies_frame,
+    connections_frame,
     empty_frame,
+    oddities_frame,
+    transitions_frame,
     widened,
 )
 from tcplife.options import Options
@@ -539,11 +543,11 @@ def _write_tables(c: Collector, directory: str, p: int, tables: tuple[str, ...],
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    build = {"connections": c.connections, "transitions": c.transitions,
-             "anomalies": c.anomalies_frame, "oddities": c.oddities_frame}
+    build = {"connections": connections_frame, "transitions": transitions_frame,
+             "anomalies": anomalies_frame, "oddities": oddities_frame}
     rows = {}
     for table in tables:
-        frame = build[table]()
+        frame = build[table](c)
         if fmap is not None:
             frame = with_files(frame, fmap)
         arrow = pa.Table.from_pandas(frame, schema=arrow_schema(table, fmap is not None),

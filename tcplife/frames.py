@@ -3,7 +3,8 @@
 Owns: the pandas dtypes of ``connections``, ``transitions``, ``anomalies``, ``oddities``
 and ``state_at`` (`CONNECTION_COLUMNS` ...), building DataFrames from the collector's
 compact columns (`connections_frame`, `connection_frames`, `transitions_frame`) and from
-`tcplife.rows.Rows` (`frame_from_rows`), and `state_at` on DataFrames. Imported only
+`tcplife.rows.Rows` (`frame_from_rows`; `anomalies_frame`, `oddities_frame`), and
+`state_at` on DataFrames. Imported only
 where a DataFrame is wanted: the command line's JSON-lines, CSV and table paths use
 `Rows` and never import this module (nor pandas).
 """
@@ -156,7 +157,9 @@ def _columns(c: Columns, order: np.ndarray | None = None) -> dict[str, Any]:
 
 
 def connection_frames(collector: Collector, size: int) -> Iterator[pd.DataFrame]:
-    """`Collector.connection_frames`: the connections as DataFrames of ``size`` rows."""
+    """A collector's ``connections`` table in conn_id order as DataFrames of ``size`` rows
+    (their concatenation is `connections_frame`): a writer holds one of them at a time,
+    beside the compact columns, instead of the whole table."""
     names = list(CONNECTION_COLUMNS)
     start = 0
     for part, derived in collector.connection_parts(size):
@@ -181,13 +184,13 @@ def connection_frames(collector: Collector, size: int) -> Iterator[pd.DataFrame]
 
 
 def connections_frame(collector: Collector) -> pd.DataFrame:
-    """`Collector.connections`: the whole table, in conn_id order."""
+    """A collector's whole ``connections`` table, in conn_id order."""
     frames = list(connection_frames(collector, max(1, len(collector._conns))))
     return frames[0] if frames else empty_frame(CONNECTION_COLUMNS)
 
 
 def transitions_frame(collector: Collector) -> pd.DataFrame:
-    """`Collector.transitions`: the kept transitions in (time, tid) order."""
+    """A collector's kept transitions in (time, tid) order."""
     order = collector.transition_order()
     if order is None:
         return empty_frame(TRANSITION_COLUMNS)
@@ -196,6 +199,15 @@ def transitions_frame(collector: Collector) -> pd.DataFrame:
     frame.insert(1, "ts", ts_ns / 1e9)
     frame["time"] = pd.to_datetime(ts_ns, unit="ns", utc=True)
     return frame[list(TRANSITION_COLUMNS)]
+
+
+def anomalies_frame(collector: Collector) -> pd.DataFrame:
+    """The anomalies of a collector, in their total order."""
+    return frame_from_rows(collector.anomaly_rows())
+
+
+def oddities_frame(collector: Collector) -> pd.DataFrame:
+    return frame_from_rows(collector.oddity_rows())
 
 
 # the old private names, for code that reached for them

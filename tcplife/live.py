@@ -628,9 +628,11 @@ class LiveSession:
                                      key=lambda t: (t.ts_ns, t.tid)))
                 collector.add([ConnectionEnded(rec)])
         collector.add(self.history.late_anomalies)
-        return Result(connections=collector.connections(),
-                      transitions=collector.transitions(),
-                      anomalies=collector.anomalies_frame(),
+        from tcplife.frames import anomalies_frame, connections_frame, transitions_frame
+
+        return Result(connections=connections_frame(collector),
+                      transitions=transitions_frame(collector),
+                      anomalies=anomalies_frame(collector),
                       stats=self.source.stats, options=self.options, sources=[self.name])
 
     def open_connections(self) -> pd.DataFrame:
@@ -638,7 +640,9 @@ class LiveSession:
         collector = Collector()
         with self._lock:
             collector.add([ConnectionEnded(r) for r in self.tracker.snapshot()])
-        return collector.connections()
+        from tcplife.frames import connections_frame
+
+        return connections_frame(collector)
 
 
 def live(iface: str = "any", bpf: str | None = None, *, duration: float | None = None,

@@ -1,11 +1,11 @@
-"""Writing tcplife's tables: rich tables for people; JSON, JSONL, CSV and Parquet for programs.
+"""Writing tcplife's tables: JSON, JSON lines, CSV and Parquet for programs, and the table format.
 
 Owns: the output formats and how a table of the public schemas (`tcplife.rows.Rows`, or a
 pandas DataFrame of `tcplife.frames`) becomes rows in each of them -- the column names
 unchanged, float seconds kept, datetime columns as ISO 8601 strings ending in ``Z``, NA
-as null, categoricals as strings, lists as arrays -- and the terminal views: consistent
-state colours, compact columns, UTC clock times with the date once in the title, the
-``analyze`` summary.
+as null, categoricals as strings, lists as arrays -- plus what the terminal views
+(`tcplife.views`, which import rich) share with the pictures: state colours, UTC clock
+times, durations, endpoints.
 
 Knows nothing of click, of captures or of how the tables were computed: tables (and
 `ReadStats`) in, text or a file out. Machine formats are written row by row as they are
@@ -328,7 +328,9 @@ def write_parquet(frame: Any, path: str) -> None:
         raise OutputError("parquet output needs pyarrow: pip install 'tcplife[parquet]'") \
             from exc
     if isinstance(frame, Rows):
-        frame = frame.to_pandas()
+        from tcplife.frames import frame_from_rows
+
+        frame = frame_from_rows(frame)
     table = pa.Table.from_pandas(frame, preserve_index=False)
     for i, field in enumerate(table.schema):
         column = frame[field.name]
@@ -383,18 +385,3 @@ def endpoint(addr: Any, port: Any) -> str:
         return ""
     host = f"[{addr}]" if ":" in str(addr) else str(addr)
     return f"{host}:{port}"
-
-
-#: the terminal views, defined in `tcplife.views` (which imports rich): reachable here too
-_VIEWS = frozenset({"state_text", "flags_text", "connections_view", "summary_view",
-                    "timeline_view", "anomalies_view", "state_at_view", "packets_view",
-                    "CONNECTION_VIEW", "TIMELINE_VIEW", "ANOMALY_VIEW", "STATE_AT_VIEW",
-                    "PACKETS_VIEW", "Column", "FittedTable", "LabelledLines"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _VIEWS:
-        from tcplife import views
-
-        return getattr(views, name)
-    raise AttributeError(f"module 'tcplife.output' has no attribute {name!r}")

@@ -6,7 +6,7 @@ Owns: `Rows` (named columns of equal length, with the column specs of
 that filters, the summary and the views serve both the CLI (which never imports pandas
 for JSON lines, CSV or a table) and the Python API (DataFrames). Values are plain:
 ``str`` for text and categories, ``int`` ns for ``time``, ``None`` for null, lists for
-lists. `Rows.to_pandas` gives the DataFrame with the schema's dtypes.
+lists. `tcplife.frames.frame_from_rows` gives the DataFrame with the schema's dtypes.
 """
 
 from __future__ import annotations
@@ -58,12 +58,6 @@ class Rows:
         if len(at) == self._n and at == list(range(self._n)):
             return self
         return Rows(self.schema, {n: [c[i] for i in at] for n, c in self.columns.items()})
-
-    def to_pandas(self) -> Any:
-        """The DataFrame of these rows, with the schema's dtypes (imports pandas)."""
-        from tcplife.frames import frame_from_rows
-
-        return frame_from_rows(self)
 
 
 _ROW_TYPES: dict[tuple[str, ...], Any] = {}

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from tcplife import frames
 from tcplife.detect import DetectorSet
 from tcplife.events import Anomaly
 from tcplife.frames import Collector, state_at
@@ -149,7 +150,8 @@ def run(segments: list[Segment], **opts: float) -> Run:
     more = detectors.finish()
     found.extend(more)
     col.add(more)
-    return Run(col.connections(), col.transitions(), col.oddities_frame(), found)
+    return Run(frames.connections_frame(col), frames.transitions_frame(col),
+               frames.oddities_frame(col), found)
 
 
 __all__ = ["ACK", "Conv", "FIN", "RST", "Run", "SYN", "run"]

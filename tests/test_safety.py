@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from tcplife import output
+from tcplife import output, views
 from tcplife.cli import main
 from tcplife.safety import csv_text, open_output, terminal_text
 
@@ -79,8 +79,8 @@ def _render(renderables: list[object], width: int = 200) -> str:
 
 def test_table_cells_and_title_are_escaped_and_not_markup() -> None:
     rows: list[list[object]] = [["\x1b[2J[bold]wipe", "[fd00::1]:80", "ok"]]
-    table = output.FittedTable("title \x1b]0;pwned\x07 [red]x", [output.Column("a"),
-                               output.Column("b"), output.Column("c")], rows)  # type: ignore[arg-type]
+    table = views.FittedTable("title \x1b]0;pwned\x07 [red]x", [views.Column("a"),
+                               views.Column("b"), views.Column("c")], rows)  # type: ignore[arg-type]
     text = _render([table])
     assert "\x1b" not in text and "\x07" not in text
     assert "\\x1b[2J[bold]wipe" in text and "[fd00::1]:80" in text

@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tcplife
-from tcplife import output
+from tcplife import output, views
 from tcplife.cli import main
 from tcplife.filters import make_filter
 from tcplife.frames import frame_from_rows
@@ -108,7 +108,7 @@ def test_rows_write_as_their_dataframes_do(capture: str) -> None:
         for fmt in ("jsonl", "json", "csv"):
             assert _texts(plain, fmt) == _texts(frame, fmt), (name, fmt)
         # and Rows.to_pandas is the engine's DataFrame, dtypes and all
-        pd.testing.assert_frame_equal(plain.to_pandas(), frame.reset_index(drop=True))
+        pd.testing.assert_frame_equal(frame_from_rows(plain), frame.reset_index(drop=True))
 
 
 def test_times_carry_nanoseconds_only_where_some_value_has_them() -> None:
@@ -216,7 +216,7 @@ def test_summary_is_what_the_cli_prints(monkeypatch: pytest.MonkeyPatch) -> None
     assert printed.exit_code == 0
     stream = io.StringIO()
     console = output.table_console(stream)
-    console.print(output.summary_view(summary))
+    console.print(views.summary_view(summary))
     rendered = stream.getvalue().strip()
     assert rendered and rendered in printed.stdout
     assert summary["connections"] == len(tcplife.analyze(capture).connections)

@@ -11,7 +11,7 @@ import pytest
 from pcapgen import CLIENT, SERVER, frame, orderly_close
 
 import tcplife
-from tcplife.output import summary_view
+from tcplife.views import summary_view
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_pcaps"
 

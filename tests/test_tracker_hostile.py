@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import tcplife.drive
+from tcplife import frames
 from tcplife.capture.columns import AddressBook, Batch
 from tcplife.detect import DetectorSet
 from tcplife.drive import drive
@@ -59,8 +60,8 @@ def tables(events: list[Any]) -> None:
     detectors, collector = DetectorSet(options), Collector()
     collector.add(events + detectors.feed(events))
     collector.add(list(detectors.finish()))
-    for frame in (collector.connections(), collector.transitions(),
-                  collector.anomalies_frame(), collector.oddities_frame()):
+    for frame in (frames.connections_frame(collector), frames.transitions_frame(collector),
+                  frames.anomalies_frame(collector), frames.oddities_frame(collector)):
         assert frame is not None
 
 

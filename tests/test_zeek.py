@@ -505,14 +505,14 @@ def test_fast_path_keeps_zeek_letters(long_run: int, monkeypatch: pytest.MonkeyP
             cv.s(ACK, ack=cv.client.snd_nxt)
     from tcplife.capture.columns import AddressBook, Batch
     from tcplife.drive import drive
-    from tcplife.frames import Collector
+    from tcplife.frames import Collector, connections_frame
     from tcplife.tracker import Tracker
     monkeypatch.setattr("tcplife.drive.LONG_RUN", long_run)  # numpy, rows, plain feed
     col = Collector()
     t = Tracker()
     drive([Batch.from_segments(cv.segments, AddressBook())], t, col.add)
     col.add(t.finish())
-    assert col.connections().iloc[0].zeek_history == _zeek(cv)[1] == "ShADawTG"
+    assert connections_frame(col).iloc[0].zeek_history == _zeek(cv)[1] == "ShADawTG"
 
 
 @needs_corpus
@@ -712,7 +712,7 @@ BULK_LOG = [("1000.010000", "40000", "0.320000", "15000", "0", "S1", "ShADa", "1
 def test_split_inside_a_bulk_run(long_run: int, size: int, monkeypatch) -> None:
     from tcplife.capture.columns import AddressBook, Batch
     from tcplife.drive import drive
-    from tcplife.frames import Collector
+    from tcplife.frames import Collector, connections_frame
     from tcplife.tracker import Tracker
 
     segs = _bulk_with_gap()
@@ -723,7 +723,7 @@ def test_split_inside_a_bulk_run(long_run: int, size: int, monkeypatch) -> None:
     drive([Batch.from_segments(segs[i:i + size], book) for i in range(0, len(segs), size)],
           t, col.add)
     col.add(t.finish())
-    fast = col.connections()
+    fast = connections_frame(col)
     assert _conn_log(fast) == BULK_LOG
     assert fast.zeek_records.tolist() == [2]
     assert fast.zeek_later_records.tolist() == plain.zeek_later_records.tolist()
