@@ -34,8 +34,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Iterator
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from tcplife.endpoint import Endpoint
 from tcplife.events import (
@@ -86,6 +85,9 @@ from tcplife.states import (
     UNKNOWN,
     State,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: Ports that are almost always the server side when no SYN tells the roles.
 WELL_KNOWN_SERVER_PORTS = frozenset({
@@ -568,7 +570,10 @@ class Tracker:
         linear around the sides' current values (segments more than 2**30 away from them
         end the run: the plain rules of modular comparison then apply). Both sides in one
         pass: a side's running maximum skips the other side's rows, so at any row it is
-        what that side had sent before it."""
+        what that side had sent before it. (numpy is imported here, by the fast path that
+        calls this, not with the sans-IO tracker.)"""
+        import numpy as np
+
         c, s = conn.client, conn.server
         assert c.snd_nxt is not None and s.snd_nxt is not None
         assert c.max_ack is not None and s.max_ack is not None

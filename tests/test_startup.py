@@ -263,3 +263,16 @@ def test_a_small_run_does_not_load_numpy_ma() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                           text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_the_sans_io_core_imports_nothing_of_the_outside() -> None:
+    """The state table and the tracker (fed segments, giving events) load none of numpy,
+    pandas, rich, click, dpkt: numpy comes with the fast path that calls the tracker in
+    bulk, the others with the layers above."""
+    outside = ["numpy", "pandas", "rich", "click", "dpkt", "pyarrow"]
+    for module in ("tcplife.machine", "tcplife.tracker", "tcplife.events"):
+        probe = (f"import {module}, sys\n"
+                 f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({outside!r})))")
+        done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
+                              text=True, check=True)
+        assert done.stdout.strip() == "[]", (module, done.stdout)
