@@ -301,10 +301,13 @@ def _expand_sources(sources: list[Source]) -> tuple[list[Source], list[str]]:
     return out, skipped
 
 
+_SINGULAR = {"connections": "connection", "transitions": "transition",
+             "anomalies": "anomaly", "oddities": "oddity"}
+
+
 def _plural(name: str, n: int) -> str:
-    """``connections`` -> ``connection`` for one (the table names are plurals)."""
-    return name[:-1] if n == 1 and name.endswith("s") and name != "anomalies" else \
-        ("anomaly" if n == 1 and name == "anomalies" else name)
+    """A table's name for ``n`` of its rows (the names are plurals)."""
+    return _SINGULAR.get(name, name) if n == 1 else name
 
 
 def _source_name(source: Source) -> str:

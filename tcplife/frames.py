@@ -24,8 +24,6 @@ from tcplife.collect import (  # re-exported: the collector's old home
     connection_row,
     peer_columns,
     seconds,
-    stream_match,
-    stream_owners,
 )
 from tcplife.rows import Rows
 
@@ -208,14 +206,6 @@ def anomalies_frame(collector: Collector) -> pd.DataFrame:
 
 def oddities_frame(collector: Collector) -> pd.DataFrame:
     return frame_from_rows(collector.oddity_rows())
-
-
-# the old private names, for code that reached for them
-_stream_owners = stream_owners
-
-
-def _stream_match(tcp_streams: list[str], owners: dict[str, int]) -> pd.Categorical:
-    return pd.Categorical(stream_match(tcp_streams, owners), dtype=STREAM_MATCH_DTYPE)
 
 
 def _frame(columns: dict[str, list[Any]], dtypes_by_name: dict[str, Any]) -> pd.DataFrame:

@@ -179,18 +179,14 @@ def table_console(stream: IO[str]) -> Any:
 
 
 def _iso(series: Any) -> list[str | None]:
-    """tz-aware datetimes -> ISO 8601 UTC with ``Z``: microseconds, or nanoseconds when
-    any value has them."""
+    """tz-aware (or naive, taken as UTC) datetimes -> `iso_ns`'s text; NaT -> None."""
     import pandas as pd
 
-    utc = series.dt.tz_convert("UTC")
-    sub_us = (utc.dt.nanosecond != 0).any()
-    frac = utc.dt.microsecond * 1000 + utc.dt.nanosecond
-    digits = frac.astype("Int64").astype(str).str.zfill(9)
-    if not sub_us:
-        digits = digits.str[:6]
-    text = utc.dt.strftime("%Y-%m-%dT%H:%M:%S") + "." + digits + "Z"
-    return [None if pd.isna(v) else v for v in text.astype(object).tolist()]
+    missing = series.isna().tolist()
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+    ints = series.to_numpy(dtype="datetime64[ns]").view("int64").tolist()
+    return iso_ns([None if gone else ns for ns, gone in zip(ints, missing, strict=True)])
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -239,8 +235,6 @@ def column_values(series: Any) -> list[Any]:
 
     if isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(
             series.dtype):
-        if not isinstance(series.dtype, pd.DatetimeTZDtype):
-            series = series.dt.tz_localize("UTC")
         return _iso(series)
     if isinstance(series.dtype, pd.CategoricalDtype):
         series = series.astype(object)

@@ -70,10 +70,6 @@ def _row_type(names: tuple[str, ...]) -> Any:
     return row
 
 
-def length(table: Any) -> int:
-    return len(table)
-
-
 def column_of(table: Any, name: str) -> list[Any]:
     """A column as a list of plain values, from `Rows` or a pandas DataFrame (null as
     None, categories as their text)."""

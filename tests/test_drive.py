@@ -249,7 +249,7 @@ def test_stream_match_from_compact_streams(rows: list[tuple[int, list[int]]]) ->
     "merged" count over all rows must be the one the full texts give."""
     import numpy as np
 
-    from tcplife.frames import _stream_match, _stream_owners
+    from tcplife.collect import stream_match, stream_owners
 
     texts, first, other = [], [], {}
     for i, (stream, more) in enumerate(rows):
@@ -263,8 +263,8 @@ def test_stream_match_from_compact_streams(rows: list[tuple[int, list[int]]]) ->
     for text in texts:
         for s in text.split(",") if text else ():
             brute[s] = brute.get(s, 0) + 1
-    owners = _stream_owners(np.array(first, dtype=np.int64), other)
-    assert list(_stream_match(texts, owners)) == list(_stream_match(texts, brute))
+    owners = stream_owners(np.array(first, dtype=np.int64), other)
+    assert stream_match(texts, owners) == stream_match(texts, brute)
     assert {k: v for k, v in brute.items() if v > 1} == owners
 
 

@@ -52,37 +52,46 @@ class Command:
     columns: int = WIDTH  # the width of the terminal the output was printed on
 
 
-def readme_commands(text: str) -> list[Command]:
-    """The ``$ tcplife`` commands of the console blocks of ``text``, with their output."""
-    lines = text.splitlines()
-    commands: list[Command] = []
+def code_blocks(lines: list[str]) -> list[tuple[int, int, str]]:
+    """The fenced blocks of ``lines``: (index of the opening fence, index of the closing
+    fence or the end, the language after the opening fence)."""
+    blocks = []
     i = 0
     while i < len(lines):
         fence = FENCE.match(lines[i])
         if not fence:
             i += 1
             continue
-        lang = fence.group(1)
-        before = lines[i - 1] if i else ""
-        skip = SKIP.search(before)
-        width = COLUMNS.search(before)
         end = i + 1
         while end < len(lines) and not FENCE.match(lines[end]):
             end += 1
-        if lang == "console":
-            current: Command | None = None
-            for n in range(i + 1, end):
-                line = lines[n]
-                if line.startswith("$ "):
-                    current = None
-                    if line.startswith("$ tcplife "):
-                        current = Command(n + 1, line[2:], [],
-                                          (skip.group(1) or "marked skip") if skip else None,
-                                          int(width.group(1)) if width else WIDTH)
-                        commands.append(current)
-                elif current is not None:
-                    current.expected.append(line.rstrip())
+        blocks.append((i, end, fence.group(1)))
         i = end + 1
+    return blocks
+
+
+def readme_commands(text: str) -> list[Command]:
+    """The ``$ tcplife`` commands of the console blocks of ``text``, with their output."""
+    lines = text.splitlines()
+    commands: list[Command] = []
+    for i, end, lang in code_blocks(lines):
+        if lang != "console":
+            continue
+        before = lines[i - 1] if i else ""
+        skip = SKIP.search(before)
+        width = COLUMNS.search(before)
+        current: Command | None = None
+        for n in range(i + 1, end):
+            line = lines[n]
+            if line.startswith("$ "):
+                current = None
+                if line.startswith("$ tcplife "):
+                    current = Command(n + 1, line[2:], [],
+                                      (skip.group(1) or "marked skip") if skip else None,
+                                      int(width.group(1)) if width else WIDTH)
+                    commands.append(current)
+            elif current is not None:
+                current.expected.append(line.rstrip())
     return commands
 
 
@@ -138,25 +147,16 @@ def python_examples(text: str) -> list[tuple[int, str, list[str] | None]]:
     """The ```python blocks of ``text`` in order: (line of the block, its code, the lines of
     the plain ``` block right after it, or None where none follows)."""
     lines = text.splitlines()
+    found = code_blocks(lines)
     blocks: list[tuple[int, str, list[str] | None]] = []
-    i = 0
-    while i < len(lines):
-        fence = FENCE.match(lines[i])
-        if not fence:
-            i += 1
+    for k, (i, end, lang) in enumerate(found):
+        if lang != "python":
             continue
-        end = i + 1
-        while end < len(lines) and not FENCE.match(lines[end]):
-            end += 1
-        if fence.group(1) == "python":
-            shown = None
-            if end + 1 < len(lines) and lines[end + 1].rstrip() == "```":
-                out_end = end + 2
-                while out_end < len(lines) and not FENCE.match(lines[out_end]):
-                    out_end += 1
-                shown = [line.rstrip() for line in lines[end + 2:out_end]]
-            blocks.append((i + 1, "\n".join(lines[i + 1:end]), shown))
-        i = end + 1
+        shown = None
+        if k + 1 < len(found) and found[k + 1][0] == end + 1 and found[k + 1][2] == "":
+            _, out_end, _ = found[k + 1]
+            shown = [line.rstrip() for line in lines[end + 2:out_end]]
+        blocks.append((i + 1, "\n".join(lines[i + 1:end]), shown))
     return blocks
 
 

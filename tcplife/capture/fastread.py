@@ -52,6 +52,7 @@ different records: they read it in differently sized pieces.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import struct
@@ -271,20 +272,39 @@ class _Packer:
         return Batch(self.book, *arrays)
 
 
+def _walks(
+    opened: OpenedCapture, closer: Callable[[], None] | None, stream: _Stream,
+    walker: _Walker, bulk: _BulkDecoder,
+) -> Iterator[tuple[_Records, Batch | None, int, bool]]:
+    """Walk and decode what the buffer holds, then refill it, until the capture ends: per
+    walk, its records, their batch (None: no TCP in them), the position the walk reached
+    in the buffer (before the refill) and whether it was the last. Closes the capture
+    when done or abandoned."""
+    try:
+        pos = 0
+        while True:
+            records, pos, need, done = walker.walk(stream, pos)
+            yield records, bulk.batch(stream, records, walker.pending), pos, done
+            if done:
+                return
+            stream.refill(pos, need)
+            pos = 0
+    finally:
+        if closer is not None:
+            closer()
+        opened.close()
+
+
 def _batches(
     opened: OpenedCapture, closer: Callable[[], None] | None, stream: _Stream,
     walker: _Walker, bulk: _BulkDecoder, batch_bytes: int,
 ) -> Iterator[Batch]:
-    """Walk and decode what the buffer holds, refill it, and so on; yield a batch per
-    `batch_bytes` of capture at most (0: after every refill, before a read that may
-    block)."""
-    try:
-        pos = 0
-        parts: list[Batch] = []
-        start = stream.base
-        while True:
-            records, pos, need, done = walker.walk(stream, pos)
-            batch = bulk.batch(stream, records, walker.pending)
+    """`_walks`' batches, joined: a batch per `batch_bytes` of capture at most (0: after
+    every refill, before a read that may block)."""
+    parts: list[Batch] = []
+    start = stream.base
+    with contextlib.closing(_walks(opened, closer, stream, walker, bulk)) as walks:
+        for _records, batch, pos, done in walks:
             if batch is not None:
                 parts.append(batch)
             # another buffer's worth would take the batch past batch_bytes: yield it now
@@ -292,41 +312,22 @@ def _batches(
                 yield parts[0] if len(parts) == 1 else Batch.joined(parts)
                 parts = []
                 start = stream.base + pos
-            if done:
-                return
-            stream.refill(pos, need)
-            pos = 0
-    finally:
-        if closer is not None:
-            closer()
-        opened.close()
 
 
 def _timed_batches(
     opened: OpenedCapture, closer: Callable[[], None] | None, stream: _Stream,
     walker: _Walker, bulk: _BulkDecoder,
 ) -> Iterator[tuple[Batch | None, int, np.ndarray]]:
-    """`_batches` a walk at a time, each with the times of all its frames."""
-    try:
-        pos = 0
-        while True:
-            records, pos, need, done = walker.walk(stream, pos)
+    """`_walks`' batches one walk at a time, each with the times of all its frames."""
+    with contextlib.closing(_walks(opened, closer, stream, walker, bulk)) as walks:
+        for records, batch, _pos, _done in walks:
             times = records.ts_ns
             if records.huge:
                 times = times.copy()
                 for row, ts in records.huge.items():
                     times[row] = min(max(ts, _INT64_MIN), _INT64_MAX)
-            batch = bulk.batch(stream, records, walker.pending)
             if len(times) or batch is not None:
                 yield batch, records.first_frame, times
-            if done:
-                return
-            stream.refill(pos, need)
-            pos = 0
-    finally:
-        if closer is not None:
-            closer()
-        opened.close()
 
 
 # --- the buffer -------------------------------------------------------------------------
