@@ -37,7 +37,7 @@ import numpy as np
 
 import tcplife
 from tcplife.capture.fastread import read_batches
-from tcplife.segment import ACK, FIN, SYN
+from tcplife.core.segment import ACK, FIN, SYN
 
 
 def distinct_syns(path: Path) -> tuple[int, int]:

@@ -22,7 +22,7 @@ worker processes with one thread each (start-up not counted), handed over as a `
 `default_partitions`). Reported: wall time, packets/s (TCP segments), MB/s of capture, the
 client's peak RSS (VmHWM: with a local cluster the scheduler runs in the client process)
 and each worker's. Equality: every run hashes its
-four tables after a stable sort by `tcplife.dataset.SORT_KEYS` (a Parquet dataset is read
+four tables after a stable sort by `tcplife.engines.dataset.SORT_KEYS` (a Parquet dataset is read
 back for that, after its peak RSS was taken); the hashes must all match ``single``'s.
 """
 
@@ -47,9 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import pandas as pd  # noqa: E402
 
 import tcplife  # noqa: E402
-from tcplife.analysis import TABLES  # noqa: E402
-from tcplife.dataset import restore  # noqa: E402
-from tcplife.distributed import analyze_dask, capture_files  # noqa: E402
+from tcplife.engines.analysis import TABLES  # noqa: E402
+from tcplife.engines.dataset import restore  # noqa: E402
+from tcplife.engines.distributed import analyze_dask, capture_files  # noqa: E402
 
 DEFAULT_SOURCE = Path("/var/tmp/tcplife-bench/short.pcap")
 FALLBACK = Path(__file__).resolve().parent.parent / "sample_pcaps" / "many_short.client.pcap"

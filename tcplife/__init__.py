@@ -18,11 +18,12 @@ __version__ = "0.1.0"
 #: public name -> the module that defines it
 _WHERE: dict[str, str] = {
     "CaptureError": "tcplife.capture", "ReadStats": "tcplife.capture",
-    "read_segments": "tcplife.capture", "Result": "tcplife.analysis",
-    "analyze": "tcplife.analysis", "ParquetDataset": "tcplife.dataset",
-    "analyze_dask": "tcplife.distributed", "LiveSession": "tcplife.live",
-    "live": "tcplife.live", "Options": "tcplife.options", "Segment": "tcplife.segment",
-    "State": "tcplife.states", "Tracker": "tcplife.tracker",
+    "read_segments": "tcplife.capture", "Result": "tcplife.engines.analysis",
+    "analyze": "tcplife.engines.analysis", "ParquetDataset": "tcplife.engines.dataset",
+    "analyze_dask": "tcplife.engines.distributed", "LiveSession": "tcplife.engines.live",
+    "live": "tcplife.engines.live", "Options": "tcplife.core.options",
+    "Segment": "tcplife.core.segment",
+    "State": "tcplife.core.states", "Tracker": "tcplife.core.tracker",
 }
 
 __all__ = ["CaptureError", "LiveSession", "Options", "ParquetDataset", "ReadStats", "Result",
@@ -30,20 +31,20 @@ __all__ = ["CaptureError", "LiveSession", "Options", "ParquetDataset", "ReadStat
            "read_segments"]
 
 if TYPE_CHECKING:
-    from tcplife.analysis import Result, analyze
     from tcplife.capture import CaptureError, ReadStats, read_segments
-    from tcplife.dataset import ParquetDataset
-    from tcplife.distributed import analyze_dask
-    from tcplife.live import LiveSession, live
-    from tcplife.options import Options
-    from tcplife.segment import Segment
-    from tcplife.states import State
-    from tcplife.tracker import Tracker
+    from tcplife.core.options import Options
+    from tcplife.core.segment import Segment
+    from tcplife.core.states import State
+    from tcplife.core.tracker import Tracker
+    from tcplife.engines.analysis import Result, analyze
+    from tcplife.engines.dataset import ParquetDataset
+    from tcplife.engines.distributed import analyze_dask
+    from tcplife.engines.live import LiveSession, live
 
 
 def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
-    if module is None:  # a submodule (tcplife.samples, tcplife.filters, ...), as before
+    if module is None:  # a submodule (tcplife.samples, tcplife.output.filters, ...), as before
         try:
             value = importlib.import_module(f"tcplife.{name}")
         except ModuleNotFoundError as exc:

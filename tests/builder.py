@@ -13,13 +13,13 @@ from typing import Any
 
 import pandas as pd
 
-from tcplife import frames
+from tcplife.core.events import Anomaly
+from tcplife.core.options import Options
+from tcplife.core.segment import ACK, FIN, RST, SYN, Segment
+from tcplife.core.tracker import Tracker
 from tcplife.detect import DetectorSet
-from tcplife.events import Anomaly
-from tcplife.frames import Collector, state_at
-from tcplife.options import Options
-from tcplife.segment import ACK, FIN, RST, SYN, Segment
-from tcplife.tracker import Tracker
+from tcplife.output import frames
+from tcplife.output.frames import Collector, state_at
 
 MASK = 0xFFFFFFFF
 

@@ -10,7 +10,7 @@ import socket
 import struct
 from collections.abc import Iterable, Sequence
 
-from tcplife.segment import ACK
+from tcplife.core.segment import ACK
 
 # --- packets ------------------------------------------------------------------------
 

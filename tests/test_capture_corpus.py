@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 
 from tcplife.capture import ReadStats, read_segments
-from tcplife.segment import SYN, Segment
+from tcplife.core.segment import SYN, Segment
 
 from needs import needs
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from tcplife.capture import ReadStats, read_segments
 from tcplife.capture.decode import LINK_DECODERS, Decoder, window_scale
-from tcplife.segment import ACK, FIN, PSH, SYN, Segment
+from tcplife.core.segment import ACK, FIN, PSH, SYN, Segment
 
 from capture_builders import (
     bsd_null,

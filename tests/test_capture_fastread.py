@@ -30,7 +30,7 @@ import tcplife.capture.fastread as fastread
 from tcplife.capture import CaptureError, ReadStats, read_segments
 from tcplife.capture.columns import Batch
 from tcplife.capture.fastread import read_batches
-from tcplife.segment import ACK, FIN, PSH, RST, SYN, Segment
+from tcplife.core.segment import ACK, FIN, PSH, RST, SYN, Segment
 
 from capture_builders import (
     block,

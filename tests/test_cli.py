@@ -22,8 +22,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from tcplife import __version__
-from tcplife.cli import main
-from tcplife.frames import (
+from tcplife.cli.main import main
+from tcplife.output.frames import (
     ANOMALY_COLUMNS,
     CONNECTION_COLUMNS,
     STATE_AT_COLUMNS,

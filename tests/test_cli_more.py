@@ -25,12 +25,12 @@ from click.testing import CliRunner, Result
 from rich.console import Console
 
 import tcplife
-from tcplife import cli
-from tcplife.cli import main
-from tcplife.export import EXPORT_FORMATS, TABLES, export
-from tcplife.filters import Filter, make_filter
-from tcplife.frames import ANOMALY_COLUMNS, CONNECTION_COLUMNS, TRANSITION_COLUMNS
-from tcplife.packets import PACKET_COLUMNS
+from tcplife.cli.main import main
+from tcplife.cli import main as cli
+from tcplife.engines.packets import PACKET_COLUMNS
+from tcplife.output.export import EXPORT_FORMATS, TABLES, export
+from tcplife.output.filters import Filter, make_filter
+from tcplife.output.frames import ANOMALY_COLUMNS, CONNECTION_COLUMNS, TRANSITION_COLUMNS
 
 from needs import needs, require_module
 
@@ -438,7 +438,7 @@ def test_analyze_writes_jsonl_and_csv_in_pieces_as_whole(
     """`tcplife analyze` writes JSON lines and CSV a few rows at a time from the compact
     columns (never the whole table as one DataFrame): the same bytes as the whole table
     written at once, filters included, and a header alone when nothing is left."""
-    from tcplife import output
+    from tcplife.output import formats as output
 
     capture = str(SAMPLES / "many_short.client.pcap")
     monkeypatch.setattr(cli, "STREAM_ROWS", 3)  # 24 connections: 8 pieces
@@ -468,7 +468,7 @@ def test_analyze_writes_jsonl_and_csv_in_pieces_as_whole(
 
 def cli_options_selection(args: list[str]) -> Any:
     """The `Selection` the CLI makes of these filter options."""
-    from tcplife.cli_options import Instant, Selection, parse_host
+    from tcplife.cli.options import Instant, Selection, parse_host
 
     pairs = dict(zip(args[::2], args[1::2], strict=True))
     since = Instant().convert(pairs["--since"], None, None) if "--since" in pairs else None

@@ -21,8 +21,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 import tcplife
-from tcplife.cli import main
-from tcplife.packets import PACKET_COLUMNS
+from tcplife.cli.main import main
+from tcplife.engines.packets import PACKET_COLUMNS
 
 from needs import needs, require_module
 
@@ -319,7 +319,7 @@ def has_colour(image: Any, hex_colour: str, at_least: int = 50) -> bool:
 
 @needs(modules=("matplotlib",))
 def test_plot_png_one_connection(close_pcap: Path, tmp_path: Path) -> None:
-    from tcplife.output import STATE_COLOURS
+    from tcplife.output.formats import STATE_COLOURS
 
     out = tmp_path / "one.png"
     result = run("timeline", close_pcap, "--plot", out)
@@ -336,7 +336,7 @@ def test_plot_png_one_connection(close_pcap: Path, tmp_path: Path) -> None:
 
 @needs(modules=("matplotlib",))
 def test_plot_png_many_connections_and_filters(tmp_path: Path) -> None:
-    from tcplife.output import STATE_COLOURS
+    from tcplife.output.formats import STATE_COLOURS
 
     capture = SAMPLES / "clean_traffic.client.pcap"
     out = tmp_path / "many.png"
@@ -362,7 +362,7 @@ def test_plot_svg_and_api(close_pcap: Path, tmp_path: Path) -> None:
 
 
 def test_state_intervals_follow_the_script(close_pcap: Path) -> None:
-    from tcplife.plot import state_intervals
+    from tcplife.output.plot import state_intervals
 
     result = tcplife.analyze(str(close_pcap))
     spans = state_intervals(result)
@@ -393,8 +393,8 @@ def test_packets_and_ladders_of_every_lab_capture(capture: str) -> None:
     """On every sample capture, each connection's packets (re-read by 4-tuple and frame
     range) are exactly as many, per side, as the tracker counted; its ladder has one arrow
     per packet, fits 100 columns, and its SVG one arrow per packet."""
-    from tcplife.ladder import build_ladder, ladder_lines, ladder_svg
-    from tcplife.packets import read_packets
+    from tcplife.engines.packets import read_packets
+    from tcplife.output.ladder import build_ladder, ladder_lines, ladder_svg
 
     path = str(SAMPLES / capture)
     result = tcplife.analyze(path)

@@ -21,7 +21,7 @@ distributed = pytest.importorskip("distributed")
 
 from test_distributed import SAMPLES, rotate  # noqa: E402
 
-from tcplife.spool import PREFIX  # noqa: E402
+from tcplife.engines.spool import PREFIX  # noqa: E402
 
 #: how long the cluster may take to come up (a loaded CI machine starts Python slowly)
 START_TIMEOUT = 120

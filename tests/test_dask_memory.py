@@ -1,6 +1,6 @@
 """tcplife.analyze_dask keeps a worker's memory bounded by the partition: between tasks,
 what a worker holds in Dask's memory does not grow with the capture (the stages hand each
-other their data through the spool, `tcplife.spool`), and the spool is removed afterwards,
+other their data through the spool, `tcplife.engines.spool`), and the spool is removed afterwards,
 after an error too.
 
 The measure is deterministic: a worker plugin pickles everything the worker holds
@@ -35,10 +35,10 @@ from test_distributed import (  # noqa: E402
 )
 
 import tcplife  # noqa: E402
-import tcplife.distributed  # noqa: E402
+import tcplife.engines.distributed  # noqa: E402
 from tcplife.detect import ConnView, PerConnection  # noqa: E402
-from tcplife.distributed import _spool_parent, analyze_dask  # noqa: E402
-from tcplife.spool import (  # noqa: E402
+from tcplife.engines.distributed import _spool_parent, analyze_dask  # noqa: E402
+from tcplife.engines.spool import (  # noqa: E402
     PREFIX,
     Appender,
     Piece,
@@ -282,7 +282,7 @@ def test_worker_piece_carries_its_columns(tmp_path):
 def test_small_read_batches(opts, tmp_path, one_worker, monkeypatch):
     """Read tasks that read (and spool) a file in several batches, with timestamps that
     step back across them: the same rows as `analyze`."""
-    monkeypatch.setattr(tcplife.distributed, "_READ_BYTES", 4096)
+    monkeypatch.setattr(tcplife.engines.distributed, "_READ_BYTES", 4096)
     whole = write_pcap(tmp_path / "j.pcap", jittered(many_conversations(60, 3), 3))
     _, recs = records(whole)
     files = rotate(whole, random_cuts(len(recs), 3, 3), tmp_path / "rot")

@@ -10,10 +10,10 @@ from collections.abc import Callable
 
 import pytest
 
+from tcplife.core.events import Anomaly
+from tcplife.core.options import Options
+from tcplife.core.segment import Segment
 from tcplife.detect import BoundedTimeWaitAccumulation, TimeWaitAccumulation
-from tcplife.events import Anomaly
-from tcplife.options import Options
-from tcplife.segment import Segment
 
 from builder import ACK, FIN, RST, SYN, Conv, run
 
@@ -334,9 +334,9 @@ def test_bounded_time_wait_sweep_finds_the_same_peak() -> None:
     that starts more than the horizon before the newest end (the fold's premise)."""
     import random
 
+    from tcplife.core.events import ConnectionRecord, Transition
+    from tcplife.core.states import State
     from tcplife.detect import ConnView
-    from tcplife.events import ConnectionRecord, Transition
-    from tcplife.states import State
 
     rng = random.Random(7)
     plain, bounded = TimeWaitAccumulation(3), BoundedTimeWaitAccumulation(3, horizon_ns=100)

@@ -24,11 +24,11 @@ distributed = pytest.importorskip("distributed")
 from pcapgen import T0_US, Seg, orderly_close, write_pcap  # noqa: E402
 
 import tcplife  # noqa: E402
-from tcplife.analysis import TABLES  # noqa: E402
 from tcplife.capture import CaptureError  # noqa: E402
-from tcplife.dataset import SORT_KEYS, ParquetDataset, restore  # noqa: E402
 from tcplife.detect import ConnView, PerConnection  # noqa: E402
-from tcplife.distributed import (  # noqa: E402
+from tcplife.engines.analysis import TABLES  # noqa: E402
+from tcplife.engines.dataset import SORT_KEYS, ParquetDataset, restore  # noqa: E402
+from tcplife.engines.distributed import (  # noqa: E402
     _KeyedTracker,
     analyze_dask,
     capture_files,
@@ -57,7 +57,7 @@ def client():
 
 def worker_spools(client) -> dict[str, list[str]]:
     """Per worker, the spool directories left in its own scratch directory."""
-    from tcplife.spool import PREFIX
+    from tcplife.engines.spool import PREFIX
 
     return client.run(lambda dask_worker: [
         n for n in os.listdir(dask_worker.local_directory) if n.startswith(PREFIX)])
@@ -281,7 +281,7 @@ def test_worker_processes(tmp_path):
 def test_cli_engine_dask_equals_single(tmp_path, client):
     from click.testing import CliRunner
 
-    from tcplife.cli import main
+    from tcplife.cli.main import main
 
     rotate(SAMPLES / "many_short.client.pcap", list(range(5, 400, 37)), tmp_path / "rot")
     runner = CliRunner()
@@ -301,7 +301,7 @@ def test_cli_engine_dask_equals_single(tmp_path, client):
 def test_cli_engine_usage_errors(args):
     from click.testing import CliRunner
 
-    from tcplife.cli import main
+    from tcplife.cli.main import main
 
     files = [] if "-" in args else [str(SAMPLES / "refused.client.pcap")]
     result = CliRunner().invoke(main, ["analyze", *files, *args])
@@ -324,7 +324,7 @@ BACKWARDS_OPTS = [{"time_wait_threshold": 3}, {"time_wait": 0.5, "closed_linger"
 def test_backwards_timestamps(seed, opts, tmp_path, client, spooled):
     """Timestamps that go back and forth by seconds, across timers (time_wait 0.5 s) too:
     a partition advances its timers to the latest time other partitions' segments reached
-    (`tcplife.distributed._gaps`), as one process does."""
+    (`tcplife.engines.distributed._gaps`), as one process does."""
     whole = write_pcap(tmp_path / "j.pcap", jittered(many_conversations(60, seed), seed))
     _, recs = records(whole)
     files = rotate(whole, random_cuts(len(recs), seed, 8), tmp_path / "rot")
@@ -346,7 +346,7 @@ def test_backwards_timestamps_fast_and_plain_agree(seed, tmp_path, client, monke
     plain = tcplife.analyze(files, fast=False, **opts)
     assert_same(tcplife.analyze(files, **opts), plain)
     for rows in (3, 17):
-        monkeypatch.setattr("tcplife.drive.SHORT_SLICE", rows)
+        monkeypatch.setattr("tcplife.engines.drive.SHORT_SLICE", rows)
         assert_same(tcplife.analyze(files, **opts), plain)
     monkeypatch.undo()
     assert_same(analyze_dask(files, scheduler=client, partitions=4, **opts), plain)
@@ -354,13 +354,13 @@ def test_backwards_timestamps_fast_and_plain_agree(seed, tmp_path, client, monke
 
 @pytest.mark.parametrize("seed", [34, 46])
 def test_short_slices_bound_absorbing_by_the_rest_of_the_batch(seed, tmp_path, monkeypatch):
-    """Seeds where a slice of a batch of short runs (`tcplife.drive.SHORT_SLICE`) that
+    """Seeds where a slice of a batch of short runs (`tcplife.engines.drive.SHORT_SLICE`) that
     bounded what it absorbs by its own rows only, not by the earlier-stamped rows after it
     in the batch, disagreed with the plain path (timers fired late)."""
     opts = BACKWARDS_OPTS[1]
     whole = write_pcap(tmp_path / "j.pcap", jittered(many_conversations(60, seed), seed))
     plain = tcplife.analyze(whole, fast=False, **opts)
-    monkeypatch.setattr("tcplife.drive.SHORT_SLICE", 3)
+    monkeypatch.setattr("tcplife.engines.drive.SHORT_SLICE", 3)
     assert_same(tcplife.analyze(whole, **opts), plain)
 
 
@@ -411,10 +411,10 @@ def test_connections_in_lockstep(prune, opts, tmp_path, client, monkeypatch):
 
 # ---------------------------------------------------------------- the Parquet dataset
 def test_dataset_and_merge_share_the_end_key():
-    import tcplife.dataset
-    import tcplife.distributed
+    import tcplife.engines.dataset
+    import tcplife.engines.distributed
 
-    assert tcplife.dataset._END == tcplife.distributed._END
+    assert tcplife.engines.dataset._END == tcplife.engines.distributed._END
 
 
 def assert_dataset_same(dataset, want: tcplife.Result, tables=TABLES) -> None:
@@ -504,7 +504,7 @@ def test_parquet_dataset_capture_end_per_connection(seed, tmp_path, client, spy)
     """The running capture end each connection's detectors see (one process: the latest
     time among the events before its end, in the single process's order) is the same when
     its partition is finished on a worker, with the other partitions' part looked up
-    (`tcplife.dataset._lookup`): a spy detector writes it into every connection's row."""
+    (`tcplife.engines.dataset._lookup`): a spy detector writes it into every connection's row."""
     files = spied_set(tmp_path, seed, jitter=False)
     opts = BACKWARDS_OPTS[1]
     want = tcplife.analyze(files, **opts)
@@ -560,9 +560,9 @@ def test_default_partitions_follow_the_set_size(tmp_path, monkeypatch):
     """By default a partition holds at most about PARTITION_BYTES of capture (so that a
     worker's memory stays bounded by the partition as the set grows), and there are at
     least two per worker thread."""
-    from tcplife.distributed import default_partitions
+    from tcplife.engines.distributed import default_partitions
 
-    monkeypatch.setattr("tcplife.distributed.PARTITION_BYTES", 1000)
+    monkeypatch.setattr("tcplife.engines.distributed.PARTITION_BYTES", 1000)
     files = []
     for i, size in enumerate([2500, 2500, 10]):
         files.append(str(tmp_path / f"cap{i}.pcap"))

@@ -1,4 +1,5 @@
-"""The fast path (tcplife.drive: steady runs absorbed in bulk) gives the plain path's tables.
+"""The fast path (tcplife.engines.drive: steady runs absorbed in bulk) gives the plain
+path's tables.
 
 Every capture in sample_pcaps/ and ../shared/corpus/pcaps, and generated conversations with
 loss, retransmission, reordering, duplicates and port reuse, is analysed both ways; every
@@ -36,9 +37,9 @@ def assert_same(fast: tcplife.Result, plain: tcplife.Result) -> None:
 def test_fast_path_equals_plain_path(path: Path, long_run: int, window: int,
                                      short_slice: int,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tcplife.drive.LONG_RUN", long_run)
-    monkeypatch.setattr("tcplife.drive.WINDOW", window)
-    monkeypatch.setattr("tcplife.drive.SHORT_SLICE", short_slice)
+    monkeypatch.setattr("tcplife.engines.drive.LONG_RUN", long_run)
+    monkeypatch.setattr("tcplife.engines.drive.WINDOW", window)
+    monkeypatch.setattr("tcplife.engines.drive.SHORT_SLICE", short_slice)
     assert_same(tcplife.analyze(path), tcplife.analyze(path, fast=False))
 
 
@@ -50,11 +51,11 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from tcplife.capture.columns import AddressBook, Batch  # noqa: E402
-from tcplife.drive import drive  # noqa: E402
-from tcplife.events import ConnectionEnded  # noqa: E402
-from tcplife.options import Options  # noqa: E402
-from tcplife.segment import Segment  # noqa: E402
-from tcplife.tracker import Tracker  # noqa: E402
+from tcplife.core.events import ConnectionEnded  # noqa: E402
+from tcplife.core.options import Options  # noqa: E402
+from tcplife.core.segment import Segment  # noqa: E402
+from tcplife.core.tracker import Tracker  # noqa: E402
+from tcplife.engines.drive import drive  # noqa: E402
 
 from builder import ACK, FIN, RST, SYN, Conv, Host  # noqa: E402
 
@@ -137,15 +138,15 @@ def _events_fast(segments: list[Segment], size: int) -> list[object]:
        st.integers(min_value=1, max_value=40))
 def test_fast_path_events_equal_plain_path(long_run: int, window: int, short_slice: int,
                                            convs: list[list[str]], size: int) -> None:
-    import tcplife.drive
+    import tcplife.engines.drive as drive_mod
 
-    saved = tcplife.drive.LONG_RUN, tcplife.drive.WINDOW, tcplife.drive.SHORT_SLICE
-    tcplife.drive.LONG_RUN, tcplife.drive.WINDOW = long_run, window
-    tcplife.drive.SHORT_SLICE = short_slice
+    saved = drive_mod.LONG_RUN, drive_mod.WINDOW, drive_mod.SHORT_SLICE
+    drive_mod.LONG_RUN, drive_mod.WINDOW = long_run, window
+    drive_mod.SHORT_SLICE = short_slice
     try:
         _check_equal(convs, size)
     finally:
-        tcplife.drive.LONG_RUN, tcplife.drive.WINDOW, tcplife.drive.SHORT_SLICE = saved
+        drive_mod.LONG_RUN, drive_mod.WINDOW, drive_mod.SHORT_SLICE = saved
 
 
 def _check_equal(convs: list[list[str]], size: int) -> None:
@@ -164,8 +165,8 @@ def test_runs_stop_at_an_ack_of_data_the_capture_missed(ops: list[str], size: in
                                                          monkeypatch) -> None:
     """The server acknowledges client data the capture dropped: Zeek records a gap (``G``)
     there, so that ACK goes through `feed`, not into a run (every run through numpy)."""
-    monkeypatch.setattr("tcplife.drive.LONG_RUN", 1)
-    monkeypatch.setattr("tcplife.drive.WINDOW", 2)
+    monkeypatch.setattr("tcplife.engines.drive.LONG_RUN", 1)
+    monkeypatch.setattr("tcplife.engines.drive.WINDOW", 2)
     segments = _conversation(ops, 40000, 1_700_000_000.0)
     plain = _events_plain(segments)
     assert "G" in plain[-1].record.peers.zeek_history  # type: ignore[attr-defined]
@@ -199,7 +200,7 @@ class _Accumulator:
         self.ended = 0
 
     def __call__(self, ev: object) -> None:
-        from tcplife.events import ConnectionEnded, Oddity, Retraction, Transition
+        from tcplife.core.events import ConnectionEnded, Oddity, Retraction, Transition
 
         if isinstance(ev, Transition):
             self.trans.setdefault(ev.conn_id, {})[ev.tid] = ev
@@ -249,7 +250,7 @@ def test_stream_match_from_compact_streams(rows: list[tuple[int, list[int]]]) ->
     "merged" count over all rows must be the one the full texts give."""
     import numpy as np
 
-    from tcplife.collect import stream_match, stream_owners
+    from tcplife.output.collect import stream_match, stream_owners
 
     texts, first, other = [], [], {}
     for i, (stream, more) in enumerate(rows):
@@ -278,7 +279,7 @@ def test_fast_path_with_timestamps_stepping_back(short_slice: int, convs: list[l
     where a batch of short runs is driven in slices: the events equal the plain path's.
     (These steps are too small to move a timer: the bound a slice puts on absorbing is
     checked by tests/test_distributed.py's jittered seeds, which fail without it.)"""
-    import tcplife.drive
+    import tcplife.engines.drive as drive_mod
 
     segments: list[Segment] = []
     for i, ops in enumerate(convs):
@@ -290,12 +291,12 @@ def test_fast_path_with_timestamps_stepping_back(short_slice: int, convs: list[l
             ts[i], ts[i + 1] = ts[i + 1] + 1, ts[i]
     segments = [s._replace(frame=i + 1, ts_ns=t) for i, (s, t) in enumerate(
         zip(segments, ts, strict=True))]
-    saved = tcplife.drive.SHORT_SLICE
-    tcplife.drive.SHORT_SLICE = short_slice
+    saved = drive_mod.SHORT_SLICE
+    drive_mod.SHORT_SLICE = short_slice
     try:
         assert _events_fast(segments, size) == _events_plain(segments)
     finally:
-        tcplife.drive.SHORT_SLICE = saved
+        drive_mod.SHORT_SLICE = saved
 
 
 @pytest.mark.parametrize("size", [1, 7, 1000])
@@ -303,7 +304,7 @@ def test_fast_path_with_a_time_wait_taken_on_its_timestamp(size: int) -> None:
     """A bulk transfer with TCP timestamps (absorbed in runs), the server's TIME_WAIT, and a
     SYN reusing the 4-tuple with a lower ISN but a newer TSval: the fast path takes it at
     the SYN as the plain path does."""
-    import tcplife.drive
+    import tcplife.engines.drive as drive_mod
 
     cv = Conv(timestamps=True)
     cv.handshake()
@@ -323,12 +324,12 @@ def test_fast_path_with_a_time_wait_taken_on_its_timestamp(size: int) -> None:
     for _ in range(100):
         cv.c(0, 1448, dt=0.0001)
         cv.s(ACK, dt=0.0001)
-    saved = tcplife.drive.LONG_RUN
-    tcplife.drive.LONG_RUN = 8
+    saved = drive_mod.LONG_RUN
+    drive_mod.LONG_RUN = 8
     try:
         fast = _events_fast(cv.segments, size)
     finally:
-        tcplife.drive.LONG_RUN = saved
+        drive_mod.LONG_RUN = saved
     assert fast == _events_plain(cv.segments)
     assert any(getattr(e, "event", "") == "recv SYN (new incarnation: newer timestamp)"
                for e in fast)

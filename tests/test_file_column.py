@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 import tcplife
-from tcplife import output
-from tcplife.cli import main
+from tcplife.cli.main import main
+from tcplife.output import formats as output
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_pcaps"
 CAPTURE = SAMPLES / "port_reuse_close_wait.server.pcap"

@@ -1,11 +1,11 @@
-"""Terminal tables and ladders at any width (`tcplife.fit`, `tcplife.ladder`).
+"""Terminal tables and ladders at any width (`tcplife.output.fit`, `tcplife.output.ladder`).
 
 At every width each command's columns are all there (by header, or the short header the
 policy documents), every value of every row is printed whole (addresses, times, states
 or their ``ss`` names, frame numbers), no line is wider than the terminal and nothing is
 cut to ``…``. The expected values come from the same command's JSON lines (not from the
 table code): endpoints and clock times are formatted here from the raw fields, and the
-``ss`` names from iproute2's own list, not from `tcplife.fit`.
+``ss`` names from iproute2's own list, not from `tcplife.output.fit`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from click.testing import CliRunner
 from rich.console import Console
 from rich.text import Text
 
-from tcplife.cli import main
-from tcplife.fit import Column, FittedTable, wrap_text
+from tcplife.cli.main import main
+from tcplife.output.fit import Column, FittedTable, wrap_text
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_pcaps"
 WIDTHS = [40, 60, 80, 100, 120, 200]

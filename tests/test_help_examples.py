@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from tcplife import samples
-from tcplife.cli import main
+from tcplife.cli.main import main
 
 from needs import require_module, require_root
 

@@ -18,7 +18,7 @@ from tcplife.capture import CaptureError, ReadStats, read_segments
 from tcplife.capture.fastread import read_batches
 from tcplife.capture.records import MAX_BLOCK_LEN
 from tcplife.capture.stats import MAX_SIMILAR_WARNINGS
-from tcplife.segment import ACK, SYN
+from tcplife.core.segment import ACK, SYN
 
 from capture_builders import epb, ethernet, idb, ipv4_tcp, pcap_file, shb
 

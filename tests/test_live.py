@@ -21,8 +21,10 @@ import pytest
 
 import tcplife
 from tcplife.capture import ReadStats, read_segments
-from tcplife.events import Anomaly, ConnectionEnded, Transition
-from tcplife.live import (
+from tcplife.core.events import Anomaly, ConnectionEnded, Transition
+from tcplife.core.options import NS, Options
+from tcplife.core.states import CONFIDENCES, SEVERITIES
+from tcplife.engines.live import (
     EarlyAnomaly,
     LiveSession,
     LiveWarning,
@@ -30,8 +32,6 @@ from tcplife.live import (
     Tick,
     event_row,
 )
-from tcplife.options import NS, Options
-from tcplife.states import CONFIDENCES, SEVERITIES
 
 from builder import FIN, Conv
 
@@ -322,7 +322,7 @@ def test_live_screen_renders_states_and_anomalies() -> None:
     connection's anomaly, and one line for an anomaly first noticed early."""
     from rich.console import Console
 
-    from tcplife.cli_live import Screen
+    from tcplife.cli.live import Screen
 
     source = Replay(SAMPLES / "refused.client.pcap")
     session = LiveSession(source, Options(), wall_ns=source.wall_ns,
@@ -464,8 +464,8 @@ def test_cli_live_judges_what_is_open_when_it_stops(monkeypatch: pytest.MonkeyPa
 
     from click.testing import CliRunner
 
-    from tcplife import cli_live
-    from tcplife.cli import main
+    from tcplife.cli import live as cli_live
+    from tcplife.cli.main import main
 
     segments, fin = _server_never_closes()
     started: list[Replay] = []

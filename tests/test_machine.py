@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tcplife.machine import (
+from tcplife.core.machine import (
     ALIVE,
     FIN_SENT,
     SYNCHRONIZED,
@@ -24,7 +24,7 @@ from tcplife.machine import (
     Stay,
     step,
 )
-from tcplife.states import State
+from tcplife.core.states import State
 
 S = State
 HANDSHAKE = {S.SYN_SENT, S.SYN_RECEIVED}

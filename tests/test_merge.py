@@ -24,7 +24,7 @@ from tcplife.capture import CaptureError, ReadStats, read_segments
 from tcplife.capture.bpf import FilterError
 from tcplife.capture.fastread import read_batches
 from tcplife.capture.merge import merged_batches, merged_segments
-from tcplife.cli import main
+from tcplife.cli.main import main
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_pcaps"
 PAIRS = ["clean_traffic", "half_open", "close_unread_data", "final_ack_dropped"]

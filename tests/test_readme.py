@@ -98,7 +98,7 @@ def readme_commands(text: str) -> list[Command]:
 def run(command: str, columns: int = WIDTH) -> tuple[int, str, BaseException | None]:
     """Run one README command in-process from the repository root, as a terminal
     ``columns`` wide would."""
-    from tcplife.cli import main
+    from tcplife.cli.main import main
 
     args = shlex.split(command)
     assert args[0] == "tcplife", command
@@ -294,7 +294,7 @@ def test_readme_links_every_docs_page() -> None:
 
 def test_readme_anomaly_table_is_the_contract() -> None:
     """One line per kind of `ANOMALY_KINDS`, each with its default severity."""
-    from tcplife.states import ANOMALY_KINDS, DEFAULT_SEVERITY
+    from tcplife.core.states import ANOMALY_KINDS, DEFAULT_SEVERITY
 
     rows = {}
     for line in README.read_text(encoding="utf-8").splitlines():

@@ -13,9 +13,10 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from tcplife import output, views
-from tcplife.cli import main
-from tcplife.safety import csv_text, open_output, terminal_text
+from tcplife.cli.main import main
+from tcplife.output import formats as output
+from tcplife.output import views
+from tcplife.output.safety import csv_text, open_output, terminal_text
 
 from needs import needs, require_module
 

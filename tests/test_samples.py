@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from tcplife import samples
-from tcplife.cli import main
+from tcplife.cli.main import main
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_PCAPS = REPO / "sample_pcaps"

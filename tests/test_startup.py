@@ -1,9 +1,9 @@
 """Start-up and the contract's small print: what the command line imports, the tables'
-pandas-free form (`tcplife.rows.Rows`) against their DataFrames, enumerated columns as
+pandas-free form (`tcplife.output.rows.Rows`) against their DataFrames, enumerated columns as
 categoricals, ``Result``'s repr and summary, ``-o`` with an unknown extension.
 
 The start-up checks read ``sys.modules`` in a fresh interpreter (never a clock): after
-``import tcplife.cli`` and after an in-process ``analyze --format jsonl``, no module of
+``import tcplife.cli.main`` and after an in-process ``analyze --format jsonl``, no module of
 pandas, pyarrow, matplotlib or dask may be loaded.
 """
 
@@ -23,12 +23,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tcplife
-from tcplife import output, views
-from tcplife.cli import main
-from tcplife.filters import make_filter
-from tcplife.frames import frame_from_rows
-from tcplife.rows import Rows, column_of
-from tcplife.snapshot import state_at_rows
+from tcplife.cli.main import main
+from tcplife.output import formats as output
+from tcplife.output import views
+from tcplife.output.filters import make_filter
+from tcplife.output.frames import frame_from_rows
+from tcplife.output.rows import Rows, column_of
+from tcplife.output.snapshot import state_at_rows
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "sample_pcaps"
@@ -53,7 +54,7 @@ def _heavy_after(code: str) -> list[str]:
 
 def test_importing_the_package_and_the_cli_loads_no_heavy_package() -> None:
     assert _heavy_after("import tcplife") == []
-    assert _heavy_after("import tcplife.cli") == []
+    assert _heavy_after("import tcplife.cli.main") == []
     # and the probe itself can see one (the check can fail)
     assert "pandas" in _heavy_after("import tcplife; tcplife.Result; import pandas")
 
@@ -72,7 +73,7 @@ def test_the_text_paths_run_without_pandas(args: list[str]) -> None:
         args = [args[0], args[1], capture, *args[2:]]
     else:
         args = [args[0], capture, *args[1:]]
-    code = ("from click.testing import CliRunner\nfrom tcplife.cli import main\n"
+    code = ("from click.testing import CliRunner\nfrom tcplife.cli.main import main\n"
             f"r = CliRunner().invoke(main, {args!r})\n"
             "assert r.exit_code == 0, (r.output, r.exception)\nassert r.stdout\n")
     assert _heavy_after(code) == []
@@ -255,7 +256,7 @@ def test_a_small_run_does_not_load_numpy_ma() -> None:
     """numpy 2's np.unique without return_* flags imports numpy.ma (~16 ms): the readers
     use `distinct` instead."""
     captures = [str(SAMPLES / "many_short.client.pcapng"), str(SAMPLES / "refused.client.pcap")]
-    code = ("import sys\nfrom click.testing import CliRunner\nfrom tcplife.cli import main\n"
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom tcplife.cli.main import main\n"
             f"for c in {captures!r}:\n"
             "    done = CliRunner().invoke(main, ['analyze', c, '--format', 'jsonl'])\n"
             "    assert done.exit_code == 0\n"
@@ -270,7 +271,7 @@ def test_the_sans_io_core_imports_nothing_of_the_outside() -> None:
     pandas, rich, click, dpkt: numpy comes with the fast path that calls the tracker in
     bulk, the others with the layers above."""
     outside = ["numpy", "pandas", "rich", "click", "dpkt", "pyarrow"]
-    for module in ("tcplife.machine", "tcplife.tracker", "tcplife.events"):
+    for module in ("tcplife.core.machine", "tcplife.core.tracker", "tcplife.core.events"):
         probe = (f"import {module}, sys\n"
                  f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({outside!r})))")
         done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,

@@ -1,4 +1,4 @@
-"""The analysis summary as data (`Result.summary()`, `tcplife.summary`): states at the
+"""The analysis summary as data (`Result.summary()`, `tcplife.output.summary`): states at the
 capture's end, what is open then, anomalies by severity, and the capture's counters told
 apart into what is normal (checksum offload, snap-length cuts) and what is news."""
 
@@ -11,7 +11,7 @@ import pytest
 from pcapgen import CLIENT, SERVER, frame, orderly_close
 
 import tcplife
-from tcplife.views import summary_view
+from tcplife.output.views import summary_view
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_pcaps"
 

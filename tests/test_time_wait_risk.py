@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from tcplife.core.events import Anomaly, ConnectionRecord, Transition
+from tcplife.core.options import NS, Options
+from tcplife.core.states import State
 from tcplife.detect import (
     BoundedTimeWaitAccumulation,
     ConnView,
     TimeWaitAccumulation,
     default_detectors,
 )
-from tcplife.events import Anomaly, ConnectionRecord, Transition
-from tcplife.options import NS, Options
-from tcplife.states import State
 
 T0 = 1_700_000_000 * NS
 MS = 1_000_000
@@ -343,8 +343,8 @@ def test_dask_gives_the_rows_analyze_gives(tmp_path: Path) -> None:
     import pandas as pd
 
     import tcplife
-    from tcplife.dataset import restore
-    from tcplife.distributed import analyze_dask
+    from tcplife.engines.dataset import restore
+    from tcplife.engines.distributed import analyze_dask
 
     files, span = _cut(SAMPLES / "clean_traffic.client.pcap", 4, tmp_path / "rot")
     assert span < 1

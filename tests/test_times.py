@@ -1,4 +1,4 @@
-"""Times as people type them (`tcplife.times`): one parser for `at`, `--since`, `--until`
+"""Times as people type them (`tcplife.output.times`): one parser for `at`, `--since`, `--until`
 and `Result.state_at`, with warnings naming the capture's span."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 import tcplife
-from tcplife.cli import main
-from tcplife.times import TimeError, parse_time
+from tcplife.cli.main import main
+from tcplife.output.times import TimeError, parse_time
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_pcaps"
 FIRST = 1_795_310_419_728_496_000  # 2026-11-22 01:20:19.728496 UTC

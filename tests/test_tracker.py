@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from tcplife import machine, states
-from tcplife.machine import TABLE, Ev, Stay
-from tcplife.states import State
+from tcplife.core import machine, states
+from tcplife.core.machine import TABLE, Ev, Stay
+from tcplife.core.states import State
 
 from builder import ACK, FIN, RST, SYN, Conv, run
 
@@ -527,7 +527,7 @@ def test_rst_ack_not_covering_the_fin_shows_the_fin_was_not_received() -> None:
 def _many_closes(n: int) -> list:
     """``n`` connections on distinct ports, each opened and closed (the client first, so
     it sits in TIME_WAIT), 0.05 s apart: every timer outlives the run."""
-    from tcplife.segment import Segment
+    from tcplife.core.segment import Segment
 
     segs: list[Segment] = []
     for i in range(n):
@@ -549,8 +549,8 @@ def test_timer_compaction_changes_no_event_and_bounds_the_heap(
     """Stale timers (superseded by a state change) are dropped once the heap holds twice
     as many as survived the last compaction: same events, a heap bounded by the live
     timers, not by every timer ever armed."""
-    import tcplife.tracker as tracker_module
-    from tcplife.tracker import Tracker
+    import tcplife.core.tracker as tracker_module
+    from tcplife.core.tracker import Tracker
 
     segs = _many_closes(400)
 
@@ -572,7 +572,7 @@ def test_timer_compaction_changes_no_event_and_bounds_the_heap(
 
 def test_finish_in_chunks_gives_the_same_events() -> None:
     """`finish_chunks` is `finish` cut into lists of about ``size`` events."""
-    from tcplife.tracker import Tracker
+    from tcplife.core.tracker import Tracker
 
     segs = _many_closes(300)
     whole, chunked = Tracker(), Tracker()

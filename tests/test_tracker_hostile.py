@@ -5,9 +5,9 @@ segments are anything (`fuzz/invariants.segments_from`): arbitrary flag combinat
 sequence and acknowledgment numbers near the expected ones or anywhere (wrapping), several
 4-tuples and port reuse, IPv4 and IPv6, time running backwards or jumping past every
 timeout. For any such sequence: each side is always in a valid state, every transition is
-one the table (`tcplife.machine.TABLE`) allows, retractions undo the latest standing
+one the table (`tcplife.core.machine.TABLE`) allows, retractions undo the latest standing
 transition, the final records agree with the transitions, feeding it again gives the same
-events, the fast path (`tcplife.drive`, any batch size) gives the same events, and the
+events, the fast path (`tcplife.engines.drive`, any batch size) gives the same events, and the
 detectors and tables are built without error.
 """
 
@@ -20,17 +20,17 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-import tcplife.drive
-from tcplife import frames
+import tcplife.engines.drive
 from tcplife.capture.columns import AddressBook, Batch
+from tcplife.core.machine import TABLE
+from tcplife.core.options import Options
+from tcplife.core.segment import Segment
+from tcplife.core.states import State
+from tcplife.core.tracker import Tracker
 from tcplife.detect import DetectorSet
-from tcplife.drive import drive
-from tcplife.frames import Collector
-from tcplife.machine import TABLE
-from tcplife.options import Options
-from tcplife.segment import Segment
-from tcplife.states import State
-from tcplife.tracker import Tracker
+from tcplife.engines.drive import drive
+from tcplife.output import frames
+from tcplife.output.frames import Collector
 
 sys.path.insert(0, str(Path(__file__).parent / "fuzz"))
 from invariants import allowed, check_events, segments_from  # noqa: E402
@@ -66,8 +66,8 @@ def tables(events: list[Any]) -> None:
 
 
 def test_the_checker_knows_the_table() -> None:
-    from tcplife.events import Transition
-    from tcplife.machine import Stay
+    from tcplife.core.events import Transition
+    from tcplife.core.machine import Stay
 
     for (state, ev), cell in TABLE.items():
         if isinstance(cell, Stay):
@@ -92,13 +92,13 @@ def test_any_segments_obey_the_table(data: bytes, size: int) -> None:
     events = events_plain(segments)
     check_events(events)
     assert events_plain(segments) == events  # replay: the same result
-    saved = tcplife.drive.LONG_RUN
+    saved = tcplife.engines.drive.LONG_RUN
     try:
         for long_run in (64, 1):
-            tcplife.drive.LONG_RUN = long_run
+            tcplife.engines.drive.LONG_RUN = long_run
             assert events_fast(segments, size) == events
     finally:
-        tcplife.drive.LONG_RUN = saved
+        tcplife.engines.drive.LONG_RUN = saved
     tables(events)
 
 

@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 
 import tcplife
-from tcplife.events import Anomaly
-from tcplife.frames import state_at
-from tcplife.states import ANOMALY_KINDS, CONFIDENCES, SEVERITIES
+from tcplife.core.events import Anomaly
+from tcplife.core.states import ANOMALY_KINDS, CONFIDENCES, SEVERITIES
+from tcplife.output.frames import state_at
 
 from needs import require_corpus
 
@@ -85,7 +85,7 @@ def test_corpus_sentences_agree_with_transitions() -> None:
 
 def test_claims_are_checked() -> None:
     """The check can fail: a claim the transitions contradict is reported."""
-    from tcplife.states import State
+    from tcplife.core.states import State
 
     path = SAMPLES / "server_never_closes.server.pcap"
     real = tcplife.detect.LingeringCloseWait.on_connection

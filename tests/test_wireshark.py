@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 import tcplife
+from tcplife.core.segment import ACK, RST, SYN, Segment
 from tcplife.peers.wireshark import WiresharkStreams
-from tcplife.segment import ACK, RST, SYN, Segment
 
 from needs import CORPUS_PCAPS, corpus_present, needs
 

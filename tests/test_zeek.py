@@ -504,10 +504,10 @@ def test_fast_path_keeps_zeek_letters(long_run: int, monkeypatch: pytest.MonkeyP
             cv.c(ACK, data=100, lost="before")
             cv.s(ACK, ack=cv.client.snd_nxt)
     from tcplife.capture.columns import AddressBook, Batch
-    from tcplife.drive import drive
-    from tcplife.frames import Collector, connections_frame
-    from tcplife.tracker import Tracker
-    monkeypatch.setattr("tcplife.drive.LONG_RUN", long_run)  # numpy, rows, plain feed
+    from tcplife.core.tracker import Tracker
+    from tcplife.engines.drive import drive
+    from tcplife.output.frames import Collector, connections_frame
+    monkeypatch.setattr("tcplife.engines.drive.LONG_RUN", long_run)  # numpy, rows, plain feed
     col = Collector()
     t = Tracker()
     drive([Batch.from_segments(cv.segments, AddressBook())], t, col.add)
@@ -711,14 +711,14 @@ BULK_LOG = [("1000.010000", "40000", "0.320000", "15000", "0", "S1", "ShADa", "1
 @pytest.mark.parametrize("size", [7, 10**6])  # batches of 7 segments, one batch
 def test_split_inside_a_bulk_run(long_run: int, size: int, monkeypatch) -> None:
     from tcplife.capture.columns import AddressBook, Batch
-    from tcplife.drive import drive
-    from tcplife.frames import Collector, connections_frame
-    from tcplife.tracker import Tracker
+    from tcplife.core.tracker import Tracker
+    from tcplife.engines.drive import drive
+    from tcplife.output.frames import Collector, connections_frame
 
     segs = _bulk_with_gap()
     plain = run(segs).connections
     assert _conn_log(plain) == BULK_LOG
-    monkeypatch.setattr("tcplife.drive.LONG_RUN", long_run)
+    monkeypatch.setattr("tcplife.engines.drive.LONG_RUN", long_run)
     col, t, book = Collector(), Tracker(), AddressBook()
     drive([Batch.from_segments(segs[i:i + size], book) for i in range(0, len(segs), size)],
           t, col.add)
@@ -747,7 +747,7 @@ def test_dask_engine_gives_the_same_zeek_records(tmp_path: Path) -> None:
 
     from pcapgen import orderly_close, write_pcap
 
-    from tcplife.distributed import analyze_dask
+    from tcplife.engines.distributed import analyze_dask
 
     idle = [s if i < 6 else replace(s, ts_us=s.ts_us + 360_000_000)
             for i, s in enumerate(orderly_close())]

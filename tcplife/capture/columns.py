@@ -15,7 +15,7 @@ from socket import AF_INET, AF_INET6, inet_ntop
 
 import numpy as np
 
-from ..segment import Segment
+from tcplife.core.segment import Segment
 
 #: IPv4 addresses are their own key (< 2**32); IPv6 addresses get 2**32 + an index.
 V6_BASE = 1 << 32

@@ -39,7 +39,8 @@ import struct
 from collections.abc import Callable
 from socket import AF_INET, AF_INET6, inet_ntop
 
-from ..segment import SYN, Segment
+from tcplife.core.segment import SYN, Segment
+
 from .stats import MAX_SIMILAR_WARNINGS, ReadStats
 
 ETH_IPV4 = 0x0800

@@ -62,7 +62,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..segment import SYN, Segment
+from tcplife.core.segment import SYN, Segment
+
 from .bpf import CaptureFilter, as_filter
 from .columns import AddressBook, Batch, distinct
 from .decode import Decoder

@@ -28,7 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..segment import Segment
+from tcplife.core.segment import Segment
+
 from .decode import Decoder
 from .errors import CaptureError
 from .stats import ReadStats

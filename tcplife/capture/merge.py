@@ -31,7 +31,8 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from ..segment import Segment
+from tcplife.core.segment import Segment
+
 from .bpf import CaptureFilter, as_filter
 from .columns import Batch
 from .decode import Decoder

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..segment import Segment
+from tcplife.core.segment import Segment
+
 from .bpf import CaptureFilter, as_filter
 from .decode import Decoder
 from .files import OpenedCapture, Source, open_capture

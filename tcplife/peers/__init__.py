@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tcplife.core.segment import Segment
 from tcplife.peers.suricata import SuricataRecorder
 from tcplife.peers.wireshark import WiresharkStreams
 from tcplife.peers.zeek import ZeekRecord, ZeekReplay, records_json
-from tcplife.segment import Segment
 
 __all__ = ["PeerSummary", "Peers", "WiresharkStreams", "ZeekRecord"]
 

@@ -22,7 +22,7 @@ Interpretations (Suricata's defaults, and where this model is simpler than the e
 
 from __future__ import annotations
 
-from tcplife.segment import ACK, FIN, RST, SYN, Segment
+from tcplife.core.segment import ACK, FIN, RST, SYN, Segment
 
 NONE, SYN_SENT, SYN_RECV, ESTABLISHED = "none", "syn_sent", "syn_recv", "established"
 FIN_WAIT1, FIN_WAIT2, TIME_WAIT, LAST_ACK = "fin_wait1", "fin_wait2", "time_wait", "last_ack"

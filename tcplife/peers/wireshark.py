@@ -13,7 +13,7 @@ compares the two numberings.
 
 from __future__ import annotations
 
-from tcplife.segment import ACK, RST, SYN, Segment
+from tcplife.core.segment import ACK, RST, SYN, Segment
 
 _MASK = 0xFFFFFFFF
 

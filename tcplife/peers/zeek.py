@@ -60,7 +60,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from tcplife.segment import ACK, FIN, RST, SYN, Segment
+from tcplife.core.segment import ACK, FIN, RST, SYN, Segment
 
 _MASK = 0xFFFFFFFF
 _TOO_LARGE_SEQ_DELTA = 1048576

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tcplife.cli import main as tcplife_main
+from tcplife.cli.main import main as tcplife_main
 
 
 class Hang(BaseException):

@@ -8,7 +8,7 @@ Two targets:
   event stream must obey the state table (`invariants.check_events`).
 * ``tracker``: the input is turned into a hostile segment sequence
   (`invariants.segments_from`) fed to the tracker: the table's rules hold, a replay gives
-  the same events, the fast path (`tcplife.drive`) gives the same events.
+  the same events, the fast path (`tcplife.engines.drive`) gives the same events.
 
 Anything else raised is a crash: libFuzzer stops and writes the input to
 ``crash-<sha1>`` (``-artifact_prefix=DIR/``); make it a regression test. Run::
@@ -34,10 +34,10 @@ with atheris.instrument_imports(include=["tcplife"]):
     from tcplife.capture import CaptureError, ReadStats, read_segments
     from tcplife.capture.columns import AddressBook, Batch
     from tcplife.capture.fastread import read_batches
+    from tcplife.core.options import Options
+    from tcplife.core.tracker import Tracker
     from tcplife.detect import DetectorSet
-    from tcplife.drive import drive
-    from tcplife.options import Options
-    from tcplife.tracker import Tracker
+    from tcplife.engines.drive import drive
 
 from invariants import check_events, segments_from  # noqa: E402
 

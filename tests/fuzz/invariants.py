@@ -11,7 +11,7 @@ The rules checked on every event:
 * every state is a `State`;
 * each side's transitions chain: ``from_state`` is the side's current state (the previous
   transition's ``to_state``, or what a retraction restored);
-* every transition is allowed by `tcplife.machine.TABLE` for its event, or is one of the
+* every transition is allowed by `tcplife.core.machine.TABLE` for its event, or is one of the
   tracker's three others: a timer (``timeout``: TIME_WAIT, FIN_WAIT_2, SYN_SENT or
   SYN_RECEIVED -> CLOSED), a new incarnation (``new SYN on the 4-tuple`` -> CLOSED, and
   ``recv SYN (new incarnation)``: TIME_WAIT -> CLOSED);
@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tcplife.events import ConnectionEnded, ConnectionStarted, Retraction, Transition
-from tcplife.machine import TABLE, Ev
-from tcplife.segment import Segment
-from tcplife.states import State
+from tcplife.core.events import ConnectionEnded, ConnectionStarted, Retraction, Transition
+from tcplife.core.machine import TABLE, Ev
+from tcplife.core.segment import Segment
+from tcplife.core.states import State
 
 #: states a timer ends: TIME_WAIT, orphaned FIN_WAIT_2, SYN and SYN-ACK retries, and data
 #: retransmitted into silence (tcp_retries2) in the states that send it

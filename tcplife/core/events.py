@@ -1,0 +1,195 @@
+"""What the tracker tells the world: events, and the final record of a connection.
+
+Owns: the event types and `ConnectionRecord`. Plain data; no behaviour beyond small
+helpers. Consumers (anomaly detectors, DataFrame builders, the live screen) read these
+and never call back into the tracker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tcplife.core.states import State
+from tcplife.peers import PeerSummary
+
+
+@dataclass(slots=True)
+class ConnectionStarted:
+    """A new connection instance was seen (its first packet)."""
+
+    conn_id: int
+    ts_ns: int
+    frame: int
+    client_addr: str
+    client_port: int
+    server_addr: str
+    server_port: int
+    role_inferred: bool
+    mid_stream: bool
+
+
+@dataclass(slots=True)
+class Transition:
+    """One side changed state. ``tid`` identifies it for a later `Retraction`."""
+
+    tid: int
+    conn_id: int
+    ts_ns: int
+    side: str
+    addr: str
+    port: int
+    from_state: State
+    to_state: State
+    event: str
+    frame: int | None
+    inferred: bool
+    #: The tracker's bookkeeping for undoing it, not part of the event's value (left out of
+    #: comparisons and repr): when the side had entered ``from_state``, and what evidence
+    #: would contradict this transition (fin, ack_fin, ack_syn, synack, timeout or "").
+    #: Kept here so that a side's history is its list of transitions, not a copy of them.
+    from_since_ns: int = field(default=0, compare=False, repr=False)
+    retract_on: str = field(default="", compare=False, repr=False)
+
+
+@dataclass(slots=True)
+class Retraction:
+    """A transition deduced earlier turned out wrong: later packets contradicted it.
+
+    Example: the capture saw the client's final ACK, so the server was deduced CLOSED; then
+    the server retransmitted its FIN, so the ACK was lost after the capture point and the
+    server is still in LAST_ACK. Consumers drop the transition ``tid``.
+    """
+
+    tid: int
+    conn_id: int
+    side: str
+    ts_ns: int
+    frame: int | None
+    reason: str
+
+
+@dataclass(slots=True)
+class Oddity:
+    """Something surprising the tracker noted and went past (Zeek calls these weirds)."""
+
+    conn_id: int
+    ts_ns: int
+    frame: int | None
+    side: str
+    name: str
+    detail: str = ""
+    facts: dict[str, object] | None = None
+
+
+#: One fact an anomaly's sentence states about a side: (side, state, ts_ns), "this side
+#: was in this state at this instant" (by the connection's transitions).
+Claim = tuple[str, State, int]
+
+
+@dataclass(slots=True)
+class Anomaly:
+    """A lifecycle anomaly, with its evidence and a sentence a person can act on.
+
+    ``severity`` (error, warning, info) follows the situation; ``confidence`` (certain,
+    likely, possible) says how far the packets prove the cause the sentence names
+    (`tcplife.core.states`). ``frames`` are the frames the verdict relies on (``frame`` first)
+    and ``claims`` the states the sentence asserts: the data the sentence was rendered
+    from, so that a reader (or a test) can check it against the transitions."""
+
+    conn_id: int
+    ts_ns: int
+    side: str
+    kind: str
+    frame: int | None
+    detail: str
+    severity: str = "warning"
+    confidence: str = "certain"
+    frames: tuple[int, ...] = ()
+    claims: tuple[Claim, ...] = ()
+
+
+@dataclass(slots=True)
+class ConnectionRecord:
+    """The final summary of one connection instance: one row of ``connections``."""
+
+    conn_id: int
+    ip_version: int
+    client_addr: str
+    client_port: int
+    server_addr: str
+    server_port: int
+    first_ts_ns: int
+    last_ts_ns: int
+    first_frame: int
+    last_frame: int
+    packets: int
+    client_packets: int
+    server_packets: int
+    client_bytes: int
+    server_bytes: int
+    #: each side's state at the end of the capture (its last frame): what ``ss`` showed
+    #: when the capture stopped
+    client_state: State
+    server_state: State
+    client_initial_state: State
+    server_initial_state: State
+    close_kind: str
+    role_inferred: bool
+    mid_stream: bool
+    client_last_ts_ns: int | None = None
+    server_last_ts_ns: int | None = None
+    client_last_payload_ns: int | None = None  #: when the client last sent payload
+    server_last_payload_ns: int | None = None
+    anomalies: list[str] = field(default_factory=list)
+    peers: PeerSummary | None = None  #: what Zeek, Wireshark, Suricata would say
+    #: where each side goes once the timeouts pending at the end have run, with no
+    #: further packet (None: as ``client_state``/``server_state``)
+    client_eventual_state: State | None = None
+    server_eventual_state: State | None = None
+
+    def settle(self, transitions: list[Transition], end_ns: int) -> None:
+        """Set ``client_state``/``server_state`` to each side's state at ``end_ns`` by
+        ``transitions`` (the connection's, in (ts_ns, tid) order), keeping the states
+        after every transition as the eventual ones."""
+        if self.client_eventual_state is None:
+            self.client_eventual_state = self.client_state
+        if self.server_eventual_state is None:
+            self.server_eventual_state = self.server_state
+        self.client_state = state_at_end(self.client_initial_state, transitions, "client",
+                                         end_ns)
+        self.server_state = state_at_end(self.server_initial_state, transitions, "server",
+                                         end_ns)
+
+
+def state_at_end(initial: State, transitions: list[Transition], side: str,
+                 end_ns: int) -> State:
+    """``side``'s state at the end of the capture, at ``end_ns``: where its transitions
+    lead in the order they were made (``tid``), but for timeouts dated after the end.
+    Every transition a segment caused precedes the capture's end, whatever its stamp
+    (stamps may step back); with stamps in order this is the last transition dated at or
+    before ``end_ns``, which is what ``state_at`` gives."""
+    state, latest = initial, -1
+    for t in transitions:
+        if t.side == side and t.tid > latest and (t.frame is not None or t.ts_ns <= end_ns):
+            state, latest = t.to_state, t.tid
+    return state
+
+
+@dataclass(slots=True)
+class ConnectionEnded:
+    """A connection instance is finished (closed and quiet, superseded, or input ended).
+
+    With what the detectors judge it by: its transitions (the retracted ones left out, in
+    (ts_ns, tid) order) and its notes, the very events emitted before, so that a consumer
+    need not keep a copy of every open connection's."""
+
+    record: ConnectionRecord
+    transitions: list[Transition] = field(default_factory=list)
+    notes: list[Oddity] = field(default_factory=list)
+    #: ended by the end of input (`Tracker.finish`), perhaps with timeouts still pending
+    #: then: its record's states are those at the end the tracker knew, which the caller
+    #: may `ConnectionRecord.settle` at the capture's true end
+    at_end: bool = False
+
+
+Event = ConnectionStarted | Transition | Retraction | Oddity | ConnectionEnded | Anomaly

@@ -1,0 +1,171 @@
+"""The per-side TCP state machine, as data.
+
+Owns: which state one side moves to when it sends or (by deduction) receives one kind of
+segment. The same table serves both sides: events are relative to the side being updated
+(`SEND_*` it sent the segment, `RECV_*` its peer did). It knows nothing of sequence
+numbers, timers, captures or which side is the client: the tracker classifies segments
+into these events (checking that a FIN is covered by an ACK, that an RST is plausible,
+that a segment is not a retransmission) and feeds them in order: for a segment from A to
+B, first A's `SEND_*` event, then B's `RECV_ACK_*` event for the ACK field, then B's
+`RECV_SYN/FIN/RST` event for the control bits.
+
+Every (state, event) cell is explicit: a next state, ``-`` (stay, nothing to note) or
+``!name`` (stay and note the oddity ``name``: an observer keeps going, see STYLE.md).
+Rules follow RFC 9293 section 3.10 and Linux where they differ (noted below).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import NamedTuple
+
+from tcplife.core.states import State
+
+
+class Ev(str, Enum):
+    """A segment kind relative to the side being updated."""
+
+    SEND_SYN = "send SYN"  #: SYN without ACK
+    SEND_SYNACK = "send SYN-ACK"
+    SEND_FIN = "send FIN"  #: first transmission of this side's FIN
+    SEND_RST = "send RST"
+    SEND_ACK = "send ACK"  #: data or pure ACK, no SYN/FIN/RST
+    RECV_SYN = "recv SYN"
+    RECV_SYNACK = "recv SYN-ACK"  #: a SYN-ACK acknowledging this side's SYN
+    RECV_ACK_SYN = "recv ACK of SYN"  #: a non-SYN segment acknowledging this side's SYN
+    RECV_ACK_FIN = "recv ACK of FIN"  #: an ACK covering this side's FIN
+    RECV_FIN = "recv FIN"
+    RECV_RST = "recv RST"  #: an RST the tracker judged acceptable
+    RECV_ACK = "recv ACK"  #: data or pure ACK with nothing new for this side's state
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# The members as module names, for the per-segment code (see states.py).
+SEND_SYN = Ev.SEND_SYN
+SEND_SYNACK = Ev.SEND_SYNACK
+SEND_FIN = Ev.SEND_FIN
+SEND_RST = Ev.SEND_RST
+SEND_ACK = Ev.SEND_ACK
+RECV_SYN = Ev.RECV_SYN
+RECV_SYNACK = Ev.RECV_SYNACK
+RECV_ACK_SYN = Ev.RECV_ACK_SYN
+RECV_ACK_FIN = Ev.RECV_ACK_FIN
+RECV_FIN = Ev.RECV_FIN
+RECV_RST = Ev.RECV_RST
+RECV_ACK = Ev.RECV_ACK
+
+
+class Stay(NamedTuple):
+    """A cell that keeps the state; ``note`` names an oddity worth recording, or is None."""
+
+    note: str | None
+
+
+# Two grids, one per direction; every cell of both is explicit. Abbreviations: _ABBREV.
+_SEND_COLUMNS = (Ev.SEND_SYN, Ev.SEND_SYNACK, Ev.SEND_FIN, Ev.SEND_RST, Ev.SEND_ACK)
+_RECV_COLUMNS = (Ev.RECV_SYN, Ev.RECV_SYNACK, Ev.RECV_ACK_SYN, Ev.RECV_ACK_FIN, Ev.RECV_FIN,
+                 Ev.RECV_RST, Ev.RECV_ACK)
+
+_ABBREV = {
+    "CLOSED": State.CLOSED, "SSENT": State.SYN_SENT, "SRCVD": State.SYN_RECEIVED,
+    "ESTAB": State.ESTABLISHED, "FW1": State.FIN_WAIT_1, "FW2": State.FIN_WAIT_2,
+    "CW": State.CLOSE_WAIT, "CLOSING": State.CLOSING, "LACK": State.LAST_ACK,
+    "TW": State.TIME_WAIT,
+}
+
+# Notes:
+#   syn_in_sync   SYN on a synchronized connection (Linux answers with a challenge ACK)
+#   rst_bad_ack   SYN_SENT answering an unacceptable ACK with RST; it keeps trying
+#                 (Linux tcp_rcv_synsent_state_process: reset_and_undo)
+#   from_closed   a side we believe closed is still sending
+#   fin_no_syn    FIN from or to a side that has not synchronized
+#   ack_no_syn    an ACK reaching a SYN_SENT side without a SYN
+#   rst_listener  an RST that a listening socket ignores
+_SEND_TEXT = """
+state        | sSYN         sSYNACK sFIN        sRST         sACK
+UNKNOWN      | SSENT        SRCVD   FW1         CLOSED       ESTAB
+CLOSED       | SSENT        SRCVD   !fin_no_syn -            !from_closed
+LISTEN       | SSENT        SRCVD   !fin_no_syn CLOSED       !from_closed
+SYN_SENT     | -            SRCVD   !fin_no_syn !rst_bad_ack ESTAB
+SYN_RECEIVED | !syn_in_sync -       FW1         CLOSED       ESTAB
+ESTABLISHED  | !syn_in_sync -       FW1         CLOSED       -
+FIN_WAIT_1   | !syn_in_sync -       -           CLOSED       -
+FIN_WAIT_2   | !syn_in_sync -       -           CLOSED       -
+CLOSE_WAIT   | !syn_in_sync -       LACK        CLOSED       -
+CLOSING      | !syn_in_sync -       -           CLOSED       -
+LAST_ACK     | !syn_in_sync -       -           CLOSED       -
+TIME_WAIT    | !syn_in_sync -       -           CLOSED       -
+"""
+_RECV_TEXT = """
+state        | rSYN         rSYNACK rACKSYN     rACKFIN rFIN        rRST          rACK
+UNKNOWN      | -            -       -           -       CW          CLOSED        -
+CLOSED       | -            -       -           -       -           -             -
+LISTEN       | -            -       -           -       !fin_no_syn !rst_listener -
+SYN_SENT     | SRCVD        ESTAB   !ack_no_syn -       !fin_no_syn CLOSED        -
+SYN_RECEIVED | -            ESTAB   ESTAB       -       CW          CLOSED        -
+ESTABLISHED  | !syn_in_sync -       -           -       CW          CLOSED        -
+FIN_WAIT_1   | !syn_in_sync -       -           FW2     CLOSING     CLOSED        -
+FIN_WAIT_2   | !syn_in_sync -       -           -       TW          CLOSED        -
+CLOSE_WAIT   | !syn_in_sync -       -           -       -           CLOSED        -
+CLOSING      | !syn_in_sync -       -           TW      -           CLOSED        -
+LAST_ACK     | !syn_in_sync -       -           CLOSED  -           CLOSED        -
+TIME_WAIT    | -            -       -           -       -           CLOSED        -
+"""
+# Rows worth a word:
+# - UNKNOWN (capture began mid-stream) behaves as ESTABLISHED when the side's own
+#   segments show it synchronized; a FIN seen first implies it was ESTABLISHED.
+# - SYN_SENT + recv SYN -> SYN_RECEIVED: simultaneous open (RFC 9293 3.10.7.3; Linux sets
+#   TCP_SYN_RECV on receipt and answers SYN-ACK).
+# - SYN_SENT + send ACK -> ESTABLISHED covers a SYN-ACK the capture missed, and
+#   SYN_RECEIVED + send ACK -> ESTABLISHED an ACK it missed: a Linux request socket sends
+#   nothing but SYN-ACKs, so a plain segment from that side shows it established (this
+#   matters in captures of one direction only).
+# - TIME_WAIT + recv RST -> CLOSED: Linux kills TIME_WAIT on an RST unless
+#   net.ipv4.tcp_rfc1337=1 (tcp_timewait_state_process).
+# - TIME_WAIT + send RST -> CLOSED: a TIME_WAIT socket answering an unacceptable segment
+#   with RST is descheduled (tcp_v4_rcv, TCP_TW_RST).
+# - SYN_RECEIVED + recv RST -> CLOSED: Linux drops the request socket (RFC: back to LISTEN,
+#   which for this 4-tuple is the same thing: ss no longer lists it).
+
+
+def _parse_cell(text: str) -> State | Stay:
+    if text == "-":
+        return Stay(None)
+    if text.startswith("!"):
+        return Stay(text[1:])
+    return _ABBREV[text]
+
+
+def _parse_table(text: str, columns: tuple[Ev, ...]) -> dict[tuple[State, Ev], State | Stay]:
+    table: dict[tuple[State, Ev], State | Stay] = {}
+    for line in text.strip().splitlines()[1:]:
+        name, _, rest = line.partition("|")
+        cells = rest.split()
+        state = State[name.strip()]
+        if len(cells) != len(columns):
+            raise ValueError(f"state table row {state} has {len(cells)} cells")
+        for event, cell in zip(columns, cells, strict=True):
+            table[(state, event)] = _parse_cell(cell)
+    return table
+
+
+#: The transition table: (state, event) -> next state, or Stay(note).
+TABLE: dict[tuple[State, Ev], State | Stay] = {
+    **_parse_table(_SEND_TEXT, _SEND_COLUMNS), **_parse_table(_RECV_TEXT, _RECV_COLUMNS)}
+
+
+def step(state: State, event: Ev) -> State | Stay:
+    """Look up one side's next state. Every (state, event) pair has a cell."""
+    return TABLE[(state, event)]
+
+
+#: States in which a side has a socket the kernel would list for the 4-tuple.
+ALIVE = frozenset(s for s in State if s not in (State.CLOSED, State.LISTEN, State.UNKNOWN))
+#: Synchronized states (RFC 9293): the handshake is complete from this side's view.
+SYNCHRONIZED = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2,
+                          State.CLOSE_WAIT, State.CLOSING, State.LAST_ACK, State.TIME_WAIT})
+#: States after this side sent its FIN.
+FIN_SENT = frozenset({State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSING, State.LAST_ACK,
+                      State.TIME_WAIT})
