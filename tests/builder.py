@@ -16,8 +16,8 @@ import pandas as pd
 from tcplife.core.events import Anomaly
 from tcplife.core.options import Options
 from tcplife.core.segment import ACK, FIN, RST, SYN, Segment
-from tcplife.core.tracker import Tracker
 from tcplife.detect import DetectorSet
+from tcplife.engines.wiring import new_tracker
 from tcplife.output import frames
 from tcplife.output.frames import Collector, state_at
 
@@ -135,7 +135,7 @@ def run(segments: list[Segment], **opts: float) -> Run:
     """The tracker and the anomaly detectors over scripted segments, as `analyze` wires
     them (the capture ends with the last segment)."""
     options = Options(**opts)
-    tracker, detectors, col = Tracker(options), DetectorSet(options), Collector()
+    tracker, detectors, col = new_tracker(options), DetectorSet(options), Collector()
     found: list[Anomaly] = []
 
     def consume(events: list[Any]) -> None:

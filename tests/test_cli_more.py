@@ -25,8 +25,8 @@ from click.testing import CliRunner, Result
 from rich.console import Console
 
 import tcplife
-from tcplife.cli.main import main
 from tcplife.cli import main as cli
+from tcplife.cli.main import main
 from tcplife.engines.packets import PACKET_COLUMNS
 from tcplife.output.export import EXPORT_FORMATS, TABLES, export
 from tcplife.output.filters import Filter, make_filter

@@ -29,7 +29,7 @@ from tcplife.detect import ConnView, PerConnection  # noqa: E402
 from tcplife.engines.analysis import TABLES  # noqa: E402
 from tcplife.engines.dataset import SORT_KEYS, ParquetDataset, restore  # noqa: E402
 from tcplife.engines.distributed import (  # noqa: E402
-    _KeyedTracker,
+    KeyedObserver,
     analyze_dask,
     capture_files,
 )
@@ -394,7 +394,7 @@ def test_connections_in_lockstep(prune, opts, tmp_path, client, monkeypatch):
     fall due at the same nanosecond, and their rows keep the single process's order (by
     the frame that armed each). ``prune`` 0: the records of which frame armed each timer
     are pruned at every arming (a big capture's case), never while timers fire."""
-    monkeypatch.setattr(_KeyedTracker, "PRUNE_AT", prune)
+    monkeypatch.setattr(KeyedObserver, "PRUNE_AT", prune)
     segs: list[Seg] = []
     for i in range(40):
         cli = (f"10.0.{i % 3}.1", 41000 + i)
@@ -520,7 +520,7 @@ def test_parquet_dataset_capture_end_per_connection(seed, tmp_path, client, spy)
 def test_parquet_dataset_capture_end_backwards_timestamps(seed, opts, equal, tmp_path,
                                                           client, spy):
     """Timestamps that jump back and forth by seconds: the keys order events by the
-    latest time the whole set had reached at their segment (`_KeyedTracker.clock_at`), so
+    latest time the whole set had reached at their segment (`KeyedObserver.clock_at`), so
     the capture end each verdict sees is one process's, except where a segment stamped
     ahead of later ones pushed that clock past a timer's deadline: one process fires the
     timer at the next segment stamped past it, the merge before the next segment (seed 4:

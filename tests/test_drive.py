@@ -54,8 +54,8 @@ from tcplife.capture.columns import AddressBook, Batch  # noqa: E402
 from tcplife.core.events import ConnectionEnded  # noqa: E402
 from tcplife.core.options import Options  # noqa: E402
 from tcplife.core.segment import Segment  # noqa: E402
-from tcplife.core.tracker import Tracker  # noqa: E402
 from tcplife.engines.drive import drive  # noqa: E402
+from tcplife.engines.wiring import new_tracker  # noqa: E402
 
 from builder import ACK, FIN, RST, SYN, Conv, Host  # noqa: E402
 
@@ -113,7 +113,7 @@ def _conversation(ops: list[str], port: int, t0: float) -> list[Segment]:
 
 
 def _events_plain(segments: list[Segment]) -> list[object]:
-    tracker = Tracker()
+    tracker = new_tracker()
     out: list[object] = []
     for seg in segments:
         out.extend(tracker.feed(seg))
@@ -122,7 +122,7 @@ def _events_plain(segments: list[Segment]) -> list[object]:
 
 
 def _events_fast(segments: list[Segment], size: int) -> list[object]:
-    tracker, out, book = Tracker(), [], AddressBook()
+    tracker, out, book = new_tracker(), [], AddressBook()
     batches = [Batch.from_segments(segments[i:i + size], book)
                for i in range(0, len(segments), size)]
     drive(batches, tracker, out.extend)
@@ -353,7 +353,7 @@ def test_fast_path_keeps_the_tracker_clock() -> None:
         bulk.c(ACK, dt=0.005)
     segs = sorted(first.segments + bulk.segments, key=lambda s: s.ts_ns)
     segs = [s._replace(frame=i + 1) for i, s in enumerate(segs)]
-    fast, plain = Tracker(Options(time_wait=1)), Tracker(Options(time_wait=1))
+    fast, plain = new_tracker(Options(time_wait=1)), new_tracker(Options(time_wait=1))
     fast_out: list[Any] = []
     drive([Batch.from_segments(segs, AddressBook())], fast, fast_out.extend)
     plain_out = [ev for seg in segs for ev in plain.feed(seg)]

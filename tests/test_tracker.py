@@ -544,12 +544,11 @@ def _many_closes(n: int) -> list:
     return [s._replace(frame=i + 1) for i, s in enumerate(segs)]
 
 
-def test_timer_compaction_changes_no_event_and_bounds_the_heap(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_timer_compaction_changes_no_event_and_bounds_the_heap() -> None:
     """Stale timers (superseded by a state change) are dropped once the heap holds twice
     as many as survived the last compaction: same events, a heap bounded by the live
     timers, not by every timer ever armed."""
-    import tcplife.core.tracker as tracker_module
+    from tcplife.core.timers import COMPACT_MIN, Timers
     from tcplife.core.tracker import Tracker
 
     segs = _many_closes(400)
@@ -558,12 +557,12 @@ def test_timer_compaction_changes_no_event_and_bounds_the_heap(
         out, peak = [], 0
         for seg in segs:
             out += [repr(e) for e in tracker.feed(seg)]
-            peak = max(peak, len(tracker._timers))
+            peak = max(peak, len(tracker.timers))
         return out + [repr(e) for e in tracker.finish()], peak
 
+    assert COMPACT_MIN == 4096
     plain, plain_peak = events(Tracker())  # 4096 entries before any compaction
-    monkeypatch.setattr(tracker_module, "_COMPACT_MIN", 16)
-    compacted, peak = events(Tracker())
+    compacted, peak = events(Tracker(timers=Timers(compact_min=16)))
     assert compacted == plain and len(plain) > 400 * 8
     assert plain_peak > 1000  # every side's SYN_SENT / SYN_RECEIVED / FIN timers pile up
     # one live TIME_WAIT timer per connection; at most as many stale ones, plus the floor

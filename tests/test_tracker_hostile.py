@@ -26,9 +26,9 @@ from tcplife.core.machine import TABLE
 from tcplife.core.options import Options
 from tcplife.core.segment import Segment
 from tcplife.core.states import State
-from tcplife.core.tracker import Tracker
 from tcplife.detect import DetectorSet
 from tcplife.engines.drive import drive
+from tcplife.engines.wiring import new_tracker
 from tcplife.output import frames
 from tcplife.output.frames import Collector
 
@@ -37,7 +37,7 @@ from invariants import allowed, check_events, segments_from  # noqa: E402
 
 
 def events_plain(segments: list[Segment], options: Options | None = None) -> list[object]:
-    tracker = Tracker(options)
+    tracker = new_tracker(options)
     out: list[object] = []
     for seg in segments:
         out.extend(tracker.feed(seg))
@@ -46,7 +46,7 @@ def events_plain(segments: list[Segment], options: Options | None = None) -> lis
 
 
 def events_fast(segments: list[Segment], size: int) -> list[object]:
-    tracker, out, book = Tracker(), [], AddressBook()
+    tracker, out, book = new_tracker(), [], AddressBook()
     batches = [Batch.from_segments(segments[i:i + size], book)
                for i in range(0, len(segments), size)]
     drive(batches, tracker, out.extend)

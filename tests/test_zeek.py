@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import tcplife
+from tcplife.engines.wiring import new_tracker
 from tcplife.peers import zeek as z
 from tcplife.peers.zeek import conn_state
 
@@ -504,12 +505,11 @@ def test_fast_path_keeps_zeek_letters(long_run: int, monkeypatch: pytest.MonkeyP
             cv.c(ACK, data=100, lost="before")
             cv.s(ACK, ack=cv.client.snd_nxt)
     from tcplife.capture.columns import AddressBook, Batch
-    from tcplife.core.tracker import Tracker
     from tcplife.engines.drive import drive
     from tcplife.output.frames import Collector, connections_frame
     monkeypatch.setattr("tcplife.engines.drive.LONG_RUN", long_run)  # numpy, rows, plain feed
     col = Collector()
-    t = Tracker()
+    t = new_tracker()
     drive([Batch.from_segments(cv.segments, AddressBook())], t, col.add)
     col.add(t.finish())
     assert connections_frame(col).iloc[0].zeek_history == _zeek(cv)[1] == "ShADawTG"
@@ -711,7 +711,6 @@ BULK_LOG = [("1000.010000", "40000", "0.320000", "15000", "0", "S1", "ShADa", "1
 @pytest.mark.parametrize("size", [7, 10**6])  # batches of 7 segments, one batch
 def test_split_inside_a_bulk_run(long_run: int, size: int, monkeypatch) -> None:
     from tcplife.capture.columns import AddressBook, Batch
-    from tcplife.core.tracker import Tracker
     from tcplife.engines.drive import drive
     from tcplife.output.frames import Collector, connections_frame
 
@@ -719,7 +718,7 @@ def test_split_inside_a_bulk_run(long_run: int, size: int, monkeypatch) -> None:
     plain = run(segs).connections
     assert _conn_log(plain) == BULK_LOG
     monkeypatch.setattr("tcplife.engines.drive.LONG_RUN", long_run)
-    col, t, book = Collector(), Tracker(), AddressBook()
+    col, t, book = Collector(), new_tracker(), AddressBook()
     drive([Batch.from_segments(segs[i:i + size], book) for i in range(0, len(segs), size)],
           t, col.add)
     col.add(t.finish())

@@ -64,6 +64,7 @@ from tcplife.core.machine import (
     Stay,
     step,
 )
+from tcplife.core.observe import Observer, Watcher
 from tcplife.core.options import NS, Options
 from tcplife.core.segment import ACK, FIN, RST, SYN, Segment
 from tcplife.core.seq import seq_add, seq_diff, seq_max
@@ -84,7 +85,7 @@ from tcplife.core.states import (
     UNKNOWN,
     State,
 )
-from tcplife.peers import Peers, WiresharkStreams
+from tcplife.core.timers import EVICT, RTX, STATE, Timer, Timers
 
 if TYPE_CHECKING:
     import numpy as np
@@ -97,8 +98,6 @@ WELL_KNOWN_SERVER_PORTS = frozenset({
 })
 
 
-_FOREVER = 1 << 62
-_COMPACT_MIN = 4096
 _MIN_RTO_NS = 200_000_000  #: Linux TCP_RTO_MIN
 #: states in which a side retransmits data until the kernel gives up (tcp_retries2)
 _RETRANSMITTING = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
@@ -120,7 +119,8 @@ class Connection:
                  "peers", "notes")
 
     def __init__(self, conn_id: int, ip_version: int, client: Endpoint, server: Endpoint,
-                 seg: Segment, role_inferred: bool, mid_stream: bool) -> None:
+                 seg: Segment, role_inferred: bool, mid_stream: bool,
+                 peers: Watcher | None) -> None:
         self.conn_id = conn_id
         self.ip_version = ip_version
         self.client = client
@@ -139,8 +139,8 @@ class Connection:
         self.finished = False
         #: the previous instance of a reused 4-tuple, while its old socket still lives
         self.predecessor: Connection | None = None
-        #: what Zeek, Wireshark and Suricata would make of it (tcplife.peers)
-        self.peers = Peers(seg, client.addr == seg.src and client.port == seg.sport)
+        #: what the observer keeps about it (`Observer.opened`): the peers' replays
+        self.peers = peers
         #: the `Oddity` notes emitted about it (None until the first)
         self.notes: list[Oddity] | None = None
 
@@ -151,20 +151,22 @@ class Connection:
 class Tracker:
     """Feed segments in capture order; collect the events each call returns."""
 
-    def __init__(self, options: Options | None = None) -> None:
+    def __init__(self, options: Options | None = None, observer: Observer | None = None,
+                 timers: Timers | None = None) -> None:
         self.options = options or Options()
+        #: what watches the tracker (`tcplife.core.observe`): the peers' replays, an engine
+        self.observer = observer
         self._flows: dict[tuple[str, int, str, int], Connection] = {}
         self._live: dict[int, Connection] = {}
-        self._timers: list[tuple[int, int, str, int, str, int]] = []
-        self._timer_seq = 0
-        self._compact_at = _COMPACT_MIN  #: timer-heap size that triggers `_compact_timers`
+        #: the armed timers (`tcplife.core.timers`); stale entries are the tracker's call
+        self.timers = timers if timers is not None else Timers()
+        self.timers.stale = self._stale
         self._next_conn_id = 0
         self._next_tid = 0
         self.now_ns: int | None = None
         self._out: list[Event] = []
         self._reuse_note: str | None = None
         self._reuse_states: list[str] = []  #: the states the reuse met, for its note
-        self._wireshark = WiresharkStreams()
         #: while `finish` runs: the capture's end, at which its records' states are taken
         self._ending_at: int | None = None
 
@@ -172,10 +174,12 @@ class Tracker:
     def feed(self, seg: Segment) -> list[Event]:
         """Process one segment (timers due before it fire first); return the events."""
         out = self._out = []
+        observer = self.observer
+        if observer is not None:
+            observer.segment(seg)
         self._advance(seg.ts_ns)
         if self.now_ns is None or seg.ts_ns > self.now_ns:
             self.now_ns = seg.ts_ns
-        stream = self._wireshark.feed(seg)
         conn = self._flows.get((seg.src, seg.sport, seg.dst, seg.dport))
         if conn is None:
             conn = self._new_connection(seg)
@@ -194,8 +198,8 @@ class Tracker:
                 conn = conn.predecessor
             elif conn.predecessor is not None and seg.flags & (SYN | ACK) == SYN | ACK:
                 self._syn_taken(conn, seg)
-        conn.peers.feed(seg, seg.src == conn.client.addr and seg.sport == conn.client.port,
-                        stream)
+        if conn.peers is not None:
+            conn.peers.feed(seg, seg.src == conn.client.addr and seg.sport == conn.client.port)
         self._process(conn, seg)
         return out
 
@@ -220,7 +224,7 @@ class Tracker:
 
     def next_deadline(self) -> int | None:
         """When the next timer is due (ns), or None: the caller may sleep until then."""
-        return self._timers[0][0] if self._timers else None
+        return self.timers.next_deadline()
 
     def finish(self, end_ns: int | None = None) -> list[Event]:
         """End of input, the capture's end at ``end_ns`` (its last frame; default: the
@@ -239,9 +243,9 @@ class Tracker:
         out = self._out = []
         end = max(x for x in (end_ns, self.now_ns, 0) if x is not None)
         self._ending_at = end
-        timers = self._timers
+        timers = self.timers
         while timers:  # deadline by deadline: the order of one `_advance(_FOREVER)`
-            self._advance(timers[0][0])
+            self._advance(timers.next_deadline())  # type: ignore[arg-type]
             if len(self._out) >= size:
                 yield self._out
                 out = self._out = []
@@ -250,7 +254,7 @@ class Tracker:
             if len(self._out) >= size:
                 yield self._out
                 out = self._out = []
-        self._timers.clear()
+        self.timers.clear()
         self._ending_at = None
         yield out
 
@@ -321,8 +325,11 @@ class Tracker:
         if synack:
             client.isn = seq_add(seg.ack, -1)
             client.snd_nxt = seg.ack
+        observer = self.observer
         conn = Connection(self._next_conn_id, seg.ip_version, client, server, seg,
-                          role_inferred, mid_stream)
+                          role_inferred, mid_stream,
+                          None if observer is None else observer.opened(
+                              self._next_conn_id, seg, src_is_client))
         self._next_conn_id += 1
         self._flows[(caddr, cport, saddr, sport)] = conn
         self._flows[(saddr, sport, caddr, cport)] = conn
@@ -864,7 +871,7 @@ class Tracker:
             # Linux gives up retransmitting into silence after tcp_retries2, silently (no
             # RST: tcp_write_timeout -> tcp_write_err): the `retransmit` timeout.
             self._push_timer(seg.ts_ns + self.options.ns("retransmit"), conn, a.side,
-                             seg.ts_ns, "rtx")
+                             seg.ts_ns, RTX)
         if a.rtx_run >= 3 and seg.ts_ns - a.rtx_run_start_ns >= NS and not a.silence_noted \
                 and not seg.flags & FIN:  # a FIN sent again is missing_final_ack's evidence
             a.silence_noted = True
@@ -1195,36 +1202,23 @@ class Tracker:
     # ------------------------------------------------------------------ timers
     def _push_timer(self, deadline: int, conn: Connection, side: str, gen: int,
                     kind: str) -> None:
-        self._timer_seq += 1
-        heapq.heappush(self._timers, (deadline, self._timer_seq, side, conn.conn_id, kind, gen))
-        if len(self._timers) > self._compact_at:
-            self._compact_timers()
+        timer = self.timers.push(deadline, conn.conn_id, side, kind, gen)
+        if self.observer is not None:
+            self.observer.timer_armed(timer)
 
-    def _compact_timers(self) -> None:
-        """Drop the timers `_advance` would skip: of ended connections, or superseded by a
-        newer timer of the same side (a SYN_SENT timer outlives its handshake by 127 s: a
-        busy capture piles them up). Same events, bounded memory."""
-        live = self._live
-        keep = []
-        for entry in self._timers:
-            conn = live.get(entry[3])
-            if conn is None:
-                continue
-            if entry[4] == "evict":
-                if entry[5] != conn.evict_gen:
-                    continue
-            elif entry[4] == "rtx":
-                if entry[5] != (conn.client if entry[2] == CLIENT
-                                else conn.server).rtx_run_start_ns:
-                    continue
-            elif entry[5] != (conn.client if entry[2] == CLIENT else conn.server).timer_gen:
-                continue
-            keep.append(entry)
-        heapq.heapify(keep)
-        self._timers[:] = keep  # in place: `_advance` may be iterating over it
-        # At most as many stale entries as live ones, and at least as many pushes as
-        # survivors before the next compaction (amortised constant time per push).
-        self._compact_at = max(_COMPACT_MIN, 2 * len(keep))
+    def _stale(self, timer: Timer) -> bool:
+        """Can ``timer`` no longer fire? (its connection ended, or a newer timer of the
+        same side, or a packet since, superseded it: a SYN_SENT timer outlives its
+        handshake by 127 s, and a busy capture piles them up)"""
+        conn = self._live.get(timer.conn_id)
+        if conn is None:
+            return True
+        if timer.kind == EVICT:
+            return timer.gen != conn.evict_gen
+        ep = conn.client if timer.side == CLIENT else conn.server
+        if timer.kind == RTX:
+            return timer.gen != ep.rtx_run_start_ns
+        return timer.gen != ep.timer_gen
 
     def _arm_state_timer(self, conn: Connection, ep: Endpoint) -> None:
         o = self.options
@@ -1241,44 +1235,53 @@ class Tracker:
             deadline = first + o.ns("syn_received")
         else:
             return
-        self._push_timer(deadline, conn, ep.side, ep.timer_gen, "state")
+        self._push_timer(deadline, conn, ep.side, ep.timer_gen, STATE)
 
     def _arm_eviction(self, conn: Connection) -> None:
         conn.evict_gen += 1
         self._push_timer(conn.last_ts + self.options.ns("closed_linger"), conn, "",
-                         conn.evict_gen, "evict")
+                         conn.evict_gen, EVICT)
 
     def _advance(self, now: int) -> None:
-        timers = self._timers
-        while timers and timers[0][0] <= now:
-            deadline, _, side, conn_id, kind, gen = heapq.heappop(timers)
-            conn = self._live.get(conn_id)
-            if conn is None:
+        observer = self.observer
+        for timer in self.timers.due(now):
+            if observer is None:
+                self._fire(timer)
                 continue
-            if kind == "evict":
-                if gen == conn.evict_gen and conn.last_ts + self.options.ns(
-                        "closed_linger") <= deadline:
-                    self._end(conn)
-                continue
-            ep = conn.client if side == CLIENT else conn.server
-            if kind == "rtx":
-                # the run of retransmissions armed at ``gen`` still stands (no new data
-                # since) and the peer stayed silent since it began: the kernel gave up
-                peer = conn.peer(ep)
-                if ep.rtx_run_start_ns == gen and ep.state in _RETRANSMITTING and (
-                        peer.last_ns is None or peer.last_ns < gen):
-                    conn.timed_out = True
-                    self._transition(conn, ep, CLOSED, "timeout", None, deadline,
-                                     inferred=True, kind="timeout")
-                    self._maybe_evict(conn)
-                continue
-            if gen != ep.timer_gen:
-                continue
-            if ep.state != TIME_WAIT:  # TIME_WAIT ending is the normal close
+            observer.timer_firing(timer)
+            n0 = len(self._out)
+            self._fire(timer)
+            observer.timer_fired(timer, self._out[n0:])
+
+    def _fire(self, timer: Timer) -> None:
+        deadline, _, side, conn_id, kind, gen = timer
+        conn = self._live.get(conn_id)
+        if conn is None:
+            return
+        if kind == EVICT:
+            if gen == conn.evict_gen and conn.last_ts + self.options.ns(
+                    "closed_linger") <= deadline:
+                self._end(conn)
+            return
+        ep = conn.client if side == CLIENT else conn.server
+        if kind == RTX:
+            # the run of retransmissions armed at ``gen`` still stands (no new data
+            # since) and the peer stayed silent since it began: the kernel gave up
+            peer = conn.peer(ep)
+            if ep.rtx_run_start_ns == gen and ep.state in _RETRANSMITTING and (
+                    peer.last_ns is None or peer.last_ns < gen):
                 conn.timed_out = True
-            self._transition(conn, ep, CLOSED, "timeout", None, deadline,
-                             inferred=True, kind="timeout")
-            self._maybe_evict(conn)
+                self._transition(conn, ep, CLOSED, "timeout", None, deadline,
+                                 inferred=True, kind="timeout")
+                self._maybe_evict(conn)
+            return
+        if gen != ep.timer_gen:
+            return
+        if ep.state != TIME_WAIT:  # TIME_WAIT ending is the normal close
+            conn.timed_out = True
+        self._transition(conn, ep, CLOSED, "timeout", None, deadline,
+                         inferred=True, kind="timeout")
+        self._maybe_evict(conn)
 
     def _maybe_evict(self, conn: Connection) -> None:
         if conn.client.state == CLOSED and conn.server.state in (CLOSED,
@@ -1369,5 +1372,5 @@ def _record(conn: Connection) -> ConnectionRecord:
         role_inferred=conn.role_inferred, mid_stream=conn.mid_stream,
         client_last_ts_ns=c.last_ns, server_last_ts_ns=s.last_ns,
         client_last_payload_ns=c.last_payload_ns, server_last_payload_ns=s.last_payload_ns,
-        peers=conn.peers.summary(),
+        peers=None if conn.peers is None else conn.peers.summary(),
     )

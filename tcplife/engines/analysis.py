@@ -25,9 +25,9 @@ from tcplife.capture.sources import find_captures
 from tcplife.core.events import Event
 from tcplife.core.options import Options
 from tcplife.core.segment import Segment
-from tcplife.core.tracker import Tracker
 from tcplife.detect import DetectorSet
 from tcplife.engines.drive import drive
+from tcplife.engines.wiring import new_tracker
 from tcplife.output import schema
 from tcplife.output.collect import Collector
 from tcplife.output.framemap import several, with_files
@@ -476,7 +476,7 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
         sources = watch(sources, progress)
     stats = ReadStats()
     stats.warnings.extend(skipped)
-    tracker = Tracker(options)
+    tracker = new_tracker(options)
     consume = Sink(options, tables, on_event, stream_connections)
 
     # Millions of small, acyclic objects: the cyclic collector's full passes cost a third

@@ -8,7 +8,7 @@ feeds its segments, in capture order across file boundaries, to the same `Tracke
 `analyze` (through `drive`): every connection's segments meet in one partition, so each
 connection's events are the ones `analyze` produces, with partition-local ``conn_id``,
 ``tid`` and ``tcp.stream`` numbers. Each event is tagged with where the single-process
-run would have emitted it (`_KeyedTracker`). (3) The client merges: ``conn_id`` and
+run would have emitted it (`KeyedObserver`). (3) The client merges: ``conn_id`` and
 ``tcp_stream`` renumbered by first frame (the contract's numbering), transitions re-keyed,
 and the events replayed in the single-process order through `DetectorSet` and `Collector`
 (so cross-connection detectors, the running capture end and the tie order of rows are the
@@ -35,7 +35,7 @@ after its deadline. With timestamps in order, a partition's next segment or the 
 the same; where they go backwards, each partition row carries the latest time other
 partitions' segments reached since its previous row (`_gaps`), and time advances to it.
 The running maximum of those times is the set's clock at each row, and the key of a
-segment's events (`_KeyedTracker.clock_at`): capture order, even where stamps step back.
+segment's events (`KeyedObserver.clock_at`): capture order, even where stamps step back.
 
 Where the result may differ from `analyze` on the concatenation: a timer armed by another
 timer (the eviction after a TIME_WAIT expires) due at the same nanosecond as a timer of
@@ -76,6 +76,7 @@ from tcplife.core.events import (
 )
 from tcplife.core.options import Options
 from tcplife.core.segment import Segment
+from tcplife.core.timers import Timer, Timers
 from tcplife.core.tracker import Tracker
 from tcplife.engines.analysis import TABLES, Result, Sink, resolve_options
 from tcplife.engines.dataset import (
@@ -96,6 +97,8 @@ from tcplife.engines.spool import (
     worker_directory,
     worker_spool,
 )
+from tcplife.engines.wiring import new_tracker
+from tcplife.peers import PeerObserver
 
 #: after every packet: the key of events the end of input (`Tracker.finish`) emits
 _END = 1 << 64
@@ -216,7 +219,7 @@ _NO_TIME = np.iinfo(np.int64).min
 def _gaps(part: np.ndarray, ts: np.ndarray, nparts: int
           ) -> tuple[list[np.ndarray | None], list[int]]:
     """Where timestamps go backwards, one process fires a timer at any later-stamped
-    segment, of any connection (`Tracker._advance`). So each partition row gets
+    segment, of any connection (`Tracker.advance`). So each partition row gets
     ``gap_max``: the latest time among the file's segments of other partitions since the
     partition's previous row (`_NO_TIME` if none); None for a partition without rows.
     Also returns, per partition, the latest time after its last row in the file (the
@@ -258,42 +261,44 @@ def _part_of(read: _FileRead, p: int) -> _Part:
 Key = tuple[int, int, int, int, int]
 
 
-class _KeyedTracker(Tracker):
-    """The tracker, unchanged, plus a key per event: where `analyze` (one tracker fed every
-    segment of every partition) would have emitted it. Segment events: at their segment
-    ``(ts, 1, frame, 0, n)``. A timer fires, in one process, at the first segment after it
-    was armed whose time reaches its deadline (`Tracker._advance`), in (deadline, arming)
-    order: ``(deadline, 0, arming frame, 0, n)``; one due at or before its arming time
-    fires at the next segment ``(armed ts, 1, arming frame, 1, n)``; one due after the last
-    segment of the whole set fires at the end ``(_END, 0, deadline, arming frame, n)``. The
+class KeyedObserver(PeerObserver):
+    """The peers' observer plus a key per event of the tracker it watches: where `analyze`
+    (one tracker fed every segment of every partition) would have emitted it. Segment
+    events: at their segment ``(ts, 1, frame, 0, n)``. A timer fires, in one process, at
+    the first segment after it was armed whose time reaches its deadline, in (deadline,
+    arming) order: ``(deadline, 0, arming frame, 0, n)``; one due at or before its arming
+    time fires at the next segment ``(armed ts, 1, arming frame, 1, n)``; one due after the
+    last segment of the whole set fires at the end ``(_END, 0, deadline, arming frame, n)``;
+    one armed by a firing timer and due by that timer's deadline takes its key. The
     connections still open at the end: ``(_END, 1, first frame, 0, 0)``.
 
-    It leans on the tracker's private timer heap (``_timers``, ``_push_timer``,
-    ``_advance``, ``_out``) and on `WiresharkStreams._new`: a change to what they mean
-    shows in tests/test_distributed.py, which compares with `analyze` row for row."""
+    Public seams only: the tracker's observer hook (`tcplife.core.observe`: every segment,
+    every timer armed, firing and fired with its events), its `Timers`, the events `feed`
+    returns (`keyed_segment_events`, given as `drive`'s ``emit``) and the Wireshark
+    numbering callback (`streams`)."""
 
     #: arming records of timers no longer in the heap are dropped past this many
     PRUNE_AT = 4096
 
-    def __init__(self, options: Options, last_ts: int, last_frame: int) -> None:
-        super().__init__(options)
+    def __init__(self, last_ts: int, last_frame: int) -> None:
+        super().__init__(self._new_stream)
         self.keyed: list[tuple[Key, Event]] = []
         self.streams: dict[int, int] = {}  #: local tcp.stream -> its first frame
+        self.timers: Timers | None = None  #: the watched tracker's (`watch`)
         self._last_ts, self._last_frame = last_ts, last_frame
         self._frame = self._ts = 0  #: the arming context: frame and time
         self._pushed: dict[int, tuple[int, int]] = {}  #: timer seq -> arming context
-        self._timer_events = 0
-        self._firing = False
+        self._inherit: dict[int, tuple[int, ...]] = {}  #: timer seq -> its parent's key
+        self._timer_events = 0  #: events the timers produced since the last segment
+        self._firing: tuple[tuple[int, ...], tuple[int, int], int] | None = None
         self._clock_frames = self._clock = np.empty(0, dtype=np.int64)
-        wireshark = self._wireshark
-        new_stream = wireshark._new
 
-        def numbered(seg: Segment) -> Any:
-            conv = new_stream(seg)
-            self.streams[conv.stream] = seg.frame
-            return conv
+    def watch(self, tracker: Tracker) -> Tracker:
+        self.timers = tracker.timers
+        return tracker
 
-        wireshark._new = numbered  # type: ignore[method-assign]
+    def _new_stream(self, stream: int, seg: Segment) -> None:
+        self.streams[stream] = seg.frame
 
     def clock_at(self, frames: np.ndarray, clock: np.ndarray) -> None:
         """Per row of the partition (by frame), the latest time any segment of the whole
@@ -308,60 +313,65 @@ class _KeyedTracker(Tracker):
             return int(self._clock[i])
         return seg.ts_ns  # pragma: no cover - every fed segment is a row of the partition
 
-    def feed(self, seg: Segment) -> list[Event]:
-        clock = self._clock_of(seg)
-        self._frame, self._ts = seg.frame, clock
+    def segment(self, seg: Segment) -> None:
+        super().segment(seg)
+        self._frame, self._ts = seg.frame, self._clock_of(seg)
         self._timer_events = 0
-        out = super().feed(seg)
+
+    def keyed_segment_events(self, events: list[Event]) -> None:
+        """`drive`'s ``emit``: what `Tracker.feed` returned, the events of the timers it
+        fired first (keyed already) and then the segment's own."""
         n = len(self.keyed)
-        self.keyed.extend(((clock, 1, seg.frame, 0, n + i), ev)
-                          for i, ev in enumerate(out[self._timer_events:]))
-        return out
-
-    def finish(self) -> list[Event]:
+        clock, frame = self._ts, self._frame
+        self.keyed.extend(((clock, 1, frame, 0, n + i), ev)
+                          for i, ev in enumerate(events[self._timer_events:]))
         self._timer_events = 0
-        out = super().finish()
+
+    def finishing(self) -> None:
+        self._timer_events = 0
+
+    def keyed_end_events(self, events: list[Event]) -> None:
+        """What `Tracker.finish` returned: after its timers' events, the connections still
+        open at the end."""
         self.keyed.extend(((_END, 1, ev.record.first_frame, 0, 0), ev)
-                          for ev in out[self._timer_events:] if isinstance(ev, ConnectionEnded))
-        return out
+                          for ev in events[self._timer_events:]
+                          if isinstance(ev, ConnectionEnded))
 
-    def _push_timer(self, deadline: int, conn: Any, side: str, gen: int, kind: str) -> None:
-        self._pushed[self._timer_seq + 1] = (self._frame, self._ts)
-        super()._push_timer(deadline, conn, side, gen, kind)
-        if not self._firing and len(self._pushed) > 2 * len(self._timers) + self.PRUNE_AT:
-            live = {entry[1] for entry in self._timers}
+    def timer_armed(self, timer: Timer) -> None:
+        if self._firing is not None:
+            key, context, deadline = self._firing
+            self._pushed[timer.seq] = context
+            if timer.deadline <= deadline:
+                self._inherit[timer.seq] = key
+            return
+        self._pushed[timer.seq] = (self._frame, self._ts)
+        timers = self.timers
+        if timers is not None and len(self._pushed) > 2 * len(timers) + self.PRUNE_AT:
+            live = {entry.seq for entry in timers}
             self._pushed = {k: v for k, v in self._pushed.items() if k in live}
+            self._inherit = {k: v for k, v in self._inherit.items() if k in live}
 
-    def _advance(self, now: int) -> None:
-        # One timer at a time (the tracker's own loop fires every timer due by ``now``):
-        # timers of several connections due at the same instant each get their own key.
-        timers = self._timers
-        while timers and timers[0][0] <= now:
-            entry = heapq.heappop(timers)
-            deadline, seq = entry[0], entry[1]
-            frame, ts = self._pushed.pop(seq, (self._frame, self._ts))
-            late = deadline <= ts
-            if late and frame < self._last_frame:
-                key: tuple[int, ...] = (ts, 1, frame, 1)
-            elif not late and deadline <= self._last_ts:
+    def timer_firing(self, timer: Timer) -> None:
+        deadline = timer.deadline
+        frame, ts = self._pushed.pop(timer.seq, (self._frame, self._ts))
+        key = self._inherit.pop(timer.seq, None)
+        if key is None:
+            if deadline <= ts and frame < self._last_frame:
+                key = (ts, 1, frame, 1)
+            elif deadline > ts and deadline <= self._last_ts:
                 key = (deadline, 0, frame, 0)
             else:
                 key = (_END, 0, deadline, frame)
-            saved = self._frame, self._ts
-            self._frame, self._ts = frame, max(deadline, ts)  # what a timer arms, it arms then
-            n0 = len(self._out)
-            self._timers, self._firing = [entry], True  # not the heap: no pruning now
-            try:
-                super()._advance(deadline)
-            finally:
-                armed, self._timers, self._firing = self._timers, timers, False
-                self._frame, self._ts = saved
-            for armed_entry in armed:  # timers armed by this one (and not yet due)
-                heapq.heappush(timers, armed_entry)
-            new = self._out[n0:]
-            n = len(self.keyed)
-            self.keyed.extend(((*key, n + i), ev) for i, ev in enumerate(new))  # type: ignore[misc]
-            self._timer_events += len(new)
+        # what a timer arms, it arms then
+        self._firing = (key, (frame, max(deadline, ts)), deadline)
+
+    def timer_fired(self, timer: Timer, events: list[Event]) -> None:
+        assert self._firing is not None
+        key = self._firing[0]
+        self._firing = None
+        n = len(self.keyed)
+        self.keyed.extend(((*key, n + i), ev) for i, ev in enumerate(events))  # type: ignore[misc]
+        self._timer_events += len(events)
 
 
 @dataclass
@@ -411,22 +421,25 @@ def _track_partition(pieces: list[_Part], offsets: list[int], options: Options,
                     col[v6] = keys[inv]
             cols[c].append(col)
         carry = tail
-    tracker = _KeyedTracker(options, last_ts, last_frame)
+    keyed = KeyedObserver(last_ts, last_frame)
+    tracker = keyed.watch(new_tracker(options, keyed))
     if cols["frame"]:
         whole = {c: np.concatenate(v) for c, v in cols.items()}
         del cols
-        drive(_batches(whole, book, tracker), tracker, lambda events: None, lookahead=False)
-    tracker.finish()
-    return _PartitionOut(tracker.keyed, tracker.streams)
+        drive(_batches(whole, book, tracker, keyed), tracker, keyed.keyed_segment_events,
+              lookahead=False)
+    keyed.finishing()
+    keyed.keyed_end_events(tracker.finish())
+    return _PartitionOut(keyed.keyed, keyed.streams)
 
 
-def _batches(whole: dict[str, np.ndarray], book: AddressBook,
-             tracker: _KeyedTracker) -> Iterator[Batch]:
+def _batches(whole: dict[str, np.ndarray], book: AddressBook, tracker: Tracker,
+             keyed: KeyedObserver) -> Iterator[Batch]:
     """The partition's rows as batches; before a row that other partitions' segments
     stamped later than it precede, time advances to theirs (as in one process)."""
     gap = whole.pop("gap_max")
     n = len(gap)
-    tracker.clock_at(whole["frame"], np.maximum.accumulate(np.maximum(gap, whole["ts_ns"])))
+    keyed.clock_at(whole["frame"], np.maximum.accumulate(np.maximum(gap, whole["ts_ns"])))
     late = np.flatnonzero(gap > whole["ts_ns"]).tolist()
     cuts = sorted({0, n, *late, *range(0, n, _BATCH_ROWS)})
     late_set = set(late)

@@ -65,7 +65,6 @@ from tcplife.core.events import (
 from tcplife.core.options import NS, Options
 from tcplife.core.segment import Segment
 from tcplife.core.states import CERTAIN, CLIENT, DEFAULT_SEVERITY, SERVER, State
-from tcplife.core.tracker import Tracker
 from tcplife.detect import (
     DetectorSet,
     TimeWaitAccumulation,
@@ -74,6 +73,7 @@ from tcplife.detect import (
 )
 from tcplife.engines.analysis import Result
 from tcplife.engines.drive import drive
+from tcplife.engines.wiring import new_tracker
 from tcplife.output.collect import Collector, connection_row
 from tcplife.output.schema import CONNECTIONS
 
@@ -247,7 +247,7 @@ class LiveSession:
         self.name = name
         self._wall_ns = wall_ns
         self._monotonic = monotonic
-        self.tracker = Tracker(self.options)
+        self.tracker = new_tracker(self.options)
         self.detectors = DetectorSet(self.options)
         self.history = _History(history)
         self.counters = LiveCounters(started_ns=wall_ns())

@@ -1,6 +1,8 @@
 """What Zeek, Wireshark and Suricata would say about each connection instance.
 
-Owns: `Peers`, the per-connection bundle of recorders the tracker feeds (Zeek's history and
+Owns: `PeerObserver`, the tracker's observer (`tcplife.core.observe`) that numbers every
+segment's Wireshark ``tcp.stream`` and gives each connection instance its `Peers`; `Peers`,
+the per-connection bundle of recorders the tracker feeds (Zeek's history and
 endpoint states, for each Zeek connection the instance makes; Suricata's session state; the
 Wireshark ``tcp.stream`` numbers the instance's segments fall in), and `PeerSummary`, what
 ends up in the connection's record.
@@ -12,14 +14,16 @@ Sans-IO like the tracker: segments in, small values out; no pandas here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tcplife.core.observe import Observer
 from tcplife.core.segment import Segment
 from tcplife.peers.suricata import SuricataRecorder
 from tcplife.peers.wireshark import WiresharkStreams
 from tcplife.peers.zeek import ZeekRecord, ZeekReplay, records_json
 
-__all__ = ["PeerSummary", "Peers", "WiresharkStreams", "ZeekRecord"]
+__all__ = ["PeerObserver", "PeerSummary", "Peers", "WiresharkStreams", "ZeekRecord"]
 
 
 @dataclass(slots=True)
@@ -56,17 +60,20 @@ class PeerSummary:
 class Peers:
     """The recorders of one connection instance."""
 
-    __slots__ = ("zeek", "suricata", "streams", "first_stream")
+    __slots__ = ("zeek", "suricata", "streams", "first_stream", "wireshark")
 
-    def __init__(self, seg: Segment, sender_is_client: bool) -> None:
+    def __init__(self, seg: Segment, sender_is_client: bool,
+                 wireshark: WiresharkStreams) -> None:
+        self.wireshark = wireshark  #: whose `current` stream each fed segment is in
         self.zeek = ZeekReplay(seg, sender_is_client)
         self.suricata = SuricataRecorder()
         self.first_stream = -1
         #: further tcp.streams (Wireshark split the instance); None while only the first
         self.streams: set[int] | None = None
 
-    def feed(self, seg: Segment, from_client: bool, stream: int) -> None:
-        """One segment of this instance, with its Wireshark ``tcp.stream``."""
+    def feed(self, seg: Segment, from_client: bool) -> None:
+        """One segment of this instance (its Wireshark ``tcp.stream`` was just numbered)."""
+        stream = self.wireshark.current
         self.zeek.process(seg, from_client)
         self.suricata.process(seg, from_client)
         if self.first_stream < 0:
@@ -115,3 +122,21 @@ class Peers:
             tcp_streams=sorted({self.first_stream, *(self.streams or ())}
                                - {-1}), suricata_state=self.suricata.state,
             zeek_later=tuple(later))
+
+
+class PeerObserver(Observer):
+    """The peers' view of a tracker's input: Wireshark numbers every segment's
+    ``tcp.stream`` (`segment`), and each connection instance gets its `Peers` (`opened`).
+    ``on_new_stream(stream, seg)`` is told of each new ``tcp.stream`` (the Dask engine
+    numbers them across partitions)."""
+
+    __slots__ = ("wireshark",)
+
+    def __init__(self, on_new_stream: Callable[[int, Segment], None] | None = None) -> None:
+        self.wireshark = WiresharkStreams(on_new_stream)
+
+    def segment(self, seg: Segment) -> None:
+        self.wireshark.feed(seg)
+
+    def opened(self, conn_id: int, seg: Segment, sender_is_client: bool) -> Peers:
+        return Peers(seg, sender_is_client, self.wireshark)

@@ -13,6 +13,8 @@ compares the two numberings.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from tcplife.core.segment import ACK, RST, SYN, Segment
 
 _MASK = 0xFFFFFFFF
@@ -35,15 +37,23 @@ class _Conversation:
 
 
 class WiresharkStreams:
-    """Feed every TCP segment in capture order; `feed` returns its ``tcp.stream``."""
+    """Feed every TCP segment in capture order; `feed` returns its ``tcp.stream`` (also
+    kept as `current`). ``on_new(stream, seg)``, if given, is told of each new stream and
+    the segment that starts it."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_conv", "_next", "current", "on_new")
+
+    def __init__(self, on_new: Callable[[int, Segment], None] | None = None) -> None:
         self._conv: dict[tuple[str, int, str, int], _Conversation] = {}
         self._next = 0
+        self.current = -1  #: the stream of the segment fed last
+        self.on_new = on_new
 
     def _new(self, seg: Segment) -> _Conversation:
         conv = _Conversation(self._next, seg)
         self._next += 1
+        if self.on_new is not None:
+            self.on_new(conv.stream, seg)
         self._conv[(seg.src, seg.sport, seg.dst, seg.dport)] = conv
         self._conv[(seg.dst, seg.dport, seg.src, seg.sport)] = conv
         return conv
@@ -67,4 +77,5 @@ class WiresharkStreams:
                 conv.base_b = seg.seq
             if flags & ACK and conv.base_a is None and not flags & RST:
                 conv.base_a = (seg.ack - 1) & _MASK
+        self.current = conv.stream
         return conv.stream

@@ -35,15 +35,15 @@ with atheris.instrument_imports(include=["tcplife"]):
     from tcplife.capture.columns import AddressBook, Batch
     from tcplife.capture.fastread import read_batches
     from tcplife.core.options import Options
-    from tcplife.core.tracker import Tracker
     from tcplife.detect import DetectorSet
     from tcplife.engines.drive import drive
+    from tcplife.engines.wiring import new_tracker
 
 from invariants import check_events, segments_from  # noqa: E402
 
 
 def _events(segments: list, options: Options) -> list:  # type: ignore[type-arg]
-    tracker = Tracker(options)
+    tracker = new_tracker(options)
     out: list = []  # type: ignore[type-arg]
     for seg in segments:
         out.extend(tracker.feed(seg))
@@ -80,7 +80,7 @@ def tracker(data: bytes) -> None:
     events = _events(segments, options)
     check_events(events)
     assert _events(segments, options) == events, "replay differs"
-    tracker_, fast, book = Tracker(options), [], AddressBook()
+    tracker_, fast, book = new_tracker(options), [], AddressBook()
     batches = [Batch.from_segments(segments[i:i + 7], book) for i in range(0, len(segments), 7)]
     drive(batches, tracker_, fast.extend)
     fast.extend(tracker_.finish())
