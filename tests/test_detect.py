@@ -385,7 +385,7 @@ def test_time_wait_sweep_equals_the_tuple_sweep(seed: int) -> None:
     ties included (equal instants, an end and a start at the same time, frameless)."""
     import random
 
-    from tcplife.detect import Spans, _sweep
+    from tcplife.detect.spans import Spans, sweep
 
     rng = random.Random(seed)
     spans, col = [], Spans()
@@ -396,7 +396,7 @@ def test_time_wait_sweep_equals_the_tuple_sweep(seed: int) -> None:
         spans.append(span)
         col.append(span)
     peak, at = _reference_peak(spans)
-    got_peak, got_at, active = _sweep(col)
+    got_peak, got_at, active = sweep(col)
     assert got_peak == peak
     assert (col.span(int(got_at[0])) if len(got_at) else None) == at
     if at is not None:  # every interval active at that edge, and no other

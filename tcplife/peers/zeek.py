@@ -6,8 +6,9 @@ analyzer that decide the history letters and the two endpoint states
 ``update_window``, ``update_last_seq``, ``init_endpoint``, ``init_peer``, the
 ``Update*State`` functions; ``TCP_Endpoint.cc``: ``CheckHistory``, ``DidRxmit``,
 ``ZeroWindow``, ``Size``; ``Conn.cc``: ``ScaledHistoryEntry``, ``FlipRoles``; the flip at
-connection creation in ``TCPAnalyzer::WantConnection``), and `conn_state`, the function of
-``scripts/base/protocols/conn/main.zeek``. Sequence numbers are 32-bit as in Zeek; the
+connection creation in ``TCPAnalyzer::WantConnection``), over `tcplife.peers.zeek_endpoint`
+(Zeek's endpoint and `conn_state`, the function of ``scripts/base/protocols/conn/main.zeek``,
+importable from here too). Sequence numbers are 32-bit as in Zeek; the
 wrap counters Zeek keeps for connections over 4 GB are not modelled.
 
 `ZeekReplay` holds the Zeek connections one tcplife instance makes: Zeek's inactivity timer
@@ -61,92 +62,45 @@ import json
 from dataclasses import dataclass
 
 from tcplife.core.segment import ACK, FIN, RST, SYN, Segment
+from tcplife.peers.zeek_endpoint import (
+    CLOSED,
+    ENDPOINT_STATE_NAMES,
+    ESTABLISHED,
+    HANDSHAKE_INACTIVITY_TIMEOUT_NS,
+    HIST_ACK_PKT,
+    HIST_DATA_PKT,
+    HIST_FIN_PKT,
+    HIST_FIN_RST_PKT,
+    HIST_MULTI_FLAG_PKT,
+    HIST_RST_PKT,
+    HIST_SYN_PKT,
+    INACTIVE,
+    LIKELY_SERVER_PORTS,
+    MASK,
+    PARTIAL,
+    RESET,
+    SYN_ACK_SENT,
+    SYN_SENT,
+    TCP_INACTIVITY_TIMEOUT_NS,
+    TOO_LARGE_SEQ_DELTA,
+    ZeekEndpoint,
+    clean,
+    conn_state,
+    init_endpoint,
+    insert_block,
+    likely_server,
+    seq_delta,
+    settled,
+)
 
-_MASK = 0xFFFFFFFF
-_TOO_LARGE_SEQ_DELTA = 1048576
-
-# TCP_Endpoint states (analyzer/protocol/tcp/TCP_Endpoint.h), in Zeek's order.
-INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
-ENDPOINT_STATE_NAMES = ("TCP_INACTIVE", "TCP_SYN_SENT", "TCP_SYN_ACK_SENT", "TCP_PARTIAL",
-                        "TCP_ESTABLISHED", "TCP_CLOSED", "TCP_RESET")
-
-# History masks (TCP_Endpoint::HistoryMasks); the responder's are shifted by 16.
-HIST_SYN_PKT, HIST_FIN_PKT, HIST_RST_PKT, HIST_FIN_RST_PKT = 0x1, 0x2, 0x4, 0x8
-HIST_DATA_PKT, HIST_ACK_PKT, HIST_MULTI_FLAG_PKT = 0x10, 0x20, 0x40
-
-#: Zeek's ``likely_server_ports`` with the default scripts loaded: the ports the base
-#: protocol scripts add (``redef likely_server_ports += { ports }``), TCP only. Zeek uses
-#: it to decide, for a connection whose first packet is not a SYN, which side originated.
-LIKELY_SERVER_PORTS = frozenset({
-    21, 22, 23, 25, 53, 80, 81, 88, 102, 110, 135, 137, 138, 139, 143, 389, 443, 445, 502,
-    563, 585, 587, 614, 631, 636, 749, 750, 989, 990, 992, 993, 995, 1080, 1433, 1883,
-    2811, 3128, 3268, 3306, 3389, 5222, 5223, 5269, 5432, 6379, 6667,
-    8000, 8080, 8888, 20000, 47808,
-})
-
-
-#: Zeek's ``tcp_inactivity_timeout`` (``scripts/base/init-bare.zeek``: ``const
-#: tcp_inactivity_timeout = 5 min &redef``), in ns: a TCP connection past its handshake that
-#: sees no packet for this long is logged and forgotten (``Session::InactivityTimer``).
-TCP_INACTIVITY_TIMEOUT_NS = 300 * 10**9
-#: Zeek's ``udp_inactivity_timeout`` (init-bare.zeek: ``1 min``), in ns: the inactivity
-#: timeout a TCP connection starts with (``TCPAnalyzer::MakeSessionAdapter``) until an
-#: endpoint leaves the handshake states (``TCP_Endpoint::SetState``).
-HANDSHAKE_INACTIVITY_TIMEOUT_NS = 60 * 10**9
-
-
-def _delta(a: int, b: int) -> int:
-    """Zeek's ``seq_delta``: ``a - b`` as a signed 32-bit number."""
-    d = (a - b) & _MASK
-    return d - 0x100000000 if d >= 0x80000000 else d
-
-
-class _Endpoint:
-    """One side as Zeek's TCP_Endpoint keeps it (only what history and state need)."""
-
-    __slots__ = ("is_orig", "state", "prev_state", "start", "ack", "last", "hist_syn",
-                 "hist_fin", "hist_rst", "rxmt_cnt", "rxmt_thresh", "win0_cnt",
-                 "win0_thresh", "gap_cnt", "gap_thresh", "fin_cnt", "fin_seq", "did_close",
-                 "first_seen", "reassem", "trim", "blocks", "pkts")
-
-    def __init__(self, is_orig: bool) -> None:
-        self.is_orig = is_orig
-        self.state = self.prev_state = INACTIVE
-        self.start = self.ack = self.last = 0
-        self.hist_syn = self.hist_fin = self.hist_rst = 0
-        self.rxmt_cnt = self.win0_cnt = self.gap_cnt = 0
-        self.rxmt_thresh = self.win0_thresh = self.gap_thresh = 1
-        self.fin_cnt = self.fin_seq = 0
-        self.did_close = False
-        self.first_seen = False  #: a packet of this side was processed (first_packet_seen)
-        # The reassembler of this side's data (TCP_Reassembler), relative sequence
-        # numbers: delivered up to ``reassem``, acknowledged up to ``trim``, and the
-        # blocks received above a hole, sorted [seq, upper) pairs.
-        self.reassem = self.trim = 1
-        self.blocks: list[list[int]] | tuple[()] = ()  #: () until the first hole
-        self.pkts = 0  #: packets of this side (conn.log's orig_pkts / resp_pkts)
-
-    def set_state(self, new: int) -> None:
-        if new != self.state:
-            self.prev_state = self.state
-            self.state = new
-
-    def size(self, peer: _Endpoint) -> int:
-        """TCP_Endpoint::Size: payload bytes from sequence numbers (what conn.log logs as
-        orig_bytes / resp_bytes)."""
-        if self.prev_state == SYN_SENT and self.state == RESET and peer.state == INACTIVE \
-                and self.ack not in (self.start, (self.start + 1) & _MASK):
-            return 0
-        size = max(_delta(self.last, self.start), _delta(self.ack, self.start))
-        if size > 0:
-            size -= 1
-        if self.fin_cnt and size > 0:
-            size -= 1
-        return max(size, 0)
-
-
-def likely_server(port: int) -> bool:
-    return port in LIKELY_SERVER_PORTS
+#: also importable from here: Zeek's endpoint states, history masks, ports and timeouts,
+#: and `conn_state` (defined in `tcplife.peers.zeek_endpoint`)
+__all__ = ["CLOSED", "ENDPOINT_STATE_NAMES", "ESTABLISHED", "HANDSHAKE_INACTIVITY_TIMEOUT_NS",
+           "HIST_ACK_PKT", "HIST_DATA_PKT", "HIST_FIN_PKT", "HIST_FIN_RST_PKT",
+           "HIST_MULTI_FLAG_PKT", "HIST_RST_PKT", "HIST_SYN_PKT", "INACTIVE",
+           "LIKELY_SERVER_PORTS", "PARTIAL", "RESET", "SYN_ACK_SENT", "SYN_SENT",
+           "TCP_INACTIVITY_TIMEOUT_NS", "ZeekRecord", "ZeekRecorder", "ZeekReplay",
+           "conn_state", "likely_server", "records_from_json", "records_json"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,8 +191,8 @@ class ZeekRecorder:
                  "start_ns", "last_ns", "is_partial", "inactivity_ns")
 
     def __init__(self, seg: Segment, sender_is_client: bool) -> None:
-        self.client = _Endpoint(sender_is_client)
-        self.server = _Endpoint(not sender_is_client)
+        self.client = ZeekEndpoint(sender_is_client)
+        self.server = ZeekEndpoint(not sender_is_client)
         self.orig_is_client = sender_is_client  # the first packet's sender originates
         self.letters = ""  #: the history so far (a str: a list costs 3x per connection)
         self.hist_seen = 0
@@ -261,10 +215,10 @@ class ZeekRecorder:
     def history(self) -> str:
         return self.letters
 
-    def orig(self) -> _Endpoint:
+    def orig(self) -> ZeekEndpoint:
         return self.client if self.orig_is_client else self.server
 
-    def resp(self) -> _Endpoint:
+    def resp(self) -> ZeekEndpoint:
         return self.server if self.orig_is_client else self.client
 
     def orig_bytes(self) -> int:
@@ -292,7 +246,7 @@ class ZeekRecorder:
             orig_pkts=o.pkts, resp_pkts=r.pkts)
 
     # ------------------------------------------------------------------ history
-    def _check(self, ep: _Endpoint, mask: int, code: str) -> bool:
+    def _check(self, ep: ZeekEndpoint, mask: int, code: str) -> bool:
         """Connection::CheckHistory via TCP_Endpoint: True if already seen."""
         if not ep.is_orig:
             mask <<= 16
@@ -303,26 +257,26 @@ class ZeekRecorder:
         self.letters += code
         return False
 
-    def _add(self, ep: _Endpoint, code: str) -> None:
+    def _add(self, ep: ZeekEndpoint, code: str) -> None:
         self.letters += code if ep.is_orig else code.lower()
 
-    def _did_rxmit(self, ep: _Endpoint) -> None:
+    def _did_rxmit(self, ep: ZeekEndpoint) -> None:
         """ScaledHistoryEntry: the 1st, 10th, 100th ... retransmission adds a letter."""
         ep.rxmt_cnt += 1
         if ep.rxmt_cnt == ep.rxmt_thresh:
             self._add(ep, "T")
             ep.rxmt_thresh *= 10
 
-    def _gap(self, ep: _Endpoint, peer: _Endpoint) -> None:
+    def _gap(self, ep: ZeekEndpoint, peer: ZeekEndpoint) -> None:
         """TCP_Reassembler::Gap: a content gap counts (``G``, log-scale) only while both
         sides are established or cleanly closing."""
-        if _clean(ep) and _clean(peer):
+        if clean(ep) and clean(peer):
             ep.gap_cnt += 1
             if ep.gap_cnt == ep.gap_thresh:
                 self._add(ep, "G")
                 ep.gap_thresh *= 10
 
-    def _zero_window(self, ep: _Endpoint) -> None:
+    def _zero_window(self, ep: ZeekEndpoint) -> None:
         ep.win0_cnt += 1
         if ep.win0_cnt == ep.win0_thresh:
             self._add(ep, "W")
@@ -337,7 +291,7 @@ class ZeekRecorder:
         self.is_partial = False
         self.letters += "^"
 
-    def _update_history(self, flags: int, ep: _Endpoint, rel_seq: int, length: int) -> None:
+    def _update_history(self, flags: int, ep: ZeekEndpoint, rel_seq: int, length: int) -> None:
         bits = (1 if flags & SYN else 0) + (1 if flags & FIN else 0) + (1 if flags & RST else 0)
         if bits > 1:
             if flags & FIN and flags & RST:
@@ -382,9 +336,9 @@ class ZeekRecorder:
         seg_len = length + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
         if flags & RST:
             seg_len -= length  # an RST's data is not part of the stream
-        one_past = (base + seg_len) & _MASK
-        _init_endpoint(ep, flags, base, one_past)
-        rel_seq = _delta(base, ep.start)
+        one_past = (base + seg_len) & MASK
+        init_endpoint(ep, flags, base, one_past)
+        rel_seq = seq_delta(base, ep.start)
         self._update_history(flags, ep, rel_seq, length)
         # update_window: a zero window counts unless it comes with or after an RST, or
         # after the peer's FIN (scaling cannot make a non-zero window zero).
@@ -402,14 +356,14 @@ class ZeekRecorder:
             if peer.state == INACTIVE:
                 # init_peer: number the peer as if its SYN had been ack - 1.
                 rel_ack = 1
-                peer.start = peer.ack = peer.last = (ack - 1) & _MASK
+                peer.start = peer.ack = peer.last = (ack - 1) & MASK
             else:
-                rel_ack = _delta(ack, peer.start)
+                rel_ack = seq_delta(ack, peer.start)
                 if rel_ack < 0:
                     rel_ack = 0
                 elif not flags & RST:
-                    delta_ack = _delta(ack, peer.ack)
-                    if not (ack == 0 and delta_ack > _TOO_LARGE_SEQ_DELTA) and delta_ack > 0:
+                    delta_ack = seq_delta(ack, peer.ack)
+                    if not (ack == 0 and delta_ack > TOO_LARGE_SEQ_DELTA) and delta_ack > 0:
                         peer.ack = ack
         delta_last = self._update_last_seq(ep, one_past, flags, length)
         do_close = self._update_state(ep, peer, base, length, delta_last, flags)
@@ -425,12 +379,12 @@ class ZeekRecorder:
         if do_close and not ep.did_close:  # ConnectionClosed (reassembly delays ignored)
             ep.did_close = True
 
-    def _plain(self, seg: Segment, ep: _Endpoint, peer: _Endpoint, flags: int, base: int,
+    def _plain(self, seg: Segment, ep: ZeekEndpoint, peer: ZeekEndpoint, flags: int, base: int,
                ack: int, length: int) -> None:
         """`process` for the common case, inlined: an ACK or data segment, no SYN, FIN or
         RST, both sides established or partial, not the side's first packet (nothing for
         init_endpoint, SetPartialStatus or the state machine to do)."""
-        rel_seq = _delta(base, ep.start)
+        rel_seq = seq_delta(base, ep.start)
         shift = 0 if ep.is_orig else 16
         if length:
             if not self.hist_seen & (HIST_DATA_PKT << shift):
@@ -443,15 +397,15 @@ class ZeekRecorder:
             self.last_ns = seg.ts_ns
         rel_ack = 0
         if flags & ACK:
-            rel_ack = _delta(ack, peer.start)
+            rel_ack = seq_delta(ack, peer.start)
             if rel_ack < 0:
                 rel_ack = 0
             else:
-                delta_ack = _delta(ack, peer.ack)
-                if delta_ack > 0 and not (ack == 0 and delta_ack > _TOO_LARGE_SEQ_DELTA):
+                delta_ack = seq_delta(ack, peer.ack)
+                if delta_ack > 0 and not (ack == 0 and delta_ack > TOO_LARGE_SEQ_DELTA):
                     peer.ack = ack
-        one_past = (base + length) & _MASK
-        if _delta(one_past, ep.last) > 0:
+        one_past = (base + length) & MASK
+        if seq_delta(one_past, ep.last) > 0:
             ep.last = one_past
         elif length > 0:
             self._did_rxmit(ep)
@@ -460,11 +414,11 @@ class ZeekRecorder:
         if length > 0 and rel_seq >= 0:
             self._data_sent(ep, rel_seq, length)
 
-    def _data_sent(self, ep: _Endpoint, seq: int, length: int) -> None:
+    def _data_sent(self, ep: ZeekEndpoint, seq: int, length: int) -> None:
         """TCP_Reassembler::DataSent and NewBlock: deliver in order, keep what lies above a
         hole. (The payload is taken as captured whole: tcplife's segments do not say when
         the snap length cut it, which Zeek would count as a gap.)"""
-        ack = _delta(ep.ack, ep.start)
+        ack = seq_delta(ep.ack, ep.start)
         upper = seq + length
         if seq < ack:
             if upper <= ack:
@@ -481,9 +435,9 @@ class ZeekRecorder:
             while blocks and blocks[0][0] <= ep.reassem:
                 ep.reassem = max(ep.reassem, blocks.pop(0)[1])
             return
-        ep.blocks = _insert(ep.blocks, seq, upper)
+        ep.blocks = insert_block(ep.blocks, seq, upper)
 
-    def _ack_received(self, ep: _Endpoint, peer: _Endpoint, seq: int) -> None:
+    def _ack_received(self, ep: ZeekEndpoint, peer: ZeekEndpoint, seq: int) -> None:
         """TCP_Reassembler::AckReceived for ``ep``'s data, acknowledged by ``peer`` up to
         relative ``seq``: data acknowledged but never seen is a content gap."""
         if ep.fin_cnt > 0 and seq >= ep.fin_seq:
@@ -499,7 +453,7 @@ class ZeekRecorder:
         if blocks and blocks[0][0] < seq:
             blocks[0][0] = seq
 
-    def _undelivered(self, ep: _Endpoint, peer: _Endpoint, up_to: int) -> None:
+    def _undelivered(self, ep: ZeekEndpoint, peer: ZeekEndpoint, up_to: int) -> None:
         if up_to <= 2 and self.is_partial:
             return  # the faked SYN octet of a partial connection is not missing data
         blocks = ep.blocks
@@ -513,13 +467,13 @@ class ZeekRecorder:
             self._gap(ep, peer)
         ep.reassem = max(ep.reassem, up_to)
 
-    def _update_last_seq(self, ep: _Endpoint, last_seq: int, flags: int,
+    def _update_last_seq(self, ep: ZeekEndpoint, last_seq: int, flags: int,
                          length: int) -> int:
-        delta = _delta(last_seq, ep.last)
-        if flags & (SYN | RST) and (delta > _TOO_LARGE_SEQ_DELTA
-                                    or delta < -_TOO_LARGE_SEQ_DELTA):
+        delta = seq_delta(last_seq, ep.last)
+        if flags & (SYN | RST) and (delta > TOO_LARGE_SEQ_DELTA
+                                    or delta < -TOO_LARGE_SEQ_DELTA):
             pass
-        elif flags & FIN and ep.last == (ep.start + 1) & _MASK:
+        elif flags & FIN and ep.last == (ep.start + 1) & MASK:
             ep.last = last_seq
         elif ep.state == RESET:
             pass  # no sequence number after an RST is trusted
@@ -531,7 +485,7 @@ class ZeekRecorder:
             self._did_rxmit(ep)
         return delta
 
-    def _update_state(self, ep: _Endpoint, peer: _Endpoint, base: int, length: int,
+    def _update_state(self, ep: ZeekEndpoint, peer: ZeekEndpoint, base: int, length: int,
                       delta_last: int, flags: int) -> bool:
         """UpdateStateMachine; returns do_close."""
         is_orig = ep.is_orig
@@ -600,7 +554,7 @@ class ZeekRecorder:
         return (c.state in (ESTABLISHED, PARTIAL) and s.state in (ESTABLISHED, PARTIAL)
                 and c.last == client_nxt and s.last == server_nxt
                 and s.ack == client_max_ack and c.ack == server_max_ack
-                and _settled(c) and _settled(s))
+                and settled(c) and settled(s))
 
     def fast_rows(self) -> tuple[tuple[bool, bool], tuple[bool, bool]]:
         """[from_client][has_payload]: has this side's ``A`` (``D``) been recorded? If not,
@@ -630,100 +584,7 @@ class ZeekRecorder:
         self.client.last, self.server.last = client_nxt, server_nxt
         self.server.ack, self.client.ack = client_max_ack, server_max_ack
         for ep in (self.client, self.server):
-            ep.reassem = _delta(ep.last, ep.start)
-            ep.trim = max(ep.trim, _delta(ep.ack, ep.start))
+            ep.reassem = seq_delta(ep.last, ep.start)
+            ep.trim = max(ep.trim, seq_delta(ep.ack, ep.start))
         if last_ns > self.last_ns:
             self.last_ns = last_ns
-
-
-def _clean(ep: _Endpoint) -> bool:
-    return ep.state == ESTABLISHED or ep.state == CLOSED and ep.prev_state == ESTABLISHED
-
-
-def _settled(ep: _Endpoint) -> bool:
-    """Everything this side sent is delivered in order, and acknowledged as tracked: in a
-    run of in-order segments whose ACKs stay within what the peer sent, no gap arises."""
-    return not ep.blocks and ep.reassem == _delta(ep.last, ep.start) \
-        and ep.trim == _delta(ep.ack, ep.start)
-
-
-def _insert(blocks: list[list[int]] | tuple[()], seq: int, upper: int) -> list[list[int]]:
-    """[seq, upper) added to sorted disjoint blocks, overlaps merged."""
-    out: list[list[int]] = []
-    placed = False
-    for b in blocks:
-        if b[1] < seq:
-            out.append(b)
-        elif upper < b[0]:
-            if not placed:
-                out.append([seq, upper])
-                placed = True
-            out.append(b)
-        else:
-            seq, upper = min(seq, b[0]), max(upper, b[1])
-    if not placed:
-        out.append([seq, upper])
-    return out
-
-
-def _init_endpoint(ep: _Endpoint, flags: int, first_seq: int, last_seq: int) -> None:
-    state = ep.state
-    if state == INACTIVE:
-        if flags & SYN:
-            ep.start = ep.ack = first_seq
-        else:
-            # A partial connection: number it as though the SYN had been seen, and do not
-            # let the first packet look like a duplicate.
-            ep.start = ep.ack = (first_seq - 1) & _MASK
-            last_seq = first_seq
-        ep.last = last_seq
-    elif state in (SYN_SENT, SYN_ACK_SENT):
-        if flags & SYN and first_seq != ep.start:  # SYN_seq_jump
-            ep.start = ep.ack = first_seq
-            ep.last = last_seq
-    elif state in (ESTABLISHED, PARTIAL):
-        if flags & SYN:  # guess the connection was not set up; this SYN sets it up
-            ep.start = ep.ack = first_seq
-            ep.last = last_seq
-    elif state == RESET and flags & SYN and ep.prev_state == INACTIVE:
-        ep.start = ep.ack = first_seq
-        ep.last = last_seq
-
-
-def _rstos0(history: str) -> bool:
-    """``/^?S[^HAFGIQ]*R.*/ == history`` (a Zeek pattern match is anchored)."""
-    h = history[1:] if history.startswith("^") else history
-    if not h.startswith("S"):
-        return False
-    for ch in h[1:]:
-        if ch == "R":
-            return True
-        if ch in "HAFGIQ":
-            return False
-    return False
-
-
-def conn_state(os_: int, rs: int, orig_size: int, resp_size: int, history: str) -> str:
-    """``Conn::conn_state`` of scripts/base/protocols/conn/main.zeek, for TCP."""
-    o_inactive = os_ in (INACTIVE, PARTIAL)
-    r_inactive = rs in (INACTIVE, PARTIAL)
-    if rs == RESET:
-        if os_ in (SYN_SENT, SYN_ACK_SENT) or (os_ == RESET and orig_size == 0
-                                                and resp_size == 0):
-            return "REJ"
-        return "RSTRH" if o_inactive else "RSTR"
-    if os_ == RESET:
-        if r_inactive:
-            return "RSTOS0" if _rstos0(history) else "OTH"
-        return "RSTO"
-    if rs == CLOSED and os_ == CLOSED:
-        return "SF"
-    if os_ == CLOSED:
-        return "SH" if r_inactive else "S2"
-    if rs == CLOSED:
-        return "SHR" if o_inactive else "S3"
-    if os_ == SYN_SENT and rs == INACTIVE:
-        return "S0"
-    if os_ == ESTABLISHED and rs == ESTABLISHED:
-        return "S1"
-    return "OTH"
