@@ -8,9 +8,9 @@ and never call back into the tracker.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from tcplife.core.states import State
-from tcplife.peers import PeerSummary
 
 
 @dataclass(slots=True)
@@ -141,7 +141,9 @@ class ConnectionRecord:
     client_last_payload_ns: int | None = None  #: when the client last sent payload
     server_last_payload_ns: int | None = None
     anomalies: list[str] = field(default_factory=list)
-    peers: PeerSummary | None = None  #: what Zeek, Wireshark, Suricata would say
+    #: what the tracker's observer summarised (`Watcher.summary`): with the engines' observer,
+    #: a `tcplife.peers.PeerSummary` (what Zeek, Wireshark, Suricata would say)
+    peers: Any = None
     #: where each side goes once the timeouts pending at the end have run, with no
     #: further packet (None: as ``client_state``/``server_state``)
     client_eventual_state: State | None = None
