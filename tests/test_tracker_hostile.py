@@ -72,10 +72,13 @@ def test_the_checker_knows_the_table() -> None:
     for (state, ev), cell in TABLE.items():
         if isinstance(cell, Stay):
             continue
-        t = Transition(0, 0, 0, "client", "a", 1, state, cell, str(ev), 1, False)
+        t = Transition(0, 0, 0, "client", "a", 1, state, cell, str(ev), 1, False, ev=ev)
         assert allowed(t)
         wrong = State.LISTEN if cell != State.LISTEN else State.CLOSED
         assert not allowed(Transition(0, 0, 0, "client", "a", 1, state, wrong, str(ev), 1,
+                                      False, ev=ev))
+        # the text is for people: a transition without its table event is not allowed
+        assert not allowed(Transition(0, 0, 0, "client", "a", 1, state, cell, str(ev), 1,
                                       False))
 
 

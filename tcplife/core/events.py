@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tcplife.core.machine import Ev
 from tcplife.core.states import State
 
 
@@ -49,6 +50,9 @@ class Transition:
     #: Kept here so that a side's history is its list of transitions, not a copy of them.
     from_since_ns: int = field(default=0, compare=False, repr=False)
     retract_on: str = field(default="", compare=False, repr=False)
+    #: the table's event (`tcplife.core.machine.Ev`) that made it: ``TABLE[(from_state,
+    #: ev)] == to_state``; ``event`` is its text for people, which may say more
+    ev: Ev | None = None
 
 
 @dataclass(slots=True)

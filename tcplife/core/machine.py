@@ -9,6 +9,11 @@ that a segment is not a retransmission) and feeds them in order: for a segment f
 B, first A's `SEND_*` event, then B's `RECV_ACK_*` event for the ACK field, then B's
 `RECV_SYN/FIN/RST` event for the control bits.
 
+A third grid holds the changes no segment of the side's own makes: its timers running out,
+a new incarnation of the 4-tuple, a TIME_WAIT taking the peer's new SYN, and the server's
+initial state decided by its first answer. Every state change the tracker makes is a cell
+of these grids (`tcplife.core.changes` looks each one up).
+
 Every (state, event) cell is explicit: a next state, ``-`` (stay, nothing to note) or
 ``!name`` (stay and note the oddity ``name``: an observer keeps going, see STYLE.md).
 Rules follow RFC 9293 section 3.10 and Linux where they differ (noted below).
@@ -37,6 +42,17 @@ class Ev(str, Enum):
     RECV_FIN = "recv FIN"
     RECV_RST = "recv RST"  #: an RST the tracker judged acceptable
     RECV_ACK = "recv ACK"  #: data or pure ACK with nothing new for this side's state
+    # Changes no segment of this side's own makes, each a column of the third grid:
+    TIMEOUT = "timeout"  #: a timer of this side ran out (state timeout, retransmissions)
+    #: this side sent a new SYN on the 4-tuple: its old socket is gone
+    NEW_SYN = "new SYN on the 4-tuple"
+    #: the peer's new SYN on the 4-tuple was taken by this side's TIME_WAIT socket
+    TW_TAKES_SYN = "recv SYN (new incarnation)"
+    #: the server answered the client's first SYN with a SYN-ACK: it was listening
+    SHOWN_LISTENING = "shown listening"
+    #: the server answered with RST or a SYN of its own, or never answered: it had no
+    #: listening socket for the SYN
+    SHOWN_CLOSED = "shown closed"
 
     def __str__(self) -> str:
         return self.value
@@ -55,6 +71,11 @@ RECV_ACK_FIN = Ev.RECV_ACK_FIN
 RECV_FIN = Ev.RECV_FIN
 RECV_RST = Ev.RECV_RST
 RECV_ACK = Ev.RECV_ACK
+TIMEOUT = Ev.TIMEOUT
+NEW_SYN = Ev.NEW_SYN
+TW_TAKES_SYN = Ev.TW_TAKES_SYN
+SHOWN_LISTENING = Ev.SHOWN_LISTENING
+SHOWN_CLOSED = Ev.SHOWN_CLOSED
 
 
 class Stay(NamedTuple):
@@ -67,9 +88,12 @@ class Stay(NamedTuple):
 _SEND_COLUMNS = (Ev.SEND_SYN, Ev.SEND_SYNACK, Ev.SEND_FIN, Ev.SEND_RST, Ev.SEND_ACK)
 _RECV_COLUMNS = (Ev.RECV_SYN, Ev.RECV_SYNACK, Ev.RECV_ACK_SYN, Ev.RECV_ACK_FIN, Ev.RECV_FIN,
                  Ev.RECV_RST, Ev.RECV_ACK)
+_OTHER_COLUMNS = (Ev.TIMEOUT, Ev.NEW_SYN, Ev.TW_TAKES_SYN, Ev.SHOWN_LISTENING,
+                  Ev.SHOWN_CLOSED)
 
 _ABBREV = {
-    "CLOSED": State.CLOSED, "SSENT": State.SYN_SENT, "SRCVD": State.SYN_RECEIVED,
+    "CLOSED": State.CLOSED, "LISTEN": State.LISTEN, "SSENT": State.SYN_SENT,
+    "SRCVD": State.SYN_RECEIVED,
     "ESTAB": State.ESTABLISHED, "FW1": State.FIN_WAIT_1, "FW2": State.FIN_WAIT_2,
     "CW": State.CLOSE_WAIT, "CLOSING": State.CLOSING, "LACK": State.LAST_ACK,
     "TW": State.TIME_WAIT,
@@ -113,6 +137,31 @@ CLOSING      | !syn_in_sync -       -           TW      -           CLOSED      
 LAST_ACK     | !syn_in_sync -       -           CLOSED  -           CLOSED        -
 TIME_WAIT    | -            -       -           -       -           CLOSED        -
 """
+# The third grid: what no segment of the side's own shows.
+#   timeout   TIME_WAIT ends (2*MSL), an orphaned FIN_WAIT_2 (tcp_fin_timeout), SYN and
+#             SYN-ACK retries run out (tcp_syn_retries, tcp_synack_retries), data
+#             retransmitted into silence (tcp_retries2, in the states that send data);
+#             the tracker arms each timer only in the states listed here
+#   newSYN    the side sends a SYN with a new ISN on the 4-tuple: its old socket is gone
+#             (the new one is a new connection instance)
+#   twSYN     a TIME_WAIT socket takes the peer's new SYN (Linux TCP_TW_SYN)
+#   listen /  the server's state before the client's SYN, shown by its first answer (or
+#   closed    its silence): the initial state is decided, not a change (no transition)
+_OTHER_TEXT = """
+state        | timeout newSYN twSYN  listen closed
+UNKNOWN      | -       CLOSED -      LISTEN CLOSED
+CLOSED       | -       -      -      -      -
+LISTEN       | -       -      -      -      -
+SYN_SENT     | CLOSED  CLOSED -      -      -
+SYN_RECEIVED | CLOSED  CLOSED -      -      -
+ESTABLISHED  | CLOSED  CLOSED -      -      -
+FIN_WAIT_1   | CLOSED  CLOSED -      -      -
+FIN_WAIT_2   | CLOSED  CLOSED -      -      -
+CLOSE_WAIT   | CLOSED  CLOSED -      -      -
+CLOSING      | CLOSED  CLOSED -      -      -
+LAST_ACK     | CLOSED  CLOSED -      -      -
+TIME_WAIT    | CLOSED  CLOSED CLOSED -      -
+"""
 # Rows worth a word:
 # - UNKNOWN (capture began mid-stream) behaves as ESTABLISHED when the side's own
 #   segments show it synchronized; a FIN seen first implies it was ESTABLISHED.
@@ -153,7 +202,10 @@ def _parse_table(text: str, columns: tuple[Ev, ...]) -> dict[tuple[State, Ev], S
 
 #: The transition table: (state, event) -> next state, or Stay(note).
 TABLE: dict[tuple[State, Ev], State | Stay] = {
-    **_parse_table(_SEND_TEXT, _SEND_COLUMNS), **_parse_table(_RECV_TEXT, _RECV_COLUMNS)}
+    **_parse_table(_SEND_TEXT, _SEND_COLUMNS), **_parse_table(_RECV_TEXT, _RECV_COLUMNS),
+    **_parse_table(_OTHER_TEXT, _OTHER_COLUMNS)}
+#: the events that decide a side's initial state rather than change it (no transition)
+DECIDING = frozenset({Ev.SHOWN_LISTENING, Ev.SHOWN_CLOSED})
 
 
 def step(state: State, event: Ev) -> State | Stay:

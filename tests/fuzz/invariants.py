@@ -11,10 +11,8 @@ The rules checked on every event:
 * every state is a `State`;
 * each side's transitions chain: ``from_state`` is the side's current state (the previous
   transition's ``to_state``, or what a retraction restored);
-* every transition is allowed by `tcplife.core.machine.TABLE` for its event, or is one of the
-  tracker's three others: a timer (``timeout``: TIME_WAIT, FIN_WAIT_2, SYN_SENT or
-  SYN_RECEIVED -> CLOSED), a new incarnation (``new SYN on the 4-tuple`` -> CLOSED, and
-  ``recv SYN (new incarnation)``: TIME_WAIT -> CLOSED);
+* every transition is a cell of `tcplife.core.machine.TABLE`: ``TABLE[(from_state, ev)]``
+  is its ``to_state``, for its table event ``ev`` (whatever its text says);
 * a retraction undoes the side's latest standing transition;
 * the final record's states are the sides' current states, and every connection started
   ends exactly once.
@@ -104,18 +102,9 @@ class _Side:
 
 
 def allowed(t: Transition) -> bool:
-    """Whether the state table (or one of the tracker's three other rules) allows `t`."""
-    ev = EVENTS.get(t.event)
-    if ev is not None:
-        cell = TABLE[(t.from_state, ev)]
-        return cell == t.to_state
-    if t.event == "timeout":
-        return t.from_state in TIMER_STATES and t.to_state == State.CLOSED
-    if t.event == "new SYN on the 4-tuple":
-        return t.to_state == State.CLOSED
-    if t.event == "recv SYN (new incarnation)":
-        return t.from_state == State.TIME_WAIT and t.to_state == State.CLOSED
-    return False
+    """Whether the state table allows `t`: the cell of its table event leads to its
+    ``to_state`` (timeouts, new incarnations and a TIME_WAIT taking a SYN are cells too)."""
+    return t.ev is not None and TABLE[(t.from_state, t.ev)] == t.to_state
 
 
 def check_events(events: list[object]) -> None:

@@ -1,0 +1,110 @@
+"""What the tracker says happened: transitions through the table, retractions, notes.
+
+Owns: `Changes`, the one place a side's state changes (`apply` looks the table up;
+`transition` records a change, `contradict` undoes the latest deduction of a kind and
+everything after it) and where notes are emitted (`odd`, `note`), with the transition ids
+and the list of events of the current call. After every change of state it calls ``arm``
+(the tracker's timer arming).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tcplife.core.connection import Connection
+from tcplife.core.endpoint import Endpoint
+from tcplife.core.events import Event, Oddity, Retraction, Transition
+from tcplife.core.machine import Ev, Stay, step
+from tcplife.core.segment import Segment
+from tcplife.core.states import TIME_WAIT, UNKNOWN, State
+
+
+class Changes:
+    """Emits the events of state changes and notes into `out` (the current call's)."""
+
+    __slots__ = ("out", "next_tid", "arm")
+
+    def __init__(self, arm: Callable[[Connection, Endpoint], None]) -> None:
+        self.out: list[Event] = []
+        self.next_tid = 0
+        #: arms the side's state timer after it changed state (`Tracker`)
+        self.arm = arm
+
+    def apply(self, conn: Connection, ep: Endpoint, ev: Ev, seg: Segment, *,
+              inferred: bool, kind: str = "") -> None:
+        """The table's cell for ``ep`` and ``ev``, caused by ``seg``: a transition, or
+        nothing (an oddity if the cell names one)."""
+        result = step(ep.state, ev)
+        if isinstance(result, Stay):
+            if result.note:
+                self.odd(conn, ep, seg, result.note, f"{ev} in {ep.state}")
+            return
+        self.transition(conn, ep, ev, seg.frame, seg.ts_ns,
+                        inferred=inferred or ep.state == UNKNOWN, kind=kind)
+
+    def transition(self, conn: Connection, ep: Endpoint, ev: Ev, frame: int | None, ts: int,
+                   *, inferred: bool, kind: str, text: str | None = None) -> None:
+        """Move ``ep`` to where the table's cell for ``ev`` leads (it must lead somewhere),
+        at ``ts``; ``text`` says more than the event's name where there is more to say;
+        ``kind`` is what evidence would contradict it (see `contradict`)."""
+        to = step(ep.state, ev)
+        if not isinstance(to, State):
+            raise ValueError(f"no transition for {ev} in {ep.state}")
+        tid = self.next_tid
+        self.next_tid += 1
+        transition = Transition(tid, conn.conn_id, ts, ep.side, ep.addr, ep.port, ep.state,
+                                to, str(ev) if text is None else text, frame, inferred,
+                                ep.since_ns, kind, ev)
+        ep.history.append(transition)
+        ep.state = to
+        ep.since_ns = ts
+        ep.timer_gen += 1
+        self.out.append(transition)
+        self.arm(conn, ep)
+
+    @staticmethod
+    def decide(ep: Endpoint, ev: Ev) -> None:
+        """``ev`` decides the side's initial state (`machine.DECIDING`): the state it had
+        from the start, not a change, so no transition; a cell that stays is nothing."""
+        to = step(ep.state, ev)
+        if isinstance(to, State):
+            ep.state = ep.initial_state = to
+
+    def contradict(self, conn: Connection, ep: Endpoint, kind: str, seg: Segment,
+                    reason: str) -> None:
+        """Undo the latest deduction of ``kind`` about ``ep`` and everything after it."""
+        for index in range(len(ep.history) - 1, -1, -1):
+            if ep.history[index].retract_on == kind:
+                break
+        else:
+            return
+        undone = ep.history[index:]
+        del ep.history[index:]
+        for entry in reversed(undone):
+            self.out.append(Retraction(entry.tid, conn.conn_id, ep.side, seg.ts_ns,
+                                        seg.frame, reason))
+        first = undone[0]
+        ep.state = first.from_state
+        ep.since_ns = first.from_since_ns
+        ep.timer_gen += 1
+        if kind == "ack_fin":
+            ep.fin_acked = False
+        if any(e.retract_on == "fin" for e in undone):
+            ep.got_fin = False
+        if kind == "timeout":
+            conn.timed_out = any(h.retract_on == "timeout" and h.from_state != TIME_WAIT
+                                 for h in conn.client.history + conn.server.history)
+        self.odd(conn, ep, seg, "retracted", f"{reason}: undid {len(undone)} transition(s)")
+        self.arm(conn, ep)
+
+    def odd(self, conn: Connection, ep: Endpoint, seg: Segment, name: str,
+             detail: str) -> None:
+        self.note(conn, Oddity(conn.conn_id, seg.ts_ns, seg.frame, ep.side, name, detail))
+
+    def note(self, conn: Connection, oddity: Oddity) -> None:
+        """Emit ``oddity``; kept on the connection for its `ConnectionEnded`."""
+        self.out.append(oddity)
+        if conn.notes is None:
+            conn.notes = [oddity]
+        else:
+            conn.notes.append(oddity)
