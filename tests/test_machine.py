@@ -17,10 +17,14 @@ import pytest
 
 from tcplife.core.machine import (
     ALIVE,
+    DECIDING,
     FIN_SENT,
+    PAIR,
+    REUSE,
     SYNCHRONIZED,
     TABLE,
     Ev,
+    Joint,
     Stay,
     step,
 )
@@ -217,3 +221,106 @@ def test_mid_stream_sides_start_unknown() -> None:
 def test_surprises_keep_the_state_and_are_noted(state: State, event: Ev, note: str) -> None:
     """An observer sees loss and oddities: it notes them and goes on (never raises)."""
     assert step(state, event) == Stay(note)
+
+
+# --- the third grid: changes no segment of the side's own makes --------------------------
+
+#: states a timer ends (tcplife.core.options): TIME_WAIT (2*MSL), an orphaned FIN_WAIT_2
+#: (tcp_fin_timeout), SYN and SYN-ACK retries, and data retransmitted into silence
+#: (tcp_retries2) in every state that sends data or a FIN
+TIMER_STATES = {S.TIME_WAIT, S.FIN_WAIT_2, S.SYN_SENT, S.SYN_RECEIVED, S.ESTABLISHED,
+                S.CLOSE_WAIT, S.FIN_WAIT_1, S.CLOSING, S.LAST_ACK}
+
+
+@pytest.mark.parametrize("state", list(State))
+def test_a_timer_closes_exactly_the_states_that_run_one(state: State) -> None:
+    cell = step(state, Ev.TIMEOUT)
+    if state in TIMER_STATES:
+        assert cell is S.CLOSED
+    else:
+        assert cell == Stay(None)
+
+
+@pytest.mark.parametrize("state", list(State))
+def test_a_new_syn_replaces_any_socket_the_sender_had(state: State) -> None:
+    """The sender of a SYN with a new ISN on the 4-tuple has no old socket left: every
+    state that is one (and UNKNOWN, which may be one) goes to CLOSED; CLOSED and LISTEN
+    stay (a listener's SYN opens a new socket, the listener stays)."""
+    cell = step(state, Ev.NEW_SYN)
+    assert cell is S.CLOSED if state not in (S.CLOSED, S.LISTEN) else cell == Stay(None)
+
+
+@pytest.mark.parametrize("state", list(State))
+def test_only_time_wait_takes_a_new_syn(state: State) -> None:
+    """Linux tcp_timewait_state_process (TCP_TW_SYN): only a TIME_WAIT socket gives way
+    to a new SYN; a live socket answers with a challenge ACK instead (RFC 5961 4)."""
+    cell = step(state, Ev.TW_TAKES_SYN)
+    assert cell is S.CLOSED if state is S.TIME_WAIT else cell == Stay(None)
+
+
+@pytest.mark.parametrize("ev", sorted(DECIDING))
+def test_deciding_events_only_settle_an_unknown_start(ev: Ev) -> None:
+    """The server's first answer decides what it was before the client's SYN; once a
+    state is known, nothing decides it again."""
+    want = S.LISTEN if ev is Ev.SHOWN_LISTENING else S.CLOSED
+    assert step(S.UNKNOWN, ev) is want
+    for state in State:
+        if state is not S.UNKNOWN:
+            assert step(state, ev) == Stay(None), state
+
+
+# --- the joint table ---------------------------------------------------------------------
+
+
+def test_the_joint_table_is_complete() -> None:
+    assert set(REUSE) == set(State)
+    assert set(PAIR) == {(c, s) for c in State for s in State}
+    assert set(REUSE.values()) <= {Joint.END, Joint.TW, Joint.LIVES}
+    assert set(PAIR.values()) <= {Joint.OVER, Joint.OPEN}
+
+
+@pytest.mark.parametrize("state", list(State))
+def test_a_reuse_syn_ends_the_old_instance_only_when_its_receiver_holds_no_socket(
+        state: State) -> None:
+    want = Joint.TW if state is S.TIME_WAIT else (Joint.LIVES if state in ALIVE
+                                                   else Joint.END)
+    assert REUSE[state] is want
+
+
+def test_after_time_wait_takes_the_syn_the_old_instance_ends() -> None:
+    """The joint row after the receiver's own change: a TIME_WAIT that took the SYN is
+    CLOSED, whose row ends the old instance."""
+    after = step(S.TIME_WAIT, Ev.TW_TAKES_SYN)
+    assert isinstance(after, State) and REUSE[after] is Joint.END
+
+
+@pytest.mark.parametrize(("client", "server"), [(c, s) for c in State for s in State])
+def test_an_instance_is_over_only_when_no_side_can_hold_a_socket(client: State,
+                                                                    server: State) -> None:
+    over = PAIR[(client, server)] is Joint.OVER
+    assert over == (client is S.CLOSED and server in (S.CLOSED, S.LISTEN))
+    if over:  # over is where both ends of a close or refusal lead, and it stays over
+        for ev in Ev:
+            if ev.name.startswith("RECV") or ev in (Ev.TIMEOUT, Ev.TW_TAKES_SYN):
+                for side in (client, server):
+                    cell = step(side, ev)
+                    assert not isinstance(cell, State) or cell in (S.CLOSED, S.LISTEN)
+
+
+def test_wired_ends_reach_the_over_pair() -> None:
+    """A refused connect, and an open-close whose TIME_WAIT runs out, end OVER."""
+    w = Wire(S.CLOSED, S.UNKNOWN)
+    w.segment("client", Ev.SEND_SYN, Ev.RECV_SYN)
+    w.apply("server", Ev.SHOWN_CLOSED)
+    w.segment("server", Ev.SEND_RST, Ev.RECV_RST)
+    assert PAIR[(w.client, w.server)] is Joint.OVER
+    w = Wire(S.CLOSED, S.LISTEN)
+    w.segment("client", Ev.SEND_SYN, Ev.RECV_SYN)
+    w.segment("server", Ev.SEND_SYNACK, Ev.RECV_SYNACK)
+    w.segment("client", Ev.SEND_FIN, Ev.RECV_ACK_SYN, Ev.RECV_FIN)
+    w.segment("server", Ev.SEND_FIN, Ev.RECV_ACK_FIN, Ev.RECV_FIN)
+    w.segment("client", Ev.SEND_ACK, Ev.RECV_ACK_FIN)
+    assert (w.client, w.server) == (S.TIME_WAIT, S.CLOSED)
+    assert PAIR[(w.client, w.server)] is Joint.OPEN
+    w.apply("client", Ev.TIMEOUT)
+    assert PAIR[(w.client, w.server)] is Joint.OVER

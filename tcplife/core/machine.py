@@ -92,7 +92,8 @@ _OTHER_COLUMNS = (Ev.TIMEOUT, Ev.NEW_SYN, Ev.TW_TAKES_SYN, Ev.SHOWN_LISTENING,
                   Ev.SHOWN_CLOSED)
 
 _ABBREV = {
-    "CLOSED": State.CLOSED, "LISTEN": State.LISTEN, "SSENT": State.SYN_SENT,
+    "UNK": State.UNKNOWN, "CLOSED": State.CLOSED, "LISTEN": State.LISTEN,
+    "SSENT": State.SYN_SENT,
     "SRCVD": State.SYN_RECEIVED,
     "ESTAB": State.ESTABLISHED, "FW1": State.FIN_WAIT_1, "FW2": State.FIN_WAIT_2,
     "CW": State.CLOSE_WAIT, "CLOSING": State.CLOSING, "LACK": State.LAST_ACK,
@@ -221,3 +222,92 @@ SYNCHRONIZED = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2,
 #: States after this side sent its FIN.
 FIN_SENT = frozenset({State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSING, State.LAST_ACK,
                       State.TIME_WAIT})
+
+
+# ---------------------------------------------------------------- the joint table
+class Joint(str, Enum):
+    """What the two sides' states together make of a connection instance."""
+
+    #: a new SYN reusing the 4-tuple ends the old instance: its receiver holds no socket
+    END = "end"
+    #: the receiver's TIME_WAIT socket may take the SYN (`evidence.tw_takes`) or, when the
+    #: SYN cannot tell, lives on beside the new attempt until its answer shows
+    TW = "tw"
+    #: the receiver's live socket answers the SYN with a challenge ACK (RFC 5961 4): the
+    #: old instance lives on beside the new attempt until the new client's RST kills it
+    LIVES = "lives"
+    #: no socket left that a segment could reach: forgotten after ``closed_linger``
+    OVER = "over"
+    #: a side still holds a socket, or may
+    OPEN = "open"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# What a new SYN reusing the 4-tuple (with another ISN: `evidence.is_new_incarnation`)
+# does to the old instance, by the state of the side it is sent to (the sender's old
+# socket is gone: its NEW_SYN cell). After the receiver's own change (TW_TAKES_SYN), the
+# row of its new state applies.
+_REUSE_TEXT = """
+receiver     | old instance
+UNKNOWN      | end
+CLOSED       | end
+LISTEN       | end
+SYN_SENT     | lives
+SYN_RECEIVED | lives
+ESTABLISHED  | lives
+FIN_WAIT_1   | lives
+FIN_WAIT_2   | lives
+CLOSE_WAIT   | lives
+CLOSING      | lives
+LAST_ACK     | lives
+TIME_WAIT    | tw
+"""
+
+# The instance as a pair: client state (rows) by server state (columns). Over only when
+# the client is CLOSED and the server CLOSED or LISTEN (a listener holds no socket of the
+# 4-tuple); an UNKNOWN side may still hold one the capture has not shown.
+_PAIR_TEXT = """
+client \\ server | UNK  CLOSED LISTEN SSENT SRCVD ESTAB FW1  FW2  CW   CLOSING LACK TW
+UNKNOWN      | open open open open open open open open open open open open
+CLOSED       | open over over open open open open open open open open open
+LISTEN       | open open open open open open open open open open open open
+SYN_SENT     | open open open open open open open open open open open open
+SYN_RECEIVED | open open open open open open open open open open open open
+ESTABLISHED  | open open open open open open open open open open open open
+FIN_WAIT_1   | open open open open open open open open open open open open
+FIN_WAIT_2   | open open open open open open open open open open open open
+CLOSE_WAIT   | open open open open open open open open open open open open
+CLOSING      | open open open open open open open open open open open open
+LAST_ACK     | open open open open open open open open open open open open
+TIME_WAIT    | open open open open open open open open open open open open
+"""
+
+
+def _parse_reuse(text: str) -> dict[State, Joint]:
+    out: dict[State, Joint] = {}
+    for line in text.strip().splitlines()[1:]:
+        name, _, cell = line.partition("|")
+        out[State[name.strip()]] = Joint(cell.strip())
+    return out
+
+
+def _parse_pairs(text: str) -> dict[tuple[State, State], Joint]:
+    head, *rows = text.strip().splitlines()
+    columns = [_ABBREV[c] for c in head.partition("|")[2].split()]
+    out: dict[tuple[State, State], Joint] = {}
+    for line in rows:
+        name, _, rest = line.partition("|")
+        cells = rest.split()
+        if len(cells) != len(columns):
+            raise ValueError(f"pair table row {name.strip()} has {len(cells)} cells")
+        for server, cell in zip(columns, cells, strict=True):
+            out[(State[name.strip()], server)] = Joint(cell)
+    return out
+
+
+#: The joint table, first part: receiver state -> what a reuse SYN does to the old instance.
+REUSE: dict[State, Joint] = _parse_reuse(_REUSE_TEXT)
+#: The joint table, second part: (client state, server state) -> OVER or OPEN.
+PAIR: dict[tuple[State, State], Joint] = _parse_pairs(_PAIR_TEXT)

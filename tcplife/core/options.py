@@ -68,8 +68,49 @@ class Options:
                                          for f in fields(self)})
 
     def ns(self, name: str) -> int:
-        """An option converted to integer nanoseconds."""
+        """An option converted to integer nanoseconds, by name (the timeouts are also
+        typed attributes: `time_wait_ns`, ...)."""
         return self._ns[name]  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def time_wait_ns(self) -> int:
+        """``time_wait`` in integer nanoseconds."""
+        return self._ns["time_wait"]  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def fin_wait_2_ns(self) -> int:
+        """``fin_wait_2`` in integer nanoseconds."""
+        return self._ns["fin_wait_2"]  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def syn_sent_ns(self) -> int:
+        """``syn_sent`` in integer nanoseconds."""
+        return self._ns["syn_sent"]  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def syn_received_ns(self) -> int:
+        """``syn_received`` in integer nanoseconds."""
+        return self._ns["syn_received"]  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def retransmit_ns(self) -> int:
+        """``retransmit`` in integer nanoseconds."""
+        return self._ns["retransmit"]  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def close_wait_linger_ns(self) -> int:
+        """``close_wait_linger`` in integer nanoseconds."""
+        return self._ns["close_wait_linger"]  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def idle_ns(self) -> int:
+        """``idle`` in integer nanoseconds."""
+        return self._ns["idle"]  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def closed_linger_ns(self) -> int:
+        """``closed_linger`` in integer nanoseconds."""
+        return self._ns["closed_linger"]  # type: ignore[attr-defined,no-any-return]
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -232,7 +232,7 @@ class SegmentRules:
             a.rtx_run_start_ns = seg.ts_ns
             # Linux gives up retransmitting into silence after tcp_retries2, silently (no
             # RST: tcp_write_timeout -> tcp_write_err): the `retransmit` timeout.
-            self.push_timer(seg.ts_ns + self.options.ns("retransmit"), conn, a.side,
+            self.push_timer(seg.ts_ns + self.options.retransmit_ns, conn, a.side,
                              seg.ts_ns, RTX)
         if a.rtx_run >= 3 and seg.ts_ns - a.rtx_run_start_ns >= NS and not a.silence_noted \
                 and not seg.flags & FIN:  # a FIN sent again is missing_final_ack's evidence
@@ -378,7 +378,7 @@ class SegmentRules:
                          "a bare RST: its kernel had no socket for the connection")
         if a.state == SYN_RECEIVED:
             first = a.first_synack_ns if a.first_synack_ns is not None else a.since_ns
-            deadline = first + self.options.ns("syn_received")
+            deadline = first + self.options.syn_received_ns
             if deadline <= seg.ts_ns:
                 conn.timed_out = True
                 self.changes.transition(conn, a, TIMEOUT, None, deadline,

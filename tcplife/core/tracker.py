@@ -58,9 +58,12 @@ from tcplife.core.evidence import (
 from tcplife.core.machine import (
     ALIVE,
     NEW_SYN,
+    PAIR,
+    REUSE,
     SHOWN_CLOSED,
     TIMEOUT,
     TW_TAKES_SYN,
+    Joint,
 )
 from tcplife.core.observe import Observer
 from tcplife.core.options import Options
@@ -339,11 +342,12 @@ class Tracker:
         for key in ((c.addr, c.port, s.addr, s.port), (s.addr, s.port, c.addr, c.port)):
             if self._flows.get(key) is conn:
                 del self._flows[key]
-        if receiver.state not in ALIVE:
+        if REUSE[receiver.state] is Joint.END:
             self._end(conn)
-        # Otherwise the old socket lives on beside the new attempt: a synchronized socket
-        # answers the SYN with a challenge ACK (RFC 5961 4), the new client answers that
-        # with RST, which kills the old socket. Those segments go to the old instance.
+        # Otherwise the old socket lives on beside the new attempt (the joint table's
+        # LIVES, or a TW that cannot tell yet): a synchronized socket answers the SYN with
+        # a challenge ACK (RFC 5961 4), the new client answers that with RST, which kills
+        # the old socket. Those segments go to the old instance.
 
     def _syn_taken(self, conn: Connection, seg: Segment) -> None:
         """A SYN-ACK answers ``conn``'s SYN, which reused the 4-tuple while the answering
@@ -625,22 +629,22 @@ class Tracker:
         o = self.options
         state = ep.state
         if state == TIME_WAIT:
-            deadline = ep.since_ns + o.ns("time_wait")
+            deadline = ep.since_ns + o.time_wait_ns
         elif state == FIN_WAIT_2 and not ep.not_orphan:
-            deadline = ep.since_ns + o.ns("fin_wait_2")
+            deadline = ep.since_ns + o.fin_wait_2_ns
         elif state == SYN_SENT:
             deadline = (ep.first_syn_ns if ep.first_syn_ns is not None else ep.since_ns) \
-                + o.ns("syn_sent")
+                + o.syn_sent_ns
         elif state == SYN_RECEIVED:
             first = ep.first_synack_ns if ep.first_synack_ns is not None else ep.since_ns
-            deadline = first + o.ns("syn_received")
+            deadline = first + o.syn_received_ns
         else:
             return
         self._push_timer(deadline, conn, ep.side, ep.timer_gen, STATE)
 
     def _arm_eviction(self, conn: Connection) -> None:
         conn.evict_gen += 1
-        self._push_timer(conn.last_ts + self.options.ns("closed_linger"), conn, "",
+        self._push_timer(conn.last_ts + self.options.closed_linger_ns, conn, "",
                          conn.evict_gen, EVICT)
 
     def _advance(self, now: int) -> None:
@@ -685,6 +689,5 @@ class Tracker:
         self._maybe_evict(conn)
 
     def _maybe_evict(self, conn: Connection) -> None:
-        if conn.client.state == CLOSED and conn.server.state in (CLOSED,
-                                                                        LISTEN):
+        if PAIR[(conn.client.state, conn.server.state)] is Joint.OVER:
             self._arm_eviction(conn)

@@ -99,7 +99,7 @@ def default_detectors(options: Options) -> list[Detector]:
     # A connection ends at the latest closed_linger after its last packet, and a TIME_WAIT
     # that began before that packet lasted at most time_wait: intervals that ended longer
     # ago than this cannot overlap one still to come (a minute more for clock jitter).
-    horizon = options.ns("closed_linger") + options.ns("time_wait") + 60 * NS
+    horizon = options.closed_linger_ns + options.time_wait_ns + 60 * NS
     return [Refused(), ListenOverflow(options), HandshakeIncomplete(), Resets(),
             LingeringCloseWait(), FinWait2Timeout(), MissingFinalAck(), SimultaneousClose(),
             SimultaneousOpen(), Notes(),

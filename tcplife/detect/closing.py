@@ -130,7 +130,7 @@ class Resets(PerConnection):
 
 class LingeringCloseWait(PerConnection):
     def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
-        linger = v.options.ns("close_wait_linger")
+        linger = v.options.close_wait_linger_ns
         for side in (CLIENT, SERVER):
             trans = v.side_transitions(side)
             for i, t in enumerate(trans):

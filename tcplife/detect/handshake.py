@@ -84,7 +84,7 @@ class ListenOverflow:
     of input. SYN-ACKs older than any window still to judge are forgotten."""
 
     def __init__(self, options: Options | None = None, *, defer: bool = False) -> None:
-        syn_sent = (options or Options()).ns("syn_sent")
+        syn_sent = (options or Options()).syn_sent_ns
         #: a window reaches at most one retry interval (< syn_sent) before the first SYN,
         #: which is at most syn_sent before the connection ends
         self.horizon_ns = 2 * syn_sent + 60 * NS

@@ -49,7 +49,7 @@ class TimeWaitLimits:
 
     @classmethod
     def of(cls, options: Options) -> TimeWaitLimits:
-        return cls(options.ns("time_wait"), int(options.port_range_low),
+        return cls(options.time_wait_ns, int(options.port_range_low),
                    int(options.port_range_high), int(options.max_tw_buckets),
                    float(options.time_wait_share))
 
