@@ -13,10 +13,10 @@ from collections.abc import Callable
 
 from tcplife.core.connection import Connection
 from tcplife.core.endpoint import Endpoint
-from tcplife.core.events import Event, Oddity, Retraction, Transition
+from tcplife.core.events import Event, Oddity, Retracted, Retraction, Transition
 from tcplife.core.machine import Ev, Stay, step
 from tcplife.core.segment import Segment
-from tcplife.core.states import TIME_WAIT, UNKNOWN, State
+from tcplife.core.states import TIME_WAIT, UNKNOWN, Odd, State
 
 
 class Changes:
@@ -71,7 +71,7 @@ class Changes:
             ep.state = ep.initial_state = to
 
     def contradict(self, conn: Connection, ep: Endpoint, kind: str, seg: Segment,
-                    reason: str) -> None:
+                   reason: str, *, no_socket: bool = False) -> None:
         """Undo the latest deduction of ``kind`` about ``ep`` and everything after it."""
         for index in range(len(ep.history) - 1, -1, -1):
             if ep.history[index].retract_on == kind:
@@ -94,11 +94,13 @@ class Changes:
         if kind == "timeout":
             conn.timed_out = any(h.retract_on == "timeout" and h.from_state != TIME_WAIT
                                  for h in conn.client.history + conn.server.history)
-        self.odd(conn, ep, seg, "retracted", f"{reason}: undid {len(undone)} transition(s)")
+        self.note(conn, Oddity(conn.conn_id, seg.ts_ns, seg.frame, ep.side, Odd.RETRACTED,
+                               f"{reason}: undid {len(undone)} transition(s)",
+                               Retracted(kind, len(undone), no_socket)))
         self.arm(conn, ep)
 
-    def odd(self, conn: Connection, ep: Endpoint, seg: Segment, name: str,
-             detail: str) -> None:
+    def odd(self, conn: Connection, ep: Endpoint, seg: Segment, name: Odd,
+            detail: str) -> None:
         self.note(conn, Oddity(conn.conn_id, seg.ts_ns, seg.frame, ep.side, name, detail))
 
     def note(self, conn: Connection, oddity: Oddity) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tcplife.core.machine import Ev
-from tcplife.core.states import State
+from tcplife.core.states import Odd, State
 
 
 @dataclass(slots=True)
@@ -72,17 +72,69 @@ class Retraction:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class RstSent:
+    """What an `Odd.RST_SENT` note knows of the side that sent the RST."""
+
+    state: State  #: the sender's state when it sent it
+    unread: bool  #: the peer had sent payload the sender had not answered with its own
+    ack: bool  #: RST-ACK (a socket aborting) rather than a bare RST (no socket)
+    fin_sent: bool  #: the sender had sent its FIN before
+    zero_window: bool  #: the last window it offered was zero: the application not reading
+    probes: int  #: keep-alive probes it sent that the peer never answered
+    probe_since: int | None  #: when the first of them was sent
+
+
+@dataclass(frozen=True, slots=True)
+class FinRtx:
+    """An `Odd.FIN_RTX` note: the side's state, and whether the peer still misses data
+    before the FIN (then the FIN goes unacknowledged for that, not for a lost ACK)."""
+
+    state: State
+    hole: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AckLost:
+    """An `Odd.ACK_LOST` note: which deduction a retransmission undid (``ack_syn``: the
+    handshake's last ACK; ``ack_fin``: the ACK of the side's FIN)."""
+
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class Retracted:
+    """An `Odd.RETRACTED` note: what kind of deduction was undone, how many transitions,
+    and whether a bare RST showed the side's kernel had no socket for the connection."""
+
+    kind: str
+    undone: int
+    no_socket: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PortReuse:
+    """An `Odd.PORT_REUSE` note: the old instance and the states its sockets were in."""
+
+    old_conn_id: int
+    states: tuple[str, ...]
+
+
+Facts = RstSent | FinRtx | AckLost | Retracted | PortReuse
+
+
 @dataclass(slots=True)
 class Oddity:
-    """Something surprising the tracker noted and went past (Zeek calls these weirds)."""
+    """Something surprising the tracker noted and went past (Zeek calls these weirds):
+    its kind (`Odd`), a sentence, and for the kinds the detectors reason on, typed facts."""
 
     conn_id: int
     ts_ns: int
     frame: int | None
     side: str
-    name: str
+    name: Odd
     detail: str = ""
-    facts: dict[str, object] | None = None
+    facts: Facts | None = None
 
 
 #: One fact an anomaly's sentence states about a side: (side, state, ts_ns), "this side

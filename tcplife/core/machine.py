@@ -24,7 +24,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import NamedTuple
 
-from tcplife.core.states import State
+from tcplife.core.states import Odd, State
 
 
 class Ev(str, Enum):
@@ -81,7 +81,7 @@ SHOWN_CLOSED = Ev.SHOWN_CLOSED
 class Stay(NamedTuple):
     """A cell that keeps the state; ``note`` names an oddity worth recording, or is None."""
 
-    note: str | None
+    note: Odd | None
 
 
 # Two grids, one per direction; every cell of both is explicit. Abbreviations: _ABBREV.
@@ -184,7 +184,7 @@ def _parse_cell(text: str) -> State | Stay:
     if text == "-":
         return Stay(None)
     if text.startswith("!"):
-        return Stay(text[1:])
+        return Stay(Odd(text[1:]))
     return _ABBREV[text]
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from tcplife.core.changes import Changes
 from tcplife.core.connection import Connection
 from tcplife.core.endpoint import Endpoint
-from tcplife.core.events import Oddity
+from tcplife.core.events import AckLost, FinRtx, Oddity, RstSent
 from tcplife.core.evidence import piggybacked_ack, rst_acceptable, sent_before_fin, server_start
 from tcplife.core.machine import (
     RECV_ACK_FIN,
@@ -49,6 +49,7 @@ from tcplife.core.states import (
     SYN_SENT,
     TIME_WAIT,
     UNKNOWN,
+    Odd,
     State,
 )
 from tcplife.core.timers import RTX
@@ -86,7 +87,7 @@ class SegmentRules:
         if key == a.last_key and a.last_ns is not None and ts - a.last_ns <= DUPLICATE_NS:
             # No TCP resends an identical segment within microseconds (RTO >= 200 ms, TLP
             # >= 10 ms): the capture saw the packet twice (two interfaces, a SPAN port).
-            self.changes.odd(conn, a, seg, "capture_duplicate", "the same segment captured twice")
+            self.changes.odd(conn, a, seg, Odd.CAPTURE_DUPLICATE, "the same segment captured twice")
             return False
         a.last_key = key
         a.last_ns = ts
@@ -119,7 +120,7 @@ class SegmentRules:
 
         if syn and fin and not rst and a.state in (CLOSED, UNKNOWN, SYN_SENT):
             # no stack opens a connection with SYN+FIN (Linux drops it in LISTEN): a probe
-            self.changes.odd(conn, a, seg, "syn_with_fin", "SYN with FIN: a scan probe")
+            self.changes.odd(conn, a, seg, Odd.SYN_WITH_FIN, "SYN with FIN: a scan probe")
 
         # 2. The sender's own change.
         if rst:
@@ -130,14 +131,14 @@ class SegmentRules:
                 # anycast) or a request restarted. While in SYN_RECEIVED, the client's ACK
                 # shows which one it took; later, the other one is only an oddity.
                 if a.alt_isn != seg.seq:
-                    self.changes.odd(conn, a, seg, "synack_isn_changed",
+                    self.changes.odd(conn, a, seg, Odd.SYNACK_ISN_CHANGED,
                               f"SYN-ACK with ISN {seg.seq}, earlier {a.isn}")
                 a.alt_isn = seg.seq
                 self._recv(conn, a, b, seg)  # the client may take either
                 return False
             is_rtx = a.isn is not None and a.isn == seg.seq
             if is_rtx:
-                self.changes.odd(conn, a, seg, "synack_rtx" if ackf else "syn_rtx",
+                self.changes.odd(conn, a, seg, Odd.SYNACK_RTX if ackf else Odd.SYN_RTX,
                           "SYN-ACK retransmitted" if ackf else "SYN retransmitted")
             if ackf:
                 if a.first_synack_ns is None:
@@ -170,11 +171,11 @@ class SegmentRules:
             elif fin_seq == a.fin_seq and not piggybacked_ack(a, seg):
                 # hole: the peer still misses data before the FIN, which is why the FIN
                 # goes unacknowledged (it is resent with or after that data).
-                self.changes.note(conn, Oddity(conn.conn_id, ts, frame, a.side, "fin_rtx",
+                self.changes.note(conn, Oddity(conn.conn_id, ts, frame, a.side, Odd.FIN_RTX,
                                         f"FIN retransmitted in {a.state}",
-                                        {"state": a.state.value, "hole": a.fin_hole}))
+                                        FinRtx(a.state, a.fin_hole)))
             else:
-                self.changes.odd(conn, a, seg, "fin_moved",
+                self.changes.odd(conn, a, seg, Odd.FIN_MOVED,
                           f"FIN at sequence {fin_seq} after an earlier FIN at {a.fin_seq}")
         else:
             if a.rtt_ns is None and b.first_synack_ns is not None and ackf:
@@ -211,7 +212,7 @@ class SegmentRules:
                 and a.state in (ESTABLISHED, CLOSE_WAIT) and peer.window:
             # seq = SND.NXT - 1 with at most one byte: a keep-alive probe (RFC 9293 3.8.4);
             # against a zero window the same shape is a window probe.
-            self.changes.odd(conn, a, seg, "keepalive_probe", "keep-alive probe")
+            self.changes.odd(conn, a, seg, Odd.KEEPALIVE_PROBE, "keep-alive probe")
             if a.probe_since_ns is None or (peer.last_ns is not None
                                             and peer.last_ns >= a.probe_since_ns):
                 a.probe_since_ns, a.probes = seg.ts_ns, 0  # the peer answered the last
@@ -237,7 +238,7 @@ class SegmentRules:
         if a.rtx_run >= 3 and seg.ts_ns - a.rtx_run_start_ns >= NS and not a.silence_noted \
                 and not seg.flags & FIN:  # a FIN sent again is missing_final_ack's evidence
             a.silence_noted = True
-            self.changes.odd(conn, a, seg, "silence_rtx",
+            self.changes.odd(conn, a, seg, Odd.SILENCE_RTX,
                       f"data retransmitted {a.rtx_run} times over "
                       f"{(seg.ts_ns - a.rtx_run_start_ns) / NS:.1f} s without progress")
 
@@ -255,7 +256,7 @@ class SegmentRules:
         if seq_diff(acked, a.max_ack) > (0 if b.fin_seq is not None else 1):
             a.not_orphan = True
             a.timer_gen += 1
-            self.changes.odd(conn, a, seg, "half_close",
+            self.changes.odd(conn, a, seg, Odd.HALF_CLOSE,
                       "acknowledged data from the peer after its own FIN")
 
     def _track_sequence(self, a: Endpoint, seg: Segment) -> None:
@@ -351,15 +352,12 @@ class SegmentRules:
         # sends this RST (Linux tcp_keepalive_timer), not the application.
         probes = a.probes if a.probe_since_ns is not None and (
             b.last_ns is None or b.last_ns < a.probe_since_ns) else 0
-        self.changes.note(conn, Oddity(conn.conn_id, seg.ts_ns, seg.frame, a.side, "rst_sent",
-                                f"RST sent in {a.state}",
-                                {"state": a.state.value, "unread": unread,
-                                 "ack": bool(seg.flags & ACK),
-                                 "fin_sent": a.fin_seq is not None,
-                                 # the last window it offered was zero: its receive buffer
-                                 # was full, the application not reading
-                                 "zero_window": a.window == 0 and a.max_ack is not None,
-                                 "probes": probes, "probe_since": a.probe_since_ns}))
+        # the last window it offered was zero: its receive buffer was full, the application
+        # not reading
+        self.changes.note(conn, Oddity(
+            conn.conn_id, seg.ts_ns, seg.frame, a.side, Odd.RST_SENT, f"RST sent in {a.state}",
+            RstSent(a.state, unread, bool(seg.flags & ACK), a.fin_seq is not None,
+                    a.window == 0 and a.max_ack is not None, probes, a.probe_since_ns)))
         if a.state == CLOSED:
             return
         was = a.state
@@ -375,7 +373,8 @@ class SegmentRules:
         retries ran out before this RST, it ended then (the timeout its timer would have
         fired), so the RST comes from no socket."""
         self.changes.contradict(conn, a, "ack_syn", seg,
-                         "a bare RST: its kernel had no socket for the connection")
+                                "a bare RST: its kernel had no socket for the connection",
+                                no_socket=True)
         if a.state == SYN_RECEIVED:
             first = a.first_synack_ns if a.first_synack_ns is not None else a.since_ns
             deadline = first + self.options.syn_received_ns
@@ -388,7 +387,7 @@ class SegmentRules:
         if b.state in (CLOSED, LISTEN):
             return
         if not rst_acceptable(a, b, seg):
-            self.changes.odd(conn, b, seg, "rst_ignored",
+            self.changes.odd(conn, b, seg, Odd.RST_IGNORED,
                       f"RST seq {seg.seq} outside what {b.side} would accept")
             return
         was = b.state
@@ -405,7 +404,7 @@ class SegmentRules:
                 if b.isn is not None and seg.ack == seq_add(b.isn, 1):
                     self.changes.apply(conn, b, RECV_SYNACK, seg, inferred=True, kind="synack")
                 elif b.state == SYN_SENT:
-                    self.changes.odd(conn, b, seg, "bad_synack",
+                    self.changes.odd(conn, b, seg, Odd.BAD_SYNACK,
                               f"SYN-ACK acknowledges {seg.ack}, not the SYN")
             else:
                 self.changes.apply(conn, b, RECV_SYN, seg, inferred=True)
@@ -461,8 +460,8 @@ class SegmentRules:
         if entry is None or seg.ts_ns - entry.ts_ns <= window:
             return
         self.changes.contradict(conn, a, kind, seg, reason)
-        self.changes.note(conn, Oddity(conn.conn_id, seg.ts_ns, seg.frame, a.side, "ack_lost",
-                                f"{reason} after the peer's ACK of it", {"kind": kind}))
+        self.changes.note(conn, Oddity(conn.conn_id, seg.ts_ns, seg.frame, a.side, Odd.ACK_LOST,
+                                       f"{reason} after the peer's ACK of it", AckLost(kind)))
         cover = a.last_fin_cover if kind == "ack_fin" else a.last_syn_cover
         if cover is not None and seg.ts_ns - cover[0] <= window:
             # A later ACK, captured just before this retransmission: it crossed it.

@@ -66,6 +66,40 @@ SS_STATE_NAMES: dict[str, State] = {
     "CLOSED": State.CLOSED,
 }
 
+class Odd(str, Enum):
+    """An oddity's kind: something surprising the tracker noted and went past (the
+    ``oddities`` table's ``name``; docs/oddities in the README's list)."""
+
+    # cells of the state table (`tcplife.core.machine`)
+    SYN_IN_SYNC = "syn_in_sync"  #: SYN on a synchronized connection (a challenge ACK)
+    RST_BAD_ACK = "rst_bad_ack"  #: SYN_SENT answering an unacceptable ACK with RST
+    FROM_CLOSED = "from_closed"  #: a side believed closed still sends
+    FIN_NO_SYN = "fin_no_syn"  #: FIN from or to a side that has not synchronized
+    ACK_NO_SYN = "ack_no_syn"  #: an ACK reaching a SYN_SENT side without a SYN
+    RST_LISTENER = "rst_listener"  #: an RST that a listening socket ignores
+    # the tracker's rules (`tcplife.core.rules`, `tcplife.core.tracker`)
+    CAPTURE_DUPLICATE = "capture_duplicate"  #: the same segment captured twice
+    SYN_WITH_FIN = "syn_with_fin"  #: SYN with FIN: a scan probe
+    SYNACK_ISN_CHANGED = "synack_isn_changed"  #: SYN-ACKs with two ISNs for one SYN
+    SYN_RTX = "syn_rtx"
+    SYNACK_RTX = "synack_rtx"
+    BAD_SYNACK = "bad_synack"  #: a SYN-ACK that acknowledges something else than the SYN
+    FIN_RTX = "fin_rtx"  #: facts: `FinRtx`
+    FIN_MOVED = "fin_moved"  #: a FIN at another sequence number than the first
+    KEEPALIVE_PROBE = "keepalive_probe"
+    SILENCE_RTX = "silence_rtx"  #: data retransmitted without progress
+    HALF_CLOSE = "half_close"  #: acknowledged new data after its own FIN
+    RETRACTED = "retracted"  #: facts: `Retracted`
+    ACK_LOST = "ack_lost"  #: facts: `AckLost`
+    RST_SENT = "rst_sent"  #: facts: `RstSent`
+    RST_IGNORED = "rst_ignored"  #: an RST outside what the receiver would accept
+    PORT_REUSE = "port_reuse"  #: facts: `PortReuse`
+    GIVEN_UP = "given_up"  #: live mode gave the flow up (idle, flow table full)
+
+    def __str__(self) -> str:
+        return self.value
+
+
 CLIENT = "client"
 SERVER = "server"
 SIDES: tuple[str, str] = (CLIENT, SERVER)

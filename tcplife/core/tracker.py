@@ -46,6 +46,7 @@ from tcplife.core.events import (
     ConnectionStarted,
     Event,
     Oddity,
+    PortReuse,
     Transition,
 )
 from tcplife.core.evidence import (
@@ -85,6 +86,7 @@ from tcplife.core.states import (
     SYN_SENT,
     TIME_WAIT,
     UNKNOWN,
+    Odd,
 )
 from tcplife.core.timers import EVICT, RTX, STATE, Timer, Timers
 
@@ -162,9 +164,9 @@ class Tracker:
             if not old.finished:
                 conn.predecessor = old
             if self._reuse_note is not None:
-                self.changes.note(conn, Oddity(conn.conn_id, seg.ts_ns, seg.frame, CLIENT,
-                                        "port_reuse", self._reuse_note,
-                                        {"states": self._reuse_states}))
+                self.changes.note(conn, Oddity(
+                    conn.conn_id, seg.ts_ns, seg.frame, CLIENT, Odd.PORT_REUSE,
+                    self._reuse_note, PortReuse(old.conn_id, tuple(self._reuse_states))))
         elif conn.predecessor is not None:
             if conn.predecessor.finished:
                 conn.predecessor = None
@@ -270,7 +272,7 @@ class Tracker:
 
     def _give_up(self, conn: Connection, why: str) -> None:
         self.changes.note(conn, Oddity(conn.conn_id, max(conn.last_ts, self.now_ns or 0), None,
-                                       "", "given_up", why))
+                                       "", Odd.GIVEN_UP, why))
         self._end(conn)
 
     # ------------------------------------------------------------------ instances

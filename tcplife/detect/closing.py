@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tcplife.core.events import Anomaly
+from tcplife.core.events import AckLost, Anomaly, FinRtx, RstSent
 from tcplife.core.machine import RECV_ACK_FIN, SEND_FIN
 from tcplife.core.states import (
     CLIENT,
@@ -28,7 +28,6 @@ from tcplife.core.states import (
     TIME_WAIT,
     UNKNOWN,
     WARNING,
-    State,
 )
 from tcplife.detect.view import ConnView, PerConnection, clock, other_side, secs
 
@@ -66,16 +65,17 @@ class Resets(PerConnection):
     def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
         seen: set[tuple[str, str]] = set()
         for note in v.named("rst_sent"):
-            facts = note.facts or {}
-            state, unread = State(str(facts.get("state"))), bool(facts.get("unread"))
+            facts = note.facts
+            assert isinstance(facts, RstSent)
+            state, unread = facts.state, facts.unread
             peer = other_side(note.side)
             # the state the RST left (none to claim when it is the connection's first packet)
             before = (note.side, state, note.ts_ns - 1)
             claims = [before] if note.ts_ns > v.record.first_ts_ns else []
-            if state in _OPEN and facts.get("ack", True):
-                probes = int(facts.get("probes") or 0)  # type: ignore[call-overload]
+            if state in _OPEN and facts.ack:
+                probes = facts.probes
                 if probes:
-                    since = int(facts.get("probe_since") or note.ts_ns)  # type: ignore
+                    since = facts.probe_since or note.ts_ns
                     row = v.anomaly(
                         note.ts_ns, note.side, "half_open", note.frame,
                         f"{v.who(note.side)} sent {probes} keep-alive probe"
@@ -84,7 +84,7 @@ class Resets(PerConnection):
                         f"connection at {clock(note.ts_ns)}: the peer is gone (crashed, "
                         "powered off, unreachable, or a middlebox dropped the flow)",
                         confidence=LIKELY, claims=claims)
-                elif unread and facts.get("zero_window"):
+                elif unread and facts.zero_window:
                     row = v.anomaly(
                         note.ts_ns, note.side, "rst_on_close_unread_data", note.frame,
                         f"{v.who(note.side)} ended the connection with RST at "
@@ -114,7 +114,7 @@ class Resets(PerConnection):
                         f"{v.who(peer)} waiting: an abortive close (SO_LINGER 0, an abort "
                         "or a crash); the peer sees 'connection reset by peer'",
                         confidence=LIKELY, claims=claims)
-            elif state in _AFTER_CLOSE and unread and facts.get("fin_sent"):
+            elif state in _AFTER_CLOSE and unread and facts.fin_sent:
                 row = v.anomaly(
                     note.ts_ns, note.side, "write_after_close", note.frame,
                     f"{v.who(peer)} sent data after {v.who(note.side)} had closed "
@@ -212,7 +212,8 @@ class MissingFinalAck(PerConnection):
 
     def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
         for side in (CLIENT, SERVER):
-            rtx = [n for n in v.named("fin_rtx", side) if not (n.facts or {}).get("hole")]
+            rtx = [n for n in v.named("fin_rtx", side)
+                   if not (isinstance(n.facts, FinRtx) and n.facts.hole)]
             if not rtx or not getattr(v.record, f"{other_side(side)}_packets"):
                 continue  # a peer never seen is no peer that failed to ACK (probes, scans)
             first = rtx[0]
@@ -223,7 +224,7 @@ class MissingFinalAck(PerConnection):
                           if t.from_state in self._WAITING
                           and t.event == RECV_ACK_FIN.value), None)
             lost = [n for n in v.named("ack_lost", side)
-                    if (n.facts or {}).get("kind") == "ack_fin"]
+                    if isinstance(n.facts, AckLost) and n.facts.kind == "ack_fin"]
             sent = (f"{v.who(side)} retransmitted its FIN {len(rtx)} time"
                     f"{'s' if len(rtx) > 1 else ''} from {clock(first.ts_ns)}")
             if acked is not None:

@@ -9,7 +9,7 @@ from collections import defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from tcplife.core.events import Anomaly, Transition
+from tcplife.core.events import AckLost, Anomaly, Retracted, Transition
 from tcplife.core.machine import SEND_SYN, SEND_SYNACK
 from tcplife.core.options import NS, Options
 from tcplife.core.states import (
@@ -199,7 +199,7 @@ class HandshakeIncomplete(PerConnection):
             return
         # Established in the end, unless the ACKs were seen lost and the server never sent
         # anything but SYN-ACKs (and perhaps an RST): then the last ACK seen proves nothing.
-        acks_lost = any((n.facts or {}).get("kind") == "ack_syn"
+        acks_lost = any(isinstance(n.facts, AckLost) and n.facts.kind == "ack_syn"
                         for n in v.named("ack_lost", SERVER))
         only_synacks = v.record.server_packets == (1 + len(v.named("synack_rtx", SERVER))
                                                    + len(v.named("rst_sent", SERVER)))
@@ -215,7 +215,8 @@ class HandshakeIncomplete(PerConnection):
                else "still waits at the end of the capture")
         # the client's ACK was captured, and only the server's bare RST shows it never
         # arrived: lost after the capture point, as far as the wire shows
-        no_socket = any("bare RST" in n.detail for n in v.named("retracted", SERVER))
+        no_socket = any(isinstance(n.facts, Retracted) and n.facts.no_socket
+                        for n in v.named("retracted", SERVER))
         seen = (" (its bare RST shows it had no connection although an ACK from the client "
                 "was captured: lost after the capture point)" if no_socket else "")
         yield v.anomaly(synrcvd.ts_ns, SERVER, "handshake_incomplete", synrcvd.frame,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tcplife.core.events import Anomaly
+from tcplife.core.events import Anomaly, PortReuse
 from tcplife.core.states import CLIENT, ERROR, INFO, SERVER, TIME_WAIT, WARNING
 from tcplife.detect.view import ConnView, PerConnection, clock, other_side
 
@@ -47,7 +47,7 @@ class Notes(PerConnection):
         for note in v.named("port_reuse")[:1]:
             # a TIME_WAIT socket is there to meet reuse (RFC 9293 3.10.7.4, Linux
             # tcp_timewait_state_process): info; an open socket met by a new SYN: warning
-            met = (note.facts or {}).get("states") or ()
+            met = note.facts.states if isinstance(note.facts, PortReuse) else ()
             normal = bool(met) and all(m == TIME_WAIT.value for m in met)  # type: ignore
             yield v.anomaly(note.ts_ns, CLIENT, "port_reuse", note.frame,
                             f"{v.who(CLIENT)} at {clock(note.ts_ns)}: {note.detail}"
