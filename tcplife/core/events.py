@@ -189,7 +189,7 @@ class ConnectionRecord:
     server_state: State
     client_initial_state: State
     server_initial_state: State
-    close_kind: str
+    close_kind: str  #: a `CloseKind`
     role_inferred: bool
     mid_stream: bool
     client_last_ts_ns: int | None = None

@@ -104,28 +104,86 @@ CLIENT = "client"
 SERVER = "server"
 SIDES: tuple[str, str] = (CLIENT, SERVER)
 
+class CloseKind(str, Enum):
+    """How a connection instance ended: the connections table's ``close_kind``."""
+
+    FIN = "fin"  #: both sides closed with FIN (or one did and the other is gone)
+    RST = "rst"  #: a reset ended it
+    REFUSED = "refused"  #: the server answered the SYN with RST: nothing listening
+    UNANSWERED = "unanswered"  #: the SYNs got no answer
+    INCOMPLETE = "incomplete"  #: the handshake never completed
+    OPEN = "open"  #: still open at the end of the capture
+    TIMEOUT = "timeout"  #: a side's timer ended it (retransmissions, handshake retries)
+
+    def __str__(self) -> str:
+        return self.value
+
+
 #: Values of the connections table's ``close_kind`` column.
-CLOSE_KINDS: tuple[str, ...] = ("fin", "rst", "refused", "unanswered", "incomplete", "open",
-                                "timeout")
+CLOSE_KINDS: tuple[str, ...] = tuple(k.value for k in CloseKind)
 
-#: The anomaly kinds of the contract (``shared/CONTRACT.md``).
-ANOMALY_KINDS: tuple[str, ...] = (
-    "refused", "syn_unanswered", "listen_overflow", "handshake_incomplete",
-    "rst_on_close_unread_data", "abortive_close", "lingering_close_wait",
-    "fin_wait_2_timeout", "missing_final_ack", "final_ack_delayed", "simultaneous_close",
-    "simultaneous_open", "half_close", "write_after_close", "half_open", "port_reuse",
-    "time_wait_accumulation", "keepalive", "mid_stream",
-)
 
-#: An anomaly row's ``severity``, worst first: ``error`` (something failed or leaks),
-#: ``warning`` (worth a look), ``info`` (normal TCP, noted).
-SEVERITIES: tuple[str, ...] = ("error", "warning", "info")
+class AnomalyKind(str, Enum):
+    """The anomaly kinds of the contract (``shared/CONTRACT.md``), in its order."""
+
+    REFUSED = "refused"
+    SYN_UNANSWERED = "syn_unanswered"
+    LISTEN_OVERFLOW = "listen_overflow"
+    HANDSHAKE_INCOMPLETE = "handshake_incomplete"
+    RST_ON_CLOSE_UNREAD_DATA = "rst_on_close_unread_data"
+    ABORTIVE_CLOSE = "abortive_close"
+    LINGERING_CLOSE_WAIT = "lingering_close_wait"
+    FIN_WAIT_2_TIMEOUT = "fin_wait_2_timeout"
+    MISSING_FINAL_ACK = "missing_final_ack"
+    FINAL_ACK_DELAYED = "final_ack_delayed"
+    SIMULTANEOUS_CLOSE = "simultaneous_close"
+    SIMULTANEOUS_OPEN = "simultaneous_open"
+    HALF_CLOSE = "half_close"
+    WRITE_AFTER_CLOSE = "write_after_close"
+    HALF_OPEN = "half_open"
+    PORT_REUSE = "port_reuse"
+    TIME_WAIT_ACCUMULATION = "time_wait_accumulation"
+    KEEPALIVE = "keepalive"
+    MID_STREAM = "mid_stream"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: The anomaly kinds of the contract, as its column values.
+ANOMALY_KINDS: tuple[str, ...] = tuple(k.value for k in AnomalyKind)
+
+
+class Severity(str, Enum):
+    """An anomaly row's ``severity``, worst first: ``error`` (something failed or leaks),
+    ``warning`` (worth a look), ``info`` (normal TCP, noted)."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+SEVERITIES: tuple[str, ...] = tuple(s.value for s in Severity)
 ERROR, WARNING, INFO = SEVERITIES
 
-#: An anomaly row's ``confidence``: ``certain`` (the packets show it), ``likely`` (the
-#: packets point to it; another cause is conceivable but rare), ``possible`` (the wire
-#: cannot tell this cause from another one, which the row names too).
-CONFIDENCES: tuple[str, ...] = ("certain", "likely", "possible")
+
+class Confidence(str, Enum):
+    """An anomaly row's ``confidence``: ``certain`` (the packets show it), ``likely`` (the
+    packets point to it; another cause is conceivable but rare), ``possible`` (the wire
+    cannot tell this cause from another one, which the row names too)."""
+
+    CERTAIN = "certain"
+    LIKELY = "likely"
+    POSSIBLE = "possible"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+CONFIDENCES: tuple[str, ...] = tuple(c.value for c in Confidence)
 CERTAIN, LIKELY, POSSIBLE = CONFIDENCES
 
 #: Each kind's severity where its detector does not judge the situation otherwise

@@ -10,30 +10,30 @@ from __future__ import annotations
 from tcplife.core.connection import Connection
 from tcplife.core.events import ConnectionRecord
 from tcplife.core.machine import SYNCHRONIZED
-from tcplife.core.states import CLOSED, LISTEN, TIME_WAIT
+from tcplife.core.states import CLOSED, LISTEN, TIME_WAIT, CloseKind
 
 
-def close_kind(conn: Connection) -> str:
+def close_kind(conn: Connection) -> CloseKind:
     c, s = conn.client, conn.server
     if conn.refused:
-        return "refused"
+        return CloseKind.REFUSED
     c_synced = c.state in SYNCHRONIZED or any(h.from_state in SYNCHRONIZED for h in c.history)
     if c.first_syn_ns is not None and s.packets == 0 and not c_synced:
-        return "unanswered"
+        return CloseKind.UNANSWERED
     ever_established = any(h.from_state in SYNCHRONIZED for h in c.history + s.history) \
         or c.state in SYNCHRONIZED or s.state in SYNCHRONIZED
     if conn.rst_closed:
-        return "rst"
+        return CloseKind.RST
     if not ever_established and not conn.mid_stream:
-        return "incomplete"
+        return CloseKind.INCOMPLETE
     done = (CLOSED, TIME_WAIT, LISTEN)
     if c.state in done and s.state in done:
         if c.fin_seq is not None and s.fin_seq is not None and not conn.timed_out:
-            return "fin"
+            return CloseKind.FIN
         if conn.timed_out:
-            return "timeout"
-        return "fin" if (c.fin_seq is not None or s.fin_seq is not None) else "open"
-    return "open"
+            return CloseKind.TIMEOUT
+        return CloseKind.FIN if (c.fin_seq is not None or s.fin_seq is not None) else CloseKind.OPEN
+    return CloseKind.OPEN
 
 
 def record(conn: Connection) -> ConnectionRecord:
