@@ -53,9 +53,9 @@ class Changes:
         tid = self.next_tid
         self.next_tid += 1
         transition = Transition(tid, conn.conn_id, ts, ep.side, ep.addr, ep.port, ep.state,
-                                to, str(ev) if text is None else text, frame, inferred,
-                                ep.since_ns, kind, ev)
+                                to, str(ev) if text is None else text, frame, inferred, ev)
         ep.history.append(transition)
+        ep.undo.append((ep.since_ns, kind))
         ep.state = to
         ep.since_ns = ts
         ep.timer_gen += 1
@@ -73,27 +73,26 @@ class Changes:
     def contradict(self, conn: Connection, ep: Endpoint, kind: str, seg: Segment,
                    reason: str, *, no_socket: bool = False) -> None:
         """Undo the latest deduction of ``kind`` about ``ep`` and everything after it."""
-        for index in range(len(ep.history) - 1, -1, -1):
-            if ep.history[index].retract_on == kind:
-                break
-        else:
+        index = ep.latest(kind)
+        if index is None:
             return
-        undone = ep.history[index:]
-        del ep.history[index:]
+        undone, undo = ep.history[index:], ep.undo[index:]
+        del ep.history[index:], ep.undo[index:]
         for entry in reversed(undone):
             self.out.append(Retraction(entry.tid, conn.conn_id, ep.side, seg.ts_ns,
                                         seg.frame, reason))
         first = undone[0]
         ep.state = first.from_state
-        ep.since_ns = first.from_since_ns
+        ep.since_ns = undo[0][0]
         ep.timer_gen += 1
         if kind == "ack_fin":
             ep.fin_acked = False
-        if any(e.retract_on == "fin" for e in undone):
+        if any(k == "fin" for _, k in undo):
             ep.got_fin = False
         if kind == "timeout":
-            conn.timed_out = any(h.retract_on == "timeout" and h.from_state != TIME_WAIT
-                                 for h in conn.client.history + conn.server.history)
+            conn.timed_out = any(k == "timeout" and h.from_state != TIME_WAIT
+                                 for ep_ in (conn.client, conn.server)
+                                 for h, (_, k) in zip(ep_.history, ep_.undo, strict=True))
         self.note(conn, Oddity(conn.conn_id, seg.ts_ns, seg.frame, ep.side, Odd.RETRACTED,
                                f"{reason}: undid {len(undone)} transition(s)",
                                Retracted(kind, len(undone), no_socket)))

@@ -62,14 +62,26 @@ class Endpoint:
     probe_since_ns: int | None = None
     not_orphan: bool = False  #: proved alive after its FIN (ACKs new data): half close
     #: this side's transitions that a later contradiction may undo: all of them, the
-    #: retracted ones removed (each carries its ``from_since_ns`` and ``retract_on``)
+    #: retracted ones removed
     history: list[Transition] = field(default_factory=list)
+    #: beside each of `history`, what undoing it needs: when the side had entered its
+    #: ``from_state``, and what evidence would contradict it (`Deduction`: fin, ack_fin,
+    #: ack_syn, synack, timeout, or "" for none)
+    undo: list[tuple[int, str]] = field(default_factory=list)
     timer_gen: int = 0  #: bumped on every state change; stale timers compare unequal
     # TCP timestamps (RFC 7323), -1 when the segments carried none. Kept only from the
     # first FIN of the connection on (its segments all go through `Tracker.feed`, none
     # through the bulk absorb paths), which is all the rules that use them need.
     tsval_hi: int = -1  #: the newest TSval this side sent since the connection's first FIN
     fin_tsval: int = -1  #: the TSval of the segment that last carried this side's FIN
+
+    def latest(self, kind: str) -> int | None:
+        """The index in `history` of the latest transition ``kind`` would contradict."""
+        undo = self.undo
+        for index in range(len(undo) - 1, -1, -1):
+            if undo[index][1] == kind:
+                return index
+        return None
 
     @property
     def fin_end(self) -> int | None:

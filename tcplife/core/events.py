@@ -44,12 +44,6 @@ class Transition:
     event: str
     frame: int | None
     inferred: bool
-    #: The tracker's bookkeeping for undoing it, not part of the event's value (left out of
-    #: comparisons and repr): when the side had entered ``from_state``, and what evidence
-    #: would contradict this transition (fin, ack_fin, ack_syn, synack, timeout or "").
-    #: Kept here so that a side's history is its list of transitions, not a copy of them.
-    from_since_ns: int = field(default=0, compare=False, repr=False)
-    retract_on: str = field(default="", compare=False, repr=False)
     #: the table's event (`tcplife.core.machine.Ev`) that made it: ``TABLE[(from_state,
     #: ev)] == to_state``; ``event`` is its text for people, which may say more
     ev: Ev | None = None

@@ -294,7 +294,7 @@ class SegmentRules:
                 self.changes.contradict(conn, a, "synack", seg, "SYN retransmitted")
         if fin and a.fin_seq is not None and seq_add(seg.seq, seg.payload_len) == a.fin_seq:
             self._rtx_contradicts_ack(conn, a, seg, "ack_fin", "FIN retransmitted")
-        if a.state == CLOSED and any(h.retract_on == "timeout" for h in a.history):
+        if a.state == CLOSED and a.latest("timeout") is not None:
             self.changes.contradict(conn, a, "timeout", seg, "still sending after the timeout")
         if not ackf or syn:
             return False
@@ -339,7 +339,7 @@ class SegmentRules:
         if a.state == UNKNOWN and a.side == SERVER and b.state == SYN_SENT \
                 and not rst_acceptable(a, b, seg):
             return  # forged, or from another host: the client drops it (see _recv_rst)
-        if not seg.flags & ACK and a.history and a.history[-1].retract_on == "ack_syn" \
+        if not seg.flags & ACK and a.undo and a.undo[-1][1] == "ack_syn" \
                 and a.data_hi is None:  # (a side that sent data had its connection)
             self._no_socket(conn, a, seg)
         if a.side == SERVER and a.state == CLOSED and not a.history \
@@ -456,7 +456,8 @@ class SegmentRules:
         did not reach it, unless they were captured so shortly before that they crossed
         this retransmission on the way."""
         window = a.crossing_window_ns()
-        entry = next((h for h in reversed(a.history) if h.retract_on == kind), None)
+        index = a.latest(kind)
+        entry = None if index is None else a.history[index]
         if entry is None or seg.ts_ns - entry.ts_ns <= window:
             return
         self.changes.contradict(conn, a, kind, seg, reason)
