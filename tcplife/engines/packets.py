@@ -19,7 +19,7 @@ import pandas as pd
 from tcplife.capture import ReadStats
 from tcplife.core.segment import Segment
 from tcplife.engines.analysis import Source, iter_segments
-from tcplife.output.frames import SIDE_DTYPE, STATE_DTYPE, TIME_DTYPE, _frame
+from tcplife.output.frames import SIDE_DTYPE, STATE_DTYPE, TIME_DTYPE, typed_frame
 
 #: Wireshark's flag names, in its order (bit order).
 FLAG_NAMES = ((0x01, "FIN"), (0x02, "SYN"), (0x04, "RST"), (0x08, "PSH"), (0x10, "ACK"),
@@ -129,7 +129,7 @@ def packet_frame(rows: Iterable[tuple[int, str, Segment]], connections: pd.DataF
         cols["server_state"].append(server_state)
         cols["time"].append(seg.ts_ns)
         cols["ts_ns"].append(seg.ts_ns)
-    return _frame(cols, PACKET_COLUMNS)
+    return typed_frame(cols, PACKET_COLUMNS)
 
 
 class _StateReplay:

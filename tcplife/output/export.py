@@ -2,9 +2,10 @@
 
 Owns: `EXPORT_FORMATS`, the registry of exporters (format name -> function writing a
 `Result` into a directory and returning the paths written), and the table exporters
-(CSV, JSON lines, JSON, Parquet) built on `tcplife.output.formats`. A new format plugs in with
-one entry, e.g. ``EXPORT_FORMATS["zeek"] = write_zeek_conn_log``; the CLI's
-``export --format`` choices are this dict's keys. Knows nothing of click.
+(CSV, JSON lines, JSON, Parquet) built on `tcplife.output.formats`. A result is read as
+`tcplife.output.analysed.Analysed`: this module does not import the engines. A new
+format plugs in with one entry, e.g. ``EXPORT_FORMATS["zeek"] = write_zeek_conn_log``;
+the CLI's ``export --format`` choices are this dict's keys. Knows nothing of click.
 
 Files: ``connections``, ``transitions``, ``anomalies``, ``oddities`` (each with the
 format's extension), plus ``capture.json``: the sources, what the reader counted, its
@@ -19,24 +20,22 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tcplife.output import formats as output
+from tcplife.output.analysed import Analysed
 from tcplife.output.schema import TABLES  # the tables exported, in this order
 
-if TYPE_CHECKING:
-    from tcplife.engines.analysis import Result
-
-Exporter = Callable[["Result", Path], list[Path]]
+Exporter = Callable[[Analysed, Path], list[Path]]
 
 
-def tables(result: Result) -> dict[str, Any]:
+def tables(result: Analysed) -> dict[str, Any]:
     """The tables as they are at hand (`tcplife.output.rows.Rows` or DataFrames: the writers
     take either; only Parquet and Zeek's log need pandas)."""
     return {name: result.table(name) for name in TABLES}
 
 
-def capture_metadata(result: Result) -> dict[str, object]:
+def capture_metadata(result: Analysed) -> dict[str, object]:
     """What ``capture.json`` holds."""
     from tcplife import __version__
 
@@ -47,7 +46,7 @@ def capture_metadata(result: Result) -> dict[str, object]:
             "rows": {name: len(frame) for name, frame in tables(result).items()}}
 
 
-def write_metadata(result: Result, directory: Path) -> Path:
+def write_metadata(result: Analysed, directory: Path) -> Path:
     path = directory / "capture.json"
     path.write_text(json.dumps(capture_metadata(result), indent=2) + "\n", encoding="utf-8")
     return path
@@ -56,7 +55,7 @@ def write_metadata(result: Result, directory: Path) -> Path:
 def table_exporter(fmt: str, extension: str) -> Exporter:
     """An exporter writing each table with `tcplife.output.formats.write` as ``fmt``."""
 
-    def export(result: Result, directory: Path) -> list[Path]:
+    def export(result: Analysed, directory: Path) -> list[Path]:
         written = []
         for name, frame in tables(result).items():
             path = directory / f"{name}.{extension}"
@@ -67,7 +66,7 @@ def table_exporter(fmt: str, extension: str) -> Exporter:
     return export
 
 
-def zeek_exporter(result: Result, directory: Path) -> list[Path]:
+def zeek_exporter(result: Analysed, directory: Path) -> list[Path]:
     """Zeek's ``conn.log`` (TSV with Zeek's header lines, readable by zeek-cut), one line
     per Zeek connection (Zeek's inactivity timer may split a connection instance into
     several: `tcplife.peers.zeek_log`), plus ``capture.json``."""
@@ -93,7 +92,7 @@ EXPORT_FORMATS: dict[str, Exporter] = {
 }
 
 
-def export(result: Result, directory: str | Path, fmt: str = "csv") -> list[Path]:
+def export(result: Analysed, directory: str | Path, fmt: str = "csv") -> list[Path]:
     """Write ``result`` into ``directory`` (created if missing; files of the same names
     are replaced) as ``fmt``, one of `EXPORT_FORMATS`; return the paths written."""
     try:

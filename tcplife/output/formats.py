@@ -211,7 +211,7 @@ def iso_ns(values: list[int | None]) -> list[str | None]:
     return out
 
 
-def _is_na(value: Any) -> bool:
+def is_na(value: Any) -> bool:
     """None, or pandas' NA / NaT (recognised without importing pandas)."""
     return value is None or type(value).__name__ in ("NAType", "NaTType")
 
@@ -221,7 +221,7 @@ def _plain(value: Any) -> Any:
         return None
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    if _is_na(value):
+    if is_na(value):
         return None
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalar
         return value.item()
@@ -375,7 +375,7 @@ def duration(seconds: float | None) -> str:
 
 def endpoint(addr: Any, port: Any) -> str:
     """``addr:port``, with IPv6 addresses in brackets as ``ss`` prints them."""
-    if _is_na(addr):
+    if is_na(addr):
         return ""
     host = f"[{addr}]" if ":" in str(addr) else str(addr)
     return f"{host}:{port}"

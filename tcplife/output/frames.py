@@ -208,7 +208,7 @@ def oddities_frame(collector: Collector) -> pd.DataFrame:
     return frame_from_rows(collector.oddity_rows())
 
 
-def _frame(columns: dict[str, list[Any]], dtypes_by_name: dict[str, Any]) -> pd.DataFrame:
+def typed_frame(columns: dict[str, list[Any]], dtypes_by_name: dict[str, Any]) -> pd.DataFrame:
     """A DataFrame from plain lists with the given pandas dtypes."""
     if not columns or not next(iter(columns.values())):
         return empty_frame(dtypes_by_name)

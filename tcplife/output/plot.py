@@ -3,7 +3,8 @@
 Owns: `state_intervals` (how long each side spent in each state, from the transitions
 table) and `plot_timeline` (a matplotlib figure, saved as PNG/SVG/PDF if asked).
 matplotlib is an optional dependency (``pip install 'tcplife[plot]'``), imported only
-when a chart is drawn. Knows nothing of click or captures: a `Result` in, a figure out.
+when a chart is drawn. Knows nothing of click or captures: a `Result` in (read as
+`tcplife.output.analysed.Analysed`: no engine is imported), a figure out.
 
 Reading the chart: each connection is one row, its client's bar above its server's; time
 runs in seconds from the first packet of the first connection shown; the chart ends where
@@ -20,12 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from tcplife.output.analysed import Analysed
 from tcplife.output.formats import STATE_COLOURS, clock, date_span, endpoint
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
-
-    from tcplife.engines.analysis import Result
 
 FORMATS = (".png", ".svg", ".pdf")
 SIDES = ("client", "server")
@@ -54,7 +54,7 @@ def _figure_class() -> Any:
     return Figure
 
 
-def state_intervals(result: Result, conn_ids: Iterable[int] | None = None) -> pd.DataFrame:
+def state_intervals(result: Analysed, conn_ids: Iterable[int] | None = None) -> pd.DataFrame:
     """One row per (connection, side, state held): ``conn_id, side, state, start_ns,
     end_ns``. A side holds its initial state from the connection's first packet; CLOSED
     is not listed; a state still held at the end runs to its timeout's transition if one
@@ -88,7 +88,7 @@ def _figure_height(rows: int) -> float:
     return min(2.4 + rows * per_row, 40.0)
 
 
-def plot_timeline(result: Result, path: str | os.PathLike[str] | None = None, *,
+def plot_timeline(result: Analysed, path: str | os.PathLike[str] | None = None, *,
                   conn_ids: Iterable[int] | None = None, full: bool = False,
                   ax: Any = None, title: str | None = None) -> Figure:
     """Draw each side's states over time; save to ``path`` (.png, .svg, .pdf) if given.
@@ -167,7 +167,7 @@ def plot_timeline(result: Result, path: str | os.PathLike[str] | None = None, *,
     return fig
 
 
-def _mark_anomalies(ax: Any, result: Result, conns: pd.DataFrame, origin: int, right: float,
+def _mark_anomalies(ax: Any, result: Analysed, conns: pd.DataFrame, origin: int, right: float,
                     row_of: dict[int, int], lane: dict[str, float], n: int) -> bool:
     """A red triangle on the side's bar where each anomaly (not the informational ones)
     was detected; returns whether any was drawn."""

@@ -25,22 +25,22 @@ from tcplife.output.formats import (
     INFO_KINDS,
     SEVERITY_STYLES,
     STATE_STYLES,
-    _is_na,
     clock,
     date_span,
     duration,
     endpoint,
+    is_na,
 )
 from tcplife.output.rows import Rows, column_of
 
 
 def state_text(state: Any, prefix: str = "") -> Text:
-    name = "" if _is_na(state) else str(state)
+    name = "" if is_na(state) else str(state)
     return Text(prefix + name, style=STATE_STYLES.get(name, ""))
 
 
 def _int(value: Any) -> str:
-    return "" if _is_na(value) else str(int(value))
+    return "" if is_na(value) else str(int(value))
 
 
 def _title(what: str, sources: list[str], day: str) -> str:
@@ -67,7 +67,7 @@ def flags_text(kinds: Iterable[str], mid_stream: bool, role_inferred: bool) -> T
 def _file_of(row: Any) -> str:
     """The base name of a row's ``file`` (several captures), else ""."""
     name = getattr(row, "file", None)
-    return "" if _is_na(name) else os.path.basename(str(name))
+    return "" if is_na(name) else os.path.basename(str(name))
 
 
 def _with_files(columns: list[Column], rows: list[list[RenderableType]], files: list[str],
@@ -112,7 +112,7 @@ def connections_view(connections: Any, summary: dict[str, Any],
 
 
 def _counts(values: Iterable[Any], styles: dict[str, str] | None = None) -> Text:
-    counts = Counter(str(v) for v in values if not _is_na(v))
+    counts = Counter(str(v) for v in values if not is_na(v))
     text = Text()
     for i, (name, n) in enumerate(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))):
         if i:
