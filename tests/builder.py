@@ -9,15 +9,13 @@ what a vantage point sees.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import pandas as pd
 
 from tcplife.core.events import Anomaly
 from tcplife.core.options import Options
 from tcplife.core.segment import ACK, FIN, RST, SYN, Segment
-from tcplife.detect import DetectorSet
-from tcplife.engines.wiring import new_tracker
+from tcplife.engines.wiring import Pipeline, new_tracker
 from tcplife.output import frames
 from tcplife.output.frames import Collector, state_at
 
@@ -135,23 +133,13 @@ def run(segments: list[Segment], **opts: float) -> Run:
     """The tracker and the anomaly detectors over scripted segments, as `analyze` wires
     them (the capture ends with the last segment)."""
     options = Options(**opts)
-    tracker, detectors, col = new_tracker(options), DetectorSet(options), Collector()
-    found: list[Anomaly] = []
-
-    def consume(events: list[Any]) -> None:
-        more = detectors.feed(events)
-        found.extend(more)
-        col.add(events + more)
-
+    tracker, col = new_tracker(options), Collector()
+    pipeline = Pipeline(options, col.add)
     for seg in segments:
-        consume(tracker.feed(seg))
-    detectors.end_input(segments[-1].ts_ns if segments else None)
-    consume(tracker.finish())
-    more = detectors.finish()
-    found.extend(more)
-    col.add(more)
+        pipeline(tracker.feed(seg))
+    pipeline.finish(tracker.finish_chunks(end_ns=segments[-1].ts_ns if segments else None))
     return Run(frames.connections_frame(col), frames.transitions_frame(col),
-               frames.oddities_frame(col), found)
+               frames.oddities_frame(col), list(col.anomalies))
 
 
 __all__ = ["ACK", "Conv", "FIN", "RST", "Run", "SYN", "run"]

@@ -414,7 +414,7 @@ def test_dataset_and_merge_share_the_end_key():
     import tcplife.engines.dataset
     import tcplife.engines.distributed
 
-    assert tcplife.engines.dataset._END == tcplife.engines.distributed._END
+    assert tcplife.engines.dataset.END_KEY is tcplife.engines.distributed.END_KEY
 
 
 def assert_dataset_same(dataset, want: tcplife.Result, tables=TABLES) -> None:

@@ -244,4 +244,24 @@ class ConnectionEnded:
     at_end: bool = False
 
 
-Event = ConnectionStarted | Transition | Retraction | Oddity | ConnectionEnded | Anomaly
+@dataclass(frozen=True, slots=True)
+class InputEnded:
+    """The end of input: the capture ends at ``ts_ns`` (its last frame, or the end a live
+    run stopped at). `Tracker.finish` emits it first, before the events of the timers it
+    fires and of the connections still open: what follows is the end's."""
+
+    ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClockAdvanced:
+    """The input has reached ``ts_ns`` without a packet to show it: the live mode's wall
+    clock (`Tracker.advance`, a flow given up as it stands now), or the running capture
+    end an engine computed elsewhere (the Dask dataset). Made by the engine that drives
+    the tracker, for the detectors; the tracker does not emit it."""
+
+    ts_ns: int
+
+
+Event = (ConnectionStarted | Transition | Retraction | Oddity | ConnectionEnded | Anomaly
+         | InputEnded | ClockAdvanced)

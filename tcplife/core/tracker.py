@@ -45,6 +45,7 @@ from tcplife.core.events import (
     ConnectionRecord,
     ConnectionStarted,
     Event,
+    InputEnded,
     Oddity,
     PortReuse,
     Transition,
@@ -216,9 +217,10 @@ class Tracker:
     def finish_chunks(self, size: int = 4096,
                       end_ns: int | None = None) -> Iterator[list[Event]]:
         """`finish`'s events, the same in the same order, in lists of about ``size``: the
-        end of a big capture need not hold every open connection's last events at once."""
-        out = self._out = []
+        end of a big capture need not hold every open connection's last events at once.
+        The first is `InputEnded` at ``end_ns`` (default: the latest segment's time)."""
         end = max(x for x in (end_ns, self.now_ns, 0) if x is not None)
+        out = self._out = [InputEnded(end if end_ns is None else end_ns)]  # the end, first
         self._ending_at = end
         timers = self.timers
         while timers:  # deadline by deadline: the order of one `_advance(_FOREVER)`

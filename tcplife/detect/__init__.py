@@ -30,9 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 from tcplife.core.events import (
     Anomaly,
+    ClockAdvanced,
     ConnectionEnded,
     ConnectionRecord,
     Event,
+    InputEnded,
     Oddity,
     Transition,
 )
@@ -109,24 +111,22 @@ def default_detectors(options: Options) -> list[Detector]:
 
 class DetectorSet:
     """Feeds the detectors: when a connection ends, hands them a `ConnView` of it (its
-    transitions and notes come with its `ConnectionEnded`), with the running capture end
-    (the latest transition with a frame, or connection end, seen so far)."""
+    transitions and notes come with its `ConnectionEnded`), with the running capture end.
+
+    The capture end is learnt from the events fed, never set from outside: the latest
+    transition with a frame, or connection end, seen so far; a `ClockAdvanced` (time that
+    passed with no packet to show it); and `InputEnded`, which also says the input is over
+    (the events after it are the end's, `Tracker.finish`)."""
 
     def __init__(self, options: Options, detectors: list[Detector] | None = None) -> None:
         self.options = options
         self.detectors = detectors if detectors is not None else default_detectors(options)
+        #: the running capture end (read it; the events fed move it)
         self.capture_end_ns = 0
         self.input_ended = False
         #: detectors that also follow the transitions as they happen (`on_transition`)
         self._watchers = [d.on_transition for d in self.detectors  # type: ignore[attr-defined]
                           if hasattr(d, "on_transition")]
-
-    def end_input(self, last_ts_ns: int | None) -> None:
-        """The input has ended, its last frame at ``last_ts_ns`` (None: no frame): the
-        events fed from now on are the end of input's (`Tracker.finish`)."""
-        if last_ts_ns is not None:
-            self.capture_end_ns = max(self.capture_end_ns, last_ts_ns)
-        self.input_ended = True
 
     def feed(self, events: Iterable[Event]) -> list[Anomaly]:
         out: list[Anomaly] = []
@@ -147,6 +147,10 @@ class DetectorSet:
                     rec.settle(ev.transitions,
                                self.capture_end_ns if self.input_ended else FOREVER)
                 out += self.judge(rec, ev.transitions, ev.notes, self.capture_end_ns)
+            elif isinstance(ev, (ClockAdvanced, InputEnded)):
+                self.capture_end_ns = max(self.capture_end_ns, ev.ts_ns)
+                if isinstance(ev, InputEnded):
+                    self.input_ended = True
         return out
 
     def judge(self, record: ConnectionRecord, transitions: list[Transition],

@@ -129,6 +129,12 @@ class Resets(PerConnection):
 
 
 class LingeringCloseWait(PerConnection):
+    """``ongoing``: the connections it is shown are still open (the live mode's early
+    notice): a CLOSE_WAIT open at the view's end has lasted *so far*."""
+
+    def __init__(self, ongoing: bool = False) -> None:
+        self.ongoing = ongoing
+
     def on_connection(self, v: ConnView) -> Iterable[Anomaly]:
         linger = v.options.close_wait_linger_ns
         for side in (CLIENT, SERVER):
@@ -154,7 +160,9 @@ class LingeringCloseWait(PerConnection):
                         f"{clock(wrote)}: the peer had only shut down writing)")
                 claims = [(side, CLOSE_WAIT, t.ts_ns), (side, CLOSE_WAIT, end - 1),
                           (peer, peer_state, end)]
-                if open_to_end:
+                if open_to_end and self.ongoing:
+                    until = "so far; the application is not calling close()"
+                elif open_to_end:
                     until = (f"until the end of the capture (or of the live run) at "
                              f"{clock(end)}, still open then; the application is not "
                              "calling close()")

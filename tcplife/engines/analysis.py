@@ -25,9 +25,8 @@ from tcplife.capture.sources import find_captures
 from tcplife.core.events import Event
 from tcplife.core.options import Options
 from tcplife.core.segment import Segment
-from tcplife.detect import DetectorSet
 from tcplife.engines.drive import drive
-from tcplife.engines.wiring import new_tracker
+from tcplife.engines.wiring import Pipeline, new_tracker
 from tcplife.output import schema
 from tcplife.output.collect import Collector
 from tcplife.output.framemap import several, with_files
@@ -362,34 +361,33 @@ def resolve_options(options: Options | None, tables: Iterable[str],
 
 
 class Sink:
-    """What every engine runs after the tracker: the anomaly detectors and the collector,
-    fed the tracker's events as they come (call it with a list of events), then
-    `result` with the events of the end of input."""
+    """What the file engine (and the Dask merge) runs after the tracker: the `Pipeline`
+    (anomaly detectors) into a `Collector`, fed the tracker's events as they come (call it
+    with a list of events), then `result` with the events of the end of input."""
 
     def __init__(self, options: Options, tables: Iterable[str],
                  on_event: Callable[[Event], None] | None = None,
                  stream_connections: bool = False) -> None:
         self.options = options
-        self.detectors = DetectorSet(options)
         self.collector = Collector(tables)
         self.on_event = on_event
+        self.pipeline = Pipeline(options, self._emit)
         self.stream_connections = stream_connections
 
-    def __call__(self, events: list[Any]) -> None:
-        events = events + self.detectors.feed(events)
+    def _emit(self, events: list[Event]) -> None:
         if self.on_event is not None:
             for ev in events:
                 self.on_event(ev)
         self.collector.add(events)
 
+    def __call__(self, events: list[Event]) -> None:
+        self.pipeline(events)
+
     def result(self, final: Iterable[list[Event]], stats: ReadStats,
                sources: list[str]) -> Result:
-        """Feed ``final`` (the tracker's `finish_chunks`) once the capture's end is known,
-        then the detectors' own end; build the tables."""
-        self.detectors.end_input(stats.last_ts_ns)  # its last frame, of any kind
-        for events in final:
-            self(events)
-        self(list(self.detectors.finish()))
+        """Feed ``final`` (the tracker's `finish_chunks`: `InputEnded` first), then the
+        detectors' own end; build the tables."""
+        self.pipeline.finish(final)
         return collected_result(self.collector, stats, self.options, sources,
                                 self.stream_connections)
 

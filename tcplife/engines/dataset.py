@@ -64,9 +64,11 @@ from tcplife import detect
 from tcplife.capture import ReadStats
 from tcplife.core.events import (
     Anomaly,
+    ClockAdvanced,
     ConnectionEnded,
     ConnectionStarted,
     Event,
+    InputEnded,
     Oddity,
     Retraction,
     Transition,
@@ -80,6 +82,7 @@ from tcplife.detect import (
     TimeWaitAccumulation,
 )
 from tcplife.engines.spool import dump, load_array, save_arrays, undump
+from tcplife.engines.wiring import Pipeline
 from tcplife.output.formats import OutputError
 from tcplife.output.framemap import slim, with_file_columns, with_files
 from tcplife.output.frames import (
@@ -107,7 +110,9 @@ SORT_KEYS: dict[str, list[str]] = {
     "connections": ["conn_id"], "transitions": ["conn_id", "ts_ns"],
     "anomalies": ["conn_id", "ts_ns"], "oddities": ["conn_id", "ts_ns"]}
 
-_END = 1 << 64  #: tcplife.engines.distributed._END (that module imports this one; a test checks)
+#: the first element of the key of the events the end of input emits (`Tracker.finish`),
+#: after every packet's (`tcplife.engines.distributed.KeyedObserver`, which imports it)
+END_KEY = 1 << 64
 _SIGN = np.uint64(1 << 63)
 _TOP = np.uint64((1 << 64) - 1)
 
@@ -264,13 +269,13 @@ def index_partition(out: Any, p: int, spool: str) -> Tracked:
 
 def _places(rows: list[tuple[int, ...]], p: int) -> np.ndarray:
     """(at_end, k0..k4) rows -> bytes that sort as the tuples ``(at_end, key, p)`` do
-    (``_END`` above every time; signed values order-preserved as unsigned)."""
+    (``END_KEY`` above every time; signed values order-preserved as unsigned)."""
     if not rows:
         return np.empty(0, dtype="S56")
     signed = np.array(rows, dtype=np.int64)
     a = signed.view(np.uint64)
     a[:, 1:] ^= _SIGN
-    a[signed[:, 1] == -1, 1] = _TOP  # -1 stands for _END, above every time
+    a[signed[:, 1] == -1, 1] = _TOP  # -1 stands for END_KEY, above every time
     whole = np.empty((len(rows), 7), dtype=np.uint64)
     whole[:, :6] = a
     whole[:, 6] = p
@@ -298,8 +303,8 @@ def _index(out: Any, p: int) -> _Index:
             continue
         else:
             continue
-        at_end = int(key[0] == _END)
-        parts[at_end].append((at_end, -1 if place[0] == _END else place[0], *place[1:]))
+        at_end = int(key[0] == END_KEY)
+        parts[at_end].append((at_end, -1 if place[0] == END_KEY else place[0], *place[1:]))
         values[at_end].append(value)
         ends[at_end].append(is_end)
     keys = _places(parts[0] + parts[1], p)
@@ -424,28 +429,22 @@ def _finish(t: Tracked, n: int, options: Options, tables: tuple[str, ...],
                                   "partition")
     now = Collector(name for name in tables if name in _AT_ONCE)
     later = Collector(name for name in tables if name not in _AT_ONCE)
+    pipeline = Pipeline(options, detectors=detectors)
     during: list[Event] = []
-    at_end: list[Event] = []
+    at_end: list[Event] = [InputEnded(last_ts_ns or 0)]  # as one tracker's end begins
     for key, ev in out.keyed:
         renumber(ev, conn_of, stream_of)
-        (at_end if key[0] == _END else during).append(ev)
+        (at_end if key[0] == END_KEY else during).append(ev)
     del out
+    # Each connection is judged at the capture end one process had reached when it
+    # ended (`_capture_ends`: other partitions' events too): a clock event before it.
     ends = iter(capture_end.tolist())
     for events in (during, at_end):
-        if events is at_end:
-            detectors.end_input(None)  # the capture ends are `capture_end`'s
-        run: list[Event] = []
-        for ev in events:
-            run.append(ev)
-            if isinstance(ev, ConnectionEnded):
-                detectors.capture_end_ns = next(ends)
-                batch = run + detectors.feed(run)
-                now.add(batch)
-                later.add(batch)
-                run = []
-        batch = run + detectors.feed(run)
+        batch = pipeline([x for ev in events for x in (
+            (ClockAdvanced(next(ends)), ev) if isinstance(ev, ConnectionEnded) else (ev,))])
         now.add(batch)
         later.add(batch)
+    del batch
     del during, at_end
     rows = _write_tables(now, directory, t.p, tuple(x for x in tables if x in _AT_ONCE),
                          fmap)

@@ -71,6 +71,7 @@ from tcplife.core.events import (
     ConnectionEnded,
     ConnectionStarted,
     Event,
+    InputEnded,
     Retraction,
     Transition,
 )
@@ -80,6 +81,7 @@ from tcplife.core.timers import Timer, Timers
 from tcplife.core.tracker import Tracker
 from tcplife.engines.analysis import TABLES, Result, Sink, resolve_options
 from tcplife.engines.dataset import (
+    END_KEY,
     ParquetDataset,
     Tracked,
     index_partition,
@@ -100,8 +102,6 @@ from tcplife.engines.spool import (
 from tcplife.engines.wiring import new_tracker
 from tcplife.peers import PeerObserver
 
-#: after every packet: the key of events the end of input (`Tracker.finish`) emits
-_END = 1 << 64
 #: capture bytes per batch a read task reads (and, with a spool, writes) at a time
 _READ_BYTES = 8 << 20
 #: rows per `Batch` fed to `drive` in a partition task
@@ -268,9 +268,9 @@ class KeyedObserver(PeerObserver):
     the first segment after it was armed whose time reaches its deadline, in (deadline,
     arming) order: ``(deadline, 0, arming frame, 0, n)``; one due at or before its arming
     time fires at the next segment ``(armed ts, 1, arming frame, 1, n)``; one due after the
-    last segment of the whole set fires at the end ``(_END, 0, deadline, arming frame, n)``;
+    last segment of the whole set fires at the end ``(END_KEY, 0, deadline, arming frame, n)``;
     one armed by a firing timer and due by that timer's deadline takes its key. The
-    connections still open at the end: ``(_END, 1, first frame, 0, 0)``.
+    connections still open at the end: ``(END_KEY, 1, first frame, 0, 0)``.
 
     Public seams only: the tracker's observer hook (`tcplife.core.observe`: every segment,
     every timer armed, firing and fired with its events), its `Timers`, the events `feed`
@@ -331,10 +331,11 @@ class KeyedObserver(PeerObserver):
         self._timer_events = 0
 
     def keyed_end_events(self, events: list[Event]) -> None:
-        """What `Tracker.finish` returned: after its timers' events, the connections still
-        open at the end."""
-        self.keyed.extend(((_END, 1, ev.record.first_frame, 0, 0), ev)
-                          for ev in events[self._timer_events:]
+        """What `Tracker.finish` returned: its `InputEnded` (the merge emits the set's
+        own), its timers' events, then the connections still open at the end."""
+        assert isinstance(events[0], InputEnded)
+        self.keyed.extend(((END_KEY, 1, ev.record.first_frame, 0, 0), ev)
+                          for ev in events[1 + self._timer_events:]
                           if isinstance(ev, ConnectionEnded))
 
     def timer_armed(self, timer: Timer) -> None:
@@ -361,7 +362,7 @@ class KeyedObserver(PeerObserver):
             elif deadline > ts and deadline <= self._last_ts:
                 key = (deadline, 0, frame, 0)
             else:
-                key = (_END, 0, deadline, frame)
+                key = (END_KEY, 0, deadline, frame)
         # what a timer arms, it arms then
         self._firing = (key, (frame, max(deadline, ts)), deadline)
 
@@ -486,7 +487,7 @@ def _merged_events(outs: list[_PartitionOut]) -> Iterator[tuple[bool, Event]]:
         elif isinstance(ev, Retraction):
             ev.tid = tids[(p, ev.tid)]
         renumber(ev, conn_fn[p], stream_fn[p])
-        yield key[0] == _END, ev
+        yield key[0] == END_KEY, ev
 
 
 # ---------------------------------------------------------------------- the entry point
@@ -702,7 +703,7 @@ def _result(outs: list[_PartitionOut], stats: ReadStats, options: Options,
     """Detectors and collector over the merged events, exactly as `analyze` runs them."""
     consume = Sink(options, tables, on_event)
     during: list[Event] = []
-    at_end: list[Event] = []
+    at_end: list[Event] = [InputEnded(stats.last_ts_ns or 0)]  # one tracker's end, first
     for ending, ev in _merged_events(outs):
         (at_end if ending else during).append(ev)
         if len(during) >= 4096:

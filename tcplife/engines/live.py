@@ -54,26 +54,23 @@ from tcplife.capture.columns import AddressBook, Batch
 from tcplife.capture.stats import ReadStats
 from tcplife.core.events import (
     Anomaly,
+    ClockAdvanced,
     ConnectionEnded,
     ConnectionRecord,
     ConnectionStarted,
     Event,
+    InputEnded,
     Oddity,
     Retraction,
     Transition,
 )
 from tcplife.core.options import NS, Options
 from tcplife.core.segment import Segment
-from tcplife.core.states import CERTAIN, CLIENT, DEFAULT_SEVERITY, SERVER, State
-from tcplife.detect import (
-    DetectorSet,
-    TimeWaitAccumulation,
-    clock,
-    secs,
-)
+from tcplife.core.states import CERTAIN, CLIENT, SERVER, State
+from tcplife.detect import ConnView, LingeringCloseWait
 from tcplife.engines.analysis import Result
 from tcplife.engines.drive import drive
-from tcplife.engines.wiring import new_tracker
+from tcplife.engines.wiring import Pipeline, new_tracker
 from tcplife.output.collect import Collector, connection_row
 from tcplife.output.schema import CONNECTIONS
 
@@ -248,7 +245,9 @@ class LiveSession:
         self._wall_ns = wall_ns
         self._monotonic = monotonic
         self.tracker = new_tracker(self.options)
-        self.detectors = DetectorSet(self.options)
+        self.pipeline = Pipeline(self.options)
+        #: the early notice of a CLOSE_WAIT: the detector's sentence, while it lasts
+        self._lingering = LingeringCloseWait(ongoing=True)
         self.history = _History(history)
         self.counters = LiveCounters(started_ns=wall_ns())
         self._stopping = False
@@ -360,10 +359,10 @@ class LiveSession:
 
     def _advance(self, now_ns: int) -> list[Event]:
         """Move the tracker's clock on to ``now_ns`` (the timers due by then fire). The
-        capture seen so far reaches that instant: for the detectors, what a timer did by
-        then happened within the run (the file mode's end is its last frame)."""
-        self.detectors.capture_end_ns = max(self.detectors.capture_end_ns, now_ns)
-        return self.tracker.advance(now_ns)
+        capture seen so far reaches that instant: for the detectors (`ClockAdvanced`,
+        first), what a timer did by then happened within the run (the file mode's end is
+        its last frame)."""
+        return [ClockAdvanced(now_ns), *self.tracker.advance(now_ns)]
 
     def _consume_segments(self, segments: list[Segment]) -> Iterator[LiveEvent]:
         self.counters.segments += len(segments)
@@ -386,9 +385,9 @@ class LiveSession:
         of the connections ending with it."""
         if not events and not last:
             return
-        found = self.detectors.feed(events)
+        found = self.pipeline(events)[len(events):]
         if last:
-            found += self.detectors.finish()
+            found += self.pipeline.end()
         if found:  # the kinds on the record of the connection they judge, for its row
             ended = {e.record.conn_id: e.record for e in events
                      if isinstance(e, ConnectionEnded)}
@@ -437,8 +436,8 @@ class LiveSession:
             elif isinstance(ev, Anomaly):
                 counters.anomalies[ev.kind] = counters.anomalies.get(ev.kind, 0) + 1
                 self._unconfirmed.pop((ev.conn_id, ev.side, ev.kind), None)
-            elif isinstance(ev, Oddity):
-                continue  # notes are for the detectors, not for the person watching
+            elif isinstance(ev, (Oddity, ClockAdvanced, InputEnded)):
+                continue  # for the detectors, not for the person watching
             yield ev
         if ended and self._unconfirmed:  # their verdicts came with them: what is left,
             gone = set(ended)             # the final verdict did not confirm
@@ -477,10 +476,12 @@ class LiveSession:
             judged.add(conn_id)  # once: what comes later is for the final verdict
             trans, notes = self.tracker.judged_by(conn_id)
             # TimeWaitAccumulation judges all connections together, at the end
-            for a in self.detectors.judge(recs[0], trans, notes,
-                                          max(self.detectors.capture_end_ns,
-                                              recs[0].last_ts_ns),
-                                          skip=(TimeWaitAccumulation,)):
+            from tcplife.detect.time_wait import TimeWaitAccumulation
+
+            detectors = self.pipeline.detectors
+            for a in detectors.judge(recs[0], trans, notes,
+                                     max(detectors.capture_end_ns, recs[0].last_ts_ns),
+                                     skip=(TimeWaitAccumulation,)):
                 yield from self._early(EarlyAnomaly(a.conn_id, a.ts_ns, a.side, a.kind,
                                                     a.frame, a.detail, a.severity,
                                                     a.confidence))
@@ -505,24 +506,18 @@ class LiveSession:
             held = self._close_wait.get((conn_id, side))
             if held is None or held[0] != tid:
                 continue  # it left CLOSE_WAIT, or that transition was withdrawn
-            since, frame = held[1], held[2]
             recs = self.tracker.snapshot(conn_id)
             if not recs:
                 continue
-            rec = recs[0]
-            last = getattr(rec, f"{side}_last_ts_ns")
-            if last is None or last < since:  # its ACK of the FIN not seen yet: look again
+            last = getattr(recs[0], f"{side}_last_ts_ns")
+            if last is None or last < held[1]:  # its ACK of the FIN not seen yet: look again
                 heapq.heappush(due, (now + NS, conn_id, side, tid))
                 continue
-            addr, port = (rec.client_addr, rec.client_port) if side == CLIENT else (
-                rec.server_addr, rec.server_port)
-            who = f"{side} {addr}:{port}" if ":" not in addr else f"{side} [{addr}]:{port}"
-            peer = rec.server_state if side == CLIENT else rec.client_state
-            yield from self._early(EarlyAnomaly(
-                conn_id, now, side, "lingering_close_wait", frame,
-                f"{who} received FIN at {clock(since)} and has not closed: CLOSE_WAIT for "
-                f"{secs(now - since)} so far; the application is not calling close() (the "
-                f"peer is in {peer.value})", DEFAULT_SEVERITY["lingering_close_wait"]))
+            view = ConnView(recs[0], *self.tracker.judged_by(conn_id), now, self.options)
+            for a in self._lingering.on_connection(view):
+                if a.side == side and a.ts_ns == held[1]:  # the detector's sentence, now
+                    yield from self._early(EarlyAnomaly(conn_id, now, side, a.kind, a.frame,
+                                                        a.detail, a.severity, a.confidence))
 
     def _housekeeping(self) -> Iterator[LiveEvent]:
         """Once a second: give up idle flows, refresh the drop counts."""
@@ -530,12 +525,9 @@ class LiveSession:
         if now is not None:
             before = now - self.options.ns("idle")
             # judged as they stand now: silent until this instant of the run
-            self.detectors.capture_end_ns = max(self.detectors.capture_end_ns, now)
             events = self.tracker.give_up_idle(before)
-            if events:
-                n = sum(isinstance(e, ConnectionEnded) for e in events)
-                self.counters.given_up_idle += n
-                yield from self._consume(events)
+            self.counters.given_up_idle += sum(isinstance(e, ConnectionEnded) for e in events)
+            yield from self._consume([ClockAdvanced(now), *events])
         yield from self._refresh_drops()
 
     def _refresh_drops(self) -> Iterator[LiveEvent]:
@@ -560,10 +552,10 @@ class LiveSession:
     def _enforce_cap(self) -> Iterator[LiveEvent]:
         excess = self.tracker.open_count() - self.max_flows
         n = excess + max(1, self.max_flows // 10)  # make room in steps, not per packet
-        if self.tracker.now_ns is not None:  # judged as they stand now
-            self.detectors.capture_end_ns = max(self.detectors.capture_end_ns,
-                                                self.tracker.now_ns)
+        now = self.tracker.now_ns  # judged as they stand now
         events = self.tracker.give_up_oldest(n)
+        if now is not None:
+            events = [ClockAdvanced(now), *events]
         self.counters.given_up_cap += sum(isinstance(e, ConnectionEnded) for e in events)
         if not self._cap_warned:
             self._cap_warned = True
@@ -590,7 +582,6 @@ class LiveSession:
                 self.counters.end_ns = end
                 yield from self._consume(self._advance(end))  # timers due by the end
                 self._end_ns = end  # from here on, nothing dated after it is emitted
-                self.detectors.end_input(end)
                 yield from self._consume(self.tracker.finish(end_ns=end), last=True)
                 for key in self._unconfirmed:
                     self.counters.unconfirmed[key[2]] = \

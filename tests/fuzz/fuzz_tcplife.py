@@ -35,9 +35,8 @@ with atheris.instrument_imports(include=["tcplife"]):
     from tcplife.capture.columns import AddressBook, Batch
     from tcplife.capture.fastread import read_batches
     from tcplife.core.options import Options
-    from tcplife.detect import DetectorSet
     from tcplife.engines.drive import drive
-    from tcplife.engines.wiring import new_tracker
+    from tcplife.engines.wiring import Pipeline, new_tracker
 
 from invariants import check_events, segments_from  # noqa: E402
 
@@ -69,9 +68,9 @@ def capture(data: bytes) -> None:
     options = Options()
     events = _events(plain, options)
     check_events(events)
-    detectors = DetectorSet(options)
-    detectors.feed(events)
-    list(detectors.finish())
+    pipeline = Pipeline(options)
+    pipeline(events)
+    pipeline.end()
 
 
 def tracker(data: bytes) -> None:
