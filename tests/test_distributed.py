@@ -217,6 +217,26 @@ def test_tables_and_on_event(tmp_path, client):
     assert len(seen) > len(want.connections)
 
 
+def test_the_merge_ends_the_input_once_as_one_tracker_does(tmp_path, client):
+    """The partitions' own ends are not the set's: the merge emits one `InputEnded` at the
+    set's last frame, where one tracker does (before the end's timers and connections)."""
+    from tcplife.core.events import ConnectionEnded, InputEnded
+
+    whole = write_pcap(tmp_path / "w.pcap", many_conversations(12))
+    files = rotate(whole, [20, 40], tmp_path / "rot")
+    seen: list[object] = []
+    single: list[object] = []
+    analyze_dask(files, scheduler=client, partitions=3, on_event=seen.append)
+    want = tcplife.analyze(files, on_event=single.append)
+    ends = [i for i, ev in enumerate(seen) if isinstance(ev, InputEnded)]
+    assert [seen[i] for i in ends] == [InputEnded(want.stats.last_ts_ns)]
+    one = next(i for i, ev in enumerate(single) if isinstance(ev, InputEnded))
+    assert len(seen) - ends[0] == len(single) - one and len(seen) == len(single)
+    assert all(ev.at_end == (i > ends[0]) for i, ev in enumerate(seen)
+               if isinstance(ev, ConnectionEnded))
+    assert any(isinstance(ev, ConnectionEnded) for ev in seen[ends[0]:])
+
+
 def test_overlap_is_refused(tmp_path, client):
     files = [str(SAMPLES / f"half_open.{side}.pcap") for side in ("client", "server")]
     with pytest.raises(CaptureError, match="overlap in time.*--engine single"):

@@ -21,6 +21,7 @@ import pytest
 
 import tcplife
 from tcplife.capture import ReadStats, read_segments
+from tcplife.cli.live import event_row
 from tcplife.core.events import Anomaly, ConnectionEnded, Transition
 from tcplife.core.options import NS, Options
 from tcplife.core.states import CONFIDENCES, SEVERITIES
@@ -30,7 +31,6 @@ from tcplife.engines.live import (
     LiveWarning,
     Stopped,
     Tick,
-    event_row,
 )
 
 from builder import FIN, Conv
@@ -197,6 +197,24 @@ def test_lingering_close_wait_is_noticed_on_the_clock() -> None:
     assert len(final) == 1 and events.index(early[0]) < events.index(final[0])
     row = event_row(early[0])
     assert row is not None and row["final"] is False and "so far" in row["detail"]
+
+
+def test_the_early_notice_is_the_detectors_sentence() -> None:
+    """The early notice of a lingering CLOSE_WAIT is written by the detector that writes
+    the final verdict (`LingeringCloseWait`, counting it *so far*), not by the live
+    engine: the same subject, FIN time and evidence frame."""
+    path = SAMPLES / "server_never_closes.server.pcap"
+    _, events = run_replay(path, Options(fin_wait_2=3, close_wait_linger=1))
+    (early,) = [e for e in events if isinstance(e, EarlyAnomaly)
+                and e.kind == "lingering_close_wait"]
+    (final,) = [e for e in events if isinstance(e, Anomaly)
+                and e.kind == "lingering_close_wait"]
+    head = final.detail.split(": CLOSE_WAIT for ")[0]
+    assert head.endswith("and did not close") and early.detail.startswith(
+        head + ": CLOSE_WAIT for 1.")
+    assert early.detail.endswith(" so far; the application is not calling close() (the "
+                                 "peer is in FIN_WAIT_2)")
+    assert (early.side, early.frame) == (final.side, final.frame)
 
 
 def test_timeouts_fire_between_packets() -> None:

@@ -1,7 +1,7 @@
 """``tcplife live``: the live mode's command, a thin shell over `tcplife.engines.live`.
 
 Owns: the command's options, Ctrl-C and SIGTERM handling (both end the run cleanly, with a
-summary), the JSON-lines stream (one line per event, flushed at once) and the live rich
+summary), the JSON-lines stream (one line per event, flushed at once: `event_row`) and the live rich
 screen (connections and each side's state, refreshed a few times a second, new anomalies
 highlighted). Computes nothing: the session (`tcplife.engines.live.LiveSession`) does.
 """
@@ -21,6 +21,7 @@ import click
 from tcplife.core.events import (
     Anomaly,
     ConnectionEnded,
+    ConnectionRecord,
     ConnectionStarted,
     Retraction,
     Transition,
@@ -28,11 +29,12 @@ from tcplife.core.events import (
 from tcplife.core.options import NS, Options
 from tcplife.core.states import STATE_ORDER
 from tcplife.output.formats import CLOSE_STYLES, INFO_KINDS, STATE_STYLES, clock, endpoint
+from tcplife.output.schema import CONNECTIONS
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from tcplife.engines.live import LiveSession
+    from tcplife.engines.live import LiveEvent, LiveSession
 
 _encode = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
 
@@ -145,8 +147,74 @@ def message(level: str, text: str, style: str) -> None:
         Text.assemble((f"tcplife: {level}: ", style), text))
 
 
+_ISO_CACHE: dict[int, str] = {}
+
+
+def _iso(ts_ns: int) -> str:
+    """ISO 8601 UTC with microseconds and ``Z``, as the file mode's JSON has it."""
+    seconds, rest = divmod(int(ts_ns), NS)
+    head = _ISO_CACHE.get(seconds)
+    if head is None:
+        if len(_ISO_CACHE) > 64:
+            _ISO_CACHE.clear()
+        head = _ISO_CACHE[seconds] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{head}.{rest // 1000:06d}Z"
+
+
+def record_row(rec: ConnectionRecord) -> dict[str, Any]:
+    """A connection record as a row of the ``connections`` table (its columns, in its
+    order; times as ISO strings)."""
+    from tcplife.output.collect import connection_row
+
+    row = connection_row(rec)
+    row["first_time"], row["last_time"] = _iso(rec.first_ts_ns), _iso(rec.last_ts_ns)
+    row["anomalies"] = sorted(set(rec.anomalies))
+    # "merged" needs the other instances of the stream, which a live row cannot wait
+    # for: a live row says only whether this instance spans several tcp.streams.
+    row["tcp_stream_match"] = ("split" if rec.peers is not None
+                               and len(rec.peers.tcp_streams) > 1 else "same")
+    return {name: row[name] for name in CONNECTIONS}
+
+
+def event_row(ev: LiveEvent) -> dict[str, Any] | None:
+    """One event as a JSON-ready row: ``type`` (``transition``, ``retraction``,
+    ``anomaly``, ``closed``, ``opened``, ``warning``, ``stopped``: the last, the instant the
+    run ended) and the column names of the matching table; None for a `Tick`. Anomaly rows
+    say ``final``: false for an `EarlyAnomaly`."""
+    from tcplife.engines.live import EarlyAnomaly, LiveWarning, Stopped
+
+    if isinstance(ev, Transition):
+        return {"type": "transition", "conn_id": ev.conn_id, "ts": ev.ts_ns / NS,
+                "time": _iso(ev.ts_ns), "side": ev.side, "addr": ev.addr, "port": ev.port,
+                "from_state": ev.from_state.value, "to_state": ev.to_state.value,
+                "event": ev.event, "frame": ev.frame, "inferred": ev.inferred,
+                "tid": ev.tid}
+    if isinstance(ev, (Anomaly, EarlyAnomaly)):
+        return {"type": "anomaly", "conn_id": ev.conn_id, "ts": ev.ts_ns / NS,
+                "time": _iso(ev.ts_ns), "side": ev.side, "kind": ev.kind, "frame": ev.frame,
+                "detail": ev.detail, "severity": ev.severity, "confidence": ev.confidence,
+                "final": isinstance(ev, Anomaly)}
+    if isinstance(ev, ConnectionEnded):
+        return {"type": "closed", **record_row(ev.record)}
+    if isinstance(ev, ConnectionStarted):
+        return {"type": "opened", "conn_id": ev.conn_id, "ts": ev.ts_ns / NS,
+                "time": _iso(ev.ts_ns), "frame": ev.frame, "client_addr": ev.client_addr,
+                "client_port": ev.client_port, "server_addr": ev.server_addr,
+                "server_port": ev.server_port, "role_inferred": ev.role_inferred,
+                "mid_stream": ev.mid_stream}
+    if isinstance(ev, Retraction):
+        return {"type": "retraction", "conn_id": ev.conn_id, "tid": ev.tid, "side": ev.side,
+                "ts": ev.ts_ns / NS, "frame": ev.frame, "reason": ev.reason}
+    if isinstance(ev, LiveWarning):
+        return {"type": "warning", "kind": ev.kind, "ts": ev.ts_ns / NS, "detail": ev.detail}
+    if isinstance(ev, Stopped):
+        return {"type": "stopped", "ts": ev.ts_ns / NS, "time": _iso(ev.ts_ns),
+                "reason": ev.reason}
+    return None
+
+
 def _run_jsonl(session: LiveSession, stream: IO[str], all_events: bool) -> None:
-    from tcplife.engines.live import LiveWarning, Tick, event_row
+    from tcplife.engines.live import LiveWarning, Tick
     for ev in session:
         if isinstance(ev, Tick):
             continue

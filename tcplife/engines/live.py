@@ -50,7 +50,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tcplife.capture.columns import AddressBook, Batch
 from tcplife.capture.stats import ReadStats
 from tcplife.core.events import (
     Anomaly,
@@ -68,14 +67,12 @@ from tcplife.core.options import NS, Options
 from tcplife.core.segment import Segment
 from tcplife.core.states import CERTAIN, CLIENT, SERVER, State
 from tcplife.detect import ConnView, LingeringCloseWait
-from tcplife.engines.analysis import Result
-from tcplife.engines.drive import drive
 from tcplife.engines.wiring import Pipeline, new_tracker
-from tcplife.output.collect import Collector, connection_row
-from tcplife.output.schema import CONNECTIONS
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the modules below import numpy: a run imports them when it needs them
     import pandas as pd
+
+    from tcplife.engines.analysis import Result
 
 #: How far behind the wall clock the tracker's clock is moved when no packet is waiting.
 CLOCK_LAG = 0.5
@@ -367,6 +364,9 @@ class LiveSession:
     def _consume_segments(self, segments: list[Segment]) -> Iterator[LiveEvent]:
         self.counters.segments += len(segments)
         if len(segments) >= BATCH_FAST:
+            from tcplife.capture.columns import AddressBook, Batch
+            from tcplife.engines.drive import drive
+
             out: list[Event] = []
             drive([Batch.from_segments(segments, AddressBook())], self.tracker, out.extend)
             yield from self._consume(out)
@@ -571,6 +571,7 @@ class LiveSession:
         if self._finished:
             return
         self._finished = True
+        self.counters.stop_reason = self.counters.stop_reason or "stopped"
         try:
             self.source.flush()
         finally:
@@ -587,14 +588,10 @@ class LiveSession:
                     self.counters.unconfirmed[key[2]] = \
                         self.counters.unconfirmed.get(key[2], 0) + 1
                 self._unconfirmed.clear()
-                if not self.counters.stop_reason:
-                    self.counters.stop_reason = "stopped"
                 yield Stopped(end, self.counters.stop_reason)
             finally:
                 self.source.close()
                 self.counters.stopped_ns = self._wall_ns()
-                if not self.counters.stop_reason:
-                    self.counters.stop_reason = "stopped"
                 for _ in self._refresh_drops():
                     pass
 
@@ -608,19 +605,22 @@ class LiveSession:
             return self._result()
 
     def _result(self) -> Result:
+        from tcplife.engines.analysis import Result
+        from tcplife.output.frames import (
+            Collector,
+            anomalies_frame,
+            connections_frame,
+            transitions_frame,
+        )
+
         collector = Collector()
         for rec, trans, anomalies in self.history.finished.values():
-            collector.add(trans)
-            collector.add([ConnectionEnded(rec)])
-            collector.add(anomalies)
+            collector.add([*trans, ConnectionEnded(rec), *anomalies])
         if not self._finished:
             for rec in self.tracker.snapshot():
-                collector.add(sorted(self.history.open.get(rec.conn_id, {}).values(),
-                                     key=lambda t: (t.ts_ns, t.tid)))
-                collector.add([ConnectionEnded(rec)])
+                collector.add([*sorted(self.history.open.get(rec.conn_id, {}).values(),
+                                       key=lambda t: (t.ts_ns, t.tid)), ConnectionEnded(rec)])
         collector.add(self.history.late_anomalies)
-        from tcplife.output.frames import anomalies_frame, connections_frame, transitions_frame
-
         return Result(connections=connections_frame(collector),
                       transitions=transitions_frame(collector),
                       anomalies=anomalies_frame(collector),
@@ -628,11 +628,11 @@ class LiveSession:
 
     def open_connections(self) -> pd.DataFrame:
         """The connections still tracked, as they stand (for a screen)."""
+        from tcplife.output.frames import Collector, connections_frame
+
         collector = Collector()
         with self._lock:
             collector.add([ConnectionEnded(r) for r in self.tracker.snapshot()])
-        from tcplife.output.frames import connections_frame
-
         return connections_frame(collector)
 
 
@@ -661,68 +661,3 @@ def live(iface: str = "any", bpf: str | None = None, *, duration: float | None =
                          write=write)
     return LiveSession(source, options, duration=duration, count=count, max_flows=max_flows,
                        history=history, name=f"live:{iface}")
-
-
-# ---------------------------------------------------------------------- rows
-
-
-_ISO_CACHE: dict[int, str] = {}
-
-
-def _iso(ts_ns: int) -> str:
-    """ISO 8601 UTC with microseconds and ``Z``, as the file mode's JSON has it."""
-    seconds, rest = divmod(int(ts_ns), NS)
-    head = _ISO_CACHE.get(seconds)
-    if head is None:
-        if len(_ISO_CACHE) > 64:
-            _ISO_CACHE.clear()
-        head = _ISO_CACHE[seconds] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-    return f"{head}.{rest // 1000:06d}Z"
-
-
-def record_row(rec: ConnectionRecord) -> dict[str, Any]:
-    """A connection record as a row of the ``connections`` table (its columns, in its
-    order; times as ISO strings)."""
-    row = connection_row(rec)
-    row["first_time"], row["last_time"] = _iso(rec.first_ts_ns), _iso(rec.last_ts_ns)
-    row["anomalies"] = sorted(set(rec.anomalies))
-    # "merged" needs the other instances of the stream, which a live row cannot wait
-    # for: a live row says only whether this instance spans several tcp.streams.
-    row["tcp_stream_match"] = ("split" if rec.peers is not None
-                               and len(rec.peers.tcp_streams) > 1 else "same")
-    return {name: row[name] for name in CONNECTIONS}
-
-
-def event_row(ev: LiveEvent) -> dict[str, Any] | None:
-    """One event as a JSON-ready row: ``type`` (``transition``, ``retraction``,
-    ``anomaly``, ``closed``, ``opened``, ``warning``, ``stopped``: the last, the instant the
-    run ended) and the column names of the matching table; None for a `Tick`. Anomaly rows
-    say ``final``: false for an `EarlyAnomaly`."""
-    if isinstance(ev, Transition):
-        return {"type": "transition", "conn_id": ev.conn_id, "ts": ev.ts_ns / NS,
-                "time": _iso(ev.ts_ns), "side": ev.side, "addr": ev.addr, "port": ev.port,
-                "from_state": ev.from_state.value, "to_state": ev.to_state.value,
-                "event": ev.event, "frame": ev.frame, "inferred": ev.inferred,
-                "tid": ev.tid}
-    if isinstance(ev, (Anomaly, EarlyAnomaly)):
-        return {"type": "anomaly", "conn_id": ev.conn_id, "ts": ev.ts_ns / NS,
-                "time": _iso(ev.ts_ns), "side": ev.side, "kind": ev.kind, "frame": ev.frame,
-                "detail": ev.detail, "severity": ev.severity, "confidence": ev.confidence,
-                "final": isinstance(ev, Anomaly)}
-    if isinstance(ev, ConnectionEnded):
-        return {"type": "closed", **record_row(ev.record)}
-    if isinstance(ev, ConnectionStarted):
-        return {"type": "opened", "conn_id": ev.conn_id, "ts": ev.ts_ns / NS,
-                "time": _iso(ev.ts_ns), "frame": ev.frame, "client_addr": ev.client_addr,
-                "client_port": ev.client_port, "server_addr": ev.server_addr,
-                "server_port": ev.server_port, "role_inferred": ev.role_inferred,
-                "mid_stream": ev.mid_stream}
-    if isinstance(ev, Retraction):
-        return {"type": "retraction", "conn_id": ev.conn_id, "tid": ev.tid, "side": ev.side,
-                "ts": ev.ts_ns / NS, "frame": ev.frame, "reason": ev.reason}
-    if isinstance(ev, LiveWarning):
-        return {"type": "warning", "kind": ev.kind, "ts": ev.ts_ns / NS, "detail": ev.detail}
-    if isinstance(ev, Stopped):
-        return {"type": "stopped", "ts": ev.ts_ns / NS, "time": _iso(ev.ts_ns),
-                "reason": ev.reason}
-    return None
