@@ -1,6 +1,7 @@
-"""The one place that wires the stages together for capture files.
+"""The file engine: the stages for capture files, wired as `tcplife.engines.wiring` wires them.
 
-capture source -> Segments -> Tracker -> events -> Collector -> tables (`Result`).
+capture source -> Segments -> Tracker -> events -> `Pipeline` (detectors) -> Collector ->
+tables (`Result`).
 Owns: `analyze()` and `Result`. Nothing downstream calls back upstream. Imports no
 pandas: `Result` builds its DataFrames when they are first asked for, and the command
 line reads its tables as `tcplife.output.rows.Rows` instead.

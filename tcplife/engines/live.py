@@ -1,7 +1,8 @@
 """Live mode: the file mode's analysis driven by an interface, as it happens.
 
-Owns: `live()` and `LiveSession`, the loop that wires a live packet source to the same
-`Tracker`, `DetectorSet` and table schemas as `tcplife.analyze`; the wall clock between
+Owns: `live()` and `LiveSession`, the loop that feeds a live packet source to the same
+`Tracker`, detectors (`tcplife.engines.wiring.Pipeline`) and table schemas as
+`tcplife.analyze`; the wall clock between
 packets (timers fire when their deadline passes, not when the next packet comes); early
 notice of a CLOSE_WAIT that lingers; the run's end (what is open judged at the stop, nothing
 dated after it); bounded memory (idle flows given up, a cap on tracked flows, a bounded
@@ -24,7 +25,9 @@ during the run is confirmed by the final `Anomaly`. Nothing is dated after the s
 timeouts still pending then (a TIME_WAIT, an orphaned FIN_WAIT_2) are not fired into the
 future as events; a record's ``*_eventual_state`` still says where each side would go.
 While the run goes on, the detectors' "end of the capture" is the tracker's clock: a timer
-that fired on the clock happened within the run.
+that fired on the clock happened within the run. They learn it from the events: a
+`ClockAdvanced` before what the clock moving on (or a flow given up as it stands) produced,
+and the tracker's `InputEnded` at the end.
 
 Same answer as the file. The final tables (`LiveSession.result()` after the end) are those
 that `tcplife.analyze` gives on the `write=` capture of the same run, when the run ends at

@@ -147,6 +147,8 @@ class Collector:
         self.anomalies: list[Anomaly] = []
 
     def add(self, events: Iterable[Event]) -> None:
+        """Keep what the tables need of ``events``; the others (`ConnectionStarted`, the
+        end of input and the clock: `InputEnded`, `ClockAdvanced`) are passed over."""
         keep_trans = "transitions" in self.tables
         for ev in events:
             if isinstance(ev, Transition):
