@@ -333,7 +333,6 @@ class KeyedObserver(PeerObserver):
     def keyed_end_events(self, events: list[Event]) -> None:
         """What `Tracker.finish` returned: its `InputEnded` (the merge emits the set's
         own), its timers' events, then the connections still open at the end."""
-        assert isinstance(events[0], InputEnded)
         self.keyed.extend(((END_KEY, 1, ev.record.first_frame, 0, 0), ev)
                           for ev in events[1 + self._timer_events:]
                           if isinstance(ev, ConnectionEnded))
