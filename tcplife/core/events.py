@@ -1,21 +1,23 @@
 """What the tracker tells the world: events, and the final record of a connection.
 
-Owns: the event types and `ConnectionRecord`. Plain data; no behaviour beyond small
-helpers. Consumers (anomaly detectors, DataFrame builders, the live screen) read these
-and never call back into the tracker.
+Owns: the event types and `ConnectionRecord`. Plain, immutable data (named tuples: they
+cost no more to make than a mutable object, where a frozen dataclass costs five times as
+much per event); a consumer that needs another value makes a new event (``_replace``).
+The facts of notes are frozen dataclasses. Consumers (anomaly detectors, DataFrame
+builders, the live screen) read these and never call back into the tracker.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from tcplife.core.machine import Ev
 from tcplife.core.states import Odd, State
 
 
-@dataclass(slots=True)
-class ConnectionStarted:
+class ConnectionStarted(NamedTuple):
     """A new connection instance was seen (its first packet)."""
 
     conn_id: int
@@ -29,8 +31,7 @@ class ConnectionStarted:
     mid_stream: bool
 
 
-@dataclass(slots=True)
-class Transition:
+class Transition(NamedTuple):
     """One side changed state. ``tid`` identifies it for a later `Retraction`."""
 
     tid: int
@@ -49,8 +50,7 @@ class Transition:
     ev: Ev | None = None
 
 
-@dataclass(slots=True)
-class Retraction:
+class Retraction(NamedTuple):
     """A transition deduced earlier turned out wrong: later packets contradicted it.
 
     Example: the capture saw the client's final ACK, so the server was deduced CLOSED; then
@@ -117,8 +117,7 @@ class PortReuse:
 Facts = RstSent | FinRtx | AckLost | Retracted | PortReuse
 
 
-@dataclass(slots=True)
-class Oddity:
+class Oddity(NamedTuple):
     """Something surprising the tracker noted and went past (Zeek calls these weirds):
     its kind (`Odd`), a sentence, and for the kinds the detectors reason on, typed facts."""
 
@@ -136,8 +135,7 @@ class Oddity:
 Claim = tuple[str, State, int]
 
 
-@dataclass(slots=True)
-class Anomaly:
+class Anomaly(NamedTuple):
     """A lifecycle anomaly, with its evidence and a sentence a person can act on.
 
     ``severity`` (error, warning, info) follows the situation; ``confidence`` (certain,
@@ -158,8 +156,7 @@ class Anomaly:
     claims: tuple[Claim, ...] = ()
 
 
-@dataclass(slots=True)
-class ConnectionRecord:
+class ConnectionRecord(NamedTuple):
     """The final summary of one connection instance: one row of ``connections``."""
 
     conn_id: int
@@ -190,7 +187,7 @@ class ConnectionRecord:
     server_last_ts_ns: int | None = None
     client_last_payload_ns: int | None = None  #: when the client last sent payload
     server_last_payload_ns: int | None = None
-    anomalies: list[str] = field(default_factory=list)
+    anomalies: tuple[str, ...] = ()  #: the kinds of the anomalies found on it
     #: what the tracker's observer summarised (`Watcher.summary`): with the engines' observer,
     #: a `tcplife.peers.PeerSummary` (what Zeek, Wireshark, Suricata would say)
     peers: Any = None
@@ -199,21 +196,22 @@ class ConnectionRecord:
     client_eventual_state: State | None = None
     server_eventual_state: State | None = None
 
-    def settle(self, transitions: list[Transition], end_ns: int) -> None:
-        """Set ``client_state``/``server_state`` to each side's state at ``end_ns`` by
-        ``transitions`` (the connection's, in (ts_ns, tid) order), keeping the states
-        after every transition as the eventual ones."""
-        if self.client_eventual_state is None:
-            self.client_eventual_state = self.client_state
-        if self.server_eventual_state is None:
-            self.server_eventual_state = self.server_state
-        self.client_state = state_at_end(self.client_initial_state, transitions, "client",
-                                         end_ns)
-        self.server_state = state_at_end(self.server_initial_state, transitions, "server",
-                                         end_ns)
+    def settled(self, transitions: Sequence[Transition], end_ns: int) -> ConnectionRecord:
+        """This record with ``client_state``/``server_state`` each side's state at
+        ``end_ns`` by ``transitions`` (the connection's, in (ts_ns, tid) order), and the
+        states after every transition kept as the eventual ones."""
+        return self._replace(
+            client_eventual_state=(self.client_state if self.client_eventual_state is None
+                                   else self.client_eventual_state),
+            server_eventual_state=(self.server_state if self.server_eventual_state is None
+                                   else self.server_eventual_state),
+            client_state=state_at_end(self.client_initial_state, transitions, "client",
+                                      end_ns),
+            server_state=state_at_end(self.server_initial_state, transitions, "server",
+                                      end_ns))
 
 
-def state_at_end(initial: State, transitions: list[Transition], side: str,
+def state_at_end(initial: State, transitions: Sequence[Transition], side: str,
                  end_ns: int) -> State:
     """``side``'s state at the end of the capture, at ``end_ns``: where its transitions
     lead in the order they were made (``tid``), but for timeouts dated after the end.
@@ -227,8 +225,7 @@ def state_at_end(initial: State, transitions: list[Transition], side: str,
     return state
 
 
-@dataclass(slots=True)
-class ConnectionEnded:
+class ConnectionEnded(NamedTuple):
     """A connection instance is finished (closed and quiet, superseded, or input ended).
 
     With what the detectors judge it by: its transitions (the retracted ones left out, in
@@ -236,16 +233,15 @@ class ConnectionEnded:
     need not keep a copy of every open connection's."""
 
     record: ConnectionRecord
-    transitions: list[Transition] = field(default_factory=list)
-    notes: list[Oddity] = field(default_factory=list)
+    transitions: Sequence[Transition] = ()
+    notes: Sequence[Oddity] = ()
     #: ended by the end of input (`Tracker.finish`), perhaps with timeouts still pending
     #: then: its record's states are those at the end the tracker knew, which the caller
-    #: may `ConnectionRecord.settle` at the capture's true end
+    #: may settle at the capture's true end (`ConnectionRecord.settled`, a new record)
     at_end: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class InputEnded:
+class InputEnded(NamedTuple):
     """The end of input: the capture ends at ``ts_ns`` (its last frame, or the end a live
     run stopped at). `Tracker.finish` emits it first, before the events of the timers it
     fires and of the connections still open: what follows is the end's."""
@@ -253,8 +249,7 @@ class InputEnded:
     ts_ns: int
 
 
-@dataclass(frozen=True, slots=True)
-class ClockAdvanced:
+class ClockAdvanced(NamedTuple):
     """The input has reached ``ts_ns`` without a packet to show it: the live mode's wall
     clock (`Tracker.advance`, a flow given up as it stands now), or the running capture
     end an engine computed elsewhere (the Dask dataset). Made by the engine that drives

@@ -386,7 +386,7 @@ class Tracker:
         trans, notes = judged_by(conn)
         record = verdict.record(conn)
         if self._ending_at is not None:
-            record.settle(trans, self._ending_at)
+            record = record.settled(trans, self._ending_at)
         self._out.append(ConnectionEnded(record, trans, notes, self._ending_at is not None))
 
     # ------------------------------------------------------------------ fast lane

@@ -25,7 +25,6 @@ does not load numpy until a TIME_WAIT detector is built (`default_detectors`) or
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from tcplife.core.events import (
@@ -128,9 +127,12 @@ class DetectorSet:
         self._watchers = [d.on_transition for d in self.detectors  # type: ignore[attr-defined]
                           if hasattr(d, "on_transition")]
 
-    def feed(self, events: Iterable[Event]) -> list[Anomaly]:
+    def feed(self, events: list[Event]) -> list[Anomaly]:
+        """The verdicts on the connections ``events`` end. A `ConnectionEnded` of the end
+        of input is settled at the capture's end: replaced, in ``events``, by the same end
+        with its record settled (events are immutable; the list is the caller's)."""
         out: list[Anomaly] = []
-        for ev in events:
+        for i, ev in enumerate(events):
             if isinstance(ev, Transition):
                 if ev.frame is not None and ev.ts_ns > self.capture_end_ns:
                     self.capture_end_ns = ev.ts_ns
@@ -144,8 +146,9 @@ class DetectorSet:
                     # an engine that ended it earlier than one process would have (a
                     # partition's own end, `tcplife.engines.distributed`) hands it over before
                     # then: one process ended it before the end, after its timeouts.
-                    rec.settle(ev.transitions,
-                               self.capture_end_ns if self.input_ended else FOREVER)
+                    rec = rec.settled(ev.transitions,
+                                      self.capture_end_ns if self.input_ended else FOREVER)
+                    events[i] = ev._replace(record=rec)
                 out += self.judge(rec, ev.transitions, ev.notes, self.capture_end_ns)
             elif isinstance(ev, (ClockAdvanced, InputEnded)):
                 self.capture_end_ns = max(self.capture_end_ns, ev.ts_ns)

@@ -53,7 +53,7 @@ import json
 import os
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,7 @@ from tcplife.core.events import (
     Event,
     InputEnded,
     Oddity,
+    PortReuse,
     Retraction,
     Transition,
 )
@@ -185,24 +186,37 @@ FILE_COLUMN_NAMES = tuple(name for name, _ in FILE_COLUMNS.values())
 _REUSE = re.compile(r"(reuses the 4-tuple of connection )(\d+)")
 
 
-def renumber(ev: Event, conn_id: Callable[[int], int], stream: Callable[[int], int]) -> None:
-    """A partition's event, in place, with the whole set's ``conn_id`` and ``tcp_stream``
-    numbers (``conn_id``, ``stream``: partition-local number -> global); ``tid`` is left
-    to the caller."""
-    if isinstance(ev, (Transition, Retraction, ConnectionStarted)):
-        ev.conn_id = conn_id(ev.conn_id)
-    elif isinstance(ev, Oddity):
-        if ev.name == "port_reuse":
-            ev.detail = _REUSE.sub(lambda m: m.group(1) + str(conn_id(int(m.group(2)))),
-                                   ev.detail)
-        ev.conn_id = conn_id(ev.conn_id)
-    elif isinstance(ev, ConnectionEnded):
+def renumber(ev: Event, conn_id: Callable[[int], int], stream: Callable[[int], int],
+             tid: int | None = None) -> Event:
+    """A partition's event with the whole set's ``conn_id`` and ``tcp_stream`` numbers
+    (``conn_id``, ``stream``: partition-local number -> global), and ``tid`` if given (a
+    new event: events are immutable)."""
+    if isinstance(ev, (Transition, Retraction)):
+        if tid is None:
+            return ev._replace(conn_id=conn_id(ev.conn_id))
+        return ev._replace(conn_id=conn_id(ev.conn_id), tid=tid)
+    if isinstance(ev, ConnectionStarted):
+        return ev._replace(conn_id=conn_id(ev.conn_id))
+    if isinstance(ev, Oddity):
+        if isinstance(ev.facts, PortReuse):
+            old = conn_id(ev.facts.old_conn_id)
+            return ev._replace(
+                conn_id=conn_id(ev.conn_id), facts=replace(ev.facts, old_conn_id=old),
+                detail=_REUSE.sub(lambda m: m.group(1) + str(old), ev.detail))
+        return ev._replace(conn_id=conn_id(ev.conn_id))
+    if isinstance(ev, ConnectionEnded):
         rec = ev.record
-        rec.conn_id = conn_id(rec.conn_id)
         peers = rec.peers
         if peers is not None:
-            peers.tcp_stream = stream(peers.tcp_stream)
-            peers.tcp_streams = sorted(stream(s) for s in peers.tcp_streams)
+            peers = replace(peers, tcp_stream=stream(peers.tcp_stream),
+                            tcp_streams=sorted(stream(s) for s in peers.tcp_streams))
+        new = conn_id(rec.conn_id)
+        # what the detectors judge it by, with the global id too (their ``tid``s stay the
+        # partition's: they order the connection's own transitions, as the global ones do)
+        return ev._replace(record=rec._replace(conn_id=new, peers=peers),
+                           transitions=[t._replace(conn_id=new) for t in ev.transitions],
+                           notes=[renumber(n, conn_id, stream) for n in ev.notes])
+    return ev
 
 
 # ------------------------------------------------------------- 1. the partition's index
@@ -433,7 +447,7 @@ def _finish(t: Tracked, n: int, options: Options, tables: tuple[str, ...],
     during: list[Event] = []
     at_end: list[Event] = [InputEnded(last_ts_ns or 0)]  # as one tracker's end begins
     for key, ev in out.keyed:
-        renumber(ev, conn_of, stream_of)
+        ev = renumber(ev, conn_of, stream_of)
         (at_end if key[0] == END_KEY else during).append(ev)
     del out
     # Each connection is judged at the capture end one process had reached when it

@@ -477,16 +477,13 @@ def _merged_events(outs: list[_PartitionOut]) -> Iterator[tuple[bool, Event]]:
     merged = heapq.merge(*([(key, p, ev) for key, ev in out.keyed]
                            for p, out in enumerate(outs)), key=lambda x: (x[0], x[1]))
     tids: dict[tuple[int, int], int] = {}
-    # The events are this merge's own (unpickled, or a finished partition's): renumbered
-    # in place, which costs a tenth of `dataclasses.replace`.
     for key, p, ev in merged:
+        tid = None
         if isinstance(ev, Transition):
-            tids[(p, ev.tid)] = len(tids)
-            ev.tid = len(tids) - 1
+            tid = tids[(p, ev.tid)] = len(tids)
         elif isinstance(ev, Retraction):
-            ev.tid = tids[(p, ev.tid)]
-        renumber(ev, conn_fn[p], stream_fn[p])
-        yield key[0] == END_KEY, ev
+            tid = tids[(p, ev.tid)]
+        yield key[0] == END_KEY, renumber(ev, conn_fn[p], stream_fn[p], tid)
 
 
 # ---------------------------------------------------------------------- the entry point

@@ -392,12 +392,13 @@ class LiveSession:
         if last:
             found += self.pipeline.end()
         if found:  # the kinds on the record of the connection they judge, for its row
-            ended = {e.record.conn_id: e.record for e in events
-                     if isinstance(e, ConnectionEnded)}
+            kinds: dict[int, tuple[str, ...]] = {}
             for a in found:
-                if a.conn_id in ended:
-                    ended[a.conn_id].anomalies.append(a.kind)
-            events = events + found
+                kinds[a.conn_id] = (*kinds.get(a.conn_id, ()), a.kind)
+            events = [e._replace(record=e.record._replace(
+                          anomalies=e.record.anomalies + kinds[e.record.conn_id]))
+                      if isinstance(e, ConnectionEnded) and e.record.conn_id in kinds
+                      else e for e in events] + found
         counters = self.counters
         end, beyond = self._end_ns, self._beyond
         ended: list[int] = []

@@ -50,7 +50,8 @@ class Pipeline:
         self.emit = emit
 
     def __call__(self, events: list[Event]) -> list[Event]:
-        out: list[Event] = [*events, *self.detectors.feed(events)]
+        found = self.detectors.feed(events)  # (settles the ends of input in ``events``)
+        out: list[Event] = [*events, *found]
         if self.emit is not None:
             self.emit(out)
         return out
