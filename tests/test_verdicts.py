@@ -92,8 +92,7 @@ def test_claims_are_checked() -> None:
 
     def lying(self, v):  # type: ignore[no-untyped-def]
         for a in real(self, v):
-            a.claims = ((a.side, State.ESTABLISHED, a.ts_ns + 1),)
-            yield a
+            yield a._replace(claims=((a.side, State.ESTABLISHED, a.ts_ns + 1),))
 
     tcplife.detect.LingeringCloseWait.on_connection = lying  # type: ignore[method-assign]
     try:
