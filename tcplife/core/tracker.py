@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
 
 from tcplife.core import verdict
 from tcplife.core.changes import Changes
@@ -69,9 +68,9 @@ from tcplife.core.machine import (
 )
 from tcplife.core.observe import Observer
 from tcplife.core.options import Options
-from tcplife.core.rules import DUPLICATE_NS, SegmentRules
+from tcplife.core.rules import SegmentRules
 from tcplife.core.segment import ACK, RST, SYN, Segment
-from tcplife.core.seq import seq_add, seq_diff
+from tcplife.core.seq import seq_add
 from tcplife.core.states import (
     CLIENT,
     CLOSE_WAIT,
@@ -89,10 +88,8 @@ from tcplife.core.states import (
     UNKNOWN,
     Odd,
 )
+from tcplife.core.steady import Steady
 from tcplife.core.timers import EVICT, RTX, STATE, Timer, Timers
-
-if TYPE_CHECKING:
-    import numpy as np
 
 #: Ports that are almost always the server side when no SYN tells the roles.
 WELL_KNOWN_SERVER_PORTS = frozenset({
@@ -105,12 +102,6 @@ WELL_KNOWN_SERVER_PORTS = frozenset({
 _MIN_RTO_NS = 200_000_000  #: Linux TCP_RTO_MIN
 #: states in which a side retransmits data until the kernel gives up (tcp_retries2)
 _RETRANSMITTING = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
-
-
-_MOD, _HALF, _FAR = 1 << 32, 1 << 31, 1 << 30
-_MASK32 = _MOD - 1
-
-
 
 
 class Tracker:
@@ -195,8 +186,9 @@ class Tracker:
             self.now_ns = now_ns
         return out
 
-    def _saw(self, ts_ns: int) -> None:
-        """The latest time a segment showed (the bulk paths: `feed` sets it itself)."""
+    def saw(self, ts_ns: int) -> None:
+        """Segments were seen up to ``ts_ns`` without `feed` (the fast path's bulk runs,
+        tcplife.engines.fastpath): the tracker's clock moves on to it. Fires no timer."""
         if self.now_ns is None or ts_ns > self.now_ns:
             self.now_ns = ts_ns
 
@@ -390,222 +382,13 @@ class Tracker:
         self._out.append(ConnectionEnded(record, trans, notes, self._ending_at is not None))
 
     # ------------------------------------------------------------------ fast lane
-    def steady(self, src: str, sport: int, dst: str, dport: int) -> Connection | None:
-        """The connection a segment from (src, sport) to (dst, dport) goes to, if it is in
-        the steady state where an in-order ACK or data segment changes nothing but counters
-        (both sides ESTABLISHED, no FIN, handshake bookkeeping done); else None."""
+    def steady(self, src: str, sport: int, dst: str, dport: int) -> Steady | None:
+        """The connection a segment from (src, sport) to (dst, dport) goes to, as a
+        `Steady` view, if it is in the steady state where an in-order ACK or data segment
+        changes nothing but counters (`Steady.of`); else None. The fast path
+        (tcplife.engines.fastpath) applies runs of such segments through the view."""
         conn = self._flows.get((src, sport, dst, dport))
-        if conn is None or conn.predecessor is not None:
-            return None
-        c, s = conn.client, conn.server
-        if c.state is not ESTABLISHED or s.state is not ESTABLISHED:
-            return None
-        for a, b in ((c, s), (s, c)):
-            if a.fin_seq is not None or a.fin_seg is not None or a.got_fin \
-                    or a.snd_nxt is None or a.max_ack is None \
-                    or a.rtt_ns is None and b.first_synack_ns is not None:
-                return None
-        if not conn.peers.quiet(c.snd_nxt, s.snd_nxt, c.max_ack, s.max_ack):
-            return None
-        return conn
-
-    def absorb(self, conn: Connection, rows: Iterable[tuple[int, int, bool, int, int, int,
-                                                             int, int]]) -> int:
-        """Apply a run of segments of a `steady` connection, each (frame, ts_ns,
-        from_client, seq, ack, flags, payload_len, window) with ACK set and no SYN, FIN or
-        RST, exactly as `feed` would, as long as each is one that changes no state and
-        emits nothing: not a duplicate, not keep-alive shaped, not a retransmission.
-        Returns how many it applied (a prefix); the caller feeds the next one normally.
-        It does not fire timers: a steady connection has none, and others' wait for the
-        next `feed`, which fires them at their own deadlines, so the events are the same.
-        """
-        c, s = conn.client, conn.server
-        peers_ok = conn.peers.fast_rows()
-        idle, c0, s0 = conn.peers.inactivity_ns(), c.packets, s.packets
-        n = 0
-        for frame, ts, from_client, seq, ack, flags, plen, win in rows:
-            if ts - conn.last_ts >= idle:  # Zeek's inactivity timer: a new Zeek connection
-                break
-            a = c if from_client else s
-            key = (seq, ack, flags, plen, win)
-            if key == a.last_key and ts - a.last_ns <= DUPLICATE_NS:  # type: ignore[operator]
-                break
-            snd_nxt = a.snd_nxt
-            if plen <= 1 and (snd_nxt - seq) & 0xFFFFFFFF == 1:  # type: ignore[operator]
-                break
-            # seq_diff(x, y) > 0 written out in this hot loop: 0 < (x - y) mod 2**32 < 2**31
-            if not win or (seq != snd_nxt if plen else 0 < (seq - snd_nxt) & _MASK32 < _HALF) \
-                    or 0 < (ack - (s if from_client else c).snd_nxt) & _MASK32 < _HALF:  # type: ignore
-                # Zeek records something (a zero window, a retransmission, a gap) or its
-                # reassembler does (data not exactly at SND.NXT): the plain way
-                break
-            if plen:
-                end = (seq + plen) & 0xFFFFFFFF
-                hi = a.data_hi
-                if hi is None:
-                    a.bytes += plen
-                else:
-                    d = (end - hi) & _MASK32  # seq_diff(end, hi), mod 2**32
-                    if d == 0 or d >= _HALF:
-                        break
-                    a.bytes += plen if plen < d else d
-                a.data_hi = end
-                a.last_data_ns = a.last_payload_ns = ts
-                a.rtx_run_start_ns = None
-                if 0 < (end - snd_nxt) & _MASK32 < _HALF:  # type: ignore[operator]
-                    a.snd_nxt = end
-            elif 0 < (seq - snd_nxt) & _MASK32 < _HALF:  # type: ignore[operator]
-                a.snd_nxt = seq
-            a.rtx_run = 0
-            if 0 < (ack - a.max_ack) & _MASK32 < _HALF:  # type: ignore[operator]
-                a.max_ack = ack
-            a.window = win
-            a.last_key = key
-            a.last_ns = ts
-            a.packets += 1
-            conn.packets += 1
-            if ts > conn.last_ts:
-                conn.last_ts = ts
-            conn.last_frame = frame
-            if not peers_ok[from_client][plen > 0]:  # the side's first ACK / data: Zeek's A/D
-                conn.peers.first_letter(from_client, plen > 0)
-                peers_ok = conn.peers.fast_rows()
-            n += 1
-        if n:
-            conn.peers.absorbed(c.snd_nxt, s.snd_nxt, c.max_ack, s.max_ack,  # type: ignore
-                                conn.last_ts, c.packets - c0, s.packets - s0)
-            self._saw(conn.last_ts)
-        return n
-
-    def absorb_columns(self, conn: Connection, from_client: np.ndarray, frame: np.ndarray,
-                       ts: np.ndarray, seq: np.ndarray, ack: np.ndarray, flags: np.ndarray,
-                       plen: np.ndarray, win: np.ndarray) -> int:
-        """`absorb` for a long run given as int64 arrays: the same test for each segment
-        and the same result, computed with running maxima over sequence numbers made
-        linear around the sides' current values (segments more than 2**30 away from them
-        end the run: the plain rules of modular comparison then apply). Both sides in one
-        pass: a side's running maximum skips the other side's rows, so at any row it is
-        what that side had sent before it. (numpy is imported here, by the fast path that
-        calls this, not with the sans-IO tracker.)"""
-        import numpy as np
-
-        c, s = conn.client, conn.server
-        assert c.snd_nxt is not None and s.snd_nxt is not None
-        assert c.max_ack is not None and s.max_ack is not None
-        his = []
-        for ep in (c, s):
-            hi0 = -_MOD if ep.data_hi is None else seq_diff(ep.data_hi, ep.snd_nxt)
-            if hi0 != -_MOD and abs(hi0) >= _FAR:
-                return 0
-            his.append(hi0)
-        n = len(frame)
-        fc, fs = from_client, ~from_client
-        data = plen > 0
-
-        def rel(col: np.ndarray, to_c: int, to_s: int) -> np.ndarray:
-            """`seq_diff` of each row of col and its side's value."""
-            return ((col - np.where(fc, to_c - _HALF, to_s - _HALF)) & _MASK32) - _HALF
-
-        s_rel = rel(seq, c.snd_nxt, s.snd_nxt)
-        a_rel = rel(ack, c.max_ack, s.max_ack)
-        end = s_rel + plen
-        # Before each row (n + 1 values: the last is after every row), relative to the
-        # side's: what the client, the server had sent (SND.NXT, at least 0), the highest
-        # data end of the client, of the server (at least what it was).
-        masks = np.stack((fc, fs, fc & data, fs & data))
-        start = np.array([[0], [0], [his[0]], [his[1]]], dtype=np.int64)
-        most = np.empty((4, n + 1), dtype=np.int64)
-        most[:, :1] = start
-        np.maximum.accumulate(np.where(masks, end, -_MOD), axis=1, out=most[:, 1:])
-        np.maximum(most[:, 1:], start, out=most[:, 1:])
-        sent_c, sent_s, hi_c, hi_s = most
-        nxt_before = np.where(fc, sent_c[:-1], sent_s[:-1])
-        hi_before = np.where(fc, hi_c[:-1], hi_s[:-1])
-        # the peer's ACK beyond what this side sent so far: a gap (Zeek)
-        bad = rel(ack, s.snd_nxt, c.snd_nxt) > np.where(fc, sent_s[:-1], sent_c[:-1])
-        bad |= (np.abs(s_rel) >= _FAR) | (np.abs(a_rel) >= _FAR)
-        bad |= (plen <= 1) & (nxt_before - s_rel == 1)  # keep-alive shape
-        bad |= data & (end <= hi_before)  # retransmitted data
-        # What Zeek records (see absorb): zero windows, data not exactly at SND.NXT, a
-        # segment beyond it (a hole).
-        bad |= (win == 0) | np.where(data, s_rel != nxt_before, s_rel > nxt_before)
-        # A duplicate: the side's previous segment again (seq and ack first; the other
-        # fields only where those repeat), within DUPLICATE_NS.
-        row = np.arange(n)
-        last_c = np.maximum.accumulate(np.where(fc, row, -1))  # the side's last row so far
-        last_s = np.maximum.accumulate(np.where(fc, -1, row))
-        prev = np.empty(n, dtype=np.int64)
-        prev[0] = -1
-        np.copyto(prev[1:], np.where(fc[1:], last_c[:-1], last_s[:-1]))
-        q = np.maximum(prev, 0)
-        same = (prev >= 0) & (seq[q] == seq) & (ack[q] == ack)
-        if same.any():
-            at = same.nonzero()[0]
-            q = q[at]
-            for col in (flags, plen, win):
-                same[at] &= col[at] == col[q]
-            same[at] &= (ts[at] - ts[q]) <= DUPLICATE_NS
-        for ep, side in ((c, fc), (s, fs)):
-            if side.any():
-                i = int(side.argmax())
-                same[i] = ((int(seq[i]), int(ack[i]), int(flags[i]), int(plen[i]),
-                            int(win[i])) == ep.last_key
-                           and int(ts[i]) - ep.last_ns <= DUPLICATE_NS)  # type: ignore
-        bad |= same
-        # Zeek's inactivity timer: a segment that long after the previous one starts a new
-        # Zeek connection (tcplife.peers.zeek), so it goes through `feed`.
-        before = np.maximum.accumulate(np.concatenate(([conn.last_ts], ts[:-1])))
-        bad |= ts - before >= conn.peers.inactivity_ns()
-        stop = int(bad.argmax()) if bad.any() else n
-        if stop == 0:
-            return 0
-        peers_ok = conn.peers.fast_rows()
-        c0, s0 = c.packets, s.packets
-        firsts: list[tuple[int, bool, bool]] = []
-        for ep, side, sent, hi, last, is_c in ((c, fc, sent_c, hi_c, last_c, True),
-                                               (s, fs, sent_s, hi_s, last_s, False)):
-            mine = side[:stop]
-            m = int(np.count_nonzero(mine))
-            if m == 0:
-                continue
-            for ok, want in zip(peers_ok[is_c], (False, True), strict=True):
-                if not ok:  # the side's first ACK / data: Zeek's A / D
-                    kind = mine & (data[:stop] if want else ~data[:stop])
-                    if kind.any():
-                        firsts.append((int(kind.argmax()), is_c, want))
-            base = ep.snd_nxt
-            assert base is not None and ep.max_ack is not None
-            top = int(sent[stop])
-            if top > 0:
-                ep.snd_nxt = (base + top) % _MOD
-            mine_data = mine & data[:stop]
-            if mine_data.any():
-                # new bytes: the part above the highest data end before (all of it if
-                # none: end - (-2**32) is more than any length)
-                ep.bytes += int(np.minimum(plen[:stop], end[:stop] - hi_before[:stop])
-                                .sum(where=mine_data))
-                ep.data_hi = (base + int(hi[stop])) % _MOD  # each one raised it
-                i = stop - 1 - int(mine_data[::-1].argmax())
-                ep.last_data_ns = ep.last_payload_ns = int(ts[i])
-                ep.rtx_run_start_ns = None
-            amax = int(a_rel[:stop].max(where=mine, initial=-_MOD))
-            if amax > 0:
-                ep.max_ack = (ep.max_ack + amax) % _MOD
-            i = int(last[stop - 1])
-            ep.rtx_run = 0
-            ep.window = int(win[i])
-            ep.last_key = (int(seq[i]), int(ack[i]), int(flags[i]), int(plen[i]), int(win[i]))
-            ep.last_ns = int(ts[i])
-            ep.packets += m
-        conn.packets += stop
-        conn.last_ts = max(conn.last_ts, int(ts[:stop].max()))
-        conn.last_frame = int(frame[stop - 1])
-        for _, from_client_, is_data in sorted(firsts):
-            conn.peers.first_letter(from_client_, is_data)
-        conn.peers.absorbed(c.snd_nxt, s.snd_nxt, c.max_ack, s.max_ack,  # type: ignore
-                            conn.last_ts, c.packets - c0, s.packets - s0)
-        self._saw(conn.last_ts)
-        return stop
+        return None if conn is None else Steady.of(conn)
 
     # ------------------------------------------------------------------ segments
     # ------------------------------------------------------------------ timers

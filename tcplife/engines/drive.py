@@ -2,11 +2,12 @@
 
 Owns: the fast path's loop. Most segments of an established connection change no state: an
 in-order ACK or data segment while both sides are ESTABLISHED. numpy finds, per batch, the
-runs of such candidate segments of each flow; the tracker (`Tracker.steady`,
-`Tracker.absorb`) applies a run's counters in one call, as long as each segment is one that
-changes nothing, and every other segment goes through `Tracker.feed` in capture order, as
-in the plain path. The state logic stays in the tracker; this module only decides which
-call each segment takes. tests/test_drive.py proves the tables equal the plain path's.
+runs of such candidate segments of each flow; `tcplife.engines.fastpath` applies a run's
+counters in one call through the tracker's view of a steady connection (`Tracker.steady`),
+as long as each segment is one that changes nothing (`tcplife.core.steady`), and every
+other segment goes through `Tracker.feed` in capture order, as in the plain path. The
+state logic stays in the core; this module only decides which call each segment takes.
+tests/test_drive.py proves the tables equal the plain path's.
 """
 
 from __future__ import annotations
@@ -20,15 +21,16 @@ from tcplife.capture.columns import Batch
 from tcplife.core.events import Event
 from tcplife.core.segment import ACK, FIN, RST, SYN, Segment
 from tcplife.core.tracker import Tracker
+from tcplife.engines.fastpath import absorb, absorb_columns
 
 _new_segment = tuple.__new__
 
 _K = np.uint64(0x9E3779B97F4A7C15)
 
-#: Runs at least this long are absorbed with numpy (`Tracker.absorb_columns`); shorter ones
-#: row by row (`Tracker.absorb`), where numpy's per-call cost would dominate.
+#: Runs at least this long are absorbed with numpy (`fastpath.absorb_columns`); shorter ones
+#: row by row (`fastpath.absorb`), where numpy's per-call cost would dominate.
 LONG_RUN = 64
-#: The most rows one `Tracker.absorb_columns` call looks at.
+#: The most rows one `fastpath.absorb_columns` call looks at.
 WINDOW = 2048
 #: A batch of mostly short runs is driven this many rows at a time (see `_drive_batch`)
 SHORT_SLICE = 16384
@@ -150,8 +152,7 @@ def _drive_batch(batch: Batch, tracker: Tracker, emit: Callable[[list[Event]], N
     singles = dict(zip(single.tolist(), batch.segments(single), strict=True))
     order_l = order.tolist()
     starts_l, ends_l = starts.tolist(), ends.tolist()
-    feed, steady, absorb = tracker.feed, tracker.steady, tracker.absorb
-    absorb_columns = tracker.absorb_columns
+    feed, steady = tracker.feed, tracker.steady
     name = batch.book.name
     # Rows of short runs are read as Python values; when long runs hold most rows, only
     # theirs are converted (per run), not the whole batch's columns.
@@ -205,14 +206,14 @@ def _drive_batch(batch: Batch, tracker: Tracker, emit: Callable[[list[Event]], N
         through `feed` without being examined again)."""
         r = order_l[pos]
         k = 0
-        conn = None
+        view = None
         if not known_bad:
             s_name, d_name, s_port = name(int(src[r])), name(int(dst[r])), int(sport[r])
-            conn = steady(s_name, s_port, d_name, int(dport[r]))
+            view = steady(s_name, s_port, d_name, int(dport[r]))
         stopped = False
-        if conn is not None:
-            client_key = int(sender[r] if (conn.client.addr == s_name
-                                           and conn.client.port == s_port) else receiver[r])
+        if view is not None:
+            client_key = int(sender[r] if (view.client.addr == s_name
+                                           and view.client.port == s_port) else receiver[r])
             if end - pos >= LONG_RUN:
                 # At most WINDOW rows per call: a segment that stops the run (a
                 # retransmission, say) costs a window's work, not the rest of the run's.
@@ -222,10 +223,10 @@ def _drive_batch(batch: Batch, tracker: Tracker, emit: Callable[[list[Event]], N
                         batch.payload_len, batch.window))
                 cut = slice(pos, min(end, pos + WINDOW))
                 snd_o, *rest = (c[cut] for c in by_flow)
-                k = absorb_columns(conn, snd_o == client_key, *rest)
+                k = absorb_columns(tracker, view, snd_o == client_key, *rest)
                 stopped = 0 < k < len(snd_o)
             else:
-                k = absorb(conn, short_rows_of(order_l[pos:end], client_key))
+                k = absorb(tracker, view, short_rows_of(order_l[pos:end], client_key))
                 stopped = 0 < k < end - pos
         if k == 0:  # not steady, or a segment that changes something: the plain way
             events = feed(segment_at(r))
