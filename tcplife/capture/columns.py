@@ -8,6 +8,7 @@ plain reader yields for that frame. Knows nothing of connection state.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,9 @@ class AddressBook:
     v6_keys: dict[bytes, int] = field(default_factory=dict)  #: packed IPv6 -> key
     names: dict[int, str] = field(default_factory=dict)  #: key -> text form
     text_keys: dict[str, int] = field(default_factory=dict)  #: text form -> key (a cache)
+    #: `v6_hashes`' values so far
+    _v6_hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64),
+                                   init=False, repr=False, compare=False)
 
     def key_v6(self, packed: bytes) -> int:
         key = self.v6_keys.get(packed)
@@ -49,6 +53,20 @@ class AddressBook:
             if len(self.text_keys) < 1 << 20:
                 self.text_keys[text] = key
         return key
+
+    def v6_hashes(self) -> np.ndarray:
+        """Per IPv6 key (at ``key - V6_BASE``), a 64-bit hash of the address's text: the
+        same for the same address in any read, where its key is not (keys number a read's
+        addresses in the order it met them). Each address is hashed once."""
+        have = len(self._v6_hashes)
+        if have < len(self.v6_keys):
+            names = self.names
+            more = [int.from_bytes(hashlib.blake2b(names[V6_BASE + i].encode(),
+                                                   digest_size=8).digest(), "little")
+                    for i in range(have, len(self.v6_keys))]
+            self._v6_hashes = np.concatenate((self._v6_hashes,
+                                              np.array(more, dtype=np.uint64)))
+        return self._v6_hashes
 
     def name(self, key: int) -> str:
         name = self.names.get(key)

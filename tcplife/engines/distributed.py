@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import heapq
 import os
 import tempfile
@@ -65,6 +64,7 @@ from tcplife.capture import CaptureError, ReadStats
 from tcplife.capture.bpf import as_filter
 from tcplife.capture.columns import V6_BASE, AddressBook, Batch
 from tcplife.capture.fastread import read_batches
+from tcplife.capture.flowhash import flow_hash
 from tcplife.capture.merge import first_times, overlap_warning, time_order
 from tcplife.capture.sources import capture_files as capture_files  # re-exported
 from tcplife.core.events import (
@@ -108,9 +108,6 @@ _READ_BYTES = 8 << 20
 _BATCH_ROWS = 1 << 16
 _CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".gz", ".dmp")
 
-_M1 = np.uint64(0x9E3779B97F4A7C15)
-_M2 = np.uint64(0xBF58476D1CE4E5B9)
-_M3 = np.uint64(0x94D049BB133111EB)
 
 
 # ---------------------------------------------------------------------- inputs
@@ -132,37 +129,10 @@ class _FileRead:
         return 100 * len(self.parts) + 4096
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: every input bit moves every output bit."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * _M2
-    x = x ^ (x >> np.uint64(27))
-    x = x * _M3
-    return x ^ (x >> np.uint64(31))
-
-
-def _v6_hash(name: str) -> int:
-    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little")
-
-
 def flow_partition(batch: Batch, nparts: int) -> np.ndarray:
-    """Each row's partition: a hash of its flow's two endpoints, in either direction, that
-    does not depend on the file (IPv6 keys are per-read: their text is hashed)."""
-    book = batch.book
-    table = np.zeros(len(book.v6_keys), dtype=np.uint64)
-    for key in book.v6_keys.values():
-        table[key - V6_BASE] = _v6_hash(book.names[key])
-
-    def endpoint(addr: np.ndarray, port: np.ndarray) -> np.ndarray:
-        a = addr.astype(np.uint64)
-        v6 = addr >= V6_BASE
-        if v6.any():
-            a[v6] = table[addr[v6] - V6_BASE]
-        return _mix(a ^ (port.astype(np.uint64) * _M1))
-
-    s, d = endpoint(batch.src, batch.sport), endpoint(batch.dst, batch.dport)
-    h = _mix(np.minimum(s, d) * _M1 ^ np.maximum(s, d))
-    return (h % np.uint64(nparts)).astype(np.int64)
+    """Each row's partition: its flow's hash (`flow_hash`: either direction, and
+    independent of the file, whose IPv6 keys are per-read) modulo ``nparts``."""
+    return (flow_hash(batch) % np.uint64(nparts)).astype(np.int64)
 
 
 #: the columns of a partition's rows a read task hands its partition task

@@ -18,14 +18,13 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 
 from tcplife.capture.columns import Batch
+from tcplife.capture.flowhash import flow_hash
 from tcplife.core.events import Event
 from tcplife.core.segment import ACK, FIN, RST, SYN, Segment
 from tcplife.core.tracker import Tracker
 from tcplife.engines.fastpath import absorb, absorb_columns
 
 _new_segment = tuple.__new__
-
-_K = np.uint64(0x9E3779B97F4A7C15)
 
 #: Runs at least this long are absorbed with numpy (`fastpath.absorb_columns`); shorter ones
 #: row by row (`fastpath.absorb`), where numpy's per-call cost would dominate.
@@ -88,13 +87,13 @@ def _grouped(batches: Iterator[Batch], grouping: _Grouping) -> Iterator[Batch]:
 
 
 def _flow_ids(batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A direction-agnostic flow number per row, and each row's endpoint keys."""
+    """A flow number per row, the same in both directions (`flow_hash`, made exact), and
+    each row's sender and receiver keys."""
     sender = (batch.src << 16) | batch.sport
     receiver = (batch.dst << 16) | batch.dport
-    lo, hi = np.minimum(sender, receiver), np.maximum(sender, receiver)
-    h = lo.astype(np.uint64) * _K ^ hi.astype(np.uint64)
-    uniq, flow = np.unique(h, return_inverse=True)
+    uniq, flow = np.unique(flow_hash(batch), return_inverse=True)
     # A hash collision would merge two flows: check, and key exactly if one happened.
+    lo, hi = np.minimum(sender, receiver), np.maximum(sender, receiver)
     first = np.full(len(uniq), -1, dtype=np.int64)
     first[flow[::-1]] = np.arange(len(flow))[::-1]
     if not (np.array_equal(lo[first[flow]], lo) and np.array_equal(hi[first[flow]], hi)):
