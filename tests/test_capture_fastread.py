@@ -26,8 +26,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import tcplife.capture.fastread as fastread
-from tcplife.capture import CaptureError, ReadStats, read_segments
+from tcplife.capture import (
+    CaptureError,
+    ReadStats,
+    fastbuffer,
+    fastdecode,
+    fastwalk,
+    read_segments,
+    records,
+)
 from tcplife.capture.columns import Batch
 from tcplife.capture.fastread import read_batches
 from tcplife.core.segment import ACK, FIN, PSH, RST, SYN, Segment
@@ -148,32 +155,32 @@ def test_corpus_captures(path: Path) -> None:
 
 
 @pytest.mark.parametrize(("name", "walker"), [
-    ("clean_traffic.client.pcap", fastread._PcapWalker),
-    ("many_short.client.pcapng", fastread._PcapngWalker),
+    ("clean_traffic.client.pcap", fastwalk.PcapWalker),
+    ("many_short.client.pcapng", fastwalk.PcapngWalker),
 ])
 def test_samples_are_read_in_bulk(
-    monkeypatch: pytest.MonkeyPatch, name: str, walker: type[fastread._Walker]
+    monkeypatch: pytest.MonkeyPatch, name: str, walker: type[fastwalk.Walker]
 ) -> None:
     """The sample captures go through the record walk in numpy and the bulk decoder, not
     through a fallback that would make the comparisons above trivial."""
     walked = decoded = 0
     vector = walker._vector  # type: ignore[attr-defined]
-    one_by_one = fastread._BulkDecoder._one_by_one
+    one_by_one = fastdecode.BulkDecoder._one_by_one
 
-    def count_walk(self: fastread._Walker, s: fastread._Stream, pos: int) -> tuple:
+    def count_walk(self: fastwalk.Walker, s: fastbuffer.Stream, pos: int) -> tuple:
         nonlocal walked
         result = vector(self, s, pos)
-        walked += len(result[0] if walker is fastread._PcapWalker else result[0][0])
+        walked += len(result[0] if walker is fastwalk.PcapWalker else result[0][0])
         return result
 
-    def count_plain(self: fastread._BulkDecoder, *args: object) -> list[Segment]:
+    def count_plain(self: fastdecode.BulkDecoder, *args: object) -> list[Segment]:
         nonlocal decoded
         segments = one_by_one(self, *args)  # type: ignore[arg-type]
         decoded += len(args[3])  # type: ignore[arg-type]
         return segments
 
     monkeypatch.setattr(walker, "_vector", count_walk)
-    monkeypatch.setattr(fastread._BulkDecoder, "_one_by_one", count_plain)
+    monkeypatch.setattr(fastdecode.BulkDecoder, "_one_by_one", count_plain)
     stats = ReadStats()
     segments = sum(len(b) for b in read_batches(REPO / "sample_pcaps" / name, stats))
     assert segments == stats.tcp_segments > 100
@@ -835,7 +842,7 @@ def test_le_sums_against_a_plain_sum() -> None:
     mat = rng.integers(0, 256, (50, 64), dtype=np.uint8)
     start = rng.integers(0, 30, 50) & ~1
     end = np.minimum(start + rng.integers(1, 31, 50), 60)
-    got = fastread._le_sums(mat, None, start, end) % 0xFFFF
+    got = fastdecode._le_sums(mat, None, start, end) % 0xFFFF
     for row, (a, b) in enumerate(zip(start.tolist(), end.tolist(), strict=True)):
         data = bytes(mat[row, a:b]) + b"\0" * ((b - a) & 1)
         want = sum(struct.unpack(f"<{len(data) // 2}H", data)) % 0xFFFF
@@ -850,9 +857,9 @@ def test_window_scales_match_the_option_walk() -> None:
     areas += [bytes(rnd.choice([0, 1, 2, 3, 3, 4, 8, 255])
                                                     for _ in range(rnd.randrange(41)))
                                               for _ in range(300)]
-    stream = fastread._Stream(lambda n: b"", None, fastread._Input.__new__(fastread._Input),
+    stream = fastbuffer.Stream(lambda n: b"", None, records._Input.__new__(records._Input),
                               1 << 16, 0, b"".join(a.ljust(40, b"\xee") for a in areas))
     start = np.arange(len(areas), dtype=np.int64) * 40
     end = start + np.array([len(a) for a in areas])
-    got = fastread._window_scales(stream, start, end).tolist()
+    got = fastdecode._window_scales(stream, start, end).tolist()
     assert got == [window_scale(a, 0, len(a)) for a in areas]
