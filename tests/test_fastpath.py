@@ -205,8 +205,8 @@ def _steady_pair() -> tuple[Tracker, Steady, Conv]:
 
 def _rule(view: Steady, seg: Segment, last_ts: int) -> bool:
     a, b = (view.client, view.server) if seg.sport == 40000 else (view.server, view.client)
-    return changes_nothing(a, b, last_ts, view.peers.inactivity_ns(), seg.ts_ns, seg.seq,
-                           seg.ack, seg.flags, seg.payload_len, seg.window)
+    return changes_nothing(a, b, last_ts, view.peers.inactivity_ns(), seg.ts_ns,
+                           (seg.seq, seg.ack, seg.flags, seg.payload_len, seg.window))
 
 
 CASES: dict[str, tuple[Callable[[Conv], Segment], bool]] = {

@@ -4,15 +4,16 @@ changes nothing.
 Owns: when a connection is *steady* (both sides ESTABLISHED, no FIN either way, the
 handshake's bookkeeping done, the peer replays quiet: `Steady.of`); the view `Steady` the
 fast path works through (the two `Endpoint`s, the connection's counters through `commit`,
-and ``peers``, the per-connection peer recorders, opaque here); the rule, written once, of
-which segment of a steady connection changes nothing but counters (`changes_nothing`) and
-the counters it changes (`count`).
+and ``peers``, the per-connection peer recorders, opaque here); and the rule, written
+once, of which segment of a steady connection changes nothing but counters
+(`changes_nothing`).
 
 `Tracker.feed` applied to a segment for which `changes_nothing` holds emits no event and
-changes exactly what `count` and `Steady.commit` change (tests/test_fastpath.py checks
-that against the tracker, and the fast path's vectorised form of the rule against
-`changes_nothing`, row by row). The fast path itself (tcplife.engines.fastpath) lives
-outside the core. Knows nothing of numpy, batches or captures.
+changes only counters: the sender's sequence space, bytes, highest acknowledgment, window,
+last segment and packet count, and the connection's (`Steady.commit`). The fast path
+(tcplife.engines.fastpath, outside the core) applies runs of such segments by this rule;
+tests/test_fastpath.py holds it to `Tracker.feed`, and the fast path's vectorised form of
+the rule to `changes_nothing`, row by row. Knows nothing of numpy, batches or captures.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class Steady:
         return self._conn.last_ts
 
     def commit(self, packets: int, last_ts: int, last_frame: int) -> None:
-        """``packets`` more segments were counted (`count`), the latest at ``last_ts``
+        """``packets`` more segments were counted, the latest at ``last_ts``
         (if later than before), the last in capture order frame ``last_frame``."""
         conn = self._conn
         conn.packets += packets
@@ -95,11 +96,12 @@ class Steady:
 
 
 def changes_nothing(a: Endpoint, b: Endpoint, last_ts: int, idle_ns: int, ts: int,
-                    seq: int, ack: int, flags: int, plen: int, win: int) -> bool:
+                    key: tuple[int, int, int, int, int]) -> bool:
     """Does a segment from ``a`` to ``b`` of a steady connection (`Steady.of`) change
-    nothing but counters (`count`)? ``last_ts``: the connection's latest time before it;
-    ``idle_ns``: the peer recorders' inactivity limit (`Peers.inactivity_ns`). True when
-    the segment
+    nothing but counters? ``key``: the segment's (seq, ack, flags, payload length,
+    window), as `Endpoint.last_key` holds them; ``ts``: its time; ``last_ts``: the
+    connection's latest time before it; ``idle_ns``: the peer recorders' inactivity limit
+    (`Peers.inactivity_ns`). True when the segment
 
     - carries ACK and none of SYN, FIN, RST;
     - comes less than ``idle_ns`` after the connection's previous segment (Zeek's
@@ -114,10 +116,10 @@ def changes_nothing(a: Endpoint, b: Endpoint, last_ts: int, idle_ns: int, ts: in
 
     Sequence numbers compare modulo 2**32 (`tcplife.core.seq`), written out here because
     this runs once per absorbed segment."""
+    seq, ack, flags, plen, win = key
     if flags & _FLAGS != ACK or ts - last_ts >= idle_ns or not win:
         return False
-    if (seq, ack, flags, plen, win) == a.last_key \
-            and ts - a.last_ns <= DUPLICATE_NS:  # type: ignore[operator]
+    if key == a.last_key and ts - a.last_ns <= DUPLICATE_NS:  # type: ignore[operator]
         return False
     snd_nxt: int = a.snd_nxt  # type: ignore[assignment]
     if plen <= 1 and (snd_nxt - seq) & MASK32 == 1:  # keep-alive shape
@@ -130,31 +132,3 @@ def changes_nothing(a: Endpoint, b: Endpoint, last_ts: int, idle_ns: int, ts: in
         return False
     hi = a.data_hi
     return hi is None or 0 < (seq + plen - hi) & MASK32 < HALF
-
-
-def count(a: Endpoint, ts: int, seq: int, ack: int, flags: int, plen: int,
-          win: int) -> None:
-    """What a segment from ``a`` for which `changes_nothing` holds changes of ``a``: its
-    sequence space, new bytes, highest acknowledgment, window, last segment and packet
-    count (what `Tracker.feed` changes of the sender; the connection's counters are
-    `Steady.commit`'s)."""
-    if plen:
-        end = (seq + plen) & MASK32
-        hi = a.data_hi
-        if hi is None:
-            a.bytes += plen
-        else:
-            d = (end - hi) & MASK32
-            a.bytes += plen if plen < d else d
-        a.data_hi = end
-        a.last_data_ns = a.last_payload_ns = ts
-        a.rtx_run_start_ns = None
-        if 0 < (end - a.snd_nxt) & MASK32 < HALF:  # type: ignore[operator]
-            a.snd_nxt = end
-    a.rtx_run = 0
-    if 0 < (ack - a.max_ack) & MASK32 < HALF:  # type: ignore[operator]
-        a.max_ack = ack
-    a.window = win
-    a.last_key = (seq, ack, flags, plen, win)
-    a.last_ns = ts
-    a.packets += 1

@@ -1,11 +1,12 @@
 """Runs of a steady connection's segments applied in bulk, over the core's public view.
 
 Owns: `absorb` (a run given as rows of Python values, one by one) and `absorb_columns`
-(a long run given as numpy columns, vectorised). Both work through `tcplife.core.steady`:
-a `Steady` view from `Tracker.steady`, the rule `changes_nothing` of which segment changes
-nothing but counters, and `count`, what such a segment changes. `absorb` calls them;
-`absorb_columns` is their vectorised form, which must stop at exactly the row where
-`absorb` stops and leave the same state (tests/test_fastpath.py, row by row). Neither
+(a long run given as numpy columns, vectorised), and the counters they move. Both work
+through `tcplife.core.steady`: a `Steady` view from `Tracker.steady`, and the rule
+`changes_nothing` of which segment changes nothing but counters, which `absorb` calls for
+each row; `absorb_columns` is its vectorised form, which must stop at exactly the row
+where `absorb` stops and leave the same state (tests/test_fastpath.py, row by row, and
+both against `Tracker.feed`). Neither
 fires timers: a steady connection has none, and other connections' wait for the next
 `Tracker.feed`, which fires them at their own deadlines, so the events are the same.
 `tcplife.engines.drive` decides which segments are offered here.
@@ -18,7 +19,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from tcplife.core.seq import seq_diff
-from tcplife.core.steady import DUPLICATE_NS, HALF, MASK32, Steady, changes_nothing, count
+from tcplife.core.steady import DUPLICATE_NS, HALF, MASK32, Steady, changes_nothing
 from tcplife.core.tracker import Tracker
 
 _MOD = 1 << 32
@@ -33,17 +34,41 @@ def absorb(tracker: Tracker, view: Steady, rows: Iterable[Row]) -> int:
     """Apply a run of segments of the steady connection ``view``, each (frame, ts_ns,
     from_client, seq, ack, flags, payload_len, window), exactly as `Tracker.feed` would,
     as long as each is one that `changes_nothing`. Returns how many it applied (a prefix);
-    the caller feeds the next one normally."""
+    the caller feeds the next one normally. Each changes what `Tracker.feed` would change
+    of its sender, written here for such a segment only (its data, if any, starts at
+    SND.NXT and is all new)."""
     c, s, peers = view.client, view.server, view.peers
     peers_ok = peers.fast_rows()
     idle, c0, s0 = peers.inactivity_ns(), c.packets, s.packets
     last = view.last_ts
     n = last_frame = 0
     for frame, ts, from_client, seq, ack, flags, plen, win in rows:
-        a, b = (c, s) if from_client else (s, c)
-        if not changes_nothing(a, b, last, idle, ts, seq, ack, flags, plen, win):
+        if from_client:
+            a, b = c, s
+        else:
+            a, b = s, c
+        key = (seq, ack, flags, plen, win)
+        if not changes_nothing(a, b, last, idle, ts, key):
             break
-        count(a, ts, seq, ack, flags, plen, win)
+        if plen:
+            end = (seq + plen) & MASK32
+            hi = a.data_hi
+            if hi is None:
+                a.bytes += plen
+            else:
+                d = (end - hi) & MASK32
+                a.bytes += plen if plen < d else d
+            a.data_hi = end
+            a.last_data_ns = a.last_payload_ns = ts
+            a.rtx_run_start_ns = None
+            a.snd_nxt = end  # (the rule: the data starts at SND.NXT)
+        a.rtx_run = 0
+        if 0 < (ack - a.max_ack) & MASK32 < HALF:  # type: ignore[operator]
+            a.max_ack = ack
+        a.window = win
+        a.last_key = key
+        a.last_ns = ts
+        a.packets += 1
         if ts > last:
             last = ts
         last_frame = frame
@@ -72,7 +97,7 @@ def absorb_columns(tracker: Tracker, view: Steady, from_client: np.ndarray,
                    flags: np.ndarray, plen: np.ndarray, win: np.ndarray) -> int:
     """`absorb` for a long run given as int64 arrays (``from_client`` boolean), with
     ACK set and none of SYN, FIN, RST: the rule `changes_nothing` for each row and
-    `count` for the run, computed with running maxima over sequence numbers made linear
+    `absorb`'s counters for the run, computed with running maxima over sequence numbers made linear
     around the sides' current values. Both sides in one pass: a side's running maximum
     skips the other side's rows, so at any row it is what that side had sent before it.
     One difference: a row more than 2**30 from those values ends the run here (the plain
@@ -147,7 +172,7 @@ def absorb_columns(tracker: Tracker, view: Steady, from_client: np.ndarray,
     stop = int(bad.argmax()) if bad.any() else n
     if stop == 0:
         return 0
-    # `count` for rows [0, stop), side by side
+    # `absorb`'s counters for rows [0, stop), side by side
     peers = view.peers
     peers_ok = peers.fast_rows()
     c0, s0 = c.packets, s.packets
