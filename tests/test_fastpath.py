@@ -28,6 +28,7 @@ from tcplife.core.seq import seq_diff
 from tcplife.core.steady import DUPLICATE_NS, Steady, changes_nothing
 from tcplife.core.tracker import Tracker
 from tcplife.engines.fastpath import absorb, absorb_columns
+from tcplife.engines.wiring import new_tracker
 
 from builder import Conv, Host
 
@@ -146,8 +147,8 @@ def _state(tracker: Tracker, seg: Segment) -> object:
     return tracker.snapshot(), sides, tracker.now_ns
 
 
-def _check(segments: list[Segment]) -> None:
-    plain, scalar, vector = Tracker(), Tracker(), Tracker()
+def _check(segments: list[Segment], make: Callable[[], Tracker] = new_tracker) -> None:
+    plain, scalar, vector = make(), make(), make()
     ends: list[list[object]] = [[], [], []]
     i, runs = 0, 0
     while i < len(segments):
@@ -190,12 +191,19 @@ def test_absorb_paths_stop_where_the_rule_does_and_change_what_feed_does(
     _check(_conversation(steps, c_isn, s_isn, timestamps))
 
 
+def test_absorb_paths_without_a_watcher() -> None:
+    """A tracker nothing watches (no peers' replays) has steady connections too."""
+    steps = [("c", "data", 20), ("s", "ack", 20)] * 10 + [("c", "rtx", 20)] + [
+        ("c", "big", 1), ("s", "ack", 1)] * 10
+    _check(_conversation(steps, 1000, (1 << 32) - 300, False), Tracker)
+
+
 def _steady_pair() -> tuple[Tracker, Steady, Conv]:
     cv = Conv()
     cv.handshake()
     cv.c(0, 10, dt=0.001)
     cv.s(ACK, dt=0.001)
-    tracker = Tracker()
+    tracker = new_tracker()
     for seg in cv.segments:
         tracker.feed(seg)
     view = tracker.steady("10.0.0.1", 40000, "10.0.0.2", 80)
@@ -245,7 +253,7 @@ def test_rule_duplicate() -> None:
 
 def test_steady_view_only_when_steady() -> None:
     cv = Conv()
-    tracker = Tracker()
+    tracker = new_tracker()
     cv.c(SYN, ack=0)
     tracker.feed(cv.segments[-1])
     assert tracker.steady("10.0.0.1", 40000, "10.0.0.2", 80) is None  # handshake

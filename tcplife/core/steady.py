@@ -2,11 +2,12 @@
 changes nothing.
 
 Owns: when a connection is *steady* (both sides ESTABLISHED, no FIN either way, the
-handshake's bookkeeping done, the peer replays quiet: `Steady.of`); the view `Steady` the
-fast path works through (the two `Endpoint`s, the connection's counters through `commit`,
-and ``peers``, the per-connection peer recorders, opaque here); and the rule, written
-once, of which segment of a steady connection changes nothing but counters
-(`changes_nothing`).
+handshake's bookkeeping done, its watcher quiet: `Steady.of`); the view `Steady` the fast
+path works through (the two `Endpoint`s, the connection's counters through `commit`, and
+``peers``, the connection's watcher, opaque here but for `BulkWatcher`); and the rule,
+written once, of which segment of a steady connection changes nothing but counters
+(`changes_nothing`). `tcplife.core.rules` is the tracker's own path for every segment; a
+segment for which `changes_nothing` holds goes through it without a decision taken.
 
 `Tracker.feed` applied to a segment for which `changes_nothing` holds emits no event and
 changes only counters: the sender's sequence space, bytes, highest acknowledgment, window,
@@ -20,13 +21,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from tcplife.core.connection import Connection
 from tcplife.core.endpoint import Endpoint
+from tcplife.core.rules import DUPLICATE_NS
 from tcplife.core.segment import ACK, FIN, RST, SYN
 from tcplife.core.states import ESTABLISHED
-from tcplife.peers import Peers
-
-#: Identical segments from one side closer than this are one packet captured twice.
-DUPLICATE_NS = 100_000
 
 MASK32 = (1 << 32) - 1
 HALF = 1 << 31
@@ -34,38 +33,75 @@ HALF = 1 << 31
 _FLAGS = SYN | FIN | RST | ACK
 
 
-class SteadyConnection(Protocol):
-    """What `Steady` reads and writes of a tracker's connection."""
+class BulkWatcher(Protocol):
+    """What a connection's watcher (`tcplife.core.observe.Watcher`) offers the fast path
+    besides ``feed``: segments absorbed in bulk are not fed to it one by one, so it says
+    when that may happen and is told what happened (`tcplife.peers.Peers` implements it).
+    A connection whose watcher does not is never steady."""
 
-    client: Endpoint
-    server: Endpoint
-    predecessor: object
-    peers: Peers
-    packets: int
-    last_ts: int
-    last_frame: int
+    def quiet(self, client_nxt: int | None, server_nxt: int | None,
+              client_max_ack: int | None, server_max_ack: int | None) -> bool:
+        """May a run of in-order ACK/data segments be absorbed without ``feed``?"""
+
+    def fast_rows(self) -> tuple[tuple[bool, bool], tuple[bool, bool]]:
+        """[from_client][has_payload] -> False while such a segment must still be told
+        (`first_letter`)."""
+
+    def first_letter(self, from_client: bool, data: bool) -> None:
+        """An absorbed segment is its side's first ACK (without payload) or data."""
+
+    def inactivity_ns(self) -> int:
+        """A run must stop at a segment this long or longer after the previous one."""
+
+    def absorbed(self, client_nxt: int, server_nxt: int, client_max_ack: int,
+                 server_max_ack: int, last_ns: int, client_pkts: int = 0,
+                 server_pkts: int = 0) -> None:
+        """A run was absorbed: the sides' maxima and last time after it, and how many
+        packets of each side it held."""
+
+
+class _Unwatched:
+    """The `BulkWatcher` of a connection nothing watches."""
+
+    def quiet(self, *_: int | None) -> bool:
+        return True
+
+    def fast_rows(self) -> tuple[tuple[bool, bool], tuple[bool, bool]]:
+        return (True, True), (True, True)
+
+    def first_letter(self, from_client: bool, data: bool) -> None:
+        pass
+
+    def inactivity_ns(self) -> int:
+        return 1 << 62
+
+    def absorbed(self, *_: int) -> None:
+        pass
+
+
+_UNWATCHED = _Unwatched()
 
 
 class Steady:
     """A steady connection, for the fast path: its two sides (``client``, ``server``,
-    read and written), ``peers`` (the per-connection peer recorders, which the fast path
-    tells what it absorbed) and its counters, read as `last_ts` and moved by `commit`."""
+    read and written), ``peers`` (what watches it, opaque to the core: the fast path tells
+    it what it absorbed) and its counters, read as `last_ts` and moved by `commit`."""
 
     __slots__ = ("_conn", "client", "peers", "server")
 
-    def __init__(self, conn: SteadyConnection) -> None:
+    def __init__(self, conn: Connection, peers: BulkWatcher) -> None:
         self._conn = conn
         self.client = conn.client
         self.server = conn.server
-        self.peers = conn.peers
+        self.peers = peers
 
     @classmethod
-    def of(cls, conn: SteadyConnection) -> Steady | None:
+    def of(cls, conn: Connection) -> Steady | None:
         """The view of ``conn`` if it is steady, where an in-order ACK or data segment
         changes nothing but counters: both sides ESTABLISHED, no FIN sent or received,
         both sides' sequence space and acknowledgment known, the round trip measured if
         there was a handshake to measure it on, no previous instance of the 4-tuple still
-        alive, and the peer recorders quiet (`Peers.quiet`). Else None."""
+        alive, and its watcher a quiet `BulkWatcher` (or none). Else None."""
         if conn.predecessor is not None:
             return None
         c, s = conn.client, conn.server
@@ -76,9 +112,13 @@ class Steady:
                     or a.snd_nxt is None or a.max_ack is None \
                     or a.rtt_ns is None and b.first_synack_ns is not None:
                 return None
-        if not conn.peers.quiet(c.snd_nxt, s.snd_nxt, c.max_ack, s.max_ack):
+        peers = conn.peers
+        if peers is None:
+            return cls(conn, _UNWATCHED)
+        quiet = getattr(peers, "quiet", None)
+        if quiet is None or not quiet(c.snd_nxt, s.snd_nxt, c.max_ack, s.max_ack):
             return None
-        return cls(conn)
+        return cls(conn, peers)  # type: ignore[arg-type]
 
     @property
     def last_ts(self) -> int:
@@ -101,7 +141,7 @@ def changes_nothing(a: Endpoint, b: Endpoint, last_ts: int, idle_ns: int, ts: in
     nothing but counters? ``key``: the segment's (seq, ack, flags, payload length,
     window), as `Endpoint.last_key` holds them; ``ts``: its time; ``last_ts``: the
     connection's latest time before it; ``idle_ns``: the peer recorders' inactivity limit
-    (`Peers.inactivity_ns`). True when the segment
+    (`BulkWatcher.inactivity_ns`). True when the segment
 
     - carries ACK and none of SYN, FIN, RST;
     - comes less than ``idle_ns`` after the connection's previous segment (Zeek's
