@@ -47,27 +47,25 @@ ROOT = ""  # the package `tcplife` itself (tcplife/__init__.py), as a layer name
 #: `test_the_package_root_imports_nothing_when_loaded`); samples is data.
 MAY_IMPORT: dict[str, set[str]] = {
     "core": set(),
+    "version": set(),
     "capture": {"core"},
     "peers": {"core"},
     "detect": {"core"},
     "samples": set(),
-    "output": {"core", "capture", "peers", "detect"},
-    "engines": {"core", "capture", "peers", "detect", "output"},
-    "cli": {"core", "capture", "peers", "detect", "output", "engines", "samples", ROOT},
-    ROOT: {"core", "capture", "peers", "detect", "output", "engines", "cli", "samples"},
+    "output": {"core", "capture", "peers", "detect", "version"},
+    "engines": {"core", "capture", "peers", "detect", "output", "version"},
+    "cli": {"core", "capture", "peers", "detect", "output", "engines", "samples", "version",
+            ROOT},
+    ROOT: {"core", "capture", "peers", "detect", "output", "engines", "cli", "samples",
+           "version"},
     "__main__": {"cli"},
 }
 
 #: (importing module, imported module) -> why this function-level import is left out of
 #: the import graph. Only imports that would otherwise close a circle or cross the layers
-#: upward need to be here.
-ALLOWED_LAZY: dict[tuple[str, str], str] = {
-    ("tcplife.engines.dataset", "tcplife"):
-        "reads the version constant for the dataset's metadata; the root package is loaded "
-        "before every module and imports nothing when loaded (only for type checkers)",
-    ("tcplife.output.export", "tcplife"):
-        "reads the version constant for capture.json; as above",
-}
+#: upward need to be here: none today (the version constant lives in `tcplife.version`,
+#: which imports nothing).
+ALLOWED_LAZY: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)
@@ -469,13 +467,18 @@ def test_importing_the_tracker_loads_no_heavy_package() -> None:
 
 
 def test_the_package_root_imports_nothing_when_loaded() -> None:
-    """What lets any layer read ``tcplife.__version__`` (`ALLOWED_LAZY`): the root names
-    its modules for type checkers only and loads them on first use (PEP 562)."""
+    """``import tcplife`` stays cheap: the root names its modules for type checkers only
+    and loads them on first use (PEP 562); it loads only `tcplife.version`, which itself
+    imports nothing."""
     found = imports_of((PACKAGE / "__init__.py").read_text(encoding="utf-8"), "tcplife",
                        is_package=True)
     loaded = [f"line {i.line}: {i.source}" for i in found
-              if i.source.startswith("tcplife") and i.kind == "module"]
+              if i.source.startswith("tcplife") and i.kind == "module"
+              and i.source != "tcplife.version"]
     assert loaded == []
+    version = imports_of((PACKAGE / "version.py").read_text(encoding="utf-8"),
+                         "tcplife.version")
+    assert [i for i in version if i.source != "__future__"] == []
 
 
 def test_no_import_circle() -> None:

@@ -24,7 +24,6 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from tcplife import __version__
 from tcplife.capture import CaptureError
 from tcplife.capture.sources import find_captures
 from tcplife.cli.options import (
@@ -49,6 +48,7 @@ from tcplife.output.rows import Rows, column_of
 from tcplife.output.safety import terminal_text
 from tcplife.output.schema import CONNECTIONS, TABLES
 from tcplife.output.times import When
+from tcplife.version import __version__
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -108,10 +108,21 @@ class Retracted:
 
 @dataclass(frozen=True, slots=True)
 class PortReuse:
-    """An `Odd.PORT_REUSE` note: the old instance and the states its sockets were in."""
+    """An `Odd.PORT_REUSE` note: the old instance, and each of its sockets that was still
+    there, as (side, state); its sentence is rendered from these (`sentence`), so that a
+    renumbered instance (the Dask engine) renders its new number."""
 
     old_conn_id: int
-    states: tuple[str, ...]
+    sockets: tuple[tuple[str, str], ...]
+
+    @property
+    def states(self) -> tuple[str, ...]:
+        return tuple(state for _, state in self.sockets)
+
+    def sentence(self) -> str:
+        live = " and ".join(f"{side} {state}" for side, state in self.sockets)
+        return (f"new SYN reuses the 4-tuple of connection {self.old_conn_id}, whose {live} "
+                "socket was still there")
 
 
 Facts = RstSent | FinRtx | AckLost | Retracted | PortReuse

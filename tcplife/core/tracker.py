@@ -122,8 +122,6 @@ class Tracker:
         #: every state change and note goes through here (`tcplife.core.changes`)
         self.changes = Changes(self._arm_state_timer)
         self.rules = SegmentRules(self.changes, self.options, self._push_timer)
-        self._reuse_note: str | None = None
-        self._reuse_states: list[str] = []  #: the states the reuse met, for its note
         #: while `finish` runs: the capture's end, at which its records' states are taken
         self._ending_at: int | None = None
 
@@ -151,14 +149,13 @@ class Tracker:
             conn = self._new_connection(seg)
         elif seg.flags & (SYN | ACK | RST) == SYN and is_new_incarnation(conn, seg):
             old = conn
-            self._supersede(old, seg)
+            reuse = self._supersede(old, seg)
             conn = self._new_connection(seg)
             if not old.finished:
                 conn.predecessor = old
-            if self._reuse_note is not None:
-                self.changes.note(conn, Oddity(
-                    conn.conn_id, seg.ts_ns, seg.frame, CLIENT, Odd.PORT_REUSE,
-                    self._reuse_note, PortReuse(old.conn_id, tuple(self._reuse_states))))
+            if reuse is not None:
+                self.changes.note(conn, Oddity(conn.conn_id, seg.ts_ns, seg.frame, CLIENT,
+                                               Odd.PORT_REUSE, reuse.sentence(), reuse))
         elif conn.predecessor is not None:
             if conn.predecessor.finished:
                 conn.predecessor = None
@@ -311,21 +308,20 @@ class Tracker:
             self._arm_state_timer(conn, client)
         return conn
 
-    def _supersede(self, conn: Connection, seg: Segment) -> None:
+    def _supersede(self, conn: Connection, seg: Segment) -> PortReuse | None:
         """A new SYN reuses the 4-tuple: the sender's old socket is gone, and a peer in
         TIME_WAIT may accept the SYN and drop its old socket (RFC 9293 3.10.7.4 note;
-        Linux tcp_timewait_state_process returns TCP_TW_SYN), as `evidence.tw_takes` decides. When
+        Linux tcp_timewait_state_process returns TCP_TW_SYN), as `evidence.tw_takes`
+        decides; returns the facts of the reuse's note (None: no socket was left). When
         that cannot be told at the SYN, the TIME_WAIT lives on, beside the new attempt,
         until its answer shows which (`_syn_taken`: a SYN-ACK; else the old instance's
         ACK, the new client's RST that kills it, and the SYN again)."""
         sender = conn.client if seg.src == conn.client.addr and seg.sport == conn.client.port \
             else conn.server
         receiver = conn.peer(sender)
-        alive = [ep for ep in (sender, receiver) if ep.state in ALIVE]
-        live = [f"{ep.side} {ep.state}" for ep in alive]
-        self._reuse_states = [ep.state.value for ep in alive]
-        self._reuse_note = (f"new SYN reuses the 4-tuple of connection {conn.conn_id}, whose "
-                            f"{' and '.join(live)} socket was still there") if live else None
+        sockets = tuple((ep.side, ep.state.value) for ep in (sender, receiver)
+                        if ep.state in ALIVE)
+        reuse = PortReuse(conn.conn_id, sockets) if sockets else None
         if sender.state not in (CLOSED, LISTEN):
             self.changes.transition(conn, sender, NEW_SYN, seg.frame, seg.ts_ns,
                                     inferred=True, kind="")
@@ -344,6 +340,7 @@ class Tracker:
         # LIVES, or a TW that cannot tell yet): a synchronized socket answers the SYN with
         # a challenge ACK (RFC 5961 4), the new client answers that with RST, which kills
         # the old socket. Those segments go to the old instance.
+        return reuse
 
     def _syn_taken(self, conn: Connection, seg: Segment) -> None:
         """A SYN-ACK answers ``conn``'s SYN, which reused the 4-tuple while the answering

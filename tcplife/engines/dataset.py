@@ -51,7 +51,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -183,7 +182,6 @@ def arrow_schema(table: str, files: bool = False) -> Any:
 #: the file columns several captures add (`tcplife.output.framemap`)
 FILE_COLUMN_NAMES = tuple(name for name, _ in FILE_COLUMNS.values())
 
-_REUSE = re.compile(r"(reuses the 4-tuple of connection )(\d+)")
 
 
 def renumber(ev: Event, conn_id: Callable[[int], int], stream: Callable[[int], int],
@@ -200,9 +198,9 @@ def renumber(ev: Event, conn_id: Callable[[int], int], stream: Callable[[int], i
     if isinstance(ev, Oddity):
         if isinstance(ev.facts, PortReuse):
             old = conn_id(ev.facts.old_conn_id)
-            return ev._replace(
-                conn_id=conn_id(ev.conn_id), facts=replace(ev.facts, old_conn_id=old),
-                detail=_REUSE.sub(lambda m: m.group(1) + str(old), ev.detail))
+            facts = replace(ev.facts, old_conn_id=old)
+            return ev._replace(conn_id=conn_id(ev.conn_id), facts=facts,
+                               detail=facts.sentence())
         return ev._replace(conn_id=conn_id(ev.conn_id))
     if isinstance(ev, ConnectionEnded):
         rec = ev.record
@@ -591,7 +589,7 @@ def prepare_directory(directory: Path, tables: tuple[str, ...]) -> None:
 
 
 def write_metadata(dataset: ParquetDataset) -> None:
-    from tcplife import __version__
+    from tcplife.version import __version__
 
     stats = asdict(dataset.stats)
     stats["link_types"] = {str(k): v for k, v in dataset.stats.link_types.items()}

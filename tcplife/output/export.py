@@ -37,7 +37,7 @@ def tables(result: Analysed) -> dict[str, Any]:
 
 def capture_metadata(result: Analysed) -> dict[str, object]:
     """What ``capture.json`` holds."""
-    from tcplife import __version__
+    from tcplife.version import __version__
 
     stats = dataclasses.asdict(result.stats)
     stats["link_types"] = {str(k): v for k, v in result.stats.link_types.items()}
