@@ -56,6 +56,7 @@ from tcplife.core.evidence import (
     server_stayed_silent,
     tw_takes,
 )
+from tcplife.core.flows import FlowTable
 from tcplife.core.machine import (
     ALIVE,
     NEW_SYN,
@@ -112,8 +113,8 @@ class Tracker:
         self.options = options or Options()
         #: what watches the tracker (`tcplife.core.observe`): the peers' replays, an engine
         self.observer = observer
-        self._flows: dict[tuple[str, int, str, int], Connection] = {}
-        self._live: dict[int, Connection] = {}
+        #: the instances by 4-tuple and by id (`tcplife.core.flows`)
+        self.flows = FlowTable()
         #: the armed timers (`tcplife.core.timers`); stale entries are the tracker's call
         self.timers = timers if timers is not None else Timers()
         self.timers.stale = self._stale
@@ -144,7 +145,7 @@ class Tracker:
         self._advance(seg.ts_ns)
         if self.now_ns is None or seg.ts_ns > self.now_ns:
             self.now_ns = seg.ts_ns
-        conn = self._flows.get((seg.src, seg.sport, seg.dst, seg.dport))
+        conn = self.flows.route((seg.src, seg.sport, seg.dst, seg.dport))
         if conn is None:
             conn = self._new_connection(seg)
         elif seg.flags & (SYN | ACK | RST) == SYN and is_new_incarnation(conn, seg):
@@ -217,7 +218,7 @@ class Tracker:
             if len(self._out) >= size:
                 yield self._out
                 out = self._out = []
-        for conn in sorted(self._live.values(), key=lambda c: c.conn_id):
+        for conn in sorted(self.flows, key=lambda c: c.conn_id):
             self._end(conn)
             if len(self._out) >= size:
                 yield self._out
@@ -229,20 +230,20 @@ class Tracker:
     # ------------------------------------------------------------------ live mode
     def open_count(self) -> int:
         """How many connection instances are tracked (not yet ended)."""
-        return len(self._live)
+        return len(self.flows)
 
     def snapshot(self, conn_id: int | None = None) -> list[ConnectionRecord]:
         """Records of the tracked connections (or of ``conn_id``) as they stand now,
         without ending them: the live mode's view of what is still open."""
         if conn_id is not None:
-            conn = self._live.get(conn_id)
+            conn = self.flows.open(conn_id)
             return [] if conn is None else [verdict.record(conn)]
-        return [verdict.record(c) for c in self._live.values()]
+        return [verdict.record(c) for c in self.flows]
 
     def judged_by(self, conn_id: int) -> tuple[list[Transition], list[Oddity]]:
         """What the detectors judge an open connection by (see `_judged_by`); nothing for
         one that is not open."""
-        conn = self._live.get(conn_id)
+        conn = self.flows.open(conn_id)
         return ([], []) if conn is None else judged_by(conn)
 
     def give_up_idle(self, before_ns: int) -> list[Event]:
@@ -250,14 +251,14 @@ class Tracker:
         ``before_ns`` (the ``idle`` option), each side in the state it had; a
         ``given_up`` oddity says why. Later packets of the 4-tuple start a new instance."""
         out = self._out = []
-        for conn in [c for c in self._live.values() if c.last_ts < before_ns]:
+        for conn in [c for c in self.flows if c.last_ts < before_ns]:
             self._give_up(conn, "no packet for longer than the idle timeout")
         return out
 
     def give_up_oldest(self, n: int) -> list[Event]:
         """Live mode, the flow cap: end the ``n`` least recently active connections."""
         out = self._out = []
-        for conn in heapq.nsmallest(n, self._live.values(), key=lambda c: c.last_ts):
+        for conn in heapq.nsmallest(n, self.flows, key=lambda c: c.last_ts):
             self._give_up(conn, "flow table full: the least recently active flows are dropped")
         return out
 
@@ -299,9 +300,7 @@ class Tracker:
                           None if observer is None else observer.opened(
                               self._next_conn_id, seg, src_is_client))
         self._next_conn_id += 1
-        self._flows[(caddr, cport, saddr, sport)] = conn
-        self._flows[(saddr, sport, caddr, cport)] = conn
-        self._live[conn.conn_id] = conn
+        self.flows.add(conn)
         self._out.append(ConnectionStarted(conn.conn_id, seg.ts_ns, seg.frame, caddr, cport,
                                            saddr, sport, role_inferred, mid_stream))
         if synack:
@@ -330,10 +329,7 @@ class Tracker:
             self.changes.transition(conn, receiver, TW_TAKES_SYN, seg.frame, seg.ts_ns,
                                     inferred=True, kind="",
                                     text=f"recv SYN (new incarnation{taken})")
-        c, s = conn.client, conn.server
-        for key in ((c.addr, c.port, s.addr, s.port), (s.addr, s.port, c.addr, c.port)):
-            if self._flows.get(key) is conn:
-                del self._flows[key]
+        self.flows.unroute(conn)
         if REUSE[receiver.state] is Joint.END:
             self._end(conn)
         # Otherwise the old socket lives on beside the new attempt (the joint table's
@@ -367,11 +363,7 @@ class Tracker:
         if server_stayed_silent(conn, self._ending_at if self._ending_at is not None
                                 else (self.now_ns or 0)):
             self.changes.decide(conn.server, SHOWN_CLOSED)
-        self._live.pop(conn.conn_id, None)
-        c, s = conn.client, conn.server
-        for key in ((c.addr, c.port, s.addr, s.port), (s.addr, s.port, c.addr, c.port)):
-            if self._flows.get(key) is conn:
-                del self._flows[key]
+        self.flows.close(conn)
         trans, notes = judged_by(conn)
         record = verdict.record(conn)
         if self._ending_at is not None:
@@ -384,7 +376,7 @@ class Tracker:
         `Steady` view, if it is in the steady state where an in-order ACK or data segment
         changes nothing but counters (`Steady.of`); else None. The fast path
         (tcplife.engines.fastpath) applies runs of such segments through the view."""
-        conn = self._flows.get((src, sport, dst, dport))
+        conn = self.flows.route((src, sport, dst, dport))
         return None if conn is None else Steady.of(conn)
 
     # ------------------------------------------------------------------ segments
@@ -399,7 +391,7 @@ class Tracker:
         """Can ``timer`` no longer fire? (its connection ended, or a newer timer of the
         same side, or a packet since, superseded it: a SYN_SENT timer outlives its
         handshake by 127 s, and a busy capture piles them up)"""
-        conn = self._live.get(timer.conn_id)
+        conn = self.flows.open(timer.conn_id)
         if conn is None:
             return True
         if timer.kind == EVICT:
@@ -444,7 +436,7 @@ class Tracker:
 
     def _fire(self, timer: Timer) -> None:
         deadline, _, side, conn_id, kind, gen = timer
-        conn = self._live.get(conn_id)
+        conn = self.flows.open(conn_id)
         if conn is None:
             return
         if kind == EVICT:

@@ -415,7 +415,7 @@ class LiveSession:
                 if ev.to_state is State.CLOSE_WAIT:
                     self._close_wait[key] = (ev.tid, ev.ts_ns, ev.frame)
                     heapq.heappush(self._close_wait_due, (
-                        ev.ts_ns + self.options.ns("close_wait_linger"), ev.conn_id, ev.side,
+                        ev.ts_ns + self.options.close_wait_linger_ns, ev.conn_id, ev.side,
                         ev.tid))
                 else:
                     self._close_wait.pop(key, None)
@@ -527,7 +527,7 @@ class LiveSession:
         """Once a second: give up idle flows, refresh the drop counts."""
         now = self.tracker.now_ns
         if now is not None:
-            before = now - self.options.ns("idle")
+            before = now - self.options.idle_ns
             # judged as they stand now: silent until this instant of the run
             events = self.tracker.give_up_idle(before)
             self.counters.given_up_idle += sum(isinstance(e, ConnectionEnded) for e in events)
