@@ -14,9 +14,13 @@ from collections.abc import Callable
 from tcplife.core.connection import Connection
 from tcplife.core.endpoint import Endpoint
 from tcplife.core.events import Event, Oddity, Retracted, Retraction, Transition
+from tcplife.core.machine import TABLE as _TABLE
 from tcplife.core.machine import Ev, Stay, step
 from tcplife.core.segment import Segment
 from tcplife.core.states import TIME_WAIT, UNKNOWN, Odd, State
+
+#: a named tuple made without its Python-level ``__new__`` (a third of the cost)
+_new = tuple.__new__
 
 
 class Changes:
@@ -34,13 +38,13 @@ class Changes:
               inferred: bool, kind: str = "") -> None:
         """The table's cell for ``ep`` and ``ev``, caused by ``seg``: a transition, or
         nothing (an oddity if the cell names one)."""
-        result = step(ep.state, ev)
-        if isinstance(result, Stay):
-            if result.note:
-                self.odd(conn, ep, seg, result.note, f"{ev} in {ep.state}")
+        result = _TABLE[(ep.state, ev)]
+        if result.__class__ is Stay:
+            if result.note:  # type: ignore[union-attr]
+                self.odd(conn, ep, seg, result.note, f"{ev} in {ep.state}")  # type: ignore
             return
-        self.transition(conn, ep, ev, seg.frame, seg.ts_ns,
-                        inferred=inferred or ep.state == UNKNOWN, kind=kind)
+        self._move(conn, ep, ev, result, seg.frame, seg.ts_ns,  # type: ignore[arg-type]
+                   inferred or ep.state is UNKNOWN, kind, None)
 
     def transition(self, conn: Connection, ep: Endpoint, ev: Ev, frame: int | None, ts: int,
                    *, inferred: bool, kind: str, text: str | None = None) -> None:
@@ -50,12 +54,18 @@ class Changes:
         to = step(ep.state, ev)
         if not isinstance(to, State):
             raise ValueError(f"no transition for {ev} in {ep.state}")
+        self._move(conn, ep, ev, to, frame, ts, inferred, kind, text)
+
+    def _move(self, conn: Connection, ep: Endpoint, ev: Ev, to: State, frame: int | None,
+              ts: int, inferred: bool, kind: str, text: str | None) -> None:
+        """`transition` once the table gave ``to``."""
         tid = self.next_tid
-        self.next_tid += 1
-        transition = Transition(tid, conn.conn_id, ts, ep.side, ep.addr, ep.port, ep.state,
-                                to, str(ev) if text is None else text, frame, inferred, ev)
-        ep.history.append(transition)
-        ep.undo.append((ep.since_ns, kind))
+        self.next_tid = tid + 1
+        transition = _new(Transition, (tid, conn.conn_id, ts, ep.side, ep.addr, ep.port,
+                                       ep.state, to, ev.value if text is None else text,
+                                       frame, inferred, ev))
+        ep.history.append(transition)  # `Endpoint.remember`, written out: once per change
+        ep.undo += (ep.since_ns, kind)
         ep.state = to
         ep.since_ns = ts
         ep.timer_gen += 1
@@ -76,23 +86,22 @@ class Changes:
         index = ep.latest(kind)
         if index is None:
             return
-        undone, undo = ep.history[index:], ep.undo[index:]
-        del ep.history[index:], ep.undo[index:]
+        undone, since, kinds = ep.cut(index)
         for entry in reversed(undone):
             self.out.append(Retraction(entry.tid, conn.conn_id, ep.side, seg.ts_ns,
                                         seg.frame, reason))
         first = undone[0]
         ep.state = first.from_state
-        ep.since_ns = undo[0][0]
+        ep.since_ns = since
         ep.timer_gen += 1
         if kind == "ack_fin":
             ep.fin_acked = False
-        if any(k == "fin" for _, k in undo):
+        if "fin" in kinds:
             ep.got_fin = False
         if kind == "timeout":
             conn.timed_out = any(k == "timeout" and h.from_state != TIME_WAIT
                                  for ep_ in (conn.client, conn.server)
-                                 for h, (_, k) in zip(ep_.history, ep_.undo, strict=True))
+                                 for h, k in zip(ep_.history, ep_.kinds(), strict=True))
         self.note(conn, Oddity(conn.conn_id, seg.ts_ns, seg.frame, ep.side, Odd.RETRACTED,
                                f"{reason}: undid {len(undone)} transition(s)",
                                Retracted(kind, len(undone), no_socket)))

@@ -64,10 +64,11 @@ class Endpoint:
     #: this side's transitions that a later contradiction may undo: all of them, the
     #: retracted ones removed
     history: list[Transition] = field(default_factory=list)
-    #: beside each of `history`, what undoing it needs: when the side had entered its
-    #: ``from_state``, and what evidence would contradict it (`Deduction`: fin, ack_fin,
-    #: ack_syn, synack, timeout, or "" for none)
-    undo: list[tuple[int, str]] = field(default_factory=list)
+    #: beside each of `history`, what undoing it needs, flat (two items per transition:
+    #: no tuple each): when the side had entered its ``from_state``, and what evidence
+    #: would contradict it (fin, ack_fin, ack_syn, synack, timeout, or "" for none). Read
+    #: it through `remember`, `latest`, `last_kind`, `kinds` and `cut`.
+    undo: list[int | str] = field(default_factory=list)
     timer_gen: int = 0  #: bumped on every state change; stale timers compare unequal
     # TCP timestamps (RFC 7323), -1 when the segments carried none. Kept only from the
     # first FIN of the connection on (its segments all go through `Tracker.feed`, none
@@ -75,13 +76,35 @@ class Endpoint:
     tsval_hi: int = -1  #: the newest TSval this side sent since the connection's first FIN
     fin_tsval: int = -1  #: the TSval of the segment that last carried this side's FIN
 
+    def remember(self, transition: Transition, kind: str) -> None:
+        """Add ``transition`` (from the side's current state, entered at `since_ns`) to
+        its history; ``kind``: the evidence that would contradict it."""
+        self.history.append(transition)
+        self.undo += (self.since_ns, kind)
+
     def latest(self, kind: str) -> int | None:
         """The index in `history` of the latest transition ``kind`` would contradict."""
         undo = self.undo
-        for index in range(len(undo) - 1, -1, -1):
-            if undo[index][1] == kind:
-                return index
+        for index in range(len(undo) - 1, 0, -2):
+            if undo[index] == kind:
+                return index // 2
         return None
+
+    def last_kind(self) -> str | None:
+        """What would contradict the latest transition (None: no history)."""
+        return self.undo[-1] if self.undo else None  # type: ignore[return-value]
+
+    def kinds(self) -> list[str]:
+        """What would contradict each transition of `history`, in order."""
+        return self.undo[1::2]  # type: ignore[return-value]
+
+    def cut(self, index: int) -> tuple[list[Transition], int, list[str]]:
+        """Remove the transitions from ``index`` on: them, when the side had entered the
+        state the first of them left, and what would have contradicted each."""
+        undone, since = self.history[index:], self.undo[2 * index]
+        kinds = self.undo[2 * index + 1::2]
+        del self.history[index:], self.undo[2 * index:]
+        return undone, since, kinds  # type: ignore[return-value]
 
     @property
     def fin_end(self) -> int | None:

@@ -21,7 +21,7 @@ Key = tuple[str, int, str, int]
 class FlowTable:
     """Connection instances by 4-tuple and by id."""
 
-    __slots__ = ("_by_tuple", "_open", "route")
+    __slots__ = ("_by_tuple", "_open", "route", "open")
 
     def __init__(self) -> None:
         self._by_tuple: dict[Key, Connection] = {}
@@ -29,6 +29,8 @@ class FlowTable:
         #: (src, sport, dst, dport) -> the current instance of that 4-tuple, or None (a
         #: bound ``dict.get``: this runs for every segment)
         self.route: Callable[[Key], Connection | None] = self._by_tuple.get
+        #: conn_id -> the open instance, or None once it ended (a bound ``dict.get``)
+        self.open: Callable[[int], Connection | None] = self._open.get
 
     def add(self, conn: Connection) -> None:
         """A new instance: the current one of its 4-tuple from now on, and open."""
@@ -48,10 +50,6 @@ class FlowTable:
         """It ended: forget it."""
         self._open.pop(conn.conn_id, None)
         self.unroute(conn)
-
-    def open(self, conn_id: int) -> Connection | None:
-        """The open instance ``conn_id``, or None once it ended."""
-        return self._open.get(conn_id)
 
     def __len__(self) -> int:
         return len(self._open)

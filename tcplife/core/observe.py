@@ -54,3 +54,10 @@ class Observer:
 
     def timer_fired(self, timer: Timer, events: list[Event]) -> None:
         """``timer`` fired; ``events`` are what it produced (often none)."""
+
+
+def watches_timers(observer: Observer) -> bool:
+    """Does ``observer`` override a timer hook? (the tracker calls none otherwise)"""
+    cls = type(observer)
+    return any(getattr(cls, name) is not getattr(Observer, name)
+               for name in ("timer_armed", "timer_firing", "timer_fired"))

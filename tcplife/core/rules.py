@@ -339,7 +339,7 @@ class SegmentRules:
         if a.state == UNKNOWN and a.side == SERVER and b.state == SYN_SENT \
                 and not rst_acceptable(a, b, seg):
             return  # forged, or from another host: the client drops it (see _recv_rst)
-        if not seg.flags & ACK and a.undo and a.undo[-1][1] == "ack_syn" \
+        if not seg.flags & ACK and a.last_kind() == "ack_syn" \
                 and a.data_hi is None:  # (a side that sent data had its connection)
             self._no_socket(conn, a, seg)
         if a.side == SERVER and a.state == CLOSED and not a.history \

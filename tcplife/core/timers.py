@@ -24,6 +24,9 @@ COMPACT_MIN = 4096
 
 STATE, RTX, EVICT = "state", "rtx", "evict"
 
+#: a named tuple made without its Python-level ``__new__``
+_new = tuple.__new__
+
 
 class Timer(NamedTuple):
     """One armed deadline. Ordered by (deadline, seq): the order of arming breaks ties."""
@@ -39,11 +42,14 @@ class Timer(NamedTuple):
 class Timers:
     """A heap of `Timer`s. `push` arms one, `due` pops those whose deadline has come."""
 
-    __slots__ = ("_heap", "_seq", "_min", "_compact_at", "stale")
+    __slots__ = ("_heap", "_seq", "_min", "_compact_at", "stale", "heap")
 
     def __init__(self, stale: Callable[[Timer], bool] | None = None,
                  compact_min: int = COMPACT_MIN) -> None:
         self._heap: list[Timer] = []
+        #: the heap itself, read-only: ``heap[0]`` is the earliest timer (the tracker
+        #: looks at it once per segment, where a method call would cost more than the look)
+        self.heap = self._heap
         self._seq = 0
         self._min = self._compact_at = compact_min
         #: the owner's test of an entry that can no longer fire (`compact` drops those)
@@ -61,8 +67,8 @@ class Timers:
 
     def push(self, deadline: int, conn_id: int, side: str, kind: str, gen: int) -> Timer:
         """Arm a timer; the heap is compacted when it has grown enough (amortised)."""
-        self._seq += 1
-        timer = Timer(deadline, self._seq, side, conn_id, kind, gen)
+        seq = self._seq = self._seq + 1
+        timer = _new(Timer, (deadline, seq, side, conn_id, kind, gen))
         heapq.heappush(self._heap, timer)
         if len(self._heap) > self._compact_at and self.stale is not None:
             self.compact(self.stale)
@@ -70,7 +76,12 @@ class Timers:
 
     def next_deadline(self) -> int | None:
         """When the earliest timer is due (ns), or None."""
-        return self._heap[0].deadline if self._heap else None
+        return self._heap[0][0] if self._heap else None
+
+    def any_due(self, now: int) -> bool:
+        """Is a timer due by ``now``? (cheaper than starting `due`, per segment)"""
+        heap = self._heap
+        return bool(heap) and heap[0][0] <= now
 
     def pop(self) -> Timer:
         """Remove and return the earliest timer."""

@@ -67,7 +67,7 @@ from tcplife.core.machine import (
     TW_TAKES_SYN,
     Joint,
 )
-from tcplife.core.observe import Observer
+from tcplife.core.observe import Observer, watches_timers
 from tcplife.core.options import Options
 from tcplife.core.rules import SegmentRules
 from tcplife.core.segment import ACK, RST, SYN, Segment
@@ -113,6 +113,9 @@ class Tracker:
         self.options = options or Options()
         #: what watches the tracker (`tcplife.core.observe`): the peers' replays, an engine
         self.observer = observer
+        #: the observer, if it overrides a timer hook (most do not: no call per timer)
+        self._timer_observer = observer if observer is not None and watches_timers(
+            observer) else None
         #: the instances by 4-tuple and by id (`tcplife.core.flows`)
         self.flows = FlowTable()
         #: the armed timers (`tcplife.core.timers`); stale entries are the tracker's call
@@ -126,19 +129,10 @@ class Tracker:
         #: while `finish` runs: the capture's end, at which its records' states are taken
         self._ending_at: int | None = None
 
-    @property
-    def _out(self) -> list[Event]:
-        """The events of the current call (held by `changes`)."""
-        return self.changes.out
-
-    @_out.setter
-    def _out(self, out: list[Event]) -> None:
-        self.changes.out = out
-
     # ------------------------------------------------------------------ public API
     def feed(self, seg: Segment) -> list[Event]:
         """Process one segment (timers due before it fire first); return the events."""
-        out = self._out = []
+        out = self.changes.out = []
         observer = self.observer
         if observer is not None:
             observer.segment(seg)
@@ -166,8 +160,9 @@ class Tracker:
                 self._syn_taken(conn, seg)
         if conn.peers is not None:
             conn.peers.feed(seg, seg.src == conn.client.addr and seg.sport == conn.client.port)
-        if self.rules.process(conn, seg):
-            self._maybe_evict(conn)
+        if self.rules.process(conn, seg) and PAIR[(conn.client.state, conn.server.state)] \
+                is Joint.OVER:  # `_maybe_evict`, written out: per segment
+            self._arm_eviction(conn)
         return out
 
     def feed_all(self, segments: Iterable[Segment]) -> Iterator[Event]:
@@ -178,7 +173,7 @@ class Tracker:
 
     def advance(self, now_ns: int) -> list[Event]:
         """Let time pass without a packet (live mode): fire the timers due by ``now_ns``."""
-        out = self._out = []
+        out = self.changes.out = []
         self._advance(now_ns)
         if self.now_ns is None or now_ns > self.now_ns:
             self.now_ns = now_ns
@@ -210,19 +205,19 @@ class Tracker:
         end of a big capture need not hold every open connection's last events at once.
         The first is `InputEnded` at ``end_ns`` (default: the latest segment's time)."""
         end = max(x for x in (end_ns, self.now_ns, 0) if x is not None)
-        out = self._out = [InputEnded(end if end_ns is None else end_ns)]  # the end, first
+        out = self.changes.out = [InputEnded(end if end_ns is None else end_ns)]  # the end, first
         self._ending_at = end
         timers = self.timers
         while timers:  # deadline by deadline: the order of one `_advance(_FOREVER)`
             self._advance(timers.next_deadline())  # type: ignore[arg-type]
-            if len(self._out) >= size:
-                yield self._out
-                out = self._out = []
+            if len(self.changes.out) >= size:
+                yield self.changes.out
+                out = self.changes.out = []
         for conn in sorted(self.flows, key=lambda c: c.conn_id):
             self._end(conn)
-            if len(self._out) >= size:
-                yield self._out
-                out = self._out = []
+            if len(self.changes.out) >= size:
+                yield self.changes.out
+                out = self.changes.out = []
         self.timers.clear()
         self._ending_at = None
         yield out
@@ -250,14 +245,14 @@ class Tracker:
         """Live mode, bounded memory: end every connection whose last packet is older than
         ``before_ns`` (the ``idle`` option), each side in the state it had; a
         ``given_up`` oddity says why. Later packets of the 4-tuple start a new instance."""
-        out = self._out = []
+        out = self.changes.out = []
         for conn in [c for c in self.flows if c.last_ts < before_ns]:
             self._give_up(conn, "no packet for longer than the idle timeout")
         return out
 
     def give_up_oldest(self, n: int) -> list[Event]:
         """Live mode, the flow cap: end the ``n`` least recently active connections."""
-        out = self._out = []
+        out = self.changes.out = []
         for conn in heapq.nsmallest(n, self.flows, key=lambda c: c.last_ts):
             self._give_up(conn, "flow table full: the least recently active flows are dropped")
         return out
@@ -301,7 +296,7 @@ class Tracker:
                               self._next_conn_id, seg, src_is_client))
         self._next_conn_id += 1
         self.flows.add(conn)
-        self._out.append(ConnectionStarted(conn.conn_id, seg.ts_ns, seg.frame, caddr, cport,
+        self.changes.out.append(ConnectionStarted(conn.conn_id, seg.ts_ns, seg.frame, caddr, cport,
                                            saddr, sport, role_inferred, mid_stream))
         if synack:
             self._arm_state_timer(conn, client)
@@ -368,7 +363,7 @@ class Tracker:
         record = verdict.record(conn)
         if self._ending_at is not None:
             record = record.settled(trans, self._ending_at)
-        self._out.append(ConnectionEnded(record, trans, notes, self._ending_at is not None))
+        self.changes.out.append(ConnectionEnded(record, trans, notes, self._ending_at is not None))
 
     # ------------------------------------------------------------------ fast lane
     def steady(self, src: str, sport: int, dst: str, dport: int) -> Steady | None:
@@ -384,8 +379,8 @@ class Tracker:
     def _push_timer(self, deadline: int, conn: Connection, side: str, gen: int,
                     kind: str) -> None:
         timer = self.timers.push(deadline, conn.conn_id, side, kind, gen)
-        if self.observer is not None:
-            self.observer.timer_armed(timer)
+        if self._timer_observer is not None:
+            self._timer_observer.timer_armed(timer)
 
     def _stale(self, timer: Timer) -> bool:
         """Can ``timer`` no longer fire? (its connection ended, or a newer timer of the
@@ -424,15 +419,18 @@ class Tracker:
                          conn.evict_gen, EVICT)
 
     def _advance(self, now: int) -> None:
-        observer = self.observer
+        heap = self.timers.heap
+        if not heap or heap[0][0] > now:  # `Timers.any_due`, written out: per segment
+            return
+        observer = self._timer_observer
         for timer in self.timers.due(now):
             if observer is None:
                 self._fire(timer)
                 continue
             observer.timer_firing(timer)
-            n0 = len(self._out)
+            n0 = len(self.changes.out)
             self._fire(timer)
-            observer.timer_fired(timer, self._out[n0:])
+            observer.timer_fired(timer, self.changes.out[n0:])
 
     def _fire(self, timer: Timer) -> None:
         deadline, _, side, conn_id, kind, gen = timer
