@@ -445,18 +445,36 @@ def test_under_load_live_equals_its_capture(tmp_path: Path) -> None:
     result = tcplife.analyze(pcap)
     assert len(closed) > 100
     assert len(closed) == len(result.connections)
-    assert sorted((r["conn_id"], r["close_kind"], r["client_state"], r["server_state"],
-                   r["packets"]) for r in closed) == sorted(
-        zip(result.connections["conn_id"].tolist(),
-            result.connections["close_kind"].astype(str).tolist(),
-            result.connections["client_state"].astype(str).tolist(),
-            result.connections["server_state"].astype(str).tolist(),
-            result.connections["packets"].tolist(), strict=True))
+    live_rows = {r["conn_id"]: (r["close_kind"], r["client_state"], r["server_state"],
+                                r["packets"]) for r in closed}
+    c = result.connections
+    file_rows = dict(zip(c["conn_id"].tolist(), zip(
+        c["close_kind"].astype(str).tolist(), c["client_state"].astype(str).tolist(),
+        c["server_state"].astype(str).tolist(), c["packets"].tolist(), strict=True),
+        strict=True))
+    assert live_rows.keys() == file_rows.keys()
+    # The two runs end at different instants: the file at its last frame, live when it
+    # stops (seconds later). A server that never answered a SYN counts as CLOSED only a
+    # second after the SYN (tcplife.core.evidence.server_stayed_silent), so a SYN whose
+    # answer the capture lost in the file's last second may be CLOSED live and UNKNOWN
+    # in the file; every other row must be equal.
+    first = dict(zip(c["conn_id"].tolist(), c["first_ts"].tolist(), strict=True))
+    end = result.stats.last_ts_ns / 1e9
+    excused = set()  # (their anomaly rows, judged at either end, may differ too)
+    for conn_id, want in file_rows.items():
+        got = live_rows[conn_id]
+        if got != want:
+            assert (got[0], got[1], got[2], want[2]) == ("unanswered", "SYN_SENT", "CLOSED",
+                                                         "UNKNOWN") \
+                and got[3] == want[3] and end - first[conn_id] < 1.0, (conn_id, got, want)
+            excused.add(conn_id)
+    assert len(excused) <= 4  # at most the last SYN of each of wrk's 4 connections
     final = sorted((r["conn_id"], r["side"], r["kind"]) for r in rows
-                   if r["type"] == "anomaly" and r["final"])
-    file_rows = sorted(zip(result.anomalies["conn_id"].tolist(),
-                           result.anomalies["side"].tolist(),
-                           result.anomalies["kind"].tolist(), strict=True))
+                   if r["type"] == "anomaly" and r["final"] and r["conn_id"] not in excused)
+    file_rows = sorted(row for row in zip(result.anomalies["conn_id"].tolist(),
+                                          result.anomalies["side"].tolist(),
+                                          result.anomalies["kind"].tolist(), strict=True)
+                       if row[0] not in excused)
     # The TIME_WAIT risk projects the rate of new TIME_WAIT sockets over the span seen:
     # the live run saw the seconds of silence after its last frame (to --duration), the
     # file ends at its last frame, so the live rate is no higher: its rows are a subset.
