@@ -5,10 +5,9 @@ TIME_WAIT name is asked for (checked in a fresh interpreter, by ``sys.modules``)
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
+
+from probe import loaded_after
 
 import tcplife.detect
 import tcplife.peers.zeek
@@ -31,17 +30,6 @@ ZEEK_NAMES = ["CLOSED", "ENDPOINT_STATE_NAMES", "ESTABLISHED", "HANDSHAKE_INACTI
               "conn_state", "likely_server", "records_from_json", "records_json"]
 
 
-def _loaded_after(code: str, names: tuple[str, ...]) -> list[str]:
-    """Which of the top-level packages ``names`` are loaded after ``code``, in a fresh
-    interpreter."""
-    probe = (code + "\nimport sys, json\n"
-             f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & "
-             f"set({list(names)!r}))))")
-    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
-                          text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def test_every_public_name_is_importable_where_it_was() -> None:
     for name in DETECT_NAMES:
         assert getattr(tcplife.detect, name) is not None, name
@@ -62,10 +50,10 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
 
 def test_the_detectors_load_numpy_only_for_time_wait() -> None:
     heavy = ("numpy", "pandas", "rich", "click", "dpkt", "pyarrow")
-    assert _loaded_after("import tcplife.detect", heavy) == []
-    assert _loaded_after("from tcplife.detect import DetectorSet, Resets, ConnView",
+    assert loaded_after("import tcplife.detect", heavy) == []
+    assert loaded_after("from tcplife.detect import DetectorSet, Resets, ConnView",
                          heavy) == []
     # and the probe can see it: a TIME_WAIT name, or the default detectors, load numpy
-    assert _loaded_after("from tcplife.detect import Spans", heavy) == ["numpy"]
-    assert _loaded_after("import tcplife.detect as d; from tcplife.core.options import "
+    assert loaded_after("from tcplife.detect import Spans", heavy) == ["numpy"]
+    assert loaded_after("import tcplife.detect as d; from tcplife.core.options import "
                          "Options; d.DetectorSet(Options())", heavy) == ["numpy"]

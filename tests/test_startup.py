@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
+from probe import loaded_after
 
 import tcplife
 from tcplife.cli.main import main
@@ -42,21 +43,11 @@ CAPTURES = ["clean_traffic.client.pcap", "port_reuse_close_wait.server.pcap",
             "simultaneous_close.any.pcap"]
 
 
-def _heavy_after(code: str) -> list[str]:
-    """The heavy packages loaded after running ``code`` in a fresh interpreter."""
-    probe = (code + "\nimport sys, json\n"
-             f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & "
-             f"set({list(HEAVY)!r}))))")
-    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
-                          text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def test_importing_the_package_and_the_cli_loads_no_heavy_package() -> None:
-    assert _heavy_after("import tcplife") == []
-    assert _heavy_after("import tcplife.cli.main") == []
+    assert loaded_after("import tcplife", HEAVY) == []
+    assert loaded_after("import tcplife.cli.main", HEAVY) == []
     # and the probe itself can see one (the check can fail)
-    assert "pandas" in _heavy_after("import tcplife; tcplife.Result; import pandas")
+    assert "pandas" in loaded_after("import tcplife; tcplife.Result; import pandas", HEAVY)
 
 
 @pytest.mark.parametrize("args", [
@@ -76,7 +67,7 @@ def test_the_text_paths_run_without_pandas(args: list[str]) -> None:
     code = ("from click.testing import CliRunner\nfrom tcplife.cli.main import main\n"
             f"r = CliRunner().invoke(main, {args!r})\n"
             "assert r.exit_code == 0, (r.output, r.exception)\nassert r.stdout\n")
-    assert _heavy_after(code) == []
+    assert loaded_after(code, HEAVY) == []
 
 
 def test_the_api_keeps_its_names() -> None:

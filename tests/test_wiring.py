@@ -6,13 +6,11 @@ tables `analyze` gives; the tracker's end of input is an event (`InputEnded`, th
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from probe import loaded_after
 
 import tcplife
 from tcplife.capture import ReadStats, read_segments
@@ -32,6 +30,7 @@ from tcplife.output.collect import Collector
 from builder import FIN, Conv
 
 REPO = Path(__file__).resolve().parents[1]
+_HEAVY = ("numpy", "pandas", "rich", "click", "dpkt", "pyarrow")
 SAMPLES = REPO / "sample_pcaps"
 #: captures with time-wait pile-ups, resets, lingering CLOSE_WAITs and open connections
 CAPTURES = ["clean_traffic.server.pcap", "server_never_closes.server.pcap",
@@ -156,19 +155,9 @@ def test_the_pipeline_hands_events_then_verdicts_and_the_end_to_emit() -> None:
     assert pipeline.end() == seen[-1] == []  # no pile-up of TIME_WAITs
 
 
-def _loaded_after(code: str) -> list[str]:
-    heavy = ("numpy", "pandas", "rich", "click", "dpkt", "pyarrow")
-    probe = (code + "\nimport sys, json\n"
-             f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & "
-             f"set({list(heavy)!r}))))")
-    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
-                          text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def test_the_wiring_and_the_live_engine_load_no_numpy_on_import() -> None:
-    assert _loaded_after("import tcplife.engines.wiring") == []
-    assert _loaded_after("import tcplife.engines.live") == []
+    assert loaded_after("import tcplife.engines.wiring", _HEAVY) == []
+    assert loaded_after("import tcplife.engines.live", _HEAVY) == []
     # the probe sees numpy where it is loaded: the default detectors need it
-    assert _loaded_after("import tcplife.engines.wiring as w; from tcplife.core.options "
-                         "import Options; w.Pipeline(Options())") == ["numpy"]
+    assert loaded_after("import tcplife.engines.wiring as w; from tcplife.core.options "
+                        "import Options; w.Pipeline(Options())", _HEAVY) == ["numpy"]

@@ -64,7 +64,7 @@ class Changes:
         transition = _new(Transition, (tid, conn.conn_id, ts, ep.side, ep.addr, ep.port,
                                        ep.state, to, ev.value if text is None else text,
                                        frame, inferred, ev))
-        ep.history.append(transition)  # `Endpoint.remember`, written out: once per change
+        ep.history.append(transition)  # and what undoing it needs (`Endpoint.undo`)
         ep.undo += (ep.since_ns, kind)
         ep.state = to
         ep.since_ns = ts

@@ -67,7 +67,7 @@ class Endpoint:
     #: beside each of `history`, what undoing it needs, flat (two items per transition:
     #: no tuple each): when the side had entered its ``from_state``, and what evidence
     #: would contradict it (fin, ack_fin, ack_syn, synack, timeout, or "" for none). Read
-    #: it through `remember`, `latest`, `last_kind`, `kinds` and `cut`.
+    #: it through `latest`, `last_kind`, `kinds` and `cut` (`Changes` appends to it).
     undo: list[int | str] = field(default_factory=list)
     timer_gen: int = 0  #: bumped on every state change; stale timers compare unequal
     # TCP timestamps (RFC 7323), -1 when the segments carried none. Kept only from the
@@ -75,12 +75,6 @@ class Endpoint:
     # through the bulk absorb paths), which is all the rules that use them need.
     tsval_hi: int = -1  #: the newest TSval this side sent since the connection's first FIN
     fin_tsval: int = -1  #: the TSval of the segment that last carried this side's FIN
-
-    def remember(self, transition: Transition, kind: str) -> None:
-        """Add ``transition`` (from the side's current state, entered at `since_ns`) to
-        its history; ``kind``: the evidence that would contradict it."""
-        self.history.append(transition)
-        self.undo += (self.since_ns, kind)
 
     def latest(self, kind: str) -> int | None:
         """The index in `history` of the latest transition ``kind`` would contradict."""

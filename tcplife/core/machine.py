@@ -21,13 +21,12 @@ Rules follow RFC 9293 section 3.10 and Linux where they differ (noted below).
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import NamedTuple
 
-from tcplife.core.states import Odd, State
+from tcplife.core.states import Name, Odd, State
 
 
-class Ev(str, Enum):
+class Ev(Name):
     """A segment kind relative to the side being updated."""
 
     SEND_SYN = "send SYN"  #: SYN without ACK
@@ -53,9 +52,6 @@ class Ev(str, Enum):
     #: the server answered with RST or a SYN of its own, or never answered: it had no
     #: listening socket for the SYN
     SHOWN_CLOSED = "shown closed"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 # The members as module names, for the per-segment code (see states.py).
@@ -225,7 +221,7 @@ FIN_SENT = frozenset({State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSING, State.L
 
 
 # ---------------------------------------------------------------- the joint table
-class Joint(str, Enum):
+class Joint(Name):
     """What the two sides' states together make of a connection instance."""
 
     #: a new SYN reusing the 4-tuple ends the old instance: its receiver holds no socket
@@ -240,9 +236,6 @@ class Joint(str, Enum):
     OVER = "over"
     #: a side still holds a socket, or may
     OPEN = "open"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 # What a new SYN reusing the 4-tuple (with another ISN: `evidence.is_new_incarnation`)

@@ -9,7 +9,15 @@ from __future__ import annotations
 from enum import Enum
 
 
-class State(str, Enum):
+class Name(str, Enum):
+    """The base of the vocabulary's enums: a member is its value, as a str, in ``str()``
+    and formatting (what the tables and sentences print) as in comparisons."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class State(Name):
     """One side's TCP state, as RFC 9293 names it (and `ss` shows it)."""
 
     UNKNOWN = "UNKNOWN"  #: the capture has not yet shown enough to tell
@@ -24,9 +32,6 @@ class State(str, Enum):
     CLOSING = "CLOSING"  #: sent FIN and received the peer's FIN before its ACK of ours
     LAST_ACK = "LAST_ACK"  #: received FIN, then sent FIN; waiting for its ACK
     TIME_WAIT = "TIME_WAIT"  #: both FINs done; waiting 2*MSL before forgetting the 4-tuple
-
-    def __str__(self) -> str:
-        return self.value
 
 
 # The members as module names, for the per-segment code: on Python 3.11 each `State.X`
@@ -66,7 +71,7 @@ SS_STATE_NAMES: dict[str, State] = {
     "CLOSED": State.CLOSED,
 }
 
-class Odd(str, Enum):
+class Odd(Name):
     """An oddity's kind: something surprising the tracker noted and went past (the
     ``oddities`` table's ``name``; docs/oddities in the README's list)."""
 
@@ -96,15 +101,12 @@ class Odd(str, Enum):
     PORT_REUSE = "port_reuse"  #: facts: `PortReuse`
     GIVEN_UP = "given_up"  #: live mode gave the flow up (idle, flow table full)
 
-    def __str__(self) -> str:
-        return self.value
-
 
 CLIENT = "client"
 SERVER = "server"
 SIDES: tuple[str, str] = (CLIENT, SERVER)
 
-class CloseKind(str, Enum):
+class CloseKind(Name):
     """How a connection instance ended: the connections table's ``close_kind``."""
 
     FIN = "fin"  #: both sides closed with FIN (or one did and the other is gone)
@@ -115,15 +117,12 @@ class CloseKind(str, Enum):
     OPEN = "open"  #: still open at the end of the capture
     TIMEOUT = "timeout"  #: a side's timer ended it (retransmissions, handshake retries)
 
-    def __str__(self) -> str:
-        return self.value
-
 
 #: Values of the connections table's ``close_kind`` column.
 CLOSE_KINDS: tuple[str, ...] = tuple(k.value for k in CloseKind)
 
 
-class AnomalyKind(str, Enum):
+class AnomalyKind(Name):
     """The anomaly kinds of the contract (``shared/CONTRACT.md``), in its order."""
 
     REFUSED = "refused"
@@ -146,15 +145,12 @@ class AnomalyKind(str, Enum):
     KEEPALIVE = "keepalive"
     MID_STREAM = "mid_stream"
 
-    def __str__(self) -> str:
-        return self.value
-
 
 #: The anomaly kinds of the contract, as its column values.
 ANOMALY_KINDS: tuple[str, ...] = tuple(k.value for k in AnomalyKind)
 
 
-class Severity(str, Enum):
+class Severity(Name):
     """An anomaly row's ``severity``, worst first: ``error`` (something failed or leaks),
     ``warning`` (worth a look), ``info`` (normal TCP, noted)."""
 
@@ -162,15 +158,12 @@ class Severity(str, Enum):
     WARNING = "warning"
     INFO = "info"
 
-    def __str__(self) -> str:
-        return self.value
-
 
 SEVERITIES: tuple[str, ...] = tuple(s.value for s in Severity)
 ERROR, WARNING, INFO = SEVERITIES
 
 
-class Confidence(str, Enum):
+class Confidence(Name):
     """An anomaly row's ``confidence``: ``certain`` (the packets show it), ``likely`` (the
     packets point to it; another cause is conceivable but rare), ``possible`` (the wire
     cannot tell this cause from another one, which the row names too)."""
@@ -178,9 +171,6 @@ class Confidence(str, Enum):
     CERTAIN = "certain"
     LIKELY = "likely"
     POSSIBLE = "possible"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 CONFIDENCES: tuple[str, ...] = tuple(c.value for c in Confidence)

@@ -78,15 +78,6 @@ class Timers:
         """When the earliest timer is due (ns), or None."""
         return self._heap[0][0] if self._heap else None
 
-    def any_due(self, now: int) -> bool:
-        """Is a timer due by ``now``? (cheaper than starting `due`, per segment)"""
-        heap = self._heap
-        return bool(heap) and heap[0][0] <= now
-
-    def pop(self) -> Timer:
-        """Remove and return the earliest timer."""
-        return heapq.heappop(self._heap)
-
     def due(self, now: int) -> Iterator[Timer]:
         """Pop, one at a time in (deadline, seq) order, each timer due by ``now``,
         including those armed while the caller handles an earlier one."""

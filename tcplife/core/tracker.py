@@ -420,7 +420,7 @@ class Tracker:
 
     def _advance(self, now: int) -> None:
         heap = self.timers.heap
-        if not heap or heap[0][0] > now:  # `Timers.any_due`, written out: per segment
+        if not heap or heap[0][0] > now:  # nothing due: no generator started, per segment
             return
         observer = self._timer_observer
         for timer in self.timers.due(now):
@@ -438,8 +438,8 @@ class Tracker:
         if conn is None:
             return
         if kind == EVICT:
-            if gen == conn.evict_gen and conn.last_ts + self.options.ns(
-                    "closed_linger") <= deadline:
+            if gen == conn.evict_gen \
+                    and conn.last_ts + self.options.closed_linger_ns <= deadline:
                 self._end(conn)
             return
         ep = conn.client if side == CLIENT else conn.server
