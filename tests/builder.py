@@ -15,7 +15,7 @@ import pandas as pd
 from tcplife.core.events import Anomaly
 from tcplife.core.options import Options
 from tcplife.core.segment import ACK, FIN, RST, SYN, Segment
-from tcplife.engines.wiring import Pipeline, new_tracker
+from tcplife.engines import wiring
 from tcplife.output import frames
 from tcplife.output.frames import Collector, state_at
 
@@ -133,11 +133,9 @@ def run(segments: list[Segment], **opts: float) -> Run:
     """The tracker and the anomaly detectors over scripted segments, as `analyze` wires
     them (the capture ends with the last segment)."""
     options = Options(**opts)
-    tracker, col = new_tracker(options), Collector()
-    pipeline = Pipeline(options, col.add)
-    for seg in segments:
-        pipeline(tracker.feed(seg))
-    pipeline.finish(tracker.finish_chunks(end_ns=segments[-1].ts_ns if segments else None))
+    col = Collector()
+    wiring.run(wiring.new_tracker(options), segments, col.add,
+               end_ns=segments[-1].ts_ns if segments else None)
     return Run(frames.connections_frame(col), frames.transitions_frame(col),
                frames.oddities_frame(col), list(col.anomalies))
 

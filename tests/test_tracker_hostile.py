@@ -27,7 +27,7 @@ from tcplife.core.options import Options
 from tcplife.core.segment import Segment
 from tcplife.core.states import State
 from tcplife.engines.drive import drive
-from tcplife.engines.wiring import Pipeline, new_tracker
+from tcplife.engines.wiring import new_tracker
 from tcplife.output import frames
 from tcplife.output.frames import Collector
 
@@ -54,11 +54,10 @@ def events_fast(segments: list[Segment], size: int) -> list[object]:
 
 
 def tables(events: list[Any]) -> None:
-    """Detectors and DataFrames over the events, as `analyze` wires them."""
+    """DataFrames over the events (the detectors' verdicts among them, as `analyze` wires
+    the tracker)."""
     collector = Collector()
-    pipeline = Pipeline(Options(), collector.add)
-    pipeline(events)
-    pipeline.end()
+    collector.add(events)
     for frame in (frames.connections_frame(collector), frames.transitions_frame(collector),
                   frames.anomalies_frame(collector), frames.oddities_frame(collector)):
         assert frame is not None

@@ -40,6 +40,7 @@ from tcplife.core.changes import Changes
 from tcplife.core.connection import Connection, judged_by
 from tcplife.core.endpoint import Endpoint
 from tcplife.core.events import (
+    ClockAdvanced,
     ConnectionEnded,
     ConnectionRecord,
     ConnectionStarted,
@@ -67,7 +68,7 @@ from tcplife.core.machine import (
     TW_TAKES_SYN,
     Joint,
 )
-from tcplife.core.observe import Observer, watches_timers
+from tcplife.core.observe import Observer, overrides
 from tcplife.core.options import Options
 from tcplife.core.rules import SegmentRules
 from tcplife.core.segment import ACK, RST, SYN, Segment
@@ -113,9 +114,12 @@ class Tracker:
         self.options = options or Options()
         #: what watches the tracker (`tcplife.core.observe`): the peers' replays, an engine
         self.observer = observer
-        #: the observer, if it overrides a timer hook (most do not: no call per timer)
-        self._timer_observer = observer if observer is not None and watches_timers(
-            observer) else None
+        # Only the hooks the observer uses are called (`overrides`): none per segment, per
+        # timer or per call that it does not watch.
+        self._on_segment = observer.segment if overrides(observer, "segment") else None
+        self._timer_observer = observer if any(overrides(observer, hook) for hook in (
+            "timer_armed", "timer_firing", "timer_fired")) else None
+        self._on_events = observer.events if overrides(observer, "events") else None
         #: the instances by 4-tuple and by id (`tcplife.core.flows`)
         self.flows = FlowTable()
         #: the armed timers (`tcplife.core.timers`); stale entries are the tracker's call
@@ -133,9 +137,8 @@ class Tracker:
     def feed(self, seg: Segment) -> list[Event]:
         """Process one segment (timers due before it fire first); return the events."""
         out = self.changes.out = []
-        observer = self.observer
-        if observer is not None:
-            observer.segment(seg)
+        if self._on_segment is not None:
+            self._on_segment(seg)
         self._advance(seg.ts_ns)
         if self.now_ns is None or seg.ts_ns > self.now_ns:
             self.now_ns = seg.ts_ns
@@ -163,6 +166,8 @@ class Tracker:
         if self.rules.process(conn, seg) and PAIR[(conn.client.state, conn.server.state)] \
                 is Joint.OVER:  # `_maybe_evict`, written out: per segment
             self._arm_eviction(conn)
+        if out and self._on_events is not None:  # `_told`, written out: per segment
+            out += self._on_events(out)
         return out
 
     def feed_all(self, segments: Iterable[Segment]) -> Iterator[Event]:
@@ -172,12 +177,13 @@ class Tracker:
         yield from self.finish()
 
     def advance(self, now_ns: int) -> list[Event]:
-        """Let time pass without a packet (live mode): fire the timers due by ``now_ns``."""
-        out = self.changes.out = []
+        """Let time pass without a packet (live mode): `ClockAdvanced` at ``now_ns``, then
+        what the timers due by then did."""
+        out = self.changes.out = [ClockAdvanced(now_ns)]
         self._advance(now_ns)
         if self.now_ns is None or now_ns > self.now_ns:
             self.now_ns = now_ns
-        return out
+        return self._told(out)
 
     def saw(self, ts_ns: int) -> None:
         """Segments were seen up to ``ts_ns`` without `feed` (the fast path's bulk runs,
@@ -211,15 +217,18 @@ class Tracker:
         while timers:  # deadline by deadline: the order of one `_advance(_FOREVER)`
             self._advance(timers.next_deadline())  # type: ignore[arg-type]
             if len(self.changes.out) >= size:
-                yield self.changes.out
+                yield self._told(self.changes.out)
                 out = self.changes.out = []
         for conn in sorted(self.flows, key=lambda c: c.conn_id):
             self._end(conn)
             if len(self.changes.out) >= size:
-                yield self.changes.out
+                yield self._told(self.changes.out)
                 out = self.changes.out = []
         self.timers.clear()
         self._ending_at = None
+        out = self._told(out)
+        if self.observer is not None and overrides(self.observer, "ended"):
+            out += self.observer.ended()
         yield out
 
     # ------------------------------------------------------------------ live mode
@@ -245,16 +254,26 @@ class Tracker:
         """Live mode, bounded memory: end every connection whose last packet is older than
         ``before_ns`` (the ``idle`` option), each side in the state it had; a
         ``given_up`` oddity says why. Later packets of the 4-tuple start a new instance."""
-        out = self.changes.out = []
+        out = self.changes.out = self._clock()
         for conn in [c for c in self.flows if c.last_ts < before_ns]:
             self._give_up(conn, "no packet for longer than the idle timeout")
-        return out
+        return self._told(out)
 
     def give_up_oldest(self, n: int) -> list[Event]:
         """Live mode, the flow cap: end the ``n`` least recently active connections."""
-        out = self.changes.out = []
+        out = self.changes.out = self._clock()
         for conn in heapq.nsmallest(n, self.flows, key=lambda c: c.last_ts):
             self._give_up(conn, "flow table full: the least recently active flows are dropped")
+        return self._told(out)
+
+    def _clock(self) -> list[Event]:
+        """A connection given up is judged as it stands now: the capture reached now."""
+        return [] if self.now_ns is None else [ClockAdvanced(self.now_ns)]
+
+    def _told(self, out: list[Event]) -> list[Event]:
+        """``out`` with what the observer adds to it (`Observer.events`)."""
+        if out and self._on_events is not None:
+            out += self._on_events(out)
         return out
 
     def _give_up(self, conn: Connection, why: str) -> None:

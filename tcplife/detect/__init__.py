@@ -1,6 +1,7 @@
 """Anomaly detectors: small plug-ins fed by the tracker's events.
 
-Owns: `DetectorSet` (which feeds them) and `default_detectors` (which ones run), and names
+Owns: `DetectorSet` (which feeds them: an observer of the tracker, `tcplife.core.observe`)
+and `default_detectors` (which ones run), and names
 every detector of the contract's anomaly kinds, each in the module that writes its sentence:
 
 - `tcplife.detect.view`: what a detector sees (`ConnView`), the `Detector` protocol,
@@ -37,6 +38,7 @@ from tcplife.core.events import (
     Oddity,
     Transition,
 )
+from tcplife.core.observe import Observer
 from tcplife.core.options import NS, Options
 from tcplife.detect.closing import (
     MIN_RTO_NS,
@@ -108,9 +110,13 @@ def default_detectors(options: Options) -> list[Detector]:
                                         TimeWaitLimits.of(options))]
 
 
-class DetectorSet:
+class DetectorSet(Observer):
     """Feeds the detectors: when a connection ends, hands them a `ConnView` of it (its
     transitions and notes come with its `ConnectionEnded`), with the running capture end.
+
+    It watches a tracker through the observer hook (`events`: the verdicts on the
+    connections a call ended, appended to its events; `ended`: the verdicts across
+    connections, last), or is handed events replayed (the Dask merge) the same way.
 
     The capture end is learnt from the events fed, never set from outside: the latest
     transition with a frame, or connection end, seen so far; a `ClockAdvanced` (time that
@@ -127,11 +133,11 @@ class DetectorSet:
         self._watchers = [d.on_transition for d in self.detectors  # type: ignore[attr-defined]
                           if hasattr(d, "on_transition")]
 
-    def feed(self, events: list[Event]) -> list[Anomaly]:
+    def events(self, events: list[Event]) -> list[Event]:
         """The verdicts on the connections ``events`` end. A `ConnectionEnded` of the end
         of input is settled at the capture's end: replaced, in ``events``, by the same end
         with its record settled (events are immutable; the list is the caller's)."""
-        out: list[Anomaly] = []
+        out: list[Event] = []
         for i, ev in enumerate(events):
             if isinstance(ev, Transition):
                 if ev.frame is not None and ev.ts_ns > self.capture_end_ns:
@@ -164,5 +170,6 @@ class DetectorSet:
         return [a for d in self.detectors if not isinstance(d, skip)
                 for a in d.on_connection(view)]
 
-    def finish(self) -> list[Anomaly]:
+    def ended(self) -> list[Event]:
+        """The input is over: the detectors' own end (verdicts across connections)."""
         return [a for d in self.detectors for a in d.finish(self.capture_end_ns)]

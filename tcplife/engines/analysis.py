@@ -1,6 +1,6 @@
 """The file engine: the stages for capture files, wired as `tcplife.engines.wiring` wires them.
 
-capture source -> Segments -> Tracker -> events -> `Pipeline` (detectors) -> Collector ->
+capture source -> Segments -> Tracker (detectors watching) -> events -> Collector ->
 tables (`Result`).
 Owns: `analyze()` and `Result`. Nothing downstream calls back upstream. Imports no
 pandas: `Result` builds its DataFrames when they are first asked for, and the command
@@ -26,8 +26,9 @@ from tcplife.capture.sources import find_captures
 from tcplife.core.events import Event
 from tcplife.core.options import Options
 from tcplife.core.segment import Segment
+from tcplife.detect import DetectorSet
 from tcplife.engines.drive import drive
-from tcplife.engines.wiring import Pipeline, new_tracker
+from tcplife.engines.wiring import new_tracker
 from tcplife.output import schema
 from tcplife.output.collect import Collector
 from tcplife.output.framemap import several, with_files
@@ -362,33 +363,37 @@ def resolve_options(options: Options | None, tables: Iterable[str],
 
 
 class Sink:
-    """What the file engine (and the Dask merge) runs after the tracker: the `Pipeline`
-    (anomaly detectors) into a `Collector`, fed the tracker's events as they come (call it
-    with a list of events), then `result` with the events of the end of input."""
+    """What takes a run's events: a `Collector` (and ``on_event``), fed each list of events
+    as it comes (call it), then `result` with the events of the end of input. The file
+    engine's tracker has judged them already (its detectors watch it: `new_tracker`); with
+    ``judge`` the sink runs the detectors itself, on events that no tracker judged (the
+    Dask merge replays its partitions' events), exactly as a tracker's hook runs them."""
 
     def __init__(self, options: Options, tables: Iterable[str],
                  on_event: Callable[[Event], None] | None = None,
-                 stream_connections: bool = False) -> None:
+                 stream_connections: bool = False, judge: bool = False) -> None:
         self.options = options
         self.collector = Collector(tables)
         self.on_event = on_event
-        self.pipeline = Pipeline(options, self._emit)
+        self.detectors = DetectorSet(options) if judge else None
         self.stream_connections = stream_connections
 
-    def _emit(self, events: list[Event]) -> None:
+    def __call__(self, events: list[Event]) -> None:
+        if self.detectors is not None and events:
+            events += self.detectors.events(events)  # as `Tracker.feed` does
         if self.on_event is not None:
             for ev in events:
                 self.on_event(ev)
         self.collector.add(events)
 
-    def __call__(self, events: list[Event]) -> None:
-        self.pipeline(events)
-
     def result(self, final: Iterable[list[Event]], stats: ReadStats,
                sources: list[str]) -> Result:
-        """Feed ``final`` (the tracker's `finish_chunks`: `InputEnded` first), then the
-        detectors' own end; build the tables."""
-        self.pipeline.finish(final)
+        """Feed ``final`` (the tracker's `finish_chunks`: `InputEnded` first; with
+        ``judge``, then the detectors' own end); build the tables."""
+        for events in final:
+            self(events)
+        if self.detectors is not None:
+            self(self.detectors.ended())
         return collected_result(self.collector, stats, self.options, sources,
                                 self.stream_connections)
 

@@ -82,7 +82,6 @@ from tcplife.detect import (
     TimeWaitAccumulation,
 )
 from tcplife.engines.spool import dump, load_array, save_arrays, undump
-from tcplife.engines.wiring import Pipeline
 from tcplife.output.formats import OutputError
 from tcplife.output.framemap import slim, with_file_columns, with_files
 from tcplife.output.frames import (
@@ -441,7 +440,6 @@ def _finish(t: Tracked, n: int, options: Options, tables: tuple[str, ...],
                                   "partition")
     now = Collector(name for name in tables if name in _AT_ONCE)
     later = Collector(name for name in tables if name not in _AT_ONCE)
-    pipeline = Pipeline(options, detectors=detectors)
     during: list[Event] = []
     at_end: list[Event] = [InputEnded(last_ts_ns or 0)]  # as one tracker's end begins
     for key, ev in out.keyed:
@@ -452,8 +450,9 @@ def _finish(t: Tracked, n: int, options: Options, tables: tuple[str, ...],
     # ended (`_capture_ends`: other partitions' events too): a clock event before it.
     ends = iter(capture_end.tolist())
     for events in (during, at_end):
-        batch = pipeline([x for ev in events for x in (
-            (ClockAdvanced(next(ends)), ev) if isinstance(ev, ConnectionEnded) else (ev,))])
+        batch = [x for ev in events for x in (
+            (ClockAdvanced(next(ends)), ev) if isinstance(ev, ConnectionEnded) else (ev,))]
+        batch += detectors.events(batch)  # as a tracker's hook judges (`Tracker.feed`)
         now.add(batch)
         later.add(batch)
     del batch

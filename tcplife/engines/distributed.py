@@ -392,7 +392,7 @@ def _track_partition(pieces: list[_Part], offsets: list[int], options: Options,
             cols[c].append(col)
         carry = tail
     keyed = KeyedObserver(last_ts, last_frame)
-    tracker = keyed.watch(new_tracker(options, keyed))
+    tracker = keyed.watch(new_tracker(options, keyed, judge=False))
     if cols["frame"]:
         whole = {c: np.concatenate(v) for c, v in cols.items()}
         del cols
@@ -667,7 +667,7 @@ def _result(outs: list[_PartitionOut], stats: ReadStats, options: Options,
             tables: Iterable[str], on_event: Callable[[Event], None] | None,
             paths: list[str]) -> Result:
     """Detectors and collector over the merged events, exactly as `analyze` runs them."""
-    consume = Sink(options, tables, on_event)
+    consume = Sink(options, tables, on_event, judge=True)
     during: list[Event] = []
     at_end: list[Event] = [InputEnded(stats.last_ts_ns or 0)]  # one tracker's end, first
     for ending, ev in _merged_events(outs):

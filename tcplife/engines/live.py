@@ -1,8 +1,8 @@
 """Live mode: the file mode's analysis driven by an interface, as it happens.
 
 Owns: `live()` and `LiveSession`, the loop that feeds a live packet source to the same
-`Tracker`, detectors (`tcplife.engines.wiring.Pipeline`) and table schemas as
-`tcplife.analyze`; the wall clock between
+`Tracker`, with its detectors watching (`tcplife.engines.wiring.new_tracker`), and table
+schemas as `tcplife.analyze`; the wall clock between
 packets (timers fire when their deadline passes, not when the next packet comes); early
 notice of a CLOSE_WAIT that lingers; the run's end (what is open judged at the stop, nothing
 dated after it); bounded memory (idle flows given up, a cap on tracked flows, a bounded
@@ -25,9 +25,9 @@ during the run is confirmed by the final `Anomaly`. Nothing is dated after the s
 timeouts still pending then (a TIME_WAIT, an orphaned FIN_WAIT_2) are not fired into the
 future as events; a record's ``*_eventual_state`` still says where each side would go.
 While the run goes on, the detectors' "end of the capture" is the tracker's clock: a timer
-that fired on the clock happened within the run. They learn it from the events: a
-`ClockAdvanced` before what the clock moving on (or a flow given up as it stands) produced,
-and the tracker's `InputEnded` at the end.
+that fired on the clock happened within the run. They learn it from the tracker's events:
+the `ClockAdvanced` before what the clock moving on (or a flow given up as it stands)
+produced, and `InputEnded` at the end.
 
 Same answer as the file. The final tables (`LiveSession.result()` after the end) are those
 that `tcplife.analyze` gives on the `write=` capture of the same run, when the run ends at
@@ -69,8 +69,8 @@ from tcplife.core.events import (
 from tcplife.core.options import NS, Options
 from tcplife.core.segment import Segment
 from tcplife.core.states import CERTAIN, CLIENT, SERVER, State
-from tcplife.detect import ConnView, LingeringCloseWait
-from tcplife.engines.wiring import Pipeline, new_tracker
+from tcplife.detect import ConnView, DetectorSet, LingeringCloseWait
+from tcplife.engines.wiring import new_tracker
 
 if TYPE_CHECKING:  # the modules below import numpy: a run imports them when it needs them
     import pandas as pd
@@ -244,8 +244,9 @@ class LiveSession:
         self.name = name
         self._wall_ns = wall_ns
         self._monotonic = monotonic
-        self.tracker = new_tracker(self.options)
-        self.pipeline = Pipeline(self.options)
+        #: the anomaly detectors, watching the tracker (their verdicts come with its events)
+        self.detectors = DetectorSet(self.options)
+        self.tracker = new_tracker(self.options, detectors=self.detectors)
         #: the early notice of a CLOSE_WAIT: the detector's sentence, while it lasts
         self._lingering = LingeringCloseWait(ongoing=True)
         self.history = _History(history)
@@ -362,7 +363,7 @@ class LiveSession:
         capture seen so far reaches that instant: for the detectors (`ClockAdvanced`,
         first), what a timer did by then happened within the run (the file mode's end is
         its last frame)."""
-        return [ClockAdvanced(now_ns), *self.tracker.advance(now_ns)]
+        return self.tracker.advance(now_ns)
 
     def _consume_segments(self, segments: list[Segment]) -> Iterator[LiveEvent]:
         self.counters.segments += len(segments)
@@ -382,16 +383,17 @@ class LiveSession:
         if self.tracker.open_count() > self.max_flows:
             yield from self._enforce_cap()
 
-    def _consume(self, events: list[Event], last: bool = False) -> Iterator[LiveEvent]:
-        """The events through the detectors and out; ``last``: the end of input's, with
-        the detectors' own end (verdicts across connections), whose kinds reach the rows
-        of the connections ending with it."""
-        if not events and not last:
+    def _consume(self, events: list[Event]) -> Iterator[LiveEvent]:
+        """The events out, the detectors' verdicts last (the tracker's observer adds them
+        to the events of the call that ended each connection; at the end of input, those
+        across connections too), whose kinds reach the rows of the connections they judge
+        ending in the same call."""
+        if not events:
             return
-        found = self.pipeline(events)[len(events):]
-        if last:
-            found += self.pipeline.end()
-        if found:  # the kinds on the record of the connection they judge, for its row
+        found = [e for e in events if type(e) is Anomaly]
+        if found:
+            # the kinds on the record of the connection they judge, for its row
+            events = [e for e in events if type(e) is not Anomaly]
             kinds: dict[int, tuple[str, ...]] = {}
             for a in found:
                 kinds[a.conn_id] = (*kinds.get(a.conn_id, ()), a.kind)
@@ -482,7 +484,7 @@ class LiveSession:
             # TimeWaitAccumulation judges all connections together, at the end
             from tcplife.detect.time_wait import TimeWaitAccumulation
 
-            detectors = self.pipeline.detectors
+            detectors = self.detectors
             for a in detectors.judge(recs[0], trans, notes,
                                      max(detectors.capture_end_ns, recs[0].last_ts_ns),
                                      skip=(TimeWaitAccumulation,)):
@@ -529,9 +531,9 @@ class LiveSession:
         if now is not None:
             before = now - self.options.idle_ns
             # judged as they stand now: silent until this instant of the run
-            events = self.tracker.give_up_idle(before)
+            events = self.tracker.give_up_idle(before)  # (`ClockAdvanced` to now, first)
             self.counters.given_up_idle += sum(isinstance(e, ConnectionEnded) for e in events)
-            yield from self._consume([ClockAdvanced(now), *events])
+            yield from self._consume(events)
         yield from self._refresh_drops()
 
     def _refresh_drops(self) -> Iterator[LiveEvent]:
@@ -556,10 +558,7 @@ class LiveSession:
     def _enforce_cap(self) -> Iterator[LiveEvent]:
         excess = self.tracker.open_count() - self.max_flows
         n = excess + max(1, self.max_flows // 10)  # make room in steps, not per packet
-        now = self.tracker.now_ns  # judged as they stand now
-        events = self.tracker.give_up_oldest(n)
-        if now is not None:
-            events = [ClockAdvanced(now), *events]
+        events = self.tracker.give_up_oldest(n)  # judged as they stand now
         self.counters.given_up_cap += sum(isinstance(e, ConnectionEnded) for e in events)
         if not self._cap_warned:
             self._cap_warned = True
@@ -587,7 +586,7 @@ class LiveSession:
                 self.counters.end_ns = end
                 yield from self._consume(self._advance(end))  # timers due by the end
                 self._end_ns = end  # from here on, nothing dated after it is emitted
-                yield from self._consume(self.tracker.finish(end_ns=end), last=True)
+                yield from self._consume(self.tracker.finish(end_ns=end))
                 for key in self._unconfirmed:
                     self.counters.unconfirmed[key[2]] = \
                         self.counters.unconfirmed.get(key[2], 0) + 1
