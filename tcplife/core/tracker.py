@@ -93,15 +93,6 @@ from tcplife.core.states import (
 from tcplife.core.steady import Steady
 from tcplife.core.timers import EVICT, RTX, STATE, Timer, Timers
 
-#: Ports that are almost always the server side when no SYN tells the roles.
-WELL_KNOWN_SERVER_PORTS = frozenset({
-    1080, 1433, 1521, 1883, 2049, 2181, 2379, 3000, 3128, 3306, 3389, 4222, 5000, 5432,
-    5672, 5900, 5984, 6379, 6443, 6667, 8000, 8008, 8080, 8081, 8443, 8888, 9000, 9042,
-    9090, 9092, 9200, 9300, 11211, 15672, 27017,
-})
-
-
-_MIN_RTO_NS = 200_000_000  #: Linux TCP_RTO_MIN
 #: states in which a side retransmits data until the kernel gives up (tcp_retries2)
 _RETRANSMITTING = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
 

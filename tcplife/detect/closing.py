@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from tcplife.core.events import AckLost, Anomaly, FinRtx, RstSent
+from tcplife.core.evidence import MIN_RTO_NS  # (no retransmission timer fires sooner)
 from tcplife.core.machine import RECV_ACK_FIN, SEND_FIN
 from tcplife.core.states import (
     CLIENT,
@@ -30,8 +31,6 @@ from tcplife.core.states import (
     WARNING,
 )
 from tcplife.detect.view import ConnView, PerConnection, clock, other_side, secs
-
-MIN_RTO_NS = 200_000_000  #: Linux TCP_RTO_MIN: no retransmission timer fires sooner
 
 _OPEN = {ESTABLISHED, CLOSE_WAIT, SYN_RECEIVED, UNKNOWN}
 _AFTER_CLOSE = {FIN_WAIT_1, FIN_WAIT_2, CLOSING, LAST_ACK,
