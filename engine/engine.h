@@ -1,0 +1,20 @@
+/* tcplife's compiled engine: what its C files share.
+ *
+ * The engine is the Python core's twin (tcplife/core): the Python implementation is the
+ * specification, and the tables of the state machine come from it (tables.h, generated
+ * by `python -m tcplife.engines.cgen`). Each .c file owns one stage and registers its
+ * Python-visible functions in module.c. */
+#ifndef TCPLIFE_ENGINE_H
+#define TCPLIFE_ENGINE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+#include "tables.h"
+
+/* tables.c: the generated tables as Python values (`tcplife._engine.tables()`), the same
+ * structure as `tcplife.engines.cgen.engine_tables()` */
+PyObject *tl_tables(PyObject *self, PyObject *unused);
+
+#endif

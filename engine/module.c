@@ -1,0 +1,26 @@
+/* tcplife._engine: the compiled engine's Python module. Each stage's functions are
+ * registered here; the stages live in their own files (see engine.h). */
+#include "engine.h"
+
+static PyMethodDef methods[] = {
+    {"tables", tl_tables, METH_NOARGS,
+     "The engine's tables as it holds them (compare with "
+     "tcplife.engines.cgen.engine_tables())."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "tcplife._engine",
+    "tcplife's compiled engine (see tcplife.engines.compiled).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__engine(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    if (PyModule_AddStringConstant(m, "TABLES_SHA256", TL_TABLES_SHA256) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
