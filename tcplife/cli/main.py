@@ -139,10 +139,21 @@ class TcplifeGroup(click.Group):
                            "(run with --debug for the traceback)") from exc
 
 
+def _print_version(ctx: click.Context, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from tcplife.engines.compiled import describe
+
+    click.echo(f"tcplife {__version__}\n{describe()}")
+    ctx.exit()
+
+
 @click.group(cls=TcplifeGroup, context_settings={"help_option_names": ["-h", "--help"]},
              epilog="\b\nExamples:\n  tcplife analyze --sample list\n"
                     "  tcplife analyze --sample clean\n  tcplife anomalies capture.pcap")
-@click.version_option(__version__, prog_name="tcplife")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=lambda ctx, _, value: _print_version(ctx, value),
+              help="Show the version and which core is active (compiled or Python), and exit.")
 @click.option("--debug", is_flag=True, help="Show the traceback of any error.")
 def main(debug: bool) -> None:
     """Reconstruct each side's TCP state over time from packet captures.
