@@ -41,7 +41,7 @@ class Status:
 @lru_cache(maxsize=1)
 def _load() -> tuple[ModuleType | None, Status]:
     try:
-        from tcplife import _engine
+        import tcplife._engine as _engine
     except ImportError as exc:
         return None, Status(False, False, f"not built ({exc}): pip install with a C compiler")
     from tcplife.engines.cgen import engine_tables, fingerprint
