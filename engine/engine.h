@@ -2,7 +2,7 @@
  *
  * The engine is the Python core's twin (tcplife/core): the Python implementation is the
  * specification, and the tables of the state machine come from it (tables.h, generated
- * by `python -m tcplife.engines.cgen`). Each .c file owns one stage and registers its
+ * by `python -m tcplife.native.cgen`). Each .c file owns one stage and registers its
  * Python-visible functions in module.c. */
 #ifndef TCPLIFE_ENGINE_H
 #define TCPLIFE_ENGINE_H
@@ -14,7 +14,7 @@
 #include "tables.h"
 
 /* tables.c: the generated tables as Python values (`tcplife._engine.tables()`), the same
- * structure as `tcplife.engines.cgen.engine_tables()` */
+ * structure as `tcplife.native.cgen.engine_tables()` */
 PyObject *tl_tables(PyObject *self, PyObject *unused);
 
 #endif

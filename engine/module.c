@@ -5,13 +5,13 @@
 static PyMethodDef methods[] = {
     {"tables", tl_tables, METH_NOARGS,
      "The engine's tables as it holds them (compare with "
-     "tcplife.engines.cgen.engine_tables())."},
+     "tcplife.native.cgen.engine_tables())."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "tcplife._engine",
-    "tcplife's compiled engine (see tcplife.engines.compiled).", -1, methods,
+    "tcplife's compiled engine (see tcplife.native.loader).", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 

@@ -1,5 +1,5 @@
 /* The compiled tables handed back to Python as they are in memory, so that the loader
- * (tcplife.engines.compiled) can compare them with the Python core's before it runs. */
+ * (tcplife.native.loader) can compare them with the Python core's before it runs. */
 #include "engine.h"
 
 static PyObject *names_tuple(const char *const *names, int n) {

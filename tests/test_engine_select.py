@@ -1,4 +1,4 @@
-"""Which core runs (`tcplife.engines.compiled`), and the engine's optional build: the
+"""Which core runs (`tcplife.native.loader`), and the engine's optional build: the
 compiled engine loads only with the Python core's tables, ``TCPLIFE_CORE`` forces a core,
 ``tcplife --version`` says which one is active, and ``pip`` builds tcplife without a C
 compiler (falling back, and saying why) unless ``TCPLIFE_REQUIRE_ENGINE`` is set."""
@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from tcplife.cli.main import main
-from tcplife.engines import compiled
+from tcplife.native import loader as compiled
 
 from needs import missing
 

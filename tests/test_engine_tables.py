@@ -1,19 +1,19 @@
 """One source of truth: the compiled engine's tables are generated from the Python core's
-(`tcplife.engines.cgen` writes engine/tables.h, committed), and the engine built from them
+(`tcplife.native.cgen` writes engine/tables.h, committed), and the engine built from them
 holds, in memory, exactly the core's tables."""
 
 from __future__ import annotations
 
 import copy
 
-from tcplife.engines import cgen
+from tcplife.native import cgen
 
 from needs import missing
 
 
 def test_the_committed_header_is_what_the_core_makes() -> None:
     assert cgen.HEADER.read_text() == cgen.render(), \
-        "engine/tables.h is stale: run python -m tcplife.engines.cgen"
+        "engine/tables.h is stale: run python -m tcplife.native.cgen"
     assert cgen.main(["--check"]) == 0
 
 

@@ -142,7 +142,7 @@ class TcplifeGroup(click.Group):
 def _print_version(ctx: click.Context, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    from tcplife.engines.compiled import describe
+    from tcplife.native.loader import describe
 
     click.echo(f"tcplife {__version__}\n{describe()}")
     ctx.exit()

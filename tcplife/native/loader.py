@@ -2,7 +2,7 @@
 the Python core (`tcplife.core`, the reference).
 
 Owns: loading the engine once, refusing one whose tables differ in memory from the
-Python core's (`tcplife.engines.cgen.engine_tables`: one source of truth), and the choice
+Python core's (`tcplife.native.cgen.engine_tables`: one source of truth), and the choice
 of core: ``TCPLIFE_CORE=python`` (or ``c``) in the environment, else the engine when it
 loaded. `status()` says what was found and why, for ``tcplife --version`` and the docs.
 Knows nothing of what the engine computes.
@@ -44,7 +44,7 @@ def _load() -> tuple[ModuleType | None, Status]:
         import tcplife._engine as _engine
     except ImportError as exc:
         return None, Status(False, False, f"not built ({exc}): pip install with a C compiler")
-    from tcplife.engines.cgen import engine_tables, fingerprint
+    from tcplife.native.cgen import engine_tables, fingerprint
 
     theirs, ours = _engine.tables(), engine_tables()
     if theirs != ours:
