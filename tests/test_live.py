@@ -491,7 +491,7 @@ def test_cli_live_judges_what_is_open_when_it_stops(monkeypatch: pytest.MonkeyPa
     def fake_live(iface: str, bpf: str | None = None, *, duration: float | None = None,
                   count: int | None = None, max_flows: int = 100_000,
                   history: int = 10_000, **kw: object) -> LiveSession:
-        for name in ("write", "snaplen", "buffer_mb", "promisc"):
+        for name in ("write", "snaplen", "buffer_mb", "promisc", "user", "user_chosen"):
             kw.pop(name, None)
         source = Replay(segments)
         started.append(source)

@@ -3,7 +3,8 @@
 Owns: opening an interface through libpcap (the `cypcap` binding), the BPF filter, reading
 what the kernel has captured in batches, decoding it with the file reader's `Decoder`,
 optionally writing every frame to a pcap file as it comes (`--write`), and the drop counts
-(kernel and interface) that libpcap reports. Must not know about connection state.
+(kernel and interface) that libpcap reports, and giving up root once the interface is
+open (`tcplife.capture.privileges`). Must not know about connection state.
 
 Why cypcap (see docs/live.md): a binding of the modern libpcap API
 (``pcap_create``/``pcap_activate`` with buffer size, immediate mode, timestamp precision,
@@ -32,6 +33,7 @@ from tcplife.core.segment import Segment
 
 from .decode import Decoder
 from .errors import CaptureError
+from .privileges import Dropped, PrivilegeError, drop_privileges, plan
 from .stats import ReadStats
 
 try:  # an optional import only in the sense that file mode must work without it
@@ -72,7 +74,8 @@ class LiveCapture:
     def __init__(self, iface: str = "any", bpf: str | None = None, *,
                  snaplen: int = DEFAULT_SNAPLEN, promisc: bool = False,
                  buffer_mb: int = DEFAULT_BUFFER_MB, write: str | os.PathLike[str] | None = None,
-                 timeout_ms: int = READ_TIMEOUT_MS) -> None:
+                 timeout_ms: int = READ_TIMEOUT_MS, user: str | None = None,
+                 user_chosen: bool = True) -> None:
         if cypcap is None:  # pragma: no cover
             raise CaptureError("live capture needs the cypcap package (pip install cypcap)")
         self.iface = iface
@@ -82,6 +85,10 @@ class LiveCapture:
         self.frames = 0
         self._decoder = Decoder(self.stats, f"live:{iface}", verify_checksums=False)
         self._dumper: Any = None
+        try:  # who to become is settled before anything is opened
+            how = None if user is None else plan(user, chosen=user_chosen)
+        except PrivilegeError as exc:
+            raise CaptureError(f"live capture on {iface}: {exc}") from exc
         self._pcap = pcap = cypcap.create(iface)
         try:
             pcap.set_snaplen(snaplen)
@@ -107,9 +114,17 @@ class LiveCapture:
             self._fd = pcap.get_selectable_fd()
             if write is not None:
                 self._dumper = pcap.dump_open(os.fspath(write))
+            #: what giving up privileges did (None: not asked to, ``user`` None)
+            self.dropped: Dropped | None = None
+            if how is not None:  # the interface is open: root is no longer needed
+                self.dropped = drop_privileges(
+                    how, files=() if write is None else (os.fspath(write),))
         except cypcap.Error as exc:
             pcap.close()
             raise CaptureError(self._describe(exc)) from exc
+        except PrivilegeError as exc:
+            pcap.close()
+            raise CaptureError(f"live capture on {iface}: {exc}") from exc
         except BaseException:
             pcap.close()
             raise

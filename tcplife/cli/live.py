@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
+from tcplife.capture.privileges import DEFAULT_USER
 from tcplife.core.events import (
     Anomaly,
     ConnectionEnded,
@@ -81,11 +82,17 @@ EXAMPLES = ("\b\nExamples:\n"
               help="Finished connections kept in memory (the library's result()).")
 @click.option("--idle", type=click.FloatRange(min=0), default=Options.idle, show_default=True,
               metavar="SECONDS", help="A flow silent this long is given up.")
+@click.option("--user", metavar="NAME",
+              help="Once the interface is open, give up root and run as this user (as "
+                   f"tcpdump -Z; default: {DEFAULT_USER}, or stay root without capabilities "
+                   "if it cannot read Python's installation); started with capabilities "
+                   "instead of root, give them up. 'root' keeps root.")
 @click.option("--all-events", is_flag=True,
               help="jsonl: also the opened and retraction events.")
 def live(iface: str, bpf: tuple[str, ...], fmt: str | None, duration: float | None,
          count: int | None, write: str | None, snaplen: int, buffer_mb: int, max_flows: int,
-         history: int, idle: float, all_events: bool, timeouts: dict[str, float]) -> None:
+         history: int, idle: float, user: str | None, all_events: bool,
+         timeouts: dict[str, float]) -> None:
     """Capture on an interface and analyse as it happens.
 
     BPF FILTER is in tcpdump syntax (e.g. tcp port 8080); the words are joined. Needs root
@@ -107,10 +114,13 @@ def live(iface: str, bpf: tuple[str, ...], fmt: str | None, duration: float | No
     fmt = fmt or ("table" if sys.stdout.isatty() else "jsonl")
     session = start_live(iface, " ".join(bpf) or None, duration=duration, count=count,
                          write=write, snaplen=snaplen, buffer_mb=buffer_mb,
-                         max_flows=max_flows, history=history, idle=idle, **timeouts)
+                         max_flows=max_flows, history=history, idle=idle,
+                         user=user or DEFAULT_USER, user_chosen=user is not None, **timeouts)
     Console(stderr=True, highlight=False, soft_wrap=True).print(
         f"tcplife: listening on {iface}, link-type {session.source.linktype}"
-        + (f", filter {' '.join(bpf)!r}" if bpf else "") + " (Ctrl-C to stop)")
+        + (f", filter {' '.join(bpf)!r}" if bpf else "") + " (Ctrl-C to stop)"
+        + ("" if (dropped := getattr(session.source, "dropped", None)) is None
+           else f"; {dropped.sentence()}"))
     interrupted = [0]
 
     def on_signal(signum: int, frame: Any) -> None:

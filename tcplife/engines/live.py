@@ -643,12 +643,19 @@ def live(iface: str = "any", bpf: str | None = None, *, duration: float | None =
          count: int | None = None, write: str | os.PathLike[str] | None = None,
          snaplen: int | None = None, buffer_mb: int | None = None, promisc: bool = False,
          max_flows: int = 100_000, history: int = 10_000, options: Options | None = None,
+         user: str | None = None, user_chosen: bool = True,
          **timeouts: float) -> LiveSession:
     """Capture on ``iface`` (``"any"``, ``"lo"``, ``"eth0"``...) with an optional BPF
     filter in tcpdump syntax, and analyse as it happens. Returns a `LiveSession`: iterate
     it for events, call ``.result()`` for the DataFrames so far, ``.stop()`` to end.
     ``write`` keeps every captured frame in a pcap file that `tcplife.analyze` reads back to
     the same tables. Timeouts as for `analyze` (``idle`` is when a silent flow is given up).
+    ``user``: once the interface is open, the process gives up root and runs as this user
+    (or, started with capabilities instead of root, gives them up): see
+    `tcplife.capture.privileges`. None (the default here; the command line's is "nobody")
+    keeps the process as it is: a program that embeds tcplife decides for itself.
+    ``user_chosen`` False: ``user`` is a default, and the run stays root (giving up its
+    capabilities) where that user could not read Python's installation.
 
     Raises `tcplife.CaptureError` with a one-line reason when the interface cannot be
     opened (no such interface, no permission: root or CAP_NET_RAW is needed, bad filter).
@@ -661,6 +668,6 @@ def live(iface: str = "any", bpf: str | None = None, *, duration: float | None =
         raise TypeError("give either options= or timeout keywords, not both")
     source = LiveCapture(iface, bpf, snaplen=snaplen or DEFAULT_SNAPLEN,
                          buffer_mb=buffer_mb or DEFAULT_BUFFER_MB, promisc=promisc,
-                         write=write)
+                         write=write, user=user, user_chosen=user_chosen)
     return LiveSession(source, options, duration=duration, count=count, max_flows=max_flows,
                        history=history, name=f"live:{iface}")
