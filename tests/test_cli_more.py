@@ -383,7 +383,9 @@ def test_python_m_new_commands(args: list[str], check: str, close_pcap: Path,
     elif check == "csv":
         assert out.splitlines()[1].startswith("0,4,10.0.0.1,40000,")
     else:
-        assert out.strip() == f"tcplife, version {tcplife.__version__}"
+        first, core = out.strip().splitlines()  # the version, then which core is active
+        assert first == f"tcplife, version {tcplife.__version__}"
+        assert core.startswith("core: ")
 
 
 def test_python_m_usage_and_read_errors(tmp_path: Path) -> None:

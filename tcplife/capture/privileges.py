@@ -119,9 +119,8 @@ def unreadable_for(uid: int, gids: set[int]) -> str | None:
     """The first folder of Python's installation (the import path, tcplife's own) that
     ``uid`` could not read, or None: a process that became ``uid`` could no longer import
     what it imports lazily (a pyenv under /root, mode 700)."""
-    import tcplife
-
-    folders = [os.path.dirname(os.path.abspath(tcplife.__file__)),
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tcplife/
+    folders = [package,
                *(p for p in sys.path if p and os.path.isdir(p))]
     for folder in folders:
         if not _may_read(folder, uid, gids):

@@ -144,7 +144,7 @@ def _print_version(ctx: click.Context, value: bool) -> None:
         return
     from tcplife.native.loader import describe
 
-    click.echo(f"tcplife {__version__}\n{describe()}")
+    click.echo(f"tcplife, version {__version__}\n{describe()}")
     ctx.exit()
 
 
