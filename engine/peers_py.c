@@ -5,9 +5,10 @@
  *
  *   segment(row) -> tcp.stream      opened(conn_id, row, sender_is_client)
  *   feed(conn_id, row, from_client) summary(conn_id) -> tuple     forget(conn_id)
- *   play(columns, ops)              the same calls in bulk: columns are the 15 `Batch`
+ *   play(columns, ops) -> bytearray  the same calls in bulk: columns are the 15 `Batch`
  *       columns (int64 buffers), ops an int64 buffer of (op, row, conn_id, flag) quads,
- *       op 0 segment, 1 opened, 2 feed (row indexes the columns)
+ *       op 0 segment, 1 opened, 2 feed (row indexes the columns); returns the tcp.stream
+ *       of each segment op (int64s: np.frombuffer)
  *   current, streams                Wireshark's current stream, streams numbered so far
  *   constants() (static)            the replays' constants, to compare with the Python's
  *
@@ -348,6 +349,10 @@ static PyObject *py_play(PeerReplay *r, PyObject *args) {
     }
     int64_t last_row = -1;
     tl_peer_seg seg;
+    /* the tcp.stream of each `segment` op, returned */
+    PyObject *out = rc == 0 ? PyByteArray_FromStringAndSize(NULL, 0) : NULL;
+    Py_ssize_t nout = 0;
+    if (out == NULL) rc = -1;
     for (Py_ssize_t i = 0; rc == 0 && i + 4 <= nops; i += 4) {
         int64_t op = at(&ops, i), row = at(&ops, i + 1), conn_id = at(&ops, i + 2);
         int flag = at(&ops, i + 3) != 0;
@@ -358,7 +363,18 @@ static PyObject *py_play(PeerReplay *r, PyObject *args) {
             }
             last_row = row;
         }
-        if (op == 0) rc = do_segment(r, &seg);
+        if (op == 0) {
+            if ((rc = do_segment(r, &seg)) == 0) {
+                int64_t stream = tl_wshark_current(r->ws);
+                if (nout == PyByteArray_GET_SIZE(out) / 8
+                    && PyByteArray_Resize(out, (nout ? nout * 2 : 64) * 8) < 0) {
+                    rc = -1;
+                    break;
+                }
+                memcpy(PyByteArray_AS_STRING(out) + nout * 8, &stream, 8);
+                nout++;
+            }
+        }
         else if (op == 1) rc = do_opened(r, conn_id, &seg, flag);
         else if (op == 2) rc = do_feed(r, conn_id, &seg, flag);
         else {
@@ -368,8 +384,12 @@ static PyObject *py_play(PeerReplay *r, PyObject *args) {
     }
     PyBuffer_Release(&ops);
     columns_release(&cols);
-    if (rc < 0) return NULL;
-    Py_RETURN_NONE;
+    if (rc == 0 && PyByteArray_Resize(out, nout * 8) < 0) rc = -1;
+    if (rc < 0) {
+        Py_XDECREF(out);
+        return NULL;
+    }
+    return out;
 }
 
 /* ------------------------------------------------------------------ constants */
@@ -448,8 +468,9 @@ static PyMethodDef replay_methods[] = {
      "summary(conn_id) -> the PeerSummary fields as a tuple (zeek_later as tuples)."},
     {"forget", (PyCFunction)py_forget, METH_O, "forget(conn_id): free the instance."},
     {"play", (PyCFunction)py_play, METH_VARARGS,
-     "play(columns, ops): (op, row, conn_id, flag) quads over the 15 Batch columns; op 0 "
-     "segment, 1 opened, 2 feed."},
+     "play(columns, ops) -> bytearray: (op, row, conn_id, flag) quads over the 15 Batch "
+     "columns; op 0 segment, 1 opened, 2 feed. Returns each segment op's tcp.stream "
+     "(int64s)."},
     {"constants", (PyCFunction)py_constants, METH_NOARGS | METH_STATIC,
      "The replays' constants (names, ports, timeouts), to compare with tcplife.peers."},
     {NULL, NULL, 0, NULL},

@@ -3,9 +3,10 @@ Python: what the tests that hold them to `tcplife.peers` need.
 
 Owns: `Recording`, a `PeerObserver` that records every call the tracker makes on the peers
 (``segment``, ``opened``, each instance's ``feed``) as ``(op, row, conn_id, flag)`` quads
-over the segments' rows while it lets the Python replays run as usual (its watchers offer
-no fast path, so the tracker feeds them every segment); `replay`, the same calls played
-into the C replays; and `to_summary`, a C summary tuple as the `PeerSummary` Python makes.
+over the segments' rows, and each segment's ``tcp.stream``, while it lets the Python
+replays run as usual (its watchers offer no fast path, so the tracker feeds them every
+segment); `replay`, the same calls played into the C replays; and `to_summary`, a C
+summary tuple as the `PeerSummary` Python makes.
 
 Knows nothing of captures: rows are numbered in the order segments reach the tracker, and
 the caller gives their columns (`tcplife.capture.columns.Batch.COLUMNS`, addresses as
@@ -57,12 +58,13 @@ class Recording(PeerObserver):
         self.row = -1  #: the row of the segment being handled
         self.last: Segment | None = None
         self.instances: dict[int, Peers] = {}
+        self.streams: list[int] = []  #: the tcp.stream of each segment, in order
 
     def segment(self, seg: Segment) -> None:
         self.row += 1
         self.last = seg
         self.ops += (SEGMENT, self.row, -1, 0)
-        self.wireshark.feed(seg)
+        self.streams.append(self.wireshark.feed(seg))
 
     def opened(self, conn_id: int, seg: Segment, sender_is_client: bool) -> _Watched:
         assert seg is self.last, "opened on a segment other than the one being handled"
@@ -71,15 +73,17 @@ class Recording(PeerObserver):
         return _Watched(self, conn_id, peers)
 
 
-def replay(columns: Sequence[np.ndarray], ops: Sequence[int] | np.ndarray) -> Any:
+def replay(columns: Sequence[np.ndarray],
+           ops: Sequence[int] | np.ndarray) -> tuple[Any, np.ndarray]:
     """A ``tcplife._engine.PeerReplay`` that was given the recorded calls ``ops`` over the
-    rows of ``columns`` (the 15 `Batch` columns)."""
+    rows of ``columns`` (the 15 `Batch` columns), and the tcp.stream it gave each
+    ``segment`` call."""
     from tcplife import _engine  # type: ignore[attr-defined]
 
     c = _engine.PeerReplay()
-    c.play([np.ascontiguousarray(col, dtype=np.int64) for col in columns],
-           np.asarray(ops, dtype=np.int64))
-    return c
+    streams = c.play([np.ascontiguousarray(col, dtype=np.int64) for col in columns],
+                     np.asarray(ops, dtype=np.int64))
+    return c, np.frombuffer(streams, dtype=np.int64)
 
 
 def to_summary(t: tuple) -> PeerSummary:
