@@ -17,4 +17,8 @@
  * structure as `tcplife.native.cgen.engine_tables()` */
 PyObject *tl_tables(PyObject *self, PyObject *unused);
 
+/* --- peers: the Zeek, Suricata and Wireshark replays (peers.h; peers_py.c adds the
+ * type `PeerReplay` to the module) */
+int tl_peers_register(PyObject *module);
+
 #endif

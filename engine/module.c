@@ -22,5 +22,9 @@ PyMODINIT_FUNC PyInit__engine(void) {
         Py_DECREF(m);
         return NULL;
     }
+    if (tl_peers_register(m) < 0) { /* peers */
+        Py_DECREF(m);
+        return NULL;
+    }
     return m;
 }
