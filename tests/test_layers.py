@@ -53,10 +53,10 @@ MAY_IMPORT: dict[str, set[str]] = {
     "_engine": set(),  # the compiled engine (engine/*.c): imports no Python module
     "native": {"core", "_engine"},  # its loader and generated tables
     "capture": {"core", "native", "_engine"},
-    "peers": {"core"},
-    "detect": {"core"},
+    "peers": {"core", "native", "_engine"},
+    "detect": {"core", "native", "_engine"},
     "samples": set(),
-    "output": {"core", "capture", "peers", "detect", "version"},
+    "output": {"core", "capture", "peers", "detect", "version", "native", "_engine"},
     "engines": {"core", "capture", "peers", "detect", "output", "version", "native",
                 "_engine"},
     "cli": {"core", "capture", "peers", "detect", "output", "engines", "samples", "version",
