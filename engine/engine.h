@@ -17,4 +17,8 @@
  * structure as `tcplife.native.cgen.engine_tables()` */
 PyObject *tl_tables(PyObject *self, PyObject *unused);
 
+/* writer (write.c, write_text.c; write.h): rows of a table formatted from its columns
+ * as JSON lines, JSON or CSV (`tcplife._engine.format_rows`; tcplife/output/cwrite.py) */
+PyObject *tl_format_rows(PyObject *self, PyObject *args, PyObject *kwargs);
+
 #endif
