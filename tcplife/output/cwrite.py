@@ -105,11 +105,11 @@ def _marker(values: list[Any]) -> int:
 def _ints(name: str, spec: str, values: list[Any], kind: type) -> Column:
     if any(type(v) is not kind for v in values if v is not None):
         raise Unsupported(f"column {name!r} ({spec}) holds a value that is not {kind.__name__}")
-    if any(v is None for v in values):
-        null = _marker([v for v in values if v is not None])
-        return (name, spec, np.array([null if v is None else v for v in values],
-                                     dtype=np.int64), null)
     try:
+        if any(v is None for v in values):
+            null = _marker([v for v in values if v is not None])
+            return (name, spec, np.array([null if v is None else v for v in values],
+                                         dtype=np.int64), null)
         return (name, spec, np.array(values, dtype=np.int64))
     except OverflowError as exc:
         raise Unsupported(f"column {name!r}: an integer beyond 64 bits") from exc
