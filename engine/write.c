@@ -103,7 +103,7 @@ static void release(wbuf *b) {
     b->held = 0;
 }
 
-static int64_t get_int(const wbuf *b, Py_ssize_t i) {
+static inline int64_t get_int(const wbuf *b, Py_ssize_t i) {
     const char *p = (const char *)b->view.buf + i * b->view.itemsize;
     switch (b->type) {
     case T_I8: { int8_t v; memcpy(&v, p, 1); return v; }
@@ -117,7 +117,7 @@ static int64_t get_int(const wbuf *b, Py_ssize_t i) {
     }
 }
 
-static double get_double(const wbuf *b, Py_ssize_t i) {
+static inline double get_double(const wbuf *b, Py_ssize_t i) {
     double v;
     memcpy(&v, (const char *)b->view.buf + i * 8, 8);
     return v;

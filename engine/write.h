@@ -8,6 +8,7 @@
 #include "engine.h"
 
 #include <stddef.h>
+#include <string.h>
 
 /* A growing byte buffer (malloc'd; freed by the owner with free(b->p)). */
 typedef struct {
@@ -15,17 +16,27 @@ typedef struct {
     size_t len, cap;
 } tlw_buf;
 
+/* Grow b to hold `more` bytes after len; 0, or -1 with MemoryError set. */
+int tlw_grow(tlw_buf *b, size_t more);
+
 /* Make room for `more` bytes after len; 0, or -1 with MemoryError set. */
-int tlw_reserve(tlw_buf *b, size_t more);
+static inline int tlw_reserve(tlw_buf *b, size_t more) {
+    return more <= b->cap - b->len ? 0 : tlw_grow(b, more);
+}
 
 /* Append n bytes; 0 or -1 (MemoryError). */
-int tlw_put(tlw_buf *b, const char *s, size_t n);
+static inline int tlw_put(tlw_buf *b, const char *s, size_t n) {
+    if (tlw_reserve(b, n) < 0) return -1;
+    if (n) memcpy(b->p + b->len, s, n);
+    b->len += n;
+    return 0;
+}
 
 /* The decimal text of an int64 (str(int)). Needs 21 bytes of room; returns the length. */
 size_t tlw_int(char *out, int64_t v);
 
-/* float.__repr__ of a finite or infinite double ("inf", "-inf", "nan" for the others);
- * 0 or -1 (exception set). */
+/* float.__repr__ of a double (which json.dumps and the csv module write): shortest
+ * round-trip digits; "inf", "-inf", "nan" (write_float.c). 0 or -1 (MemoryError). */
 int tlw_float(tlw_buf *b, double v);
 
 /* formats.iso_ns of one value: "YYYY-MM-DDTHH:MM:SS.ffffffZ", or with nine fraction

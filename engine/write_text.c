@@ -1,14 +1,12 @@
-/* One value as text, as Python writes it: integers (str), floats (float.__repr__, which
- * json.dumps and the csv module use), the ISO times of tcplife.output.formats.iso_ns,
+/* One value as text, as Python writes it: integers (str), the ISO times of tcplife.output.formats.iso_ns,
  * JSON strings (json.dumps, ensure_ascii=False) and CSV cells (csv.writer with
- * QUOTE_MINIMAL after tcplife.output.safety.csv_text). */
+ * QUOTE_MINIMAL after tcplife.output.safety.csv_text). Floats: write_float.c. */
 #include "write.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-int tlw_reserve(tlw_buf *b, size_t more) {
-    if (more <= b->cap - b->len) return 0;
+int tlw_grow(tlw_buf *b, size_t more) {
     if (more > (size_t)PY_SSIZE_T_MAX - b->len) {
         PyErr_NoMemory();
         return -1;
@@ -28,35 +26,34 @@ int tlw_reserve(tlw_buf *b, size_t more) {
     return 0;
 }
 
-int tlw_put(tlw_buf *b, const char *s, size_t n) {
-    if (tlw_reserve(b, n) < 0) return -1;
-    if (n) memcpy(b->p + b->len, s, n);
-    b->len += n;
-    return 0;
-}
+static const char PAIRS[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
 
 size_t tlw_int(char *out, int64_t v) {
     char tmp[24];
-    size_t n = 0, len = 0;
+    char *end = tmp + sizeof tmp, *p = end;
     /* the magnitude as unsigned: -INT64_MIN does not fit an int64 */
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0) out[len++] = '-';
-    while (n) out[len++] = tmp[--n];
+    while (u >= 100) {
+        unsigned k = (unsigned)(u % 100) * 2;
+        u /= 100;
+        p -= 2;
+        p[0] = PAIRS[k];
+        p[1] = PAIRS[k + 1];
+    }
+    if (u >= 10) {
+        p -= 2;
+        p[0] = PAIRS[u * 2];
+        p[1] = PAIRS[u * 2 + 1];
+    } else {
+        *--p = (char)('0' + u);
+    }
+    if (v < 0) *--p = '-';
+    size_t len = (size_t)(end - p);
+    memcpy(out, p, len);
     return len;
-}
-
-int tlw_float(tlw_buf *b, double v) {
-    /* The function float.__repr__ itself calls: shortest round-trip digits, exponent
-     * when the decimal point is < -4 or > 16 places away, ".0" added to whole numbers. */
-    char *text = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
-    if (text == NULL) return -1;
-    int rc = tlw_put(b, text, strlen(text));
-    PyMem_Free(text);
-    return rc;
 }
 
 static char *two(char *p, int v) {

@@ -389,3 +389,33 @@ def test_narrow_and_unsigned_buffers(engine: ModuleType) -> None:
     flags = np.array([True, False])
     assert engine.format_rows("jsonl", [("b", "bool", flags)], 0, 2)[0] == \
         b'{"b": true}\n{"b": false}\n'
+
+
+# --- the float tables -----------------------------------------------------------------
+
+
+def test_the_committed_float_tables_are_what_python_computes() -> None:
+    """engine/write_ryu.h (Ryu's powers of five) is generated, exactly, by
+    `cwrite.ryu_header` (python -m tcplife.output.cwrite)."""
+    assert (REPO / cwrite.RYU_HEADER).read_text() == cwrite.ryu_header()
+
+
+def test_a_million_doubles_as_repr(engine: ModuleType) -> None:
+    """Random bit patterns (every exponent, subnormals) and the doubles tcplife makes
+    (ns / 1e9, durations, decimal fractions), each the text of repr()."""
+    rng = np.random.default_rng(21)
+    bits = rng.integers(0, 2 ** 64, 600_000, dtype=np.uint64).view(np.float64)
+    values = np.concatenate([
+        bits[np.isfinite(bits)],
+        (1_716_400_000_000_000_000 + rng.integers(0, 10 ** 15, 200_000)) / 1e9,
+        rng.integers(0, 10 ** 12, 100_000) / 1e9,
+        rng.integers(-10 ** 6, 10 ** 6, 100_000) / 10.0 ** rng.integers(0, 25, 100_000),
+        rng.integers(1, 2 ** 53, 50_000).astype(np.float64) * 2.0 ** rng.integers(
+            -1074, 971, 50_000)])
+    data, done = engine.format_rows("csv", [("x", "float64", values)], 0, len(values))
+    assert done == len(values)
+    got = data.decode().split("\n")[:-1]
+    want = [repr(v) for v in values.tolist()]
+    assert len(got) == len(want)
+    wrong = [(g, w) for g, w in zip(got, want, strict=True) if g != w]
+    assert not wrong, wrong[:10]
