@@ -555,6 +555,10 @@ PyObject *tl_format_rows(PyObject *self, PyObject *args, PyObject *kwargs) {
     tlw_buf b = {NULL, 0, 0};
     PyObject *out = NULL;
     if (parse_table(&t, columns) < 0) goto done;
+    if (base > PY_SSIZE_T_MAX - t.nrows) {
+        PyErr_SetString(PyExc_ValueError, "base too large");
+        goto done;
+    }
     if (start < 0 || stop < start || stop > t.nrows) {
         PyErr_Format(PyExc_IndexError, "rows %zd..%zd of a table of %zd", start, stop,
                      t.nrows);
