@@ -196,19 +196,18 @@ def _anomaly_kinds(c: Collector) -> Callable[[np.ndarray], Column]:
     """``anomalies`` (each connection's anomaly kinds, sorted) for conn ids, as a list
     column: the distinct sets once, then numpy gathers."""
     sets: dict[frozenset[str], int] = {frozenset(): 0}
-    keys, which = [], []
-    for conn_id, kinds in c._kinds.items():
-        keys.append(conn_id)
-        which.append(sets.setdefault(kinds, len(sets)))
+    kinds = c._kinds
+    keys = np.fromiter(kinds.keys(), dtype=np.int64, count=len(kinds))
+    which = np.fromiter((sets.setdefault(s, len(sets)) for s in kinds.values()),
+                        dtype=np.int64, count=len(kinds))
     names = sorted(set().union(*sets))
     code = {k: i for i, k in enumerate(names)}
     lists = [[code[k] for k in sorted(s)] for s in sets]
     set_len = np.array([len(x) for x in lists], dtype=np.int64)
     set_start = np.concatenate(([0], np.cumsum(set_len)[:-1])).astype(np.int64)
     set_flat = np.array([k for x in lists for k in x], dtype=np.int64)
-    key_arr = np.array(keys, dtype=np.int64)
-    by_key = np.argsort(key_arr, kind="stable")
-    key_arr, set_of = key_arr[by_key], np.array(which, dtype=np.int64)[by_key]
+    by_key = np.argsort(keys, kind="stable")
+    key_arr, set_of = keys[by_key], which[by_key]
     texts = Texts(names)
 
     def column(ids: np.ndarray) -> Column:
