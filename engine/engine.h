@@ -21,4 +21,10 @@ PyObject *tl_tables(PyObject *self, PyObject *unused);
  * type `PeerReplay` to the module) */
 int tl_peers_register(PyObject *module);
 
+/* --- reader: the capture reader's hot loops (read.c: record walks, decode.c: bulk
+ * decode; read.h: their helpers); tcplife/capture/creader.py calls them */
+PyObject *tl_pcap_walk(PyObject *self, PyObject *args);
+PyObject *tl_pcapng_walk(PyObject *self, PyObject *args);
+PyObject *tl_decode(PyObject *self, PyObject *args);
+
 #endif

@@ -6,6 +6,10 @@ static PyMethodDef methods[] = {
     {"tables", tl_tables, METH_NOARGS,
      "The engine's tables as it holds them (compare with "
      "tcplife.native.cgen.engine_tables())."},
+    /* reader */
+    {"pcap_walk", tl_pcap_walk, METH_VARARGS, "The reader's classic pcap record walk."},
+    {"pcapng_walk", tl_pcapng_walk, METH_VARARGS, "The reader's pcapng packet block walk."},
+    {"decode", tl_decode, METH_VARARGS, "The reader's bulk decode of frames."},
     {NULL, NULL, 0, NULL},
 };
 

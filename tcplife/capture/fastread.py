@@ -66,6 +66,7 @@ import numpy as np
 
 from .bpf import CaptureFilter, as_filter
 from .columns import AddressBook, Batch
+from .creader import compiled_reader
 from .decode import Decoder
 from .fastbuffer import INT64_MAX, INT64_MIN, Stream
 from .fastdecode import BulkDecoder
@@ -92,6 +93,7 @@ def read_batches(
     batch_bytes: int = 8 << 20,
     capture_filter: str | CaptureFilter | None = None,
     frame_times: bool = False,
+    core: str | None = None,
 ) -> Iterator[Batch]:
     """Yield the TCP segments of a capture as `Batch`es, in capture order.
 
@@ -104,9 +106,15 @@ def read_batches(
     ``frame_times=True`` (for `tcplife.capture.merge`) yields instead, per walk of the
     buffer, ``(batch or None, frames before it, time of each of its frames)``: the times
     of every frame the walk found, TCP or not, kept by the filter or not, in order.
+
+    `core` picks who walks and decodes in bulk (`creader.compiled_reader`): the compiled
+    reader when it imports and ``TCPLIFE_CORE`` is not ``python`` (``"auto"``, None), the
+    numpy code (``"python"``), or the compiled reader or ImportError (``"c"``); the
+    output is the same.
     """
     if stats is None:
         stats = ReadStats()
+    engine = compiled_reader(core)
     size = max(int(batch_bytes), 1 << 12)
     regular = _is_regular_file(source)
     opened = open_capture(source)
@@ -117,10 +125,10 @@ def read_batches(
         if opened.kind == "pcap":
             endian, nano, linktype, snaplen = _pcap_header(opened)
             head = b""
-            walker = PcapWalker(inp, endian, nano, linktype, snaplen)
+            walker = PcapWalker(inp, endian, nano, linktype, snaplen, engine)
         else:
             head = _pcapng_first_block(opened)
-            walker = PcapngWalker(inp, head)
+            walker = PcapngWalker(inp, head, engine)
         base = 24 if opened.kind == "pcap" else 0
         readinto = None
         if regular and not opened.gzipped:
@@ -133,7 +141,7 @@ def read_batches(
         raise
     stats.add_run(stats.frames + 1, stats.add_file(opened.name), 1)
     bulk = BulkDecoder(stats, Decoder(stats, opened.name, verify_checksums), AddressBook(),
-                        verify_checksums, as_filter(capture_filter))
+                        verify_checksums, as_filter(capture_filter), engine)
     if frame_times:
         return _timed_batches(opened, closer, stream, walker, bulk)  # type: ignore[return-value]
     return _batches(opened, closer, stream, walker, bulk, size if regular else 0)

@@ -1,0 +1,114 @@
+"""The compiled reader: which implementation of the fast reader's hot loops runs, and the
+calls into it.
+
+Owns: `compiled_reader` (the one choice between the C loops of ``tcplife._engine`` and the
+numpy ones: the engine when it imports and ``TCPLIFE_CORE`` is not ``python``) and the
+thin wrappers that hand the C functions fastbuffer.Stream's buffer and wrap what they
+return as numpy columns: `pcap_walk` and `pcapng_walk` (the record walks, engine/read.c)
+and `decode` (the bulk decode, engine/decode.c). The C functions take exactly the records
+and frames the numpy walk and bulk decode take, with the same results; what they leave
+(damage, odd blocks, frames the bulk decode does not take) stays with the Python code of
+fastwalk.py and fastdecode.py, which calls these. Knows nothing of formats or frames
+beyond that.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+from typing import NamedTuple
+
+import numpy as np
+
+from .fastbuffer import I64, Stream
+
+__all__ = ["CORE_ENV", "CORES", "compiled_reader"]
+
+#: the environment variable that picks the core when none is given (``python`` forces
+#: the Python and numpy implementations)
+CORE_ENV = "TCPLIFE_CORE"
+CORES = ("auto", "python", "c")
+_LIMIT = 1 << 62  # pcapng interface time offsets the C walk takes (records.py: any)
+_DECODE_COLUMNS = 14
+
+
+def compiled_reader(core: str | None = None) -> ModuleType | None:
+    """The compiled engine the fast reader uses, or None for the numpy implementation.
+
+    `core`: ``"auto"`` (or None: ``TCPLIFE_CORE``'s value, ``auto`` when unset) uses the
+    engine when it was built and imports; ``"python"`` never does; ``"c"`` requires it
+    (ImportError when it is missing).
+    """
+    if core is None or core == "auto":
+        core = os.environ.get(CORE_ENV, "") or "auto"
+    if core not in CORES:
+        raise ValueError(f"unknown core {core!r} (expected one of {', '.join(CORES)})")
+    if core == "python":
+        return None
+    try:
+        from tcplife import _engine
+    except ImportError:
+        if core == "c":
+            raise
+        return None
+    if not hasattr(_engine, "decode"):  # an engine built before the reader was part of it
+        if core == "c":
+            raise ImportError("tcplife._engine has no compiled reader: rebuild it")
+        return None
+    return _engine
+
+
+def pcap_walk(engine: ModuleType, s: Stream, pos: int, big: bool, nano: bool,
+              max_caplen: int) -> tuple[int, np.ndarray]:
+    """The complete records from `pos` (engine/read.c): where the walk stopped, and the
+    columns (data offset, captured length, length on the wire, time in ns), one row each."""
+    stop, count, cols = engine.pcap_walk(s.store, pos, s.n, big, nano, max_caplen)
+    return stop, np.frombuffer(cols, I64).reshape(4, count)
+
+
+def interfaces(ifaces: list[tuple[int, int, int, int, int]]) -> np.ndarray:
+    """records.py's interfaces as the C walk takes them: link type, multiplier, divisor
+    and offset in ns, as int64 (divisor 0: its times are left to Python)."""
+    out = np.zeros((len(ifaces), 4), I64)
+    for i, (linktype, mul, div, offset_ns, _snaplen) in enumerate(ifaces):
+        if 0 < div < 1 << 63 and 0 < mul < 1 << 62 and -_LIMIT < offset_ns < _LIMIT:
+            out[i] = linktype, mul, div, offset_ns
+        else:
+            out[i, 0] = linktype
+    return out
+
+
+def pcapng_walk(engine: ModuleType, s: Stream, pos: int, big: bool,
+                ifaces: np.ndarray) -> tuple[int, np.ndarray]:
+    """The run of Enhanced Packet Blocks from `pos` (engine/read.c): where it stopped, and
+    the columns (data offset, captured length, length on the wire, time, link type)."""
+    stop, count, cols = engine.pcapng_walk(s.store, pos, s.n, big, ifaces)
+    return stop, np.frombuffer(cols, I64).reshape(5, count)
+
+
+class Decoded(NamedTuple):
+    """What the C bulk decode found in a walk's frames."""
+
+    columns: np.ndarray  #: (14, decoded): row, ip_version, src, sport, dst, dport, seq,
+    #: ack, flags, payload_len, window, wscale, tsval, tsecr (src/dst 0 for IPv6)
+    left: np.ndarray  #: rows for the plain `Decoder`, ascending
+    bad: np.ndarray  #: positions among the decoded rows with a wrong checksum
+    v6: np.ndarray  #: (IPv6 rows, 32) bytes: their source and destination addresses
+    undecodable: int
+    non_tcp: int
+    fragments: int
+    tcp_segments: int
+    truncated: int
+    unverified_checksums: int
+    bad_checksums: int
+
+
+def decode(engine: ModuleType, s: Stream, off: np.ndarray, caplen: np.ndarray,
+           wire: np.ndarray, linktype: np.ndarray, verify: bool) -> Decoded:
+    """The bulk decode of frames ``store[off : off + caplen]`` (engine/decode.c)."""
+    done, cols, left, bad, v6, counters = engine.decode(
+        s.store, *(np.ascontiguousarray(c, I64) for c in (off, caplen, wire, linktype)),
+        verify)
+    columns = np.frombuffer(cols, I64).reshape(_DECODE_COLUMNS, len(off))[:, :done]
+    return Decoded(columns, np.frombuffer(left, I64), np.frombuffer(bad, I64),
+                   np.frombuffer(v6, np.uint8).reshape(-1, 32), *counters)
