@@ -9,11 +9,11 @@
  * checks, warnings and waits. So the records found are exactly those of records.py.
  *
  * Python API (tcplife._engine):
- *   pcap_walk(store, pos, n, big_endian, nano, max_caplen) -> (stop, count, columns)
- *   pcapng_walk(store, pos, n, big_endian, ifaces) -> (stop, count, columns)
- * `columns` is a bytearray of int64 columns of `count` values each, one after the other:
- * data offset, captured length, length on the wire, time in ns (and, for pcapng, link
- * type). `ifaces` is a bytes-like of int64, 4 per interface: link type, multiplier,
+ *   pcap_walk(store, pos, n, big_endian, nano, max_caplen) -> (stop, room, count, columns)
+ *   pcapng_walk(store, pos, n, big_endian, ifaces) -> (stop, room, count, columns)
+ * `columns` is a bytearray of int64 columns `room` values apart, of which the first
+ * `count` are the records': data offset, captured length, length on the wire, time in ns
+ * (and, for pcapng, link type). `ifaces` is a bytes-like of int64, 4 per interface: link type, multiplier,
  * divisor, offset in ns (time = units * multiplier // divisor + offset); a divisor of 0
  * marks an interface whose times are left to Python.
  */
@@ -48,27 +48,14 @@ static int window_ok(Py_ssize_t pos, Py_ssize_t n, Py_ssize_t len) {
     return 1;
 }
 
-static PyObject *walk_result(Py_ssize_t stop, Py_ssize_t count, PyObject *columns) {
+/* (stop, rows of room, rows used, columns): the columns are `room` values apart */
+static PyObject *walk_result(Py_ssize_t stop, Py_ssize_t room, Py_ssize_t count,
+                             PyObject *columns) {
     if (columns == NULL) return NULL;
-    return Py_BuildValue("nnN", stop, count, columns);
+    return Py_BuildValue("nnnN", stop, room, count, columns);
 }
 
 /* --- classic pcap ------------------------------------------------------------------ */
-
-/* The complete records from `pos` (record header + data wholly before `n`, captured
- * length at most `max_caplen`): their number and where the walk stops. */
-static Py_ssize_t pcap_count(const uint8_t *buf, Py_ssize_t pos, Py_ssize_t n, int big,
-                             int64_t max_caplen, Py_ssize_t *stop) {
-    Py_ssize_t count = 0;
-    while (n - pos >= 16) {
-        int64_t caplen = tl_u32(buf + pos + 8, big);
-        if (caplen > max_caplen || caplen > n - pos - 16) break;
-        pos += 16 + (Py_ssize_t)caplen;
-        count++;
-    }
-    *stop = pos;
-    return count;
-}
 
 PyObject *tl_pcap_walk(PyObject *self, PyObject *args) {
     PyObject *store;
@@ -84,30 +71,35 @@ PyObject *tl_pcap_walk(PyObject *self, PyObject *args) {
         PyBuffer_Release(&view);
         return NULL;
     }
-    const uint8_t *buf = view.buf;
-    Py_ssize_t stop;
-    Py_ssize_t count = pcap_count(buf, pos, n, big, max_caplen, &stop);
-    PyObject *columns = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(4 * 8) * count);
+    /* room for the most records the window can hold (16 bytes each): one pass, and only
+     * the pages written are touched */
+    Py_ssize_t room = (n - pos) / 16 + 1;
+    PyObject *columns = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(4 * 8) * room);
     if (columns == NULL) {
         PyBuffer_Release(&view);
         return NULL;
     }
     int64_t *off = (int64_t *)(void *)PyByteArray_AS_STRING(columns);
-    int64_t *caplen = off + count, *wire = caplen + count, *ts = wire + count;
+    int64_t *caplen = off + room, *wire = caplen + room, *ts = wire + room;
     int64_t frac_ns = nano ? 1 : 1000;
+    const uint8_t *buf = view.buf;
+    Py_ssize_t count = 0;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < count; i++) {
+    while (n - pos >= 16) {
         const uint8_t *h = buf + pos;
+        int64_t length = tl_u32(h + 8, big);
+        if (length > max_caplen || length > n - pos - 16) break;
         /* sec < 2**32 and frac < 2**32: sec * 10**9 + frac * 1000 < 2**63 */
-        ts[i] = (int64_t)tl_u32(h, big) * TL_NS_PER_S + (int64_t)tl_u32(h + 4, big) * frac_ns;
-        caplen[i] = tl_u32(h + 8, big);
-        wire[i] = tl_u32(h + 12, big);
-        off[i] = pos + 16;
-        pos += 16 + (Py_ssize_t)caplen[i];
+        ts[count] = (int64_t)tl_u32(h, big) * TL_NS_PER_S + (int64_t)tl_u32(h + 4, big) * frac_ns;
+        caplen[count] = length;
+        wire[count] = tl_u32(h + 12, big);
+        off[count] = pos + 16;
+        count++;
+        pos += 16 + (Py_ssize_t)length;
     }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&view);
-    return walk_result(stop, count, columns);
+    return walk_result(pos, room, count, columns);
 }
 
 /* --- pcapng -------------------------------------------------------------------------- */
@@ -204,27 +196,23 @@ PyObject *tl_pcapng_walk(PyObject *self, PyObject *args) {
         ifaces[i].offset = v[3];
         if (v[3] <= -TS_LIMIT || v[3] >= TS_LIMIT) ifaces[i].div = 0; /* Python's */
     }
-    int64_t row[5];
-    Py_ssize_t count = 0, at = pos, end;
-    while (epb_at(buf, at, n, big, ifaces, nifaces, &end, row)) {
-        count++;
-        at = end;
-    }
-    columns = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(5 * 8) * count);
+    Py_ssize_t room = (n - pos) / 32 + 1, count = 0, at = pos, end;
+    columns = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(5 * 8) * room);
     if (columns != NULL) {
-        int64_t *out = (int64_t *)(void *)PyByteArray_AS_STRING(columns);
-        at = pos;
-        for (Py_ssize_t i = 0; i < count; i++) {
-            epb_at(buf, at, n, big, ifaces, nifaces, &end, row);
-            for (int c = 0; c < 5; c++) out[c * count + i] = row[c];
+        int64_t *out = (int64_t *)(void *)PyByteArray_AS_STRING(columns), row[5];
+        Py_BEGIN_ALLOW_THREADS
+        while (epb_at(buf, at, n, big, ifaces, nifaces, &end, row)) {
+            for (int c = 0; c < 5; c++) out[c * room + count] = row[c];
+            count++;
             at = end;
         }
+        Py_END_ALLOW_THREADS
     }
     PyMem_Free(ifaces);
     if (columns != NULL) {
         PyBuffer_Release(&fview);
         PyBuffer_Release(&view);
-        return walk_result(at, count, columns);
+        return walk_result(at, room, count, columns);
     }
 done:
     PyBuffer_Release(&fview);

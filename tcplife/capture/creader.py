@@ -62,8 +62,8 @@ def pcap_walk(engine: ModuleType, s: Stream, pos: int, big: bool, nano: bool,
               max_caplen: int) -> tuple[int, np.ndarray]:
     """The complete records from `pos` (engine/read.c): where the walk stopped, and the
     columns (data offset, captured length, length on the wire, time in ns), one row each."""
-    stop, count, cols = engine.pcap_walk(s.store, pos, s.n, big, nano, max_caplen)
-    return stop, np.frombuffer(cols, I64).reshape(4, count)
+    stop, room, count, cols = engine.pcap_walk(s.store, pos, s.n, big, nano, max_caplen)
+    return stop, np.frombuffer(cols, I64).reshape(4, room)[:, :count]
 
 
 def interfaces(ifaces: list[tuple[int, int, int, int, int]]) -> np.ndarray:
@@ -82,8 +82,8 @@ def pcapng_walk(engine: ModuleType, s: Stream, pos: int, big: bool,
                 ifaces: np.ndarray) -> tuple[int, np.ndarray]:
     """The run of Enhanced Packet Blocks from `pos` (engine/read.c): where it stopped, and
     the columns (data offset, captured length, length on the wire, time, link type)."""
-    stop, count, cols = engine.pcapng_walk(s.store, pos, s.n, big, ifaces)
-    return stop, np.frombuffer(cols, I64).reshape(5, count)
+    stop, room, count, cols = engine.pcapng_walk(s.store, pos, s.n, big, ifaces)
+    return stop, np.frombuffer(cols, I64).reshape(5, room)[:, :count]
 
 
 class Decoded(NamedTuple):
