@@ -118,7 +118,7 @@ static int block_time(uint64_t units, const iface_t *f, int64_t *ts) {
     int64_t mul = f->mul, div = f->div, off = f->offset;
     int64_t room = TS_LIMIT - (off < 0 ? -off : off); /* |off| < 2**62: room > 0 */
     if (div == 1) {
-        if (mul <= 0 || units >= (uint64_t)room / (uint64_t)mul) return 0;
+        if (mul <= 0 || units > (uint64_t)(room - 1) / (uint64_t)mul) return 0;
         *ts = (int64_t)units * mul + off;
         return 1;
     }
@@ -126,7 +126,7 @@ static int block_time(uint64_t units, const iface_t *f, int64_t *ts) {
         int shift = 0;
         while (((int64_t)1 << shift) != div) shift++;
         uint64_t high = units >> shift, low = units & (uint64_t)(div - 1);
-        if (room <= mul || high >= (uint64_t)(room - mul) / (uint64_t)mul) return 0;
+        if (room <= mul || high > (uint64_t)(room - mul - 1) / (uint64_t)mul) return 0;
         /* low < 2**32: low * 10**9 < 2**62 */
         *ts = (int64_t)high * mul + (int64_t)((low * (uint64_t)mul) >> shift) + off;
         return 1;
