@@ -1,34 +1,17 @@
-/* The compiled capture reader, part 2: the bulk decode of the frames a walk found.
+/* The compiled reader's bulk decode (see read.h): the frames a walk found -> the columns
+ * of their TCP segments.
  *
- * The C twin of tcplife/capture/fastdecode.py's `BulkDecoder._bulk`: per frame, the link
- * layer, the IPv4/IPv6 header, the TCP header, its checksum and its window-scale and
- * timestamp options, as decode.py's `Decoder` computes them, for the same frames the
- * numpy bulk decode takes; the others (unknown link types, three or more VLAN tags,
- * first IPv4 fragments, IP length 0, IPv6 extension headers, frames shorter on the wire
- * than their IP length) are returned as rows for the Python `Decoder`, which decodes them
- * one by one in frame order.
- *
- * Python API (tcplife._engine):
- *   decode(store, off, caplen, wire, linktype, verify)
- *     -> (done, columns, left, bad, v6, counters)
- * `store` is the buffer, the four others int64 arrays of one length (count). `columns`:
- * a bytearray of 14 int64 columns of `count` values each (the first `done` used): row,
- * ip_version, src, sport, dst, dport, seq, ack, flags, payload_len, window, wscale, tsval,
- * tsecr (src and dst: the IPv4 address, 0 for IPv6). `left`: int64 rows for the Python
- * `Decoder`, ascending. `bad`: int64 positions among the `done` decoded rows whose
- * checksum is wrong. `v6`: the IPv6 rows' source addresses (16 bytes each, in row order)
- * then their destination addresses. `counters`: (undecodable, non_tcp, fragments,
- * tcp_segments, truncated, unverified_checksums, bad_checksums).
+ * The C twin of fastdecode.py's `BulkDecoder._bulk`: per frame, the link layer, the
+ * IPv4/IPv6 header, the TCP header, its checksum and its window-scale and timestamp
+ * options, as decode.py's `Decoder` computes them, for the same frames the numpy bulk
+ * decode takes; the others (unknown link types, three or more VLAN tags, first IPv4
+ * fragments, IP length 0, IPv6 extension headers, frames shorter on the wire than their
+ * IP length) are left as rows for the Python `Decoder`, which decodes them one by one in
+ * frame order. No Python here.
  */
 #include "read.h"
 
-#include <stdlib.h>
-
 enum { K_UNDECODABLE, K_NON_TCP, K_IRREGULAR, K_V4 = 4, K_V6 = 6 };
-enum { C_ROW, C_VERSION, C_SRC, C_SPORT, C_DST, C_DPORT, C_SEQ, C_ACK, C_FLAGS, C_PAYLOAD,
-       C_WINDOW, C_WSCALE, C_TSVAL, C_TSECR, N_COLUMNS };
-enum { N_UNDECODABLE, N_NON_TCP, N_FRAGMENTS, N_TCP, N_TRUNCATED, N_UNVERIFIED, N_BAD,
-       N_COUNTERS };
 
 #define SYN 0x02
 #define PREFETCH 8
@@ -96,7 +79,7 @@ static int is_ipv6_ext(unsigned next) { /* extension headers, fragment, AH */
  * (an odd last byte as a high half), RFC 1071's sum: native 32-bit words are summed
  * (2**16 == 1 mod 0xFFFF); on a little-endian machine that sum is 256 times the
  * big-endian one, and 256 * 256 == 1 mod 0xFFFF undoes it. */
-static uint64_t word_sum(const uint8_t *p, int64_t len, int little) {
+static uint64_t word_sum(const uint8_t *p, int64_t len) {
     uint64_t a = 0, b = 0;
     while (len >= 16) {
         uint64_t x, y;
@@ -115,6 +98,9 @@ static uint64_t word_sum(const uint8_t *p, int64_t len, int little) {
         a += (x & 0xFFFFFFFFu) + (x >> 32);
     }
     uint64_t sum = (a % 0xFFFF) + (b % 0xFFFF);
+    const uint16_t one = 1;
+    uint8_t little;
+    memcpy(&little, &one, 1);
     return little ? (sum % 0xFFFF) * 256 : sum;
 }
 
@@ -157,18 +143,8 @@ static void timestamps(const uint8_t *d, int64_t p, int64_t end, int64_t *tsval,
     }
 }
 
-typedef struct {
-    int64_t *columns, count, done;
-    int64_t *left, nleft;
-    int64_t *bad, nbad;
-    uint8_t *v6; /* 32 bytes per IPv6 row: source, destination */
-    int64_t nv6;
-    int64_t counters[N_COUNTERS];
-    int verify, little;
-} out_t;
-
 /* One frame (row `row`, `d[0:size]`), into `o`. */
-static void decode_frame(out_t *o, int64_t row, int64_t linktype, const uint8_t *d,
+static void decode_frame(tl_decoded_t *o, int64_t row, int64_t linktype, const uint8_t *d,
                          int64_t size, int64_t wire) {
     int64_t ip, tcp, segment_len, sum_at, sum_len;
     int kind = link_class(linktype, d, size, &ip);
@@ -181,7 +157,7 @@ static void decode_frame(out_t *o, int64_t row, int64_t linktype, const uint8_t 
         if (d[ip] >> 4 != 4 || ihl < 20) goto undecodable;
         unsigned frag = tl_be16(d + ip + 6);
         if (frag & 0x1FFF) {
-            o->counters[N_FRAGMENTS]++;
+            o->counters[TL_N_FRAGMENTS]++;
             return;
         }
         if (d[ip + 9] != TCP) goto non_tcp;
@@ -215,13 +191,13 @@ static void decode_frame(out_t *o, int64_t row, int64_t linktype, const uint8_t 
         cut = 1;                         /* cut by the snap length */
     }
     int64_t at = o->done++;
-    o->counters[N_TCP]++;
+    o->counters[TL_N_TCP]++;
     if (cut) {
-        o->counters[N_TRUNCATED]++;
-        if (o->verify) o->counters[N_UNVERIFIED]++;
+        o->counters[TL_N_TRUNCATED]++;
+        if (o->verify) o->counters[TL_N_UNVERIFIED]++;
     } else if (o->verify) {
-        uint64_t sum = word_sum(d + sum_at, sum_len, o->little) +
-                       word_sum(t, segment_len, o->little) + TCP + (uint64_t)segment_len;
+        uint64_t sum = word_sum(d + sum_at, sum_len) +
+                       word_sum(t, segment_len) + TCP + (uint64_t)segment_len;
         if (sum % 0xFFFF) o->bad[o->nbad++] = at;
     }
     int64_t *c = o->columns, n = o->count;
@@ -237,125 +213,47 @@ static void decode_frame(out_t *o, int64_t row, int64_t linktype, const uint8_t 
             timestamps(d, tcp + 20, opt_end, &tsval, &tsecr);
         }
     }
-    c[C_ROW * n + at] = row;
-    c[C_VERSION * n + at] = kind;
+    c[TL_D_ROW * n + at] = row;
+    c[TL_D_VERSION * n + at] = kind;
     if (kind == K_V4) {
-        c[C_SRC * n + at] = tl_be32(d + ip + 12);
-        c[C_DST * n + at] = tl_be32(d + ip + 16);
+        c[TL_D_SRC * n + at] = tl_be32(d + ip + 12);
+        c[TL_D_DST * n + at] = tl_be32(d + ip + 16);
     } else {
-        c[C_SRC * n + at] = 0;
-        c[C_DST * n + at] = 0;
+        c[TL_D_SRC * n + at] = 0;
+        c[TL_D_DST * n + at] = 0;
         memcpy(o->v6 + 32 * o->nv6++, d + ip + 8, 32);
     }
-    c[C_SPORT * n + at] = tl_be16(t);
-    c[C_DPORT * n + at] = tl_be16(t + 2);
-    c[C_SEQ * n + at] = tl_be32(t + 4);
-    c[C_ACK * n + at] = tl_be32(t + 8);
-    c[C_FLAGS * n + at] = flags;
-    c[C_PAYLOAD * n + at] = payload_len;
-    c[C_WINDOW * n + at] = tl_be16(t + 14);
-    c[C_WSCALE * n + at] = wscale;
-    c[C_TSVAL * n + at] = tsval;
-    c[C_TSECR * n + at] = tsecr;
+    c[TL_D_SPORT * n + at] = tl_be16(t);
+    c[TL_D_DPORT * n + at] = tl_be16(t + 2);
+    c[TL_D_SEQ * n + at] = tl_be32(t + 4);
+    c[TL_D_ACK * n + at] = tl_be32(t + 8);
+    c[TL_D_FLAGS * n + at] = flags;
+    c[TL_D_PAYLOAD * n + at] = payload_len;
+    c[TL_D_WINDOW * n + at] = tl_be16(t + 14);
+    c[TL_D_WSCALE * n + at] = wscale;
+    c[TL_D_TSVAL * n + at] = tsval;
+    c[TL_D_TSECR * n + at] = tsecr;
     return;
 irregular:
     o->left[o->nleft++] = row;
     return;
 non_tcp:
-    o->counters[N_NON_TCP]++;
+    o->counters[TL_N_NON_TCP]++;
     return;
 undecodable:
-    o->counters[N_UNDECODABLE]++;
+    o->counters[TL_N_UNDECODABLE]++;
 }
 
-static PyObject *int64_bytes(const int64_t *values, int64_t count) {
-    return PyByteArray_FromStringAndSize((const char *)values, (Py_ssize_t)(8 * count));
-}
-
-PyObject *tl_decode(PyObject *self, PyObject *args) {
-    PyObject *store, *objs[4];
-    int verify;
-    if (!PyArg_ParseTuple(args, "OOOOOp:decode", &store, &objs[0], &objs[1], &objs[2],
-                          &objs[3], &verify))
-        return NULL;
-    static const char *const names[4] = {"decode: off", "decode: caplen", "decode: wire",
-                                         "decode: linktype"};
-    Py_buffer data, cols[4];
-    const int64_t *in[4];
-    Py_ssize_t count = 0, got;
-    int held = 0;
-    PyObject *result = NULL, *columns = NULL;
-    out_t o;
-    memset(&o, 0, sizeof o);
-    if (tl_get_bytes(store, &data, "decode: store") < 0) return NULL;
-    for (; held < 4; held++) {
-        if (tl_get_int64(objs[held], &cols[held], &got, names[held]) < 0) goto done;
-        if (held == 0) count = got;
-        in[held] = cols[held].buf;
-        if (got != count) {
-            held++;
-            PyErr_SetString(PyExc_ValueError, "decode: columns of different lengths");
-            goto done;
-        }
-    }
-    for (Py_ssize_t i = 0; i < count; i++) { /* hostile callers: every frame in the buffer */
-        if (in[0][i] < 0 || in[1][i] < 0 || in[1][i] > data.len || in[0][i] > data.len - in[1][i]) {
-            PyErr_SetString(PyExc_ValueError, "decode: a frame lies outside the buffer");
-            goto done;
-        }
-    }
-    columns = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(8 * N_COLUMNS) * count);
-    if (columns == NULL) goto done;
-    size_t room = (size_t)(count ? count : 1);
-    o.columns = (int64_t *)(void *)PyByteArray_AS_STRING(columns);
-    o.count = count;
-    o.left = malloc(room * 8);
-    o.bad = malloc(room * 8);
-    o.v6 = malloc(room * 32);
-    if (o.left == NULL || o.bad == NULL || o.v6 == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    o.verify = verify;
-    const uint16_t one = 1;
-    uint8_t first;
-    memcpy(&first, &one, 1);
-    o.little = first == 1;
-    const uint8_t *buf = data.buf;
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < count; i++) {
+void tl_decode_frames(tl_decoded_t *o, const uint8_t *buf, const int64_t *off,
+                      const int64_t *caplen, const int64_t *wire, const int64_t *linktype) {
+    for (int64_t i = 0; i < o->count; i++) {
 #ifdef __GNUC__
-        if (i + PREFETCH < count) { /* the headers of a frame a few rows on */
-            __builtin_prefetch(buf + in[0][i + PREFETCH]);
-            __builtin_prefetch(buf + in[0][i + PREFETCH] + 63);
+        if (i + PREFETCH < o->count) { /* the headers of a frame a few rows on */
+            __builtin_prefetch(buf + off[i + PREFETCH]);
+            if (caplen[i + PREFETCH] > 63) __builtin_prefetch(buf + off[i + PREFETCH] + 63);
         }
 #endif
-        decode_frame(&o, i, in[3][i], buf + in[0][i], in[1][i], in[2][i]);
+        decode_frame(o, i, linktype[i], buf + off[i], caplen[i], wire[i]);
     }
-    Py_END_ALLOW_THREADS
-    o.counters[N_BAD] = o.nbad;
-    PyObject *parts[4] = {int64_bytes(o.left, o.nleft), int64_bytes(o.bad, o.nbad),
-                          PyBytes_FromStringAndSize((const char *)o.v6, 32 * o.nv6),
-                          PyTuple_New(N_COUNTERS)};
-    int ok = parts[0] && parts[1] && parts[2] && parts[3];
-    for (int k = 0; ok && k < N_COUNTERS; k++) {
-        PyObject *value = PyLong_FromLongLong(o.counters[k]);
-        if (value == NULL) ok = 0;
-        else PyTuple_SET_ITEM(parts[3], k, value);
-    }
-    if (ok) {
-        PyObject *done_obj = PyLong_FromLongLong(o.done);
-        if (done_obj != NULL)
-            result = PyTuple_Pack(6, done_obj, columns, parts[0], parts[1], parts[2], parts[3]);
-        Py_XDECREF(done_obj);
-    }
-    for (int k = 0; k < 4; k++) Py_XDECREF(parts[k]);
-done:
-    Py_XDECREF(columns);
-    free(o.left);
-    free(o.bad);
-    free(o.v6);
-    for (int k = 0; k < held; k++) PyBuffer_Release(&cols[k]);
-    PyBuffer_Release(&data);
-    return result;
+    o->counters[TL_N_BAD] = o->nbad;
 }

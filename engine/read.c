@@ -1,32 +1,38 @@
-/* The compiled capture reader, part 1: the record walks of classic pcap and pcapng.
+/* The compiled reader's Python face (see read.h): tcplife._engine's pcap_walk,
+ * pcapng_walk and decode, which tcplife/capture/creader.py calls. Each checks what it is
+ * given (any object with the buffer protocol: the buffer as bytes, the columns as
+ * contiguous int64; every window and frame inside the buffer), runs the loops of
+ * read_walk.c or decode.c without the GIL, and returns their columns as bytearrays of
+ * int64 (Python wraps them with np.frombuffer).
  *
- * The C twin of the numpy record walk in tcplife/capture/fastwalk.py (`_vector`): from a
- * position in fastbuffer.Stream's buffer, the records a sequential walk finds, as long as
- * each is of the one common kind and passes every check records.py makes; the walk stops
- * before the first record it does not take (damage, a record or block not wholly in the
- * buffer, another pcapng block type, an interface whose time units it cannot convert
- * exactly), and Python's one-by-one walk (`_steps`) goes on from there with records.py's
- * checks, warnings and waits. So the records found are exactly those of records.py.
- *
- * Python API (tcplife._engine):
  *   pcap_walk(store, pos, n, big_endian, nano, max_caplen) -> (stop, room, count, columns)
  *   pcapng_walk(store, pos, n, big_endian, ifaces) -> (stop, room, count, columns)
- * `columns` is a bytearray of int64 columns `room` values apart, of which the first
- * `count` are the records': data offset, captured length, length on the wire, time in ns
- * (and, for pcapng, link type). `ifaces` is a bytes-like of int64, 4 per interface: link type, multiplier,
- * divisor, offset in ns (time = units * multiplier // divisor + offset); a divisor of 0
- * marks an interface whose times are left to Python.
+ *     `columns`: int64 columns `room` values apart, of which the first `count` are the
+ *     records': data offset, captured length, length on the wire, time in ns (and, for
+ *     pcapng, link type). `ifaces`: int64, 4 per interface: link type, multiplier,
+ *     divisor, offset in ns (a divisor of 0: its times are left to Python).
+ *   decode(store, off, caplen, wire, linktype, verify)
+ *     -> (done, columns, left, bad, v6, counters)
+ *     `columns`: TL_D_COLUMNS int64 columns `count` values apart (count: the frames), of
+ *     which the first `done` are the decoded segments' (row, ip_version, src, sport, dst,
+ *     dport, seq, ack, flags, payload_len, window, wscale, tsval, tsecr; src and dst 0 for
+ *     IPv6); `left`: int64 rows for the Python Decoder; `bad`: int64 positions among the
+ *     decoded with a wrong checksum; `v6`: bytes, per IPv6 segment its source and
+ *     destination; `counters`: (undecodable, non_tcp, fragments, tcp_segments,
+ *     truncated, unverified_checksums, bad_checksums).
  */
+#include "engine.h"
 #include "read.h"
 
-/* --- shared buffer helpers --------------------------------------------------------- */
+#include <stdlib.h>
 
-int tl_get_bytes(PyObject *obj, Py_buffer *view, const char *what) {
-    (void)what;
+/* --- arguments ----------------------------------------------------------------------------- */
+
+static int get_bytes(PyObject *obj, Py_buffer *view) {
     return PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS);
 }
 
-int tl_get_int64(PyObject *obj, Py_buffer *view, Py_ssize_t *count, const char *what) {
+static int get_int64(PyObject *obj, Py_buffer *view, Py_ssize_t *count, const char *what) {
     if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
     const char *f = view->format ? view->format : "B";
     if (*f == '<' || *f == '=' || *f == '@') f++;
@@ -48,14 +54,7 @@ static int window_ok(Py_ssize_t pos, Py_ssize_t n, Py_ssize_t len) {
     return 1;
 }
 
-/* (stop, rows of room, rows used, columns): the columns are `room` values apart */
-static PyObject *walk_result(Py_ssize_t stop, Py_ssize_t room, Py_ssize_t count,
-                             PyObject *columns) {
-    if (columns == NULL) return NULL;
-    return Py_BuildValue("nnnN", stop, room, count, columns);
-}
-
-/* --- classic pcap ------------------------------------------------------------------ */
+/* --- the walks ----------------------------------------------------------------------------- */
 
 PyObject *tl_pcap_walk(PyObject *self, PyObject *args) {
     PyObject *store;
@@ -66,7 +65,7 @@ PyObject *tl_pcap_walk(PyObject *self, PyObject *args) {
                           &max_caplen))
         return NULL;
     Py_buffer view;
-    if (tl_get_bytes(store, &view, "pcap_walk") < 0) return NULL;
+    if (get_bytes(store, &view) < 0) return NULL;
     if (!window_ok(pos, n, view.len)) {
         PyBuffer_Release(&view);
         return NULL;
@@ -79,110 +78,35 @@ PyObject *tl_pcap_walk(PyObject *self, PyObject *args) {
         PyBuffer_Release(&view);
         return NULL;
     }
-    int64_t *off = (int64_t *)(void *)PyByteArray_AS_STRING(columns);
-    int64_t *caplen = off + room, *wire = caplen + room, *ts = wire + room;
-    int64_t frac_ns = nano ? 1 : 1000;
-    const uint8_t *buf = view.buf;
-    Py_ssize_t count = 0;
+    int64_t *cols = (int64_t *)(void *)PyByteArray_AS_STRING(columns), at = pos, count;
     Py_BEGIN_ALLOW_THREADS
-    while (n - pos >= 16) {
-        const uint8_t *h = buf + pos;
-        int64_t length = tl_u32(h + 8, big);
-        if (length > max_caplen || length > n - pos - 16) break;
-        /* sec < 2**32 and frac < 2**32: sec * 10**9 + frac * 1000 < 2**63 */
-        ts[count] = (int64_t)tl_u32(h, big) * TL_NS_PER_S + (int64_t)tl_u32(h + 4, big) * frac_ns;
-        caplen[count] = length;
-        wire[count] = tl_u32(h + 12, big);
-        off[count] = pos + 16;
-        count++;
-        pos += 16 + (Py_ssize_t)length;
-    }
+    count = tl_walk_pcap(view.buf, &at, n, big, nano, max_caplen, cols, room);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&view);
-    return walk_result(pos, room, count, columns);
-}
-
-/* --- pcapng -------------------------------------------------------------------------- */
-
-#define EPB 6
-#define TS_LIMIT ((int64_t)1 << 62)
-
-typedef struct {
-    int64_t linktype, mul, div, offset;
-} iface_t;
-
-/* ``units * mul // div + offset`` exactly, as records.py computes it (Python integers),
- * where the exact result is easily had in 64 bits (the cases fastwalk._timestamps takes:
- * |result| < 2**62); 0 when it is not (Python then walks the block). */
-static int block_time(uint64_t units, const iface_t *f, int64_t *ts) {
-    int64_t mul = f->mul, div = f->div, off = f->offset;
-    int64_t room = TS_LIMIT - (off < 0 ? -off : off); /* |off| < 2**62: room > 0 */
-    if (div == 1) {
-        if (mul <= 0 || units > (uint64_t)(room - 1) / (uint64_t)mul) return 0;
-        *ts = (int64_t)units * mul + off;
-        return 1;
-    }
-    if (div > 1 && (div & (div - 1)) == 0 && mul == TL_NS_PER_S && div <= ((int64_t)1 << 32)) {
-        int shift = 0;
-        while (((int64_t)1 << shift) != div) shift++;
-        uint64_t high = units >> shift, low = units & (uint64_t)(div - 1);
-        if (room <= mul || high > (uint64_t)(room - mul - 1) / (uint64_t)mul) return 0;
-        /* low < 2**32: low * 10**9 < 2**62 */
-        *ts = (int64_t)high * mul + (int64_t)((low * (uint64_t)mul) >> shift) + off;
-        return 1;
-    }
-    if (mul == 1 && div > 1) {
-        uint64_t q = units / (uint64_t)div;
-        if (q >= (uint64_t)room) return 0;
-        *ts = (int64_t)q + off;
-        return 1;
-    }
-    return 0;
-}
-
-/* One Enhanced Packet Block at `pos` as records.py takes it, with its time: 1, or 0 when
- * it is anything else (then Python walks it). */
-static int epb_at(const uint8_t *buf, Py_ssize_t pos, Py_ssize_t n, int big,
-                  const iface_t *ifaces, Py_ssize_t nifaces, Py_ssize_t *end, int64_t *row) {
-    if (n - pos < 12 || tl_u32(buf + pos, big) != EPB) return 0;
-    int64_t blen = tl_u32(buf + pos + 4, big);
-    if (blen < 32 || (blen & 3) || blen > TL_MAX_BLOCK_LEN || blen > n - pos) return 0;
-    if (tl_u32(buf + pos + blen - 4, big) != (uint32_t)blen) return 0;
-    const uint8_t *h = buf + pos + 8;
-    int64_t iface = tl_u32(h, big), caplen = tl_u32(h + 12, big);
-    if (caplen + 32 > blen || iface >= nifaces) return 0;
-    uint64_t units = (uint64_t)tl_u32(h + 4, big) << 32 | tl_u32(h + 8, big);
-    if (!block_time(units, &ifaces[iface], &row[3])) return 0;
-    row[0] = pos + 28;
-    row[1] = caplen;
-    row[2] = tl_u32(h + 16, big);
-    row[4] = ifaces[iface].linktype;
-    *end = pos + (Py_ssize_t)blen;
-    return 1;
+    return Py_BuildValue("LnLN", (long long)at, room, (long long)count, columns);
 }
 
 PyObject *tl_pcapng_walk(PyObject *self, PyObject *args) {
     PyObject *store, *iface_obj;
-    Py_ssize_t pos, n;
+    Py_ssize_t pos, n, nvalues;
     int big;
     if (!PyArg_ParseTuple(args, "OnnpO:pcapng_walk", &store, &pos, &n, &big, &iface_obj))
         return NULL;
     Py_buffer view, fview;
-    Py_ssize_t nvalues;
-    if (tl_get_bytes(store, &view, "pcapng_walk") < 0) return NULL;
-    if (tl_get_int64(iface_obj, &fview, &nvalues, "pcapng_walk interfaces") < 0) {
+    if (get_bytes(store, &view) < 0) return NULL;
+    if (get_int64(iface_obj, &fview, &nvalues, "pcapng_walk: interfaces") < 0) {
         PyBuffer_Release(&view);
         return NULL;
     }
-    PyObject *columns = NULL;
-    if (!window_ok(pos, n, view.len) || nvalues % 4) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_ValueError, "pcapng_walk: 4 values per interface");
+    PyObject *result = NULL, *columns = NULL;
+    tl_iface_t *ifaces = NULL;
+    if (!window_ok(pos, n, view.len)) goto done;
+    if (nvalues % 4) {
+        PyErr_SetString(PyExc_ValueError, "pcapng_walk: 4 values per interface");
         goto done;
     }
-    const uint8_t *buf = view.buf;
     Py_ssize_t nifaces = nvalues / 4;
-    iface_t *ifaces = PyMem_Malloc(sizeof(iface_t) * (size_t)(nifaces ? nifaces : 1));
+    ifaces = PyMem_Malloc(sizeof(tl_iface_t) * (size_t)(nifaces ? nifaces : 1));
     if (ifaces == NULL) {
         PyErr_NoMemory();
         goto done;
@@ -190,32 +114,108 @@ PyObject *tl_pcapng_walk(PyObject *self, PyObject *args) {
     for (Py_ssize_t i = 0; i < nifaces; i++) {
         int64_t v[4];
         memcpy(v, (const char *)fview.buf + 32 * i, sizeof v);
-        ifaces[i].linktype = v[0];
-        ifaces[i].mul = v[1];
-        ifaces[i].div = v[2];
-        ifaces[i].offset = v[3];
-        if (v[3] <= -TS_LIMIT || v[3] >= TS_LIMIT) ifaces[i].div = 0; /* Python's */
+        ifaces[i] = (tl_iface_t){v[0], v[1], v[2], v[3]};
     }
-    Py_ssize_t room = (n - pos) / 32 + 1, count = 0, at = pos, end;
+    Py_ssize_t room = (n - pos) / 32 + 1; /* an EPB is at least 32 bytes */
     columns = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(5 * 8) * room);
-    if (columns != NULL) {
-        int64_t *out = (int64_t *)(void *)PyByteArray_AS_STRING(columns), row[5];
-        Py_BEGIN_ALLOW_THREADS
-        while (epb_at(buf, at, n, big, ifaces, nifaces, &end, row)) {
-            for (int c = 0; c < 5; c++) out[c * room + count] = row[c];
-            count++;
-            at = end;
-        }
-        Py_END_ALLOW_THREADS
-    }
-    PyMem_Free(ifaces);
-    if (columns != NULL) {
-        PyBuffer_Release(&fview);
-        PyBuffer_Release(&view);
-        return walk_result(at, room, count, columns);
-    }
+    if (columns == NULL) goto done;
+    int64_t *cols = (int64_t *)(void *)PyByteArray_AS_STRING(columns), at = pos, count;
+    Py_BEGIN_ALLOW_THREADS
+    count = tl_walk_pcapng(view.buf, &at, n, big, ifaces, nifaces, cols, room);
+    Py_END_ALLOW_THREADS
+    result = Py_BuildValue("LnLO", (long long)at, room, (long long)count, columns);
 done:
+    Py_XDECREF(columns);
+    PyMem_Free(ifaces);
     PyBuffer_Release(&fview);
     PyBuffer_Release(&view);
-    return NULL;
+    return result;
+}
+
+/* --- the decode ---------------------------------------------------------------------------- */
+
+static PyObject *int64_bytes(const int64_t *values, int64_t count) {
+    return PyByteArray_FromStringAndSize((const char *)values, (Py_ssize_t)(8 * count));
+}
+
+/* (done, columns, left, bad, v6, counters) of a finished decode */
+static PyObject *decoded(const tl_decoded_t *o, PyObject *columns) {
+    PyObject *result = NULL;
+    PyObject *parts[4] = {int64_bytes(o->left, o->nleft), int64_bytes(o->bad, o->nbad),
+                          PyBytes_FromStringAndSize((const char *)o->v6, 32 * o->nv6),
+                          PyTuple_New(TL_N_COUNTERS)};
+    int ok = parts[0] && parts[1] && parts[2] && parts[3];
+    for (int k = 0; ok && k < TL_N_COUNTERS; k++) {
+        PyObject *value = PyLong_FromLongLong(o->counters[k]);
+        if (value == NULL) ok = 0;
+        else PyTuple_SET_ITEM(parts[3], k, value);
+    }
+    if (ok) {
+        PyObject *done = PyLong_FromLongLong(o->done);
+        if (done != NULL)
+            result = PyTuple_Pack(6, done, columns, parts[0], parts[1], parts[2], parts[3]);
+        Py_XDECREF(done);
+    }
+    for (int k = 0; k < 4; k++) Py_XDECREF(parts[k]);
+    return result;
+}
+
+PyObject *tl_decode(PyObject *self, PyObject *args) {
+    PyObject *store, *objs[4];
+    int verify;
+    if (!PyArg_ParseTuple(args, "OOOOOp:decode", &store, &objs[0], &objs[1], &objs[2],
+                          &objs[3], &verify))
+        return NULL;
+    static const char *const names[4] = {"decode: off", "decode: caplen", "decode: wire",
+                                         "decode: linktype"};
+    Py_buffer data, cols[4];
+    const int64_t *in[4];
+    Py_ssize_t count = 0, got;
+    int held = 0;
+    PyObject *result = NULL, *columns = NULL;
+    tl_decoded_t o;
+    memset(&o, 0, sizeof o);
+    if (get_bytes(store, &data) < 0) return NULL;
+    for (; held < 4; held++) {
+        if (get_int64(objs[held], &cols[held], &got, names[held]) < 0) goto done;
+        if (held == 0) count = got;
+        in[held] = cols[held].buf;
+        if (got != count) {
+            held++;
+            PyErr_SetString(PyExc_ValueError, "decode: columns of different lengths");
+            goto done;
+        }
+    }
+    for (Py_ssize_t i = 0; i < count; i++) { /* every frame inside the buffer */
+        if (in[0][i] < 0 || in[1][i] < 0 || in[1][i] > data.len ||
+            in[0][i] > data.len - in[1][i]) {
+            PyErr_SetString(PyExc_ValueError, "decode: a frame lies outside the buffer");
+            goto done;
+        }
+    }
+    columns = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(8 * TL_D_COLUMNS) * count);
+    if (columns == NULL) goto done;
+    size_t room = (size_t)(count ? count : 1);
+    o.columns = (int64_t *)(void *)PyByteArray_AS_STRING(columns);
+    o.count = count;
+    o.left = malloc(room * 8);
+    o.bad = malloc(room * 8);
+    o.v6 = malloc(room * 32);
+    o.verify = verify;
+    if (o.left == NULL || o.bad == NULL || o.v6 == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    tl_decode_frames(&o, data.buf, in[0], in[1], in[2], in[3]);
+    Py_END_ALLOW_THREADS
+    result = decoded(&o, columns);
+done:
+    Py_XDECREF(columns);
+    free(o.left);
+    free(o.bad);
+    free(o.v6);
+    for (int k = 0; k < held; k++) PyBuffer_Release(&cols[k]);
+    PyBuffer_Release(&data);
+    return result;
 }
