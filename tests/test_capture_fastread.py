@@ -95,8 +95,12 @@ def core(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
 
 
 def same_batches(got: list[Batch], want: list[Batch]) -> None:
-    """The compiled reader's batches are the numpy path's, column for column."""
-    assert len(got) == len(want)
+    """The compiled reader's batches hold the numpy path's columns. Where it reads the
+    buffer in the same pieces (all but regular files over 4 MiB, see fastread._UNIT), the
+    batches are the same, IPv6 address keys too (numbered per piece)."""
+    if len(got) != len(want):  # read in other pieces: compare the whole
+        assert got and want and got[0].book.v6_keys == {}  # no IPv6 keys to differ
+        got, want = [Batch.joined(got)], [Batch.joined(want)]
     for a, b in zip(got, want, strict=True):
         for column in Batch.COLUMNS:
             assert np.array_equal(getattr(a, column), getattr(b, column)), column

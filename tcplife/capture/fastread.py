@@ -17,10 +17,12 @@ reusable numpy buffer, the complete records in it are walked and decoded in bulk
 on. An uncompressed regular file (a path, ``"-"`` redirected from a file, a file object)
 is read straight into the buffer `_UNIT` bytes (4 MiB, or ``batch_bytes`` if smaller) at a
 time, so that every pass over them hits the CPU cache, and a batch is yielded per
-``batch_bytes`` of capture. Any other source (gzip, a pipe, any stream) is read exactly as
-records.py reads it (same sizes, at the same moments), so it ends, fails or waits for more
-input at the same byte; from a pipe or stream, a batch is yielded after every read, before
-the next one may wait (a live ``tcpdump -w - |`` is not held back).
+``batch_bytes`` of capture (the compiled reader, whose passes cost less than the joining
+of batches, reads `_UNIT_COMPILED` at a time: a default batch, nothing to join). Any
+other source (gzip, a pipe, any stream) is read exactly as records.py reads it (same
+sizes, at the same moments), so it ends, fails or waits for more input at the same byte;
+from a pipe or stream, a batch is yielded after every read, before the next one may wait
+(a live ``tcpdump -w - |`` is not held back).
 
 1. **Record walk in numpy.** pcap: every byte position whose 2 bytes equal the high half of
    the next record's ``ts_sec`` is a candidate header; pcapng: every 4-aligned word that
@@ -47,6 +49,13 @@ the next one may wait (a live ``tcpdump -w - |`` is not held back).
    fragments (MF) and IP length 0 (TSO), IPv6 extension headers and length 0, frames
    shorter on the wire than their IP length go through the plain `Decoder`, in frame order
    (walk warnings re-ordered around its own), and are merged back by frame number.
+
+**The compiled reader.** Where `creader.compiled_reader` gives it (``tcplife._engine``
+was built and ``TCPLIFE_CORE`` is not ``python``), C loops replace the numpy ones of 1.
+and 2. (engine/read_walk.c: a sequential walk of every record records.py takes without
+a word; engine/decode.c: the frames 2. takes, decoded as decode.py does); the rest (the
+one-by-one walk, warnings, 3.) is the same Python, and so is the output, column for
+column.
 
 A pcapng time beyond int64 nanoseconds (after the year 2262, or before 1678) is replaced
 by the previous packet's, with records.py's warning, so every time fits a `Batch`. Where a
@@ -80,6 +89,7 @@ __all__ = ["read_batches"]
 #: bytes read and decoded at a time (a batch is made of several when batch_bytes is larger):
 #: small enough for every pass over them to find them in the CPU cache
 _UNIT = 4 << 20
+_UNIT_COMPILED = 8 << 20
 
 
 # --- entry ----------------------------------------------------------------------------
@@ -133,7 +143,8 @@ def read_batches(
         readinto = None
         if regular and not opened.gzipped:
             readinto, closer = _readinto(source, base + len(head))
-        stream = Stream(opened.read_some, readinto, inp, min(size, _UNIT), base, head)
+        unit = _UNIT if engine is None else _UNIT_COMPILED
+        stream = Stream(opened.read_some, readinto, inp, min(size, unit), base, head)
     except BaseException:
         if closer is not None:
             closer()
