@@ -145,7 +145,7 @@ static void timestamps(const uint8_t *d, int64_t p, int64_t end, int64_t *tsval,
 
 /* One frame (row `row`, `d[0:size]`), into `o`. */
 static void decode_frame(tl_decoded_t *o, int64_t row, int64_t linktype, const uint8_t *d,
-                         int64_t size, int64_t wire) {
+                         int64_t size, int64_t wire, int64_t frame, int64_t ts) {
     int64_t ip, tcp, segment_len, sum_at, sum_len;
     int kind = link_class(linktype, d, size, &ip);
     if (kind == K_IRREGULAR) goto irregular;
@@ -213,7 +213,8 @@ static void decode_frame(tl_decoded_t *o, int64_t row, int64_t linktype, const u
             timestamps(d, tcp + 20, opt_end, &tsval, &tsecr);
         }
     }
-    c[TL_D_ROW * n + at] = row;
+    c[TL_D_FRAME * n + at] = frame;
+    c[TL_D_TS * n + at] = ts;
     c[TL_D_VERSION * n + at] = kind;
     if (kind == K_V4) {
         c[TL_D_SRC * n + at] = tl_be32(d + ip + 12);
@@ -245,7 +246,8 @@ undecodable:
 }
 
 void tl_decode_frames(tl_decoded_t *o, const uint8_t *buf, const int64_t *off,
-                      const int64_t *caplen, const int64_t *wire, const int64_t *linktype) {
+                      const int64_t *caplen, const int64_t *wire, const int64_t *linktype,
+                      const int64_t *frame, const int64_t *ts) {
     for (int64_t i = 0; i < o->count; i++) {
 #ifdef __GNUC__
         if (i + PREFETCH < o->count) { /* the headers of a frame a few rows on */
@@ -253,7 +255,7 @@ void tl_decode_frames(tl_decoded_t *o, const uint8_t *buf, const int64_t *off,
             if (caplen[i + PREFETCH] > 63) __builtin_prefetch(buf + off[i + PREFETCH] + 63);
         }
 #endif
-        decode_frame(o, i, linktype[i], buf + off[i], caplen[i], wire[i]);
+        decode_frame(o, i, linktype[i], buf + off[i], caplen[i], wire[i], frame[i], ts[i]);
     }
     o->counters[TL_N_BAD] = o->nbad;
 }

@@ -11,12 +11,12 @@
  *     records': data offset, captured length, length on the wire, time in ns (and, for
  *     pcapng, link type). `ifaces`: int64, 4 per interface: link type, multiplier,
  *     divisor, offset in ns (a divisor of 0: its times are left to Python).
- *   decode(store, off, caplen, wire, linktype, verify)
+ *   decode(store, off, caplen, wire, linktype, frame, ts, verify)
  *     -> (done, columns, left, bad, v6, counters)
  *     `columns`: TL_D_COLUMNS int64 columns `count` values apart (count: the frames), of
- *     which the first `done` are the decoded segments' (row, ip_version, src, sport, dst,
- *     dport, seq, ack, flags, payload_len, window, wscale, tsval, tsecr; src and dst 0 for
- *     IPv6); `left`: int64 rows for the Python Decoder; `bad`: int64 positions among the
+ *     which the first `done` are the decoded segments' (a Batch's columns: frame, ts_ns,
+ *     ip_version, src, sport, dst, dport, seq, ack, flags, payload_len, window, wscale,
+ *     tsval, tsecr; src and dst 0 for IPv6); `left`: int64 rows for the Python Decoder; `bad`: int64 positions among the
  *     decoded with a wrong checksum; `v6`: bytes, per IPv6 segment its source and
  *     destination; `counters`: (undecodable, non_tcp, fragments, tcp_segments,
  *     truncated, unverified_checksums, bad_checksums).
@@ -161,22 +161,22 @@ static PyObject *decoded(const tl_decoded_t *o, PyObject *columns) {
 }
 
 PyObject *tl_decode(PyObject *self, PyObject *args) {
-    PyObject *store, *objs[4];
+    PyObject *store, *objs[6];
     int verify;
-    if (!PyArg_ParseTuple(args, "OOOOOp:decode", &store, &objs[0], &objs[1], &objs[2],
-                          &objs[3], &verify))
+    if (!PyArg_ParseTuple(args, "OOOOOOOp:decode", &store, &objs[0], &objs[1], &objs[2],
+                          &objs[3], &objs[4], &objs[5], &verify))
         return NULL;
-    static const char *const names[4] = {"decode: off", "decode: caplen", "decode: wire",
-                                         "decode: linktype"};
-    Py_buffer data, cols[4];
-    const int64_t *in[4];
+    static const char *const names[6] = {"decode: off", "decode: caplen", "decode: wire",
+                                         "decode: linktype", "decode: frame", "decode: ts"};
+    Py_buffer data, cols[6];
+    const int64_t *in[6];
     Py_ssize_t count = 0, got;
     int held = 0;
     PyObject *result = NULL, *columns = NULL;
     tl_decoded_t o;
     memset(&o, 0, sizeof o);
     if (get_bytes(store, &data) < 0) return NULL;
-    for (; held < 4; held++) {
+    for (; held < 6; held++) {
         if (get_int64(objs[held], &cols[held], &got, names[held]) < 0) goto done;
         if (held == 0) count = got;
         in[held] = cols[held].buf;
@@ -207,7 +207,7 @@ PyObject *tl_decode(PyObject *self, PyObject *args) {
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
-    tl_decode_frames(&o, data.buf, in[0], in[1], in[2], in[3]);
+    tl_decode_frames(&o, data.buf, in[0], in[1], in[2], in[3], in[4], in[5]);
     Py_END_ALLOW_THREADS
     result = decoded(&o, columns);
 done:

@@ -58,8 +58,8 @@ int64_t tl_walk_pcapng(const uint8_t *buf, int64_t *pos, int64_t n, int big,
 
 /* --- decode.c ---------------------------------------------------------------------------- */
 
-/* the columns of decoded segments */
-enum { TL_D_ROW, TL_D_VERSION, TL_D_SRC, TL_D_SPORT, TL_D_DST, TL_D_DPORT, TL_D_SEQ, TL_D_ACK,
+/* the columns of decoded segments (a Batch's, in its order) */
+enum { TL_D_FRAME, TL_D_TS, TL_D_VERSION, TL_D_SRC, TL_D_SPORT, TL_D_DST, TL_D_DPORT, TL_D_SEQ, TL_D_ACK,
        TL_D_FLAGS, TL_D_PAYLOAD, TL_D_WINDOW, TL_D_WSCALE, TL_D_TSVAL, TL_D_TSECR,
        TL_D_COLUMNS };
 /* the counters, as ReadStats names them */
@@ -70,7 +70,7 @@ enum { TL_N_UNDECODABLE, TL_N_NON_TCP, TL_N_FRAGMENTS, TL_N_TCP, TL_N_TRUNCATED,
  * bytes a row) and sets `columns`, `count` (the columns are `count` values apart), `left`,
  * `bad`, `v6` and `verify`; the rest starts at 0. */
 typedef struct {
-    int64_t *columns, count, done; /* decoded rows: `done` */
+    int64_t *columns, count, done; /* decoded segments: `done` */
     int64_t *left, nleft;          /* rows for the Python Decoder, ascending */
     int64_t *bad, nbad;            /* positions among the decoded with a wrong checksum */
     uint8_t *v6;                   /* per IPv6 row decoded: source, destination */
@@ -80,8 +80,10 @@ typedef struct {
 } tl_decoded_t;
 
 /* Frames i < count at buf + off[i], caplen[i] bytes long (the caller has checked they lie
- * in the buffer), wire[i] bytes on the wire, of link type linktype[i]. */
+ * in the buffer), wire[i] bytes on the wire, of link type linktype[i], numbered frame[i],
+ * at time ts[i] (both only copied to the segment's columns). */
 void tl_decode_frames(tl_decoded_t *o, const uint8_t *buf, const int64_t *off,
-                      const int64_t *caplen, const int64_t *wire, const int64_t *linktype);
+                      const int64_t *caplen, const int64_t *wire, const int64_t *linktype,
+                      const int64_t *frame, const int64_t *ts);
 
 #endif

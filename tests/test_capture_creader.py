@@ -86,36 +86,38 @@ def test_decode_agrees_with_the_decoder_frame_by_frame(engine: ModuleType, verif
     caplen = np.array([len(f) for _, f in frames], np.int64)
     wire = np.array(wires, np.int64)
     linktype = np.array([lt for lt, _ in frames], np.int64)
-    got = creader.decode(engine, stream(data), off, caplen, wire, linktype, verify)
+    numbers = np.arange(1, len(frames) + 1, dtype=np.int64)
+    got = creader.decode(engine, stream(data), off, caplen, wire, linktype, numbers,
+                         numbers * 1000 - 7, verify)
     left = set(got.left.tolist())
     assert len(left) < len(frames) // 4
     stats = ReadStats()
     decoder = Decoder(stats, "x", verify)
-    rows = got.columns[0].tolist()
+    rows = (got.columns[0] - 1).tolist()
     bad = set(got.bad.tolist())
     v6 = iter(got.v6)
     for row, (lt, frame) in enumerate(frames):
         if row in left:
             continue
         before = stats.bad_checksums
-        segment = decoder.decode(row + 1, 0, lt, wires[row], frame)
+        segment = decoder.decode(row + 1, (row + 1) * 1000 - 7, lt, wires[row], frame)
         if segment is None:
             assert row not in rows
             continue
         at = rows.index(row)
         c = got.columns[:, at].tolist()
         assert (at in bad) == (stats.bad_checksums > before)
-        assert segment.ip_version == c[1]
-        if c[1] == 6:
+        assert segment[:3] == tuple(c[:3])
+        if c[2] == 6:
             packed = next(v6)
             assert (segment.src, segment.dst) == (socket.inet_ntop(socket.AF_INET6, packed[:16]),
                                                   socket.inet_ntop(socket.AF_INET6, packed[16:]))
         else:
             assert (segment.src, segment.dst) == tuple(
-                ".".join(str(b) for b in k.to_bytes(4, "big")) for k in (c[2], c[4]))
+                ".".join(str(b) for b in k.to_bytes(4, "big")) for k in (c[3], c[5]))
         assert (segment.sport, segment.dport, segment.seq, segment.ack, segment.flags,
                 segment.payload_len, segment.window, segment.wscale, segment.tsval,
-                segment.tsecr) == tuple(c[3:4] + c[5:])
+                segment.tsecr) == tuple(c[4:5] + c[6:])
     assert next(v6, None) is None
     counts = Counter(undecodable=got.undecodable, non_tcp=got.non_tcp, fragments=got.fragments,
                      tcp_segments=got.tcp_segments, truncated=got.truncated,
@@ -164,21 +166,25 @@ def test_pcapng_times_are_records_py_formula(engine: ModuleType) -> None:
 def test_frames_outside_the_buffer_are_refused(engine: ModuleType) -> None:
     store = np.zeros(100, np.uint8)
     one = np.ones(1, np.int64)
+    rest = (one,) * 4
     for off, caplen in [(90, 11), (-1, 5), (0, -1), (101, 0), (2**62, 2**62), (50, 2**63 - 1)]:
         with pytest.raises(ValueError, match="outside the buffer"):
-            engine.decode(store, np.array([off]), np.array([caplen]), one, one, True)
+            engine.decode(store, np.array([off]), np.array([caplen]), *rest, True)
     with pytest.raises(ValueError, match="different lengths"):
-        engine.decode(store, np.zeros(2, np.int64), one, one, one, True)
+        engine.decode(store, np.zeros(2, np.int64), one, *rest, True)
+    with pytest.raises(ValueError, match="different lengths"):
+        engine.decode(store, one, one, one, one, one, np.zeros(2, np.int64), True)
     with pytest.raises(TypeError, match="int64"):
-        engine.decode(store, np.zeros(1, np.float64), one, one, one, True)
+        engine.decode(store, np.zeros(1, np.float64), one, *rest, True)
     with pytest.raises(TypeError, match="int64"):
-        engine.decode(store, np.zeros(1, np.int32), one, one, one, True)
+        engine.decode(store, one, *rest, np.zeros(1, np.int32), True)
     with pytest.raises(TypeError):
-        engine.decode(42, one, one, one, one, True)
+        engine.decode(42, one, one, *rest, True)
+    with pytest.raises(TypeError):
+        engine.decode(store, one, one, *rest)
     with pytest.raises(ValueError, match="contiguous"):
-        engine.decode(store, np.zeros(4, np.int64)[::2], np.zeros(2, np.int64),
-                      np.zeros(2, np.int64), np.zeros(2, np.int64), True)
-    assert engine.decode(store, *[np.zeros(0, np.int64)] * 4, True)[0] == 0
+        engine.decode(store, np.zeros(4, np.int64)[::2], *(np.zeros(2, np.int64),) * 5, True)
+    assert engine.decode(store, *[np.zeros(0, np.int64)] * 6, True)[0] == 0
 
 
 def test_walk_windows_outside_the_buffer_are_refused(engine: ModuleType) -> None:

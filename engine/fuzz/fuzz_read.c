@@ -25,6 +25,9 @@ static const int64_t LINKTYPES[] = {1, 113, 276, 0, 108, 12, 14, 101, 228, 229, 
 static void decode_and_check(const uint8_t *buf, int64_t n, const int64_t *off,
                              const int64_t *caplen, const int64_t *wire,
                              const int64_t *linktype, int64_t count, int verify) {
+    int64_t *frame = malloc((size_t)(count ? count : 1) * 8);
+    CHECK(frame != NULL);
+    for (int64_t i = 0; i < count; i++) frame[i] = i + 1;
     tl_decoded_t o;
     memset(&o, 0, sizeof o);
     size_t room = (size_t)(count ? count : 1);
@@ -36,7 +39,7 @@ static void decode_and_check(const uint8_t *buf, int64_t n, const int64_t *off,
     o.verify = verify;
     CHECK(o.columns && o.left && o.bad && o.v6);
     for (int64_t i = 0; i < count; i++) CHECK(off[i] >= 0 && caplen[i] >= 0 && off[i] + caplen[i] <= n);
-    tl_decode_frames(&o, buf, off, caplen, wire, linktype);
+    tl_decode_frames(&o, buf, off, caplen, wire, linktype, frame, off);
     CHECK(o.done == o.counters[TL_N_TCP]);
     CHECK(o.done + o.nleft + o.counters[TL_N_UNDECODABLE] + o.counters[TL_N_NON_TCP] +
           o.counters[TL_N_FRAGMENTS] == count);
@@ -45,8 +48,9 @@ static void decode_and_check(const uint8_t *buf, int64_t n, const int64_t *off,
     CHECK(verify || (o.nbad == 0 && o.counters[TL_N_UNVERIFIED] == 0));
     int64_t v6 = 0, last = -1;
     for (int64_t k = 0; k < o.done; k++) {
-        int64_t row = o.columns[TL_D_ROW * count + k];
+        int64_t row = o.columns[TL_D_FRAME * count + k] - 1;
         CHECK(row > last && row < count);
+        CHECK(o.columns[TL_D_TS * count + k] == off[row]);
         last = row;
         CHECK(o.columns[TL_D_PAYLOAD * count + k] >= 0);
         CHECK(o.columns[TL_D_WSCALE * count + k] >= -1 && o.columns[TL_D_WSCALE * count + k] < 256);
@@ -54,6 +58,7 @@ static void decode_and_check(const uint8_t *buf, int64_t n, const int64_t *off,
     }
     CHECK(v6 == o.nv6);
     for (int64_t k = 1; k < o.nleft; k++) CHECK(o.left[k] > o.left[k - 1]);
+    free(frame);
     free(o.columns);
     free(o.left);
     free(o.bad);

@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .columns import Batch
 from .fastbuffer import I64, Stream
 
 __all__ = ["CORE_ENV", "CORES", "compiled_reader"]
@@ -29,7 +30,6 @@ __all__ = ["CORE_ENV", "CORES", "compiled_reader"]
 CORE_ENV = "TCPLIFE_CORE"
 CORES = ("auto", "python", "c")
 _LIMIT = 1 << 62  # pcapng interface time offsets the C walk takes (records.py: any)
-_DECODE_COLUMNS = 14
 
 
 def compiled_reader(core: str | None = None) -> ModuleType | None:
@@ -89,8 +89,7 @@ def pcapng_walk(engine: ModuleType, s: Stream, pos: int, big: bool,
 class Decoded(NamedTuple):
     """What the C bulk decode found in a walk's frames."""
 
-    columns: np.ndarray  #: (14, decoded): row, ip_version, src, sport, dst, dport, seq,
-    #: ack, flags, payload_len, window, wscale, tsval, tsecr (src/dst 0 for IPv6)
+    columns: np.ndarray  #: (15, decoded): a `Batch`'s columns (src, dst: 0 for IPv6)
     left: np.ndarray  #: rows for the plain `Decoder`, ascending
     bad: np.ndarray  #: positions among the decoded rows with a wrong checksum
     v6: np.ndarray  #: (IPv6 rows, 32) bytes: their source and destination addresses
@@ -104,11 +103,12 @@ class Decoded(NamedTuple):
 
 
 def decode(engine: ModuleType, s: Stream, off: np.ndarray, caplen: np.ndarray,
-           wire: np.ndarray, linktype: np.ndarray, verify: bool) -> Decoded:
+           wire: np.ndarray, linktype: np.ndarray, frame: np.ndarray, ts_ns: np.ndarray,
+           verify: bool) -> Decoded:
     """The bulk decode of frames ``store[off : off + caplen]`` (engine/decode.c)."""
     done, cols, left, bad, v6, counters = engine.decode(
-        s.store, *(np.ascontiguousarray(c, I64) for c in (off, caplen, wire, linktype)),
-        verify)
-    columns = np.frombuffer(cols, I64).reshape(_DECODE_COLUMNS, len(off))[:, :done]
+        s.store, *(np.ascontiguousarray(c, I64)
+                   for c in (off, caplen, wire, linktype, frame, ts_ns)), verify)
+    columns = np.frombuffer(cols, I64).reshape(len(Batch.COLUMNS), len(off))[:, :done]
     return Decoded(columns, np.frombuffer(left, I64), np.frombuffer(bad, I64),
                    np.frombuffer(v6, np.uint8).reshape(-1, 32), *counters)

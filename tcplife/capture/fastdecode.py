@@ -554,7 +554,7 @@ class BulkDecoder:
             linktype = linktype.copy()
             linktype[list(rec.huge)] = -1
         got = creader.decode(self.engine, s, rec.off, rec.caplen, rec.wire_len, linktype,
-                             self.verify)
+                             frames, rec.ts_ns, self.verify)
         stats.undecodable += got.undecodable
         stats.non_tcp += got.non_tcp
         stats.fragments += got.fragments
@@ -564,15 +564,13 @@ class BulkDecoder:
         stats.bad_checksums += got.bad_checksums
         if not got.tcp_segments:
             return None, got.left
-        (rows, version, src, sport, dst, dport, seq, ack, flags, payload_len, window,
-         wscale, tsval, tsecr) = got.columns
+        batch = Batch(self.book, *got.columns)
         if len(got.v6):
-            six = np.flatnonzero(version == 6)
-            src[six], dst[six] = self._keys(np.concatenate((got.v6[:, :16], got.v6[:, 16:])))
+            six = np.flatnonzero(batch.ip_version == 6)
+            batch.src[six], batch.dst[six] = self._keys(
+                np.concatenate((got.v6[:, :16], got.v6[:, 16:])))
         if len(got.bad):
-            self._count_senders(src[got.bad])
-        batch = Batch(self.book, frames[rows], rec.ts_ns[rows], version, src, sport, dst,
-                      dport, seq, ack, flags, payload_len, window, wscale, tsval, tsecr)
+            self._count_senders(batch.src[got.bad])
         return batch, got.left
 
     def _count_senders(self, src: np.ndarray) -> None:
