@@ -18,6 +18,7 @@ from tcplife.capture import ReadStats, creader, fastwalk
 from tcplife.capture.decode import Decoder
 from tcplife.capture.fastbuffer import Stream
 from tcplife.capture.records import _Input
+from tcplife.native import loader
 
 from capture_builders import epb
 from needs import missing
@@ -27,7 +28,7 @@ from needs import missing
 def engine() -> ModuleType:
     try:
         return creader.compiled_reader("c")
-    except ImportError:
+    except loader.EngineUnavailable:
         missing("the compiled engine (tcplife._engine: a C compiler at install)")
 
 
@@ -41,15 +42,17 @@ def stream(data: bytes) -> Stream:
 def test_the_environment_picks_the_core(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(creader.CORE_ENV, "python")
     assert creader.compiled_reader() is None
-    assert creader.compiled_reader("auto") is None
+    assert creader.compiled_reader("auto") is creader.compiled_reader("c" if loader.status()
+                                                                      .usable else "python")
     monkeypatch.delenv(creader.CORE_ENV)
-    try:
-        from tcplife import _engine
-    except ImportError:
+    if not loader.status().usable:
         assert creader.compiled_reader() is None
-        with pytest.raises(ImportError):
+        with pytest.raises(loader.EngineUnavailable):
             creader.compiled_reader("c")
     else:
+        from tcplife import _engine
+
+
         assert creader.compiled_reader() is _engine
         assert creader.compiled_reader("c") is _engine
         monkeypatch.setenv(creader.CORE_ENV, "c")

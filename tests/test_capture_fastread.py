@@ -43,6 +43,7 @@ from tcplife.capture import (
 from tcplife.capture.columns import Batch
 from tcplife.capture.fastread import read_batches
 from tcplife.core.segment import ACK, FIN, PSH, RST, SYN, Segment
+from tcplife.native import loader
 
 from capture_builders import (
     block,
@@ -88,7 +89,7 @@ def core(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
     if request.param == "c":
         try:
             creader.compiled_reader("c")
-        except ImportError:
+        except loader.EngineUnavailable:
             missing("the compiled engine (tcplife._engine: a C compiler at install)")
     monkeypatch.setenv(creader.CORE_ENV, request.param)
     return request.param

@@ -2,8 +2,8 @@
 calls into it.
 
 Owns: `compiled_reader` (the one choice between the C loops of ``tcplife._engine`` and the
-numpy ones: the engine when it imports and ``TCPLIFE_CORE`` is not ``python``) and the
-thin wrappers that hand the C functions fastbuffer.Stream's buffer and wrap what they
+numpy ones: `tcplife.native.loader`'s choice of core, ``TCPLIFE_CORE`` or ``core=``) and
+the thin wrappers that hand the C functions fastbuffer.Stream's buffer and wrap what they
 return as numpy columns: `pcap_walk` and `pcapng_walk` (the record walks, engine/read.c)
 and `decode` (the bulk decode, engine/decode.c). The C functions take exactly the records
 and frames the numpy walk and bulk decode take, with the same results; what they leave
@@ -14,48 +14,38 @@ beyond that.
 
 from __future__ import annotations
 
-import os
 from types import ModuleType
 from typing import NamedTuple
 
 import numpy as np
 
+from tcplife.native import loader
+
 from .columns import Batch
 from .fastbuffer import I64, Stream
 
-__all__ = ["CORE_ENV", "CORES", "compiled_reader"]
+__all__ = ["CORE_ENV", "compiled_reader"]
 
 #: the environment variable that picks the core when none is given (``python`` forces
 #: the Python and numpy implementations)
-CORE_ENV = "TCPLIFE_CORE"
-CORES = ("auto", "python", "c")
+CORE_ENV = loader.ENV
 _LIMIT = 1 << 62  # pcapng interface time offsets the C walk takes (records.py: any)
 
 
 def compiled_reader(core: str | None = None) -> ModuleType | None:
-    """The compiled engine the fast reader uses, or None for the numpy implementation.
-
-    `core`: ``"auto"`` (or None: ``TCPLIFE_CORE``'s value, ``auto`` when unset) uses the
-    engine when it was built and imports; ``"python"`` never does; ``"c"`` requires it
-    (ImportError when it is missing).
+    """The compiled engine the fast reader uses, or None for the numpy implementation:
+    `tcplife.native.loader.use_engine`'s choice. `core` (None: ``TCPLIFE_CORE``'s value,
+    ``auto`` when unset): ``"auto"`` uses the engine when it loaded, ``"python"`` never
+    does, ``"c"`` requires it (`loader.EngineUnavailable`).
     """
-    if core is None or core == "auto":
-        core = os.environ.get(CORE_ENV, "") or "auto"
-    if core not in CORES:
-        raise ValueError(f"unknown core {core!r} (expected one of {', '.join(CORES)})")
-    if core == "python":
+    if not loader.use_engine(core):
         return None
-    try:
-        from tcplife import _engine
-    except ImportError:
-        if core == "c":
-            raise
+    engine = loader.engine()
+    if not hasattr(engine, "decode"):  # built before the reader was part of it
+        if loader.requested(core) == "c":
+            raise loader.EngineUnavailable("the compiled engine has no reader: rebuild it")
         return None
-    if not hasattr(_engine, "decode"):  # an engine built before the reader was part of it
-        if core == "c":
-            raise ImportError("tcplife._engine has no compiled reader: rebuild it")
-        return None
-    return _engine
+    return engine
 
 
 def pcap_walk(engine: ModuleType, s: Stream, pos: int, big: bool, nano: bool,

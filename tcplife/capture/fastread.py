@@ -51,7 +51,7 @@ from a pipe or stream, a batch is yielded after every read, before the next one 
    (walk warnings re-ordered around its own), and are merged back by frame number.
 
 **The compiled reader.** Where `creader.compiled_reader` gives it (``tcplife._engine``
-was built and ``TCPLIFE_CORE`` is not ``python``), C loops replace the numpy ones of 1.
+loaded and ``TCPLIFE_CORE`` is not ``python``), C loops replace the numpy ones of 1.
 and 2. (engine/read_walk.c: a sequential walk of every record records.py takes without
 a word; engine/decode.c: the frames 2. takes, decoded as decode.py does); the rest (the
 one-by-one walk, warnings, 3.) is the same Python, and so is the output, column for
@@ -117,9 +117,9 @@ def read_batches(
     buffer, ``(batch or None, frames before it, time of each of its frames)``: the times
     of every frame the walk found, TCP or not, kept by the filter or not, in order.
 
-    `core` picks who walks and decodes in bulk (`creader.compiled_reader`): the compiled
-    reader when it imports and ``TCPLIFE_CORE`` is not ``python`` (``"auto"``, None), the
-    numpy code (``"python"``), or the compiled reader or ImportError (``"c"``); the
+    `core` picks who walks and decodes in bulk (`creader.compiled_reader`; None:
+    ``TCPLIFE_CORE``): the compiled reader when the engine loaded (``"auto"``), the numpy
+    code (``"python"``), or the compiled reader or `EngineUnavailable` (``"c"``); the
     output is the same.
     """
     if stats is None:
