@@ -25,4 +25,10 @@ int tl_peers_register(PyObject *module);
  * as JSON lines, JSON or CSV (`tcplife._engine.format_rows`; tcplife/output/cwrite.py) */
 PyObject *tl_format_rows(PyObject *self, PyObject *args, PyObject *kwargs);
 
+/* --- reader: the capture reader's hot loops (read.c: record walks, decode.c: bulk
+ * decode; read.h: their helpers); tcplife/capture/creader.py calls them */
+PyObject *tl_pcap_walk(PyObject *self, PyObject *args);
+PyObject *tl_pcapng_walk(PyObject *self, PyObject *args);
+PyObject *tl_decode(PyObject *self, PyObject *args);
+
 #endif

@@ -11,6 +11,10 @@ static PyMethodDef methods[] = {
      METH_VARARGS | METH_KEYWORDS,
      "format_rows(fmt, columns, start, stop, *, block=10000, base=0, header=False) -> "
      "(bytes, rows written): rows of a table as jsonl, json or csv (see engine/write.c)."},
+    /* reader */
+    {"pcap_walk", tl_pcap_walk, METH_VARARGS, "The reader's classic pcap record walk."},
+    {"pcapng_walk", tl_pcapng_walk, METH_VARARGS, "The reader's pcapng packet block walk."},
+    {"decode", tl_decode, METH_VARARGS, "The reader's bulk decode of frames."},
     {NULL, NULL, 0, NULL},
 };
 

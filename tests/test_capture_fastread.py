@@ -2,7 +2,11 @@
 input, the concatenated batches hold exactly the plain reader's segments and the stats end
 up equal field by field (warnings too), with small and large buffers, with and without
 checksum verification, on sample and corpus captures, generated captures of every link
-type and oddity, damaged and mutated files, gzip, pipes and other streams."""
+type and oddity, damaged and mutated files, gzip, pipes and other streams.
+
+Every test runs twice (the `core` fixture): on the numpy walk and decode
+(``TCPLIFE_CORE=python``) and on the compiled reader's (``c``, engine/read.c and
+decode.c), which must moreover give the numpy path's batches, column for column."""
 
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from hypothesis import strategies as st
 from tcplife.capture import (
     CaptureError,
     ReadStats,
+    creader,
     fastbuffer,
     fastdecode,
     fastwalk,
@@ -38,6 +43,7 @@ from tcplife.capture import (
 from tcplife.capture.columns import Batch
 from tcplife.capture.fastread import read_batches
 from tcplife.core.segment import ACK, FIN, PSH, RST, SYN, Segment
+from tcplife.native import loader
 
 from capture_builders import (
     block,
@@ -60,7 +66,7 @@ from capture_builders import (
     spb,
     tcp_segment,
 )
-from needs import needs
+from needs import missing, needs
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = sorted((REPO / "sample_pcaps").glob("*.pcap*"))
@@ -74,6 +80,32 @@ atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 
 
 # --- the comparison ---------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True, params=["python", "c"])
+def core(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which implementation `read_batches` runs (through ``TCPLIFE_CORE``, as the CLI's
+    subprocesses see it too)."""
+    if request.param == "c":
+        try:
+            creader.compiled_reader("c")
+        except loader.EngineUnavailable:
+            missing("the compiled engine (tcplife._engine: a C compiler at install)")
+    monkeypatch.setenv(creader.CORE_ENV, request.param)
+    return request.param
+
+
+def same_batches(got: list[Batch], want: list[Batch]) -> None:
+    """The compiled reader's batches hold the numpy path's columns. Where it reads the
+    buffer in the same pieces (all but regular files over 4 MiB, see fastread._UNIT), the
+    batches are the same, IPv6 address keys too (numbered per piece)."""
+    if len(got) != len(want):  # read in other pieces: compare the whole
+        assert got and want and got[0].book.v6_keys == {}  # no IPv6 keys to differ
+        got, want = [Batch.joined(got)], [Batch.joined(want)]
+    for a, b in zip(got, want, strict=True):
+        for column in Batch.COLUMNS:
+            assert np.array_equal(getattr(a, column), getattr(b, column)), column
+        assert a.book.v6_keys == b.book.v6_keys
 
 
 def read_both(
@@ -107,6 +139,11 @@ def read_both(
     assert (np.diff(frames) > 0).all()
     for batch in batches:  # the row accessor agrees with the bulk one
         assert batch.segment(len(batch) - 1) == batch.segments([len(batch) - 1])[0]
+    if os.environ.get(creader.CORE_ENV) == "c":
+        numpy_stats = ReadStats()
+        same_batches(batches, list(read_batches(open_source(), numpy_stats, verify_checksums=verify,
+                                                batch_bytes=batch_bytes, core="python")))
+        assert numpy_stats == fast_stats
     return fast, fast_stats, batches
 
 
@@ -159,19 +196,33 @@ def test_corpus_captures(path: Path) -> None:
     ("many_short.client.pcapng", fastwalk.PcapngWalker),
 ])
 def test_samples_are_read_in_bulk(
-    monkeypatch: pytest.MonkeyPatch, name: str, walker: type[fastwalk.Walker]
+    monkeypatch: pytest.MonkeyPatch, name: str, walker: type[fastwalk.Walker], core: str
 ) -> None:
-    """The sample captures go through the record walk in numpy and the bulk decoder, not
-    through a fallback that would make the comparisons above trivial."""
+    """The sample captures go through the record walk in numpy (or C) and the bulk
+    decoder, not through a fallback that would make the comparisons above trivial."""
     walked = decoded = 0
-    vector = walker._vector  # type: ignore[attr-defined]
-    one_by_one = fastdecode.BulkDecoder._one_by_one
+    if core == "c":
+        vector = getattr(creader, "pcap_walk" if walker is fastwalk.PcapWalker
+                         else "pcapng_walk")
 
-    def count_walk(self: fastwalk.Walker, s: fastbuffer.Stream, pos: int) -> tuple:
-        nonlocal walked
-        result = vector(self, s, pos)
-        walked += len(result[0] if walker is fastwalk.PcapWalker else result[0][0])
-        return result
+        def count_walk(*args: object) -> tuple:
+            nonlocal walked
+            result = vector(*args)
+            walked += result[1].shape[1]
+            return result
+
+        monkeypatch.setattr(creader, vector.__name__, count_walk)
+    else:
+        vector = walker._vector  # type: ignore[attr-defined]
+
+        def count_walk(self: fastwalk.Walker, s: fastbuffer.Stream, pos: int) -> tuple:
+            nonlocal walked
+            result = vector(self, s, pos)
+            walked += len(result[0] if walker is fastwalk.PcapWalker else result[0][0])
+            return result
+
+        monkeypatch.setattr(walker, "_vector", count_walk)
+    one_by_one = fastdecode.BulkDecoder._one_by_one
 
     def count_plain(self: fastdecode.BulkDecoder, *args: object) -> list[Segment]:
         nonlocal decoded
@@ -179,7 +230,6 @@ def test_samples_are_read_in_bulk(
         decoded += len(args[3])  # type: ignore[arg-type]
         return segments
 
-    monkeypatch.setattr(walker, "_vector", count_walk)
     monkeypatch.setattr(fastdecode.BulkDecoder, "_one_by_one", count_plain)
     stats = ReadStats()
     segments = sum(len(b) for b in read_batches(REPO / "sample_pcaps" / name, stats))

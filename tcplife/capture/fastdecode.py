@@ -10,10 +10,13 @@ formats.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 
 from tcplife.core.segment import SYN, Segment
 
+from . import creader
 from .bpf import CaptureFilter
 from .columns import AddressBook, Batch, distinct
 from .decode import Decoder
@@ -306,9 +309,10 @@ class BulkDecoder:
 
     def __init__(
         self, stats: ReadStats, decoder: Decoder, book: AddressBook, verify_checksums: bool,
-        capture_filter: CaptureFilter | None = None,
+        capture_filter: CaptureFilter | None = None, engine: ModuleType | None = None,
     ) -> None:
         self.stats = stats
+        self.engine = engine  #: the compiled reader (creader.compiled_reader), or None
         self.decoder = decoder
         self.book = book
         self.verify = verify_checksums
@@ -363,7 +367,10 @@ class BulkDecoder:
                     count = kept
                     lts = _link_types(rec.linktype) if kept else []
         if count:
-            bulk, rest = self._bulk(s, rec, frames, lts)
+            if self.engine is None:
+                bulk, rest = self._bulk(s, rec, frames, lts)
+            else:
+                bulk, rest = self._bulk_compiled(s, rec, frames)
         segments = self._one_by_one(s, rec, frames, rest, pending)
         if not segments:
             return bulk
@@ -526,10 +533,8 @@ class BulkDecoder:
         if len(six):
             src[six], dst[six] = self._v6_keys(wide, _take(np.arange(len(off)), rows)[six],
                                                ipo[six])
-        if len(bad):  # by sender (one sender's every segment: checksum offload)
-            keys, counts = np.unique(src[bad], return_counts=True)
-            for key, n in zip(keys.tolist(), counts.tolist(), strict=True):
-                stats.bad_checksum_senders[self.book.name(key)] += n
+        if len(bad):
+            self._count_senders(src[bad])
         batch = Batch(
             self.book, _take(frames, rows), _take(rec.ts_ns, rows),
             np.where(v4, 4, 6).astype(I64), src, th["sport"].astype(I64), dst,
@@ -537,6 +542,43 @@ class BulkDecoder:
             payload_len, th["window"].astype(I64), wscale, tsval, tsecr,
         )
         return batch, left
+
+    def _bulk_compiled(
+        self, s: Stream, rec: Records, frames: np.ndarray
+    ) -> tuple[Batch | None, np.ndarray]:
+        """`_bulk` by the compiled reader (engine/decode.c): the same frames decoded, the
+        same rows left for the `Decoder`, the same counts."""
+        stats = self.stats
+        linktype = rec.linktype
+        if rec.huge:  # their time does not fit the column: the Decoder's (it says so)
+            linktype = linktype.copy()
+            linktype[list(rec.huge)] = -1
+        got = creader.decode(self.engine, s, rec.off, rec.caplen, rec.wire_len, linktype,
+                             frames, rec.ts_ns, self.verify)
+        stats.undecodable += got.undecodable
+        stats.non_tcp += got.non_tcp
+        stats.fragments += got.fragments
+        stats.tcp_segments += got.tcp_segments
+        stats.truncated += got.truncated
+        stats.unverified_checksums += got.unverified_checksums
+        stats.bad_checksums += got.bad_checksums
+        if not got.tcp_segments:
+            return None, got.left
+        batch = Batch(self.book, *got.columns)
+        if len(got.v6):
+            six = np.flatnonzero(batch.ip_version == 6)
+            batch.src[six], batch.dst[six] = self._keys(
+                np.concatenate((got.v6[:, :16], got.v6[:, 16:])))
+        if len(got.bad):
+            self._count_senders(batch.src[got.bad])
+        return batch, got.left
+
+    def _count_senders(self, src: np.ndarray) -> None:
+        """Bad checksums by sender (one sender's every segment: checksum offload)."""
+        keys, counts = np.unique(src, return_counts=True)
+        senders = self.stats.bad_checksum_senders
+        for key, n in zip(keys.tolist(), counts.tolist(), strict=True):
+            senders[self.book.name(key)] += n
 
     @staticmethod
     def _bad_checksums(
@@ -577,9 +619,14 @@ class BulkDecoder:
     ) -> tuple[np.ndarray, np.ndarray]:
         """AddressBook keys of the IPv6 source and destination addresses of `rows`."""
         head = _cut(wide, rows, ipo, 40)
-        both = np.concatenate((head[:, 8:24], head[:, 24:40]))
+        return self._keys(np.concatenate((head[:, 8:24], head[:, 24:40])))
+
+    def _keys(self, both: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """AddressBook keys of packed IPv6 addresses (rows of 16 bytes: the sources, then
+        as many destinations), new ones numbered in the order of their bytes."""
         packed = np.ascontiguousarray(both).view("V16").ravel()
         unique, inverse = np.unique(packed, return_inverse=True)
         key_v6 = self.book.key_v6
         keys = np.array([key_v6(u.tobytes()) for u in unique], I64)[inverse.ravel()]
-        return keys[: len(head)], keys[len(head) :]
+        half = len(keys) // 2
+        return keys[:half], keys[half:]

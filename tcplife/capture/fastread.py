@@ -17,10 +17,12 @@ reusable numpy buffer, the complete records in it are walked and decoded in bulk
 on. An uncompressed regular file (a path, ``"-"`` redirected from a file, a file object)
 is read straight into the buffer `_UNIT` bytes (4 MiB, or ``batch_bytes`` if smaller) at a
 time, so that every pass over them hits the CPU cache, and a batch is yielded per
-``batch_bytes`` of capture. Any other source (gzip, a pipe, any stream) is read exactly as
-records.py reads it (same sizes, at the same moments), so it ends, fails or waits for more
-input at the same byte; from a pipe or stream, a batch is yielded after every read, before
-the next one may wait (a live ``tcpdump -w - |`` is not held back).
+``batch_bytes`` of capture (the compiled reader, whose passes cost less than the joining
+of batches, reads `_UNIT_COMPILED` at a time: a default batch, nothing to join). Any
+other source (gzip, a pipe, any stream) is read exactly as records.py reads it (same
+sizes, at the same moments), so it ends, fails or waits for more input at the same byte;
+from a pipe or stream, a batch is yielded after every read, before the next one may wait
+(a live ``tcpdump -w - |`` is not held back).
 
 1. **Record walk in numpy.** pcap: every byte position whose 2 bytes equal the high half of
    the next record's ``ts_sec`` is a candidate header; pcapng: every 4-aligned word that
@@ -48,6 +50,13 @@ the next one may wait (a live ``tcpdump -w - |`` is not held back).
    shorter on the wire than their IP length go through the plain `Decoder`, in frame order
    (walk warnings re-ordered around its own), and are merged back by frame number.
 
+**The compiled reader.** Where `creader.compiled_reader` gives it (``tcplife._engine``
+loaded and ``TCPLIFE_CORE`` is not ``python``), C loops replace the numpy ones of 1.
+and 2. (engine/read_walk.c: a sequential walk of every record records.py takes without
+a word; engine/decode.c: the frames 2. takes, decoded as decode.py does); the rest (the
+one-by-one walk, warnings, 3.) is the same Python, and so is the output, column for
+column.
+
 A pcapng time beyond int64 nanoseconds (after the year 2262, or before 1678) is replaced
 by the previous packet's, with records.py's warning, so every time fits a `Batch`. Where a
 regular file fails to read (an I/O error), the plain reader and this one may stop at
@@ -66,6 +75,7 @@ import numpy as np
 
 from .bpf import CaptureFilter, as_filter
 from .columns import AddressBook, Batch
+from .creader import compiled_reader
 from .decode import Decoder
 from .fastbuffer import INT64_MAX, INT64_MIN, Stream
 from .fastdecode import BulkDecoder
@@ -79,6 +89,7 @@ __all__ = ["read_batches"]
 #: bytes read and decoded at a time (a batch is made of several when batch_bytes is larger):
 #: small enough for every pass over them to find them in the CPU cache
 _UNIT = 4 << 20
+_UNIT_COMPILED = 8 << 20
 
 
 # --- entry ----------------------------------------------------------------------------
@@ -92,6 +103,7 @@ def read_batches(
     batch_bytes: int = 8 << 20,
     capture_filter: str | CaptureFilter | None = None,
     frame_times: bool = False,
+    core: str | None = None,
 ) -> Iterator[Batch]:
     """Yield the TCP segments of a capture as `Batch`es, in capture order.
 
@@ -104,9 +116,15 @@ def read_batches(
     ``frame_times=True`` (for `tcplife.capture.merge`) yields instead, per walk of the
     buffer, ``(batch or None, frames before it, time of each of its frames)``: the times
     of every frame the walk found, TCP or not, kept by the filter or not, in order.
+
+    `core` picks who walks and decodes in bulk (`creader.compiled_reader`; None:
+    ``TCPLIFE_CORE``): the compiled reader when the engine loaded (``"auto"``), the numpy
+    code (``"python"``), or the compiled reader or `EngineUnavailable` (``"c"``); the
+    output is the same.
     """
     if stats is None:
         stats = ReadStats()
+    engine = compiled_reader(core)
     size = max(int(batch_bytes), 1 << 12)
     regular = _is_regular_file(source)
     opened = open_capture(source)
@@ -117,15 +135,16 @@ def read_batches(
         if opened.kind == "pcap":
             endian, nano, linktype, snaplen = _pcap_header(opened)
             head = b""
-            walker = PcapWalker(inp, endian, nano, linktype, snaplen)
+            walker = PcapWalker(inp, endian, nano, linktype, snaplen, engine)
         else:
             head = _pcapng_first_block(opened)
-            walker = PcapngWalker(inp, head)
+            walker = PcapngWalker(inp, head, engine)
         base = 24 if opened.kind == "pcap" else 0
         readinto = None
         if regular and not opened.gzipped:
             readinto, closer = _readinto(source, base + len(head))
-        stream = Stream(opened.read_some, readinto, inp, min(size, _UNIT), base, head)
+        unit = _UNIT if engine is None else _UNIT_COMPILED
+        stream = Stream(opened.read_some, readinto, inp, min(size, unit), base, head)
     except BaseException:
         if closer is not None:
             closer()
@@ -133,7 +152,7 @@ def read_batches(
         raise
     stats.add_run(stats.frames + 1, stats.add_file(opened.name), 1)
     bulk = BulkDecoder(stats, Decoder(stats, opened.name, verify_checksums), AddressBook(),
-                        verify_checksums, as_filter(capture_filter))
+                        verify_checksums, as_filter(capture_filter), engine)
     if frame_times:
         return _timed_batches(opened, closer, stream, walker, bulk)  # type: ignore[return-value]
     return _batches(opened, closer, stream, walker, bulk, size if regular else 0)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import numpy as np
 
+from . import creader
 from .columns import distinct
 from .fastbuffer import EMPTY, I64, INT64_MAX, INT64_MIN, Stream
 from .records import (
@@ -71,8 +73,9 @@ _MORE, _NEED, _DONE = 0, 1, 2
 class Walker:
     """Shared by both formats: the frame counter, warnings held for re-ordering."""
 
-    def __init__(self, inp: _Input) -> None:
+    def __init__(self, inp: _Input, engine: ModuleType | None = None) -> None:
         self.inp = inp
+        self.engine = engine  #: the compiled reader (creader.compiled_reader), or None
         self.frame = 0  #: frames delivered so far
         #: (frames delivered when it was raised, warning): a warning raised after frame k
         #: goes before any decoder warning about a frame > k
@@ -148,8 +151,11 @@ def _chain(cand: np.ndarray, nxt: np.ndarray, ok: np.ndarray) -> np.ndarray:
 
 
 class PcapWalker(Walker):
-    def __init__(self, inp: _Input, endian: str, nano: bool, linktype: int, snaplen: int) -> None:
-        super().__init__(inp)
+    def __init__(self, inp: _Input, endian: str, nano: bool, linktype: int, snaplen: int,
+                 engine: ModuleType | None = None) -> None:
+        super().__init__(inp, engine)
+        self.nano = nano
+        self.big = endian == ">"
         self.u32 = np.dtype(endian + "u4")
         self.caplen_at = struct.Struct(endian + "I").unpack_from
         self.frac_ns = 1 if nano else 1000
@@ -158,6 +164,8 @@ class PcapWalker(Walker):
         self.ts_high = 2 if endian == "<" else 0  #: where the high half of ts_sec is
 
     def walk(self, s: Stream, pos: int) -> tuple[Records, int, int, bool]:
+        if self.engine is not None:
+            return self._walk_compiled(s, pos)
         first_frame = self.frame
         starts: list[np.ndarray] = []
         heads: list[np.ndarray] = []  # the record headers, as 4 words
@@ -182,6 +190,31 @@ class PcapWalker(Walker):
             first_frame, at + 16, head[:, 2], head[:, 3],
             head[:, 0] * _NS + head[:, 1] * self.frac_ns, np.full(len(at), self.linktype, I64),
         )
+        return records, pos, self._need, self._status == _DONE
+
+    def _walk_compiled(self, s: Stream, pos: int) -> tuple[Records, int, int, bool]:
+        """`walk` with the compiled reader: it takes every complete record, up to the first
+        one records.py would not deliver (damage, the buffer's end), which `_steps`
+        then stops or waits at."""
+        first_frame = self.frame
+        pieces: list[np.ndarray] = []
+        self._status = _MORE
+        while self._status == _MORE:
+            pos, cols = creader.pcap_walk(self.engine, s, pos, self.big,
+                                          self.nano, self.max_caplen)
+            if cols.shape[1]:
+                pieces.append(cols)
+                self.frame += cols.shape[1]
+            steps: list[int] = []
+            pos = self._steps(s, pos, 1, steps)
+            if steps:
+                found = np.array(steps, I64)
+                head = s.rows(found, 16).view(self.u32).astype(I64)
+                pieces.append(np.stack((found + 16, head[:, 2], head[:, 3],
+                                        head[:, 0] * _NS + head[:, 1] * self.frac_ns)))
+        cols = pieces[0] if len(pieces) == 1 else \
+            np.concatenate(pieces, axis=1) if pieces else np.zeros((4, 0), I64)
+        records = Records(first_frame, *cols, np.full(cols.shape[1], self.linktype, I64))
         return records, pos, self._need, self._status == _DONE
 
     def _vector(self, s: Stream, pos: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -250,8 +283,8 @@ class PcapWalker(Walker):
 
 
 class PcapngWalker(Walker):
-    def __init__(self, inp: _Input, head: bytes) -> None:
-        super().__init__(inp)
+    def __init__(self, inp: _Input, head: bytes, engine: ModuleType | None = None) -> None:
+        super().__init__(inp, engine)
         self.e: _Endian = _ENDIANS[head[8:12]]
         self.ifaces: list[_Iface] = []
         self.missing: set[int] = set()
@@ -264,8 +297,11 @@ class PcapngWalker(Walker):
         self._status = _MORE
         while self._status == _MORE:
             if s.n - pos >= _VECTOR_MIN:
-                found, pos = self._vector(s, pos)
-                self._found(len(found[0]))
+                if self.engine is None:
+                    found, pos = self._vector(s, pos)
+                    self._found(len(found[0]))
+                else:
+                    found, pos = self._vector_compiled(s, pos)
                 if len(found[0]):
                     pieces.append(found)
                     self.frame += len(found[0])
@@ -283,10 +319,20 @@ class PcapngWalker(Walker):
                                 if not INT64_MIN <= t <= INT64_MAX)
                 pieces.append((np.array(off, I64), np.array(caplen, I64),
                                np.array(wire_len, I64), ts_ns, np.array(linktype, I64)))
-        cols = [np.concatenate(c) if c else EMPTY for c in zip(*pieces, strict=True)] \
-            if pieces else [EMPTY] * 5
+        cols = list(pieces[0]) if len(pieces) == 1 else \
+            [np.concatenate(c) for c in zip(*pieces, strict=True)] if pieces else [EMPTY] * 5
         records = Records(first_frame, *cols, huge=huge)
         return records, pos, self._need, self._status == _DONE
+
+    def _vector_compiled(self, s: Stream, pos: int) -> tuple[tuple[np.ndarray, ...], int]:
+        """`_vector` by the compiled reader: the run of Enhanced Packet Blocks from `pos`
+        that records.py takes without a word, whatever their interfaces (`_steps` walks
+        what ends it: another block, damage, a time it does not convert)."""
+        stop, cols = creader.pcapng_walk(self.engine, s, pos, self.e.prefix == ">",
+                                         creader.interfaces(self.ifaces))
+        if cols.shape[1]:
+            self.ts_ns = int(cols[3, -1])
+        return tuple(cols), stop
 
     def _vector(self, s: Stream, pos: int) -> tuple[tuple[np.ndarray, ...], int]:
         """The verified chain of Enhanced Packet Blocks from `pos`, next pos."""

@@ -17,7 +17,7 @@ from types import ModuleType
 
 #: what the engine runs of an analysis so far (the stages wired to it; issue 21 adds the
 #: rest): `describe` says so
-USED_FOR: tuple[str, ...] = ()
+USED_FOR: tuple[str, ...] = ("reading captures",)
 
 #: the environment variable that forces a core: "python" or "c" ("auto": the default)
 ENV = "TCPLIFE_CORE"
