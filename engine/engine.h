@@ -21,4 +21,8 @@ PyObject *tl_tables(PyObject *self, PyObject *unused);
  * type `PeerReplay` to the module) */
 int tl_peers_register(PyObject *module);
 
+/* --- detect: the anomaly detectors (detect.h; detect_py.c adds the type `Detectors` to
+ * the module) */
+int tl_detect_register(PyObject *module);
+
 #endif
