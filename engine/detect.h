@@ -39,6 +39,9 @@
 
 /* an optional int64 (a frame, a time) that is None */
 #define TL_NONE INT64_MIN
+/* `FOREVER` (tcplife.detect.view): a time after every other (tests/test_cdetect.py checks
+ * it against the Python one: the core's tables cannot hold it, it is the detectors') */
+#define TL_DET_FOREVER ((int64_t)1 << 62)
 /* the largest magnitude of a time the detectors take */
 #define TL_DET_TS_LIMIT (((int64_t)1 << 62) - 1)
 /* the largest option, in ns (or as a count) */

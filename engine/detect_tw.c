@@ -489,8 +489,11 @@ int tl_tw_connection(tl_tw *w, tl_names *names, const tl_view *v) {
         if ((int64_t)h->n > limit) {
             int rc = fold(w, h, names, cutoff);
             if (rc != TL_DET_OK) return rc;
-            int64_t kept = (int64_t)h->n, more = kept / 4 > w->fold_every ? kept / 4 : w->fold_every;
-            h->fold_at = kept + more; /* amortised O(log n) each */
+            /* kept + max(fold_every, kept // 4): amortised O(log n) each (saturating: a
+             * fold_every past 2**63 - kept never folds again, as in Python) */
+            int64_t kept = (int64_t)h->n;
+            int64_t more = kept / 4 > w->fold_every ? kept / 4 : w->fold_every;
+            h->fold_at = more > INT64_MAX - kept ? INT64_MAX : kept + more;
         }
     }
     return TL_DET_OK;

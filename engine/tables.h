@@ -336,9 +336,7 @@ static const char *const TL_OPTION_NAMES[TL_N_OPTIONS] = {
     "time_wait_share"
 };
 static const char *const TL_SIDE_NAMES[2] = {"client", "server"};
-/* the anomaly detectors' constants (tcplife.detect: cgen.detect_tables) */
-#define TL_DET_FOREVER 4611686018427387904LL
-/* each anomaly kind's severity where its detector does not judge otherwise */
+/* each anomaly kind's severity where its detector does not judge otherwise (DEFAULT_SEVERITY) */
 static const signed char TL_DEFAULT_SEVERITY[TL_N_ANOMALY] = {0, 0, 0, 1, 1, 1, 0, 1, 1, 2, 2, 2, 2, 1, 0, 2, 1, 2, 2};
 
 #endif /* TCPLIFE_TABLES_H */

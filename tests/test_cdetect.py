@@ -49,6 +49,7 @@ from tcplife.core.options import NS, Options
 from tcplife.core.segment import Segment
 from tcplife.core.states import ANOMALY_KINDS, CLIENT, SERVER, CloseKind, Odd, State
 from tcplife.detect import DetectorSet, default_detectors
+from tcplife.detect.view import FOREVER
 from tcplife.engines.wiring import new_tracker
 from tcplife.native import cgen
 
@@ -331,7 +332,7 @@ def test_generated_streams_make_every_kind(engine) -> None:
 
 # ---------------------------------------------------------------- constants and refusals
 def test_constants_and_detectors_are_the_python_ones(engine) -> None:
-    assert engine.Detectors.constants() == cgen.detect_tables()
+    assert engine.Detectors.constants() == {**cgen.detect_tables(), "FOREVER": FOREVER}
     assert engine.Detectors.detectors() == tuple(type(d).__name__
                                                  for d in default_detectors(Options()))
 
