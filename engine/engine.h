@@ -21,6 +21,10 @@ PyObject *tl_tables(PyObject *self, PyObject *unused);
  * type `PeerReplay` to the module) */
 int tl_peers_register(PyObject *module);
 
+/* writer (write.c, write_text.c; write.h): rows of a table formatted from its columns
+ * as JSON lines, JSON or CSV (`tcplife._engine.format_rows`; tcplife/output/cwrite.py) */
+PyObject *tl_format_rows(PyObject *self, PyObject *args, PyObject *kwargs);
+
 /* --- detect: the anomaly detectors (detect.h; detect_py.c adds the type `Detectors` to
  * the module) */
 int tl_detect_register(PyObject *module);

@@ -6,6 +6,11 @@ static PyMethodDef methods[] = {
     {"tables", tl_tables, METH_NOARGS,
      "The engine's tables as it holds them (compare with "
      "tcplife.native.cgen.engine_tables())."},
+    /* writer */
+    {"format_rows", (PyCFunction)(void (*)(void))tl_format_rows,
+     METH_VARARGS | METH_KEYWORDS,
+     "format_rows(fmt, columns, start, stop, *, block=10000, base=0, header=False) -> "
+     "(bytes, rows written): rows of a table as jsonl, json or csv (see engine/write.c)."},
     {NULL, NULL, 0, NULL},
 };
 
