@@ -30,5 +30,8 @@ PyObject *tl_format_rows(PyObject *self, PyObject *args, PyObject *kwargs);
 PyObject *tl_pcap_walk(PyObject *self, PyObject *args);
 PyObject *tl_pcapng_walk(PyObject *self, PyObject *args);
 PyObject *tl_decode(PyObject *self, PyObject *args);
+/* --- detect: the anomaly detectors (detect.h; detect_py.c adds the type `Detectors` to
+ * the module) */
+int tl_detect_register(PyObject *module);
 
 #endif

@@ -35,5 +35,9 @@ PyMODINIT_FUNC PyInit__engine(void) {
         Py_DECREF(m);
         return NULL;
     }
+    if (tl_detect_register(m) < 0) { /* detect */
+        Py_DECREF(m);
+        return NULL;
+    }
     return m;
 }

@@ -336,5 +336,7 @@ static const char *const TL_OPTION_NAMES[TL_N_OPTIONS] = {
     "time_wait_share"
 };
 static const char *const TL_SIDE_NAMES[2] = {"client", "server"};
+/* each anomaly kind's severity where its detector does not judge otherwise (DEFAULT_SEVERITY) */
+static const signed char TL_DEFAULT_SEVERITY[TL_N_ANOMALY] = {0, 0, 0, 1, 1, 1, 0, 1, 1, 2, 2, 2, 2, 1, 0, 2, 1, 2, 2};
 
 #endif /* TCPLIFE_TABLES_H */

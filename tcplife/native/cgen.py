@@ -89,6 +89,17 @@ def engine_tables() -> dict[str, Any]:
     }
 
 
+def detect_tables() -> dict[str, Any]:
+    """The anomaly detectors' constants from the core, for the compiled detectors
+    (engine/detect*.c): each anomaly kind's default severity (`DEFAULT_SEVERITY`, in
+    `AnomalyKind` order, as `Severity` numbers). Kept apart from `engine_tables()` (what
+    every engine must hold: the loader's check); the compiled detectors hand theirs back
+    (``_engine.Detectors.constants()``) for tests/test_cdetect.py."""
+    severity = _index(Severity)
+    return {"default_severity": tuple(severity[Severity(states.DEFAULT_SEVERITY[k.value])]
+                                      for k in AnomalyKind)}
+
+
 def fingerprint(tables: dict[str, Any] | None = None) -> str:
     """A digest of `engine_tables()`: the header records the one it was made from."""
     return hashlib.sha256(repr(tables or engine_tables()).encode()).hexdigest()
@@ -159,6 +170,11 @@ def render(tables: dict[str, Any] | None = None) -> str:
                + ",\n    ".join(_c_string(n) for n in opts) + "\n};")
     out.append("static const char *const TL_SIDE_NAMES[2] = {"
                + ", ".join(_c_string(s) for s in t["sides"]) + "};")
+    det = detect_tables()
+    out.append("/* each anomaly kind's severity where its detector does not judge otherwise "
+               "(DEFAULT_SEVERITY) */")
+    out.append("static const signed char TL_DEFAULT_SEVERITY[TL_N_ANOMALY] = {"
+               + ", ".join(str(v) for v in det["default_severity"]) + "};")
     out += ["", "#endif /* TCPLIFE_TABLES_H */", ""]
     return "\n".join(out)
 
