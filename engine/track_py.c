@@ -397,6 +397,21 @@ static PyObject *Tracker_open_count(TrackerObject *self, PyObject *unused) {
     return PyLong_FromSize_t(self->ready ? tl_open_count(&self->t) : 0);
 }
 
+static PyObject *Tracker_options_ns(TrackerObject *self, PyObject *unused) {
+    if (!self->ready) return PyTuple_New(0);
+    PyObject *t = PyTuple_New(TL_N_OPTIONS);
+    if (t == NULL) return NULL;
+    for (int i = 0; i < TL_N_OPTIONS; i++) {
+        PyObject *x = PyLong_FromLongLong(self->t.opt_ns[i]);
+        if (x == NULL) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(t, i, x);
+    }
+    return t;
+}
+
 static PyObject *Tracker_get_refused(TrackerObject *self, void *closure) {
     return Py_NewRef(self->refused != NULL ? self->refused : Py_None);
 }
@@ -419,6 +434,8 @@ static PyMethodDef Tracker_methods[] = {
      "The pending events as tuples (see tcplife.engines.ctrack); clears them."},
     {"clear", (PyCFunction)Tracker_clear, METH_NOARGS,
      "Drop the pending events; returns how many there were."},
+    {"options_ns", (PyCFunction)Tracker_options_ns, METH_NOARGS,
+     "The options as the tracker holds them, in ns (Options.ns of each, for those it uses)."},
     {"open_count", (PyCFunction)Tracker_open_count, METH_NOARGS,
      "How many connection instances are open."},
     {NULL, NULL, 0, NULL},

@@ -1,0 +1,181 @@
+"""The compiled tracker gives exactly the Python tracker's events (issue 21).
+
+Each test feeds the same segments to `tcplife.core.tracker.Tracker` (no observer) and to
+the engine's (`tcplife.engines.ctrack.CTracker`) and wants every event equal, in order
+(`lockstep`, which names the first difference): on every sample capture, every corpus
+capture, hypothesis-generated segment streams (the fuzz generator's and the fast path's
+conversations), with other options, across batch boundaries, with the clock advanced
+without packets; and the options converted to ns as `Options` does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fuzz.invariants import segments_from
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lockstep import lockstep, lockstep_segments
+from test_fastpath import ISNS, STEP, _conversation
+
+from tcplife.capture.columns import AddressBook, Batch
+from tcplife.capture.fastread import read_batches
+from tcplife.core.options import Options
+from tcplife.core.tracker import Tracker
+
+from builder import Conv, Host
+from needs import missing, require_corpus
+
+try:
+    from tcplife.engines.ctrack import CTracker, engine, option_values
+
+    engine()
+except ImportError:  # the engine was not built
+    CTracker = None  # type: ignore[assignment,misc]
+
+
+@pytest.fixture(autouse=True)
+def _needs_engine() -> None:
+    if CTracker is None:
+        missing("the compiled engine (python setup.py build_ext --inplace)")
+
+
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_pcaps"
+SAMPLE_FILES = sorted(p for p in SAMPLES.iterdir() if p.suffix in (".pcap", ".pcapng"))
+#: options far from the defaults: timers fire within the captures
+SHORT = Options(time_wait=0.5, fin_wait_2=0.25, syn_sent=1.5, syn_received=0.75,
+                retransmit=0.3, closed_linger=0.0)
+
+
+def _check(diff: object) -> None:
+    assert diff is None, str(diff)
+
+
+@pytest.mark.parametrize("path", SAMPLE_FILES, ids=lambda p: p.name)
+def test_sample_captures(path: Path) -> None:
+    _check(lockstep(read_batches(path)))
+
+
+@pytest.mark.parametrize("path", SAMPLE_FILES[::3], ids=lambda p: p.name)
+def test_sample_captures_short_timeouts_small_batches(path: Path) -> None:
+    _check(lockstep(read_batches(path, batch_bytes=4096), SHORT))
+
+
+def test_corpus_captures() -> None:
+    corpus = require_corpus()
+    bad = []
+    for path in sorted(corpus.iterdir()):
+        if path.suffix not in (".pcap", ".pcapng", ".cap", ".gz", ".trace"):
+            continue
+        for options in (None, SHORT):
+            diff = lockstep(read_batches(path), options)
+            if diff is not None:
+                bad.append(f"{path.name}: {diff}")
+    assert not bad, "\n\n".join(bad)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.binary(min_size=8, max_size=1200), st.sampled_from([0, 1, 7]), st.booleans())
+def test_fuzz_segment_streams(data: bytes, chunk: int, short: bool) -> None:
+    segments = segments_from(data)
+    _check(lockstep_segments(segments, SHORT if short else None, chunk=chunk))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(STEP, min_size=1, max_size=40), ISNS, ISNS, st.booleans(), st.booleans())
+def test_fast_path_conversations(steps: list[tuple[str, str, int]], c_isn: int, s_isn: int,
+                                 timestamps: bool, short: bool) -> None:
+    segments = _conversation(steps, c_isn, s_isn, timestamps)
+    _check(lockstep_segments(segments, SHORT if short else None, chunk=5))
+
+
+def _reuse_scenario() -> list:
+    """Port reuse: a connection closes, its client reuses the 4-tuple while the server
+    is in TIME_WAIT, then again while it is open; a refused SYN; a mid-stream flow."""
+    from tcplife.core.segment import ACK, FIN, RST, SYN
+
+    cv = Conv(client=Host("10.0.0.1", 40000, 1000), server=Host("10.0.0.2", 80, 5000),
+              timestamps=True)
+    cv.handshake()
+    cv.c(ACK, 100)
+    cv.s(ACK)
+    cv.s(FIN | ACK)
+    cv.c(ACK)
+    cv.c(FIN | ACK)
+    cv.s(ACK)
+    cv.client.isn = cv.client.snd_nxt = 900_000
+    cv.c(SYN, ack=0)
+    cv.s(SYN | ACK)
+    cv.c(ACK)
+    cv.c(ACK, 50)
+    cv.client.isn = cv.client.snd_nxt = 1_900_000
+    cv.c(SYN, ack=0)
+    cv.s(ACK)
+    cv.c(RST)
+    cv.c(SYN, ack=0)
+    cv.s(RST | ACK)
+    cv.wait(200)
+    cv.c(ACK, 10)
+    return cv.segments
+
+
+def test_port_reuse_scenario() -> None:
+    segments = _reuse_scenario()
+    for options in (None, SHORT):
+        for chunk in (0, 1):
+            _check(lockstep_segments(segments, options, chunk=chunk))
+
+
+def test_advance_and_finish_at() -> None:
+    """`advance` (live mode) fires the timers due by then after a `ClockAdvanced`;
+    `finish(end_ns)` starts with `InputEnded(end_ns)`."""
+    segments = _reuse_scenario()
+    book = AddressBook()
+    batch = Batch.from_segments(segments, book)
+    for options in (Options(), SHORT):
+        py, c = Tracker(options), CTracker(options)
+        py_events = [e for s in segments for e in py.feed(s)]
+        assert c.feed_batch(batch) == py_events
+        last = segments[-1].ts_ns
+        for step in (10**8, 10**9, 10**11):
+            assert c.advance(last + step) == py.advance(last + step)
+        assert c.finish(last + 5) == py.finish(last + 5)
+
+
+@pytest.mark.parametrize("seconds", [0, 0.1, 1e-9, 2.5e-9, 3.5e-9, 0.0000000005,
+                                     0.0000000015, 924.6, 60, 1234567.891234567, 10**6])
+def test_options_in_ns_as_options_rounds_them(seconds: float) -> None:
+    options = Options(time_wait=seconds, retransmit=seconds, closed_linger=seconds)
+    held = CTracker(options).engine.options_ns()
+    for i, name in enumerate(Options.names()):
+        if name in ("time_wait", "retransmit", "closed_linger"):
+            assert held[i] == options.ns(name), name
+
+
+def test_options_the_tracker_cannot_hold_are_refused() -> None:
+    with pytest.raises(ValueError):
+        CTracker(Options(time_wait=1e12))
+    with pytest.raises(ValueError):
+        engine().Tracker((float("nan"),) + option_values(Options())[1:])
+    with pytest.raises(ValueError):
+        engine().Tracker(option_values(Options())[:-1])
+
+
+def test_a_row_out_of_bounds_is_refused_before_anything_is_fed() -> None:
+    segments = _reuse_scenario()
+    book = AddressBook()
+    batch = Batch.from_segments(segments, book)
+    c = CTracker()
+    bad = Batch.from_segments(segments, book)
+    bad.seq = bad.seq.copy()
+    bad.seq[3] = 1 << 40
+    with pytest.raises(ValueError, match="row 3"):
+        c.feed_batch(bad)
+    assert c.engine.pending == 0 and c.engine.open_count() == 0
+    assert c.refused is None
+    py = Tracker()
+    assert c.feed_batch(batch) == [e for s in segments for e in py.feed(s)]
+    with pytest.raises(TypeError):
+        c.engine.feed(*(getattr(batch, col).astype(np.int32) for col in Batch.COLUMNS))
