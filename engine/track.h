@@ -176,6 +176,7 @@ typedef struct {
     /* ended instances to free at the end of the call */
     tl_conn **grave; size_t n_grave, cap_grave;
     tl_conn *all;
+    tl_conn **spare; size_t n_spare; /* freed instances kept for reuse, with their buffers */
     tl_timer *heap; size_t n_heap, cap_heap, compact_at;
     int64_t timer_seq, next_conn_id, next_tid;
     int64_t now_ns, ending_at; /* TL_NONE: None */
@@ -214,8 +215,15 @@ void tl_odd_text(tl_odd *o, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
-int64_t tl_seq_diff(int64_t a, int64_t b);
-int64_t tl_seq_add(int64_t a, int64_t n);
+/* seq.py: seq_diff (the signed distance a - b in [-2**31, 2**31)) and seq_add */
+static inline int64_t tl_seq_diff(int64_t a, int64_t b) {
+    uint32_t d = (uint32_t)((uint64_t)a - (uint64_t)b);
+    return d >= UINT32_C(0x80000000) ? (int64_t)d - INT64_C(4294967296) : (int64_t)d;
+}
+
+static inline int64_t tl_seq_add(int64_t a, int64_t n) {
+    return (int64_t)(uint32_t)((uint64_t)a + (uint64_t)n);
+}
 int tl_looks_like_server(int64_t sport, int64_t dport);
 int tl_is_new_incarnation(const tl_conn *conn, const tl_seg *s);
 int tl_tw_takes(const tl_ep *sender, const tl_ep *receiver, const tl_seg *s);

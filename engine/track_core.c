@@ -151,10 +151,17 @@ static void flows_close(tl_tracker *t, tl_conn *conn) {
 }
 
 /* ------------------------------------------------------------------ instance memory */
+#define TL_SPARE_MAX 4096
+
 static void conn_free(tl_tracker *t, tl_conn *c) {
     if (c->all_prev != NULL) c->all_prev->all_next = c->all_next;
     else t->all = c->all_next;
     if (c->all_next != NULL) c->all_next->all_prev = c->all_prev;
+    if (t->spare != NULL && t->n_spare < TL_SPARE_MAX && c->ep[0].cap_hist <= 64
+        && c->ep[1].cap_hist <= 64 && c->cap_notes <= 64) {
+        t->spare[t->n_spare++] = c; /* kept with its buffers: no malloc per instance */
+        return;
+    }
     free(c->ep[0].hist);
     free(c->ep[1].hist);
     free(c->notes);
@@ -455,8 +462,23 @@ static tl_conn *new_connection(tl_tracker *t, const tl_seg *s) {
         t->byid = p;
         t->cap_byid = cap;
     }
-    tl_conn *conn = calloc(1, sizeof *conn);
-    if (conn == NULL) { t->nomem = 1; return NULL; }
+    tl_conn *conn;
+    if (t->n_spare) {
+        conn = t->spare[--t->n_spare];
+        tl_hist *h0 = conn->ep[0].hist, *h1 = conn->ep[1].hist;
+        size_t c0 = conn->ep[0].cap_hist, c1 = conn->ep[1].cap_hist, cn = conn->cap_notes;
+        tl_odd *notes = conn->notes;
+        memset(conn, 0, sizeof *conn);
+        conn->ep[0].hist = h0;
+        conn->ep[0].cap_hist = c0;
+        conn->ep[1].hist = h1;
+        conn->ep[1].cap_hist = c1;
+        conn->notes = notes;
+        conn->cap_notes = cn;
+    } else {
+        conn = calloc(1, sizeof *conn);
+        if (conn == NULL) { t->nomem = 1; return NULL; }
+    }
     conn->all_next = t->all;
     if (t->all != NULL) t->all->all_prev = conn;
     t->all = conn;
@@ -567,10 +589,20 @@ int tl_tracker_init(tl_tracker *t, const int64_t *opt_ns) {
     if (t->slots == NULL) return -1;
     t->compact_at = (size_t)TL_COMPACT_MIN;
     t->now_ns = t->ending_at = TL_NONE;
+    t->spare = malloc(TL_SPARE_MAX * sizeof *t->spare); /* NULL: no reuse */
     return 0;
 }
 
 void tl_tracker_free(tl_tracker *t) {
+    for (size_t i = 0; i < t->n_spare; i++) {
+        free(t->spare[i]->ep[0].hist);
+        free(t->spare[i]->ep[1].hist);
+        free(t->spare[i]->notes);
+        free(t->spare[i]);
+    }
+    free(t->spare);
+    t->spare = NULL;
+    t->n_spare = 0;
     while (t->all != NULL) conn_free(t, t->all);
     free(t->slots);
     free(t->byid);

@@ -25,15 +25,6 @@ const char *const TL_REASON_TEXTS[TL_N_REASONS] = {
 #define IS_ALIVE(s) ((TL_MASK_ALIVE >> (s)) & 1u)
 
 /* ------------------------------------------------------------------ seq.py */
-int64_t tl_seq_diff(int64_t a, int64_t b) {
-    uint32_t d = (uint32_t)((uint64_t)a - (uint64_t)b);
-    return d >= UINT32_C(0x80000000) ? (int64_t)d - INT64_C(4294967296) : (int64_t)d;
-}
-
-int64_t tl_seq_add(int64_t a, int64_t n) {
-    return (int64_t)(uint32_t)((uint64_t)a + (uint64_t)n);
-}
-
 static int64_t seq_max(int64_t a, int64_t b) {
     return (a == TL_NOSEQ || tl_seq_diff(b, a) > 0) ? b : a;
 }
