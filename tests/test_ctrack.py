@@ -179,3 +179,128 @@ def test_a_row_out_of_bounds_is_refused_before_anything_is_fed() -> None:
     assert c.feed_batch(batch) == [e for s in segments for e in py.feed(s)]
     with pytest.raises(TypeError):
         c.engine.feed(*(getattr(batch, col).astype(np.int32) for col in Batch.COLUMNS))
+
+
+#: test modules whose scenarios are written with tests/builder.py's `run`
+SCENARIO_MODULES = ("test_tracker", "test_detect", "test_zeek", "test_suricata")
+
+
+@pytest.mark.parametrize("module", SCENARIO_MODULES)
+def test_builder_scenarios(module: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every scenario the tracker's and the detectors' tests build with `builder.run`
+    (their argument-free tests: each run's segments and options), in lockstep."""
+    import contextlib
+    import importlib
+    import inspect
+
+    mod = importlib.import_module(module)
+    original = mod.run
+    seen: list[int] = []
+    bad: list[str] = []
+
+    def checked(segments: list, **opts: float) -> object:
+        seen.append(len(segments))
+        diff = lockstep_segments(segments, Options(**opts),
+                                 end_ns=segments[-1].ts_ns if segments else None)
+        if diff is not None:
+            bad.append(f"{module}.{name}: {diff}")
+        return original(segments, **opts)
+
+    monkeypatch.setattr(mod, "run", checked)
+    for name, fn in sorted(vars(mod).items()):
+        if name.startswith("test_") and callable(fn) \
+                and not inspect.signature(fn).parameters:
+            with contextlib.suppress(Exception):  # the scenario's own checks are not ours
+                fn()
+    assert seen, f"no scenario of {module} ran"
+    assert not bad, "\n\n".join(bad)
+
+
+#: gaps between segments around the rules' thresholds: a captured duplicate (100 us),
+#: the crossing window (1 ms + 1.5 RTT), the minimum RTO (200 ms), a second
+#: (1 ms + 1.5 x the RTTs below), in integer ns (the builder's float seconds cannot hit them)
+GAPS = st.sampled_from([0, 50_000, 100_000, 100_001, 900_000, 1_000_000, 1_000_001,
+                        1_300_000, 1_300_001, 2_050_000, 2_050_001, 3_100_000, 199_999_999,
+                        200_000_000, 200_000_001, 1_000_000_000, 1_200_000_000])
+CLOSE_STEP = st.tuples(
+    st.sampled_from("cs"),
+    st.sampled_from(["data", "data1", "data2", "keep", "keep1", "keep2", "fin", "fin_again",
+                     "ack", "ack_old", "rtx", "dup", "rst", "rst_ack", "synack_again",
+                     "zero"]),
+    GAPS, st.sampled_from([None, None, None, "after", "before", "unseen"]))
+
+
+def _timing_conversation(steps: list, rtt: int, timestamps: bool) -> list:
+    """The steps' segments, each `gap` ns after the one before (exactly: retimed)."""
+    from tcplife.core.segment import ACK, SYN
+
+    cv = Conv(client=Host("10.0.0.1", 40000, 1000), server=Host("10.0.0.2", 80, 7000),
+              timestamps=timestamps)
+    cv.c(SYN, ack=0)
+    cv.s(SYN | ACK, dt=rtt / 1e9)
+    cv.c(ACK, dt=rtt / 1e9)
+    gaps = [0, rtt, rtt]  # before each captured segment
+    pending = 0
+    last: dict[str, object] = {}
+    for who, kind, gap, lost in steps:
+        pending += gap
+        n = len(cv.segments)
+        _timing_step(cv, last, who, kind, gap / 1e9, lost)
+        if len(cv.segments) > n:
+            gaps.append(pending)
+            pending = 0
+    ts = 1_700_000_000_000_000_000
+    out = []
+    for seg, gap in zip(cv.segments, gaps, strict=True):
+        ts += gap
+        out.append(seg._replace(ts_ns=ts))
+    return out
+
+
+def _timing_step(cv: Conv, last: dict, who: str, kind: str, dt: float, lost: str | None) -> None:
+    from tcplife.core.segment import ACK, FIN, RST, SYN
+
+    src = cv.client if who == "c" else cv.server
+    nxt = src.snd_nxt
+    if kind == "dup" and who in last:
+        prev = last[who]
+        cv.frame += 1
+        cv.t += dt
+        cv.segments.append(prev._replace(frame=cv.frame))
+        return
+    kw: dict = {"dt": dt, "lost": lost}
+    if kind.startswith("data") or kind == "dup":
+        seg = cv.send(who, ACK, {"data": 100, "data1": 1, "data2": 2}.get(kind, 100), **kw)
+    elif kind.startswith("keep"):
+        seg = cv.send(who, ACK, {"keep": 0, "keep1": 1, "keep2": 2}[kind],
+                      seq=(nxt - 1) & 0xFFFFFFFF, **kw)
+    elif kind == "fin":
+        seg = cv.send(who, FIN | ACK, **kw)
+    elif kind == "fin_again":  # the side's FIN sent again, or a first one
+        seg = cv.send(who, FIN | ACK, seq=(nxt - 1) & 0xFFFFFFFF, **kw)
+    elif kind == "ack_old":
+        seg = cv.send(who, ACK, ack=(cv.server if who == "c" else cv.client).isn + 1, **kw)
+    elif kind == "rtx":
+        seg = cv.send(who, ACK, 100, seq=(nxt - 100) & 0xFFFFFFFF, **kw)
+    elif kind == "rst":
+        seg = cv.send(who, RST, **kw)
+    elif kind == "rst_ack":
+        seg = cv.send(who, RST | ACK, **kw)
+    elif kind == "synack_again":
+        seg = cv.send(who, SYN | ACK, seq=src.isn, **kw)
+    elif kind == "zero":
+        seg = cv.send(who, ACK, window=0, **kw)
+    else:
+        seg = cv.send(who, ACK, **kw)
+    if seg is not None:
+        last[who] = seg
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(CLOSE_STEP, min_size=1, max_size=30),
+       st.sampled_from([10_000, 200_000, 700_000, 3_000_000]), st.booleans(), st.booleans())
+def test_timing_conversations(steps: list, rtt: int, timestamps: bool, short: bool) -> None:
+    """Closes, resets, duplicates, keep-alives and retransmissions spaced around the
+    rules' thresholds, some lost before or after the capture point."""
+    segments = _timing_conversation(steps, rtt, timestamps)
+    _check(lockstep_segments(segments, SHORT if short else None, chunk=3))
