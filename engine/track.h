@@ -210,9 +210,9 @@ void tl_transition(tl_tracker *t, tl_conn *conn, tl_ep *ep, int ev, int64_t fram
 void tl_decide(tl_ep *ep, int ev);
 tl_odd *tl_note(tl_tracker *t, tl_conn *conn, int side, int name, int64_t ts,
                 int64_t frame);
-void tl_odd_text(tl_odd *o, const char *fmt, ...)
+void tl_odd_text(tl_tracker *t, tl_odd *o, const char *fmt, ...)
 #if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
+    __attribute__((format(printf, 3, 4)))
 #endif
     ;
 /* seq.py: seq_diff (the signed distance a - b in [-2**31, 2**31)) and seq_add */

@@ -613,6 +613,7 @@ void tl_tracker_free(tl_tracker *t) {
 }
 
 const char *tl_check_row(const tl_seg *s) {
+    if (s->frame < 0) return "a negative frame number";
     if (s->ts < 0 || s->ts >= TL_TS_MAX) return "ts_ns outside [0, 2**62)";
     if (s->sport < 0 || s->sport > 65535 || s->dport < 0 || s->dport > 65535)
         return "a port outside [0, 65535]";
@@ -659,12 +660,12 @@ void tl_feed(tl_tracker *t, const tl_seg *s) {
                     o->sock_state[k] = sock_state[k];
                 }
                 if (n_sockets == 2)
-                    tl_odd_text(o, "new SYN reuses the 4-tuple of connection %lld, whose %s %s "
+                    tl_odd_text(t, o, "new SYN reuses the 4-tuple of connection %lld, whose %s %s "
                                 "and %s %s socket was still there", (long long)old->conn_id,
                                 TL_SIDE_NAMES[sock_side[0]], TL_STATE_NAMES[sock_state[0]],
                                 TL_SIDE_NAMES[sock_side[1]], TL_STATE_NAMES[sock_state[1]]);
                 else
-                    tl_odd_text(o, "new SYN reuses the 4-tuple of connection %lld, whose %s %s "
+                    tl_odd_text(t, o, "new SYN reuses the 4-tuple of connection %lld, whose %s %s "
                                 "socket was still there", (long long)old->conn_id,
                                 TL_SIDE_NAMES[sock_side[0]], TL_STATE_NAMES[sock_state[0]]);
                 t->out.odds[t->out.n_odds - 1] = *o;

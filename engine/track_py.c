@@ -144,8 +144,8 @@ static void row(tl_seg *s, const int64_t *v) {
     s->plen = v[10]; s->window = v[11]; s->wscale = v[12]; s->tsval = v[13]; s->tsecr = v[14];
 }
 
-/* the bounds tl_check_row checks, per column (frame, src and dst: any value) */
-static const int64_t LO[N_COLS] = {INT64_MIN, 0, 0, INT64_MIN, 0, INT64_MIN, 0, 0, 0, 0, 0,
+/* the bounds tl_check_row checks, per column (src and dst: any value) */
+static const int64_t LO[N_COLS] = {0, 0, 0, INT64_MIN, 0, INT64_MIN, 0, 0, 0, 0, 0,
                                    0, -1, -1, -1};
 static const int64_t HI[N_COLS] = {INT64_MAX, TL_TS_MAX - 1, 127, INT64_MAX, 65535,
                                    INT64_MAX, 65535, UINT32_MAX, UINT32_MAX, 255, UINT32_MAX,

@@ -151,11 +151,12 @@ static int sent_before_fin(const tl_ep *a, const tl_ep *b, const tl_seg *s) {
 }
 
 /* ------------------------------------------------------------------ changes.py */
-void tl_odd_text(tl_odd *o, const char *fmt, ...) {
+void tl_odd_text(tl_tracker *t, tl_odd *o, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(o->detail, TL_DETAIL_MAX, fmt, ap);
+    int n = vsnprintf(o->detail, TL_DETAIL_MAX, fmt, ap);
     va_end(ap);
+    if (n < 0 || n >= TL_DETAIL_MAX) t->bug = "an oddity's text longer than its buffer";
 }
 
 /* A new oddity, emitted and kept on the connection (Changes.note); its detail and facts
@@ -211,8 +212,11 @@ static void odd(tl_tracker *t, tl_conn *conn, const tl_ep *ep, const tl_seg *s, 
     if (n == NULL) return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(n->detail, TL_DETAIL_MAX, fmt, ap);
+    int len = vsnprintf(n->detail, TL_DETAIL_MAX, fmt, ap);
     va_end(ap);
+    /* the longest detail is ~140 bytes (two 20-digit numbers in a sentence); a longer
+     * one would be a bug: refuse rather than emit a truncated text */
+    if (len < 0 || len >= TL_DETAIL_MAX) t->bug = "an oddity's text longer than its buffer";
     note_done(t, conn);
 }
 
@@ -316,7 +320,7 @@ static void contradict(tl_tracker *t, tl_conn *conn, tl_ep *ep, int kind, const 
     }
     tl_odd *o = tl_note(t, conn, ep->side, TL_ODD_RETRACTED, s->ts, s->frame);
     if (o != NULL) {
-        tl_odd_text(o, "%s: undid %zu transition(s)", TL_REASON_TEXTS[reason], n);
+        tl_odd_text(t, o, "%s: undid %zu transition(s)", TL_REASON_TEXTS[reason], n);
         o->facts = TL_F_RETRACTED;
         o->f_kind = (int8_t)kind;
         o->undone = (int64_t)n;
@@ -432,7 +436,7 @@ static void rtx_contradicts_ack(tl_tracker *t, tl_conn *conn, tl_ep *a, const tl
     contradict(t, conn, a, kind, s, reason, 0);
     tl_odd *o = tl_note(t, conn, a->side, TL_ODD_ACK_LOST, s->ts, s->frame);
     if (o != NULL) {
-        tl_odd_text(o, "%s after the peer's ACK of it", TL_REASON_TEXTS[reason]);
+        tl_odd_text(t, o, "%s after the peer's ACK of it", TL_REASON_TEXTS[reason]);
         o->facts = TL_F_ACK_LOST;
         o->f_kind = (int8_t)kind;
         note_done(t, conn);
@@ -530,7 +534,7 @@ static void send_rst(tl_tracker *t, tl_conn *conn, tl_ep *a, tl_ep *b, const tl_
                          ? a->probes : 0;
     tl_odd *o = tl_note(t, conn, a->side, TL_ODD_RST_SENT, s->ts, s->frame);
     if (o != NULL) {
-        tl_odd_text(o, "RST sent in %s", TL_STATE_NAMES[a->state]);
+        tl_odd_text(t, o, "RST sent in %s", TL_STATE_NAMES[a->state]);
         o->facts = TL_F_RST_SENT;
         o->f_state = a->state;
         o->f_unread = (int8_t)unread;
@@ -705,7 +709,7 @@ int tl_process(tl_tracker *t, tl_conn *conn, const tl_seg *s) {
         } else if (fin_seq == a->fin_seq && !piggybacked_ack(a, s)) {
             tl_odd *o = tl_note(t, conn, a->side, TL_ODD_FIN_RTX, ts, s->frame);
             if (o != NULL) {
-                tl_odd_text(o, "FIN retransmitted in %s", TL_STATE_NAMES[a->state]);
+                tl_odd_text(t, o, "FIN retransmitted in %s", TL_STATE_NAMES[a->state]);
                 o->facts = TL_F_FIN_RTX;
                 o->f_state = a->state;
                 o->f_hole = a->fin_hole;
