@@ -186,10 +186,27 @@ typedef struct {
     const char *bug; /* an impossible transition was asked (Python raises ValueError) */
 } tl_tracker;
 
+/* NULL, or why the tracker refuses the row (values no reader gives: see TL_TS_MAX) */
+static inline const char *tl_check_row(const tl_seg *s) {
+    if (s->frame < 0) return "a negative frame number";
+    if (s->ts < 0 || s->ts >= TL_TS_MAX) return "ts_ns outside [0, 2**62)";
+    if (s->sport < 0 || s->sport > 65535 || s->dport < 0 || s->dport > 65535)
+        return "a port outside [0, 65535]";
+    if (s->seq < 0 || s->seq > UINT32_MAX || s->ack < 0 || s->ack > UINT32_MAX)
+        return "seq or ack outside [0, 2**32)";
+    if (s->flags < 0 || s->flags > 255) return "flags outside [0, 255]";
+    if (s->plen < 0 || s->plen > UINT32_MAX) return "payload_len outside [0, 2**32)";
+    if (s->window < 0 || s->window > 65535) return "window outside [0, 65535]";
+    if (s->wscale < -1 || s->wscale > 255) return "wscale outside [-1, 255]";
+    if (s->tsval < -1 || s->tsval > UINT32_MAX || s->tsecr < -1 || s->tsecr > UINT32_MAX)
+        return "tsval or tsecr outside [-1, 2**32)";
+    if (s->ip_version < 0 || s->ip_version > 127) return "ip_version outside [0, 127]";
+    return NULL;
+}
+
 /* track_core.c */
 int tl_tracker_init(tl_tracker *t, const int64_t *opt_ns);
 void tl_tracker_free(tl_tracker *t);
-const char *tl_check_row(const tl_seg *s); /* NULL, or why the row is refused */
 void tl_feed(tl_tracker *t, const tl_seg *s);
 void tl_advance(tl_tracker *t, int64_t now);
 void tl_finish(tl_tracker *t, int64_t end_ns); /* TL_NONE: None */

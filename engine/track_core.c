@@ -306,10 +306,32 @@ static void maybe_evict(tl_tracker *t, tl_conn *conn) {
 }
 
 /* ------------------------------------------------------------------ the end */
+/* judged_by's order, (ts_ns, tid): an insertion sort (the two sides' histories are each
+ * in tid order and mostly in time order, and short) */
+static int trans_before(const tl_trans *a, const tl_trans *b) {
+    return a->ts < b->ts || (a->ts == b->ts && a->tid < b->tid);
+}
+
 static int trans_order(const void *x, const void *y) {
     const tl_trans *a = x, *b = y;
-    if (a->ts != b->ts) return a->ts < b->ts ? -1 : 1;
-    return a->tid < b->tid ? -1 : a->tid > b->tid;
+    return trans_before(a, b) ? -1 : trans_before(b, a);
+}
+
+static void sort_transitions(tl_trans *tr, size_t n) {
+    if (n > 64) { /* a long history (hostile input): no quadratic sort */
+        qsort(tr, n, sizeof *tr, trans_order);
+        return;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if (!trans_before(&tr[i], &tr[i - 1])) continue;
+        tl_trans x = tr[i];
+        size_t j = i;
+        while (j > 0 && trans_before(&x, &tr[j - 1])) {
+            tr[j] = tr[j - 1];
+            j--;
+        }
+        tr[j] = x;
+    }
 }
 
 /* ConnectionRecord.settled's state_at_end over the sorted transitions */
@@ -365,7 +387,7 @@ static void end_conn(tl_tracker *t, tl_conn *conn) {
     size_t k = 0;
     for (int s = 0; s < 2; s++)
         for (size_t i = 0; i < conn->ep[s].n_hist; i++) tr[k++] = conn->ep[s].hist[i].t;
-    qsort(tr, nt, sizeof *tr, trans_order);
+    sort_transitions(tr, nt);
     d->trans_off = o->n_trans;
     d->trans_n = nt;
     o->n_trans += nt;
@@ -610,23 +632,6 @@ void tl_tracker_free(tl_tracker *t) {
     free(t->heap);
     out_free(&t->out);
     memset(t, 0, sizeof *t);
-}
-
-const char *tl_check_row(const tl_seg *s) {
-    if (s->frame < 0) return "a negative frame number";
-    if (s->ts < 0 || s->ts >= TL_TS_MAX) return "ts_ns outside [0, 2**62)";
-    if (s->sport < 0 || s->sport > 65535 || s->dport < 0 || s->dport > 65535)
-        return "a port outside [0, 65535]";
-    if (s->seq < 0 || s->seq > UINT32_MAX || s->ack < 0 || s->ack > UINT32_MAX)
-        return "seq or ack outside [0, 2**32)";
-    if (s->flags < 0 || s->flags > 255) return "flags outside [0, 255]";
-    if (s->plen < 0 || s->plen > UINT32_MAX) return "payload_len outside [0, 2**32)";
-    if (s->window < 0 || s->window > 65535) return "window outside [0, 65535]";
-    if (s->wscale < -1 || s->wscale > 255) return "wscale outside [-1, 255]";
-    if (s->tsval < -1 || s->tsval > UINT32_MAX || s->tsecr < -1 || s->tsecr > UINT32_MAX)
-        return "tsval or tsecr outside [-1, 2**32)";
-    if (s->ip_version < 0 || s->ip_version > 127) return "ip_version outside [0, 127]";
-    return NULL;
 }
 
 void tl_feed(tl_tracker *t, const tl_seg *s) {

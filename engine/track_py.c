@@ -144,29 +144,6 @@ static void row(tl_seg *s, const int64_t *v) {
     s->plen = v[10]; s->window = v[11]; s->wscale = v[12]; s->tsval = v[13]; s->tsecr = v[14];
 }
 
-/* the bounds tl_check_row checks, per column (src and dst: any value) */
-static const int64_t LO[N_COLS] = {0, 0, 0, INT64_MIN, 0, INT64_MIN, 0, 0, 0, 0, 0,
-                                   0, -1, -1, -1};
-static const int64_t HI[N_COLS] = {INT64_MAX, TL_TS_MAX - 1, 127, INT64_MAX, 65535,
-                                   INT64_MAX, 65535, UINT32_MAX, UINT32_MAX, 255, UINT32_MAX,
-                                   65535, 255, UINT32_MAX, UINT32_MAX};
-
-static int columns_in_bounds(const char *const *base, Py_ssize_t n) {
-    for (int c = 0; c < N_COLS; c++) {
-        if (LO[c] == INT64_MIN && HI[c] == INT64_MAX) continue;
-        const char *p = base[c];
-        int64_t lo = LO[c], hi = HI[c];
-        int bad = 0;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            int64_t x;
-            memcpy(&x, p + 8 * i, 8);
-            bad |= (x < lo) | (x > hi);
-        }
-        if (bad) return 0;
-    }
-    return 1;
-}
-
 static int int64_format(const char *f) {
     if (f == NULL) return 0;
     if (*f == '<' || *f == '=' || *f == '@') f++;
@@ -205,23 +182,24 @@ static PyObject *Tracker_feed(TrackerObject *self, PyObject *args) {
     for (int c = 0; c < N_COLS; c++) base[c] = view[c].buf;
     tl_seg s;
     int64_t v[N_COLS];
-    /* every row is checked before any is fed: a refused batch changes nothing (column by
-     * column first, which vectorises; row by row only to say which row) */
-    if (!columns_in_bounds(base, n)) {
-        for (Py_ssize_t i = 0; i < n; i++) {
-            for (int c = 0; c < N_COLS; c++) memcpy(&v[c], base[c] + 8 * i, 8);
-            row(&s, v);
-            const char *why = tl_check_row(&s);
-            if (why != NULL) {
-                PyErr_Format(PyExc_ValueError, "row %zd (frame %lld): %s", i,
-                             (long long)s.frame, why);
-                goto done;
-            }
-        }
-    }
+    /* each row is checked as it is read (one pass over the columns: they are read from
+     * memory once). A row out of bounds raises ValueError; if rows of the batch before it
+     * were fed, the tracker has changed and stops (refused): fall back for the input. */
     for (Py_ssize_t i = 0; i < n; i++) {
         for (int c = 0; c < N_COLS; c++) memcpy(&v[c], base[c] + 8 * i, 8);
         row(&s, v);
+        const char *why = tl_check_row(&s);
+        if (why != NULL) {
+            if (i > 0) {
+                tl_sweep(&self->t);
+                Py_XSETREF(self->refused, PyUnicode_FromFormat(
+                    "a row out of bounds after others were fed (frame %lld): %s",
+                    (long long)s.frame, why));
+            }
+            PyErr_Format(PyExc_ValueError, "row %zd (frame %lld): %s", i, (long long)s.frame,
+                         why);
+            goto done;
+        }
         tl_feed(&self->t, &s);
         if (self->t.nomem || self->t.bug) break;
     }

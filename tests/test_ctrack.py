@@ -163,15 +163,17 @@ def test_options_the_tracker_cannot_hold_are_refused() -> None:
         engine().Tracker(option_values(Options())[:-1])
 
 
-def test_a_row_out_of_bounds_is_refused_before_anything_is_fed() -> None:
+def test_a_row_out_of_bounds_is_refused() -> None:
+    """A batch whose first row is out of bounds changes nothing; a row out of bounds
+    after others were fed stops the tracker (`refused`): the caller falls back."""
     segments = _reuse_scenario()
     book = AddressBook()
     batch = Batch.from_segments(segments, book)
     c = CTracker()
     bad = Batch.from_segments(segments, book)
     bad.seq = bad.seq.copy()
-    bad.seq[3] = 1 << 40
-    with pytest.raises(ValueError, match="row 3"):
+    bad.seq[0] = 1 << 40
+    with pytest.raises(ValueError, match="row 0"):
         c.feed_batch(bad)
     assert c.engine.pending == 0 and c.engine.open_count() == 0
     assert c.refused is None
@@ -179,6 +181,15 @@ def test_a_row_out_of_bounds_is_refused_before_anything_is_fed() -> None:
     assert c.feed_batch(batch) == [e for s in segments for e in py.feed(s)]
     with pytest.raises(TypeError):
         c.engine.feed(*(getattr(batch, col).astype(np.int32) for col in Batch.COLUMNS))
+    c = CTracker()
+    bad.seq[0] = segments[0].seq
+    bad.ts_ns = bad.ts_ns.copy()
+    bad.ts_ns[3] = -1
+    with pytest.raises(ValueError, match="row 3"):
+        c.feed_batch(bad)
+    assert c.refused is not None and "frame 4" in c.refused
+    with pytest.raises(RuntimeError, match="stopped"):
+        c.feed_batch(batch)
 
 
 #: test modules whose scenarios are written with tests/builder.py's `run`
