@@ -9,6 +9,8 @@
 
 #include "track.h"
 
+static PyTypeObject TL_TrackerType; /* below */
+
 typedef struct {
     PyObject_HEAD
     tl_tracker t;
@@ -454,7 +456,7 @@ static PyGetSetDef Tracker_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
-PyTypeObject TL_TrackerType = {
+static PyTypeObject TL_TrackerType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "tcplife._engine.Tracker",
     .tp_basicsize = sizeof(TrackerObject),
@@ -467,6 +469,14 @@ PyTypeObject TL_TrackerType = {
     .tp_init = (initproc)Tracker_init,
     .tp_new = PyType_GenericNew,
 };
+
+tl_tracker *tl_tracker_of(PyObject *obj) {
+    if (!PyObject_TypeCheck(obj, &TL_TrackerType) || !((TrackerObject *)obj)->ready) {
+        PyErr_SetString(PyExc_TypeError, "not an initialised tcplife._engine.Tracker");
+        return NULL;
+    }
+    return &((TrackerObject *)obj)->t;
+}
 
 int tl_track_register(PyObject *module) {
     if (PyType_Ready(&TL_TrackerType) < 0) return -1;
