@@ -103,7 +103,12 @@ typedef struct {
     } u;
 } tl_event;
 
-/* the events accumulated since the last take, in order */
+/* The events accumulated since the last take, in order (what a column writer reads):
+ * ev[0..n) in emission order; an ODDITY's fields are odds[ev.u.index]; an ENDED's are
+ * ends[ev.u.index], whose transitions are trans[trans_off..+trans_n) (judged_by's
+ * (ts, tid) order) and notes odds[notes_off..+notes_n). Times and frames TL_NONE where
+ * Python has None; a transition's text is TL_EV_NAMES[ev] unless `text` says otherwise
+ * (track_py.c renders those). tl_out_clear empties it, keeping its memory. */
 typedef struct {
     tl_event *ev; size_t n, cap;
     tl_odd *odds; size_t n_odds, cap_odds;       /* oddities, and ENDED's notes */
