@@ -176,6 +176,7 @@ typedef struct {
     int64_t opt_ns[TL_N_OPTIONS];
     /* the flow table: 4-tuples (both directions) -> instance, open addressing */
     tl_slot *slots; size_t n_slots, used;
+    tl_slot recent[2]; int recent_next; /* the last two lookups (emptied on any change) */
     /* the open instances by id: byid[conn_id - base], NULL once ended */
     tl_conn **byid; size_t n_byid, cap_byid, head; int64_t base;
     /* ended instances to free at the end of the call */

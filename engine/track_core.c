@@ -64,9 +64,25 @@ static tl_slot *find(const tl_tracker *t, int64_t src, int64_t sport, int64_t ds
     }
 }
 
-static tl_conn *route(const tl_tracker *t, int64_t src, int64_t sport, int64_t dst,
-                      int64_t dport) {
-    return find(t, src, sport, dst, dport)->conn;
+static void forget_recent(tl_tracker *t) {
+    t->recent[0].conn = t->recent[1].conn = NULL;
+}
+
+/* the instance a 4-tuple leads to; the last two lookups are remembered (a capture's
+ * consecutive segments mostly belong to one flow, one direction then the other) */
+static tl_conn *route(tl_tracker *t, int64_t src, int64_t sport, int64_t dst, int64_t dport) {
+    for (int k = 0; k < 2; k++) {
+        const tl_slot *r = &t->recent[k];
+        if (r->conn != NULL && r->src == src && r->dst == dst && r->sport == sport
+            && r->dport == dport)
+            return r->conn;
+    }
+    tl_slot *x = find(t, src, sport, dst, dport);
+    if (x->conn != NULL) {
+        t->recent[t->recent_next] = *x;
+        t->recent_next ^= 1;
+    }
+    return x->conn;
 }
 
 static int rehash(tl_tracker *t, size_t n) {
@@ -84,6 +100,7 @@ static int rehash(tl_tracker *t, size_t n) {
 
 static int route_set(tl_tracker *t, int64_t src, int64_t sport, int64_t dst, int64_t dport,
                      tl_conn *conn) {
+    forget_recent(t);
     if (2 * (t->used + 1) > t->n_slots && rehash(t, 2 * t->n_slots) < 0) return -1;
     tl_slot *s = find(t, src, sport, dst, dport);
     if (s->conn == NULL) t->used++;
@@ -97,6 +114,7 @@ static int route_set(tl_tracker *t, int64_t src, int64_t sport, int64_t dst, int
 
 /* delete a slot by backward shift (linear probing) */
 static void slot_delete(tl_tracker *t, tl_slot *s) {
+    forget_recent(t);
     size_t mask = t->n_slots - 1, i = (size_t)(s - t->slots), j = i;
     t->slots[i].conn = NULL;
     t->used--;
