@@ -24,6 +24,11 @@ from tcplife.core.segment import Segment
 from tcplife.core.tracker import Tracker
 from tcplife.engines.ctrack import CTracker
 
+try:
+    import tcplife._engine as ENGINE
+except ImportError:  # not built: the tests that need it say so (needs.missing)
+    ENGINE = None
+
 #: how many previous events of the differing connection a `Difference` shows
 CONTEXT = 12
 
@@ -60,7 +65,7 @@ class Difference:
 class _Lockstep:
     def __init__(self, options: Options | None) -> None:
         self.py = Tracker(options)
-        self.c = CTracker(options)
+        self.c = CTracker(options, ENGINE)
         self.index = 0
         self.recent: dict[int, deque[Event]] = {}
         self.events = 0

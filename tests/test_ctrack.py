@@ -17,29 +17,28 @@ import pytest
 from fuzz.invariants import segments_from
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from lockstep import lockstep, lockstep_segments
+from lockstep import ENGINE, lockstep, lockstep_segments
 from test_fastpath import ISNS, STEP, _conversation
 
 from tcplife.capture.columns import AddressBook, Batch
 from tcplife.capture.fastread import read_batches
 from tcplife.core.options import Options
 from tcplife.core.tracker import Tracker
+from tcplife.engines.ctrack import CTracker, option_values
 
 from builder import Conv, Host
 from needs import missing, require_corpus
 
-try:
-    from tcplife.engines.ctrack import CTracker, engine, option_values
-
-    engine()
-except ImportError:  # the engine was not built
-    CTracker = None  # type: ignore[assignment,misc]
-
 
 @pytest.fixture(autouse=True)
 def _needs_engine() -> None:
-    if CTracker is None:
+    if ENGINE is None:
         missing("the compiled engine (python setup.py build_ext --inplace)")
+
+
+def compiled(options: Options | None = None) -> CTracker:
+    """A compiled tracker (with the engine module lockstep imported)."""
+    return CTracker(options, ENGINE)
 
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_pcaps"
@@ -135,7 +134,7 @@ def test_advance_and_finish_at() -> None:
     book = AddressBook()
     batch = Batch.from_segments(segments, book)
     for options in (Options(), SHORT):
-        py, c = Tracker(options), CTracker(options)
+        py, c = Tracker(options), compiled(options)
         py_events = [e for s in segments for e in py.feed(s)]
         assert c.feed_batch(batch) == py_events
         last = segments[-1].ts_ns
@@ -148,7 +147,7 @@ def test_advance_and_finish_at() -> None:
                                      0.0000000015, 924.6, 60, 1234567.891234567, 10**6])
 def test_options_in_ns_as_options_rounds_them(seconds: float) -> None:
     options = Options(time_wait=seconds, retransmit=seconds, closed_linger=seconds)
-    held = CTracker(options).engine.options_ns()
+    held = compiled(options).engine.options_ns()
     for i, name in enumerate(Options.names()):
         if name in ("time_wait", "retransmit", "closed_linger"):
             assert held[i] == options.ns(name), name
@@ -156,11 +155,11 @@ def test_options_in_ns_as_options_rounds_them(seconds: float) -> None:
 
 def test_options_the_tracker_cannot_hold_are_refused() -> None:
     with pytest.raises(ValueError):
-        CTracker(Options(time_wait=1e12))
+        compiled(Options(time_wait=1e12))
     with pytest.raises(ValueError):
-        engine().Tracker((float("nan"),) + option_values(Options())[1:])
+        ENGINE.Tracker((float("nan"),) + option_values(Options())[1:])
     with pytest.raises(ValueError):
-        engine().Tracker(option_values(Options())[:-1])
+        ENGINE.Tracker(option_values(Options())[:-1])
 
 
 def test_a_row_out_of_bounds_is_refused() -> None:
@@ -169,7 +168,7 @@ def test_a_row_out_of_bounds_is_refused() -> None:
     segments = _reuse_scenario()
     book = AddressBook()
     batch = Batch.from_segments(segments, book)
-    c = CTracker()
+    c = compiled()
     bad = Batch.from_segments(segments, book)
     bad.seq = bad.seq.copy()
     bad.seq[0] = 1 << 40
@@ -181,7 +180,7 @@ def test_a_row_out_of_bounds_is_refused() -> None:
     assert c.feed_batch(batch) == [e for s in segments for e in py.feed(s)]
     with pytest.raises(TypeError):
         c.engine.feed(*(getattr(batch, col).astype(np.int32) for col in Batch.COLUMNS))
-    c = CTracker()
+    c = compiled()
     bad.seq[0] = segments[0].seq
     bad.ts_ns = bad.ts_ns.copy()
     bad.ts_ns[3] = -1

@@ -9,6 +9,9 @@ dataclasses. So its events compare with ``==`` against those of a
 `Anomaly`). The engine's tracker ports every rule of the Python one; what it cannot
 follow (values outside its bounds: ``Tracker.refused``) it refuses with an exception,
 so that a caller can fall back to the Python core.
+
+The engine module is the caller's to import (``import tcplife._engine``): where it was not
+built, there is nothing to pass.
 """
 
 from __future__ import annotations
@@ -48,24 +51,20 @@ STARTED, TRANSITION, RETRACTION, ODDITY, ENDED, INPUT_ENDED, CLOCK = range(7)
 RST_SENT, FIN_RTX, ACK_LOST, RETRACTED, PORT_REUSE = range(1, 6)
 
 
-def engine() -> Any:
-    """The compiled engine module (ImportError when it was not built)."""
-    from tcplife import _engine  # noqa: PLC0415 (optional: built or not)
-
-    return _engine
-
-
 def option_values(options: Options) -> tuple[float, ...]:
     """The `Options` fields in the engine's order (TL_OPT_*: the dataclass's)."""
     return tuple(getattr(options, f.name) for f in fields(Options))
 
 
 class CTracker:
-    """The compiled tracker, fed `Batch`es, giving the core's events."""
+    """The compiled tracker, fed `Batch`es, giving the core's events. ``engine`` is the
+    compiled module, ``tcplife._engine``, imported by the caller (the layers keep
+    `tcplife.engines` from importing the package's root, which is where the extension
+    module sits)."""
 
-    def __init__(self, options: Options | None = None) -> None:
+    def __init__(self, options: Options | None, engine: Any) -> None:
         self.options = options or Options()
-        self.engine = engine().Tracker(option_values(self.options))
+        self.engine = engine.Tracker(option_values(self.options))
         self.book: AddressBook | None = None
 
     def feed_batch(self, batch: Batch) -> list[Event]:
