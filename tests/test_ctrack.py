@@ -314,3 +314,33 @@ def test_timing_conversations(steps: list, rtt: int, timestamps: bool, short: bo
     rules' thresholds, some lost before or after the capture point."""
     segments = _timing_conversation(steps, rtt, timestamps)
     _check(lockstep_segments(segments, SHORT if short else None, chunk=3))
+
+
+U32 = st.one_of(st.sampled_from([0, 1, 999, 1000, 1001, (1 << 31) - 1, 1 << 31,
+                                 (1 << 32) - 1]), st.integers(0, (1 << 32) - 1))
+ROW = st.tuples(
+    st.integers(0, 3),  # (src, dst) pair
+    st.sampled_from([0, 1, 50, 99_999, 100_000, 1_000_000, 2 * 10**8, 10**9, 61 * 10**9,
+                     -5 * 10**9]),  # gap before it
+    U32, U32, st.integers(0, 255), st.sampled_from([0, 0, 1, 2, 100, (1 << 32) - 1]),
+    st.sampled_from([0, 1, 65535]), st.sampled_from([-1, 0, 14, 255]),
+    st.one_of(st.just(-1), U32), st.one_of(st.just(-1), U32))
+ENDS = [("10.0.0.1", 40000, "10.0.0.2", 80), ("10.0.0.2", 80, "10.0.0.1", 40000),
+        ("10.0.0.1", 40000, "10.0.0.1", 40000), ("fd00::1", 443, "fd00::2", 1)]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(ROW, min_size=1, max_size=60),
+       st.sampled_from([0, 1_700_000_000 * 10**9, (1 << 62) - 10**12]), st.booleans())
+def test_arbitrary_rows_within_bounds(rows: list, start: int, short: bool) -> None:
+    """Any value the compiled tracker accepts, extreme ones too (sequence numbers at the
+    wrap, 4 GiB payloads, times at 0 and near 2**62, stepping back, a self-connection)."""
+    from tcplife.core.segment import Segment
+
+    ts, segments = start, []
+    for i, (pair, gap, seq, ack, flags, plen, window, wscale, tsval, tsecr) in enumerate(rows):
+        ts = min(max(ts + gap, 0), (1 << 62) - 1)
+        src, sport, dst, dport = ENDS[pair]
+        segments.append(Segment(i + 1, ts, 6 if ":" in src else 4, src, sport, dst, dport, seq,
+                                ack, flags, plen, window, wscale, tsval, tsecr))
+    _check(lockstep_segments(segments, SHORT if short else None, chunk=4))
