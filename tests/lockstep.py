@@ -23,10 +23,11 @@ from tcplife.core.options import Options
 from tcplife.core.segment import Segment
 from tcplife.core.tracker import Tracker
 from tcplife.engines.ctrack import CTracker
+from tcplife.native.loader import EngineUnavailable, engine
 
 try:
-    import tcplife._engine as ENGINE
-except ImportError:  # not built: the tests that need it say so (needs.missing)
+    ENGINE = engine()
+except EngineUnavailable:  # not built (or refused): the tests that need it say so
     ENGINE = None
 
 #: how many previous events of the differing connection a `Difference` shows

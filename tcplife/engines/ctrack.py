@@ -9,9 +9,6 @@ dataclasses. So its events compare with ``==`` against those of a
 `Anomaly`). The engine's tracker ports every rule of the Python one; what it cannot
 follow (values outside its bounds: ``Tracker.refused``) it refuses with an exception,
 so that a caller can fall back to the Python core.
-
-The engine module is the caller's to import (``import tcplife._engine``): where it was not
-built, there is nothing to pass.
 """
 
 from __future__ import annotations
@@ -40,6 +37,7 @@ from tcplife.core.events import (
 from tcplife.core.machine import Ev
 from tcplife.core.options import Options
 from tcplife.core.states import CloseKind, Odd, State
+from tcplife.native import loader
 
 _STATES = list(State)
 _EVS = list(Ev)
@@ -57,14 +55,14 @@ def option_values(options: Options) -> tuple[float, ...]:
 
 
 class CTracker:
-    """The compiled tracker, fed `Batch`es, giving the core's events. ``engine`` is the
-    compiled module, ``tcplife._engine``, imported by the caller (the layers keep
-    `tcplife.engines` from importing the package's root, which is where the extension
-    module sits)."""
+    """The compiled tracker, fed `Batch`es, giving the core's events. ``engine``: the
+    compiled module (default: `tcplife.native.loader.engine()`, which raises
+    `EngineUnavailable` where it was not built or was refused)."""
 
-    def __init__(self, options: Options | None, engine: Any) -> None:
+    def __init__(self, options: Options | None = None, engine: Any = None) -> None:
         self.options = options or Options()
-        self.engine = engine.Tracker(option_values(self.options))
+        module = engine if engine is not None else loader.engine()
+        self.engine = module.Tracker(option_values(self.options))
         self.book: AddressBook | None = None
 
     def feed_batch(self, batch: Batch) -> list[Event]:
