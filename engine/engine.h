@@ -34,4 +34,11 @@ PyObject *tl_decode(PyObject *self, PyObject *args);
  * the module) */
 int tl_detect_register(PyObject *module);
 
+/* --- tracker (track*.c, track.h): the type `_engine.Tracker`, added to the module;
+ * tl_tracker_of gives the C tracker inside such an object (NULL and TypeError if obj is
+ * not one), whose events (its `out`, track.h) other stages may read in place */
+#include "track.h"
+int tl_track_register(PyObject *module);
+tl_tracker *tl_tracker_of(PyObject *obj);
+
 #endif

@@ -39,5 +39,9 @@ PyMODINIT_FUNC PyInit__engine(void) {
         Py_DECREF(m);
         return NULL;
     }
+    if (tl_track_register(m) < 0) { /* tracker */
+        Py_DECREF(m);
+        return NULL;
+    }
     return m;
 }
