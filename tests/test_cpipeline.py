@@ -39,7 +39,7 @@ from tcplife.core.segment import ACK, FIN, SYN, Segment
 from tcplife.engines.cpipeline import CPipeline
 from tcplife.engines.wiring import new_tracker
 
-from needs import missing, require_corpus
+from needs import CORPUS_PCAPS, corpus_present, missing, require_corpus
 
 
 @pytest.fixture(autouse=True)
@@ -203,3 +203,92 @@ def test_arbitrary_rows_within_bounds(rows: list, start: int, short: bool) -> No
         segments.append(Segment(i + 1, ts, 6 if ":" in src else 4, src, sport, dst, dport, seq,
                                 ack, flags, plen, window, wscale, tsval, tsecr))
     _check(lockstep_segments(segments, SHORT if short else None, chunk=7, pipeline=True))
+
+
+# ---------------------------------------------------------------------- whole analyses
+def _jsonl(command: str, path: Path, core: str) -> str:
+    from click.testing import CliRunner
+
+    from tcplife.cli.main import main
+
+    r = CliRunner().invoke(main, [command, str(path), "--format", "jsonl", "--core", core])
+    assert r.exit_code == 0, r.output
+    return r.stdout
+
+
+def _all_captures() -> list[Path]:
+    files = list(SAMPLE_FILES)
+    if not corpus_present():  # the samples still count
+        return files
+    return files + sorted(p for p in CORPUS_PCAPS.iterdir()
+                          if p.suffix in (".pcap", ".pcapng", ".cap", ".gz", ".trace"))
+
+
+def test_core_c_runs_the_compiled_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--core c goes through `CPipeline` (and python does not): the comparison below
+    compares two implementations."""
+    from tcplife.engines import cpipeline
+
+    fed: list[int] = []
+    real = cpipeline.CPipeline.feed_batch
+
+    def counting(self: CPipeline, batch: Batch) -> list:
+        fed.append(len(batch))
+        return real(self, batch)
+
+    monkeypatch.setattr(cpipeline.CPipeline, "feed_batch", counting)
+    path = SAMPLES / "many_short.client.pcap"
+    _jsonl("analyze", path, "python")
+    assert not fed
+    _jsonl("analyze", path, "c")
+    assert sum(fed) == 240
+
+
+def test_jsonl_identical_between_cores() -> None:
+    """`analyze`, `timeline` and `anomalies` as JSON lines: the same bytes from the Python
+    core and the compiled one, on every sample and corpus capture."""
+    bad = []
+    for path in _all_captures():
+        for command in ("analyze", "timeline", "anomalies"):
+            if _jsonl(command, path, "python") != _jsonl(command, path, "c"):
+                bad.append(f"{path.name} {command}")
+    assert not bad, bad
+
+
+def test_batches_of_several_address_books() -> None:
+    """Several captures merged: each read numbers its IPv6 addresses in its own book; the
+    pipeline keys them in one (the same address, the same flow)."""
+    def seg(frame: int, ts: int, src: str, sport: int, dst: str, dport: int, seq: int,
+            ack: int, flags: int) -> Segment:
+        return Segment(frame, ts, 6 if ":" in src else 4, src, sport, dst, dport, seq, ack,
+                       flags, 0, 65535, -1, -1, -1)
+
+    a, b, c = "2001:db8::1", "2001:db8::2", "10.0.0.9"
+    t0 = 1_700_000_000 * 10**9
+    first = [seg(1, t0, a, 40000, b, 80, 100, 0, SYN),
+             seg(2, t0 + 10, b, 80, a, 40000, 500, 101, SYN | ACK)]
+    second = [seg(3, t0 + 20, c, 5000, b, 443, 7, 0, SYN),  # b first in this book
+              seg(4, t0 + 30, a, 40000, b, 80, 101, 501, ACK),
+              seg(5, t0 + 40, a, 40000, b, 80, 101, 501, FIN | ACK)]
+    py = new_tracker(Options())
+    py_events = [e for s in first + second for e in py.feed(s)] + py.finish()
+    pipeline = CPipeline(Options(), ENGINE)
+    c_events = (pipeline.feed_batch(Batch.from_segments(first, AddressBook()))
+                + pipeline.feed_batch(Batch.from_segments(second, AddressBook()))
+                + pipeline.finish())
+    assert c_events == py_events
+    assert sum(isinstance(e, ConnectionEnded) for e in c_events) == 2
+
+
+def test_several_captures_jsonl_identical_between_cores() -> None:
+    from click.testing import CliRunner
+
+    from tcplife.cli.main import main
+
+    paths = [str(SAMPLES / n) for n in ("ipv6.server.pcap", "many_short.client.pcap",
+                                        "ipv6.any.pcap", "refused.client.pcap")]
+    for command in ("analyze", "timeline", "anomalies"):
+        out = [CliRunner().invoke(main, [command, *paths, "--format", "jsonl", "--core", core])
+               for core in ("python", "c")]
+        assert out[0].exit_code == out[1].exit_code == 0
+        assert out[0].stdout == out[1].stdout

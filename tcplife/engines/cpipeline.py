@@ -15,7 +15,10 @@ with an exception (``refused`` says why), so that a caller can fall back to Pyth
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any
+
+import numpy as np
 
 from tcplife.capture.columns import V6_BASE, AddressBook, Batch
 from tcplife.core.events import ConnectionEnded, Event
@@ -38,18 +41,48 @@ class CPipeline:
         module = engine if engine is not None else loader.engine()
         self.engine = module.Pipeline(module.Tracker(option_values(self.options)),
                                       options_values(self.options))
-        self.book: AddressBook | None = None
+        #: the pipeline's own address keys: each read has its book (several captures
+        #: merged: several books), whose IPv6 keys number its own addresses
+        self.book = AddressBook()
         self._v6 = 0  #: IPv6 texts handed over so far
+        #: per batch book (by id, the book kept alive): its IPv6 keys' keys in `book`, and
+        #: whether they are the same (one read: no column is copied)
+        self._maps: dict[int, tuple[AddressBook, list[int], list[bool]]] = {}
 
-    def _names(self, book: AddressBook) -> None:
-        if self.book is None:
-            self.book = book
-        elif book is not self.book:
-            raise ValueError("every batch of one pipeline must share one AddressBook")
-        n = len(book.v6_keys)
+    def _rekey(self, batch: Batch) -> Batch:
+        """``batch`` with its addresses as keys of `book`; the new IPv6 texts handed to
+        the engine."""
+        book = batch.book
+        entry = self._maps.get(id(book))
+        if entry is None:
+            entry = self._maps[id(book)] = (book, [], [True])
+        _, table, same = entry
+        if len(book.v6_keys) > len(table):
+            for packed, key in islice(book.v6_keys.items(), len(table), None):
+                if key != V6_BASE + len(table):
+                    raise ValueError("an AddressBook whose IPv6 keys are not numbered in order")
+                mine = self.book.key_v6(packed)
+                same[0] = same[0] and mine == key
+                table.append(mine)
+        n = len(self.book.v6_keys)
         if n > self._v6:
-            self.engine.names([book.names[V6_BASE + i] for i in range(self._v6, n)])
+            self.engine.names([self.book.names[V6_BASE + i] for i in range(self._v6, n)])
             self._v6 = n
+        if same[0]:
+            return batch
+        keys = np.asarray(table, dtype=np.int64)
+
+        def remap(col: np.ndarray) -> np.ndarray:
+            v6 = col >= V6_BASE
+            if not v6.any():
+                return col
+            col = col.copy()
+            col[v6] = keys[col[v6] - V6_BASE]
+            return col
+
+        columns = {c: getattr(batch, c) for c in Batch.COLUMNS}
+        columns["src"], columns["dst"] = remap(columns["src"]), remap(columns["dst"])
+        return Batch(self.book, *(columns[c] for c in Batch.COLUMNS))
 
     def feed_batch(self, batch: Batch) -> list[Event]:
         """Feed every row of ``batch``; return the events (`Tracker.feed`'s per segment,
@@ -59,7 +92,7 @@ class CPipeline:
 
     def feed_columns(self, batch: Batch) -> int:
         """Feed ``batch`` without taking the events: how many are pending."""
-        self._names(batch.book)
+        batch = self._rekey(batch)
         return int(self.engine.feed(*(getattr(batch, c) for c in Batch.COLUMNS)))
 
     def advance(self, now_ns: int) -> list[Event]:
@@ -79,8 +112,7 @@ class CPipeline:
 
     def take(self) -> list[Event]:
         """The pending events as the core's types."""
-        book = self.book if self.book is not None else AddressBook()
-        return convert_events(self.engine.take(), book.name)
+        return convert_events(self.engine.take(), self.book.name)
 
 
 def convert_events(raw: list[tuple[Any, ...]], name: Any) -> list[Event]:
