@@ -476,11 +476,16 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
     core's plain path).
     """
     options = resolve_options(options, tables, timeouts)
-    from tcplife.native.loader import use_engine
+    from tcplife.native.loader import requested, use_engine
 
+    auto = requested(core) == "auto"
     compiled = use_engine(core) and fast
-    sources, skipped = _expand_sources(
-        list(source) if isinstance(source, (list, tuple)) else [source])
+    if compiled and auto:
+        from tcplife.engines.cpipeline import runs_as_python
+
+        compiled = runs_as_python(options)
+    source_list = list(source) if isinstance(source, (list, tuple)) else [source]
+    sources, skipped = _expand_sources(source_list)
     flt = as_filter(capture_filter)
     if flt is not None:
         flt.check()
@@ -493,9 +498,20 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
     consume = Sink(options, tables, on_event, stream_connections)
     names = [_source_name(s) for s in sources]
     if compiled:
-        return _analyze_compiled(iter_batches(sources, stats, firsts=firsts,
-                                              capture_filter=flt),
-                                 options, consume, stats, names)
+        try:
+            return _analyze_compiled(iter_batches(sources, stats, firsts=firsts,
+                                                  capture_filter=flt),
+                                     options, consume, stats, names)
+        except (ValueError, RuntimeError):
+            # the engine refused a value (e.g. a time before 1970): "auto" reads the
+            # captures again with the Python core where that is possible and unseen
+            replayable = all(isinstance(s, (str, os.PathLike)) and os.fspath(s) != "-"
+                             for s in source_list)
+            if not (auto and replayable and on_event is None):
+                raise
+            return analyze(source_list, options=options, fast=fast, tables=tables,
+                           progress=progress, stream_connections=stream_connections,
+                           capture_filter=capture_filter, core="python")
     tracker = new_tracker(options)
 
     # Millions of small, acyclic objects: the cyclic collector's full passes cost a third

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from tcplife.capture.columns import V6_BASE, AddressBook, Batch
-from tcplife.core.events import ConnectionEnded, Event
+from tcplife.core.events import ConnectionEnded, Event, Oddity, Retraction, Transition
 from tcplife.core.options import Options
 from tcplife.detect.cdetect import anomaly, options_values
 from tcplife.engines.ctrack import ENDED, convert, option_values
@@ -30,6 +30,29 @@ from tcplife.peers.creplay import to_summary
 
 #: the pipeline's own event code (engine/track.h: TL_E_ANOMALY)
 ANOMALY = 7
+
+
+def runs_as_python(options: Options, engine: Any = None) -> bool:
+    """Would the compiled pipeline give what `new_tracker(options)` gives here? Not when
+    the Python detectors are not the default ones the engine ports (a plug-in or a test
+    added or replaced one, or patched a method of one)."""
+    from tcplife import detect
+
+    module = engine if engine is not None else loader.engine()
+    found = detect.DetectorSet(options).detectors
+    if tuple(type(d).__name__ for d in found) != tuple(module.Detectors.detectors()):
+        return False
+    for d in found:
+        cls = type(d)
+        if not cls.__module__.startswith("tcplife.detect") \
+                or getattr(detect, cls.__name__, cls) is not cls:
+            return False
+        for klass in cls.__mro__[:-1]:
+            for name, fn in vars(klass).items():
+                if callable(fn) and not name.startswith("__") and \
+                        getattr(fn, "__module__", klass.__module__) != klass.__module__:
+                    return False
+    return True
 
 
 class CPipeline:
@@ -48,6 +71,7 @@ class CPipeline:
         #: per batch book (by id, the book kept alive): its IPv6 keys' keys in `book`, and
         #: whether they are the same (one read: no column is copied)
         self._maps: dict[int, tuple[AddressBook, list[int], list[bool]]] = {}
+        self.shared = Shared()
 
     def _rekey(self, batch: Batch) -> Batch:
         """``batch`` with its addresses as keys of `book`; the new IPv6 texts handed to
@@ -112,31 +136,44 @@ class CPipeline:
 
     def take(self) -> list[Event]:
         """The pending events as the core's types."""
-        return convert_events(self.engine.take(), self.book.name)
+        return self.shared.convert(self.engine.take(), self.book.name)
 
 
-def convert_events(raw: list[tuple[Any, ...]], name: Any) -> list[Event]:
-    """The pipeline's event tuples as the core's events (``name``: `AddressBook.name`)."""
-    out: list[Event] = []
-    run: list[tuple[Any, ...]] = []  # tracker events in a row: converted together
-    for t in raw:
-        kind = t[0]
-        if kind == ANOMALY:
-            if run:
-                out += convert(run, name)
-                run = []
-            out.append(anomaly(t[1]))
-        elif kind == ENDED:
-            if run:
-                out += convert(run, name)
-                run = []
-            ended: ConnectionEnded = convert([t[:5]], name)[0]  # type: ignore[assignment]
-            summary = t[5]
-            if summary is not None:
-                ended = ended._replace(record=ended.record._replace(peers=to_summary(summary)))
-            out.append(ended)
-        else:
-            run.append(t)
-    if run:
-        out += convert(run, name)
-    return out
+class Shared:
+    """The core's `ConnectionEnded` holds the very `Transition` and `Oddity` objects its
+    connection's events were (a consumer may count on it: tests/test_drive.py): the
+    open connections' ones, by tid and by connection, until their end."""
+
+    def __init__(self) -> None:
+        self.trans: dict[int, Transition] = {}
+        self.notes: dict[int, list[Oddity]] = {}
+
+    def convert(self, raw: list[tuple[Any, ...]], name: Any) -> list[Event]:
+        """The pipeline's event tuples as the core's events (``name``: `AddressBook.name`)."""
+        out: list[Event] = []
+        for t in raw:
+            kind = t[0]
+            if kind == ANOMALY:
+                out.append(anomaly(t[1]))
+                continue
+            ev = convert([t[:5]] if kind == ENDED else [t], name)[0]
+            if isinstance(ev, Transition):
+                self.trans[ev.tid] = ev
+            elif isinstance(ev, Oddity):
+                self.notes.setdefault(ev.conn_id, []).append(ev)
+            elif isinstance(ev, Retraction):
+                self.trans.pop(ev.tid, None)
+            elif isinstance(ev, ConnectionEnded):
+                ev = self._ended(ev, t[5])
+            out.append(ev)
+        return out
+
+    def _ended(self, ev: ConnectionEnded, summary: Any) -> ConnectionEnded:
+        trans = [self.trans.pop(t.tid, t) for t in ev.transitions]
+        trans = [a if a == b else b for a, b in zip(trans, ev.transitions, strict=True)]
+        notes = self.notes.pop(ev.record.conn_id, [])
+        if notes != ev.notes:
+            notes = ev.notes
+        record = ev.record if summary is None else ev.record._replace(
+            peers=to_summary(summary))
+        return ev._replace(record=record, transitions=trans, notes=notes)
