@@ -292,3 +292,46 @@ def test_several_captures_jsonl_identical_between_cores() -> None:
                for core in ("python", "c")]
         assert out[0].exit_code == out[1].exit_code == 0
         assert out[0].stdout == out[1].stdout
+
+
+def test_auto_keeps_python_for_other_detectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """"auto" runs the compiled pipeline only with the default detectors as they are:
+    one added, or a method patched, keeps the Python core (whose detectors those are)."""
+    import tcplife.detect
+    from tcplife.engines.cpipeline import runs_as_python
+
+    assert runs_as_python(Options(), ENGINE)
+    real = tcplife.detect.LingeringCloseWait.on_connection
+
+    def patched(self, v):  # type: ignore[no-untyped-def]
+        yield from real(self, v)
+
+    with monkeypatch.context() as m:
+        m.setattr(tcplife.detect.LingeringCloseWait, "on_connection", patched)
+        assert not runs_as_python(Options(), ENGINE)
+    defaults = tcplife.detect.default_detectors
+    with monkeypatch.context() as m:
+        m.setattr(tcplife.detect, "default_detectors", lambda o: defaults(o)[:-1])
+        assert not runs_as_python(Options(), ENGINE)
+    assert runs_as_python(Options(), ENGINE)
+
+
+def test_auto_falls_back_where_the_engine_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A value the engine refuses: "c" raises; "auto" reads the capture again with the
+    Python core (a path: it can), with the same tables as "python"."""
+    from tcplife.engines import analysis, cpipeline
+
+    def refusing(self: CPipeline, batch: Batch) -> list:
+        raise ValueError("row 0 (frame 1): refused for the test")
+
+    monkeypatch.setattr(cpipeline.CPipeline, "feed_batch", refusing)
+    path = SAMPLES / "many_short.client.pcap"
+    with pytest.raises(ValueError, match="refused for the test"):
+        analysis.analyze(path, core="c")
+    got = analysis.analyze(path, core="auto")
+    want = analysis.analyze(path, core="python")
+    import pandas as pd
+
+    for table in ("connections", "transitions", "anomalies", "oddities"):
+        pd.testing.assert_frame_equal(getattr(got, table), getattr(want, table))
+    assert len(want.connections) == 24
