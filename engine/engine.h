@@ -41,4 +41,9 @@ int tl_detect_register(PyObject *module);
 int tl_track_register(PyObject *module);
 tl_tracker *tl_tracker_of(PyObject *obj);
 
+/* --- glue: the pipeline (pipeline.h, pipeline.c; pipeline_py.c adds the type `Pipeline`
+ * to the module); tl_track_event_tuple is `_engine.Tracker.take`'s tuple of one event */
+PyObject *tl_track_event_tuple(const tl_out *o, const tl_event *e);
+int tl_pipeline_register(PyObject *module);
+
 #endif

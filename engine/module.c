@@ -43,5 +43,9 @@ PyMODINIT_FUNC PyInit__engine(void) {
         Py_DECREF(m);
         return NULL;
     }
+    if (tl_pipeline_register(m) < 0) { /* glue */
+        Py_DECREF(m);
+        return NULL;
+    }
     return m;
 }

@@ -150,6 +150,7 @@ typedef struct tl_conn {
     struct tl_conn *pred; /* the predecessor while its old socket lives */
     int64_t refs;         /* how many instances name it as predecessor */
     tl_odd *notes; size_t n_notes, cap_notes;
+    void *watch;          /* glue: what the hooks keep about the instance (the peers) */
     struct tl_conn *all_prev, *all_next; /* every instance allocated (freed at the end) */
 } tl_conn;
 
@@ -172,6 +173,25 @@ typedef struct {
         wscale, tsval, tsecr;
 } tl_seg;
 
+/* glue: what watches the tracker (engine/pipeline.h), as the Python tracker calls its
+ * observer (tcplife/core/observe.py); a NULL hook is not called. `segment`: every
+ * segment, first; `opened`: a segment starts an instance (its result, the instance's
+ * watch, kept in conn->watch); `feed`: each segment routed to an instance with a watch;
+ * `ended`: the instance's record is out.ends[index] (the watch is handed over);
+ * `release`: a watch not handed over is dropped with its instance; `chunk`: finish made
+ * TL_FINISH_CHUNK events since out.ev[chunk_mark] (Tracker.finish_chunks' lists). */
+#define TL_FINISH_CHUNK 4096
+#define TL_E_ANOMALY 7 /* a pipeline's event: an anomaly (tl_event.u.index) */
+typedef struct {
+    void *ctx;
+    void (*segment)(void *ctx, const tl_seg *s);
+    void *(*opened)(void *ctx, int64_t conn_id, const tl_seg *s, int sender_is_client);
+    void (*feed)(void *ctx, void *watch, const tl_seg *s, int from_client);
+    void (*ended)(void *ctx, void *watch, size_t index);
+    void (*release)(void *ctx, void *watch);
+    void (*chunk)(void *ctx);
+} tl_hooks;
+
 typedef struct {
     int64_t opt_ns[TL_N_OPTIONS];
     /* the flow table: 4-tuples (both directions) -> instance, open addressing */
@@ -190,6 +210,8 @@ typedef struct {
     tl_out out;
     int nomem;       /* an allocation failed: the tracker is unusable */
     const char *bug; /* an impossible transition was asked (Python raises ValueError) */
+    const tl_hooks *hooks; /* glue: NULL, or what watches the tracker */
+    size_t chunk_mark;     /* glue: where finish's current list of events starts */
 } tl_tracker;
 
 /* NULL, or why the tracker refuses the row (values no reader gives: see TL_TS_MAX) */

@@ -172,6 +172,9 @@ static void flows_close(tl_tracker *t, tl_conn *conn) {
 #define TL_SPARE_MAX 4096
 
 static void conn_free(tl_tracker *t, tl_conn *c) {
+    if (c->watch != NULL && t->hooks != NULL && t->hooks->release != NULL)
+        t->hooks->release(t->hooks->ctx, c->watch);
+    c->watch = NULL;
     if (c->all_prev != NULL) c->all_prev->all_next = c->all_next;
     else t->all = c->all_next;
     if (c->all_next != NULL) c->all_next->all_prev = c->all_prev;
@@ -415,6 +418,10 @@ static void end_conn(tl_tracker *t, tl_conn *conn) {
     o->n_odds += conn->n_notes;
     d->at_end = t->ending_at != TL_NONE;
     tl_record *r = &d->record;
+    if (t->hooks != NULL && t->hooks->ended != NULL) {
+        t->hooks->ended(t->hooks->ctx, conn->watch, o->n_ends - 1);
+        conn->watch = NULL;
+    }
     const tl_ep *c = &conn->ep[0], *s = &conn->ep[1];
     r->conn_id = conn->conn_id;
     r->ip_version = conn->ip_version;
@@ -559,6 +566,8 @@ static tl_conn *new_connection(tl_tracker *t, const tl_seg *s) {
         conn->ep[0].isn = tl_seq_add(s->ack, -1);
         conn->ep[0].snd_nxt = s->ack;
     }
+    if (t->hooks != NULL && t->hooks->opened != NULL)
+        conn->watch = t->hooks->opened(t->hooks->ctx, conn->conn_id, s, src_is_client);
     const tl_ep *c = &conn->ep[0], *sv = &conn->ep[1];
     if (route_set(t, c->addr, c->port, sv->addr, sv->port, conn) < 0
         || route_set(t, sv->addr, sv->port, c->addr, c->port, conn) < 0) {
@@ -653,6 +662,7 @@ void tl_tracker_free(tl_tracker *t) {
 }
 
 void tl_feed(tl_tracker *t, const tl_seg *s) {
+    if (t->hooks != NULL && t->hooks->segment != NULL) t->hooks->segment(t->hooks->ctx, s);
     advance_timers(t, s->ts);
     if (t->nomem || t->bug) return;
     if (t->now_ns == TL_NONE || s->ts > t->now_ns) t->now_ns = s->ts;
@@ -703,6 +713,9 @@ void tl_feed(tl_tracker *t, const tl_seg *s) {
             syn_taken(t, conn, s);
     }
     if (t->nomem || t->bug) return;
+    if (conn->watch != NULL && t->hooks->feed != NULL)
+        t->hooks->feed(t->hooks->ctx, conn->watch, s,
+                       s->src == conn->ep[0].addr && s->sport == conn->ep[0].port);
     if (tl_process(t, conn, s) && TL_PAIR[conn->ep[0].state][conn->ep[1].state] == TL_JOINT_OVER)
         arm_eviction(t, conn);
 }
@@ -715,6 +728,13 @@ void tl_advance(tl_tracker *t, int64_t now) {
     if (t->now_ns == TL_NONE || now > t->now_ns) t->now_ns = now;
 }
 
+/* glue: Tracker.finish_chunks hands a list of events over once it holds `size` */
+static void chunk_check(tl_tracker *t) {
+    if (t->hooks != NULL && t->hooks->chunk != NULL && t->out.n >= t->chunk_mark
+        && t->out.n - t->chunk_mark >= TL_FINISH_CHUNK)
+        t->hooks->chunk(t->hooks->ctx);
+}
+
 void tl_finish(tl_tracker *t, int64_t end_ns) {
     int64_t end = 0;
     if (end_ns != TL_NONE && end_ns > end) end = end_ns;
@@ -724,13 +744,22 @@ void tl_finish(tl_tracker *t, int64_t end_ns) {
     e->u.ts = end_ns == TL_NONE ? end : end_ns;
     t->ending_at = end;
     t->finishing = 1;
+    int64_t group = TL_NONE; /* the deadline of one `_advance` of finish_chunks */
     while (t->n_heap && !t->nomem && t->bug == NULL) {
         tl_timer x = heap_pop(t);
+        if (group == TL_NONE) group = x.deadline;
         fire(t, &x);
+        if (t->n_heap == 0 || t->heap[0].deadline > group) {
+            group = TL_NONE;
+            chunk_check(t);
+        }
     }
     /* the open instances in conn_id order (byid is not compacted while finishing) */
     for (size_t i = t->head; i < t->n_byid && !t->nomem; i++)
-        if (t->byid[i] != NULL) end_conn(t, t->byid[i]);
+        if (t->byid[i] != NULL) {
+            end_conn(t, t->byid[i]);
+            chunk_check(t);
+        }
     t->n_heap = 0;
     t->finishing = 0;
     t->ending_at = TL_NONE;

@@ -350,7 +350,7 @@ fail:
     return NULL;
 }
 
-static PyObject *event_tuple(const tl_out *o, const tl_event *e) {
+PyObject *tl_track_event_tuple(const tl_out *o, const tl_event *e) {
     switch (e->type) {
     case TL_E_STARTED: {
         const tl_started *s = &e->u.started;
@@ -382,7 +382,7 @@ static PyObject *Tracker_take(TrackerObject *self, PyObject *unused) {
     PyObject *list = PyList_New((Py_ssize_t)o->n);
     if (list == NULL) return NULL;
     for (size_t i = 0; i < o->n; i++) {
-        PyObject *x = event_tuple(o, &o->ev[i]);
+        PyObject *x = tl_track_event_tuple(o, &o->ev[i]);
         if (x == NULL) {
             Py_DECREF(list);
             return NULL;

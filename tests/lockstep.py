@@ -4,9 +4,12 @@ and the first event where they differ, with its context.
 Owns: `lockstep` (batches in, a `Difference` or None out), `lockstep_segments` (the same
 for a list of `Segment`s) and `Difference` (the segment being fed, both events, the
 connection's previous events, printable). The Python tracker runs without an observer,
-as the compiled one does: records with ``peers=None``, no `Anomaly`.
+as the compiled one does: records with ``peers=None``, no `Anomaly`. With
+``pipeline=True`` the whole of `tcplife.engines.wiring.new_tracker` (peers and detectors)
+against the compiled pipeline (`tcplife.engines.cpipeline.CPipeline`): records with their
+`PeerSummary`, the `Anomaly` verdicts where the Python puts them.
 
-Run on a capture: ``python tests/lockstep.py CAPTURE...``.
+Run on a capture: ``python tests/lockstep.py [--pipeline] CAPTURE...``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from tcplife.core.events import ConnectionEnded, Event
 from tcplife.core.options import Options
 from tcplife.core.segment import Segment
 from tcplife.core.tracker import Tracker
+from tcplife.engines.cpipeline import CPipeline
 from tcplife.engines.ctrack import CTracker
+from tcplife.engines.wiring import new_tracker
 from tcplife.native.loader import EngineUnavailable, engine
 
 try:
@@ -64,9 +69,10 @@ class Difference:
 
 
 class _Lockstep:
-    def __init__(self, options: Options | None) -> None:
-        self.py = Tracker(options)
-        self.c = CTracker(options, ENGINE)
+    def __init__(self, options: Options | None, pipeline: bool = False) -> None:
+        self.py = new_tracker(options or Options()) if pipeline else Tracker(options)
+        self.c: CTracker | CPipeline = (CPipeline(options, ENGINE) if pipeline
+                                        else CTracker(options, ENGINE))
         self.index = 0
         self.recent: dict[int, deque[Event]] = {}
         self.events = 0
@@ -107,10 +113,12 @@ class _Lockstep:
 
 
 def lockstep(batches: Iterable[Batch], options: Options | None = None,
-             end_ns: int | None = None, stats: dict[str, Any] | None = None) -> Difference | None:
-    """Feed ``batches`` to both trackers, then finish both (at ``end_ns``); the first
-    difference, or None when every event is equal. ``stats`` gets the counts."""
-    run = _Lockstep(options)
+             end_ns: int | None = None, stats: dict[str, Any] | None = None,
+             pipeline: bool = False) -> Difference | None:
+    """Feed ``batches`` to both trackers (``pipeline``: both pipelines), then finish both
+    (at ``end_ns``); the first difference, or None when every event is equal. ``stats``
+    gets the counts."""
+    run = _Lockstep(options, pipeline)
     segments = 0
     for batch in batches:
         segments += len(batch)
@@ -124,16 +132,17 @@ def lockstep(batches: Iterable[Batch], options: Options | None = None,
 
 
 def lockstep_segments(segments: Sequence[Segment], options: Options | None = None,
-                      end_ns: int | None = None, chunk: int = 0) -> Difference | None:
+                      end_ns: int | None = None, chunk: int = 0,
+                      pipeline: bool = False) -> Difference | None:
     """`lockstep` over ``segments`` (any reader's, or a generator's), in batches of
     ``chunk`` rows (0: one batch)."""
     if not segments:
-        return lockstep([], options, end_ns)
+        return lockstep([], options, end_ns, pipeline=pipeline)
     book = AddressBook()
     size = chunk or len(segments)
     batches = [Batch.from_segments(segments[i:i + size], book)
                for i in range(0, len(segments), size)]
-    run = _Lockstep(options)
+    run = _Lockstep(options, pipeline)
     for i, batch in enumerate(batches):
         diff = run.batch(batch, segments[i * size:(i + 1) * size])
         if diff is not None:
@@ -144,10 +153,11 @@ def lockstep_segments(segments: Sequence[Segment], options: Options | None = Non
 def main(argv: list[str]) -> int:
     from tcplife.capture.fastread import read_batches  # noqa: PLC0415
 
+    pipeline = "--pipeline" in argv
     bad = 0
-    for path in argv:
+    for path in [a for a in argv if a != "--pipeline"]:
         stats: dict[str, Any] = {}
-        diff = lockstep(read_batches(path), stats=stats)
+        diff = lockstep(read_batches(path), stats=stats, pipeline=pipeline)
         if diff is None:
             print(f"{path}: equal ({stats['segments']} segments, {stats['events']} events)")
         else:

@@ -34,6 +34,7 @@ from tcplife.cli.options import (
     capture_arguments,
     capture_filter,
     conn_option,
+    core_choice,
     engine_options,
     filter_options,
     output_options,
@@ -309,7 +310,8 @@ def run_analysis(captures: tuple[str, ...], timeouts: dict[str, float],
             result = analyze(sources if sources is not None else files,
                              tables=tables, progress=bar,
                              stream_connections=stream_connections,
-                             capture_filter=capture_filter(), **timeouts)
+                             capture_filter=capture_filter(), core=core_choice(),
+                             **timeouts)
     for warning in result.warnings:
         message("warning", warning, "yellow")
     return result

@@ -246,15 +246,33 @@ def read_options(command: F) -> F:
     One that libpcap will not compile is a usage error."""
 
     @functools.wraps(command)
-    def wrapper(*args: Any, capture_filter: str | None, **kwargs: Any) -> Any:
-        click.get_current_context().meta[CAPTURE_FILTER] = capture_filter
+    def wrapper(*args: Any, capture_filter: str | None, core: str | None,
+                **kwargs: Any) -> Any:
+        meta = click.get_current_context().meta
+        meta[CAPTURE_FILTER] = capture_filter
+        meta[CORE] = core
         return command(*args, **kwargs)
 
+    wrapper = click.option(
+        "--core", "core", type=click.Choice(["auto", "python", "c"]), default=None,
+        help="Which implementation analyses: c (the compiled engine), python (the "
+        "reference core), auto (the compiled one when it was built and loads); default: "
+        "$TCPLIFE_CORE, else auto. Same rows either way.")(wrapper)
     return click.option(  # type: ignore[return-value]
         "--filter", "capture_filter", metavar="EXPR", default=None, callback=_check_filter,
         help="Analyse only the frames this BPF expression matches, as tcpdump -r FILE "
         "EXPR selects them (e.g. 'tcp port 443', 'host 10.0.0.1'); the others keep their "
         "frame numbers and are counted as filtered out.")(wrapper)
+
+
+#: where `read_options` leaves the command's ``--core``
+CORE = "tcplife.core"
+
+
+def core_choice() -> str | None:
+    """The running command's ``--core`` (None: not given, or no command running)."""
+    ctx = click.get_current_context(silent=True)
+    return None if ctx is None else ctx.meta.get(CORE)
 
 
 def capture_filter() -> str | None:

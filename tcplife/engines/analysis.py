@@ -446,7 +446,8 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
             tables: Iterable[str] = TABLES,
             progress: Callable[[int, int | None], None] | None = None,
             stream_connections: bool = False,
-            capture_filter: str | CaptureFilter | None = None, **timeouts: float) -> Result:
+            capture_filter: str | CaptureFilter | None = None, core: str | None = None,
+            **timeouts: float) -> Result:
     """Analyse one capture (a path, ``"-"`` for stdin, or a binary file object) or a list
     of captures as one, merged by time as mergecap merges them whatever their order
     (overlapping captures get a warning; ``result.stats.locate(frame)`` gives the file
@@ -467,10 +468,24 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
     when a source has no size, e.g. a pipe). ``stream_connections=True`` leaves
     ``connections`` empty and gives the table through `Result.iter_connections` instead,
     a frame at a time, for writers that need not hold it whole.
+    ``core``: "python" (the core's `new_tracker`), "c" (the compiled reader and pipeline,
+    `tcplife.engines.cpipeline`: the same events, a Python object per event and none per
+    segment; `EngineUnavailable` if it was not built) or "auto" (the compiled one where
+    `tcplife.native.loader.use_engine` says so); default: ``$TCPLIFE_CORE``, else "auto".
+    The compiled pipeline runs the fast path's batches (``fast=False`` is the Python
+    core's plain path).
     """
     options = resolve_options(options, tables, timeouts)
-    sources, skipped = _expand_sources(
-        list(source) if isinstance(source, (list, tuple)) else [source])
+    from tcplife.native.loader import requested, use_engine
+
+    auto = requested(core) == "auto"
+    compiled = use_engine(core) and fast
+    if compiled and auto:
+        from tcplife.engines.cpipeline import runs_as_python
+
+        compiled = runs_as_python(options)
+    source_list = list(source) if isinstance(source, (list, tuple)) else [source]
+    sources, skipped = _expand_sources(source_list)
     flt = as_filter(capture_filter)
     if flt is not None:
         flt.check()
@@ -480,8 +495,24 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
         sources = watch(sources, progress)
     stats = ReadStats()
     stats.warnings.extend(skipped)
-    tracker = new_tracker(options)
     consume = Sink(options, tables, on_event, stream_connections)
+    names = [_source_name(s) for s in sources]
+    if compiled:
+        try:
+            return _analyze_compiled(iter_batches(sources, stats, firsts=firsts,
+                                                  capture_filter=flt),
+                                     options, consume, stats, names)
+        except (ValueError, RuntimeError):
+            # the engine refused a value (e.g. a time before 1970): "auto" reads the
+            # captures again with the Python core where that is possible and unseen
+            replayable = all(isinstance(s, (str, os.PathLike)) and os.fspath(s) != "-"
+                             for s in source_list)
+            if not (auto and replayable and on_event is None):
+                raise
+            return analyze(source_list, options=options, fast=fast, tables=tables,
+                           progress=progress, stream_connections=stream_connections,
+                           capture_filter=capture_filter, core="python")
+    tracker = new_tracker(options)
 
     # Millions of small, acyclic objects: the cyclic collector's full passes cost a third
     # of the run time on big captures and find nothing; it is paused while reading.
@@ -499,7 +530,29 @@ def analyze(source: Source | list[Source], *, options: Options | None = None,
     finally:
         if gc_was_on:
             gc.enable()
-    return consume.result(tracker.finish_chunks(end_ns=stats.last_ts_ns), stats,
-                          [_source_name(s) for s in sources])
+    return consume.result(tracker.finish_chunks(end_ns=stats.last_ts_ns), stats, names)
+
+
+def _analyze_compiled(batches: Iterable[Batch], options: Options, consume: Sink,
+                      stats: ReadStats, names: list[str]) -> Result:
+    """`analyze`'s loop on the compiled pipeline: each batch's events (in the order
+    `new_tracker` gives them) to ``consume``, then `finish`'s. A row the engine refuses
+    raises (`ValueError`, `RuntimeError`: ``refused`` says why)."""
+    from tcplife.engines.cpipeline import CPipeline
+
+    pipeline = CPipeline(options)
+    gc_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        for batch in batches:
+            if len(batch):
+                events = pipeline.feed_batch(batch)
+                if events:
+                    consume(events)
+        final = pipeline.finish(stats.last_ts_ns)
+    finally:
+        if gc_was_on:
+            gc.enable()
+    return consume.result([final], stats, names)
 
 
