@@ -17,7 +17,8 @@ from types import ModuleType
 
 #: what the engine runs of an analysis so far (the stages wired to it; issue 21 adds the
 #: rest): `describe` says so
-USED_FOR: tuple[str, ...] = ("reading captures",)
+USED_FOR: tuple[str, ...] = ("reading captures", "tracking connections (with the peers' "
+                             "replays and the anomaly detectors) in analyses of files")
 
 #: the environment variable that forces a core: "python" or "c" ("auto": the default)
 ENV = "TCPLIFE_CORE"
@@ -102,5 +103,5 @@ def describe() -> str:
         return f"core: python ({engine_text})"
     if not USED_FOR:
         return f"core: python ({engine_text}, not used yet: its tracker is not complete)"
-    return (f"core: python for connection state, the compiled engine for "
-            f"{', '.join(USED_FOR)} ({engine_text})")
+    return (f"core: c (the compiled engine for {' and '.join(USED_FOR)}; the Python core "
+            f"for live mode and the Dask engine; {engine_text})")
