@@ -308,35 +308,40 @@ static int fail_rc(Detectors *self, int rc) {
     return -1;
 }
 
+PyObject *tl_anomaly_tuple(const tl_anomalies *a, size_t i) {
+    const tl_anomaly *x = &a->rows[i];
+    PyObject *frames = PyTuple_New((Py_ssize_t)x->nframes);
+    PyObject *claims = PyTuple_New((Py_ssize_t)x->nclaims);
+    PyObject *row = NULL;
+    if (frames != NULL && claims != NULL) {
+        for (size_t k = 0; k < x->nframes && frames; k++) {
+            PyObject *f = PyLong_FromLongLong(a->frames[x->frames + k]);
+            if (f == NULL) Py_CLEAR(frames);
+            else PyTuple_SET_ITEM(frames, (Py_ssize_t)k, f);
+        }
+        for (size_t k = 0; k < x->nclaims && claims; k++) {
+            const tl_claim *c = &a->claims[x->claims + k];
+            PyObject *t = Py_BuildValue("(iiL)", c->side, c->state, (long long)c->ts_ns);
+            if (t == NULL) Py_CLEAR(claims);
+            else PyTuple_SET_ITEM(claims, (Py_ssize_t)k, t);
+        }
+    }
+    if (frames != NULL && claims != NULL)
+        row = Py_BuildValue("(LLiiNs#iiOO)", (long long)x->conn_id, (long long)x->ts_ns,
+                            x->side, x->kind, opt_i64(x->frame), a->text + x->detail,
+                            (Py_ssize_t)x->detail_len, x->severity, x->confidence, frames,
+                            claims);
+    Py_XDECREF(frames);
+    Py_XDECREF(claims);
+    return row;
+}
+
 /* the buffer's anomalies appended to list as tuples; the buffer emptied */
 static int drain(Detectors *self, PyObject *list) {
     tl_anomalies *a = tl_detect_out(self->d);
     int rc = 0;
     for (size_t i = 0; i < a->n && rc == 0; i++) {
-        const tl_anomaly *x = &a->rows[i];
-        PyObject *frames = PyTuple_New((Py_ssize_t)x->nframes);
-        PyObject *claims = PyTuple_New((Py_ssize_t)x->nclaims);
-        PyObject *row = NULL;
-        if (frames != NULL && claims != NULL) {
-            for (size_t k = 0; k < x->nframes && frames; k++) {
-                PyObject *f = PyLong_FromLongLong(a->frames[x->frames + k]);
-                if (f == NULL) Py_CLEAR(frames);
-                else PyTuple_SET_ITEM(frames, (Py_ssize_t)k, f);
-            }
-            for (size_t k = 0; k < x->nclaims && claims; k++) {
-                const tl_claim *c = &a->claims[x->claims + k];
-                PyObject *t = Py_BuildValue("(iiL)", c->side, c->state, (long long)c->ts_ns);
-                if (t == NULL) Py_CLEAR(claims);
-                else PyTuple_SET_ITEM(claims, (Py_ssize_t)k, t);
-            }
-        }
-        if (frames != NULL && claims != NULL)
-            row = Py_BuildValue("(LLiiNs#iiOO)", (long long)x->conn_id, (long long)x->ts_ns,
-                                x->side, x->kind, opt_i64(x->frame), a->text + x->detail,
-                                (Py_ssize_t)x->detail_len, x->severity, x->confidence, frames,
-                                claims);
-        Py_XDECREF(frames);
-        Py_XDECREF(claims);
+        PyObject *row = tl_anomaly_tuple(a, i);
         if (row == NULL || PyList_Append(list, row) < 0) rc = -1;
         Py_XDECREF(row);
     }

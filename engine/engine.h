@@ -19,7 +19,10 @@ PyObject *tl_tables(PyObject *self, PyObject *unused);
 
 /* --- peers: the Zeek, Suricata and Wireshark replays (peers.h; peers_py.c adds the
  * type `PeerReplay` to the module) */
+#include "peers.h"
 int tl_peers_register(PyObject *module);
+/* an instance's `PeerSummary` fields as `PeerReplay.summary` gives them (None for NULL) */
+PyObject *tl_peers_summary_tuple(const tl_peers *p);
 
 /* writer (write.c, write_text.c; write.h): rows of a table formatted from its columns
  * as JSON lines, JSON or CSV (`tcplife._engine.format_rows`; tcplife/output/cwrite.py) */
@@ -32,7 +35,10 @@ PyObject *tl_pcapng_walk(PyObject *self, PyObject *args);
 PyObject *tl_decode(PyObject *self, PyObject *args);
 /* --- detect: the anomaly detectors (detect.h; detect_py.c adds the type `Detectors` to
  * the module) */
+#include "detect.h"
 int tl_detect_register(PyObject *module);
+/* anomaly i of a buffer as `Detectors.events` gives it */
+PyObject *tl_anomaly_tuple(const tl_anomalies *a, size_t i);
 
 /* --- tracker (track*.c, track.h): the type `_engine.Tracker`, added to the module;
  * tl_tracker_of gives the C tracker inside such an object (NULL and TypeError if obj is
@@ -40,6 +46,15 @@ int tl_detect_register(PyObject *module);
 #include "track.h"
 int tl_track_register(PyObject *module);
 tl_tracker *tl_tracker_of(PyObject *obj);
+/* Feed the rows of the 15 int64 Batch columns in args to sink(ctx, row), each checked
+ * first (tl_check_row), until failed(ctx); 0, or -1 with an exception set. A row out of
+ * bounds after others of the batch were fed stops tracker t (tl_sweep) and says why in
+ * *refused. tl_py_ns reads a time argument (None allowed with none_ok: TL_NONE). */
+typedef void (*tl_seg_sink)(void *ctx, const tl_seg *s);
+typedef int (*tl_seg_failed)(void *ctx);
+int tl_py_feed_rows(PyObject *args, tl_tracker *t, tl_seg_sink sink, tl_seg_failed failed,
+                    void *ctx, PyObject **refused);
+int tl_py_ns(PyObject *v, int64_t *out, int none_ok);
 
 /* --- glue: the pipeline (pipeline.h, pipeline.c; pipeline_py.c adds the type `Pipeline`
  * to the module); tl_track_event_tuple is `_engine.Tracker.take`'s tuple of one event */

@@ -215,11 +215,8 @@ static PyObject *record_tuple(const tl_zeek_record *z) {
                          (long long)z->resp_pkts);
 }
 
-static PyObject *py_summary(PeerReplay *r, PyObject *arg) {
-    long long conn_id = PyLong_AsLongLong(arg);
-    if (conn_id == -1 && PyErr_Occurred()) return NULL;
-    tl_peers *p = instance(r, conn_id);
-    if (p == NULL) return NULL;
+PyObject *tl_peers_summary_tuple(const tl_peers *p) {
+    if (p == NULL) return Py_NewRef(Py_None);
     size_t n = tl_peers_zeek_count(p);
     tl_zeek_record first;
     tl_peers_zeek_record(p, 0, &first);
@@ -258,6 +255,14 @@ static PyObject *py_summary(PeerReplay *r, PyObject *arg) {
                          (long long)first.orig_bytes, (long long)first.resp_bytes,
                          (long long)first.duration_ns, (long long)p->first_stream, list,
                          TL_SURI_NAMES[p->suri.state], later);
+}
+
+static PyObject *py_summary(PeerReplay *r, PyObject *arg) {
+    long long conn_id = PyLong_AsLongLong(arg);
+    if (conn_id == -1 && PyErr_Occurred()) return NULL;
+    tl_peers *p = instance(r, conn_id);
+    if (p == NULL) return NULL;
+    return tl_peers_summary_tuple(p);
 }
 
 /* ------------------------------------------------------------------ play */

@@ -122,90 +122,26 @@ static PyObject *Pipeline_names(PipelineObject *self, PyObject *arg) {
     return PyLong_FromSize_t(self->p.n_v6);
 }
 
-#define N_COLS 15
+static void pipeline_sink(void *ctx, const tl_seg *s) {
+    tl_pipeline_feed(ctx, s);
+}
 
-static int int64_format(const char *f) {
-    if (f == NULL) return 0;
-    if (*f == '<' || *f == '=' || *f == '@') f++;
-    return (f[0] == 'l' || f[0] == 'q') && f[1] == '\0';
+static int pipeline_failed(void *ctx) {
+    return tl_pipeline_failed(ctx);
 }
 
 static PyObject *Pipeline_feed(PipelineObject *self, PyObject *args) {
     if (!usable(self)) return NULL;
-    if (PyTuple_GET_SIZE(args) != N_COLS) {
-        PyErr_Format(PyExc_TypeError, "feed takes the %d columns of a Batch", N_COLS);
+    if (tl_py_feed_rows(args, self->p.t, pipeline_sink, pipeline_failed, &self->p,
+                        &self->refused) < 0 || after(self) < 0)
         return NULL;
-    }
-    Py_buffer view[N_COLS];
-    int got = 0;
-    Py_ssize_t n = -1;
-    PyObject *result = NULL;
-    memset(view, 0, sizeof view);
-    for (; got < N_COLS; got++) {
-        if (PyObject_GetBuffer(PyTuple_GET_ITEM(args, got), &view[got],
-                               PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
-            goto done;
-        if (view[got].itemsize != 8 || !int64_format(view[got].format) || view[got].ndim > 1) {
-            got++;
-            PyErr_Format(PyExc_TypeError, "column %d must be a 1-d int64 buffer", got - 1);
-            goto done;
-        }
-        Py_ssize_t len = view[got].len / 8;
-        if (n >= 0 && len != n) {
-            got++;
-            PyErr_Format(PyExc_ValueError, "column %d has %zd rows, not %zd", got - 1, len, n);
-            goto done;
-        }
-        n = len;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        int64_t v[N_COLS];
-        for (int c = 0; c < N_COLS; c++) memcpy(&v[c], (const char *)view[c].buf + 8 * i, 8);
-        tl_seg s = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11],
-                    v[12], v[13], v[14]};
-        const char *why = tl_check_row(&s);
-        if (why != NULL) {
-            if (i > 0) {
-                tl_sweep(self->p.t);
-                Py_XSETREF(self->refused, PyUnicode_FromFormat(
-                    "a row out of bounds after others were fed (frame %lld): %s",
-                    (long long)s.frame, why));
-            }
-            PyErr_Format(PyExc_ValueError, "row %zd (frame %lld): %s", i, (long long)s.frame,
-                         why);
-            goto done;
-        }
-        tl_pipeline_feed(&self->p, &s);
-        if (tl_pipeline_failed(&self->p)) break;
-    }
-    if (after(self) < 0) goto done;
-    result = PyLong_FromSize_t(self->p.t->out.n);
-done:
-    for (int c = 0; c < got && c < N_COLS; c++)
-        if (view[c].obj != NULL) PyBuffer_Release(&view[c]);
-    return result;
-}
-
-static int ns_arg(PyObject *v, int64_t *out, int none_ok) {
-    if (v == Py_None && none_ok) {
-        *out = TL_NONE;
-        return 0;
-    }
-    int overflow = 0;
-    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
-    if (x == -1 && PyErr_Occurred()) return -1;
-    if (overflow || x < 0 || x >= TL_TS_MAX) {
-        PyErr_SetString(PyExc_ValueError, "a time outside [0, 2**62) ns");
-        return -1;
-    }
-    *out = (int64_t)x;
-    return 0;
+    return PyLong_FromSize_t(self->p.t->out.n);
 }
 
 static PyObject *Pipeline_advance(PipelineObject *self, PyObject *arg) {
     if (!usable(self)) return NULL;
     int64_t now;
-    if (ns_arg(arg, &now, 0) < 0) return NULL;
+    if (tl_py_ns(arg, &now, 0) < 0) return NULL;
     tl_pipeline_advance(&self->p, now);
     if (after(self) < 0) return NULL;
     return PyLong_FromSize_t(self->p.t->out.n);
@@ -216,106 +152,23 @@ static PyObject *Pipeline_finish(PipelineObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "|O:finish", &end)) return NULL;
     if (!usable(self)) return NULL;
     int64_t end_ns;
-    if (ns_arg(end, &end_ns, 1) < 0) return NULL;
+    if (tl_py_ns(end, &end_ns, 1) < 0) return NULL;
     tl_pipeline_finish(&self->p, end_ns);
     if (after(self) < 0) return NULL;
     return PyLong_FromSize_t(self->p.t->out.n);
 }
 
 /* ------------------------------------------------------------------ tuples */
-static PyObject *zeek_tuple(const tl_zeek_record *z) {
-    return Py_BuildValue("(LsLLLss#LL)", (long long)z->start_ns,
-                         z->orig_is_client ? "client" : "server", (long long)z->duration_ns,
-                         (long long)z->orig_bytes, (long long)z->resp_bytes,
-                         TL_ZC_NAMES[z->conn_state], z->history ? z->history : "",
-                         (Py_ssize_t)z->history_len, (long long)z->orig_pkts,
-                         (long long)z->resp_pkts);
-}
-
-/* `PeerReplay.summary`'s tuple */
-static PyObject *summary_tuple(const tl_peers *p) {
-    if (p == NULL) return Py_NewRef(Py_None);
-    size_t n = tl_peers_zeek_count(p);
-    tl_zeek_record first;
-    tl_peers_zeek_record(p, 0, &first);
-    PyObject *later = PyTuple_New((Py_ssize_t)(n - 1));
-    if (later == NULL) return NULL;
-    for (size_t i = 1; i < n; i++) {
-        tl_zeek_record z;
-        tl_peers_zeek_record(p, i, &z);
-        PyObject *t = zeek_tuple(&z);
-        if (t == NULL) {
-            Py_DECREF(later);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(later, (Py_ssize_t)(i - 1), t);
-    }
-    int64_t *streams = PyMem_Malloc((p->nstreams + 1) * sizeof(int64_t));
-    if (streams == NULL) {
-        Py_DECREF(later);
-        return PyErr_NoMemory();
-    }
-    size_t ns = tl_peers_streams(p, streams);
-    PyObject *list = PyList_New((Py_ssize_t)ns);
-    for (size_t i = 0; list != NULL && i < ns; i++) {
-        PyObject *x = PyLong_FromLongLong(streams[i]);
-        if (x == NULL) Py_CLEAR(list);
-        else PyList_SET_ITEM(list, (Py_ssize_t)i, x);
-    }
-    PyMem_Free(streams);
-    if (list == NULL) {
-        Py_DECREF(later);
-        return NULL;
-    }
-    return Py_BuildValue("(ss#sLLLLNsN)", TL_ZC_NAMES[first.conn_state],
-                         first.history ? first.history : "", (Py_ssize_t)first.history_len,
-                         first.orig_is_client ? "client" : "server",
-                         (long long)first.orig_bytes, (long long)first.resp_bytes,
-                         (long long)first.duration_ns, (long long)p->first_stream, list,
-                         TL_SURI_NAMES[p->suri.state], later);
-}
-
-static PyObject *opt_i64(int64_t v) {
-    return v == TL_NONE ? Py_NewRef(Py_None) : PyLong_FromLongLong(v);
-}
-
-/* `Detectors.events`' tuple of one anomaly */
-static PyObject *anomaly_tuple(const tl_anomalies *a, size_t i) {
-    const tl_anomaly *x = &a->rows[i];
-    PyObject *frames = PyTuple_New((Py_ssize_t)x->nframes);
-    PyObject *claims = PyTuple_New((Py_ssize_t)x->nclaims);
-    PyObject *row = NULL;
-    if (frames != NULL && claims != NULL) {
-        for (size_t k = 0; k < x->nframes && frames; k++) {
-            PyObject *f = PyLong_FromLongLong(a->frames[x->frames + k]);
-            if (f == NULL) Py_CLEAR(frames);
-            else PyTuple_SET_ITEM(frames, (Py_ssize_t)k, f);
-        }
-        for (size_t k = 0; k < x->nclaims && claims; k++) {
-            const tl_claim *c = &a->claims[x->claims + k];
-            PyObject *t = Py_BuildValue("(iiL)", c->side, c->state, (long long)c->ts_ns);
-            if (t == NULL) Py_CLEAR(claims);
-            else PyTuple_SET_ITEM(claims, (Py_ssize_t)k, t);
-        }
-    }
-    if (frames != NULL && claims != NULL)
-        row = Py_BuildValue("(i(LLiiNs#iiOO))", TL_E_ANOMALY, (long long)x->conn_id,
-                            (long long)x->ts_ns, x->side, x->kind, opt_i64(x->frame),
-                            a->text + x->detail, (Py_ssize_t)x->detail_len, x->severity,
-                            x->confidence, frames, claims);
-    Py_XDECREF(frames);
-    Py_XDECREF(claims);
-    return row;
-}
-
 static PyObject *event_tuple(PipelineObject *self, const tl_event *e) {
     tl_pipeline *p = &self->p;
     const tl_out *o = &p->t->out;
-    if (e->type == TL_E_ANOMALY) return anomaly_tuple(tl_detect_out(p->det), e->u.index);
+    if (e->type == TL_E_ANOMALY)  /* (7, `Detectors.events`' tuple) */
+        return Py_BuildValue("(iN)", TL_E_ANOMALY,
+                             tl_anomaly_tuple(tl_detect_out(p->det), e->u.index));
     PyObject *t = tl_track_event_tuple(o, e);
     if (t == NULL || e->type != TL_E_ENDED) return t;
     size_t k = e->u.index;
-    PyObject *summary = summary_tuple(k < p->n_ended ? p->ended[k] : NULL);
+    PyObject *summary = tl_peers_summary_tuple(k < p->n_ended ? p->ended[k] : NULL);
     if (summary == NULL) {
         Py_DECREF(t);
         return NULL;

@@ -152,16 +152,15 @@ static int int64_format(const char *f) {
     return (f[0] == 'l' || f[0] == 'q') && f[1] == '\0';
 }
 
-static PyObject *Tracker_feed(TrackerObject *self, PyObject *args) {
-    if (!usable(self)) return NULL;
+int tl_py_feed_rows(PyObject *args, tl_tracker *t, tl_seg_sink sink, tl_seg_failed failed,
+                    void *ctx, PyObject **refused) {
     if (PyTuple_GET_SIZE(args) != N_COLS) {
         PyErr_Format(PyExc_TypeError, "feed takes the %d columns of a Batch", N_COLS);
-        return NULL;
+        return -1;
     }
     Py_buffer view[N_COLS];
-    int got = 0;
+    int got = 0, rc = -1;
     Py_ssize_t n = -1;
-    PyObject *result = NULL;
     for (; got < N_COLS; got++) {
         if (PyObject_GetBuffer(PyTuple_GET_ITEM(args, got), &view[got],
                                PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
@@ -193,8 +192,8 @@ static PyObject *Tracker_feed(TrackerObject *self, PyObject *args) {
         const char *why = tl_check_row(&s);
         if (why != NULL) {
             if (i > 0) {
-                tl_sweep(&self->t);
-                Py_XSETREF(self->refused, PyUnicode_FromFormat(
+                tl_sweep(t);
+                Py_XSETREF(*refused, PyUnicode_FromFormat(
                     "a row out of bounds after others were fed (frame %lld): %s",
                     (long long)s.frame, why));
             }
@@ -202,19 +201,35 @@ static PyObject *Tracker_feed(TrackerObject *self, PyObject *args) {
                          why);
             goto done;
         }
-        tl_feed(&self->t, &s);
-        if (self->t.nomem || self->t.bug) break;
+        sink(ctx, &s);
+        if (failed(ctx)) break;
     }
-    if (after(self) < 0) goto done;
-    result = PyLong_FromSize_t(self->t.out.n);
+    rc = 0;
 done:
     for (int c = 0; c < got && c < N_COLS; c++) {
         if (view[c].obj != NULL) PyBuffer_Release(&view[c]);
     }
-    return result;
+    return rc;
 }
 
-static int ns_arg(PyObject *v, int64_t *out, int none_ok) {
+static void tracker_sink(void *ctx, const tl_seg *s) {
+    tl_feed(ctx, s);
+}
+
+static int tracker_failed(void *ctx) {
+    const tl_tracker *t = ctx;
+    return t->nomem || t->bug;
+}
+
+static PyObject *Tracker_feed(TrackerObject *self, PyObject *args) {
+    if (!usable(self)) return NULL;
+    if (tl_py_feed_rows(args, &self->t, tracker_sink, tracker_failed, &self->t,
+                        &self->refused) < 0 || after(self) < 0)
+        return NULL;
+    return PyLong_FromSize_t(self->t.out.n);
+}
+
+int tl_py_ns(PyObject *v, int64_t *out, int none_ok) {
     if (v == Py_None && none_ok) {
         *out = TL_NONE;
         return 0;
@@ -233,7 +248,7 @@ static int ns_arg(PyObject *v, int64_t *out, int none_ok) {
 static PyObject *Tracker_advance(TrackerObject *self, PyObject *arg) {
     if (!usable(self)) return NULL;
     int64_t now;
-    if (ns_arg(arg, &now, 0) < 0) return NULL;
+    if (tl_py_ns(arg, &now, 0) < 0) return NULL;
     tl_advance(&self->t, now);
     if (after(self) < 0) return NULL;
     return PyLong_FromSize_t(self->t.out.n);
@@ -244,7 +259,7 @@ static PyObject *Tracker_finish(TrackerObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "|O:finish", &end)) return NULL;
     if (!usable(self)) return NULL;
     int64_t end_ns;
-    if (ns_arg(end, &end_ns, 1) < 0) return NULL;
+    if (tl_py_ns(end, &end_ns, 1) < 0) return NULL;
     tl_finish(&self->t, end_ns);
     if (after(self) < 0) return NULL;
     return PyLong_FromSize_t(self->t.out.n);
